@@ -1,0 +1,556 @@
+//! Unit tests of the cache, and a property test that runs random operation
+//! sequences against a naive model of the same policy.
+
+use std::vec;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn config(capacity: u32, block_size: u32) -> Config {
+    Config {
+        capacity,
+        block_size,
+        hash_key: *b"0123456789abcdef",
+    }
+}
+
+fn cache(capacity: u32, block_size: u32) -> Cache<Vec<u8>> {
+    let layout = Layout::new(capacity, block_size).unwrap();
+    Cache::format(vec![0u8; layout.total_bytes()], &config(capacity, block_size)).unwrap()
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn get(cache: &mut Cache<Vec<u8>>, now: u64, key: &[u8]) -> Option<Vec<u8>> {
+    let mut out = [0u8; 4096];
+    cache.get(at(now), key, &mut out).unwrap().map(<[u8]>::to_vec)
+}
+
+#[test]
+fn put_get_take_delete() {
+    let mut c = cache(4, 64);
+    assert_eq!(c.put(at(1), b"a", b"alpha", secs(10)), Ok(Stored::default()));
+    assert_eq!(c.put(at(1), b"b", b"beta", secs(10)), Ok(Stored::default()));
+    assert_eq!(get(&mut c, 2, b"a").as_deref(), Some(&b"alpha"[..]));
+    assert_eq!(get(&mut c, 2, b"zz"), None);
+
+    let mut out = [0u8; 64];
+    assert_eq!(c.take(at(3), b"b", &mut out).unwrap(), Some(&b"beta"[..]));
+    assert_eq!(c.take(at(3), b"b", &mut out).unwrap(), None);
+    assert!(c.delete(at(4), b"a"));
+    assert!(!c.delete(at(4), b"a"));
+
+    let n = c.counters();
+    assert_eq!((n.items, n.hits, n.miss, n.sets, n.takes, n.deletes), (0, 2, 2, 2, 1, 1));
+    c.verify().unwrap();
+}
+
+#[test]
+fn replacing_keeps_one_entry() {
+    let mut c = cache(2, 16);
+    c.put(at(0), b"k", b"one", secs(1)).unwrap();
+    let stored = c.put(at(0), b"k", b"two", secs(1)).unwrap();
+    assert!(stored.replaced);
+    assert_eq!(c.items(), 1);
+    assert_eq!(get(&mut c, 0, b"k").as_deref(), Some(&b"two"[..]));
+    c.verify().unwrap();
+}
+
+#[test]
+fn expired_entries_are_never_returned() {
+    let mut c = cache(4, 16);
+    c.put(at(1000), b"k", b"v", Duration::from_millis(500)).unwrap();
+    assert!(get(&mut c, 1499, b"k").is_some());
+    assert_eq!(get(&mut c, 1500, b"k"), None, "deadline reached, no sweep yet");
+    let n = c.counters();
+    assert_eq!((n.items, n.expired, n.miss), (0, 1, 1));
+}
+
+#[test]
+fn sweep_is_bounded_and_resumes() {
+    let mut c = cache(100, 16);
+    for i in 0..100u32 {
+        c.put(at(0), &i.to_le_bytes(), b"v", Duration::from_millis(10)).unwrap();
+    }
+    let first = c.sweep(at(5), 1000);
+    assert_eq!((first.examined, first.freed), (100, 0));
+    let mut freed = 0;
+    let mut calls = 0;
+    while freed < 100 {
+        let step = c.sweep(at(10), 7);
+        assert!(step.examined <= 7);
+        freed += step.freed;
+        calls += 1;
+        assert!(calls <= 15, "a pass takes capacity / budget calls");
+    }
+    assert_eq!(c.items(), 0);
+    assert_eq!(c.counters().expired, 100);
+    c.verify().unwrap();
+}
+
+#[test]
+fn refusals_are_counted_and_nothing_is_truncated() {
+    let mut c = cache(4, 8);
+    assert_eq!(c.put(at(0), b"", b"v", secs(1)), Err(Refused::EmptyKey));
+    assert_eq!(c.put(at(0), &[1; 65], b"v", secs(1)), Err(Refused::KeyTooLong));
+    assert_eq!(c.put(at(0), b"k", &[0; 9], secs(1)), Err(Refused::ValueTooLarge));
+    assert_eq!(c.put(at(0), b"k", b"v", Duration::ZERO), Err(Refused::ZeroLifetime));
+    assert_eq!(c.put(at(0), &[1; 64], &[0; 8], secs(1)).map(|s| s.replaced), Ok(false));
+    let n = c.counters();
+    assert_eq!(
+        (n.refused_empty_key, n.refused_key_too_long, n.refused_value_too_large, n.refused_zero_lifetime),
+        (1, 1, 1, 1)
+    );
+    assert_eq!((n.refused(), n.items), (4, 1));
+    let mut small = [0u8; 4];
+    assert_eq!(
+        c.get(at(0), &[1; 64], &mut small),
+        Err(BufferTooSmall { needed: 8 })
+    );
+}
+
+#[test]
+fn full_cache_evicts_unreferenced_entries_first() {
+    let mut c = cache(3, 16);
+    for key in [b"a", b"b", b"c"] {
+        c.put(at(0), key, b"v", secs(60)).unwrap();
+    }
+    // "a" is resumed; "b" and "c" never are.
+    assert!(get(&mut c, 1, b"a").is_some());
+    let stored = c.put(at(2), b"d", b"v", secs(60)).unwrap();
+    assert!(stored.evicted);
+    assert!(get(&mut c, 3, b"a").is_some(), "referenced entry got a second chance");
+    assert!(get(&mut c, 3, b"b").is_none(), "first unreferenced entry went");
+    let n = c.counters();
+    assert_eq!((n.full, n.evictions, n.items), (1, 1, 3));
+    c.verify().unwrap();
+}
+
+#[test]
+fn full_cache_reuses_an_expired_entry_without_counting_an_eviction() {
+    let mut c = cache(2, 16);
+    c.put(at(0), b"short", b"v", Duration::from_millis(5)).unwrap();
+    c.put(at(0), b"long", b"v", secs(60)).unwrap();
+    assert!(get(&mut c, 1, b"long").is_some());
+    let stored = c.put(at(10), b"new", b"v", secs(60)).unwrap();
+    assert!(!stored.evicted);
+    let n = c.counters();
+    assert_eq!((n.evictions, n.expired, n.items), (0, 1, 2));
+}
+
+#[test]
+fn multi_chunk_values_round_trip() {
+    let mut c = cache(8, 4096);
+    let value: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    c.put(at(0), b"big", &value, secs(1)).unwrap();
+    c.put(at(0), b"small", b"tiny", secs(1)).unwrap();
+    assert_eq!(get(&mut c, 0, b"big"), Some(value));
+    c.verify().unwrap();
+}
+
+#[test]
+fn attach_sees_the_same_table_and_rejects_foreign_regions() {
+    let mut c = cache(16, 128);
+    c.put(at(0), b"k", b"v", secs(10)).unwrap();
+    let region = c.into_storage();
+    let mut again = Cache::attach(region).unwrap();
+    assert_eq!(get(&mut again, 1, b"k").as_deref(), Some(&b"v"[..]));
+    assert_eq!(again.counters().hits, 1);
+
+    assert_eq!(Cache::attach(vec![0u8; 10]).err(), Some(AttachError::RegionTooSmall));
+    assert_eq!(Cache::attach(vec![0u8; 4096]).err(), Some(AttachError::BadMagic));
+    let mut region = again.into_storage();
+    region.truncate(1000);
+    assert_eq!(Cache::attach(region).err(), Some(AttachError::GeometryMismatch));
+    assert_eq!(
+        Cache::format(vec![0u8; 100], &config(16, 128)).err(),
+        Some(FormatError::RegionTooSmall {
+            needed: Layout::new(16, 128).unwrap().total_bytes(),
+            available: 100
+        })
+    );
+}
+
+#[test]
+fn format_touches_only_header_and_index() {
+    let layout = Layout::new(64, 1024).unwrap();
+    let mut region = vec![0xAAu8; layout.total_bytes()];
+    let c = Cache::format(&mut region[..], &config(64, 1024)).unwrap();
+    drop(c);
+    assert!(region[layout.slots_at..].iter().all(|&b| b == 0xAA));
+    let mut c = Cache::attach(&mut region[..]).unwrap();
+    c.put(at(0), b"k", b"v", secs(1)).unwrap();
+    c.verify().unwrap();
+}
+
+#[test]
+fn repair_rebuilds_an_interrupted_table() {
+    let mut c = cache(32, 600);
+    for i in 0..40u32 {
+        let value = vec![i as u8; (i as usize * 37) % 600];
+        c.put(at(0), &i.to_le_bytes(), &value, secs(60)).unwrap();
+    }
+    let before: Vec<_> = (0..40u32).map(|i| get(&mut c, 1, &i.to_le_bytes())).collect();
+    // A process dies mid-mutation: the busy mark stays, index and free
+    // lists are garbage.
+    let mut region = c.into_storage();
+    let layout = Layout::new(32, 600).unwrap();
+    region[layout.index_at..layout.slots_at].fill(0x5A);
+    write_u32(&mut region, header::BUSY, 1);
+    write_u32(&mut region, header::SLOT_FREE, 7);
+    write_u32(&mut region, header::CHUNK_FREE, 3);
+    let mut c = Cache::attach(region).unwrap();
+    assert!(c.needs_repair());
+    assert_eq!(c.verify(), Err(Inconsistency::Busy));
+    let report = c.repair();
+    assert_eq!((report.kept, report.dropped), (32, 0));
+    c.verify().unwrap();
+    let after: Vec<_> = (0..40u32).map(|i| get(&mut c, 1, &i.to_le_bytes())).collect();
+    assert_eq!(before, after);
+    assert_eq!(c.counters().repairs, 1);
+}
+
+#[test]
+fn repair_drops_entries_whose_chunks_were_stolen() {
+    let mut c = cache(4, 600);
+    c.put(at(0), b"a", &[1; 500], secs(60)).unwrap();
+    c.put(at(0), b"b", &[2; 500], secs(60)).unwrap();
+    let mut region = c.into_storage();
+    let layout = Layout::new(4, 600).unwrap();
+    // Point b's chain at a's first chunk, as a torn write could.
+    let a_first = read_u32(&region, layout.slot_at(0) + slot::FIRST);
+    write_u32(&mut region, layout.slot_at(1) + slot::FIRST, a_first);
+    let mut c = Cache::attach(region).unwrap();
+    assert!(c.verify().is_err());
+    let report = c.repair();
+    assert_eq!((report.kept, report.dropped), (1, 1));
+    c.verify().unwrap();
+    assert_eq!(get(&mut c, 1, b"a"), Some(vec![1; 500]));
+    assert_eq!(get(&mut c, 1, b"b"), None);
+    // The dropped entry's chunks are free again: the cache fills completely.
+    for key in [b"c", b"d", b"e"] {
+        c.put(at(2), key, &[3; 600], secs(60)).unwrap();
+    }
+    c.verify().unwrap();
+}
+
+// ---- the model ----------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    expires: u64,
+    referenced: bool,
+}
+
+/// The same policy, written the obvious way: slots in a `Vec`, keys found by
+/// linear search, a `Vec` as the free stack. It shares no code with the
+/// cache, so agreement exercises the index, the chunk chains, the byte
+/// layout and the counters.
+struct Model {
+    block_size: usize,
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    high: usize,
+    hand: usize,
+    cursor: usize,
+    n: Counters,
+}
+
+impl Model {
+    fn new(capacity: u32, block_size: u32) -> Model {
+        Model {
+            block_size: block_size as usize,
+            slots: vec![None; capacity as usize],
+            free: Vec::new(),
+            high: 0,
+            hand: 0,
+            cursor: 0,
+            n: Counters::default(),
+        }
+    }
+
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        self.slots.iter().position(|s| s.as_ref().is_some_and(|e| e.key == key))
+    }
+
+    fn remove(&mut self, slot: usize) {
+        self.slots[slot] = None;
+        self.free.push(slot);
+        self.n.items -= 1;
+    }
+
+    fn find_live(&mut self, now: u64, key: &[u8]) -> Option<usize> {
+        let slot = self.find(key)?;
+        if self.slots[slot].as_ref().unwrap().expires <= now {
+            self.remove(slot);
+            self.n.expired += 1;
+            return None;
+        }
+        Some(slot)
+    }
+
+    fn lookup(&mut self, now: u64, key: &[u8], take: bool) -> Option<Vec<u8>> {
+        match self.find_live(now, key) {
+            None => {
+                self.n.miss += 1;
+                None
+            }
+            Some(slot) => {
+                self.n.hits += 1;
+                let entry = self.slots[slot].as_mut().unwrap();
+                entry.referenced = true;
+                let value = entry.value.clone();
+                if take {
+                    self.remove(slot);
+                    self.n.takes += 1;
+                }
+                Some(value)
+            }
+        }
+    }
+
+    fn put(&mut self, now: u64, key: &[u8], value: &[u8], life: u64) -> Result<Stored, Refused> {
+        let refused = if key.is_empty() {
+            self.n.refused_empty_key += 1;
+            Refused::EmptyKey
+        } else if key.len() > MAX_KEY_LEN {
+            self.n.refused_key_too_long += 1;
+            Refused::KeyTooLong
+        } else if value.len() > self.block_size {
+            self.n.refused_value_too_large += 1;
+            Refused::ValueTooLarge
+        } else if life == 0 {
+            self.n.refused_zero_lifetime += 1;
+            Refused::ZeroLifetime
+        } else {
+            return Ok(self.store(now, key, value, life));
+        };
+        Err(refused)
+    }
+
+    fn store(&mut self, now: u64, key: &[u8], value: &[u8], life: u64) -> Stored {
+        let mut stored = Stored::default();
+        let expires = now + life;
+        if let Some(slot) = self.find(key) {
+            let entry = self.slots[slot].as_mut().unwrap();
+            if entry.expires <= now {
+                self.n.expired += 1;
+            } else {
+                stored.replaced = true;
+                self.n.replaced += 1;
+            }
+            entry.value = value.to_vec();
+            entry.expires = expires;
+        } else {
+            let slot = if let Some(slot) = self.free.pop() {
+                slot
+            } else if self.high < self.slots.len() {
+                self.high += 1;
+                self.high - 1
+            } else {
+                self.n.full += 1;
+                stored.evicted = self.evict(now);
+                self.free.pop().unwrap()
+            };
+            self.slots[slot] = Some(Entry {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                expires,
+                referenced: false,
+            });
+            self.n.items += 1;
+        }
+        self.n.sets += 1;
+        stored
+    }
+
+    fn evict(&mut self, now: u64) -> bool {
+        loop {
+            let slot = if self.hand >= self.slots.len() { 0 } else { self.hand };
+            self.hand = slot + 1;
+            let entry = self.slots[slot].as_mut().unwrap();
+            let expired = entry.expires <= now;
+            if !expired && entry.referenced {
+                entry.referenced = false;
+                continue;
+            }
+            self.remove(slot);
+            if expired {
+                self.n.expired += 1;
+            } else {
+                self.n.evictions += 1;
+            }
+            return !expired;
+        }
+    }
+
+    fn delete(&mut self, now: u64, key: &[u8]) -> bool {
+        match self.find_live(now, key) {
+            Some(slot) => {
+                self.remove(slot);
+                self.n.deletes += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn sweep(&mut self, now: u64, budget: u32) -> Sweep {
+        let mut report = Sweep::default();
+        for _ in 0..(budget as usize).min(self.high) {
+            if self.cursor >= self.high {
+                self.cursor = 0;
+            }
+            let slot = self.cursor;
+            self.cursor += 1;
+            if self.cursor >= self.high {
+                report.wrapped = true;
+            }
+            report.examined += 1;
+            if self.slots[slot].as_ref().is_some_and(|e| e.expires <= now) {
+                self.remove(slot);
+                self.n.expired += 1;
+                report.freed += 1;
+            }
+        }
+        report
+    }
+
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.free.clear();
+        (self.high, self.hand, self.cursor, self.n.items) = (0, 0, 0, 0);
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u64),
+    Get(usize),
+    Take(usize),
+    Put(usize, usize, u64),
+    Delete(usize),
+    Sweep(u32),
+    Clear,
+}
+
+/// Keys of several lengths, including the empty and the too-long one.
+fn key(i: usize) -> Vec<u8> {
+    match i {
+        0 => Vec::new(),
+        1 => vec![7; MAX_KEY_LEN + 1],
+        2 => vec![9; MAX_KEY_LEN],
+        i => {
+            let mut k = vec![b'k'; 1 + i % 5];
+            k.push(i as u8);
+            k
+        }
+    }
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        2 => (0u64..40).prop_map(Op::Advance),
+        4 => (0usize..16).prop_map(Op::Get),
+        2 => (0usize..16).prop_map(Op::Take),
+        6 => (0usize..16, 0usize..700, 0u64..60).prop_map(|(k, v, l)| Op::Put(k, v, l)),
+        2 => (0usize..16).prop_map(Op::Delete),
+        1 => (0u32..10).prop_map(Op::Sweep),
+        1 => Just(Op::Clear).prop_filter("rare", |_| true),
+    ];
+    proptest::collection::vec(op, 1..200)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn cache_matches_the_model(
+        capacity in 1u32..9,
+        block_size in prop_oneof![Just(1u32), Just(40), Just(300), Just(600)],
+        ops in ops(),
+    ) {
+        let mut c = cache(capacity, block_size);
+        let mut m = Model::new(capacity, block_size);
+        let mut now = 0u64;
+        let mut out = vec![0u8; 600];
+        for (step, op) in ops.iter().enumerate() {
+            match *op {
+                Op::Advance(ms) => now += ms,
+                Op::Get(k) => {
+                    let got = c.get(at(now), &key(k), &mut out).unwrap().map(<[u8]>::to_vec);
+                    prop_assert_eq!(got, m.lookup(now, &key(k), false), "step {}", step);
+                }
+                Op::Take(k) => {
+                    let got = c.take(at(now), &key(k), &mut out).unwrap().map(<[u8]>::to_vec);
+                    prop_assert_eq!(got, m.lookup(now, &key(k), true), "step {}", step);
+                }
+                Op::Put(k, len, life) => {
+                    let value: Vec<u8> = (0..len).map(|i| (i + k * 31 + step) as u8).collect();
+                    let got = c.put(at(now), &key(k), &value, Duration::from_millis(life));
+                    prop_assert_eq!(got, m.put(now, &key(k), &value, life), "step {}", step);
+                }
+                Op::Delete(k) => {
+                    prop_assert_eq!(c.delete(at(now), &key(k)), m.delete(now, &key(k)), "step {}", step);
+                }
+                Op::Sweep(budget) => {
+                    prop_assert_eq!(c.sweep(at(now), budget), m.sweep(now, budget), "step {}", step);
+                }
+                Op::Clear => {
+                    c.clear(at(now));
+                    m.clear();
+                }
+            }
+            prop_assert_eq!(c.counters(), m.n, "counters after step {}", step);
+            prop_assert_eq!(c.verify(), Ok(()), "invariants after step {}", step);
+        }
+    }
+
+    #[test]
+    fn repair_survives_arbitrary_damage(
+        ops in ops(),
+        damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..40),
+        more in ops(),
+    ) {
+        let mut c = cache(6, 600);
+        let mut out = vec![0u8; 600];
+        let mut now = 0;
+        let mut run = |c: &mut Cache<Vec<u8>>, ops: &[Op], now: &mut u64| {
+            for op in ops {
+                match *op {
+                    Op::Advance(ms) => *now += ms,
+                    Op::Get(k) => { let _ = c.get(at(*now), &key(k), &mut out); }
+                    Op::Take(k) => { let _ = c.take(at(*now), &key(k), &mut out); }
+                    Op::Put(k, len, life) => {
+                        let _ = c.put(at(*now), &key(k), &vec![1; len], Duration::from_millis(life));
+                    }
+                    Op::Delete(k) => { c.delete(at(*now), &key(k)); }
+                    Op::Sweep(b) => { c.sweep(at(*now), b); }
+                    Op::Clear => c.clear(at(*now)),
+                }
+            }
+        };
+        run(&mut c, &ops, &mut now);
+        let mut region = c.into_storage();
+        // Everything after the fixed geometry may be scribbled on.
+        let damageable = region.len() - header::SLOT_HIGH;
+        for (index, byte) in damage {
+            region[header::SLOT_HIGH + index.index(damageable)] = byte;
+        }
+        let mut c = Cache::attach(region).unwrap();
+        c.repair();
+        prop_assert_eq!(c.verify(), Ok(()));
+        run(&mut c, &more, &mut now);
+        prop_assert_eq!(c.verify(), Ok(()));
+    }
+}

@@ -1,0 +1,31 @@
+//! `cachet-core`: the parts of cachet that need no operating system.
+//!
+//! * [`cache`]: a fixed-capacity TLS session cache with expiry, laid out in
+//!   a byte region the caller provides (shared memory in the router, a
+//!   `static` on an appliance).
+//! * [`wire`]: the sync datagram, sealed with an AEAD under the cluster key:
+//!   a zero-copy checked [`wire::Packet`] view and a semantic [`wire::Repr`]
+//!   with `parse` and `emit`.
+//! * [`sync`]: a sans-IO replication node: it turns local cache changes into
+//!   datagrams and peers' datagrams into cache operations, with replay
+//!   protection, and never touches a socket.
+//! * [`time`]: the millisecond [`time::Instant`] and [`time::Duration`] every
+//!   time-dependent call takes from its caller.
+//!
+//! The crate is `#![no_std]`, allocates nothing and contains no `unsafe`.
+//! Errors are small enums that say exactly what went wrong; with the `defmt`
+//! feature every public type can be logged by embedded firmware.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod bytes;
+pub mod cache;
+pub mod time;
+
+pub use cache::{Cache, Config, Counters};
+pub use time::{Duration, Instant};
