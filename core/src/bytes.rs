@@ -10,11 +10,6 @@
 //! offset is a bug in this crate and panics like any slice index.
 
 #[inline]
-pub(crate) fn read_u16(buf: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([buf[at], buf[at + 1]])
-}
-
-#[inline]
 pub(crate) fn read_u32(buf: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&buf[at..at + 4]);
@@ -26,11 +21,6 @@ pub(crate) fn read_u64(buf: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&buf[at..at + 8]);
     u64::from_le_bytes(b)
-}
-
-#[inline]
-pub(crate) fn write_u16(buf: &mut [u8], at: usize, value: u16) {
-    buf[at..at + 2].copy_from_slice(&value.to_le_bytes());
 }
 
 #[inline]

@@ -26,6 +26,7 @@ extern crate std;
 mod bytes;
 pub mod cache;
 pub mod time;
+pub mod wire;
 
 pub use cache::{Cache, Config, Counters};
 pub use time::{Duration, Instant};

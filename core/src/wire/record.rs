@@ -1,0 +1,187 @@
+//! What a datagram carries: replicated cache changes and control messages.
+
+use serde::{Deserialize, Serialize};
+
+/// One entry of a datagram's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Record<'a> {
+    /// Store `value` under `key` for `ttl_ms` more milliseconds.
+    Set {
+        /// Cache key (context namespace and session id).
+        #[serde(borrow)]
+        key: &'a [u8],
+        /// Encoded session.
+        #[serde(borrow)]
+        value: &'a [u8],
+        /// Remaining lifetime when the datagram was written.
+        ttl_ms: u64,
+    },
+    /// Remove `key` (a deleted session, or a TLS 1.3 ticket just used).
+    Delete {
+        /// Cache key.
+        #[serde(borrow)]
+        key: &'a [u8],
+    },
+    /// "I am here": a node announcing itself to its peers (membership).
+    Hello,
+    /// "Send me your live entries": a node that just started.
+    BootstrapRequest,
+    /// The last datagram of an answer to a [`Record::BootstrapRequest`].
+    BootstrapEnd,
+}
+
+/// Validated, encoded records: iterating yields each one in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Records<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Records<'a> {
+    /// Checks that `bytes` is a whole number of well-formed records.
+    pub fn parse(bytes: &'a [u8]) -> Result<Records<'a>, super::Error> {
+        let mut rest = bytes;
+        let mut count = 0;
+        while !rest.is_empty() {
+            let (_, tail) = postcard::take_from_bytes::<Record<'a>>(rest)
+                .map_err(|_| super::Error::Malformed)?;
+            rest = tail;
+            count += 1;
+        }
+        Ok(Records { bytes, count })
+    }
+
+    /// No records at all.
+    pub const EMPTY: Records<'static> = Records {
+        bytes: &[],
+        count: 0,
+    };
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> RecordIter<'a> {
+        RecordIter { rest: self.bytes }
+    }
+}
+
+impl<'a> IntoIterator for Records<'a> {
+    type Item = Record<'a>;
+    type IntoIter = RecordIter<'a>;
+
+    fn into_iter(self) -> RecordIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Records`].
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        // `Records::parse` validated every record, so decoding succeeds.
+        let (record, tail) = postcard::take_from_bytes::<Record<'a>>(self.rest).ok()?;
+        self.rest = tail;
+        Some(record)
+    }
+}
+
+/// Encodes records one after another into a caller's buffer.
+#[derive(Debug)]
+pub struct RecordsBuilder<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    count: usize,
+}
+
+impl<'b> RecordsBuilder<'b> {
+    /// An empty list writing into `buf`.
+    pub fn new(buf: &'b mut [u8]) -> RecordsBuilder<'b> {
+        RecordsBuilder {
+            buf,
+            len: 0,
+            count: 0,
+        }
+    }
+
+    /// Appends `record`, or leaves the list unchanged and fails if it does
+    /// not fit.
+    pub fn push(&mut self, record: &Record<'_>) -> Result<(), super::Error> {
+        let written = postcard::to_slice(record, &mut self.buf[self.len..])
+            .map_err(|_| super::Error::BufferTooSmall)?
+            .len();
+        self.len += written;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records written.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            bytes: &self.buf[..self.len],
+            count: self.count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_garbage_is_malformed() {
+        let mut buf = [0u8; 256];
+        let mut builder = RecordsBuilder::new(&mut buf);
+        let set = Record::Set {
+            key: b"ctx|id",
+            value: b"session",
+            ttl_ms: 300_000,
+        };
+        builder.push(&set).unwrap();
+        builder.push(&Record::Delete { key: b"gone" }).unwrap();
+        builder.push(&Record::Hello).unwrap();
+        let records = Records::parse(builder.records().as_bytes()).unwrap();
+        assert_eq!(records.len(), 3);
+        let mut iter = records.iter();
+        assert_eq!(iter.next(), Some(set));
+        assert_eq!(iter.next(), Some(Record::Delete { key: b"gone" }));
+        assert_eq!(iter.next(), Some(Record::Hello));
+        assert_eq!(iter.next(), None);
+
+        assert_eq!(Records::parse(&[0x7F]), Err(crate::wire::Error::Malformed));
+        let mut tiny = [0u8; 4];
+        assert_eq!(
+            RecordsBuilder::new(&mut tiny).push(&set),
+            Err(crate::wire::Error::BufferTooSmall)
+        );
+    }
+}
