@@ -25,6 +25,7 @@ extern crate std;
 
 mod bytes;
 pub mod cache;
+pub mod sync;
 pub mod time;
 pub mod wire;
 

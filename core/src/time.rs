@@ -101,8 +101,14 @@ mod tests {
     #[test]
     fn arithmetic_saturates_instead_of_wrapping() {
         let late = Instant::from_millis(u64::MAX - 1);
-        assert_eq!(late + Duration::from_millis(10), Instant::from_millis(u64::MAX));
-        assert_eq!(Instant::from_millis(5) - Instant::from_millis(9), Duration::ZERO);
+        assert_eq!(
+            late + Duration::from_millis(10),
+            Instant::from_millis(u64::MAX)
+        );
+        assert_eq!(
+            Instant::from_millis(5) - Instant::from_millis(9),
+            Duration::ZERO
+        );
         assert_eq!(Duration::from_secs(300).as_millis(), 300_000);
     }
 }

@@ -167,7 +167,10 @@ impl core::fmt::Display for AttachError {
             AttachError::RegionTooSmall => f.write_str("region shorter than a cache header"),
             AttachError::BadMagic => f.write_str("region does not hold a cachet cache"),
             AttachError::UnsupportedVersion(v) => {
-                write!(f, "cache layout version {v} is not supported (expected {LAYOUT_VERSION})")
+                write!(
+                    f,
+                    "cache layout version {v} is not supported (expected {LAYOUT_VERSION})"
+                )
             }
             AttachError::GeometryMismatch => {
                 f.write_str("cache header geometry is invalid or larger than the region")
@@ -189,7 +192,11 @@ impl core::fmt::Display for Refused {
 
 impl core::fmt::Display for BufferTooSmall {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "output buffer too small: the value needs {} bytes", self.needed)
+        write!(
+            f,
+            "output buffer too small: the value needs {} bytes",
+            self.needed
+        )
     }
 }
 
@@ -205,7 +212,9 @@ pub struct Cache<S> {
 
 impl<S> core::fmt::Debug for Cache<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Cache").field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("Cache")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 

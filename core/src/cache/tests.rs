@@ -18,7 +18,11 @@ fn config(capacity: u32, block_size: u32) -> Config {
 
 fn cache(capacity: u32, block_size: u32) -> Cache<Vec<u8>> {
     let layout = Layout::new(capacity, block_size).unwrap();
-    Cache::format(vec![0u8; layout.total_bytes()], &config(capacity, block_size)).unwrap()
+    Cache::format(
+        vec![0u8; layout.total_bytes()],
+        &config(capacity, block_size),
+    )
+    .unwrap()
 }
 
 fn at(ms: u64) -> Instant {
@@ -31,13 +35,19 @@ fn secs(s: u64) -> Duration {
 
 fn get(cache: &mut Cache<Vec<u8>>, now: u64, key: &[u8]) -> Option<Vec<u8>> {
     let mut out = [0u8; 4096];
-    cache.get(at(now), key, &mut out).unwrap().map(<[u8]>::to_vec)
+    cache
+        .get(at(now), key, &mut out)
+        .unwrap()
+        .map(<[u8]>::to_vec)
 }
 
 #[test]
 fn put_get_take_delete() {
     let mut c = cache(4, 64);
-    assert_eq!(c.put(at(1), b"a", b"alpha", secs(10)), Ok(Stored::default()));
+    assert_eq!(
+        c.put(at(1), b"a", b"alpha", secs(10)),
+        Ok(Stored::default())
+    );
     assert_eq!(c.put(at(1), b"b", b"beta", secs(10)), Ok(Stored::default()));
     assert_eq!(get(&mut c, 2, b"a").as_deref(), Some(&b"alpha"[..]));
     assert_eq!(get(&mut c, 2, b"zz"), None);
@@ -49,7 +59,10 @@ fn put_get_take_delete() {
     assert!(!c.delete(at(4), b"a"));
 
     let n = c.counters();
-    assert_eq!((n.items, n.hits, n.miss, n.sets, n.takes, n.deletes), (0, 2, 2, 2, 1, 1));
+    assert_eq!(
+        (n.items, n.hits, n.miss, n.sets, n.takes, n.deletes),
+        (0, 2, 2, 2, 1, 1)
+    );
     c.verify().unwrap();
 }
 
@@ -67,9 +80,14 @@ fn replacing_keeps_one_entry() {
 #[test]
 fn expired_entries_are_never_returned() {
     let mut c = cache(4, 16);
-    c.put(at(1000), b"k", b"v", Duration::from_millis(500)).unwrap();
+    c.put(at(1000), b"k", b"v", Duration::from_millis(500))
+        .unwrap();
     assert!(get(&mut c, 1499, b"k").is_some());
-    assert_eq!(get(&mut c, 1500, b"k"), None, "deadline reached, no sweep yet");
+    assert_eq!(
+        get(&mut c, 1500, b"k"),
+        None,
+        "deadline reached, no sweep yet"
+    );
     let n = c.counters();
     assert_eq!((n.items, n.expired, n.miss), (0, 1, 1));
 }
@@ -78,7 +96,8 @@ fn expired_entries_are_never_returned() {
 fn sweep_is_bounded_and_resumes() {
     let mut c = cache(100, 16);
     for i in 0..100u32 {
-        c.put(at(0), &i.to_le_bytes(), b"v", Duration::from_millis(10)).unwrap();
+        c.put(at(0), &i.to_le_bytes(), b"v", Duration::from_millis(10))
+            .unwrap();
     }
     let first = c.sweep(at(5), 1000);
     assert_eq!((first.examined, first.freed), (100, 0));
@@ -100,13 +119,30 @@ fn sweep_is_bounded_and_resumes() {
 fn refusals_are_counted_and_nothing_is_truncated() {
     let mut c = cache(4, 8);
     assert_eq!(c.put(at(0), b"", b"v", secs(1)), Err(Refused::EmptyKey));
-    assert_eq!(c.put(at(0), &[1; 65], b"v", secs(1)), Err(Refused::KeyTooLong));
-    assert_eq!(c.put(at(0), b"k", &[0; 9], secs(1)), Err(Refused::ValueTooLarge));
-    assert_eq!(c.put(at(0), b"k", b"v", Duration::ZERO), Err(Refused::ZeroLifetime));
-    assert_eq!(c.put(at(0), &[1; 64], &[0; 8], secs(1)).map(|s| s.replaced), Ok(false));
+    assert_eq!(
+        c.put(at(0), &[1; 65], b"v", secs(1)),
+        Err(Refused::KeyTooLong)
+    );
+    assert_eq!(
+        c.put(at(0), b"k", &[0; 9], secs(1)),
+        Err(Refused::ValueTooLarge)
+    );
+    assert_eq!(
+        c.put(at(0), b"k", b"v", Duration::ZERO),
+        Err(Refused::ZeroLifetime)
+    );
+    assert_eq!(
+        c.put(at(0), &[1; 64], &[0; 8], secs(1)).map(|s| s.replaced),
+        Ok(false)
+    );
     let n = c.counters();
     assert_eq!(
-        (n.refused_empty_key, n.refused_key_too_long, n.refused_value_too_large, n.refused_zero_lifetime),
+        (
+            n.refused_empty_key,
+            n.refused_key_too_long,
+            n.refused_value_too_large,
+            n.refused_zero_lifetime
+        ),
         (1, 1, 1, 1)
     );
     assert_eq!((n.refused(), n.items), (4, 1));
@@ -127,8 +163,14 @@ fn full_cache_evicts_unreferenced_entries_first() {
     assert!(get(&mut c, 1, b"a").is_some());
     let stored = c.put(at(2), b"d", b"v", secs(60)).unwrap();
     assert!(stored.evicted);
-    assert!(get(&mut c, 3, b"a").is_some(), "referenced entry got a second chance");
-    assert!(get(&mut c, 3, b"b").is_none(), "first unreferenced entry went");
+    assert!(
+        get(&mut c, 3, b"a").is_some(),
+        "referenced entry got a second chance"
+    );
+    assert!(
+        get(&mut c, 3, b"b").is_none(),
+        "first unreferenced entry went"
+    );
     let n = c.counters();
     assert_eq!((n.full, n.evictions, n.items), (1, 1, 3));
     c.verify().unwrap();
@@ -137,7 +179,8 @@ fn full_cache_evicts_unreferenced_entries_first() {
 #[test]
 fn full_cache_reuses_an_expired_entry_without_counting_an_eviction() {
     let mut c = cache(2, 16);
-    c.put(at(0), b"short", b"v", Duration::from_millis(5)).unwrap();
+    c.put(at(0), b"short", b"v", Duration::from_millis(5))
+        .unwrap();
     c.put(at(0), b"long", b"v", secs(60)).unwrap();
     assert!(get(&mut c, 1, b"long").is_some());
     let stored = c.put(at(10), b"new", b"v", secs(60)).unwrap();
@@ -165,11 +208,20 @@ fn attach_sees_the_same_table_and_rejects_foreign_regions() {
     assert_eq!(get(&mut again, 1, b"k").as_deref(), Some(&b"v"[..]));
     assert_eq!(again.counters().hits, 1);
 
-    assert_eq!(Cache::attach(vec![0u8; 10]).err(), Some(AttachError::RegionTooSmall));
-    assert_eq!(Cache::attach(vec![0u8; 4096]).err(), Some(AttachError::BadMagic));
+    assert_eq!(
+        Cache::attach(vec![0u8; 10]).err(),
+        Some(AttachError::RegionTooSmall)
+    );
+    assert_eq!(
+        Cache::attach(vec![0u8; 4096]).err(),
+        Some(AttachError::BadMagic)
+    );
     let mut region = again.into_storage();
     region.truncate(1000);
-    assert_eq!(Cache::attach(region).err(), Some(AttachError::GeometryMismatch));
+    assert_eq!(
+        Cache::attach(region).err(),
+        Some(AttachError::GeometryMismatch)
+    );
     assert_eq!(
         Cache::format(vec![0u8; 100], &config(16, 128)).err(),
         Some(FormatError::RegionTooSmall {
@@ -183,8 +235,7 @@ fn attach_sees_the_same_table_and_rejects_foreign_regions() {
 fn format_touches_only_header_and_index() {
     let layout = Layout::new(64, 1024).unwrap();
     let mut region = vec![0xAAu8; layout.total_bytes()];
-    let c = Cache::format(&mut region[..], &config(64, 1024)).unwrap();
-    drop(c);
+    Cache::format(&mut region[..], &config(64, 1024)).unwrap();
     assert!(region[layout.slots_at..].iter().all(|&b| b == 0xAA));
     let mut c = Cache::attach(&mut region[..]).unwrap();
     c.put(at(0), b"k", b"v", secs(1)).unwrap();
@@ -198,7 +249,9 @@ fn repair_rebuilds_an_interrupted_table() {
         let value = vec![i as u8; (i as usize * 37) % 600];
         c.put(at(0), &i.to_le_bytes(), &value, secs(60)).unwrap();
     }
-    let before: Vec<_> = (0..40u32).map(|i| get(&mut c, 1, &i.to_le_bytes())).collect();
+    let before: Vec<_> = (0..40u32)
+        .map(|i| get(&mut c, 1, &i.to_le_bytes()))
+        .collect();
     // A process dies mid-mutation: the busy mark stays, index and free
     // lists are garbage.
     let mut region = c.into_storage();
@@ -213,7 +266,9 @@ fn repair_rebuilds_an_interrupted_table() {
     let report = c.repair();
     assert_eq!((report.kept, report.dropped), (32, 0));
     c.verify().unwrap();
-    let after: Vec<_> = (0..40u32).map(|i| get(&mut c, 1, &i.to_le_bytes())).collect();
+    let after: Vec<_> = (0..40u32)
+        .map(|i| get(&mut c, 1, &i.to_le_bytes()))
+        .collect();
     assert_eq!(before, after);
     assert_eq!(c.counters().repairs, 1);
 }
@@ -280,7 +335,9 @@ impl Model {
     }
 
     fn find(&self, key: &[u8]) -> Option<usize> {
-        self.slots.iter().position(|s| s.as_ref().is_some_and(|e| e.key == key))
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|e| e.key == key))
     }
 
     fn remove(&mut self, slot: usize) {
@@ -376,7 +433,11 @@ impl Model {
 
     fn evict(&mut self, now: u64) -> bool {
         loop {
-            let slot = if self.hand >= self.slots.len() { 0 } else { self.hand };
+            let slot = if self.hand >= self.slots.len() {
+                0
+            } else {
+                self.hand
+            };
             self.hand = slot + 1;
             let entry = self.slots[slot].as_mut().unwrap();
             let expired = entry.expires <= now;

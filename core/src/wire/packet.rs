@@ -121,16 +121,28 @@ mod tests {
 
     #[test]
     fn checks_reject_short_foreign_and_future_datagrams() {
-        assert_eq!(Packet::new_checked(&[0u8; MIN_LEN - 1][..]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&[0u8; MIN_LEN][..]).err(), Some(Error::BadMagic));
+        assert_eq!(
+            Packet::new_checked(&[0u8; MIN_LEN - 1][..]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&[0u8; MIN_LEN][..]).err(),
+            Some(Error::BadMagic)
+        );
         let mut buf = [0u8; MIN_LEN];
         let mut packet = Packet::new_unchecked(&mut buf[..]);
         packet.fill_header(3, 0xAABB, 7);
         let buf = packet.into_inner();
         let packet = Packet::new_checked(&buf[..]).unwrap();
-        assert_eq!((packet.key_id(), packet.sender(), packet.sequence()), (3, 0xAABB, 7));
+        assert_eq!(
+            (packet.key_id(), packet.sender(), packet.sequence()),
+            (3, 0xAABB, 7)
+        );
         assert_eq!(packet.sealed_body().len(), 0);
         buf[4] = VERSION + 1;
-        assert_eq!(Packet::new_checked(&buf[..]).err(), Some(Error::UnsupportedVersion));
+        assert_eq!(
+            Packet::new_checked(&buf[..]).err(),
+            Some(Error::UnsupportedVersion)
+        );
     }
 }

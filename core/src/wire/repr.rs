@@ -95,11 +95,17 @@ mod tests {
         let mut buf = [0u8; 256];
         let len = sample(&mut buf);
         let datagram = &buf[..len];
-        assert!(!datagram.windows(6).any(|w| w == b"master"), "value in clear");
+        assert!(
+            !datagram.windows(6).any(|w| w == b"master"),
+            "value in clear"
+        );
         let packet = Packet::new_checked(datagram).unwrap();
         let mut scratch = [0u8; 256];
         let repr = Repr::parse(&packet, &ClusterKey::new(1, &SECRET), &mut scratch).unwrap();
-        assert_eq!((repr.sender, repr.sequence, repr.first_record), (42, 9, 300));
+        assert_eq!(
+            (repr.sender, repr.sequence, repr.first_record),
+            (42, 9, 300)
+        );
         assert_eq!(repr.buffer_len(), len);
         assert_eq!(
             repr.records.iter().next(),
@@ -141,7 +147,10 @@ mod tests {
             Repr::parse(&packet, &ClusterKey::new(2, &SECRET), &mut scratch),
             Err(Error::UnknownKey)
         );
-        assert!(scratch.iter().all(|&b| b == 0), "no unauthenticated plaintext left");
+        assert!(
+            scratch.iter().all(|&b| b == 0),
+            "no unauthenticated plaintext left"
+        );
     }
 
     #[test]
@@ -150,7 +159,10 @@ mod tests {
         assert_eq!(sample_into(&mut small), Err(Error::BufferTooSmall));
         for value in [0u64, 127, 128, 16_383, 16_384, u64::MAX] {
             let mut out = [0u8; 10];
-            assert_eq!(postcard::to_slice(&value, &mut out).unwrap().len(), varint_len(value));
+            assert_eq!(
+                postcard::to_slice(&value, &mut out).unwrap().len(),
+                varint_len(value)
+            );
         }
     }
 

@@ -19,7 +19,9 @@ pub struct ClusterKey {
 impl core::fmt::Debug for ClusterKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never print the key.
-        f.debug_struct("ClusterKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ClusterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,7 +52,10 @@ impl ClusterKey {
 
     /// Encrypts the body of `packet` in place and writes the tag. The header
     /// must already be filled.
-    pub(crate) fn seal<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) -> Result<(), Error> {
+    pub(crate) fn seal<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Packet<T>,
+    ) -> Result<(), Error> {
         let nonce = Self::nonce(packet.sender(), packet.sequence());
         let (header, body, tag_out) = packet.parts_mut();
         let tag = self
@@ -76,7 +81,10 @@ impl ClusterKey {
         let tag = Tag::try_from(packet.tag()).map_err(|_| Error::Truncated)?;
         let nonce = Self::nonce(packet.sender(), packet.sequence());
         let buffer = InOutBuf::new(body, out).map_err(|_| Error::BufferTooSmall)?;
-        match self.cipher.decrypt_inout_detached(&nonce, packet.header(), buffer, &tag) {
+        match self
+            .cipher
+            .decrypt_inout_detached(&nonce, packet.header(), buffer, &tag)
+        {
             Ok(()) => Ok(out),
             Err(_) => {
                 // Leave no unauthenticated plaintext behind.

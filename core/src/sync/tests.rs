@@ -1,0 +1,424 @@
+//! Sync nodes driven in memory: two nodes for the rules, three over a
+//! hostile link for the whole protocol.
+
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::cache::{Config, Layout};
+use crate::wire::DEFAULT_DATAGRAM_LEN as MTU;
+
+const SECRET: [u8; 32] = [0x42; 32];
+
+type TestNode = Node;
+
+fn node(sender: u64) -> TestNode {
+    Node::new(ClusterKey::new(1, &SECRET), sender, Settings::default())
+}
+
+fn cache(capacity: u32) -> Cache<Vec<u8>> {
+    let layout = Layout::new(capacity, 512).unwrap();
+    let config = Config {
+        capacity,
+        block_size: 512,
+        hash_key: [3; 16],
+    };
+    Cache::format(vec![0u8; layout.total_bytes()], &config).unwrap()
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn has(cache: &mut Cache<Vec<u8>>, now: Instant, key: &[u8]) -> bool {
+    let mut out = [0u8; 512];
+    cache.get(now, key, &mut out).unwrap().is_some()
+}
+
+/// Everything `node` wants to send now.
+fn drain(node: &mut TestNode, now: Instant) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; MTU];
+    while let Some(len) = node.poll_transmit(now, &mut buf) {
+        out.push(buf[..len].to_vec());
+    }
+    out
+}
+
+#[test]
+fn sets_and_deletes_replicate_with_relative_lifetimes() {
+    let (mut a, mut b) = (node(1), node(2));
+    let mut cache_b = cache(16);
+    // B's clock has a different origin: lifetimes travel as time remaining.
+    let (a_now, b_now) = (at(5_000), at(9_000_000));
+    a.record_set(a_now, b"s1", b"secret", Duration::from_secs(300))
+        .unwrap();
+    let datagrams = drain(&mut a, a_now);
+    assert_eq!(datagrams.len(), 1, "one batch now, its repeat later");
+    let handled = b.handle(b_now, &datagrams[0], &mut cache_b).unwrap();
+    assert_eq!((handled.sender, handled.sets), (1, 1));
+    assert!(has(&mut cache_b, b_now + Duration::from_secs(299), b"s1"));
+    assert!(!has(&mut cache_b, b_now + Duration::from_secs(300), b"s1"));
+
+    // The repeat goes out after `repeat_after` and changes nothing.
+    assert_eq!(a.poll_timeout(), Some(a_now + Duration::from_millis(20)));
+    assert!(drain(&mut a, a_now + Duration::from_millis(19)).is_empty());
+    let repeat = drain(&mut a, a_now + Duration::from_millis(20));
+    assert_eq!(repeat.len(), 1);
+    b.handle(b_now, &repeat[0], &mut cache_b).unwrap();
+    assert_eq!(b.counters().duplicate_records, 1);
+    assert_eq!(b.counters().applied_sets, 1);
+
+    cache_b
+        .put(b_now, b"s2", b"x", Duration::from_secs(9))
+        .unwrap();
+    a.record_delete(a_now, b"s2").unwrap();
+    for d in drain(&mut a, a_now + Duration::from_secs(1)) {
+        b.handle(b_now, &d, &mut cache_b).unwrap();
+    }
+    assert!(!has(&mut cache_b, b_now, b"s2"));
+    assert_eq!(b.counters().applied_deletes, 1);
+    assert_eq!(a.counters().sent_repeats, 1);
+}
+
+#[test]
+fn every_rejection_is_counted_by_reason() {
+    let (mut a, mut b) = (node(1), node(2));
+    let mut c = cache(16);
+    a.record_set(at(0), b"k", b"v", Duration::from_secs(1))
+        .unwrap();
+    let good = drain(&mut a, at(0)).remove(0);
+    b.handle(at(0), &good, &mut c).unwrap();
+
+    assert_eq!(b.handle(at(0), &good, &mut c), Err(Reject::Replayed));
+    assert_eq!(b.handle(at(0), &good[..10], &mut c), Err(Reject::Truncated));
+    assert_eq!(
+        b.handle(at(0), &[0u8; MTU + 1], &mut c),
+        Err(Reject::Oversized)
+    );
+    assert_eq!(b.handle(at(0), &[0u8; 64], &mut c), Err(Reject::BadMagic));
+    let mut future = good.clone();
+    future[4] = 2;
+    assert_eq!(
+        b.handle(at(0), &future, &mut c),
+        Err(Reject::UnsupportedVersion)
+    );
+    let mut forged = good.clone();
+    forged[14] ^= 0x80; // a new sequence number the tag does not cover
+    assert_eq!(
+        b.handle(at(0), &forged, &mut c),
+        Err(Reject::Authentication)
+    );
+    // The replay check comes first, so the key id test needs a fresh datagram.
+    let mut rekeyed = drain(&mut a, at(1000)).remove(0);
+    rekeyed[5] = 9;
+    assert_eq!(b.handle(at(0), &rekeyed, &mut c), Err(Reject::UnknownKey));
+    assert_eq!(a.handle(at(0), &good, &mut c), Err(Reject::Own));
+
+    // Push the window past the first datagram: it becomes stale.
+    for i in 0..WINDOW {
+        a.record_set(at(i), b"k", b"v", Duration::from_secs(1))
+            .unwrap();
+        for d in drain(&mut a, at(i + 100)) {
+            b.handle(at(0), &d, &mut c).unwrap();
+        }
+    }
+    let mut stale = good.clone();
+    stale[0] = b'C'; // unchanged byte: still the same old datagram
+    assert_eq!(b.handle(at(0), &stale, &mut c), Err(Reject::Stale));
+
+    let n = b.counters();
+    assert_eq!(
+        (
+            n.rejected_replay,
+            n.rejected_truncated,
+            n.rejected_oversize,
+            n.rejected_magic,
+            n.rejected_version,
+            n.rejected_authentication,
+            n.rejected_unknown_key,
+            n.rejected_stale
+        ),
+        (1, 1, 1, 1, 1, 1, 1, 1)
+    );
+    assert_eq!(a.counters().rejected_own, 1);
+    assert_eq!(n.rejected(), 8);
+}
+
+#[test]
+fn another_cluster_can_neither_inject_nor_read() {
+    let mut outsider = Node::<MTU>::new(ClusterKey::new(1, &[9; 32]), 7, Settings::default());
+    let mut b = node(2);
+    let mut c = cache(4);
+    outsider
+        .record_set(at(0), b"evil", b"payload", Duration::from_secs(60))
+        .unwrap();
+    for d in drain(&mut outsider, at(0)) {
+        assert!(!d.windows(7).any(|w| w == b"payload"));
+        assert_eq!(b.handle(at(0), &d, &mut c), Err(Reject::Authentication));
+    }
+    assert_eq!(c.items(), 0);
+}
+
+#[test]
+fn oversized_entries_are_skipped_and_counted() {
+    let mut a = node(1);
+    let big = vec![0u8; a.max_entry_len()];
+    assert_eq!(
+        a.record_set(at(0), b"k", &big, Duration::from_secs(1)),
+        Err(QueueError::TooLarge)
+    );
+    assert_eq!(
+        a.record_set(at(0), b"k", &big[1..], Duration::from_secs(1)),
+        Ok(())
+    );
+    let sent = drain(&mut a, at(0));
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].len() <= MTU);
+    assert_eq!(a.counters().skipped_oversize, 1);
+}
+
+#[test]
+fn batches_split_across_datagrams_within_the_size_limit() {
+    let (mut a, mut b) = (node(1), node(2));
+    let mut c = cache(128);
+    for i in 0..50u32 {
+        a.record_set(
+            at(0),
+            &i.to_le_bytes(),
+            &[i as u8; 120],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    }
+    let mut sent = 0;
+    let mut now = at(0);
+    while a.poll_timeout().is_some() || sent == 0 {
+        for d in drain(&mut a, now) {
+            assert!(d.len() <= MTU);
+            b.handle(now, &d, &mut c).unwrap();
+            sent += 1;
+        }
+        now = now + Duration::from_millis(5);
+    }
+    assert_eq!(c.items(), 50);
+    assert!(
+        sent >= 10,
+        "{sent} datagrams (first copies and repeats) for 50 entries of 124 bytes"
+    );
+}
+
+#[test]
+fn control_messages_reach_the_caller() {
+    let (mut a, mut b) = (node(1), node(2));
+    let mut c = cache(4);
+    let mut buf = [0u8; MTU];
+    for (kind, expect) in [
+        (
+            ControlKind::Hello,
+            Control {
+                hello: true,
+                ..Control::default()
+            },
+        ),
+        (
+            ControlKind::BootstrapRequest,
+            Control {
+                bootstrap_request: true,
+                ..Control::default()
+            },
+        ),
+        (
+            ControlKind::BootstrapEnd,
+            Control {
+                bootstrap_end: true,
+                ..Control::default()
+            },
+        ),
+    ] {
+        let len = a.transmit_control(kind, &mut buf).unwrap();
+        assert_eq!(
+            b.handle(at(0), &buf[..len], &mut c).unwrap().control,
+            expect
+        );
+    }
+    assert_eq!(b.counters().control_records, 3);
+}
+
+// ---- three nodes over a hostile link -----------------------------------
+
+/// xorshift64*: deterministic, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct InFlight {
+    deliver_at: u64,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+struct Outcome {
+    created: usize,
+    replicated: usize,
+    resurrected: usize,
+    taken: usize,
+    counters: Vec<SyncCounters>,
+}
+
+/// Three nodes with skewed clocks. Each millisecond a node may create a
+/// session (stored locally, queued for the peers) or resume one created
+/// earlier elsewhere, taking it as a TLS 1.3 ticket. The link drops
+/// `loss` percent of datagrams, duplicates 3% and delays each by 0 to 30 ms,
+/// which reorders them.
+fn run_cluster(seed: u64, loss: u64, steps: u64) -> Outcome {
+    let mut rng = Rng(seed);
+    let skew = [0u64, 7_777_777, 123];
+    let mut nodes: Vec<TestNode> = (0..3).map(|i| node(100 + i)).collect();
+    let mut caches: Vec<_> = (0..3).map(|_| cache(8192)).collect();
+    let mut link: Vec<InFlight> = Vec::new();
+    let mut created: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut taken: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; MTU];
+    let life = Duration::from_secs(3600);
+
+    for t in 0..steps + 200 {
+        let local = |i: usize| at(t + skew[i]);
+        for i in 0..3 {
+            if t < steps && rng.chance(40) {
+                let key = std::format!("{i}-{t}").into_bytes();
+                let value = vec![rng.next() as u8; 60 + rng.below(80) as usize];
+                caches[i].put(local(i), &key, &value, life).unwrap();
+                nodes[i].record_set(local(i), &key, &value, life).unwrap();
+                created.push((i, key));
+            }
+            if t < steps && rng.chance(5) && !created.is_empty() {
+                let (origin, key) = created[rng.below(created.len() as u64) as usize].clone();
+                let mut out = [0u8; 512];
+                if origin != i && caches[i].take(local(i), &key, &mut out).unwrap().is_some() {
+                    nodes[i].record_delete(local(i), &key).unwrap();
+                    taken.push(key);
+                }
+            }
+            while let Some(len) = nodes[i].poll_transmit(local(i), &mut buf) {
+                for to in (0..3).filter(|&to| to != i) {
+                    if rng.chance(loss) {
+                        continue;
+                    }
+                    let copies = if rng.chance(3) { 2 } else { 1 };
+                    for _ in 0..copies {
+                        link.push(InFlight {
+                            deliver_at: t + rng.below(31),
+                            to,
+                            bytes: buf[..len].to_vec(),
+                        });
+                    }
+                }
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = link.drain(..).partition(|d| d.deliver_at <= t);
+        link = later;
+        for d in due {
+            let _ = nodes[d.to].handle(local(d.to), &d.bytes, &mut caches[d.to]);
+        }
+    }
+
+    let end = |i: usize| at(steps + 200 + skew[i]);
+    let taken_set: std::collections::BTreeSet<_> = taken.iter().cloned().collect();
+    let mut replicated = 0;
+    let mut considered = 0;
+    for (origin, key) in &created {
+        if taken_set.contains(key) {
+            continue;
+        }
+        for i in (0..3).filter(|i| i != origin) {
+            considered += 1;
+            if has(&mut caches[i], end(i), key) {
+                replicated += 1;
+            }
+        }
+    }
+    let mut resurrected = 0;
+    for key in &taken {
+        for (i, cache) in caches.iter_mut().enumerate() {
+            if has(cache, end(i), key) {
+                resurrected += 1;
+            }
+        }
+    }
+    for c in &caches {
+        c.verify().unwrap();
+    }
+    Outcome {
+        created: considered,
+        replicated,
+        resurrected,
+        taken: taken.len(),
+        counters: nodes.iter().map(|n| *n.counters()).collect(),
+    }
+}
+
+#[test]
+fn three_nodes_over_a_lossy_reordering_duplicating_link() {
+    for seed in [1, 2, 3] {
+        let o = run_cluster(0x9E37_79B9_7F4A_7C15 ^ seed, 5, 3000);
+        let ratio = o.replicated as f64 / o.created as f64;
+        assert!(
+            o.created > 5000,
+            "seed {seed}: {} replications checked",
+            o.created
+        );
+        assert!(ratio >= 0.99, "seed {seed}: only {:.4} replicated", ratio);
+        assert!(o.taken > 100, "seed {seed}: {} takes", o.taken);
+        std::eprintln!(
+            "seed {seed}: replicated {}/{} ({ratio:.4}), {} takes, {} resurrected",
+            o.replicated,
+            o.created,
+            o.taken,
+            o.resurrected
+        );
+        // A delete is lost only if both its copies are (0.25% per receiver
+        // at 5% loss); allow for that, with margin for chance.
+        assert!(
+            o.resurrected <= o.taken / 50 + 2,
+            "seed {seed}: {} of {} taken tickets still alive",
+            o.resurrected,
+            o.taken
+        );
+        let replays: u64 = o.counters.iter().map(|c| c.rejected_replay).sum();
+        let duplicates: u64 = o.counters.iter().map(|c| c.duplicate_records).sum();
+        let rejected: u64 = o
+            .counters
+            .iter()
+            .map(|c| c.rejected() - c.rejected_replay)
+            .sum();
+        assert!(replays > 0, "duplicated datagrams are rejected as replays");
+        assert!(duplicates > 0, "repeats are recognised record by record");
+        assert_eq!(
+            rejected, 0,
+            "nothing but replays is rejected on an honest link"
+        );
+    }
+}
+
+#[test]
+fn without_loss_everything_replicates() {
+    let o = run_cluster(77, 0, 1000);
+    assert_eq!(o.replicated, o.created);
+    assert_eq!(o.resurrected, 0);
+}
