@@ -37,6 +37,8 @@
 pub mod layout;
 
 mod counters;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
 mod repair;
 
 #[cfg(test)]

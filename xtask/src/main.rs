@@ -1,0 +1,107 @@
+//! `cargo xtask <task>`: the project's automation, in Rust so that it runs
+//! the same on every machine.
+//!
+//! * `ci`: everything CI checks: formatting, clippy, the whole test suite,
+//!   the no_std builds of `cachet-core` for `thumbv7em-none-eabihf` (with and
+//!   without `defmt`) and a short run of every fuzz target.
+//! * `fuzz [SECONDS]`: each fuzz target for SECONDS (default 30).
+//! * `bench`: the criterion benchmarks, then `docs/BENCHMARKS.md` from their
+//!   results.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{self, Command};
+
+mod bench;
+
+const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
+const FUZZ_TARGETS: [&str; 3] = ["wire_parse", "sync_node", "cache_ops"];
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("fuzz") => {
+            let seconds = match args.get(1).map(|s| s.parse::<u32>()) {
+                None => Ok(30),
+                Some(Ok(n)) => Ok(n),
+                Some(Err(_)) => Err(format!("fuzz: SECONDS must be a whole number, got {:?}", args[1])),
+            };
+            seconds.and_then(fuzz)
+        }
+        Some("bench") => bench::all(&root()),
+        Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    if let Err(message) = result {
+        eprintln!("xtask: {message}");
+        process::exit(1);
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <task>
+  ci              format, lint, test, no_std builds, short fuzz runs
+  fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30)
+  bench           run the benchmarks and write docs/BENCHMARKS.md";
+
+/// The workspace root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in `dir`, failing with the command line if it fails.
+pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let root = root();
+    run(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
+    run(&root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    run(&root, "cargo", &["test", "--workspace"])?;
+    run(&root, "cargo", &["build", "-p", "cachet-core", "--target", EMBEDDED_TARGET])?;
+    run(
+        &root,
+        "cargo",
+        &["build", "-p", "cachet-core", "--target", EMBEDDED_TARGET, "--features", "defmt"],
+    )?;
+    fuzz(20)
+}
+
+/// Runs each fuzz target for `seconds`. Uses nightly when it is installed
+/// (libFuzzer needs sanitizer flags only nightly accepts), else stable
+/// without sanitizers (`-s none`).
+fn fuzz(seconds: u32) -> Result<(), String> {
+    let fuzz_dir = root().join("fuzz");
+    let nightly = Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let max_time = format!("-max_total_time={seconds}");
+    for target in FUZZ_TARGETS {
+        let mut args: Vec<&str> = Vec::new();
+        if nightly {
+            args.push("+nightly");
+        }
+        args.extend(["fuzz", "run", target, "-O"]);
+        if !nightly {
+            args.extend(["-s", "none"]);
+        }
+        args.extend(["--", &max_time]);
+        run(&fuzz_dir, "cargo", &args)?;
+    }
+    Ok(())
+}
