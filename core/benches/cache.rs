@@ -37,7 +37,12 @@ fn core_cache() -> Mutex<Cache<Vec<u8>>> {
     let mut cache = Cache::format(vec![0u8; layout.total_bytes()], &config).unwrap();
     for i in 0..ENTRIES {
         cache
-            .put(Instant::ZERO, &key(i), &[7; VALUE_LEN], Duration::from_secs(300))
+            .put(
+                Instant::ZERO,
+                &key(i),
+                &[7; VALUE_LEN],
+                Duration::from_secs(300),
+            )
             .unwrap();
     }
     Mutex::new(cache)
@@ -112,7 +117,12 @@ fn benches(c: &mut Criterion) {
             },
             |i| {
                 let mut cache = ours.lock().unwrap();
-                black_box(cache.take(now, &keys[i], &mut out).unwrap().map(|v| v.len()))
+                black_box(
+                    cache
+                        .take(now, &keys[i], &mut out)
+                        .unwrap()
+                        .map(|v| v.len()),
+                )
             },
             BatchSize::SmallInput,
         )

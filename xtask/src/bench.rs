@@ -11,12 +11,22 @@ use crate::run;
 /// Benchmark groups of `core/benches/cache.rs` and what they measure.
 const CACHE_GROUPS: [(&str, &str); 3] = [
     ("get_hit", "`get` of a present session (TLS 1.2 resumption)"),
-    ("put_full", "`put` of a new session into a full cache (evicts one)"),
-    ("take_hit", "`take` of a present ticket (TLS 1.3 resumption)"),
+    (
+        "put_full",
+        "`put` of a new session into a full cache (evicts one)",
+    ),
+    (
+        "take_hit",
+        "`take` of a present ticket (TLS 1.3 resumption)",
+    ),
 ];
 
 pub(crate) fn all(root: &Path) -> Result<(), String> {
-    run(root, "cargo", &["bench", "-p", "cachet-core", "--bench", "cache"])?;
+    run(
+        root,
+        "cargo",
+        &["bench", "-p", "cachet-core", "--bench", "cache"],
+    )?;
     let criterion = root.join("target/criterion");
     let mut table = String::from(
         "| operation | cachet-core (ns) | rustls `ServerSessionMemoryCache` (ns) | rustls / cachet |\n|---|---:|---:|---:|\n",
@@ -54,7 +64,10 @@ pub(crate) fn all(root: &Path) -> Result<(), String> {
 
 /// Criterion's median estimate, in nanoseconds.
 fn median_ns(criterion: &Path, group: &str, function: &str) -> Result<f64, String> {
-    let path = criterion.join(group).join(function).join("new/estimates.json");
+    let path = criterion
+        .join(group)
+        .join(function)
+        .join("new/estimates.json");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;

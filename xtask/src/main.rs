@@ -25,7 +25,10 @@ fn main() {
             let seconds = match args.get(1).map(|s| s.parse::<u32>()) {
                 None => Ok(30),
                 Some(Ok(n)) => Ok(n),
-                Some(Err(_)) => Err(format!("fuzz: SECONDS must be a whole number, got {:?}", args[1])),
+                Some(Err(_)) => Err(format!(
+                    "fuzz: SECONDS must be a whole number, got {:?}",
+                    args[1]
+                )),
             };
             seconds.and_then(fuzz)
         }
@@ -70,13 +73,36 @@ pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String
 fn ci() -> Result<(), String> {
     let root = root();
     run(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
-    run(&root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    run(&root, "cargo", &["test", "--workspace"])?;
-    run(&root, "cargo", &["build", "-p", "cachet-core", "--target", EMBEDDED_TARGET])?;
     run(
         &root,
         "cargo",
-        &["build", "-p", "cachet-core", "--target", EMBEDDED_TARGET, "--features", "defmt"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run(&root, "cargo", &["test", "--workspace"])?;
+    run(
+        &root,
+        "cargo",
+        &["build", "-p", "cachet-core", "--target", EMBEDDED_TARGET],
+    )?;
+    run(
+        &root,
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "cachet-core",
+            "--target",
+            EMBEDDED_TARGET,
+            "--features",
+            "defmt",
+        ],
     )?;
     fuzz(20)
 }

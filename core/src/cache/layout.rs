@@ -264,3 +264,5 @@ mod tests {
         );
     }
 }
+
+impl core::error::Error for GeometryError {}

@@ -861,3 +861,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         self.storage.as_mut()
     }
 }
+
+impl core::error::Error for FormatError {}
+impl core::error::Error for AttachError {}
+impl core::error::Error for Refused {}
+impl core::error::Error for BufferTooSmall {}

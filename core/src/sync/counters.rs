@@ -154,3 +154,5 @@ impl SyncCounters {
             + self.rejected_own
     }
 }
+
+impl core::error::Error for Reject {}

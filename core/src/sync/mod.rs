@@ -115,6 +115,17 @@ pub enum QueueError {
     Full,
 }
 
+impl core::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            QueueError::TooLarge => "key and value do not fit in one datagram",
+            QueueError::Full => "sync queue full",
+        })
+    }
+}
+
+impl core::error::Error for QueueError {}
+
 /// Control messages a datagram carried, for the caller to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

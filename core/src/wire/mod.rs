@@ -93,3 +93,5 @@ impl core::fmt::Display for Error {
         })
     }
 }
+
+impl core::error::Error for Error {}
