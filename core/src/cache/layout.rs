@@ -225,6 +225,8 @@ fn mul_add(count: u32, size: usize, base: usize) -> Result<usize, GeometryError>
         .ok_or(GeometryError::TooLarge)
 }
 
+impl core::error::Error for GeometryError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +266,3 @@ mod tests {
         );
     }
 }
-
-impl core::error::Error for GeometryError {}

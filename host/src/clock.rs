@@ -1,0 +1,51 @@
+//! The clock the session cache runs on.
+//!
+//! `cachet-core` takes time from its caller as milliseconds on a monotonic
+//! timeline. The router uses `CLOCK_MONOTONIC`: it never jumps with the wall
+//! clock, and it is the same timeline in every process on the machine, which
+//! matters once several worker processes share one cache.
+
+use cachet_core::Instant;
+
+/// Now, on the cache's timeline.
+pub fn now() -> Instant {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through a pointer to a
+    // live, properly aligned local; CLOCK_MONOTONIC is always supported on
+    // Linux, so the call cannot fail.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    let millis = (ts.tv_sec as u64).saturating_mul(1000) + (ts.tv_nsec as u64) / 1_000_000;
+    Instant::from_millis(millis)
+}
+
+/// Seconds since the Unix epoch at which the monotonic `instant` happened,
+/// for figures that uWSGI reports as Unix times.
+pub fn unix_seconds_at(instant: Instant) -> u64 {
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ago = (now() - instant).as_millis();
+    unix_now.saturating_sub(ago) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_and_close_to_unix_time() {
+        let a = now();
+        let b = now();
+        assert!(b >= a);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(unix_seconds_at(b).abs_diff(unix) <= 1);
+    }
+}

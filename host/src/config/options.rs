@@ -1,0 +1,223 @@
+//! The table of options cachet understands, with uWSGI's names.
+//!
+//! One table drives the command line, the ini reader, `--help` and the
+//! "did you mean" hint, so an option cannot be known to one and not the others.
+
+/// How an option takes its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `true`/`false`; bare on the command line means `true`.
+    Switch,
+    /// Exactly one value. The command line overrides an ini file.
+    Single,
+    /// May be given any number of times; every occurrence counts.
+    Repeatable,
+}
+
+/// One option: its name, kind and a line of help.
+#[derive(Debug)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Placeholder shown in `--help`.
+    pub value: &'static str,
+    pub help: &'static str,
+}
+
+const fn spec(
+    name: &'static str,
+    kind: Kind,
+    value: &'static str,
+    help: &'static str,
+) -> OptionSpec {
+    OptionSpec {
+        name,
+        kind,
+        value,
+        help,
+    }
+}
+
+/// Every option, in the order `--help` lists them.
+pub const OPTIONS: &[OptionSpec] = &[
+    spec(
+        "ini",
+        Kind::Repeatable,
+        "FILE",
+        "read options from the [uwsgi] or [cachet] section of FILE (command line only)",
+    ),
+    spec(
+        "https",
+        Kind::Repeatable,
+        "ADDR[,CRT,KEY[,CIPHERS[,CLIENT_CA]]]",
+        "serve HTTPS on ADDR; without CRT and KEY a self-signed certificate is generated",
+    ),
+    spec(
+        "sni",
+        Kind::Repeatable,
+        "NAME CRT,KEY",
+        "serve the certificate CRT/KEY to clients asking for NAME (`*.example.com` allowed)",
+    ),
+    spec(
+        "http-to",
+        Kind::Repeatable,
+        "HOST:PORT|http://HOST:PORT",
+        "backend: bare HOST:PORT speaks the uwsgi protocol, http:// speaks HTTP/1.1",
+    ),
+    spec(
+        "master",
+        Kind::Switch,
+        "[BOOL]",
+        "run a master process (always on with more than one http process)",
+    ),
+    spec(
+        "http-processes",
+        Kind::Single,
+        "N",
+        "number of router processes sharing the session cache (default 1)",
+    ),
+    spec(
+        "cache",
+        Kind::Single,
+        "ITEMS",
+        "create the session cache with room for ITEMS entries",
+    ),
+    spec(
+        "cache-blocksize",
+        Kind::Single,
+        "BYTES",
+        "largest value one cache entry holds (default 4096)",
+    ),
+    spec(
+        "ssl-sessions-use-cache",
+        Kind::Switch,
+        "[BOOL]",
+        "keep TLS sessions (1.2 ids, 1.3 tickets) in the cache instead of rustls' per-process store",
+    ),
+    spec(
+        "ssl-sessions-timeout",
+        Kind::Single,
+        "SECONDS",
+        "lifetime of a cached TLS session (default 300)",
+    ),
+    spec(
+        "https-session-context",
+        Kind::Single,
+        "TEXT",
+        "session namespace shared by routers with different certificates (default: derived from the certificate)",
+    ),
+    spec(
+        "stats",
+        Kind::Single,
+        "ADDR",
+        "serve one JSON document per TCP connection on ADDR",
+    ),
+    spec(
+        "stats-http",
+        Kind::Single,
+        "ADDR",
+        "serve stats over HTTP on ADDR: JSON at /, Prometheus text at /metrics",
+    ),
+    spec(
+        "cache-udp-server",
+        Kind::Single,
+        "ADDR",
+        "receive session replication datagrams on ADDR",
+    ),
+    spec(
+        "cache-udp-node",
+        Kind::Repeatable,
+        "ADDR",
+        "send session replication datagrams to the peer at ADDR",
+    ),
+    spec(
+        "cache-udp-key",
+        Kind::Single,
+        "FILE",
+        "file holding the 32-byte cluster key as 64 hex characters",
+    ),
+];
+
+/// The option called `name`, if there is one.
+pub fn lookup(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|spec| spec.name == name)
+}
+
+/// The known option closest to a misspelled `name`, if one is close enough to
+/// be a plausible typo.
+pub fn closest(name: &str) -> Option<&'static str> {
+    OPTIONS
+        .iter()
+        .map(|spec| (edit_distance(name, spec.name), spec.name))
+        .filter(|&(distance, candidate)| distance <= 2.max(candidate.len() / 4))
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance; option names are short, so the quadratic table is fine.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The text of `cachet --help`.
+pub fn help_text() -> String {
+    let mut text = String::from(concat!(
+        "cachet ",
+        env!("CARGO_PKG_VERSION"),
+        ": HTTPS router with a shared TLS session cache\n\n",
+        "usage: cachet [--OPTION [VALUE]]... [--ini FILE]...\n",
+        "       cachet --help | --version\n\n",
+        "Options may also be written `--option=value`. Every option can appear in an\n",
+        "ini file under [uwsgi] or [cachet]; the command line overrides single-valued\n",
+        "options from ini files, repeatable options add up. Order never matters.\n\n",
+    ));
+    for spec in OPTIONS {
+        let repeat = if spec.kind == Kind::Repeatable {
+            " (repeatable)"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "  --{} {}{}\n      {}\n",
+            spec.name, spec.value, repeat, spec.help
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        for (i, spec) in OPTIONS.iter().enumerate() {
+            assert!(
+                OPTIONS[i + 1..].iter().all(|other| other.name != spec.name),
+                "{} listed twice",
+                spec.name
+            );
+        }
+    }
+
+    #[test]
+    fn typos_find_their_option() {
+        assert_eq!(closest("http-too"), Some("http-to"));
+        assert_eq!(
+            closest("ssl-session-use-cache"),
+            Some("ssl-sessions-use-cache")
+        );
+        assert_eq!(closest("htps"), Some("https"));
+        assert_eq!(closest("completely-different"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! cachet: an HTTPS router whose TLS session cache outlives any one connection,
+//! process or node.
+//!
+//! The binary (`src/main.rs`) only parses the command line, sets up logging and
+//! hands a validated [`config::Config`] to [`router::run`]. Everything else lives
+//! in this library so that the master/worker process model, the fuzz targets and
+//! the end-to-end tests can reach the same code.
+
+pub mod cache_region;
+pub mod clock;
+pub mod config;
+pub mod limits;
+pub mod listen;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod shutdown;
+pub mod stats;
+pub mod store;
+pub mod tls;
+pub mod uwsgi;

@@ -1,0 +1,229 @@
+//! Client connections on an https socket: accept, TLS handshake with the
+//! certificate the SNI name asks for, then HTTP/2 or HTTP/1.1 through hyper.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::server::Acceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::{debug, warn};
+
+use super::{ConnInfo, Proxy};
+use crate::limits;
+use crate::metrics::Metrics;
+use crate::shutdown::{Shutdown, Tracked};
+use crate::tls::Endpoint;
+
+/// What every connection on one socket shares.
+#[derive(Clone, Debug)]
+pub struct Socket {
+    pub local: SocketAddr,
+    pub endpoint: Arc<Endpoint>,
+    pub proxy: Arc<Proxy>,
+    pub metrics: Arc<Metrics>,
+    /// Bounds connections across all sockets of the process.
+    pub slots: Arc<Semaphore>,
+}
+
+/// Accepts connections until shutdown; each runs in its own task holding a
+/// copy of `tracked`, so the caller can wait for them to drain.
+pub async fn accept_loop(
+    listener: TcpListener,
+    socket: Socket,
+    mut shutdown: Shutdown,
+    tracked: Tracked,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&socket.slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return, // semaphore closed: shutting down
+            },
+            () = shutdown.requested() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(socket = %socket.local, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.requested() => return,
+        };
+        let socket = socket.clone();
+        let shutdown = shutdown.clone();
+        let token = tracked.clone();
+        tokio::spawn(async move {
+            connection(stream, peer, socket, shutdown).await;
+            drop((permit, token));
+        });
+    }
+}
+
+/// One client connection, from TCP accept to close.
+async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shutdown: Shutdown) {
+    let metrics = &socket.metrics;
+    let _open = metrics.connection_opened();
+    let _ = stream.set_nodelay(true);
+
+    // One budget for the whole handshake, ClientHello included, so a client
+    // cannot hold a slot by trickling bytes.
+    let deadline = Instant::now() + limits::HANDSHAKE_TIMEOUT;
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let server_name = start.client_hello().server_name().map(str::to_owned);
+        let site = socket.endpoint.select(server_name.as_deref());
+        let tls = start.into_stream(Arc::clone(&site.config)).await?;
+        Ok::<_, std::io::Error>((tls, server_name))
+    };
+    let (tls, server_name) = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(error)) => {
+            metrics.handshake_failed();
+            debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics.handshake_timed_out();
+            debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let session = tls.get_ref().1;
+    metrics.handshake_completed(session);
+    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+
+    let conn = Arc::new(ConnInfo {
+        peer,
+        local: socket.local,
+        server_name,
+    });
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = Arc::clone(&activity);
+        let proxy = Arc::clone(&socket.proxy);
+        service_fn(move |request| {
+            let busy = activity.begin();
+            let proxy = Arc::clone(&proxy);
+            let conn = Arc::clone(&conn);
+            async move {
+                let response = proxy.handle(request, &conn).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+
+    let builder = http_builder(alpn.as_deref());
+    let served = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(served);
+    let mut closing = false;
+    let mut idle_check = tokio::time::interval(limits::IDLE_TIMEOUT / 4);
+    loop {
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%peer, %error, "client connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.requested(), if !closing => {
+                // Finish in-flight requests, accept no new ones.
+                served.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = idle_check.tick(), if !closing => {
+                if activity.idle_for() >= limits::IDLE_TIMEOUT {
+                    served.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// hyper's server: HTTP/2 when ALPN chose it, HTTP/1.1 when ALPN chose
+/// that, and detection from the first bytes when the client sent no ALPN.
+fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits::HEADER_READ_TIMEOUT)
+        .max_buf_size(limits::MAX_HEADER_BYTES)
+        .max_headers(limits::MAX_HEADERS)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits::H2_MAX_STREAMS)
+        .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(limits::H2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(limits::H2_KEEPALIVE_TIMEOUT);
+    match alpn {
+        Some(b"h2") => builder.http2_only(),
+        Some(b"http/1.1") => builder.http1_only(),
+        _ => builder,
+    }
+}
+
+/// Requests in flight on a connection and when the last one ended, for the
+/// idle timeout: a connection is idle only when nothing is in flight.
+#[derive(Debug)]
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `started` when a request last began or ended.
+    last_ms: AtomicU64,
+}
+
+/// Marks a request in flight until dropped (even if the handler is cancelled).
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        self.last_ms.store(elapsed, Relaxed);
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.touch();
+        Busy(Arc::clone(self))
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}

@@ -1,0 +1,465 @@
+//! Forwarding a request to a uwsgi-protocol backend (bare `http-to host:port`).
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream;
+use http::request::Parts;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Body, Frame, Incoming};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use super::headers::strip_hop_by_hop;
+use super::{request_host, BoxError, ConnInfo, ForwardError, ProxyBody};
+use crate::limits;
+use crate::uwsgi::{self, ChunkedDecoder, Decoded, Framing, ResponseHead, UwsgiError, Vars};
+
+/// Sends `request` over `stream` and returns the backend's response, whose
+/// body is streamed from the socket as the client reads it.
+pub async fn forward(
+    stream: TcpStream,
+    request: Request<Incoming>,
+    conn: &ConnInfo,
+) -> Result<Response<ProxyBody>, ForwardError> {
+    let (parts, body) = request.into_parts();
+    let request_was_head = parts.method == Method::HEAD;
+    let (length, body) = request_body(&parts.headers, body).await?;
+    let vars = request_vars(&parts, conn, length).map_err(|error| {
+        ForwardError::Client(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            error.to_string(),
+        )
+    })?;
+
+    let (mut read, mut write) = stream.into_split();
+    write
+        .write_all(&vars.into_packet())
+        .await
+        .map_err(|error| ForwardError::Backend(format!("sending the request failed: {error}")))?;
+    // The body goes out while the response comes in: a backend may answer
+    // before it has read everything.
+    tokio::spawn(send_body(body, write));
+
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let head = tokio::time::timeout(
+        limits::BACKEND_RESPONSE_TIMEOUT,
+        read_head(&mut read, &mut buf, request_was_head),
+    )
+    .await
+    .map_err(|_| ForwardError::Timeout(limits::BACKEND_RESPONSE_TIMEOUT.as_secs()))??;
+
+    let ResponseHead {
+        status,
+        mut headers,
+        framing,
+    } = head;
+    strip_hop_by_hop(&mut headers);
+    if !matches!(framing, Framing::Length(_) | Framing::Empty) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let reader = BodyReader {
+        read,
+        buf,
+        state: match framing {
+            Framing::Empty | Framing::Length(0) => BodyState::Done,
+            Framing::Length(length) => BodyState::Length(length),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => BodyState::UntilClose,
+        },
+    };
+    let frames = stream::unfold(reader, |mut reader| async move {
+        let chunk = reader.next_chunk().await?;
+        Some((chunk.map(Frame::data).map_err(BoxError::from), reader))
+    });
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+/// The request body to send, and its length for CONTENT_LENGTH.
+enum RequestBody {
+    Empty,
+    Buffered(Bytes),
+    /// Streamed as it arrives; its length was declared by the client.
+    Streamed(Incoming),
+}
+
+/// uwsgi backends read exactly CONTENT_LENGTH bytes, so the length must be
+/// known before the variables are sent. A body of unknown length (chunked,
+/// or HTTP/2 without content-length) is buffered, up to a limit.
+async fn request_body(
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<(u64, RequestBody), ForwardError> {
+    if let Some(length) = headers.get(header::CONTENT_LENGTH) {
+        // hyper has already rejected malformed or conflicting lengths.
+        let length = length
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| {
+                ForwardError::Client(StatusCode::BAD_REQUEST, "bad Content-Length".to_owned())
+            })?;
+        return Ok((length, RequestBody::Streamed(body)));
+    }
+    if body.is_end_stream() {
+        return Ok((0, RequestBody::Empty));
+    }
+    let collected = Limited::new(body, limits::MAX_BUFFERED_BODY)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                ForwardError::Client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "a request body without Content-Length is limited to {} bytes \
+                         for uwsgi backends",
+                        limits::MAX_BUFFERED_BODY
+                    ),
+                )
+            } else {
+                ForwardError::Client(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {error}"),
+                )
+            }
+        })?
+        .to_bytes();
+    Ok((collected.len() as u64, RequestBody::Buffered(collected)))
+}
+
+async fn send_body(body: RequestBody, mut write: OwnedWriteHalf) {
+    let sent: Result<(), BoxError> = async {
+        match body {
+            RequestBody::Empty => {}
+            RequestBody::Buffered(bytes) => write.write_all(&bytes).await?,
+            RequestBody::Streamed(mut body) => {
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        write.write_all(&data).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = sent {
+        debug!(%error, "request body not fully sent to the uwsgi backend");
+    }
+    // Dropping the write half would half-close the socket; some backends
+    // read that as the client going away. Keep it open until the response
+    // has been read and the read half is dropped.
+    write.forget();
+}
+
+async fn read_head(
+    read: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    request_was_head: bool,
+) -> Result<ResponseHead, ForwardError> {
+    loop {
+        match uwsgi::parse_response_head(buf, request_was_head) {
+            Ok(Some((head, length))) => {
+                let _ = buf.split_to(length);
+                return Ok(head);
+            }
+            Ok(None) if buf.len() >= limits::MAX_BACKEND_HEAD => {
+                return Err(ForwardError::Backend(format!(
+                    "response head larger than {} bytes",
+                    limits::MAX_BACKEND_HEAD
+                )))
+            }
+            Ok(None) => {}
+            Err(error) => return Err(ForwardError::Backend(error.to_string())),
+        }
+        let read = read
+            .read_buf(buf)
+            .await
+            .map_err(|error| ForwardError::Backend(format!("reading the response: {error}")))?;
+        if read == 0 {
+            return Err(ForwardError::Backend(
+                "the connection closed before a complete response head".to_owned(),
+            ));
+        }
+    }
+}
+
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+/// Reads a response body off the backend socket, chunk by chunk.
+struct BodyReader {
+    read: OwnedReadHalf,
+    /// Bytes read but not yet handed out.
+    buf: BytesMut,
+    state: BodyState,
+}
+
+impl BodyReader {
+    async fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
+        let Self { read, buf, state } = self;
+        loop {
+            match state {
+                BodyState::Done => return None,
+                BodyState::Length(remaining) => {
+                    if buf.is_empty() {
+                        match fill(read, buf).await {
+                            Ok(0) => {
+                                *state = BodyState::Done;
+                                return Some(Err(truncated()));
+                            }
+                            Ok(_) => {}
+                            Err(error) => return Some(Err(error)),
+                        }
+                    }
+                    let take = usize::try_from(*remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
+                    let data = buf.split_to(take).freeze();
+                    *remaining -= take as u64;
+                    if *remaining == 0 {
+                        *state = BodyState::Done;
+                    }
+                    return Some(Ok(data));
+                }
+                BodyState::UntilClose => {
+                    if buf.is_empty() {
+                        match fill(read, buf).await {
+                            Ok(0) => {
+                                *state = BodyState::Done;
+                                return None;
+                            }
+                            Ok(_) => {}
+                            Err(error) => return Some(Err(error)),
+                        }
+                    }
+                    return Some(Ok(buf.split().freeze()));
+                }
+                BodyState::Chunked(decoder) => match decoder.decode(buf) {
+                    Ok(Decoded::Data(data)) => return Some(Ok(data)),
+                    Ok(Decoded::Done) => *state = BodyState::Done,
+                    Ok(Decoded::NeedMore) => match fill(read, buf).await {
+                        Ok(0) => {
+                            *state = BodyState::Done;
+                            return Some(Err(truncated()));
+                        }
+                        Ok(_) => {}
+                        Err(error) => return Some(Err(error)),
+                    },
+                    Err(error) => {
+                        *state = BodyState::Done;
+                        return Some(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
+    buf.reserve(16 * 1024);
+    read.read_buf(buf).await
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the uwsgi backend closed the connection in the middle of the response body",
+    )
+}
+
+/// The CGI-style variables uWSGI's router sends for a request.
+pub fn request_vars(
+    parts: &Parts,
+    conn: &ConnInfo,
+    content_length: u64,
+) -> Result<Vars, UwsgiError> {
+    let mut vars = Vars::new();
+    let uri = &parts.uri;
+    let path = uri.path();
+    let request_uri = uri.path_and_query().map_or(path, |pq| pq.as_str());
+    let host = request_host(&parts.uri, &parts.headers, conn);
+    let server_name = strip_port(&host);
+    let protocol = match parts.version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map_or(&b""[..], |value| value.as_bytes());
+    for (key, value) in [
+        ("REQUEST_METHOD", parts.method.as_str().as_bytes()),
+        ("REQUEST_URI", request_uri.as_bytes()),
+        ("PATH_INFO", &percent_decode(path)),
+        ("QUERY_STRING", uri.query().unwrap_or_default().as_bytes()),
+        ("SERVER_NAME", server_name.as_bytes()),
+        ("SERVER_PORT", conn.local.port().to_string().as_bytes()),
+        ("SERVER_PROTOCOL", protocol.as_bytes()),
+        ("REMOTE_ADDR", conn.peer.ip().to_string().as_bytes()),
+        ("REMOTE_PORT", conn.peer.port().to_string().as_bytes()),
+        ("HTTPS", b"on"),
+        ("REQUEST_SCHEME", b"https"),
+        ("CONTENT_TYPE", content_type),
+        ("CONTENT_LENGTH", content_length.to_string().as_bytes()),
+    ] {
+        vars.push(key.as_bytes(), value)?;
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 carries the host in :authority; applications expect HTTP_HOST.
+        vars.push(b"HTTP_HOST", host.as_bytes())?;
+    }
+    for name in parts.headers.keys() {
+        // CGI passes these two as CONTENT_*; and a name with `_` would alias
+        // a dash-named header once mangled (X_Forwarded_For vs
+        // X-Forwarded-For), so such headers are dropped, as nginx does.
+        if name == header::CONTENT_TYPE
+            || name == header::CONTENT_LENGTH
+            || name.as_str().contains('_')
+        {
+            continue;
+        }
+        let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+        let value = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.as_bytes())
+            .collect::<Vec<_>>()
+            .join(separator);
+        let key = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        vars.push(key.as_bytes(), &value)?;
+    }
+    Ok(vars)
+}
+
+/// `host:port` or `[v6]:port` to the bare host.
+fn strip_port(host: &str) -> &str {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or(bracketed);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name)
+}
+
+/// Decodes `%XX` escapes; malformed escapes are kept as they are.
+fn percent_decode(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    decoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uwsgi::decode_vars;
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            server_name: Some("sni.test".into()),
+        }
+    }
+
+    #[test]
+    fn cgi_variables() {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/a%20b/c?x=1&y=%20")
+            .header("host", "example.test:8443")
+            .header("content-type", "text/plain")
+            .header("content-length", "3")
+            .header("x-thing", "one")
+            .header("x-thing", "two")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("x_sneaky", "dropped")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let packet = request_vars(&parts, &conn(), 3).unwrap().into_packet();
+        let vars = decode_vars(&packet[4..]).unwrap();
+        let get = |key: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == key.as_bytes())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(get("REQUEST_METHOD").unwrap(), "POST");
+        assert_eq!(get("REQUEST_URI").unwrap(), "/a%20b/c?x=1&y=%20");
+        assert_eq!(get("PATH_INFO").unwrap(), "/a b/c");
+        assert_eq!(get("QUERY_STRING").unwrap(), "x=1&y=%20");
+        assert_eq!(get("SERVER_NAME").unwrap(), "example.test");
+        assert_eq!(get("SERVER_PORT").unwrap(), "8443");
+        assert_eq!(get("SERVER_PROTOCOL").unwrap(), "HTTP/1.1");
+        assert_eq!(get("REMOTE_ADDR").unwrap(), "192.0.2.7");
+        assert_eq!(get("REMOTE_PORT").unwrap(), "5555");
+        assert_eq!(get("HTTPS").unwrap(), "on");
+        assert_eq!(get("CONTENT_TYPE").unwrap(), "text/plain");
+        assert_eq!(get("CONTENT_LENGTH").unwrap(), "3");
+        assert_eq!(get("HTTP_HOST").unwrap(), "example.test:8443");
+        assert_eq!(get("HTTP_X_THING").unwrap(), "one, two");
+        assert_eq!(get("HTTP_COOKIE").unwrap(), "a=1; b=2");
+        assert_eq!(get("HTTP_CONTENT_TYPE"), None);
+        assert_eq!(get("HTTP_X_SNEAKY"), None);
+    }
+
+    #[test]
+    fn http2_requests_get_a_host() {
+        let request = Request::builder()
+            .uri("https://h2.test/p")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let packet = request_vars(&parts, &conn(), 0).unwrap().into_packet();
+        let vars = decode_vars(&packet[4..]).unwrap();
+        assert!(vars.contains(&(&b"HTTP_HOST"[..], &b"h2.test"[..])));
+        assert!(vars.contains(&(&b"SERVER_PROTOCOL"[..], &b"HTTP/2"[..])));
+        assert!(vars.contains(&(&b"REQUEST_URI"[..], &b"/p"[..])));
+    }
+
+    #[test]
+    fn ports_and_escapes() {
+        assert_eq!(strip_port("a.test:80"), "a.test");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("a.test"), "a.test");
+        assert_eq!(percent_decode("/%41%zz%4"), b"/A%zz%4");
+    }
+}

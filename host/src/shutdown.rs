@@ -1,0 +1,89 @@
+//! Graceful shutdown: a signal fans out to every accept loop and connection,
+//! and the router waits, up to a deadline, for connections to finish.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+/// Tells every holder of a [`Shutdown`] to stop.
+#[derive(Debug)]
+pub struct Trigger {
+    tx: watch::Sender<bool>,
+}
+
+/// Cloned into each task that must stop on shutdown.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+pub fn channel() -> (Trigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (Trigger { tx }, Shutdown { rx })
+}
+
+impl Trigger {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Resolves once shutdown has been triggered (or the trigger is gone).
+    pub async fn requested(&mut self) {
+        // An error means the trigger was dropped: treat that as shutdown too.
+        let _ = self.rx.wait_for(|stop| *stop).await;
+    }
+
+    pub fn is_requested(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT and says which.
+pub async fn termination_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Counts live connection tasks: each holds a [`Tracked`] token, and
+/// [`Tracker::drained`] resolves once every token is dropped.
+#[derive(Debug)]
+pub struct Tracker {
+    tx: mpsc::Sender<()>,
+    rx: mpsc::Receiver<()>,
+}
+
+/// Held by one connection task for as long as it runs.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    _tx: mpsc::Sender<()>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        Self { tx, rx }
+    }
+}
+
+impl Tracker {
+    pub fn track(&self) -> Tracked {
+        Tracked {
+            _tx: self.tx.clone(),
+        }
+    }
+
+    /// Waits until every token is gone or `deadline` passes; true if drained.
+    pub async fn drained(self, deadline: Duration) -> bool {
+        let Tracker { tx, mut rx } = self;
+        drop(tx);
+        // Nothing is ever sent: recv returns None once all senders are dropped.
+        tokio::time::timeout(deadline, rx.recv()).await.is_ok()
+    }
+}

@@ -1,0 +1,142 @@
+//! The JSON document: uWSGI 2.0's shape first, cachet's additions after.
+
+use serde_json::{json, Value};
+
+use super::{CacheFigures, Snapshot};
+
+/// Name of the one cache, as uWSGI names its default cache.
+const CACHE_NAME: &str = "default";
+
+/// Renders the stats document served on `stats` and at `stats-http` `/`.
+pub fn render_json(snapshot: &Snapshot) -> String {
+    let totals = snapshot.totals();
+    let mut document = json!({
+        "version": snapshot.version,
+        "pid": snapshot.pid,
+        "started_at": snapshot.started_at,
+        "caches": snapshot.cache.iter().map(uwsgi_cache).collect::<Vec<_>>(),
+        "tls": {
+            "handshakes": {
+                "tls12": { "full": totals.tls12_full, "resumed": totals.tls12_resumed },
+                "tls13": { "full": totals.tls13_full, "resumed": totals.tls13_resumed },
+            },
+            "failures": totals.handshake_failures,
+            "timeouts": totals.handshake_timeouts,
+        },
+        "sessions": sessions(snapshot),
+        "workers": snapshot.workers.iter().map(|worker| json!({
+            "id": worker.id,
+            "pid": worker.pid,
+            "requests": worker.metrics.requests,
+            "handshakes": worker.metrics.handshakes(),
+            "connections": worker.metrics.connections,
+            "open_connections": worker.metrics.open_connections,
+            "restarts": worker.restarts,
+        })).collect::<Vec<_>>(),
+        "backends": snapshot.backends.iter().map(|backend| json!({
+            "name": backend.name,
+            "protocol": backend.protocol,
+            "requests": backend.requests,
+            "failures": backend.failures,
+            "down": backend.down,
+        })).collect::<Vec<_>>(),
+        "http": {
+            "requests": totals.requests,
+            "bad_gateway": totals.bad_gateway,
+            "gateway_timeout": totals.gateway_timeout,
+        },
+        // Filled by cluster replication.
+        "sync": {},
+    });
+    // The seed document's single `cache` object, for tools written against it.
+    if let Some(cache) = &snapshot.cache {
+        document["cache"] = json!({
+            "max_items": cache.max_items,
+            "blocksize": cache.blocksize,
+            "items": cache.items,
+            "hits": cache.hits,
+            "miss": cache.miss,
+            "full": cache.full,
+        });
+    }
+    let mut text = serde_json::to_string_pretty(&document).expect("a JSON value always serializes");
+    text.push('\n');
+    text
+}
+
+fn uwsgi_cache(cache: &CacheFigures) -> Value {
+    json!({
+        "name": CACHE_NAME,
+        "hash": "siphash",
+        "hashsize": cache.max_items,
+        "keysize": cache.keysize,
+        "max_items": cache.max_items,
+        "blocks": cache.blocks,
+        "blocksize": cache.blocksize,
+        "items": cache.items,
+        "hits": cache.hits,
+        "miss": cache.miss,
+        "full": cache.full,
+        "last_modified_at": cache.last_modified_at,
+    })
+}
+
+fn sessions(snapshot: &Snapshot) -> Value {
+    let storage = if snapshot.sessions_in_cache {
+        "cache"
+    } else {
+        "rustls-memory"
+    };
+    match (&snapshot.cache, snapshot.sessions_in_cache) {
+        (Some(cache), true) => json!({
+            "storage": storage,
+            "sets": cache.sets,
+            "deletes": cache.deletes,
+            "evictions": cache.evictions,
+            "expired": cache.expired,
+            "refused": { "too_large": cache.refused_too_large, "full": cache.refused_full },
+        }),
+        _ => json!({ "storage": storage }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::WorkerFigures;
+    use super::*;
+    use crate::metrics::MetricsSnapshot;
+
+    #[test]
+    fn document_has_uwsgi_and_cachet_fields() {
+        let snapshot = Snapshot {
+            version: "0",
+            pid: 7,
+            started_at: 1,
+            cache: Some(CacheFigures {
+                max_items: 10,
+                hits: 3,
+                ..CacheFigures::default()
+            }),
+            sessions_in_cache: true,
+            workers: vec![WorkerFigures {
+                id: 1,
+                pid: 7,
+                restarts: 0,
+                metrics: MetricsSnapshot {
+                    tls13_resumed: 2,
+                    tls12_full: 1,
+                    ..MetricsSnapshot::default()
+                },
+            }],
+            backends: vec![],
+        };
+        let value: Value = serde_json::from_str(&render_json(&snapshot)).unwrap();
+        assert_eq!(value["caches"][0]["hits"], 3);
+        assert_eq!(value["caches"][0]["items"], Value::Null);
+        assert_eq!(value["cache"]["max_items"], 10);
+        assert_eq!(value["tls"]["handshakes"]["tls13"]["resumed"], 2);
+        assert_eq!(value["workers"][0]["handshakes"], 3);
+        assert_eq!(value["sessions"]["refused"]["too_large"], 0);
+        assert!(value["sync"].is_object());
+    }
+}

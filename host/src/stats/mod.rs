@@ -1,0 +1,117 @@
+//! Stats: uWSGI 2.0's JSON document extended with cachet's counters, and the
+//! same figures as Prometheus text.
+//!
+//! Rendering works on a plain [`Snapshot`], so whoever gathers the figures (a
+//! single router today, a master adding up its workers later) is free to
+//! assemble it however it likes.
+
+mod json;
+mod prometheus;
+mod server;
+
+pub use json::render_json;
+pub use prometheus::render_prometheus;
+pub use server::{serve_http, serve_tcp};
+
+use std::sync::Arc;
+
+use crate::metrics::MetricsSnapshot;
+
+/// The session cache's figures. Fields the current storage cannot know are
+/// `None` and render as `null`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheFigures {
+    /// Capacity in entries (`cache`).
+    pub max_items: u64,
+    /// Bytes per value block (`cache-blocksize`).
+    pub blocksize: u64,
+    /// Value blocks available.
+    pub blocks: u64,
+    /// Longest key, in bytes (0 when not fixed).
+    pub keysize: u64,
+    /// Entries held now.
+    pub items: Option<u64>,
+    /// Lookups that found a live session.
+    pub hits: u64,
+    /// Lookups that found nothing (or only an expired session).
+    pub miss: u64,
+    /// Stores refused because the cache was full (uWSGI's `full`).
+    pub full: u64,
+    /// Sessions stored.
+    pub sets: u64,
+    /// Sessions removed on request (TLS 1.3 tickets are single-use).
+    pub deletes: u64,
+    /// Sessions pushed out to make room.
+    pub evictions: Option<u64>,
+    /// Sessions that reached `ssl-sessions-timeout`.
+    pub expired: u64,
+    /// Stores refused because the value exceeded `cache-blocksize`.
+    pub refused_too_large: u64,
+    /// Stores refused because no slot could be found or freed.
+    pub refused_full: u64,
+    /// Unix seconds of the last change.
+    pub last_modified_at: u64,
+}
+
+/// One router process's figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerFigures {
+    /// 1-based worker number.
+    pub id: u32,
+    pub pid: u32,
+    pub restarts: u64,
+    pub metrics: MetricsSnapshot,
+}
+
+/// One backend's figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendFigures {
+    pub name: String,
+    pub protocol: &'static str,
+    pub requests: u64,
+    pub failures: u64,
+    /// In back-off after a failure.
+    pub down: bool,
+}
+
+/// Everything the stats endpoints show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub pid: u32,
+    /// Unix seconds when the router started.
+    pub started_at: u64,
+    /// The session cache, if one is configured.
+    pub cache: Option<CacheFigures>,
+    /// Whether TLS sessions live in that cache or in rustls' per-process store.
+    pub sessions_in_cache: bool,
+    pub workers: Vec<WorkerFigures>,
+    pub backends: Vec<BackendFigures>,
+}
+
+impl Snapshot {
+    /// The workers' counters added up.
+    pub fn totals(&self) -> MetricsSnapshot {
+        self.workers
+            .iter()
+            .fold(MetricsSnapshot::default(), |sum, worker| {
+                let m = &worker.metrics;
+                MetricsSnapshot {
+                    tls12_full: sum.tls12_full + m.tls12_full,
+                    tls12_resumed: sum.tls12_resumed + m.tls12_resumed,
+                    tls13_full: sum.tls13_full + m.tls13_full,
+                    tls13_resumed: sum.tls13_resumed + m.tls13_resumed,
+                    handshake_failures: sum.handshake_failures + m.handshake_failures,
+                    handshake_timeouts: sum.handshake_timeouts + m.handshake_timeouts,
+                    connections: sum.connections + m.connections,
+                    open_connections: sum.open_connections + m.open_connections,
+                    requests: sum.requests + m.requests,
+                    bad_gateway: sum.bad_gateway + m.bad_gateway,
+                    gateway_timeout: sum.gateway_timeout + m.gateway_timeout,
+                }
+            })
+    }
+}
+
+/// Produces a fresh snapshot each time a stats client asks.
+pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;

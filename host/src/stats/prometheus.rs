@@ -1,0 +1,248 @@
+//! Prometheus text exposition (format 0.0.4) of the same snapshot.
+
+use std::fmt::Write;
+
+use super::{BackendFigures, Snapshot, WorkerFigures};
+
+/// Accumulates metric families, writing HELP and TYPE once per family.
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+                .collect();
+            let _ = write!(self.text, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the snapshot served at `stats-http` `/metrics`.
+pub fn render_prometheus(snapshot: &Snapshot) -> String {
+    let totals = snapshot.totals();
+    let mut out = Exposition {
+        text: String::new(),
+    };
+
+    out.family(
+        "cachet_tls_handshakes_total",
+        "counter",
+        "Completed TLS handshakes by protocol version and kind.",
+    );
+    for (version, kind, value) in [
+        ("1.2", "full", totals.tls12_full),
+        ("1.2", "resumed", totals.tls12_resumed),
+        ("1.3", "full", totals.tls13_full),
+        ("1.3", "resumed", totals.tls13_resumed),
+    ] {
+        out.sample(
+            "cachet_tls_handshakes_total",
+            &[("version", version), ("kind", kind)],
+            value,
+        );
+    }
+    out.single(
+        "cachet_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed.",
+        totals.handshake_failures,
+    );
+    out.single(
+        "cachet_tls_handshake_timeouts_total",
+        "counter",
+        "TLS handshakes that did not finish in time.",
+        totals.handshake_timeouts,
+    );
+    out.single(
+        "cachet_connections_total",
+        "counter",
+        "Client TCP connections accepted.",
+        totals.connections,
+    );
+    out.single(
+        "cachet_open_connections",
+        "gauge",
+        "Client connections open now.",
+        totals.open_connections,
+    );
+    out.single(
+        "cachet_http_requests_total",
+        "counter",
+        "HTTP requests received from clients.",
+        totals.requests,
+    );
+    out.family(
+        "cachet_http_errors_total",
+        "counter",
+        "Requests answered by the router itself because of a backend problem.",
+    );
+    out.sample(
+        "cachet_http_errors_total",
+        &[("status", "502")],
+        totals.bad_gateway,
+    );
+    out.sample(
+        "cachet_http_errors_total",
+        &[("status", "504")],
+        totals.gateway_timeout,
+    );
+
+    if let Some(cache) = &snapshot.cache {
+        out.single(
+            "cachet_cache_max_items",
+            "gauge",
+            "Capacity of the session cache.",
+            cache.max_items,
+        );
+        if let Some(items) = cache.items {
+            out.single(
+                "cachet_cache_items",
+                "gauge",
+                "Sessions in the cache.",
+                items,
+            );
+        }
+        for (name, help, value) in [
+            ("hits", "Lookups that found a live session.", cache.hits),
+            ("misses", "Lookups that found no live session.", cache.miss),
+            ("sets", "Sessions stored.", cache.sets),
+            ("deletes", "Sessions removed on request.", cache.deletes),
+            ("expired", "Sessions that timed out.", cache.expired),
+        ] {
+            out.single(
+                &format!("cachet_cache_{name}_total"),
+                "counter",
+                help,
+                value,
+            );
+        }
+        if let Some(evictions) = cache.evictions {
+            out.single(
+                "cachet_cache_evictions_total",
+                "counter",
+                "Sessions pushed out to make room.",
+                evictions,
+            );
+        }
+        out.family(
+            "cachet_cache_refused_total",
+            "counter",
+            "Sessions the cache refused to store, by reason.",
+        );
+        out.sample(
+            "cachet_cache_refused_total",
+            &[("reason", "too_large")],
+            cache.refused_too_large,
+        );
+        out.sample(
+            "cachet_cache_refused_total",
+            &[("reason", "full")],
+            cache.refused_full,
+        );
+    }
+
+    type Family<'a, T> = (&'a str, &'a str, &'a str, fn(&T) -> u64);
+    let worker_families: [Family<'_, WorkerFigures>; 2] = [
+        (
+            "cachet_worker_requests_total",
+            "counter",
+            "HTTP requests per router process.",
+            |worker| worker.metrics.requests,
+        ),
+        (
+            "cachet_worker_restarts_total",
+            "counter",
+            "Times each router process was replaced.",
+            |worker| worker.restarts,
+        ),
+    ];
+    for (name, kind, help, value) in worker_families {
+        out.family(name, kind, help);
+        for worker in &snapshot.workers {
+            out.sample(name, &[("worker", &worker.id.to_string())], value(worker));
+        }
+    }
+    let backend_families: [Family<'_, BackendFigures>; 3] = [
+        (
+            "cachet_backend_requests_total",
+            "counter",
+            "Requests sent to each backend.",
+            |backend| backend.requests,
+        ),
+        (
+            "cachet_backend_failures_total",
+            "counter",
+            "Connection failures per backend.",
+            |backend| backend.failures,
+        ),
+        (
+            "cachet_backend_up",
+            "gauge",
+            "1 when the backend is in rotation, 0 while it backs off.",
+            |backend| u64::from(!backend.down),
+        ),
+    ];
+    for (name, kind, help, value) in backend_families {
+        out.family(name, kind, help);
+        for backend in &snapshot.backends {
+            out.sample(name, &[("backend", &backend.name)], value(backend));
+        }
+    }
+    out.text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::CacheFigures;
+
+    #[test]
+    fn families_and_labels() {
+        let snapshot = Snapshot {
+            version: "0",
+            pid: 1,
+            started_at: 0,
+            cache: Some(CacheFigures {
+                hits: 5,
+                ..CacheFigures::default()
+            }),
+            sessions_in_cache: true,
+            workers: vec![],
+            backends: vec![BackendFigures {
+                name: "a\"b".into(),
+                protocol: "uwsgi",
+                requests: 2,
+                failures: 0,
+                down: false,
+            }],
+        };
+        let text = render_prometheus(&snapshot);
+        assert!(text.contains("cachet_cache_hits_total 5\n"), "{text}");
+        assert!(text.contains("cachet_tls_handshakes_total{version=\"1.3\",kind=\"resumed\"} 0\n"));
+        assert!(text.contains("cachet_backend_requests_total{backend=\"a\\\"b\"} 2\n"));
+        assert_eq!(text.matches("# TYPE cachet_cache_refused_total").count(), 1);
+    }
+}

@@ -1,0 +1,411 @@
+//! The uwsgi binary protocol, as uWSGI's HTTP router speaks it to its
+//! `http-to` nodes, and the HTTP/1.x response those nodes send back.
+//!
+//! Request: a 4-byte header (`modifier1`, datasize as u16 little-endian,
+//! `modifier2`), then `datasize` bytes of variables, each `u16 LE key length,
+//! key, u16 LE value length, value`, then the request body (CONTENT_LENGTH
+//! bytes). Response: raw `HTTP/1.x status line, headers, body`, the body
+//! delimited by Content-Length, chunked encoding or the end of the stream.
+//!
+//! Everything here is pure and synchronous so it can be fuzzed.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// modifier1 0: a WSGI/CGI-style request (what uWSGI's router sends).
+pub const MODIFIER1_WSGI: u8 = 0;
+/// Most bytes of variables one packet can carry (datasize is 16 bits).
+pub const MAX_VARS: usize = u16::MAX as usize;
+/// Most headers accepted in a backend's response.
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UwsgiError {
+    #[error("request variables exceed the uwsgi protocol's {MAX_VARS}-byte limit")]
+    VarsTooLarge,
+    #[error("uwsgi packet truncated")]
+    Truncated,
+    #[error("backend response head is not valid HTTP/1.x: {0}")]
+    BadResponse(String),
+    #[error("backend response body: bad chunked encoding: {0}")]
+    BadChunk(&'static str),
+}
+
+/// Request variables being encoded.
+#[derive(Debug, Default)]
+pub struct Vars {
+    encoded: Vec<u8>,
+}
+
+impl Vars {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one variable; fails once the packet would outgrow 64 KiB.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), UwsgiError> {
+        let key_len = u16::try_from(key.len()).map_err(|_| UwsgiError::VarsTooLarge)?;
+        let value_len = u16::try_from(value.len()).map_err(|_| UwsgiError::VarsTooLarge)?;
+        if self.encoded.len() + 4 + key.len() + value.len() > MAX_VARS {
+            return Err(UwsgiError::VarsTooLarge);
+        }
+        self.encoded.extend_from_slice(&key_len.to_le_bytes());
+        self.encoded.extend_from_slice(key);
+        self.encoded.extend_from_slice(&value_len.to_le_bytes());
+        self.encoded.extend_from_slice(value);
+        Ok(())
+    }
+
+    /// The packet: header followed by the variables.
+    pub fn into_packet(self) -> Vec<u8> {
+        let size = u16::try_from(self.encoded.len()).expect("push keeps vars within u16");
+        let mut packet = Vec::with_capacity(4 + self.encoded.len());
+        packet.push(MODIFIER1_WSGI);
+        packet.extend_from_slice(&size.to_le_bytes());
+        packet.push(0);
+        packet.extend_from_slice(&self.encoded);
+        packet
+    }
+}
+
+/// Splits a packet's header: (modifier1, datasize, modifier2).
+pub fn decode_header(header: [u8; 4]) -> (u8, u16, u8) {
+    (
+        header[0],
+        u16::from_le_bytes([header[1], header[2]]),
+        header[3],
+    )
+}
+
+/// One decoded variable: (key, value).
+pub type Var<'a> = (&'a [u8], &'a [u8]);
+
+/// Decodes a variables block (the `datasize` bytes after the header).
+pub fn decode_vars(mut block: &[u8]) -> Result<Vec<Var<'_>>, UwsgiError> {
+    fn field<'a>(block: &mut &'a [u8]) -> Result<&'a [u8], UwsgiError> {
+        let (len, rest) = block.split_at_checked(2).ok_or(UwsgiError::Truncated)?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let (value, rest) = rest.split_at_checked(len).ok_or(UwsgiError::Truncated)?;
+        *block = rest;
+        Ok(value)
+    }
+    let mut vars = Vec::new();
+    while !block.is_empty() {
+        let key = field(&mut block)?;
+        let value = field(&mut block)?;
+        vars.push((key, value));
+    }
+    Ok(vars)
+}
+
+/// How a backend's response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer encoding.
+    Chunked,
+    /// Everything until the backend closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+}
+
+/// Parses a response head from the start of `buf`. `Ok(None)` means more
+/// bytes are needed; on success also returns the head's length.
+pub fn parse_response_head(
+    buf: &[u8],
+    request_was_head: bool,
+) -> Result<Option<(ResponseHead, usize)>, UwsgiError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut raw);
+    let length = match response.parse(buf) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(UwsgiError::BadResponse(error.to_string())),
+    };
+    let code = response.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| UwsgiError::BadResponse(format!("status {code}")))?;
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for header in response.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| UwsgiError::BadResponse(format!("header name {:?}", header.name)))?;
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| UwsgiError::BadResponse(format!("value of header {name}")))?;
+        headers.append(name, value);
+    }
+    let framing = framing(status, &headers, request_was_head)?;
+    Ok(Some((
+        ResponseHead {
+            status,
+            headers,
+            framing,
+        },
+        length,
+    )))
+}
+
+/// RFC 9112 section 6.3, for responses.
+fn framing(
+    status: StatusCode,
+    headers: &HeaderMap,
+    request_was_head: bool,
+) -> Result<Framing, UwsgiError> {
+    if request_was_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if let Some(encoding) = headers.get(http::header::TRANSFER_ENCODING) {
+        let chunked = encoding
+            .to_str()
+            .ok()
+            .and_then(|codings| codings.rsplit(',').next())
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    match lengths.next() {
+        None => Ok(Framing::UntilClose),
+        Some(first) => {
+            let length = first
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .ok_or_else(|| UwsgiError::BadResponse("bad Content-Length".to_owned()))?;
+            if lengths.any(|other| other != first) {
+                return Err(UwsgiError::BadResponse(
+                    "conflicting Content-Length headers".to_owned(),
+                ));
+            }
+            Ok(Framing::Length(length))
+        }
+    }
+}
+
+/// Incremental decoder of a chunked body. Trailers are read and dropped.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// What the decoder made of the buffered bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    NeedMore,
+    Done,
+}
+
+/// Longest chunk-size or trailer line accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl ChunkedDecoder {
+    /// Consumes what it can from `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, UwsgiError> {
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(Decoded::Done),
+                ChunkState::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+                    let digits = std::str::from_utf8(digits)
+                        .map_err(|_| UwsgiError::BadChunk("chunk size is not text"))?
+                        .trim();
+                    let size = u64::from_str_radix(digits, 16)
+                        .map_err(|_| UwsgiError::BadChunk("chunk size is not hexadecimal"))?;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(remaining) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
+                    let data = buf.split_to(take).freeze();
+                    let left = remaining - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                ChunkState::DataEnd => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    if !line.is_empty() {
+                        return Err(UwsgiError::BadChunk("chunk data longer than its size"));
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes one CRLF-terminated line (without the CRLF) off the front of `buf`.
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, UwsgiError> {
+    match buf.windows(2).position(|pair| pair == b"\r\n") {
+        Some(end) => {
+            let line = buf.split_to(end).freeze();
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_CHUNK_LINE => Err(UwsgiError::BadChunk("line too long")),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_layout() {
+        let mut vars = Vars::new();
+        vars.push(b"REQUEST_METHOD", b"GET").unwrap();
+        vars.push(b"X", b"").unwrap();
+        let packet = vars.into_packet();
+        let (modifier1, size, modifier2) = decode_header(packet[..4].try_into().unwrap());
+        assert_eq!((modifier1, modifier2), (0, 0));
+        assert_eq!(usize::from(size), packet.len() - 4);
+        assert_eq!(&packet[4..6], &14u16.to_le_bytes());
+        assert_eq!(&packet[6..20], b"REQUEST_METHOD");
+        assert_eq!(&packet[20..22], &3u16.to_le_bytes());
+        let decoded = decode_vars(&packet[4..]).unwrap();
+        assert_eq!(
+            decoded,
+            [(&b"REQUEST_METHOD"[..], &b"GET"[..]), (&b"X"[..], &b""[..])]
+        );
+    }
+
+    #[test]
+    fn vars_are_limited_to_64k() {
+        let mut vars = Vars::new();
+        let big = vec![b'a'; 30_000];
+        vars.push(b"A", &big).unwrap();
+        vars.push(b"B", &big).unwrap();
+        assert_eq!(vars.push(b"C", &big), Err(UwsgiError::VarsTooLarge));
+        assert_eq!(
+            Vars::new().push(b"K", &vec![0; 70_000]),
+            Err(UwsgiError::VarsTooLarge)
+        );
+    }
+
+    #[test]
+    fn truncated_vars_are_rejected() {
+        assert_eq!(decode_vars(&[5, 0, b'a']), Err(UwsgiError::Truncated));
+        assert_eq!(decode_vars(&[1, 0, b'a', 9]), Err(UwsgiError::Truncated));
+    }
+
+    #[test]
+    fn response_heads_and_framing() {
+        let text = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello";
+        let (head, length) = parse_response_head(text, false).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::CREATED);
+        assert_eq!(head.framing, Framing::Length(5));
+        assert_eq!(&text[length..], b"hello");
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\n", false)
+            .unwrap()
+            .is_none());
+        let (head, _) = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::UntilClose);
+        let (head, _) = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        let (head, _) = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(parse_response_head(b"garbage\r\n\r\n", false).is_err());
+        assert!(parse_response_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_splits() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+        for split in 0..wire.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut buf = BytesMut::new();
+            let mut body = Vec::new();
+            for part in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(part);
+                while let Decoded::Data(data) = decoder.decode(&mut buf).unwrap() {
+                    body.extend_from_slice(&data);
+                }
+            }
+            assert_eq!(
+                decoder.decode(&mut buf).unwrap(),
+                Decoded::Done,
+                "split {split}"
+            );
+            assert_eq!(body, b"hello world");
+        }
+    }
+
+    #[test]
+    fn bad_chunks_are_errors() {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&b"zz\r\n"[..]);
+        assert!(decoder.decode(&mut buf).is_err());
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&b"1\r\nab\r\n"[..]);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap(),
+            Decoded::Data(Bytes::from_static(b"a"))
+        );
+        assert!(decoder.decode(&mut buf).is_err());
+    }
+}

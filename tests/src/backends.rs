@@ -1,0 +1,213 @@
+//! In-process backends that answer every request with what they received,
+//! as JSON, so tests can check what the router sent.
+//!
+//! The uwsgi backend decodes the protocol with its own code (not the
+//! router's), so the two implementations check each other.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running test backend.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Requests answered so far.
+    pub served: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    pub fn served(&self) -> usize {
+        self.served.load(Relaxed)
+    }
+
+    /// `--http-to` value for a uwsgi backend.
+    pub fn uwsgi_to(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `--http-to` value for an HTTP backend.
+    pub fn http_to(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// What both backends report about a body.
+fn body_summary(body: &[u8]) -> Value {
+    json!({
+        "body_len": body.len(),
+        "body_sum": body.iter().map(|&b| u64::from(b)).sum::<u64>(),
+        "body": if body.len() <= 1024 { String::from_utf8_lossy(body).into_owned() } else { String::new() },
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// A uwsgi-protocol backend. PATH_INFO `/chunked` answers with a chunked
+/// body, `/close` with a body delimited by closing the connection; anything
+/// else with Content-Length.
+pub async fn uwsgi(name: &str) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = Backend {
+        addr: listener.local_addr().unwrap(),
+        served: Arc::default(),
+    };
+    let served = Arc::clone(&backend.served);
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (served, name) = (Arc::clone(&served), name.clone());
+            tokio::spawn(async move {
+                if let Err(error) = uwsgi_exchange(stream, &name, &served).await {
+                    eprintln!("test uwsgi backend {name}: {error}");
+                }
+            });
+        }
+    });
+    backend
+}
+
+async fn uwsgi_exchange(
+    mut stream: TcpStream,
+    name: &str,
+    served: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    assert_eq!(header[0], 0, "modifier1");
+    assert_eq!(header[3], 0, "modifier2");
+    let size = usize::from(u16::from_le_bytes([header[1], header[2]]));
+    let mut block = vec![0u8; size];
+    stream.read_exact(&mut block).await?;
+    let mut vars = BTreeMap::new();
+    let mut rest = block.as_slice();
+    let field = |rest: &mut &[u8]| {
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+        let value = String::from_utf8_lossy(&rest[2..2 + len]).into_owned();
+        *rest = &rest[2 + len..];
+        value
+    };
+    while !rest.is_empty() {
+        let key = field(&mut rest);
+        let value = field(&mut rest);
+        vars.insert(key, value);
+    }
+    let length: usize = vars
+        .get("CONTENT_LENGTH")
+        .map_or(0, |l| l.parse().expect("numeric CONTENT_LENGTH"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await?;
+    served.fetch_add(1, Relaxed);
+
+    let document = merge(
+        json!({ "backend": name, "vars": vars }),
+        body_summary(&body),
+    );
+    let document = serde_json::to_vec(&document).unwrap();
+    let response = match vars.get("PATH_INFO").map(String::as_str) {
+        Some("/chunked") => {
+            let mut out =
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .to_vec();
+            for piece in document.chunks(7) {
+                out.extend_from_slice(format!("{:x};x=y\r\n", piece.len()).as_bytes());
+                out.extend_from_slice(piece);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+            out
+        }
+        Some("/close") => {
+            let mut out = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n".to_vec();
+            out.extend_from_slice(&document);
+            out
+        }
+        _ => {
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n",
+                document.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&document);
+            out
+        }
+    };
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+/// An HTTP/1.1 backend.
+pub async fn http(name: &str) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = Backend {
+        addr: listener.local_addr().unwrap(),
+        served: Arc::default(),
+    };
+    let served = Arc::clone(&backend.served);
+    let name: Arc<str> = name.into();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (served, name) = (Arc::clone(&served), Arc::clone(&name));
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (served, name) = (Arc::clone(&served), Arc::clone(&name));
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        served.fetch_add(1, Relaxed);
+                        let mut headers = BTreeMap::<String, Vec<String>>::new();
+                        for (key, value) in &parts.headers {
+                            headers
+                                .entry(key.as_str().to_owned())
+                                .or_default()
+                                .push(value.to_str().unwrap_or("<binary>").to_owned());
+                        }
+                        let document = merge(
+                            json!({
+                                "backend": &*name,
+                                "method": parts.method.as_str(),
+                                "uri": parts.uri.to_string(),
+                                "version": format!("{:?}", parts.version),
+                                "headers": headers,
+                            }),
+                            body_summary(&body),
+                        );
+                        let response = Response::builder()
+                            .header("content-type", "application/json")
+                            .header("x-backend", &*name)
+                            .body(Full::new(Bytes::from(
+                                serde_json::to_vec(&document).unwrap(),
+                            )))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    backend
+}

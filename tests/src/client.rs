@@ -1,0 +1,165 @@
+//! TLS and HTTP clients: rustls through tokio-rustls, hyper on top, HTTP/2
+//! when the router agrees to it over ALPN.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::Resumption;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::Pki;
+
+/// Bound on any single client exchange.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    V12,
+    V13,
+}
+
+/// A client trusting the test CA, pinned to one TLS version, offering the
+/// given ALPN protocols, with its own session store (so resumption is per
+/// config, as with one browser).
+pub fn config(pki: &Pki, version: Tls, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match version {
+        Tls::V12 => &[&rustls::version::TLS12],
+        Tls::V13 => &[&rustls::version::TLS13],
+    };
+    let mut config = ClientConfig::builder_with_protocol_versions(versions)
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.resumption = Resumption::in_memory_sessions(64);
+    Arc::new(config)
+}
+
+/// What one exchange saw.
+#[derive(Debug)]
+pub struct Exchange {
+    pub resumed: bool,
+    pub version: ProtocolVersion,
+    pub http: http::Version,
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Exchange {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Connects and completes a TLS handshake.
+pub async fn connect(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+}
+
+/// A GET on a fresh connection.
+pub async fn get(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+    path: &str,
+) -> Exchange {
+    let request = Request::get(path)
+        .header("host", server_name)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(config, addr, server_name, request).await
+}
+
+/// Sends one request on a fresh connection, HTTP/2 if ALPN chose it, and
+/// reads the whole response (which also lets TLS 1.3 tickets arrive).
+pub async fn send<B>(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+    request: Request<B>,
+) -> Exchange
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        exchange(config, addr, server_name, request),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("exchange with {addr} took more than {EXCHANGE_TIMEOUT:?}"))
+    .unwrap_or_else(|e| panic!("exchange with {addr} failed: {e}"))
+}
+
+async fn exchange<B>(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+    mut request: Request<B>,
+) -> Result<Exchange, BoxError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let tls = connect(config, addr, server_name).await?;
+    let session = tls.get_ref().1;
+    let resumed = session.handshake_kind() == Some(HandshakeKind::Resumed);
+    let version = session.protocol_version().expect("handshake done");
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let response: Response<hyper::body::Incoming> = if h2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(connection);
+        if request.uri().authority().is_none() {
+            let uri = format!("https://{server_name}{}", request.uri());
+            *request.uri_mut() = uri.parse()?;
+            request.headers_mut().remove("host");
+        }
+        sender.send_request(request).await?
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(connection);
+        sender.send_request(request).await?
+    };
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Exchange {
+        resumed,
+        version,
+        http: parts.version,
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}

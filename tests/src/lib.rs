@@ -1,0 +1,235 @@
+//! End-to-end test harness: runs the real `cachet` binary on loopback and
+//! talks to it with real clients and backends.
+//!
+//! - [`cachet_bin`] builds the binary once per test process (`cargo build -p
+//!   cachet` into the same target directory), so `cargo test --workspace`
+//!   works on a clean checkout and never runs a stale binary.
+//! - [`Router`] starts it, learns the ports it bound (port 0 everywhere) from
+//!   its `cachet: listening KIND ADDR` lines, and kills it on drop.
+//! - [`Pki`] issues certificates from a test CA with rcgen.
+//! - [`backends`] holds in-process uwsgi and HTTP backends that answer with
+//!   what they received, as JSON; [`client`] the TLS and HTTP clients.
+
+pub mod backends;
+pub mod client;
+pub mod openssl;
+pub mod pki;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+pub use pki::Pki;
+
+/// How long a router may take to print `cachet: ready` on a loaded machine.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `cachet` binary, built on first use.
+pub fn cachet_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CACHET_BIN") {
+            return PathBuf::from(bin);
+        }
+        // current_exe is <target>/<profile>/deps/<test>-<hash>.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binaries live in <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build
+            .args(["build", "--quiet", "-p", "cachet", "--bin", "cachet"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // cargo sets these for the test process; build scripts that watch
+            // them would otherwise see a change between this build and a
+            // plain `cargo build`, and rebuild every time.
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env_remove("CARGO_PKG_NAME")
+            .env_remove("CARGO_CRATE_NAME")
+            .env_remove("CARGO_PRIMARY_PACKAGE")
+            .env_remove("CARGO_TARGET_TMPDIR");
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("running `cargo build -p cachet` for the end-to-end tests");
+        assert!(status.success(), "`cargo build -p cachet` failed");
+        let bin = profile_dir.join("cachet");
+        assert!(bin.is_file(), "no cachet binary at {}", bin.display());
+        bin
+    })
+}
+
+/// The repository root (for `examples/`).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository root")
+}
+
+/// Runs `cachet ARGS` to completion, for option errors, --help and --version.
+pub fn run_to_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(cachet_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting cachet");
+    // Bounded: a cachet that unexpectedly starts serving is killed.
+    for _ in 0..200 {
+        if child.try_wait().expect("waiting for cachet").is_some() {
+            return child.wait_with_output().expect("cachet's output");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("cachet's output");
+    panic!(
+        "cachet {args:?} did not exit within 20s; stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running router, killed when dropped.
+pub struct Router {
+    child: Child,
+    pub https: Vec<SocketAddr>,
+    pub stats: Option<SocketAddr>,
+    pub stats_http: Option<SocketAddr>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Router {
+    /// Starts `cachet ARGS` and waits until it is ready.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Router {
+        let mut child = Command::new(cachet_bin())
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting cachet");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            // Keeps reading for the router's whole life so its stderr never fills.
+            std::thread::spawn(move || {
+                let mut ready_tx = Some(ready_tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    if line == "cachet: ready" {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+            });
+        }
+        let mut router = Router {
+            child,
+            https: Vec::new(),
+            stats: None,
+            stats_http: None,
+            log,
+        };
+        if ready_rx.recv_timeout(STARTUP_TIMEOUT).is_err() {
+            let status = router.child.try_wait().ok().flatten();
+            panic!(
+                "cachet {:?} did not become ready (exit: {status:?}); stderr:\n{}",
+                args.iter()
+                    .map(|a| a.as_ref().to_owned())
+                    .collect::<Vec<_>>(),
+                router.log()
+            );
+        }
+        for line in router.log().lines() {
+            let Some(rest) = line.strip_prefix("cachet: listening ") else {
+                continue;
+            };
+            let (kind, addr) = rest.split_once(' ').expect("KIND ADDR");
+            let addr: SocketAddr = addr.parse().expect("a socket address");
+            match kind {
+                "https" => router.https.push(addr),
+                "stats" => router.stats = Some(addr),
+                "stats-http" => router.stats_http = Some(addr),
+                other => panic!("unknown listener kind {other}"),
+            }
+        }
+        router
+    }
+
+    /// The first https address.
+    pub fn addr(&self) -> SocketAddr {
+        self.https[0]
+    }
+
+    /// Everything the router wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The stats document from the `stats` socket.
+    pub fn stats(&self) -> serde_json::Value {
+        let addr = self.stats.expect("router started without --stats");
+        let mut stream = std::net::TcpStream::connect(addr).expect("connecting to stats");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("reading stats");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}):\n{text}"))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().expect("waiting for cachet") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("cachet did not exit within 30s of SIGTERM:\n{}", self.log());
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An address on which nothing listens: a port that was just released.
+pub fn refused_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("binding a throwaway port")
+}

@@ -1,0 +1,116 @@
+//! Sessions resume for `openssl s_client -sess_out/-sess_in`, TLS 1.2 and
+//! 1.3, and an SNI name's session does not resume under another certificate.
+
+use cachet_tests::backends;
+use cachet_tests::openssl::{require_openssl, s_client, Session};
+use cachet_tests::{Pki, Router};
+
+const RECONNECTIONS: usize = 10;
+
+fn start(pki: &Pki, backend: &backends::Backend) -> Router {
+    let default = pki.leaf("default", &["localhost"]);
+    let alpha = pki.leaf("alpha", &["alpha.test"]);
+    Router::start(&[
+        "--https".to_owned(),
+        default.https("127.0.0.1:0"),
+        "--sni".to_owned(),
+        alpha.sni("alpha.test"),
+        "--http-to".to_owned(),
+        backend.uwsgi_to(),
+        "--cache".to_owned(),
+        "100".to_owned(),
+        "--ssl-sessions-use-cache".to_owned(),
+        "--stats".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ])
+}
+
+fn resumes(tls: &str, stats_key: &str) {
+    require_openssl();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(backends::uwsgi("app"));
+    let pki = Pki::new();
+    let router = start(&pki, &backend);
+    let session = pki.dir().join(format!("session{tls}.pem"));
+
+    let (first, output) = s_client(router.addr(), tls, "localhost", &pki.ca_pem, None, &session);
+    assert_eq!(first, Session::New, "{output}");
+    assert!(output.contains("HTTP/1.1 200 OK"), "{output}");
+    for i in 1..RECONNECTIONS {
+        // TLS 1.3 tickets are single-use: each run saves the fresh ticket
+        // it received for the next one.
+        let (kind, output) = s_client(
+            router.addr(),
+            tls,
+            "localhost",
+            &pki.ca_pem,
+            Some(&session),
+            &session,
+        );
+        assert_eq!(
+            kind,
+            Session::Reused,
+            "connection {i}:\n{output}\n{}",
+            router.log()
+        );
+        assert!(output.contains("HTTP/1.1 200 OK"), "{output}");
+    }
+    let stats = router.stats();
+    assert_eq!(
+        stats["tls"]["handshakes"][stats_key]["full"], 1,
+        "{stats:#}"
+    );
+    assert_eq!(
+        stats["tls"]["handshakes"][stats_key]["resumed"],
+        RECONNECTIONS as u64 - 1,
+        "{stats:#}"
+    );
+}
+
+#[test]
+fn tls12_sessions_resume_with_openssl() {
+    resumes("-tls1_2", "tls12");
+}
+
+#[test]
+fn tls13_sessions_resume_with_openssl() {
+    resumes("-tls1_3", "tls13");
+}
+
+#[test]
+fn sni_session_does_not_resume_under_another_certificate() {
+    require_openssl();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(backends::uwsgi("app"));
+    let pki = Pki::new();
+    let router = start(&pki, &backend);
+    for tls in ["-tls1_2", "-tls1_3"] {
+        let alpha = pki.dir().join(format!("alpha{tls}.pem"));
+        let (kind, _) = s_client(router.addr(), tls, "alpha.test", &pki.ca_pem, None, &alpha);
+        assert_eq!(kind, Session::New);
+        let (kind, output) = s_client(
+            router.addr(),
+            tls,
+            "alpha.test",
+            &pki.ca_pem,
+            Some(&alpha),
+            &alpha,
+        );
+        assert_eq!(kind, Session::Reused, "{tls} alpha.test resumes:\n{output}");
+        // Offer alpha.test's session while asking for the default certificate.
+        let other = pki.dir().join(format!("other{tls}.pem"));
+        let (kind, output) = s_client(
+            router.addr(),
+            tls,
+            "localhost",
+            &pki.ca_pem,
+            Some(&alpha),
+            &other,
+        );
+        assert_eq!(
+            kind,
+            Session::New,
+            "{tls}: alpha.test's session resumed for localhost:\n{output}"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Requests reach both kinds of backend with the right variables and
+//! headers, over HTTP/2 and HTTP/1.1, with bodies streamed both ways;
+//! failover when a backend is down; 502 when none is up.
+
+use bytes::Bytes;
+use cachet_tests::backends;
+use cachet_tests::client::{self, Tls};
+use cachet_tests::{refused_addr, Pki, Router};
+use http::Request;
+use http_body_util::{Full, StreamBody};
+use hyper::body::Frame;
+
+fn start(pki: &Pki, backends: &[String]) -> Router {
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let mut args = vec![
+        "--https".to_owned(),
+        leaf.https("127.0.0.1:0"),
+        "--stats".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
+    for backend in backends {
+        args.push("--http-to".to_owned());
+        args.push(backend.clone());
+    }
+    Router::start(&args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
+    let pki = Pki::new();
+    let backend = backends::uwsgi("u").await;
+    let router = start(&pki, &[backend.uwsgi_to()]);
+    for (alpn, expected_protocol) in [(&b"h2"[..], "HTTP/2"), (&b"http/1.1"[..], "HTTP/1.1")] {
+        let config = client::config(&pki, Tls::V13, &[alpn]);
+        let request = Request::post("/some%20path/x?a=1&b=two")
+            .header("host", "localhost")
+            .header("content-type", "text/plain")
+            .header("content-length", "5")
+            .header("x-custom", "yes")
+            .header("cookie", "a=1")
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .unwrap();
+        let exchange = client::send(&config, router.addr(), "localhost", request).await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        let expected_http = if alpn == b"h2" {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
+        assert_eq!(exchange.http, expected_http);
+        assert_eq!(exchange.headers["x-backend"], "u");
+        let document = exchange.json();
+        let vars = &document["vars"];
+        assert_eq!(vars["REQUEST_METHOD"], "POST");
+        assert_eq!(vars["REQUEST_URI"], "/some%20path/x?a=1&b=two");
+        assert_eq!(vars["PATH_INFO"], "/some path/x");
+        assert_eq!(vars["QUERY_STRING"], "a=1&b=two");
+        assert_eq!(vars["SERVER_NAME"], "localhost");
+        assert_eq!(vars["SERVER_PORT"], router.addr().port().to_string());
+        assert_eq!(vars["SERVER_PROTOCOL"], expected_protocol);
+        assert_eq!(vars["REMOTE_ADDR"], "127.0.0.1");
+        assert!(vars["REMOTE_PORT"].as_str().unwrap().parse::<u16>().is_ok());
+        assert_eq!(vars["HTTPS"], "on");
+        assert_eq!(vars["CONTENT_TYPE"], "text/plain");
+        assert_eq!(vars["CONTENT_LENGTH"], "5");
+        assert_eq!(vars["HTTP_X_CUSTOM"], "yes");
+        assert_eq!(vars["HTTP_COOKIE"], "a=1");
+        assert_eq!(vars["HTTP_HOST"], "localhost");
+        assert_eq!(document["body"], "hello");
+    }
+}
+
+/// A streamed request body of unknown length (chunked on HTTP/1.1),
+/// response bodies framed by chunks and by closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uwsgi_bodies_of_every_framing() {
+    let pki = Pki::new();
+    let backend = backends::uwsgi("u").await;
+    let router = start(&pki, &[backend.uwsgi_to()]);
+    let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
+    // 64 frames of 4 KiB, byte value = frame number.
+    let pieces = || {
+        (0..64u8)
+            .map(|i| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![i; 4096]))))
+    };
+    let expected_sum: u64 = (0..64u64).map(|i| i * 4096).sum();
+    for path in ["/plain", "/chunked", "/close"] {
+        let body = StreamBody::new(futures_util::stream::iter(pieces()));
+        let request = Request::put(path)
+            .header("host", "localhost")
+            .body(body)
+            .unwrap();
+        let exchange = client::send(&config, router.addr(), "localhost", request).await;
+        assert_eq!(exchange.status, 200, "{path}: {}", exchange.text());
+        let document = exchange.json();
+        assert_eq!(document["body_len"], 64 * 4096, "{path}");
+        assert_eq!(document["body_sum"], expected_sum, "{path}");
+        assert_eq!(document["vars"]["CONTENT_LENGTH"], (64 * 4096).to_string());
+        assert_eq!(document["vars"]["PATH_INFO"], path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_gets_forwarded_headers() {
+    let pki = Pki::new();
+    let backend = backends::http("h").await;
+    let router = start(&pki, &[backend.http_to()]);
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let config = client::config(&pki, Tls::V13, &[alpn]);
+        let request = Request::post("/api/items?x=1")
+            .header("host", "localhost")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-custom", "yes")
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(Bytes::from(vec![7u8; 100_000])))
+            .unwrap();
+        let exchange = client::send(&config, router.addr(), "localhost", request).await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        assert_eq!(exchange.headers["x-backend"], "h");
+        let document = exchange.json();
+        assert_eq!(document["method"], "POST");
+        assert_eq!(document["uri"], "/api/items?x=1");
+        assert_eq!(document["version"], "HTTP/1.1");
+        let headers = &document["headers"];
+        assert_eq!(headers["host"][0], "localhost");
+        assert_eq!(headers["x-forwarded-for"][0], "10.0.0.1, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"][0], "https");
+        assert_eq!(headers["x-custom"][0], "yes");
+        assert_eq!(document["body_len"], 100_000);
+        assert_eq!(document["body_sum"], 700_000);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_skips_a_backend_that_is_down() {
+    let pki = Pki::new();
+    let uwsgi = backends::uwsgi("u").await;
+    let http = backends::http("h").await;
+    let dead = refused_addr();
+    let router = start(&pki, &[uwsgi.uwsgi_to(), dead.to_string(), http.http_to()]);
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    const REQUESTS: usize = 12;
+    for i in 0..REQUESTS {
+        let exchange = client::get(&config, router.addr(), "localhost", "/").await;
+        assert_eq!(exchange.status, 200, "request {i}: {}", exchange.text());
+    }
+    assert_eq!(uwsgi.served() + http.served(), REQUESTS);
+    assert!(uwsgi.served() >= 2 && http.served() >= 2, "round robin");
+    let stats = router.stats();
+    let backends = stats["backends"].as_array().unwrap();
+    assert_eq!(backends[1]["name"], dead.to_string());
+    assert_eq!(backends[1]["down"], true, "{stats:#}");
+    assert!(backends[1]["failures"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["http"]["bad_gateway"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_gateway_when_no_backend_answers() {
+    let pki = Pki::new();
+    let dead = [
+        refused_addr().to_string(),
+        format!("http://{}", refused_addr()),
+    ];
+    let router = start(&pki, &dead);
+    let config = client::config(&pki, Tls::V12, &[b"h2"]);
+    for _ in 0..3 {
+        let exchange = client::get(&config, router.addr(), "localhost", "/").await;
+        assert_eq!(exchange.status, 502);
+        assert_eq!(
+            exchange.headers["content-type"],
+            "text/plain; charset=utf-8"
+        );
+        let text = exchange.text();
+        assert!(text.contains("no backend answered"), "{text}");
+        for backend in &dead {
+            assert!(text.contains(backend.as_str()), "{text}");
+        }
+    }
+    assert_eq!(router.stats()["http"]["bad_gateway"], 3);
+}

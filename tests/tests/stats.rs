@@ -1,0 +1,130 @@
+//! The stats endpoints: uWSGI's JSON over TCP and HTTP, Prometheus text.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cachet_tests::backends;
+use cachet_tests::client::{self, Tls};
+use cachet_tests::{Pki, Router};
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: stats\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a complete response");
+    (head.to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_prometheus_agree_with_the_client() {
+    let pki = Pki::new();
+    let backend = backends::uwsgi("u").await;
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let router = Router::start(&[
+        "--https".to_owned(),
+        leaf.https("127.0.0.1:0"),
+        "--http-to".to_owned(),
+        backend.uwsgi_to(),
+        "--cache".to_owned(),
+        "500".to_owned(),
+        "--cache-blocksize".to_owned(),
+        "2048".to_owned(),
+        "--ssl-sessions-use-cache".to_owned(),
+        "--stats".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--stats-http".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ]);
+    let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
+    for _ in 0..5 {
+        client::get(&config, router.addr(), "localhost", "/").await;
+    }
+
+    let tcp = router.stats();
+    let cache = &tcp["caches"][0];
+    for key in [
+        "name",
+        "hash",
+        "hashsize",
+        "keysize",
+        "max_items",
+        "blocks",
+        "blocksize",
+        "items",
+        "hits",
+        "miss",
+        "full",
+        "last_modified_at",
+    ] {
+        assert!(cache.get(key).is_some(), "caches[0].{key} missing: {tcp:#}");
+    }
+    for key in ["max_items", "blocksize", "items", "hits", "miss", "full"] {
+        assert!(tcp["cache"].get(key).is_some(), "cache.{key} missing");
+    }
+    assert_eq!(cache["max_items"], 500);
+    assert_eq!(cache["blocksize"], 2048);
+    assert_eq!(tcp["tls"]["handshakes"]["tls12"]["full"], 1);
+    assert_eq!(tcp["tls"]["handshakes"]["tls12"]["resumed"], 4);
+    assert_eq!(tcp["workers"][0]["pid"], router.pid());
+    assert_eq!(tcp["workers"][0]["restarts"], 0);
+    assert!(tcp["sync"].is_object());
+    assert!(tcp["sessions"]["refused"].is_object());
+
+    let addr = router.stats_http.unwrap();
+    let (head, body) = http_get(addr, "/");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["tls"], tcp["tls"]);
+
+    let (head, metrics) = http_get(addr, "/metrics");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        metrics.contains("cachet_tls_handshakes_total{version=\"1.2\",kind=\"resumed\"} 4\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cachet_tls_handshakes_total{version=\"1.2\",kind=\"full\"} 1\n"));
+    assert!(
+        metrics.contains("cachet_http_requests_total 5\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cachet_cache_hits_total "));
+
+    let (head, _) = http_get(addr, "/nope");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let pki = Pki::new();
+    let backend = backends::http("h").await;
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let router = Router::start(&[
+        "--https".to_owned(),
+        leaf.https("127.0.0.1:0"),
+        "--http-to".to_owned(),
+        backend.http_to(),
+    ]);
+    let config = client::config(&pki, Tls::V13, &[b"h2"]);
+    let exchange = client::get(&config, router.addr(), "localhost", "/").await;
+    assert_eq!(exchange.status, 200);
+    let addr = router.addr();
+    let status = tokio::task::spawn_blocking(move || router.terminate())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after exit"
+    );
+}
