@@ -513,8 +513,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
             self.bump(Counter::Takes);
             self.touch(now);
         } else {
+            // Write only on the first hit: a clean cache line need not be
+            // written back, and in shared memory it stays shared between cores.
             let at = self.layout.slot_at(found.slot) + slot::FLAGS;
-            self.buf_mut()[at] |= slot::FLAG_REFERENCED;
+            if self.buf()[at] & slot::FLAG_REFERENCED == 0 {
+                self.buf_mut()[at] |= slot::FLAG_REFERENCED;
+            }
         }
         self.end();
         Ok(Some(&out[..len]))
