@@ -85,7 +85,7 @@ fn ci() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    run(&root, "cargo", &["test", "--workspace"])?;
+    let tally = test_workspace(&root)?;
     run(
         &root,
         "cargo",
@@ -104,7 +104,64 @@ fn ci() -> Result<(), String> {
             "defmt",
         ],
     )?;
-    fuzz(20)
+    fuzz(20)?;
+    // The test runners' own summaries scroll away above the fuzz output;
+    // repeat the total as the run's last line.
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+    Ok(())
+}
+
+/// Passed and failed tests over every `cargo test` binary.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+/// `cargo test --workspace`, echoing its output and adding up the
+/// `test result:` lines.
+fn test_workspace(root: &Path) -> Result<Tally, String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    eprintln!("xtask: $ cargo test --workspace");
+    let mut child = Command::new("cargo")
+        .args(["test", "--workspace"])
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut tally = Tally::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            tally.passed += count_before(rest, " passed");
+            tally.failed += count_before(rest, " failed");
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo test: {e}"))?;
+    if !status.success() {
+        return Err(format!("`cargo test --workspace` failed ({status})"));
+    }
+    Ok(tally)
+}
+
+/// The number just before `label` in a line like
+/// `ok. 34 passed; 0 failed; 0 ignored`.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs each fuzz target for `seconds`. Uses nightly when it is installed
@@ -130,4 +187,17 @@ fn fuzz(seconds: u32) -> Result<(), String> {
         run(&fuzz_dir, "cargo", &args)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn reads_counts_from_cargo_test_summaries() {
+        let line = "ok. 34 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 10.84s";
+        assert_eq!(count_before(line, " passed"), 34);
+        assert_eq!(count_before(line, " failed"), 2);
+        assert_eq!(count_before("FAILED. 1 passed; 3 failed;", " failed"), 3);
+    }
 }
