@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn reads_counts_from_cargo_test_summaries() {
-        let line = "ok. 34 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 10.84s";
+        let line =
+            "ok. 34 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 10.84s";
         assert_eq!(count_before(line, " passed"), 34);
         assert_eq!(count_before(line, " failed"), 2);
         assert_eq!(count_before("FAILED. 1 passed; 3 failed;", " failed"), 3);

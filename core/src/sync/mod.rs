@@ -44,7 +44,7 @@ use siphasher::sip::SipHasher13;
 use crate::cache::{Cache, Refused, Stored, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    ClusterKey, Packet, Record, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
+    ClusterKey, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
 pub use counters::{Reject, SyncCounters};
 use outbox::{Entry, Queue};
@@ -289,16 +289,16 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
         };
         let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
         builder.push(&record).ok()?;
-        let repr = Repr {
-            sender: self.sender,
-            sequence: self.next_sequence,
-            first_record: self.next_record,
-            records: builder.records(),
-        };
-        let len = repr.emit(&self.key, buf).ok()?;
-        self.next_sequence += 1;
+        let len = seal_next(
+            &self.key,
+            self.sender,
+            &mut self.next_sequence,
+            &mut self.counters,
+            self.next_record,
+            builder.records(),
+            buf,
+        )?;
         self.next_record += 1;
-        self.count_sent(len, 1);
         Some(len)
     }
 
@@ -347,50 +347,42 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
             }
             count += 1;
         }
-        let repr = Repr {
-            sender: self.sender,
-            sequence: self.next_sequence,
-            first_record: self.next_record,
-            records: builder.records(),
-        };
-        let len = repr.emit(&self.key, buf).ok()?;
+        let len = seal_next(
+            &self.key,
+            self.sender,
+            &mut self.next_sequence,
+            &mut self.counters,
+            self.next_record,
+            builder.records(),
+            buf,
+        )?;
         self.pending.pop_front(count);
         self.repeat_first = self.next_record;
         self.next_record += count as u64;
-        self.next_sequence += 1;
         self.repeat_due = self.settings.repeat_after.map(|after| now + after);
-        self.count_sent(len, count);
         Some(len)
     }
 
     fn transmit_repeat(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.repeat_due = None;
         let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
-        let mut count = 0;
         for entry in self.repeat.iter() {
             // Each entry fitted in the first copy, whose lifetimes were no
             // shorter to write, so it fits again.
             builder.push(&entry.record(now)).ok()?;
-            count += 1;
         }
-        let repr = Repr {
-            sender: self.sender,
-            sequence: self.next_sequence,
-            first_record: self.repeat_first,
-            records: builder.records(),
-        };
-        let len = repr.emit(&self.key, buf).ok()?;
+        let len = seal_next(
+            &self.key,
+            self.sender,
+            &mut self.next_sequence,
+            &mut self.counters,
+            self.repeat_first,
+            builder.records(),
+            buf,
+        )?;
         self.repeat.clear();
-        self.next_sequence += 1;
         self.counters.sent_repeats += 1;
-        self.count_sent(len, count);
         Some(len)
-    }
-
-    fn count_sent(&mut self, len: usize, records: usize) {
-        self.counters.sent_datagrams += 1;
-        self.counters.sent_bytes += len as u64;
-        self.counters.sent_records += records as u64;
     }
 
     /// Checks, opens and applies a datagram from a peer to `store`.
@@ -510,6 +502,32 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
     fn fingerprint(&self, key: &[u8]) -> u64 {
         fingerprint(self.sender, key)
     }
+}
+
+/// Seals `records` as this sender's next datagram into `buf`, advancing
+/// the sequence and counting what was sent. (Fields are passed apart so the
+/// records may borrow the node's scratch buffer meanwhile.)
+fn seal_next(
+    key: &ClusterKey,
+    sender: u64,
+    next_sequence: &mut u64,
+    counters: &mut SyncCounters,
+    first_record: u64,
+    records: Records<'_>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    let repr = Repr {
+        sender,
+        sequence: *next_sequence,
+        first_record,
+        records,
+    };
+    let len = repr.emit(key, buf).ok()?;
+    *next_sequence += 1;
+    counters.sent_datagrams += 1;
+    counters.sent_bytes += len as u64;
+    counters.sent_records += records.len() as u64;
+    Some(len)
 }
 
 /// A key's tombstone fingerprint. Keys are session ids the servers chose at
