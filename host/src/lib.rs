@@ -6,16 +6,21 @@
 //! in this library so that the master/worker process model, the fuzz targets and
 //! the end-to-end tests can reach the same code.
 
-pub mod cache_region;
 pub mod clock;
 pub mod config;
 pub mod limits;
 pub mod listen;
+pub mod master;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
+pub mod robust_lock;
 pub mod router;
+pub mod shared;
+pub mod shm;
 pub mod shutdown;
 pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod uwsgi;
+pub mod worker;

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cachet::config::{options, Config, Invocation};
 use cachet::listen::Listeners;
-use cachet::{router, shutdown};
+use cachet::{master, router, shutdown, worker};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let raw = match Config::from_args(std::env::args_os().skip(1)) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let raw = match Config::from_args(args.iter().cloned()) {
         Ok(Invocation::Run(raw)) => raw,
         Ok(Invocation::Help) => {
             print!("{}", options::help_text());
@@ -36,11 +37,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Some(id) = worker::number() {
+        return match worker::run(config, id) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("cachet: worker {id}: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     for note in config.not_yet_served() {
         warn!("{note}");
     }
 
-    match serve(&config) {
+    match serve(&config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("cachet: error: {error:#}");
@@ -54,10 +64,16 @@ fn usage_error(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn serve(config: &Config) -> anyhow::Result<()> {
-    // Bound before the runtime starts: the place a master will hand sockets
-    // to its workers.
+fn serve(config: &Config, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    // SIGHUP reloads, once the router watches for it; until then its default
+    // action would kill the process. Workers inherit the setting.
+    shutdown::ignore_hangups_for_now();
+    // Bound before any runtime or worker exists, so that a master hands the
+    // same sockets to all its workers.
     let listeners = Listeners::bind(config)?;
+    if config.master || config.http_processes > 1 {
+        return master::run(config, listeners, args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cachet")

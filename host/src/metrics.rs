@@ -1,15 +1,32 @@
-//! Counters of this router process, kept in atomics that the stats
+//! Counters of one router process, kept in atomics that the stats
 //! endpoints read without stopping anyone.
 //!
-//! Each worker process will own one `Metrics`; the master then adds them up.
+//! With worker processes the atomics live in shared memory (one block per
+//! worker, see [`crate::shared`]), so the master reads every worker's
+//! figures directly; a single process keeps its block on the heap.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
-/// Live counters; cheap to bump from any task.
-#[derive(Debug, Default)]
+/// A handle on one process's counters; cheap to bump from any task.
+#[derive(Debug, Clone, Copy)]
 pub struct Metrics {
+    c: &'static Counters,
+}
+
+impl Default for Metrics {
+    /// Counters of their own, for a process that shares them with nobody.
+    fn default() -> Self {
+        Metrics::on(Box::leak(Box::default()))
+    }
+}
+
+/// The atomics themselves. `repr(C)` and all-zero valid, so a block of
+/// shared memory fresh from the kernel is a set of zeroed counters.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Counters {
     tls12_full: AtomicU64,
     tls12_resumed: AtomicU64,
     tls13_full: AtomicU64,
@@ -21,6 +38,9 @@ pub struct Metrics {
     requests: AtomicU64,
     bad_gateway: AtomicU64,
     gateway_timeout: AtomicU64,
+    /// Pid of the worker serving from this block once it accepts
+    /// connections; 0 before (the master waits for it).
+    ready: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -51,15 +71,36 @@ pub struct OpenConnection<'a>(&'a Metrics);
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Relaxed);
+        self.0.c.open_connections.fetch_sub(1, Relaxed);
     }
 }
 
 impl Metrics {
+    /// A handle on counters that live elsewhere (in shared memory).
+    pub fn on(counters: &'static Counters) -> Metrics {
+        Metrics { c: counters }
+    }
+
+    /// Forgets the connections a dead process left open: it can no longer
+    /// close them, and a replacement starts with none.
+    pub fn reset_open_connections(&self) {
+        self.c.open_connections.store(0, Relaxed);
+    }
+
+    /// Marks the block's process as serving (its pid), or not (0).
+    pub fn set_ready(&self, pid: u32) {
+        self.c.ready.store(u64::from(pid), Relaxed);
+    }
+
+    /// The pid of the process serving from this block, 0 if none yet.
+    pub fn ready_pid(&self) -> u32 {
+        self.c.ready.load(Relaxed) as u32
+    }
+
     /// Counts an accepted TCP connection until the guard is dropped.
     pub fn connection_opened(&self) -> OpenConnection<'_> {
-        self.connections.fetch_add(1, Relaxed);
-        self.open_connections.fetch_add(1, Relaxed);
+        self.c.connections.fetch_add(1, Relaxed);
+        self.c.open_connections.fetch_add(1, Relaxed);
         OpenConnection(self)
     }
 
@@ -68,47 +109,47 @@ impl Metrics {
     pub fn handshake_completed(&self, connection: &ServerConnection) {
         let resumed = connection.handshake_kind() == Some(HandshakeKind::Resumed);
         let counter = match (connection.protocol_version(), resumed) {
-            (Some(ProtocolVersion::TLSv1_3), false) => &self.tls13_full,
-            (Some(ProtocolVersion::TLSv1_3), true) => &self.tls13_resumed,
-            (_, false) => &self.tls12_full,
-            (_, true) => &self.tls12_resumed,
+            (Some(ProtocolVersion::TLSv1_3), false) => &self.c.tls13_full,
+            (Some(ProtocolVersion::TLSv1_3), true) => &self.c.tls13_resumed,
+            (_, false) => &self.c.tls12_full,
+            (_, true) => &self.c.tls12_resumed,
         };
         counter.fetch_add(1, Relaxed);
     }
 
     pub fn handshake_failed(&self) {
-        self.handshake_failures.fetch_add(1, Relaxed);
+        self.c.handshake_failures.fetch_add(1, Relaxed);
     }
 
     pub fn handshake_timed_out(&self) {
-        self.handshake_timeouts.fetch_add(1, Relaxed);
+        self.c.handshake_timeouts.fetch_add(1, Relaxed);
     }
 
     pub fn request(&self) {
-        self.requests.fetch_add(1, Relaxed);
+        self.c.requests.fetch_add(1, Relaxed);
     }
 
     pub fn bad_gateway(&self) {
-        self.bad_gateway.fetch_add(1, Relaxed);
+        self.c.bad_gateway.fetch_add(1, Relaxed);
     }
 
     pub fn gateway_timeout(&self) {
-        self.gateway_timeout.fetch_add(1, Relaxed);
+        self.c.gateway_timeout.fetch_add(1, Relaxed);
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            tls12_full: self.tls12_full.load(Relaxed),
-            tls12_resumed: self.tls12_resumed.load(Relaxed),
-            tls13_full: self.tls13_full.load(Relaxed),
-            tls13_resumed: self.tls13_resumed.load(Relaxed),
-            handshake_failures: self.handshake_failures.load(Relaxed),
-            handshake_timeouts: self.handshake_timeouts.load(Relaxed),
-            connections: self.connections.load(Relaxed),
-            open_connections: self.open_connections.load(Relaxed),
-            requests: self.requests.load(Relaxed),
-            bad_gateway: self.bad_gateway.load(Relaxed),
-            gateway_timeout: self.gateway_timeout.load(Relaxed),
+            tls12_full: self.c.tls12_full.load(Relaxed),
+            tls12_resumed: self.c.tls12_resumed.load(Relaxed),
+            tls13_full: self.c.tls13_full.load(Relaxed),
+            tls13_resumed: self.c.tls13_resumed.load(Relaxed),
+            handshake_failures: self.c.handshake_failures.load(Relaxed),
+            handshake_timeouts: self.c.handshake_timeouts.load(Relaxed),
+            connections: self.c.connections.load(Relaxed),
+            open_connections: self.c.open_connections.load(Relaxed),
+            requests: self.c.requests.load(Relaxed),
+            bad_gateway: self.c.bad_gateway.load(Relaxed),
+            gateway_timeout: self.c.gateway_timeout.load(Relaxed),
         }
     }
 }

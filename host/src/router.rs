@@ -1,6 +1,8 @@
-//! One router process: TLS endpoints, the backend pool and stats, served
-//! until shutdown. A future worker process calls [`run`] with listeners it
-//! inherited from its master.
+//! The pieces a router process runs, and how one process alone combines
+//! them: the HTTPS endpoints with their backends ([`serve_https`]), the
+//! stats endpoints ([`spawn_stats`]) and the sweeper ([`spawn_sweeper`]).
+//! With worker processes, each worker runs `serve_https` and the master the
+//! other two (see [`crate::master`] and [`crate::worker`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,70 +19,109 @@ use crate::metrics::Metrics;
 use crate::proxy::pool::BackendPool;
 use crate::proxy::serve::{accept_loop, Socket};
 use crate::proxy::Proxy;
+use crate::shared::{CacheGeometry, SharedRegion};
 use crate::shutdown::{Shutdown, Tracker};
 use crate::stats::{self, Snapshot, SnapshotSource, WorkerFigures};
-use crate::store::{SessionStore, StoreSettings};
+use crate::store::SessionStore;
 use crate::tls::{Endpoint, Sessions};
 
-/// Frees expired sessions a little at a time, so no sweep holds the cache
-/// lock for long; lookups never return an expired session in between.
-/// (With worker processes this moves to the master.)
-async fn sweep(store: Arc<SessionStore>, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(limits::SWEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let freed = store.sweep(limits::SWEEP_BUDGET);
-                if freed > 0 {
-                    tracing::debug!(freed, "expired sessions freed");
-                }
-            }
-            () = shutdown.requested() => return,
-        }
-    }
+/// The shared region for `config`, created once per router (by the lone
+/// process, or by the master before its workers) and kept for the
+/// process's life.
+pub fn create_region(config: &Config) -> Result<&'static SharedRegion> {
+    let geometry = config
+        .cache
+        .map(|cache| -> Result<CacheGeometry> {
+            Ok(CacheGeometry {
+                capacity: u32::try_from(cache.items).context("cache: too many items")?,
+                block_size: u32::try_from(cache.blocksize).context("cache-blocksize: too large")?,
+            })
+        })
+        .transpose()?;
+    let region = SharedRegion::create(geometry).context("creating the session cache")?;
+    Ok(Box::leak(Box::new(region)))
 }
 
-/// Serves `listeners` as `config` says until `shutdown`, then waits up to
-/// the drain deadline for open connections to finish.
-pub async fn run(config: &Config, listeners: Listeners, mut shutdown: Shutdown) -> Result<()> {
-    let started_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    // One store per process; with worker processes it will live in shared
-    // memory created by the master.
-    let store = config
-        .cache
-        .map(|cache| {
-            SessionStore::new(StoreSettings {
-                items: cache.items,
-                blocksize: cache.blocksize,
-                timeout: config.ssl_sessions_timeout,
-            })
-            .map(Arc::new)
-        })
-        .transpose()
-        .context("creating the session cache")?;
+/// The session store over `region`, if the region has a cache.
+pub fn session_store(config: &Config, region: &'static SharedRegion) -> Option<Arc<SessionStore>> {
+    SessionStore::new(region, config.ssl_sessions_timeout).map(Arc::new)
+}
+
+/// Serves `listeners` alone: HTTPS, stats and the sweeper in this process.
+pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> Result<()> {
+    let started_at = unix_now();
+    let region = create_region(config)?;
+    let store = session_store(config, region);
+    let metrics = region.metrics(0);
     if let Some(store) = &store {
-        tokio::spawn(sweep(Arc::clone(store), shutdown.clone()));
+        spawn_sweeper(Arc::clone(store), shutdown.clone());
     }
+    let proxy = proxy(config, metrics);
+    let source: SnapshotSource = {
+        let store = store.clone();
+        let proxy = Arc::clone(&proxy);
+        let sessions_in_cache = config.ssl_sessions_use_cache && store.is_some();
+        Arc::new(move || Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            started_at,
+            cache: store.as_ref().map(|store| store.figures()),
+            sessions_in_cache,
+            workers: vec![WorkerFigures {
+                id: 1,
+                pid: std::process::id(),
+                restarts: 0,
+                metrics: metrics.snapshot(),
+            }],
+            backends: proxy.pool.figures(),
+        })
+    };
+    spawn_stats(listeners.stats, listeners.stats_http, source, &shutdown)?;
+    serve_https(
+        config,
+        listeners.https,
+        store,
+        proxy,
+        shutdown,
+        true,
+        listen::announce_ready,
+    )
+    .await
+}
+
+/// The backends of `config`, counting into `metrics`.
+pub fn proxy(config: &Config, metrics: Metrics) -> Arc<Proxy> {
+    if config.backends.is_empty() {
+        warn!("no `http-to` backend: every request will get 502");
+    }
+    Arc::new(Proxy {
+        pool: BackendPool::new(&config.backends),
+        metrics: Arc::new(metrics),
+    })
+}
+
+/// Serves the HTTPS sockets until `shutdown`, then waits up to the drain
+/// deadline for open connections to finish. `announce` prints the listening
+/// lines (a worker leaves that to its master); `ready` runs once every
+/// socket accepts.
+pub async fn serve_https(
+    config: &Config,
+    https: Vec<std::net::TcpListener>,
+    store: Option<Arc<SessionStore>>,
+    proxy: Arc<Proxy>,
+    mut shutdown: Shutdown,
+    announce: bool,
+    ready: impl FnOnce(),
+) -> Result<()> {
     let sessions = match (&store, config.ssl_sessions_use_cache) {
         (Some(store), true) => Sessions::Cache(store),
         _ => Sessions::RustlsDefault,
     };
-
-    let metrics = Arc::new(Metrics::default());
-    let proxy = Arc::new(Proxy {
-        pool: BackendPool::new(&config.backends),
-        metrics: Arc::clone(&metrics),
-    });
-    if config.backends.is_empty() {
-        warn!("no `http-to` backend: every request will get 502");
-    }
+    let metrics = Arc::clone(&proxy.metrics);
 
     let mut sockets = Vec::new();
     let slots = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
-    for (https, listener) in config.https.iter().zip(listeners.https) {
+    for (https, listener) in config.https.iter().zip(https) {
         let endpoint = Endpoint::build(
             https,
             &config.sni,
@@ -98,45 +139,18 @@ pub async fn run(config: &Config, listeners: Listeners, mut shutdown: Shutdown) 
         };
         sockets.push((listener, socket));
     }
-
-    let source: SnapshotSource = {
-        let metrics = Arc::clone(&metrics);
-        let proxy = Arc::clone(&proxy);
-        let store = store.clone();
-        let sessions_in_cache = matches!(sessions, Sessions::Cache(_));
-        Arc::new(move || Snapshot {
-            version: env!("CARGO_PKG_VERSION"),
-            pid: std::process::id(),
-            started_at,
-            cache: store.as_ref().map(|store| store.figures()),
-            sessions_in_cache,
-            workers: vec![WorkerFigures {
-                id: 1,
-                pid: std::process::id(),
-                restarts: 0,
-                metrics: metrics.snapshot(),
-            }],
-            backends: proxy.pool.figures(),
-        })
-    };
-    if let Some(listener) = listeners.stats {
-        let listener = TcpListener::from_std(listener)?;
-        listen::announce("stats", listener.local_addr()?);
-        tokio::spawn(stats::serve_tcp(listener, source.clone(), shutdown.clone()));
-    }
-    if let Some(listener) = listeners.stats_http {
-        let listener = TcpListener::from_std(listener)?;
-        listen::announce("stats-http", listener.local_addr()?);
-        tokio::spawn(stats::serve_http(
-            listener,
-            source.clone(),
-            shutdown.clone(),
-        ));
-    }
+    crate::reload::spawn_watcher(
+        config,
+        sockets.iter().map(|(_, socket)| socket),
+        store.clone(),
+        shutdown.clone(),
+    );
 
     let tracker = Tracker::default();
     for (listener, socket) in sockets {
-        listen::announce("https", socket.local);
+        if announce {
+            listen::announce("https", socket.local);
+        }
         tokio::spawn(accept_loop(
             listener,
             socket,
@@ -144,7 +158,7 @@ pub async fn run(config: &Config, listeners: Listeners, mut shutdown: Shutdown) 
             tracker.track(),
         ));
     }
-    listen::announce_ready();
+    ready();
     info!(
         backends = config.backends.len(),
         session_storage = if matches!(sessions, Sessions::Cache(_)) {
@@ -171,4 +185,58 @@ pub async fn run(config: &Config, listeners: Listeners, mut shutdown: Shutdown) 
         );
     }
     Ok(())
+}
+
+/// Starts the stats endpoints that are configured.
+pub fn spawn_stats(
+    stats: Option<std::net::TcpListener>,
+    stats_http: Option<std::net::TcpListener>,
+    source: SnapshotSource,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    if let Some(listener) = stats {
+        let listener = TcpListener::from_std(listener)?;
+        listen::announce("stats", listener.local_addr()?);
+        tokio::spawn(stats::serve_tcp(listener, source.clone(), shutdown.clone()));
+    }
+    if let Some(listener) = stats_http {
+        let listener = TcpListener::from_std(listener)?;
+        listen::announce("stats-http", listener.local_addr()?);
+        tokio::spawn(stats::serve_http(listener, source, shutdown.clone()));
+    }
+    Ok(())
+}
+
+/// Frees expired sessions a little at a time, so no sweep holds the cache
+/// lock for long; lookups never return an expired session in between.
+pub fn spawn_sweeper(store: Arc<SessionStore>, mut shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(limits::SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    // The lock may be held by a worker that is about to be
+                    // killed: never block the runtime waiting for it.
+                    let store = Arc::clone(&store);
+                    let freed = tokio::task::spawn_blocking(move || {
+                        store.sweep(limits::SWEEP_BUDGET)
+                    })
+                    .await
+                    .unwrap_or(0);
+                    if freed > 0 {
+                        tracing::debug!(freed, "expired sessions freed");
+                    }
+                }
+                () = shutdown.requested() => return,
+            }
+        }
+    });
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }

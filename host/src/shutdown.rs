@@ -51,6 +51,25 @@ pub async fn termination_signal() -> std::io::Result<&'static str> {
     })
 }
 
+/// SIGHUP, as a stream of reload requests. Registering replaces the default
+/// action (terminate), so call it before announcing readiness: a SIGHUP that
+/// arrives earlier would otherwise kill the process.
+pub fn hangups() -> std::io::Result<Hangups> {
+    use tokio::signal::unix::{signal, SignalKind};
+    Ok(Hangups(signal(SignalKind::hangup())?))
+}
+
+/// Receives SIGHUPs; several arriving close together may be merged into one.
+#[derive(Debug)]
+pub struct Hangups(tokio::signal::unix::Signal);
+
+impl Hangups {
+    /// Resolves at the next SIGHUP (`None` if signals can no longer arrive).
+    pub async fn next(&mut self) -> Option<()> {
+        self.0.recv().await
+    }
+}
+
 /// Counts live connection tasks: each holds a [`Tracked`] token, and
 /// [`Tracker::drained`] resolves once every token is dropped.
 #[derive(Debug)]
@@ -85,5 +104,17 @@ impl Tracker {
         drop(tx);
         // Nothing is ever sent: recv returns None once all senders are dropped.
         tokio::time::timeout(deadline, rx.recv()).await.is_ok()
+    }
+}
+
+/// Ignores SIGHUP until [`hangups`] (or tokio) installs a handler. A
+/// process that reloads on SIGHUP must not die of one that arrives while it
+/// is still starting; the disposition is inherited across `exec`, so a
+/// master's workers start protected too.
+pub fn ignore_hangups_for_now() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
+    // code and touches no memory.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
 }

@@ -18,46 +18,33 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use cachet_core::cache::Layout;
 use cachet_core::Duration as CacheDuration;
 use rustls::server::StoresServerSessions;
 
-use crate::cache_region::CacheRegion;
 use crate::clock;
+use crate::shared::SharedRegion;
 use crate::stats::CacheFigures;
 
 /// Bytes of session-context digest in front of every key.
 const CONTEXT_DIGEST_LEN: usize = 16;
 
-/// What the cache is asked to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreSettings {
-    /// Most sessions held at once (`cache`).
-    pub items: usize,
-    /// Largest stored value (`cache-blocksize`).
-    pub blocksize: usize,
-    /// Lifetime of a session (`ssl-sessions-timeout`).
-    pub timeout: Duration,
-}
-
 /// The process's handle on the session cache.
 #[derive(Debug)]
 pub struct SessionStore {
-    region: Arc<CacheRegion>,
+    region: &'static SharedRegion,
+    layout: Layout,
     lifetime: CacheDuration,
 }
 
 impl SessionStore {
-    /// A fresh, empty cache.
-    pub fn new(settings: StoreSettings) -> Result<Self> {
-        let items = u32::try_from(settings.items)
-            .map_err(|_| anyhow::anyhow!("cache = {} is too large", settings.items))?;
-        let blocksize = u32::try_from(settings.blocksize).map_err(|_| {
-            anyhow::anyhow!("cache-blocksize = {} is too large", settings.blocksize)
-        })?;
-        Ok(SessionStore {
-            region: Arc::new(CacheRegion::new(items, blocksize)?),
-            lifetime: CacheDuration::from_millis(settings.timeout.as_millis() as u64),
+    /// The store over `region`'s cache, with sessions living `timeout`;
+    /// `None` when the region has no cache.
+    pub fn new(region: &'static SharedRegion, timeout: Duration) -> Option<Self> {
+        Some(SessionStore {
+            layout: *region.cache_layout()?,
+            region,
+            lifetime: CacheDuration::from_millis(timeout.as_millis() as u64),
         })
     }
 
@@ -67,7 +54,8 @@ impl SessionStore {
         let mut prefix = [0u8; CONTEXT_DIGEST_LEN];
         prefix.copy_from_slice(&digest.as_ref()[..CONTEXT_DIGEST_LEN]);
         Arc::new(ContextStorage {
-            region: Arc::clone(&self.region),
+            region: self.region,
+            block_size: self.layout.block_size() as usize,
             prefix,
             lifetime: self.lifetime,
         })
@@ -77,15 +65,18 @@ impl SessionStore {
     /// Returns how many were freed.
     pub fn sweep(&self, budget: u32) -> u32 {
         let now = clock::now();
-        self.region.with(|cache| cache.sweep(now, budget).freed)
+        self.region
+            .with_cache(|cache| cache.sweep(now, budget).freed)
+            .unwrap_or(0)
     }
 
     /// The cache's figures for stats.
     pub fn figures(&self) -> CacheFigures {
-        let layout = *self.region.layout();
+        let layout = self.layout;
         let (n, last_modified) = self
             .region
-            .with(|cache| (cache.counters(), cache.last_modified()));
+            .with_cache(|cache| (cache.counters(), cache.last_modified()))
+            .unwrap_or_default();
         CacheFigures {
             max_items: u64::from(layout.capacity()),
             blocksize: u64::from(layout.block_size()),
@@ -112,7 +103,8 @@ impl SessionStore {
 
 #[derive(Debug)]
 struct ContextStorage {
-    region: Arc<CacheRegion>,
+    region: &'static SharedRegion,
+    block_size: usize,
     prefix: [u8; CONTEXT_DIGEST_LEN],
     lifetime: CacheDuration,
 }
@@ -136,20 +128,22 @@ impl ContextStorage {
 
     fn lookup(&self, key: &[u8], take: bool) -> Option<Vec<u8>> {
         let now = clock::now();
-        let block = self.region.layout().block_size() as usize;
+        let block = self.block_size;
         VALUE_BUFFER.with_borrow_mut(|out| {
             if out.len() < block {
                 out.resize(block, 0);
             }
             self.with_key(key, |key| {
-                self.region.with(|cache| {
-                    let found = if take {
-                        cache.take(now, key, out)
-                    } else {
-                        cache.get(now, key, out)
-                    };
-                    found.ok().flatten().map(<[u8]>::to_vec)
-                })
+                self.region
+                    .with_cache(|cache| {
+                        let found = if take {
+                            cache.take(now, key, out)
+                        } else {
+                            cache.get(now, key, out)
+                        };
+                        found.ok().flatten().map(<[u8]>::to_vec)
+                    })
+                    .flatten()
             })
         })
     }
@@ -160,8 +154,8 @@ impl StoresServerSessions for ContextStorage {
         let now = clock::now();
         self.with_key(&key, |key| {
             self.region
-                .with(|cache| cache.put(now, key, &value, self.lifetime))
-                .is_ok()
+                .with_cache(|cache| cache.put(now, key, &value, self.lifetime).is_ok())
+                .unwrap_or(false)
         })
     }
 
@@ -181,14 +175,15 @@ impl StoresServerSessions for ContextStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::CacheGeometry;
 
     fn store(timeout: Duration) -> SessionStore {
-        SessionStore::new(StoreSettings {
-            items: 16,
-            blocksize: 64,
-            timeout,
-        })
-        .unwrap()
+        let geometry = CacheGeometry {
+            capacity: 16,
+            block_size: 64,
+        };
+        let region = Box::leak(Box::new(SharedRegion::create(Some(geometry)).unwrap()));
+        SessionStore::new(region, timeout).unwrap()
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! offer a session; "resumed" clients offer the last one they got. Client and
 //! router share the machine's cores, so the figures are a floor.
 //!
+//! Then the resumed rows again with the router as a master with one and
+//! with two worker processes sharing the cache, to show how resumptions
+//! scale with workers (on a 2-core machine that also runs the clients).
+//!
 //! Prints a table and writes `target/bench-handshakes.json` for
 //! `cargo xtask bench`. Run: `cargo bench -p cachet-tests --bench handshakes`.
 
@@ -119,17 +123,22 @@ async fn main() {
     let pki = Pki::new();
     let leaf = pki.leaf("bench", &["localhost"]);
     let backend = backends::http("bench").await;
-    let router = Router::start(&[
-        "--https".to_string(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_string(),
-        backend.http_to(),
-        "--cache".to_string(),
-        "20000".to_string(),
-        "--ssl-sessions-use-cache".to_string(),
-        "--stats".to_string(),
-        "127.0.0.1:0".to_string(),
-    ]);
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "--https".to_string(),
+            leaf.https("127.0.0.1:0"),
+            "--http-to".to_string(),
+            backend.http_to(),
+            "--cache".to_string(),
+            "20000".to_string(),
+            "--ssl-sessions-use-cache".to_string(),
+            "--stats".to_string(),
+            "127.0.0.1:0".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Router::start(&args)
+    };
+    let router = start(&[]);
     let addr = router.addr();
     let mut results = Vec::new();
     for version in [Tls::V12, Tls::V13] {
@@ -139,13 +148,29 @@ async fn main() {
     }
     let stats = router.stats();
     let stats = serde_json::json!({ "tls": stats["tls"], "caches": stats["caches"] });
+    drop(router);
+
+    let mut scaling = Vec::new();
+    for workers in [1usize, 2] {
+        let router = start(&["--master", "--http-processes", &workers.to_string()]);
+        println!("-- {workers} worker process(es) under a master");
+        for version in [Tls::V12, Tls::V13] {
+            let mut row = measure(&pki, version, true, router.addr(), secs).await;
+            row["workers"] = workers.into();
+            scaling.push(row);
+        }
+    }
     let out = serde_json::json!({
         "connections": CONNECTIONS,
         "seconds_each": secs,
         "results": results,
         "router_stats": stats,
+        "scaling": scaling,
     });
-    let path = cachet_tests::repo_root().join("target/bench-handshakes.json");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| cachet_tests::repo_root().join("target"));
+    let path = target.join("bench-handshakes.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     println!("wrote {}", path.display());

@@ -211,3 +211,38 @@ pub async fn http(name: &str) -> Backend {
     });
     backend
 }
+
+/// An HTTP/1.1 backend that counts each request as it arrives, then waits
+/// `delay` before answering `200 slow`: a request in flight for tests of
+/// draining.
+pub async fn slow_http(delay: std::time::Duration) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = Backend {
+        addr: listener.local_addr().unwrap(),
+        served: Arc::default(),
+    };
+    let served = Arc::clone(&backend.served);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let served = Arc::clone(&served);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                served.fetch_add(1, Relaxed);
+                tokio::time::sleep(delay).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
+                    )
+                    .await;
+            });
+        }
+    });
+    backend
+}

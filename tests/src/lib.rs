@@ -114,8 +114,14 @@ pub struct Router {
 impl Router {
     /// Starts `cachet ARGS` and waits until it is ready.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Router {
+        Router::start_with_env(args, &[])
+    }
+
+    /// Like [`Router::start`], with extra environment variables.
+    pub fn start_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Router {
         let mut child = Command::new(cachet_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -201,6 +207,32 @@ impl Router {
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("reading stats");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}):\n{text}"))
+    }
+
+    /// Waits (bounded by `timeout`) until the log has a line containing
+    /// `needle`; returns whether it came.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The current pid of each worker, from the master's
+    /// `cachet: worker N pid P` lines (the latest line per worker wins).
+    pub fn worker_pids(&self) -> std::collections::BTreeMap<usize, u32> {
+        self.log()
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("cachet: worker ")?;
+                let (id, pid) = rest.split_once(" pid ")?;
+                Some((id.parse().ok()?, pid.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.

@@ -152,8 +152,9 @@ fn setup1_example_runs() {
     assert_eq!(stats["cache"]["blocksize"], 4096);
     assert_eq!(stats["sessions"]["storage"], "cache");
     assert_eq!(stats["backends"].as_array().unwrap().len(), 3);
-    let log = router.log();
-    assert!(log.contains("http-processes = 8"), "{log}");
+    // `http-processes = 8` under a master.
+    assert_eq!(stats["workers"].as_array().unwrap().len(), 8, "{stats:#}");
+    assert_eq!(router.worker_pids().len(), 8);
     assert_eq!(router.terminate().code(), Some(0));
 }
 

@@ -33,7 +33,7 @@ pub(crate) fn all(root: &Path) -> Result<(), String> {
         &["bench", "-p", "cachet-tests", "--bench", "handshakes"],
     )?;
     let handshakes = handshake_table(root)?;
-    let criterion = root.join("target/criterion");
+    let criterion = target_dir(root).join("criterion");
     let mut table = String::from(
         "| operation | cachet-core (ns) | rustls `ServerSessionMemoryCache` (ns) | rustls / cachet |\n|---|---:|---:|---:|\n",
     );
@@ -88,7 +88,7 @@ pub(crate) fn all(root: &Path) -> Result<(), String> {
 /// The table of `target/bench-handshakes.json`, with the client count and
 /// seconds per row.
 fn handshake_table(root: &Path) -> Result<(String, u64, u64), String> {
-    let path = root.join("target/bench-handshakes.json");
+    let path = target_dir(root).join("bench-handshakes.json");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -107,11 +107,39 @@ fn handshake_table(root: &Path) -> Result<(String, u64, u64), String> {
         )
         .expect("writing to a String");
     }
+    table.push_str(
+        "\nResumed handshakes per second with the router as a master over one and two worker\n\
+         processes sharing the cache (same clients, same machine):\n\n\
+         | handshake | 1 worker | 2 workers | 2 / 1 |\n|---|---:|---:|---:|\n",
+    );
+    let scaling: Vec<&serde_json::Value> =
+        json["scaling"].as_array().into_iter().flatten().collect();
+    for name in ["TLS 1.2 resumed", "TLS 1.3 resumed"] {
+        let rate = |workers: u64| {
+            scaling
+                .iter()
+                .find(|r| r["name"] == name && r["workers"] == workers)
+                .and_then(|r| r["per_second"].as_f64())
+                .unwrap_or(0.0)
+        };
+        let (one, two) = (rate(1), rate(2));
+        writeln!(
+            table,
+            "| {name} | {one:.0} | {two:.0} | {:.2}x |",
+            if one > 0.0 { two / one } else { 0.0 }
+        )
+        .expect("writing to a String");
+    }
     Ok((
         table,
         json["connections"].as_u64().unwrap_or(0),
         json["seconds_each"].as_u64().unwrap_or(0),
     ))
+}
+
+/// Where cargo puts build output (and the benchmarks their results).
+fn target_dir(root: &Path) -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
 }
 
 /// Criterion's median estimate, in nanoseconds.

@@ -247,13 +247,6 @@ impl Config {
     /// logs these so nobody believes they are in force.
     pub fn not_yet_served(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.http_processes > 1 {
-            notes.push(format!(
-                "http-processes = {}: worker processes are not implemented yet; \
-                 this single process serves every connection",
-                self.http_processes
-            ));
-        }
         if self.cluster.udp_server.is_some() || !self.cluster.udp_nodes.is_empty() {
             notes.push(
                 "cache-udp-server/cache-udp-node: cluster replication is not implemented \

@@ -1,7 +1,11 @@
 //! The `http-to` backends: round-robin, with failed backends backing off.
+//!
+//! The list can be replaced while requests are in flight
+//! ([`BackendPool::replace`], on SIGHUP): each request reads the current list
+//! once, and a backend that stays in the list keeps its health and counters.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use tokio::net::TcpStream;
@@ -36,49 +40,122 @@ pub struct NoBackend {
 
 #[derive(Debug)]
 pub struct BackendPool {
-    backends: Vec<BackendState>,
+    current: RwLock<Arc<Backends>>,
+    /// Round-robin position, kept across replacements.
     next: AtomicUsize,
+}
+
+/// One version of the backend list.
+#[derive(Debug)]
+struct Backends {
+    states: Vec<Arc<BackendState>>,
+}
+
+/// What [`BackendPool::replace`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolChange {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Backends in both lists, whose health and counters carried over.
+    pub kept: usize,
 }
 
 impl BackendPool {
     pub fn new(backends: &[Backend]) -> Self {
         Self {
-            backends: backends
-                .iter()
-                .map(|backend| BackendState {
-                    backend: backend.clone(),
-                    requests: AtomicU64::new(0),
-                    failures: AtomicU64::new(0),
-                    health: Mutex::new(Health::default()),
-                })
-                .collect(),
+            current: RwLock::new(Arc::new(Backends {
+                states: backends
+                    .iter()
+                    .map(|backend| Arc::new(BackendState::new(backend.clone())))
+                    .collect(),
+            })),
             next: AtomicUsize::new(0),
         }
+    }
+
+    fn current(&self) -> Arc<Backends> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        Arc::clone(&current)
+    }
+
+    /// Serves `backends` from the next request on. A backend present before
+    /// (same name, address and protocol) keeps its state: a backend in
+    /// back-off stays out of rotation, and its counters go on. Requests in
+    /// flight finish with the backend they already have.
+    pub fn replace(&self, backends: &[Backend]) -> PoolChange {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut old: Vec<Option<&Arc<BackendState>>> = current.states.iter().map(Some).collect();
+        let mut change = PoolChange::default();
+        let states = backends
+            .iter()
+            .map(|backend| {
+                let found = old
+                    .iter_mut()
+                    .find(|state| state.is_some_and(|state| state.backend == *backend))
+                    .and_then(Option::take);
+                match found {
+                    Some(state) => {
+                        change.kept += 1;
+                        Arc::clone(state)
+                    }
+                    None => {
+                        change.added.push(backend.name.clone());
+                        Arc::new(BackendState::new(backend.clone()))
+                    }
+                }
+            })
+            .collect();
+        change.removed = old
+            .into_iter()
+            .flatten()
+            .map(|state| state.backend.name.clone())
+            .collect();
+        *current = Arc::new(Backends { states });
+        change
     }
 
     /// Connects to the next backend in turn. Backends in back-off are skipped
     /// while any other is available; when every backend is backing off they
     /// are all tried anyway, so recovery is noticed without waiting.
-    pub async fn connect(&self) -> Result<(&BackendState, TcpStream), NoBackend> {
-        let count = self.backends.len();
+    pub async fn connect(&self) -> Result<(Arc<BackendState>, TcpStream), NoBackend> {
+        let backends = self.current();
+        let states = &backends.states;
+        let count = states.len();
         let start = self.next.fetch_add(1, Relaxed);
         let now = Instant::now();
-        let (available, backing_off): (Vec<&BackendState>, Vec<&BackendState>) = (0..count)
-            .map(|offset| &self.backends[(start + offset) % count])
+        let (available, backing_off): (Vec<&Arc<BackendState>>, Vec<&Arc<BackendState>>) = (0
+            ..count)
+            .map(|offset| &states[(start + offset) % count])
             .partition(|state| state.available(now));
         let mut attempts = Vec::new();
         for state in available.into_iter().chain(backing_off) {
             match state.connect().await {
-                Ok(stream) => return Ok((state, stream)),
+                Ok(stream) => return Ok((Arc::clone(state), stream)),
                 Err(error) => attempts.push(format!("{}: {error}", state.backend.name)),
             }
         }
         Err(NoBackend { attempts })
     }
 
+    /// The current backends, in configuration order.
+    pub fn backends(&self) -> Vec<Backend> {
+        self.current()
+            .states
+            .iter()
+            .map(|state| state.backend.clone())
+            .collect()
+    }
+
     pub fn figures(&self) -> Vec<BackendFigures> {
         let now = Instant::now();
-        self.backends
+        self.current()
+            .states
             .iter()
             .map(|state| BackendFigures {
                 name: state.backend.name.clone(),
@@ -95,6 +172,15 @@ impl BackendPool {
 }
 
 impl BackendState {
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
     fn available(&self, now: Instant) -> bool {
         let health = self
             .health
@@ -209,5 +295,35 @@ mod tests {
         let pool = BackendPool::new(&[backend(refusing()), backend(refusing())]);
         let error = pool.connect().await.unwrap_err();
         assert_eq!(error.attempts.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_list_keeps_the_state_of_backends_that_stay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = backend(listener.local_addr().unwrap());
+        let dead = backend(refusing());
+        let pool = BackendPool::new(std::slice::from_ref(&dead));
+        assert!(pool.connect().await.is_err());
+        assert!(pool.figures()[0].down);
+
+        let change = pool.replace(&[up.clone(), dead.clone()]);
+        assert_eq!(change.added, [up.name.as_str()]);
+        assert!(change.removed.is_empty());
+        assert_eq!(change.kept, 1);
+        assert_eq!(pool.backends(), [up.clone(), dead.clone()]);
+        let figures = pool.figures();
+        assert!(!figures[0].down);
+        assert!(figures[1].down, "the dead backend is still backing off");
+        assert_eq!(figures[1].failures, 1);
+        for _ in 0..3 {
+            let (state, _stream) = pool.connect().await.unwrap();
+            assert_eq!(state.backend, up);
+        }
+
+        let change = pool.replace(std::slice::from_ref(&up));
+        assert_eq!(change.removed, [dead.name.as_str()]);
+        assert_eq!(pool.figures()[0].requests, 3);
+        assert_eq!(pool.replace(&[]).removed, [up.name.as_str()]);
+        assert!(pool.connect().await.unwrap_err().attempts.is_empty());
     }
 }

@@ -84,8 +84,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let server_name = start.client_hello().server_name().map(str::to_owned);
-        let site = socket.endpoint.select(server_name.as_deref());
-        let tls = start.into_stream(Arc::clone(&site.config)).await?;
+        // Read once: a reload swapping the endpoint's certificates later
+        // leaves this connection with the configuration it started with.
+        let config = socket.endpoint.config_for(server_name.as_deref());
+        let tls = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((tls, server_name))
     };
     let (tls, server_name) = match tokio::time::timeout_at(deadline, handshake).await {

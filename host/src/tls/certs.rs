@@ -66,12 +66,7 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore> {
 /// so that a first run needs no files. Clients must be told to accept it
 /// (`curl -k`), and every start makes a new one.
 pub fn self_signed(addr: SocketAddr) -> Result<Identity> {
-    let mut names = vec!["localhost".to_owned()];
-    if !addr.ip().is_unspecified() {
-        names.push(addr.ip().to_string());
-    }
-    let generated = rcgen::generate_simple_self_signed(names)
-        .context("cannot generate a self-signed certificate")?;
+    let generated = generate_self_signed(addr)?;
     warn!(
         socket = %addr,
         "https {addr} has no certificate: serving a self-signed one generated in memory \
@@ -81,4 +76,24 @@ pub fn self_signed(addr: SocketAddr) -> Result<Identity> {
         chain: vec![generated.cert.der().clone()],
         key: PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der()).into(),
     })
+}
+
+/// The same, as PEM certificate and key, for a master to share with its
+/// workers through files.
+pub fn self_signed_pem(addr: SocketAddr) -> Result<(String, String)> {
+    let generated = generate_self_signed(addr)?;
+    warn!(
+        socket = %addr,
+        "https {addr} has no certificate: serving a self-signed one generated at startup \
+         (give ADDR,CRT,KEY for a real one)"
+    );
+    Ok((generated.cert.pem(), generated.signing_key.serialize_pem()))
+}
+
+fn generate_self_signed(addr: SocketAddr) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>> {
+    let mut names = vec!["localhost".to_owned()];
+    if !addr.ip().is_unspecified() {
+        names.push(addr.ip().to_string());
+    }
+    rcgen::generate_simple_self_signed(names).context("cannot generate a self-signed certificate")
 }

@@ -9,7 +9,7 @@
 pub mod certs;
 pub mod context;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
@@ -42,12 +42,30 @@ pub struct Site {
     pub context: SessionContext,
 }
 
-/// Everything one https socket can serve.
+/// Everything one https socket serves at a given moment: the socket's own
+/// certificate and one per `sni` entry. Immutable; a reload builds new
+/// [`Sites`] and swaps them into the [`Endpoint`].
 #[derive(Debug)]
-pub struct Endpoint {
+pub struct Sites {
     default: Site,
     /// Lower-case names or `*.suffix` patterns, in configuration order.
     sni: Vec<(String, Site)>,
+    /// The default site's certificate and key, kept so that a reload of a
+    /// socket that names no certificate serves the same one (and its
+    /// sessions): a self-signed certificate is generated only once.
+    identity: Identity,
+}
+
+/// One https socket's TLS side. The [`Sites`] it serves can be replaced
+/// while connections are open ([`Endpoint::replace`]): each new connection
+/// reads the current ones once, at its ClientHello, and keeps them for its
+/// whole life, so a reload never disturbs an open connection.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The socket as configured (`addr` as written, so port 0 stays 0): a
+    /// reload matches the new configuration's sockets against it.
+    socket: HttpsSocket,
+    sites: RwLock<Arc<Sites>>,
 }
 
 /// Settings shared by every configuration of a socket.
@@ -57,6 +75,9 @@ struct SiteBuilder<'a> {
     versions: Vec<&'static SupportedProtocolVersion>,
     explicit_context: Option<&'a str>,
     sessions: Sessions<'a>,
+    /// The sites being replaced: a site whose session context is unchanged
+    /// keeps their session storage, so its sessions still resume.
+    previous: Option<&'a Sites>,
 }
 
 impl Endpoint {
@@ -67,6 +88,67 @@ impl Endpoint {
         explicit_context: Option<&str>,
         sessions: Sessions<'_>,
     ) -> Result<Self> {
+        let sites = Sites::build(socket, sni, explicit_context, sessions, None)?;
+        Ok(Self {
+            socket: socket.clone(),
+            sites: RwLock::new(Arc::new(sites)),
+        })
+    }
+
+    /// The socket this endpoint was built for, as configured.
+    pub fn socket(&self) -> &HttpsSocket {
+        &self.socket
+    }
+
+    /// What the endpoint serves now.
+    pub fn current(&self) -> Arc<Sites> {
+        let sites = self
+            .sites
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        Arc::clone(&sites)
+    }
+
+    /// The configuration for a ClientHello's server name (see [`Sites::select`]).
+    pub fn config_for(&self, server_name: Option<&str>) -> Arc<ServerConfig> {
+        Arc::clone(&self.current().select(server_name).config)
+    }
+
+    /// Builds what this endpoint would serve under `socket`, `sni` and
+    /// `explicit_context`, without serving it yet. Sites whose session
+    /// context does not change keep their session storage. When `socket`
+    /// names no certificate, the one served now is kept (a self-signed
+    /// certificate is not generated anew).
+    pub fn rebuild(
+        &self,
+        socket: &HttpsSocket,
+        sni: &[SniCertificate],
+        explicit_context: Option<&str>,
+        sessions: Sessions<'_>,
+    ) -> Result<Sites> {
+        let current = self.current();
+        Sites::build(socket, sni, explicit_context, sessions, Some(&current))
+    }
+
+    /// Serves `sites` to every connection from now on; connections already
+    /// open keep what they started with. Returns what was served before.
+    pub fn replace(&self, sites: Sites) -> Arc<Sites> {
+        let mut current = self
+            .sites
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        std::mem::replace(&mut *current, Arc::new(sites))
+    }
+}
+
+impl Sites {
+    fn build(
+        socket: &HttpsSocket,
+        sni: &[SniCertificate],
+        explicit_context: Option<&str>,
+        sessions: Sessions<'_>,
+        previous: Option<&Sites>,
+    ) -> Result<Self> {
         let provider = Arc::new(provider_for(socket.ciphers.as_deref())?);
         let versions = versions_of(&provider);
         let builder = SiteBuilder {
@@ -75,13 +157,17 @@ impl Endpoint {
             versions,
             explicit_context,
             sessions,
+            previous,
         };
-        let identity = match &socket.certificate {
-            Some(files) => certs::load(files).with_context(|| format!("https {}", socket.addr))?,
-            None => certs::self_signed(socket.addr)?,
+        let identity = match (&socket.certificate, previous) {
+            (Some(files), _) => {
+                certs::load(files).with_context(|| format!("https {}", socket.addr))?
+            }
+            (None, Some(previous)) => previous.identity.clone(),
+            (None, None) => certs::self_signed(socket.addr)?,
         };
         let default = builder
-            .site(identity, None)
+            .site(identity.clone(), None)
             .with_context(|| format!("https {}", socket.addr))?;
         let sni = sni
             .iter()
@@ -94,7 +180,11 @@ impl Endpoint {
             })
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("sni for https {}", socket.addr))?;
-        Ok(Self { default, sni })
+        Ok(Self {
+            default,
+            sni,
+            identity,
+        })
     }
 
     /// The site for a ClientHello's server name: an exact `sni` name first,
@@ -116,6 +206,11 @@ impl Endpoint {
         exact
             .or_else(wildcard)
             .map_or(&self.default, |(_, site)| site)
+    }
+
+    /// Every site: the default first, then the `sni` ones in order.
+    pub fn all(&self) -> impl Iterator<Item = &Site> {
+        std::iter::once(&self.default).chain(self.sni.iter().map(|(_, site)| site))
     }
 }
 
@@ -144,8 +239,19 @@ impl SiteBuilder<'_> {
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         // rustls' default ticketer never produces stateless tickets, so with
         // the cache on, TLS 1.3 tickets are stateful and land in the cache
-        // like TLS 1.2 session ids do.
-        if let Sessions::Cache(store) = self.sessions {
+        // like TLS 1.2 session ids do. On a reload, a site whose context is
+        // unchanged keeps the storage it had (with rustls' in-memory default
+        // too), so its sessions keep resuming; a new certificate means a new
+        // context, under which older sessions are never found.
+        let kept = self.previous.and_then(|previous| {
+            previous
+                .all()
+                .find(|site| site.context == context)
+                .map(|site| Arc::clone(&site.config.session_storage))
+        });
+        if let Some(storage) = kept {
+            config.session_storage = storage;
+        } else if let Sessions::Cache(store) = self.sessions {
             config.session_storage = store.for_context(&context.0);
         }
         info!(
@@ -212,6 +318,7 @@ fn versions_of(provider: &CryptoProvider) -> Vec<&'static SupportedProtocolVersi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CertificateFiles;
 
     #[test]
     fn cipher_names_are_checked() {
@@ -222,31 +329,122 @@ mod tests {
         assert!(error.contains("`HIGH`"), "{error}");
     }
 
-    #[test]
-    fn sni_selection() {
-        let socket = HttpsSocket {
+    fn no_certificate() -> HttpsSocket {
+        HttpsSocket {
             addr: "127.0.0.1:0".parse().unwrap(),
             certificate: None,
             ciphers: None,
             client_ca: None,
-        };
-        let endpoint = Endpoint::build(&socket, &[], None, Sessions::RustlsDefault).unwrap();
+        }
+    }
+
+    #[test]
+    fn sni_selection() {
+        let endpoint =
+            Endpoint::build(&no_certificate(), &[], None, Sessions::RustlsDefault).unwrap();
+        let current = endpoint.current();
         let site = |context: u8| Site {
-            config: Arc::clone(&endpoint.default.config),
+            config: Arc::clone(&current.default.config),
             context: SessionContext([context; 16]),
         };
-        let endpoint = Endpoint {
+        let sites = Sites {
             default: site(0),
             sni: vec![
                 ("*.example.com".to_owned(), site(1)),
                 ("a.example.com".to_owned(), site(2)),
             ],
+            identity: current.identity.clone(),
         };
-        let pick = |name| endpoint.select(name).context.0[0];
+        let pick = |name| sites.select(name).context.0[0];
         assert_eq!(pick(None), 0);
         assert_eq!(pick(Some("A.Example.com")), 2);
         assert_eq!(pick(Some("b.example.com")), 1);
         assert_eq!(pick(Some("x.b.example.com")), 0);
         assert_eq!(pick(Some("example.com")), 0);
+    }
+
+    /// A certificate and key for `localhost` in fresh files.
+    fn certificate_files(tag: &str) -> CertificateFiles {
+        let dir = std::env::temp_dir().join(format!(
+            "cachet-tls-test-{}-{tag}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let files = CertificateFiles {
+            chain: dir.join("crt.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.chain, generated.cert.pem()).unwrap();
+        std::fs::write(&files.key, generated.signing_key.serialize_pem()).unwrap();
+        files
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_generated_certificate_and_its_sessions() {
+        let socket = no_certificate();
+        let endpoint = Endpoint::build(&socket, &[], None, Sessions::RustlsDefault).unwrap();
+        let before = endpoint.current();
+        let rebuilt = endpoint
+            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
+            .unwrap();
+        assert_eq!(rebuilt.default.context, before.default.context);
+        assert!(Arc::ptr_eq(
+            &rebuilt.default.config.session_storage,
+            &before.default.config.session_storage
+        ));
+        endpoint.replace(rebuilt);
+        // What a connection already holds is untouched by the swap.
+        assert_eq!(before.default.context, endpoint.current().default.context);
+        assert!(!Arc::ptr_eq(&before, &endpoint.current()));
+    }
+
+    #[test]
+    fn a_new_certificate_is_a_new_context_with_new_storage() {
+        let files = certificate_files("swap");
+        let socket = HttpsSocket {
+            certificate: Some(files.clone()),
+            ..no_certificate()
+        };
+        let endpoint = Endpoint::build(&socket, &[], None, Sessions::RustlsDefault).unwrap();
+        let before = endpoint.current();
+
+        // Same files: same context, same storage.
+        let same = endpoint
+            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
+            .unwrap();
+        assert_eq!(same.default.context, before.default.context);
+        assert!(Arc::ptr_eq(
+            &same.default.config.session_storage,
+            &before.default.config.session_storage
+        ));
+
+        // New certificate in the same files.
+        let other = certificate_files("swap-other");
+        std::fs::copy(&other.chain, &files.chain).unwrap();
+        std::fs::copy(&other.key, &files.key).unwrap();
+        let swapped = endpoint
+            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
+            .unwrap();
+        assert_ne!(swapped.default.context, before.default.context);
+        assert!(!Arc::ptr_eq(
+            &swapped.default.config.session_storage,
+            &before.default.config.session_storage
+        ));
+
+        // A key that is not a key: the rebuild fails naming the file, and
+        // the endpoint still serves what it served.
+        std::fs::write(&files.key, "not a key").unwrap();
+        let error = endpoint
+            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains(&files.key.display().to_string()),
+            "{error:#}"
+        );
+        assert_eq!(endpoint.current().default.context, before.default.context);
+        let _ = std::fs::remove_dir_all(files.chain.parent().unwrap());
+        let _ = std::fs::remove_dir_all(other.chain.parent().unwrap());
     }
 }

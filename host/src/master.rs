@@ -1,0 +1,392 @@
+//! The master process: owns the sockets and the shared region, starts the
+//! workers, replaces any that dies, sweeps the cache and serves stats.
+//!
+//! Workers are started by re-executing this binary with the same arguments
+//! (never by forking a process that already runs threads), inheriting the
+//! listening sockets and the shared region's descriptor; see
+//! [`crate::worker`]. The master prints `cachet: worker N pid P` for each
+//! worker it starts (an interface for tests and scripts, like the listening
+//! lines) and `cachet: ready` once every worker accepts connections.
+//!
+//! Signals: SIGTERM or SIGINT stop the workers (each drains its open
+//! requests up to the drain deadline), then the master exits 0. SIGHUP is
+//! passed on to every worker, which reloads certificates and backends.
+
+use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::listen::{self, Listeners};
+use crate::shared::{self, SharedRegion};
+use crate::shutdown::{self, Shutdown};
+use crate::stats::{Snapshot, SnapshotSource, WorkerFigures};
+use crate::worker::{self, GENERATED_CERTS_ENV, HTTPS_FDS_ENV, SHARED_FD_ENV, WORKER_ENV};
+use crate::{limits, router};
+
+/// How long workers may take to start accepting connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// After the drain deadline, how long to wait before killing a worker.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What the master knows of one worker.
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    pid: Option<u32>,
+    restarts: u64,
+}
+
+/// The workers, by number (index 0 is unused: workers count from 1).
+type Slots = Arc<Mutex<Vec<Slot>>>;
+
+/// Runs the master with `processes` workers until SIGTERM or SIGINT.
+pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<()> {
+    let started_at = router::unix_now();
+    let processes = config.http_processes.max(1);
+    if processes > shared::MAX_WORKERS {
+        bail!(
+            "http-processes = {processes}: at most {}",
+            shared::MAX_WORKERS
+        );
+    }
+    let region = router::create_region(config)?;
+    shared::inheritable(region.fd()).context("sharing the region with workers")?;
+    let mut https_fds = Vec::new();
+    for listener in &listeners.https {
+        shared::inheritable(std::os::fd::AsFd::as_fd(listener)).context("sharing a socket")?;
+        https_fds.push(listener.as_raw_fd().to_string());
+    }
+    let generated = GeneratedCertificates::for_config(config)?;
+    let launch = Arc::new(Launch {
+        args: args.to_vec(),
+        shared_fd: region.fd().as_raw_fd().to_string(),
+        https_fds: https_fds.join(","),
+        generated_certs: generated.as_ref().map(|g| g.dir.clone()),
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cachet-master")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let (trigger, stop) = shutdown::channel();
+        let slots: Slots = Arc::new(Mutex::new(vec![Slot::default(); processes + 1]));
+        // Backend health and counts live in each worker; the master lists
+        // the configured backends (its own pool never sends), re-read on
+        // SIGHUP like the workers' lists.
+        let backends = Arc::new(crate::proxy::pool::BackendPool::new(&config.backends));
+        tokio::spawn(forward_signals(
+            Arc::clone(&slots),
+            trigger,
+            Arc::clone(&backends),
+            args.to_vec(),
+        ));
+
+        let mut keepers = Vec::new();
+        for id in 1..=processes {
+            keepers.push(tokio::spawn(keep_alive(
+                id,
+                Arc::clone(&launch),
+                region,
+                Arc::clone(&slots),
+                stop.clone(),
+            )));
+        }
+        wait_until_ready(region, &slots, processes, &stop).await?;
+
+        let store = router::session_store(config, region);
+        if let Some(store) = &store {
+            router::spawn_sweeper(Arc::clone(store), stop.clone());
+        }
+        let source: SnapshotSource = {
+            let slots = Arc::clone(&slots);
+            let sessions_in_cache = config.ssl_sessions_use_cache && store.is_some();
+            let backends = Arc::clone(&backends);
+            Arc::new(move || {
+                let slots = slots.lock().expect("slots lock").clone();
+                Snapshot {
+                    version: env!("CARGO_PKG_VERSION"),
+                    pid: std::process::id(),
+                    started_at,
+                    cache: store.as_ref().map(|store| store.figures()),
+                    sessions_in_cache,
+                    workers: (1..slots.len())
+                        .map(|id| WorkerFigures {
+                            id: id as u32,
+                            pid: slots[id].pid.unwrap_or(0),
+                            restarts: slots[id].restarts,
+                            metrics: region.metrics(id).snapshot(),
+                        })
+                        .collect(),
+                    backends: backends.figures(),
+                }
+            })
+        };
+        router::spawn_stats(listeners.stats, listeners.stats_http, source, &stop)?;
+        for listener in &listeners.https {
+            listen::announce("https", listener.local_addr()?);
+        }
+        listen::announce_ready();
+        info!(workers = processes, "master started");
+
+        for keeper in keepers {
+            let _ = keeper.await;
+        }
+        info!("all workers stopped");
+        Ok(())
+    });
+    drop(generated);
+    result
+}
+
+/// How to start a worker.
+#[derive(Debug)]
+struct Launch {
+    args: Vec<OsString>,
+    shared_fd: String,
+    https_fds: String,
+    generated_certs: Option<PathBuf>,
+}
+
+impl Launch {
+    /// The command for worker `id`; `restart` for a replacement.
+    fn command(&self, id: usize, restart: bool) -> Result<Command> {
+        let exe = std::env::current_exe().context("locating the cachet binary")?;
+        let mut command = Command::new(exe);
+        command
+            .args(&self.args)
+            .env(WORKER_ENV, id.to_string())
+            .env(SHARED_FD_ENV, &self.shared_fd)
+            .env(HTTPS_FDS_ENV, &self.https_fds)
+            .stdin(Stdio::null());
+        if let Some(dir) = &self.generated_certs {
+            command.env(GENERATED_CERTS_ENV, dir);
+        }
+        if restart {
+            // The test hook stops the first incarnation only, so that its
+            // replacement shows the cache serving again.
+            command.env_remove(shared::TEST_HOLD_LOCK_ENV);
+        }
+        Ok(command)
+    }
+}
+
+/// Starts worker `id` and starts it again whenever it exits, until `stop`;
+/// then asks it to stop and waits for it.
+async fn keep_alive(
+    id: usize,
+    launch: Arc<Launch>,
+    region: &'static SharedRegion,
+    slots: Slots,
+    mut stop: Shutdown,
+) {
+    let metrics = region.metrics(id);
+    let mut failures_in_a_row = 0u32;
+    let mut restart = false;
+    loop {
+        metrics.set_ready(0);
+        metrics.reset_open_connections();
+        let mut child = match launch
+            .command(id, restart)
+            .and_then(|mut c| c.spawn().context("spawning"))
+        {
+            Ok(child) => child,
+            Err(e) => {
+                error!(worker = id, "cannot start worker: {e:#}");
+                failures_in_a_row += 1;
+                tokio::time::sleep(backoff(failures_in_a_row)).await;
+                continue;
+            }
+        };
+        restart = true;
+        let pid = child.id().unwrap_or(0);
+        slots.lock().expect("slots lock")[id].pid = Some(pid);
+        eprintln!("cachet: worker {id} pid {pid}");
+
+        let status = tokio::select! {
+            status = child.wait() => status,
+            () = stop.requested() => {
+                signal(pid, libc::SIGTERM);
+                let deadline = limits::DRAIN_DEADLINE + STOP_GRACE;
+                match tokio::time::timeout(deadline, child.wait()).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        warn!(worker = id, pid, "worker did not stop in time; killing it");
+                        let _ = child.kill().await;
+                    }
+                }
+                slots.lock().expect("slots lock")[id].pid = None;
+                return;
+            }
+        };
+        if stop.is_requested() {
+            return;
+        }
+        let served = metrics.ready_pid() == pid;
+        failures_in_a_row = if served { 0 } else { failures_in_a_row + 1 };
+        slots.lock().expect("slots lock")[id].restarts += 1;
+        warn!(worker = id, pid, status = ?status.ok(), "worker exited; starting a new one");
+        if failures_in_a_row > 0 {
+            // A worker that dies before serving would only die again at once.
+            tokio::time::sleep(backoff(failures_in_a_row)).await;
+        }
+    }
+}
+
+/// Pause before restarting a worker that keeps failing to start.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(failures.min(25)))
+}
+
+/// Waits until every worker accepts connections. Fails if that takes too
+/// long, or if the master is told to stop meanwhile.
+async fn wait_until_ready(
+    region: &'static SharedRegion,
+    slots: &Slots,
+    processes: usize,
+    stop: &Shutdown,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let ready = {
+            let slots = slots.lock().expect("slots lock");
+            (1..=processes)
+                .filter(|&id| {
+                    slots[id]
+                        .pid
+                        .is_some_and(|pid| region.metrics(id).ready_pid() == pid)
+                })
+                .count()
+        };
+        if ready == processes {
+            return Ok(());
+        }
+        if stop.is_requested() {
+            bail!("stopped while starting workers");
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("only {ready} of {processes} workers started within {STARTUP_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// SIGTERM/SIGINT stop everything; SIGHUP goes on to the workers (and
+/// refreshes the backend list the master's stats show).
+async fn forward_signals(
+    slots: Slots,
+    trigger: shutdown::Trigger,
+    backends: Arc<crate::proxy::pool::BackendPool>,
+    args: Vec<OsString>,
+) {
+    use tokio::signal::unix::{signal as watch, SignalKind};
+    let mut hangup = match watch(SignalKind::hangup()) {
+        Ok(stream) => stream,
+        Err(e) => {
+            warn!("cannot watch SIGHUP: {e}");
+            let _ = shutdown::termination_signal().await;
+            trigger.trigger();
+            return;
+        }
+    };
+    let termination = shutdown::termination_signal();
+    tokio::pin!(termination);
+    loop {
+        tokio::select! {
+            signal = &mut termination => {
+                match signal {
+                    Ok(name) => info!(signal = name, "termination requested; stopping workers"),
+                    Err(error) => warn!(%error, "cannot watch for signals; stopping"),
+                }
+                trigger.trigger();
+                return;
+            }
+            _ = hangup.recv() => {
+                let pids: Vec<u32> = slots.lock().expect("slots lock").iter().filter_map(|s| s.pid).collect();
+                info!(workers = pids.len(), "SIGHUP: asking workers to reload");
+                for pid in pids {
+                    signal(pid, libc::SIGHUP);
+                }
+                match crate::reload::read_config(&args) {
+                    Ok(config) => {
+                        backends.replace(&config.backends);
+                    }
+                    Err(e) => warn!("SIGHUP: configuration not re-read: {e:#}"),
+                }
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    if pid == 0 {
+        return;
+    }
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// Self-signed certificates made once by the master, so that every worker
+/// serves the same one (and sessions resume across workers), in a private
+/// directory removed when the master exits.
+struct GeneratedCertificates {
+    dir: PathBuf,
+}
+
+impl GeneratedCertificates {
+    fn for_config(config: &Config) -> Result<Option<GeneratedCertificates>> {
+        if config.https.iter().all(|s| s.certificate.is_some()) {
+            return Ok(None);
+        }
+        let dir = std::env::temp_dir().join(format!("cachet-{}", std::process::id()));
+        create_private_dir(&dir)?;
+        let generated = GeneratedCertificates { dir };
+        for (index, socket) in config.https.iter().enumerate() {
+            if socket.certificate.is_some() {
+                continue;
+            }
+            let (chain, key) = crate::tls::certs::self_signed_pem(socket.addr)?;
+            let files = worker::generated_certificate(&generated.dir, index);
+            write_private(&files.chain, chain.as_bytes())?;
+            write_private(&files.key, key.as_bytes())?;
+        }
+        Ok(Some(generated))
+    }
+}
+
+impl Drop for GeneratedCertificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,332 @@
+//! SIGHUP reloads certificates and the backend list: a new certificate is
+//! served to new connections while an open connection goes on; a broken
+//! certificate changes nothing; a new backend list takes effect, sessions
+//! made before the reload still resume, and changes that need a restart are
+//! refused with a warning. With worker processes, the master passes SIGHUP
+//! on and every worker reloads.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cachet_tests::backends;
+use cachet_tests::client::{self, Tls, EXCHANGE_TIMEOUT};
+use cachet_tests::pki::Leaf;
+use cachet_tests::{Pki, Router};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
+use rustls::ClientConfig;
+
+/// Bound on waiting for the router to report a reload.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A router configured by an ini file in a directory of its own, serving
+/// `server.crt`/`server.key` from that directory.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(leaf: &Leaf) -> Self {
+        let setup = Setup {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        setup.install(leaf);
+        setup
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Copies `leaf`'s files over the served ones.
+    fn install(&self, leaf: &Leaf) {
+        copy(&leaf.crt, &self.path("server.crt"));
+        copy(&leaf.key, &self.path("server.key"));
+    }
+
+    /// Writes the ini file: the https socket, then `rest`.
+    fn write_ini(&self, rest: &str) -> PathBuf {
+        let ini = self.path("router.ini");
+        std::fs::write(
+            &ini,
+            format!("[uwsgi]\nhttps = 127.0.0.1:0,server.crt,server.key\n{rest}"),
+        )
+        .expect("writing the ini file");
+        ini
+    }
+
+    fn start(&self, rest: &str) -> Router {
+        let ini = self.write_ini(rest);
+        Router::start(&[OsStr::new("--ini"), ini.as_os_str()])
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+}
+
+fn hangup(router: &Router) {
+    let status = Command::new("kill")
+        .args(["-HUP", &router.pid().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -HUP failed");
+}
+
+/// Waits (bounded) until the router's log has `count` lines equal to `line`.
+async fn wait_for_lines(router: &Router, line: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + RELOAD_TIMEOUT;
+    loop {
+        let log = router.log();
+        if log.lines().filter(|l| *l == line).count() >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {count} `{line}` lines within {RELOAD_TIMEOUT:?}; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// SIGHUP, then the `count`-th `cachet: reloaded`.
+async fn reload(router: &Router, count: usize) {
+    hangup(router);
+    wait_for_lines(router, "cachet: reloaded", count).await;
+}
+
+/// The leaf certificate a new connection is served.
+async fn served_leaf(config: &Arc<ClientConfig>, router: &Router) -> CertificateDer<'static> {
+    let tls = tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        client::connect(config, router.addr(), "localhost"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("a certificate")[0].clone()
+}
+
+/// An HTTP/1.1 keep-alive connection kept open across reloads.
+struct Kept {
+    sender: SendRequest<Full<Bytes>>,
+    leaf: CertificateDer<'static>,
+}
+
+impl Kept {
+    async fn open(config: &Arc<ClientConfig>, router: &Router) -> Kept {
+        let tls = client::connect(config, router.addr(), "localhost")
+            .await
+            .expect("handshake");
+        let leaf = tls.get_ref().1.peer_certificates().expect("a certificate")[0].clone();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(connection);
+        Kept { sender, leaf }
+    }
+
+    /// One request on this connection: status and the answering backend.
+    async fn get(&mut self) -> (http::StatusCode, String) {
+        let exchange = async {
+            self.sender.ready().await?;
+            let request = Request::get("/")
+                .header("host", "localhost")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let response = self.sender.send_request(request).await?;
+            let status = response.status();
+            let backend = response
+                .headers()
+                .get("x-backend")
+                .map(|name| name.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            response.into_body().collect().await?;
+            Ok::<_, hyper::Error>((status, backend))
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+            .await
+            .expect("a response in time")
+            .expect("a response on the kept connection")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_a_certificate_without_breaking_an_open_connection() {
+    let pki = Pki::new();
+    let a = pki.leaf("a", &["localhost"]);
+    let b = pki.leaf("b", &["localhost"]);
+    let backend = backends::uwsgi("app").await;
+    let setup = Setup::new(&a);
+    let router = setup.start(&format!(
+        "http-to = {}\ncache = 100\nssl-sessions-use-cache = true\n",
+        backend.uwsgi_to()
+    ));
+
+    for version in [Tls::V12, Tls::V13] {
+        let config = client::config(&pki, version, &[b"http/1.1"]);
+        assert_eq!(served_leaf(&config, &router).await, a.der);
+    }
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    let mut kept = Kept::open(&config, &router).await;
+    assert_eq!(kept.leaf, a.der);
+    assert_eq!(kept.get().await.0, 200);
+
+    setup.install(&b);
+    reload(&router, 1).await;
+
+    for version in [Tls::V12, Tls::V13] {
+        let config = client::config(&pki, version, &[b"http/1.1"]);
+        assert_eq!(
+            served_leaf(&config, &router).await,
+            b.der,
+            "a new connection after the reload gets the new certificate"
+        );
+        let exchange = client::get(&config, router.addr(), "localhost", "/").await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+    }
+    // The connection opened under A goes on serving requests.
+    for _ in 0..3 {
+        assert_eq!(kept.get().await, (http::StatusCode::OK, "app".to_owned()));
+    }
+    let log = router.log();
+    assert!(!log.contains("cachet: reload failed"), "{log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_certificate_changes_nothing() {
+    let pki = Pki::new();
+    let a = pki.leaf("a", &["localhost"]);
+    let b = pki.leaf("b", &["localhost"]);
+    let backend = backends::uwsgi("app").await;
+    let setup = Setup::new(&a);
+    let router = setup.start(&format!("http-to = {}\n", backend.uwsgi_to()));
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    let mut kept = Kept::open(&config, &router).await;
+
+    // A key that is not a key.
+    std::fs::write(setup.path("server.key"), "not a key\n").unwrap();
+    hangup(&router);
+    wait_for_lines(&router, "cachet: reload failed", 1).await;
+    let log = router.log();
+    let key = setup.path("server.key").display().to_string();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("reload failed") && line.contains(&key)),
+        "the error names {key}:\n{log}"
+    );
+    assert_eq!(served_leaf(&config, &router).await, a.der);
+
+    // A certificate file that is gone.
+    std::fs::remove_file(setup.path("server.crt")).unwrap();
+    hangup(&router);
+    wait_for_lines(&router, "cachet: reload failed", 2).await;
+    let log = router.log();
+    assert!(
+        log.lines()
+            .filter(|line| line.contains("reload failed"))
+            .any(|line| line.contains("server.crt")),
+        "the error names server.crt:\n{log}"
+    );
+    assert_eq!(served_leaf(&config, &router).await, a.der);
+    assert_eq!(kept.get().await.0, 200);
+
+    // Repaired: the next SIGHUP applies it.
+    setup.install(&b);
+    reload(&router, 1).await;
+    assert_eq!(served_leaf(&config, &router).await, b.der);
+    assert_eq!(kept.get().await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_backend_list_takes_effect_and_sessions_survive() {
+    let pki = Pki::new();
+    let a = pki.leaf("a", &["localhost"]);
+    let one = backends::uwsgi("one").await;
+    let two = backends::http("two").await;
+    let setup = Setup::new(&a);
+    let router = setup.start(&format!(
+        "http-to = {}\ncache = 100\nssl-sessions-use-cache = true\nstats = 127.0.0.1:0\n",
+        one.uwsgi_to()
+    ));
+    let mut kept = Kept::open(&client::config(&pki, Tls::V13, &[b"http/1.1"]), &router).await;
+    assert_eq!(kept.get().await, (http::StatusCode::OK, "one".to_owned()));
+
+    // A session per TLS version, made before the reload.
+    let configs = [Tls::V12, Tls::V13].map(|version| client::config(&pki, version, &[b"h2"]));
+    for config in &configs {
+        let exchange = client::get(config, router.addr(), "localhost", "/").await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        assert_eq!(exchange.headers["x-backend"], "one");
+    }
+
+    // Another backend, and a cache size that cannot change live.
+    setup.write_ini(&format!(
+        "http-to = {}\ncache = 200\nssl-sessions-use-cache = true\nstats = 127.0.0.1:0\n",
+        two.http_to()
+    ));
+    reload(&router, 1).await;
+    let log = router.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("`cache`") && line.contains("keeping the running value 100")),
+        "a refused change names its option:\n{log}"
+    );
+
+    // The open connection's next request goes to the new list.
+    assert_eq!(kept.get().await, (http::StatusCode::OK, "two".to_owned()));
+    // Sessions made before the reload resume after it: the certificate,
+    // hence the session context, is unchanged and the cache was kept.
+    for config in &configs {
+        let exchange = client::get(config, router.addr(), "localhost", "/").await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        assert_eq!(exchange.headers["x-backend"], "two");
+        assert!(exchange.resumed, "{:?} did not resume", exchange.version);
+    }
+    assert_eq!(one.served(), 3);
+
+    let stats = router.stats();
+    let names: Vec<&str> = stats["backends"]
+        .as_array()
+        .expect("a backends list")
+        .iter()
+        .map(|backend| backend["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [two.http_to()]);
+    assert_eq!(stats["cache"]["max_items"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_reloads() {
+    const WORKERS: usize = 2;
+    let pki = Pki::new();
+    let a = pki.leaf("a", &["localhost"]);
+    let b = pki.leaf("b", &["localhost"]);
+    let backend = backends::uwsgi("app").await;
+    let setup = Setup::new(&a);
+    let router = setup.start(&format!(
+        "http-to = {}\ncache = 100\nssl-sessions-use-cache = true\nhttp-processes = {WORKERS}\n",
+        backend.uwsgi_to()
+    ));
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    let mut kept = Kept::open(&config, &router).await;
+    assert_eq!(kept.leaf, a.der);
+
+    setup.install(&b);
+    // One `cachet: reloaded` per worker.
+    reload(&router, WORKERS).await;
+    // Whichever worker accepts a new connection serves B.
+    for _ in 0..10 {
+        assert_eq!(served_leaf(&config, &router).await, b.der);
+    }
+    assert_eq!(kept.get().await, (http::StatusCode::OK, "app".to_owned()));
+}
