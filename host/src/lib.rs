@@ -21,6 +21,7 @@ pub mod shm;
 pub mod shutdown;
 pub mod stats;
 pub mod store;
+pub mod sync;
 pub mod tls;
 pub mod uwsgi;
 pub mod worker;

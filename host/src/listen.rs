@@ -17,6 +17,8 @@ pub struct Listeners {
     pub https: Vec<TcpListener>,
     pub stats: Option<TcpListener>,
     pub stats_http: Option<TcpListener>,
+    /// `cache-udp-server`, when the router replicates sessions.
+    pub sync: Option<std::net::UdpSocket>,
 }
 
 impl Listeners {
@@ -32,6 +34,12 @@ impl Listeners {
                 .stats_http
                 .map(|addr| bind("stats-http", addr))
                 .transpose()?,
+            sync: match config.cluster.udp_server {
+                Some(addr) if crate::sync::enabled(config) => {
+                    Some(crate::sync::inbound::bind(addr)?)
+                }
+                _ => None,
+            },
         })
     }
 }

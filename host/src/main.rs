@@ -12,6 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "keygen") {
+        return keygen(&args[1..]);
+    }
     let raw = match Config::from_args(args.iter().cloned()) {
         Ok(Invocation::Run(raw)) => raw,
         Ok(Invocation::Help) => {
@@ -46,12 +49,30 @@ fn main() -> ExitCode {
             }
         };
     }
-    for note in config.not_yet_served() {
-        warn!("{note}");
-    }
 
     match serve(&config, &args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cachet: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cachet keygen`: a fresh cluster key for `cache-udp-key`, as 64 hex
+/// characters on standard output.
+fn keygen(rest: &[std::ffi::OsString]) -> ExitCode {
+    if let Some(extra) = rest.first() {
+        return usage_error(&format!(
+            "`keygen` takes no arguments, got `{}`",
+            extra.to_string_lossy()
+        ));
+    }
+    match cachet::sync::generate_key_hex() {
+        Ok(key) => {
+            println!("{key}");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("cachet: error: {error:#}");
             ExitCode::FAILURE

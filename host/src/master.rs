@@ -57,6 +57,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         );
     }
     let region = router::create_region(config)?;
+    crate::sync::register_peers(config, region);
     shared::inheritable(region.fd()).context("sharing the region with workers")?;
     let mut https_fds = Vec::new();
     for listener in &listeners.https {
@@ -102,7 +103,8 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         }
         wait_until_ready(region, &slots, processes, &stop).await?;
 
-        let store = router::session_store(config, region);
+        let store = router::session_store(config, region, None);
+        let sync = crate::sync::start_inbound(config, listeners.sync, region, &stop)?;
         if let Some(store) = &store {
             router::spawn_sweeper(Arc::clone(store), stop.clone());
         }
@@ -127,6 +129,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
                         })
                         .collect(),
                     backends: backends.figures(),
+                    sync: router::sync_figures(sync.as_ref(), region),
                 }
             })
         };

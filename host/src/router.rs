@@ -42,16 +42,24 @@ pub fn create_region(config: &Config) -> Result<&'static SharedRegion> {
     Ok(Box::leak(Box::new(region)))
 }
 
-/// The session store over `region`, if the region has a cache.
-pub fn session_store(config: &Config, region: &'static SharedRegion) -> Option<Arc<SessionStore>> {
-    SessionStore::new(region, config.ssl_sessions_timeout).map(Arc::new)
+/// The session store over `region`, if the region has a cache, feeding
+/// `changes` to the cluster when given.
+pub fn session_store(
+    config: &Config,
+    region: &'static SharedRegion,
+    changes: Option<crate::sync::outbound::ChangeQueue>,
+) -> Option<Arc<SessionStore>> {
+    SessionStore::new(region, config.ssl_sessions_timeout, changes).map(Arc::new)
 }
 
 /// Serves `listeners` alone: HTTPS, stats and the sweeper in this process.
 pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> Result<()> {
     let started_at = unix_now();
     let region = create_region(config)?;
-    let store = session_store(config, region);
+    crate::sync::register_peers(config, region);
+    let changes = crate::sync::start_outbound(config, region, &shutdown)?;
+    let store = session_store(config, region, changes);
+    let sync = crate::sync::start_inbound(config, listeners.sync, region, &shutdown)?;
     let metrics = region.metrics(0);
     if let Some(store) = &store {
         spawn_sweeper(Arc::clone(store), shutdown.clone());
@@ -74,6 +82,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
                 metrics: metrics.snapshot(),
             }],
             backends: proxy.pool.figures(),
+            sync: sync_figures(sync.as_ref(), region),
         })
     };
     spawn_stats(listeners.stats, listeners.stats_http, source, &shutdown)?;
@@ -232,6 +241,21 @@ pub fn spawn_sweeper(store: Arc<SessionStore>, mut shutdown: Shutdown) {
             }
         }
     });
+}
+
+/// The cluster figures for stats, when the router replicates.
+pub fn sync_figures(
+    inbound: Option<&crate::sync::inbound::Figures>,
+    region: &'static SharedRegion,
+) -> Option<stats::SyncFigures> {
+    let peers = region.peers().figures();
+    if inbound.is_none() && peers.is_empty() {
+        return None;
+    }
+    let inbound = inbound
+        .map(|f| *f.lock().expect("figures lock"))
+        .unwrap_or_default();
+    Some(stats::SyncFigures { inbound, peers })
 }
 
 /// Unix seconds now.

@@ -2,10 +2,10 @@
 //! robust lock, each worker's counters and the session cache.
 //!
 //! ```text
-//! +------------------+--------------------------------+----------------------+
-//! | control page     | counters: MAX_WORKERS blocks   | cachet-core cache    |
-//! | robust mutex     | (metrics::Counters, atomics)   | (optional)           |
-//! +------------------+--------------------------------+----------------------+
+//! +--------------+-----------------------------+------------+-------------------+
+//! | control page | counters: MAX_WORKERS blocks| sync peers | cachet-core cache |
+//! | robust mutex | (metrics::Counters, atomics)| (atomics)  | (optional)        |
+//! +--------------+-----------------------------+------------+-------------------+
 //! ```
 //!
 //! The master creates and formats the region before any worker exists and
@@ -24,6 +24,7 @@ use cachet_core::cache::{Cache, Config, Layout};
 use crate::metrics::{Counters, Metrics};
 use crate::robust_lock::{Acquired, RobustMutex, MUTEX_SIZE};
 use crate::shm::SharedMemory;
+use crate::sync::peers::PeerTable;
 
 /// Most processes that can count in the region: workers are numbered from
 /// 1, block 0 belongs to a process serving on its own.
@@ -33,7 +34,9 @@ const PAGE: usize = 4096;
 const CONTROL_LEN: usize = PAGE;
 const COUNTERS_AT: usize = CONTROL_LEN;
 const COUNTERS_LEN: usize = (MAX_WORKERS + 1) * std::mem::size_of::<Counters>();
-const CACHE_AT: usize = (COUNTERS_AT + COUNTERS_LEN).div_ceil(PAGE) * PAGE;
+const PEERS_AT: usize = (COUNTERS_AT + COUNTERS_LEN).div_ceil(PAGE) * PAGE;
+const PEERS_LEN: usize = std::mem::size_of::<PeerTable>();
+const CACHE_AT: usize = (PEERS_AT + PEERS_LEN).div_ceil(PAGE) * PAGE;
 const _: () = assert!(MUTEX_SIZE <= CONTROL_LEN);
 
 /// Test-only: the worker number named in this variable blocks forever while
@@ -155,6 +158,14 @@ impl SharedRegion {
         // several processes sound.
         let counters = unsafe { &*self.memory.as_ptr().add(at).cast::<Counters>() };
         Metrics::on(counters)
+    }
+
+    /// The sync peers table.
+    pub fn peers(&'static self) -> &'static PeerTable {
+        // SAFETY: the table lies inside the mapping at a page boundary, is
+        // all atomics (valid when zeroed, as the kernel gave the pages), and
+        // `self` is 'static so the mapping outlives the reference.
+        unsafe { &*self.memory.as_ptr().add(PEERS_AT).cast::<PeerTable>() }
     }
 
     /// Runs `f` on the cache, holding the process-shared lock; `None` when

@@ -25,6 +25,8 @@ use rustls::server::StoresServerSessions;
 use crate::clock;
 use crate::shared::SharedRegion;
 use crate::stats::CacheFigures;
+use crate::sync::outbound::ChangeQueue;
+use crate::sync::Change;
 
 /// Bytes of session-context digest in front of every key.
 const CONTEXT_DIGEST_LEN: usize = 16;
@@ -35,16 +37,23 @@ pub struct SessionStore {
     region: &'static SharedRegion,
     layout: Layout,
     lifetime: CacheDuration,
+    changes: Option<ChangeQueue>,
 }
 
 impl SessionStore {
     /// The store over `region`'s cache, with sessions living `timeout`;
-    /// `None` when the region has no cache.
-    pub fn new(region: &'static SharedRegion, timeout: Duration) -> Option<Self> {
+    /// `None` when the region has no cache. With `changes`, every session
+    /// stored and every ticket consumed is queued for the cluster peers.
+    pub fn new(
+        region: &'static SharedRegion,
+        timeout: Duration,
+        changes: Option<ChangeQueue>,
+    ) -> Option<Self> {
         Some(SessionStore {
             layout: *region.cache_layout()?,
             region,
             lifetime: CacheDuration::from_millis(timeout.as_millis() as u64),
+            changes,
         })
     }
 
@@ -58,6 +67,7 @@ impl SessionStore {
             block_size: self.layout.block_size() as usize,
             prefix,
             lifetime: self.lifetime,
+            changes: self.changes.clone(),
         })
     }
 
@@ -107,6 +117,7 @@ struct ContextStorage {
     block_size: usize,
     prefix: [u8; CONTEXT_DIGEST_LEN],
     lifetime: CacheDuration,
+    changes: Option<ChangeQueue>,
 }
 
 thread_local! {
@@ -144,6 +155,12 @@ impl ContextStorage {
                         found.ok().flatten().map(<[u8]>::to_vec)
                     })
                     .flatten()
+                    .inspect(|_| {
+                        // A used ticket dies cluster-wide: it resumes once.
+                        if let (true, Some(changes)) = (take, &self.changes) {
+                            changes.push(Change::Delete { key: key.to_vec() });
+                        }
+                    })
             })
         })
     }
@@ -153,9 +170,18 @@ impl StoresServerSessions for ContextStorage {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
         let now = clock::now();
         self.with_key(&key, |key| {
-            self.region
+            let stored = self
+                .region
                 .with_cache(|cache| cache.put(now, key, &value, self.lifetime).is_ok())
-                .unwrap_or(false)
+                .unwrap_or(false);
+            if let (true, Some(changes)) = (stored, &self.changes) {
+                changes.push(Change::Set {
+                    key: key.to_vec(),
+                    value: value.clone(),
+                    lifetime: self.lifetime,
+                });
+            }
+            stored
         })
     }
 
@@ -183,7 +209,7 @@ mod tests {
             block_size: 64,
         };
         let region = Box::leak(Box::new(SharedRegion::create(Some(geometry)).unwrap()));
-        SessionStore::new(region, timeout).unwrap()
+        SessionStore::new(region, timeout, None).unwrap()
     }
 
     #[test]

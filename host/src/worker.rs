@@ -84,7 +84,8 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
             trigger.trigger();
         });
         let metrics = region.metrics(id);
-        let store = router::session_store(&config, region);
+        let changes = crate::sync::start_outbound(&config, region, &stop)?;
+        let store = router::session_store(&config, region, changes);
         let proxy = router::proxy(&config, metrics);
         // Telling the master this worker accepts connections.
         let ready = || metrics.set_ready(std::process::id());

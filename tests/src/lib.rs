@@ -108,6 +108,8 @@ pub struct Router {
     pub https: Vec<SocketAddr>,
     pub stats: Option<SocketAddr>,
     pub stats_http: Option<SocketAddr>,
+    /// `cache-udp-server`'s bound address.
+    pub sync: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -155,6 +157,7 @@ impl Router {
             https: Vec::new(),
             stats: None,
             stats_http: None,
+            sync: None,
             log,
         };
         if ready_rx.recv_timeout(STARTUP_TIMEOUT).is_err() {
@@ -177,6 +180,7 @@ impl Router {
                 "https" => router.https.push(addr),
                 "stats" => router.stats = Some(addr),
                 "stats-http" => router.stats_http = Some(addr),
+                "sync" => router.sync = Some(addr),
                 other => panic!("unknown listener kind {other}"),
             }
         }

@@ -139,6 +139,20 @@ pub struct Stored {
     pub evicted: bool,
 }
 
+/// A live entry copied out by [`Cache::export_next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Exported<'k, 'v> {
+    /// The key.
+    pub key: &'k [u8],
+    /// The value.
+    pub value: &'v [u8],
+    /// Lifetime left.
+    pub remaining: Duration,
+    /// The cursor for the next call.
+    pub next: u32,
+}
+
 /// What one call to [`Cache::sweep`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -473,6 +487,43 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         }
         self.end();
         report
+    }
+
+    /// The first live entry at or after slot `cursor`, copied out: its key
+    /// into `key_out`, its value into `value_out`. Returns the entry and the
+    /// cursor to pass next, or `None` when no live entry remains. For a
+    /// node answering a peer's bootstrap request; changes nothing (an
+    /// expired entry is skipped, not freed) and counts nothing.
+    pub fn export_next<'k, 'v>(
+        &self,
+        now: Instant,
+        cursor: u32,
+        key_out: &'k mut [u8; MAX_KEY_LEN],
+        value_out: &'v mut [u8],
+    ) -> Result<Option<Exported<'k, 'v>>, BufferTooSmall> {
+        let high = self.header_u32(header::SLOT_HIGH);
+        for slot_no in cursor..high {
+            if !self.is_live(slot_no) || self.is_expired(slot_no, now) {
+                continue;
+            }
+            let at = self.layout.slot_at(slot_no);
+            let buf = self.buf();
+            let key_len = buf[at + slot::KEY_LEN] as usize;
+            let value_len = read_u32(buf, at + slot::VALUE_LEN) as usize;
+            if value_len > value_out.len() {
+                return Err(BufferTooSmall { needed: value_len });
+            }
+            key_out[..key_len].copy_from_slice(&buf[at + slot::KEY..at + slot::KEY + key_len]);
+            self.read_chain(read_u32(buf, at + slot::FIRST), &mut value_out[..value_len]);
+            let expires = Instant::from_millis(read_u64(buf, at + slot::EXPIRES));
+            return Ok(Some(Exported {
+                key: &key_out[..key_len],
+                value: &value_out[..value_len],
+                remaining: expires - now,
+                next: slot_no + 1,
+            }));
+        }
+        Ok(None)
     }
 
     /// Drops every entry. Counters keep counting.

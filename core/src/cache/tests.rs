@@ -363,3 +363,32 @@ proptest! {
         prop_assert_eq!(c.verify(), Ok(()));
     }
 }
+
+#[test]
+fn export_walks_live_entries_only() {
+    let mut c = cache(8, 600);
+    c.put(at(0), b"a", &[1; 500], Duration::from_millis(100))
+        .unwrap();
+    c.put(at(0), b"b", b"short", Duration::from_millis(10))
+        .unwrap();
+    c.put(at(0), b"c", b"three", Duration::from_millis(100))
+        .unwrap();
+    c.delete(at(0), b"a");
+    let mut key = [0u8; MAX_KEY_LEN];
+    let mut value = [0u8; 600];
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    while let Some(e) = c.export_next(at(50), cursor, &mut key, &mut value).unwrap() {
+        seen.push((e.key.to_vec(), e.value.to_vec(), e.remaining));
+        cursor = e.next;
+    }
+    assert_eq!(
+        seen,
+        [(b"c".to_vec(), b"three".to_vec(), Duration::from_millis(50))]
+    );
+    let mut small = [0u8; 2];
+    assert_eq!(
+        c.export_next(at(50), 0, &mut key, &mut small),
+        Err(BufferTooSmall { needed: 5 })
+    );
+}

@@ -242,20 +242,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Settings accepted now whose behaviour arrives with later work; main
-    /// logs these so nobody believes they are in force.
-    pub fn not_yet_served(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        if self.cluster.udp_server.is_some() || !self.cluster.udp_nodes.is_empty() {
-            notes.push(
-                "cache-udp-server/cache-udp-node: cluster replication is not implemented \
-                 yet; sessions stay on this router"
-                    .to_owned(),
-            );
-        }
-        notes
-    }
 }
 
 fn invalid(option: &'static str, setting: &Setting, reason: impl Into<String>) -> ConfigError {

@@ -45,8 +45,7 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             "bad_gateway": totals.bad_gateway,
             "gateway_timeout": totals.gateway_timeout,
         },
-        // Filled by cluster replication.
-        "sync": {},
+        "sync": sync(snapshot),
     });
     // The seed document's single `cache` object, for tools written against it.
     if let Some(cache) = &snapshot.cache {
@@ -79,6 +78,42 @@ fn uwsgi_cache(cache: &CacheFigures) -> Value {
         "full": cache.full,
         "last_modified_at": cache.last_modified_at,
     })
+}
+
+fn sync(snapshot: &Snapshot) -> Value {
+    let Some(sync) = &snapshot.sync else {
+        return json!({ "enabled": false });
+    };
+    let n = &sync.inbound.node;
+    let mut object = json!({
+        "enabled": true,
+        "sender": format!("{:016x}", sync.inbound.sender),
+        "received_datagrams": n.received_datagrams,
+        "received_bytes": n.received_bytes,
+        "applied_sets": n.applied_sets,
+        "applied_deletes": n.applied_deletes,
+        "duplicate_records": n.duplicate_records,
+        "stale_records": n.stale_records,
+        "tombstoned_sets": n.tombstoned_sets,
+        "expired_sets": n.expired_sets,
+        "refused_sets": n.refused_sets,
+        "control_records": n.control_records,
+        "rejected": n.rejected(),
+        "bootstrap_entries_sent": sync.inbound.bootstrap_entries_sent,
+        "bootstrap_requests_answered": sync.inbound.bootstrap_requests_answered,
+        "peers": sync.peers.iter().map(|p| json!({
+            "addr": p.addr.to_string(),
+            "sent_datagrams": p.sent_datagrams,
+            "sent_bytes": p.sent_bytes,
+            "send_errors": p.send_errors,
+            "received_datagrams": p.received_datagrams,
+            "received_bytes": p.received_bytes,
+        })).collect::<Vec<_>>(),
+    });
+    for (reason, count) in sync.rejections() {
+        object[format!("rejected_{reason}")] = json!(count);
+    }
+    object
 }
 
 fn sessions(snapshot: &Snapshot) -> Value {
@@ -129,6 +164,7 @@ mod tests {
                 },
             }],
             backends: vec![],
+            sync: None,
         };
         let value: Value = serde_json::from_str(&render_json(&snapshot)).unwrap();
         assert_eq!(value["caches"][0]["hits"], 3);

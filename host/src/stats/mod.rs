@@ -87,6 +87,35 @@ pub struct Snapshot {
     pub sessions_in_cache: bool,
     pub workers: Vec<WorkerFigures>,
     pub backends: Vec<BackendFigures>,
+    /// Cluster replication, when configured.
+    pub sync: Option<SyncFigures>,
+}
+
+/// Cluster replication figures: the receiver's node and every peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncFigures {
+    pub inbound: crate::sync::inbound::InboundFigures,
+    pub peers: Vec<crate::sync::peers::PeerFigures>,
+}
+
+impl SyncFigures {
+    /// Rejected datagrams by reason, named as in `rejected_<reason>`.
+    pub fn rejections(&self) -> [(&'static str, u64); 10] {
+        use cachet_core::sync::Reject;
+        let n = &self.inbound.node;
+        [
+            (Reject::Truncated.as_str(), n.rejected_truncated),
+            (Reject::Oversized.as_str(), n.rejected_oversize),
+            (Reject::BadMagic.as_str(), n.rejected_magic),
+            (Reject::UnsupportedVersion.as_str(), n.rejected_version),
+            (Reject::UnknownKey.as_str(), n.rejected_unknown_key),
+            (Reject::Authentication.as_str(), n.rejected_authentication),
+            (Reject::Malformed.as_str(), n.rejected_malformed),
+            (Reject::Replayed.as_str(), n.rejected_replay),
+            (Reject::Stale.as_str(), n.rejected_stale),
+            (Reject::Own.as_str(), n.rejected_own),
+        ]
+    }
 }
 
 impl Snapshot {

@@ -211,7 +211,81 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             out.sample(name, &[("backend", &backend.name)], value(backend));
         }
     }
+    if let Some(sync) = &snapshot.sync {
+        sync_families(&mut out, sync);
+    }
     out.text
+}
+
+fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
+    let n = &sync.inbound.node;
+    out.single(
+        "cachet_sync_received_datagrams_total",
+        "counter",
+        "Sync datagrams accepted from peers.",
+        n.received_datagrams,
+    );
+    out.family(
+        "cachet_sync_applied_total",
+        "counter",
+        "Replicated changes applied to the cache.",
+    );
+    out.sample(
+        "cachet_sync_applied_total",
+        &[("op", "set")],
+        n.applied_sets,
+    );
+    out.sample(
+        "cachet_sync_applied_total",
+        &[("op", "delete")],
+        n.applied_deletes,
+    );
+    out.family(
+        "cachet_sync_rejected_total",
+        "counter",
+        "Sync datagrams rejected, by reason.",
+    );
+    for (reason, count) in sync.rejections() {
+        out.sample("cachet_sync_rejected_total", &[("reason", reason)], count);
+    }
+    type PeerFamily = (
+        &'static str,
+        &'static str,
+        fn(&crate::sync::peers::PeerFigures) -> u64,
+    );
+    let peer_families: [PeerFamily; 5] = [
+        (
+            "cachet_sync_peer_sent_datagrams_total",
+            "Datagrams sent to each peer.",
+            |p| p.sent_datagrams,
+        ),
+        (
+            "cachet_sync_peer_sent_bytes_total",
+            "Bytes sent to each peer.",
+            |p| p.sent_bytes,
+        ),
+        (
+            "cachet_sync_peer_send_errors_total",
+            "Sends to each peer that failed.",
+            |p| p.send_errors,
+        ),
+        (
+            "cachet_sync_peer_received_datagrams_total",
+            "Datagrams received from each peer.",
+            |p| p.received_datagrams,
+        ),
+        (
+            "cachet_sync_peer_received_bytes_total",
+            "Bytes received from each peer.",
+            |p| p.received_bytes,
+        ),
+    ];
+    for (name, help, value) in peer_families {
+        out.family(name, "counter", help);
+        for peer in &sync.peers {
+            out.sample(name, &[("peer", &peer.addr.to_string())], value(peer));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +305,7 @@ mod tests {
             }),
             sessions_in_cache: true,
             workers: vec![],
+            sync: None,
             backends: vec![BackendFigures {
                 name: "a\"b".into(),
                 protocol: "uwsgi",

@@ -1,0 +1,233 @@
+//! Receiving peers' datagrams into the shared cache, hellos and bootstrap.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use cachet_core::cache::{Refused, Stored, MAX_KEY_LEN};
+use cachet_core::sync::{ControlKind, Store, SyncCounters};
+use cachet_core::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
+
+use super::outbound::send_counted;
+use super::peers::PeerTable;
+use super::RouterNode;
+use crate::clock;
+use crate::shared::SharedRegion;
+use crate::shutdown::Shutdown;
+
+/// Datagrams a bootstrap answer sends before pausing, so that the
+/// requester's socket buffer keeps up.
+const BOOTSTRAP_BURST: usize = 32;
+
+/// What the receiver counted, for stats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InboundFigures {
+    pub sender: u64,
+    pub node: SyncCounters,
+    pub bootstrap_entries_sent: u64,
+    pub bootstrap_requests_answered: u64,
+}
+
+/// Shared with the stats endpoints.
+pub type Figures = Arc<Mutex<InboundFigures>>;
+
+/// Binds `cache-udp-server`. A multicast group address is joined on every
+/// interface, with the socket bound to the group's port.
+pub fn bind(addr: SocketAddr) -> Result<StdUdpSocket> {
+    let socket = if addr.ip().is_multicast() {
+        let any: IpAddr = if addr.is_ipv4() {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
+        let socket = StdUdpSocket::bind(SocketAddr::new(any, addr.port()))
+            .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?;
+        match addr.ip() {
+            IpAddr::V4(group) => socket.join_multicast_v4(&group, &[0, 0, 0, 0].into()),
+            IpAddr::V6(group) => socket.join_multicast_v6(&group, 0),
+        }
+        .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot join the group"))?;
+        socket
+    } else {
+        StdUdpSocket::bind(addr)
+            .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?
+    };
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// The shared cache as the sync node's [`Store`]: one lock per change.
+struct RegionStore(&'static SharedRegion);
+
+impl Store for RegionStore {
+    fn put(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: &[u8],
+        lifetime: Duration,
+    ) -> Result<Stored, Refused> {
+        self.0
+            .with_cache(|cache| cache.put(now, key, value, lifetime))
+            .unwrap_or(Err(Refused::ValueTooLarge))
+    }
+
+    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
+        self.0
+            .with_cache(|cache| cache.delete(now, key))
+            .unwrap_or(false)
+    }
+}
+
+/// Runs the receiver until `shutdown`.
+pub async fn run(
+    socket: StdUdpSocket,
+    mut node: RouterNode,
+    region: &'static SharedRegion,
+    configured: Vec<SocketAddr>,
+    figures: Figures,
+    mut shutdown: Shutdown,
+) -> Result<()> {
+    let socket = UdpSocket::from_std(socket)?;
+    let peers = region.peers();
+    figures.lock().expect("figures lock").sender = node.sender();
+    let mut buf = vec![0u8; 65_536];
+    let mut out = vec![0u8; node.settings().max_datagram];
+
+    // Announce ourselves and ask for the sessions we missed while down.
+    for addr in &configured {
+        if let Some(index) = peers.add(*addr) {
+            for kind in [ControlKind::Hello, ControlKind::BootstrapRequest] {
+                if let Some(len) = node.transmit_control(kind, &mut out) {
+                    send_counted(Some(&socket), &out[..len], *addr, peers, index);
+                }
+            }
+        } else {
+            warn!(peer = %addr, "sync peer table full; peer ignored");
+        }
+    }
+
+    let mut received = 0u64;
+    loop {
+        let (len, from) = tokio::select! {
+            result = socket.recv_from(&mut buf) => match result {
+                Ok(got) => got,
+                Err(e) => {
+                    warn!("sync receive failed: {e}");
+                    continue;
+                }
+            },
+            () = shutdown.requested() => return Ok(()),
+        };
+        received += 1;
+        let known = peers.find(from);
+        if let Some(index) = known {
+            let slot = peers.slot(index);
+            slot.received_datagrams.fetch_add(1, Ordering::Relaxed);
+            slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        }
+        let outcome = node.handle(clock::now(), &buf[..len], &mut RegionStore(region));
+        if let Ok(handled) = outcome {
+            if handled.control.hello && known.is_none() {
+                match peers.add(from) {
+                    Some(_) => info!(peer = %from, "sync peer joined"),
+                    None => warn!(peer = %from, "sync peer table full; peer ignored"),
+                }
+            }
+            if handled.control.bootstrap_request {
+                let sent =
+                    answer_bootstrap(&mut node, &socket, region, peers, from, &mut out).await;
+                let mut f = figures.lock().expect("figures lock");
+                f.bootstrap_entries_sent += sent;
+                f.bootstrap_requests_answered += 1;
+                info!(peer = %from, entries = sent, "answered a bootstrap request");
+            }
+        }
+        // Publishing after each datagram keeps stats exact; it is a copy
+        // of a few hundred bytes under an uncontended lock.
+        figures.lock().expect("figures lock").node = *node.counters();
+        if received % 10_000 == 0 {
+            tracing::debug!(received, "sync datagrams received");
+        }
+    }
+}
+
+/// Sends every live session to `to`, then the end marker. Returns how many
+/// entries went out.
+async fn answer_bootstrap(
+    node: &mut RouterNode,
+    socket: &UdpSocket,
+    region: &'static SharedRegion,
+    peers: &PeerTable,
+    to: SocketAddr,
+    out: &mut [u8],
+) -> u64 {
+    let index = peers.find(to).or_else(|| peers.add(to));
+    let block = region.cache_layout().map_or(0, |l| l.block_size() as usize);
+    let mut key = [0u8; MAX_KEY_LEN];
+    let mut value = vec![0u8; block];
+    let mut cursor = 0;
+    let mut entries = 0u64;
+    let mut burst = 0;
+    loop {
+        let now = clock::now();
+        let next = region
+            .with_cache(|cache| {
+                cache
+                    .export_next(now, cursor, &mut key, &mut value)
+                    .ok()
+                    .flatten()
+                    .map(|e| (e.key.len(), e.value.len(), e.remaining, e.next))
+            })
+            .flatten();
+        let Some((key_len, value_len, remaining, next)) = next else {
+            break;
+        };
+        cursor = next;
+        if node
+            .record_set(now, &key[..key_len], &value[..value_len], remaining)
+            .is_ok()
+        {
+            entries += 1;
+        }
+        while let Some(len) = node.poll_transmit(now, out) {
+            send_to(socket, &out[..len], to, peers, index);
+            burst += 1;
+            if burst % BOOTSTRAP_BURST == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+    // The last batch's second copy, when it falls due.
+    while let Some(due) = node.poll_timeout() {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (due - clock::now()).as_millis(),
+        ))
+        .await;
+        while let Some(len) = node.poll_transmit(clock::now(), out) {
+            send_to(socket, &out[..len], to, peers, index);
+        }
+    }
+    if let Some(len) = node.transmit_control(ControlKind::BootstrapEnd, out) {
+        send_to(socket, &out[..len], to, peers, index);
+    }
+    entries
+}
+
+fn send_to(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    to: SocketAddr,
+    peers: &PeerTable,
+    index: Option<usize>,
+) {
+    match index {
+        Some(index) => send_counted(Some(socket), datagram, to, peers, index),
+        None => {
+            let _ = socket.try_send_to(datagram, to);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Cluster replication: UDP sockets around `cachet_core::sync`.
+//!
+//! Two halves, so that the handshake path never waits on the network:
+//!
+//! * [`outbound`]: in every process that serves HTTPS. The session store
+//!   hands each local change (a session stored, a TLS 1.3 ticket consumed)
+//!   to a bounded queue without blocking; a task feeds them to this
+//!   process's own sync node and sends the sealed datagrams to every peer
+//!   with non-blocking sends, counting failures per peer instead of logging
+//!   each one.
+//! * [`inbound`]: in the master (or the lone process). It owns the
+//!   `cache-udp-server` socket: peers' datagrams go through the node's
+//!   checks and into the shared cache; hellos add their sender to the peer
+//!   table; bootstrap requests are answered with this router's live
+//!   sessions. At start it says hello to its configured peers and asks them
+//!   for their sessions.
+//!
+//! Lifetimes travel as time remaining; expiry and sweeping stay local.
+
+pub mod inbound;
+pub mod outbound;
+pub mod peers;
+
+use cachet_core::sync::{Node, Settings};
+use cachet_core::wire::ClusterKey;
+use cachet_core::Duration;
+
+/// The sync node a router process runs: 1400-byte datagrams, up to 64
+/// senders tracked (nodes times workers), 1024 remembered deletions.
+pub type RouterNode = Node<1400, 64, 1024, 65536>;
+
+/// A local change to push to the peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A session stored under `key` for `lifetime`.
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lifetime: Duration,
+    },
+    /// A key removed (a ticket used).
+    Delete { key: Vec<u8> },
+}
+
+/// A node with a fresh random sender id (the AEAD nonce prefix: it must
+/// never repeat under the key, so every start picks a new one).
+pub fn new_node(key: &[u8; 32]) -> anyhow::Result<RouterNode> {
+    let mut sender = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut sender)
+        .map_err(|_| anyhow::anyhow!("no randomness for the sync sender id"))?;
+    Ok(Node::new(
+        ClusterKey::new(0, key),
+        u64::from_le_bytes(sender),
+        Settings::default(),
+    ))
+}
+
+/// A fresh cluster key as 64 hex characters (`cachet keygen`).
+pub fn generate_key_hex() -> anyhow::Result<String> {
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness for a key"))?;
+    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+use std::net::SocketAddr;
+
+use crate::config::Config;
+use crate::shared::SharedRegion;
+use crate::shutdown::Shutdown;
+
+/// Whether `config` replicates sessions at all.
+pub fn enabled(config: &Config) -> bool {
+    config.cluster.key.is_some()
+        && (config.cluster.udp_server.is_some() || !config.cluster.udp_nodes.is_empty())
+}
+
+/// Puts the configured peers in the shared table, before any process sends.
+pub fn register_peers(config: &Config, region: &'static SharedRegion) {
+    for addr in &config.cluster.udp_nodes {
+        if region.peers().add(*addr).is_none() {
+            tracing::warn!(peer = %addr, "sync peer table full; peer ignored");
+        }
+    }
+}
+
+/// Starts this process's sender, if `config` replicates; the store feeds
+/// the returned queue.
+pub fn start_outbound(
+    config: &Config,
+    region: &'static SharedRegion,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<outbound::ChangeQueue>> {
+    let (true, Some(key)) = (enabled(config), &config.cluster.key) else {
+        return Ok(None);
+    };
+    let node = new_node(&key.0)?;
+    outbound::spawn(node, region.peers(), shutdown.clone()).map(Some)
+}
+
+/// Starts the receiver on `cache-udp-server`, if configured, announcing
+/// `cachet: listening sync ADDR`; returns its figures for stats.
+pub fn start_inbound(
+    config: &Config,
+    socket: Option<std::net::UdpSocket>,
+    region: &'static SharedRegion,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<inbound::Figures>> {
+    let (Some(socket), Some(key)) = (socket, &config.cluster.key) else {
+        return Ok(None);
+    };
+    let local: SocketAddr = socket.local_addr()?;
+    crate::listen::announce("sync", local);
+    let figures = inbound::Figures::default();
+    let node = new_node(&key.0)?;
+    let run = inbound::run(
+        socket,
+        node,
+        region,
+        config.cluster.udp_nodes.clone(),
+        figures.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = run.await {
+            tracing::error!("sync receiver stopped: {e:#}");
+        }
+    });
+    Ok(Some(figures))
+}
