@@ -3,11 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use cachet::config::{options, Config, Invocation};
 use cachet::listen::Listeners;
 use cachet::{master, router, shutdown, worker};
-use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -95,20 +93,8 @@ fn serve(config: &Config, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
     if config.master || config.http_processes > 1 {
         return master::run(config, listeners, args);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cachet")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let (trigger, shutdown) = shutdown::channel();
-        tokio::spawn(async move {
-            match shutdown::termination_signal().await {
-                Ok(signal) => info!(signal, "termination requested"),
-                Err(error) => warn!(%error, "cannot watch for signals; stopping"),
-            }
-            trigger.trigger();
-        });
+    shutdown::runtime("cachet")?.block_on(async {
+        let shutdown = shutdown::on_termination_signal();
         router::run(config, listeners, shutdown).await
     })
 }

@@ -72,12 +72,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         generated_certs: generated.as_ref().map(|g| g.dir.clone()),
     });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cachet-master")
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = runtime.block_on(async {
+    let result = shutdown::runtime("cachet-master")?.block_on(async {
         let (trigger, stop) = shutdown::channel();
         let slots: Slots = Arc::new(Mutex::new(vec![Slot::default(); processes + 1]));
         // Backend health and counts live in each worker; the master lists

@@ -40,6 +40,29 @@ impl Shutdown {
     }
 }
 
+/// A [`Shutdown`] that SIGTERM or SIGINT triggers. Call inside a runtime.
+pub fn on_termination_signal() -> Shutdown {
+    let (trigger, shutdown) = channel();
+    tokio::spawn(async move {
+        match termination_signal().await {
+            Ok(signal) => tracing::info!(signal, "termination requested"),
+            Err(error) => tracing::warn!(%error, "cannot watch for signals; stopping"),
+        }
+        trigger.trigger();
+    });
+    shutdown
+}
+
+/// The multi-threaded runtime a router process runs on.
+pub fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(thread_name)
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// Resolves on SIGTERM or SIGINT and says which.
 pub async fn termination_signal() -> std::io::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};

@@ -18,7 +18,6 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tracing::{info, warn};
 
 use crate::config::{CertificateFiles, Config};
 use crate::shared::SharedRegion;
@@ -69,20 +68,8 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
         }
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name(format!("cachet-w{id}"))
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let (trigger, stop) = shutdown::channel();
-        tokio::spawn(async move {
-            match shutdown::termination_signal().await {
-                Ok(signal) => info!(worker = id, signal, "termination requested"),
-                Err(error) => warn!(%error, "cannot watch for signals; stopping"),
-            }
-            trigger.trigger();
-        });
+    shutdown::runtime(&format!("cachet-w{id}"))?.block_on(async {
+        let stop = shutdown::on_termination_signal();
         let metrics = region.metrics(id);
         let changes = crate::sync::start_outbound(&config, region, &stop)?;
         let store = router::session_store(&config, region, changes);
