@@ -253,7 +253,7 @@ pub fn sync_figures(
         return None;
     }
     let inbound = inbound
-        .map(|f| *f.lock().expect("figures lock"))
+        .map(|f| f.lock().expect("figures lock").clone())
         .unwrap_or_default();
     Some(stats::SyncFigures { inbound, peers })
 }

@@ -14,6 +14,7 @@ pub mod backends;
 pub mod client;
 pub mod openssl;
 pub mod pki;
+pub mod udp_proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

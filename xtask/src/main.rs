@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
 mod bench;
+mod cluster;
 
 const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
 const FUZZ_TARGETS: [&str; 3] = ["wire_parse", "sync_node", "cache_ops"];
@@ -33,6 +34,7 @@ fn main() {
             seconds.and_then(fuzz)
         }
         Some("bench") => bench::all(&root()),
+        Some("cluster") => cluster::run(&root()),
         Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
         None => Err(USAGE.to_string()),
     };
@@ -45,7 +47,8 @@ fn main() {
 const USAGE: &str = "usage: cargo xtask <task>
   ci              format, lint, test, no_std builds, short fuzz runs
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30)
-  bench           run the benchmarks and write docs/BENCHMARKS.md";
+  bench           run the benchmarks and write docs/BENCHMARKS.md
+  cluster         three routers, a backend and HAProxy on loopback, a short resumption load";
 
 /// The workspace root.
 pub(crate) fn root() -> PathBuf {

@@ -236,7 +236,8 @@ impl Config {
         if syncs && self.cluster.key.is_none() {
             return Err(ConfigError::Usage(
                 "`cache-udp-server`/`cache-udp-node` need `cache-udp-key = FILE`: session \
-                 values hold master secrets and never travel in clear"
+                 values hold master secrets and never travel in clear. Make a key with \
+                 `cachet keygen > cluster.key` and give every router the same file"
                     .to_owned(),
             ));
         }

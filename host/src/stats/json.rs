@@ -101,6 +101,12 @@ fn sync(snapshot: &Snapshot) -> Value {
         "rejected": n.rejected(),
         "bootstrap_entries_sent": sync.inbound.bootstrap_entries_sent,
         "bootstrap_requests_answered": sync.inbound.bootstrap_requests_answered,
+        "bootstrap_entries_received": sync.inbound.bootstrap_entries_received,
+        "received_from": sync.inbound.received_from.iter().map(|s| json!({
+            "ip": s.ip.to_string(),
+            "datagrams": s.datagrams,
+            "bytes": s.bytes,
+        })).collect::<Vec<_>>(),
         "peers": sync.peers.iter().map(|p| json!({
             "addr": p.addr.to_string(),
             "sent_datagrams": p.sent_datagrams,

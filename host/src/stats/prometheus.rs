@@ -248,6 +248,32 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
     for (reason, count) in sync.rejections() {
         out.sample("cachet_sync_rejected_total", &[("reason", reason)], count);
     }
+    out.family(
+        "cachet_sync_received_from_datagrams_total",
+        "counter",
+        "Sync datagrams received, by source IP.",
+    );
+    for source in &sync.inbound.received_from {
+        let ip = source.ip.to_string();
+        out.sample(
+            "cachet_sync_received_from_datagrams_total",
+            &[("ip", &ip)],
+            source.datagrams,
+        );
+    }
+    out.family(
+        "cachet_sync_received_from_bytes_total",
+        "counter",
+        "Sync bytes received, by source IP.",
+    );
+    for source in &sync.inbound.received_from {
+        let ip = source.ip.to_string();
+        out.sample(
+            "cachet_sync_received_from_bytes_total",
+            &[("ip", &ip)],
+            source.bytes,
+        );
+    }
     type PeerFamily = (
         &'static str,
         &'static str,

@@ -21,14 +21,54 @@ use crate::shutdown::Shutdown;
 /// Datagrams a bootstrap answer sends before pausing, so that the
 /// requester's socket buffer keeps up.
 const BOOTSTRAP_BURST: usize = 32;
+/// How often hello and bootstrap requests go again to configured peers
+/// that have not answered yet (they may be down, or the datagram lost),
+/// and how many times at most.
+const GREETING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const GREETING_TRIES: u32 = 60;
+/// Source addresses tracked for the per-source receive figures.
+const MAX_SOURCES: usize = 256;
 
 /// What the receiver counted, for stats.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct InboundFigures {
     pub sender: u64,
     pub node: SyncCounters,
     pub bootstrap_entries_sent: u64,
     pub bootstrap_requests_answered: u64,
+    /// Sessions received in answer to this router's bootstrap requests.
+    pub bootstrap_entries_received: u64,
+    /// Datagrams and bytes received, by source IP. (A peer's workers send
+    /// from ports of their own, so the IP is what identifies the peer.)
+    pub received_from: Vec<SourceFigures>,
+}
+
+/// What arrived from one source IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceFigures {
+    pub ip: IpAddr,
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
+impl InboundFigures {
+    fn count_source(&mut self, ip: IpAddr, bytes: usize) {
+        let index = match self.received_from.iter().position(|s| s.ip == ip) {
+            Some(index) => index,
+            None if self.received_from.len() < MAX_SOURCES => {
+                self.received_from.push(SourceFigures {
+                    ip,
+                    datagrams: 0,
+                    bytes: 0,
+                });
+                self.received_from.len() - 1
+            }
+            None => return,
+        };
+        let source = &mut self.received_from[index];
+        source.datagrams += 1;
+        source.bytes += bytes as u64;
+    }
 }
 
 /// Shared with the stats endpoints.
@@ -97,20 +137,11 @@ pub async fn run(
     let mut buf = vec![0u8; 65_536];
     let mut out = vec![0u8; node.settings().max_datagram];
 
-    // Announce ourselves and ask for the sessions we missed while down.
-    for addr in &configured {
-        if let Some(index) = peers.add(*addr) {
-            for kind in [ControlKind::Hello, ControlKind::BootstrapRequest] {
-                if let Some(len) = node.transmit_control(kind, &mut out) {
-                    send_counted(Some(&socket), &out[..len], *addr, peers, index);
-                }
-            }
-        } else {
-            warn!(peer = %addr, "sync peer table full; peer ignored");
-        }
-    }
-
-    let mut received = 0u64;
+    // Announce ourselves and ask for the sessions we missed while down;
+    // again every second to the peers that have not answered.
+    socket.writable().await?;
+    let mut unanswered: Vec<(SocketAddr, u32)> = configured.iter().map(|a| (*a, 0)).collect();
+    let mut greeting = tokio::time::interval(GREETING_INTERVAL);
     loop {
         let (len, from) = tokio::select! {
             result = socket.recv_from(&mut buf) => match result {
@@ -120,9 +151,12 @@ pub async fn run(
                     continue;
                 }
             },
+            _ = greeting.tick(), if !unanswered.is_empty() => {
+                greet(&mut node, &socket, peers, &mut unanswered, &mut out);
+                continue;
+            }
             () = shutdown.requested() => return Ok(()),
         };
-        received += 1;
         let known = peers.find(from);
         if let Some(index) = known {
             let slot = peers.slot(index);
@@ -130,6 +164,19 @@ pub async fn run(
             slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
         let outcome = node.handle(clock::now(), &buf[..len], &mut RegionStore(region));
+        if let Ok(handled) = &outcome {
+            // Only a peer's master sends from its server address, and only
+            // bootstrap answers and control messages.
+            if known.is_some() && handled.sets > 0 {
+                figures
+                    .lock()
+                    .expect("figures lock")
+                    .bootstrap_entries_received += u64::from(handled.sets);
+            }
+            if handled.control.bootstrap_end {
+                unanswered.retain(|(addr, _)| *addr != from);
+            }
+        }
         if let Ok(handled) = outcome {
             if handled.control.hello && known.is_none() {
                 match peers.add(from) {
@@ -148,11 +195,37 @@ pub async fn run(
         }
         // Publishing after each datagram keeps stats exact; it is a copy
         // of a few hundred bytes under an uncontended lock.
-        figures.lock().expect("figures lock").node = *node.counters();
-        if received % 10_000 == 0 {
-            tracing::debug!(received, "sync datagrams received");
+        let mut f = figures.lock().expect("figures lock");
+        f.node = *node.counters();
+        f.count_source(from.ip(), len);
+    }
+}
+
+/// Sends hello and a bootstrap request to each peer that has not answered
+/// one yet, dropping peers that never answered after `GREETING_TRIES`.
+fn greet(
+    node: &mut RouterNode,
+    socket: &UdpSocket,
+    peers: &PeerTable,
+    unanswered: &mut Vec<(SocketAddr, u32)>,
+    out: &mut [u8],
+) {
+    for (addr, tries) in unanswered.iter_mut() {
+        *tries += 1;
+        let index = peers.find(*addr);
+        for kind in [ControlKind::Hello, ControlKind::BootstrapRequest] {
+            if let Some(len) = node.transmit_control(kind, out) {
+                send_to(socket, &out[..len], *addr, peers, index);
+            }
         }
     }
+    unanswered.retain(|(addr, tries)| {
+        let keep = *tries < GREETING_TRIES;
+        if !keep {
+            warn!(peer = %addr, "sync peer never answered; no more bootstrap requests to it");
+        }
+        keep
+    });
 }
 
 /// Sends every live session to `to`, then the end marker. Returns how many

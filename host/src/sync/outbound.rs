@@ -87,6 +87,12 @@ async fn run(
 ) {
     let mut buf = vec![0u8; node.settings().max_datagram];
     let mut reported_drops = 0;
+    // Sends are non-blocking `try_send_to`s, which fail until the reactor
+    // has seen the sockets writable once.
+    let _ = sockets.v4.writable().await;
+    if let Some(v6) = &sockets.v6 {
+        let _ = v6.writable().await;
+    }
     loop {
         let timeout = node.poll_timeout();
         tokio::select! {

@@ -1,0 +1,1167 @@
+//! The cluster (the seed's Setup 2): real router processes on loopback that
+//! replicate TLS sessions to each other over sealed UDP datagrams.
+//!
+//! Every node serves the same certificate with the same
+//! `https-session-context`, so a session is valid on every node once it has
+//! been replicated. Sessions are made by a client on one node and checked by
+//! resuming them on another; the replication is asynchronous, so each check
+//! first waits (bounded) for the receiving node's `sync` counters to show
+//! the change arrived, then proceeds either way and lets the resumption
+//! decide.
+//!
+//! The tests start three or four processes each, so they run one at a time
+//! (a process-wide lock) rather than all at once on a small machine.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cachet_tests::backends::{self, Backend};
+use cachet_tests::client::{self, Tls};
+use cachet_tests::openssl::{require_openssl, s_client, Session};
+use cachet_tests::pki::Leaf;
+use cachet_tests::udp_proxy::{Faults, UdpProxy, XorShift};
+use cachet_tests::{run_to_exit, Pki, Router};
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, NamedGroup};
+use serde_json::Value;
+
+/// The session context every node shares.
+const CONTEXT: &str = "cachet-cluster-test";
+/// Bound on waiting for replication to show in a node's stats.
+const SETTLE: Duration = Duration::from_secs(10);
+/// The server name every client asks for (the certificate's).
+const NAME: &str = "localhost";
+
+/// One cluster test at a time: each starts several routers. (A tokio
+/// mutex: held across awaits, and not poisoned by a failed test.)
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// What every node of a test shares: CA, certificate, backend, key files.
+struct Harness {
+    pki: Pki,
+    leaf: Leaf,
+    backend: Backend,
+    key: PathBuf,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let pki = Pki::new();
+        let leaf = pki.leaf("node", &[NAME]);
+        let backend = backends::uwsgi("app").await;
+        let key = write_key(pki.dir(), "cluster-sync.key", 1);
+        Harness {
+            pki,
+            leaf,
+            backend,
+            key,
+        }
+    }
+
+    /// The arguments of a node listening for sync on `server` and pushing
+    /// to `peers`, with the cluster key `key`.
+    fn args(&self, server: SocketAddr, peers: &[SocketAddr], key: &Path) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--https",
+            &self.leaf.https("127.0.0.1:0"),
+            "--http-to",
+            &self.backend.uwsgi_to(),
+            "--cache",
+            "20000",
+            "--ssl-sessions-use-cache",
+            "--ssl-sessions-timeout",
+            "300",
+            "--https-session-context",
+            CONTEXT,
+            "--stats",
+            "127.0.0.1:0",
+            "--cache-udp-server",
+            &server.to_string(),
+            "--cache-udp-key",
+            &key.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for peer in peers {
+            args.push("--cache-udp-node".to_owned());
+            args.push(peer.to_string());
+        }
+        args
+    }
+
+    fn start(&self, server: SocketAddr, peers: &[SocketAddr]) -> Router {
+        start_node(&self.args(server, peers, &self.key))
+    }
+
+    /// A rustls client that hands out TLS 1.3 tickets oldest first.
+    fn client(&self, version: Tls) -> Arc<ClientConfig> {
+        fifo_config(&self.pki, version)
+    }
+}
+
+/// Writes a key file: 64 hex characters derived from `seed`, with
+/// surrounding whitespace (which must be ignored).
+fn write_key(dir: &Path, name: &str, seed: u64) -> PathBuf {
+    let mut rng = XorShift::new(seed);
+    let mut key = [0u8; 32];
+    rng.fill(&mut key);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("  {hex}\n\n")).unwrap();
+    path
+}
+
+/// A UDP port on loopback that was free a moment ago. The nodes of a
+/// cluster must know each other's addresses before any of them starts.
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("binding a throwaway UDP port")
+}
+
+fn start_node(args: &[String]) -> Router {
+    let router = Router::start(args);
+    assert!(
+        router.sync.is_some() || !args.iter().any(|a| a == "--cache-udp-server"),
+        "no `cachet: listening sync` line:\n{}",
+        router.log()
+    );
+    router
+}
+
+/// The node's bound sync address, from its `cachet: listening sync` line.
+fn sync_addr(router: &Router) -> SocketAddr {
+    router
+        .sync
+        .unwrap_or_else(|| panic!("no sync listener:\n{}", router.log()))
+}
+
+/// The node's `sync` stats object.
+fn sync(router: &Router) -> Value {
+    let stats = router.stats();
+    assert_eq!(stats["sync"]["enabled"], true, "{stats:#}");
+    stats["sync"].clone()
+}
+
+/// A counter of an object, which must be there.
+fn n(object: &Value, field: &str) -> u64 {
+    object[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {field:?} in {object:#}"))
+}
+
+fn items(router: &Router) -> u64 {
+    n(&router.stats()["caches"][0], "items")
+}
+
+/// Every `rejected_*` counter of a `sync` object.
+fn rejections(sync: &Value) -> u64 {
+    sync.as_object()
+        .expect("sync is an object")
+        .iter()
+        .filter(|(k, _)| k.starts_with("rejected_"))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes; returns
+/// whether it held.
+async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `router` has applied `count` more sets than `before`.
+async fn await_sets(router: &Router, before: u64, count: u64) -> bool {
+    wait_until(SETTLE, || {
+        n(&sync(router), "applied_sets") >= before + count
+    })
+    .await
+}
+
+/// Like [`await_sets`], but also gives up once the count has not moved
+/// for a second (what a lossy link lost for good will never arrive).
+async fn await_sets_or_quiet(router: &Router, before: u64, count: u64) {
+    let deadline = Instant::now() + SETTLE;
+    let (mut last, mut since) = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        let now = n(&sync(router), "applied_sets");
+        if now >= before + count {
+            return;
+        }
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(1) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn await_deletes(router: &Router, before: u64, count: u64) -> bool {
+    wait_until(SETTLE, || {
+        n(&sync(router), "applied_deletes") >= before + count
+    })
+    .await
+}
+
+/// A full mesh of `count` nodes: every node lists every other.
+fn mesh(h: &Harness, count: usize) -> (Vec<Router>, Vec<SocketAddr>) {
+    let addrs: Vec<SocketAddr> = (0..count).map(|_| free_udp()).collect();
+    let nodes = (0..count)
+        .map(|i| {
+            let peers: Vec<SocketAddr> = (0..count).filter(|&j| j != i).map(|j| addrs[j]).collect();
+            let node = h.start(addrs[i], &peers);
+            assert_eq!(sync_addr(&node), addrs[i]);
+            node
+        })
+        .collect();
+    (nodes, addrs)
+}
+
+/// A client session store that keeps every TLS 1.3 ticket and hands them
+/// out oldest first, so a test decides which node's ticket a connection
+/// offers (rustls' own store offers the newest).
+#[derive(Default)]
+struct FifoSessions {
+    inner: Mutex<FifoInner>,
+}
+
+#[derive(Default)]
+struct FifoInner {
+    kx: Vec<(ServerName<'static>, NamedGroup)>,
+    tls12: Vec<(ServerName<'static>, Tls12ClientSessionValue)>,
+    tls13: Vec<(ServerName<'static>, VecDeque<Tls13ClientSessionValue>)>,
+}
+
+impl std::fmt::Debug for FifoSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FifoSessions")
+    }
+}
+
+fn upsert<T>(list: &mut Vec<(ServerName<'static>, T)>, name: ServerName<'static>, value: T) {
+    match list.iter_mut().find(|(n, _)| *n == name) {
+        Some(entry) => entry.1 = value,
+        None => list.push((name, value)),
+    }
+}
+
+impl ClientSessionStore for FifoSessions {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
+        upsert(&mut self.inner.lock().unwrap().kx, name, group);
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
+        let inner = self.inner.lock().unwrap();
+        inner.kx.iter().find(|(n, _)| n == name).map(|(_, g)| *g)
+    }
+
+    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        upsert(&mut self.inner.lock().unwrap().tls12, name, value);
+    }
+
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .tls12
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.lock().unwrap().tls12.retain(|(n, _)| n != name);
+    }
+
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
+        let mut inner = self.inner.lock().unwrap();
+        match inner.tls13.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, tickets)) => tickets.push_back(value),
+            None => inner.tls13.push((name, VecDeque::from([value]))),
+        }
+    }
+
+    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .tls13
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, tickets)| tickets.pop_front())
+    }
+}
+
+/// A client trusting the test CA, pinned to `version`, HTTP/1.1, with its
+/// own [`FifoSessions`].
+fn fifo_config(pki: &Pki, version: Tls) -> Arc<ClientConfig> {
+    let mut config = (*client::config(pki, version, &[b"http/1.1"])).clone();
+    config.resumption = Resumption::store(Arc::new(FifoSessions::default()));
+    Arc::new(config)
+}
+
+/// One GET through `addr`; returns whether the handshake resumed.
+async fn resumes(config: &Arc<ClientConfig>, addr: SocketAddr) -> bool {
+    let exchange = client::get(config, addr, NAME, "/").await;
+    assert_eq!(exchange.status, 200, "{}", exchange.text());
+    exchange.resumed
+}
+
+/// A session made by a rustls client on node 0 resumes on nodes 1 and 2,
+/// TLS 1.2 and TLS 1.3, and so does one made by `openssl s_client`. Node 0
+/// runs two worker processes: a session stored by either is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_on_every_node() {
+    let _serial = serial().await;
+    require_openssl();
+    let h = Harness::new().await;
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_udp()).collect();
+    let mut first = h.args(addrs[0], &[addrs[1], addrs[2]], &h.key);
+    first.extend(["--http-processes".to_owned(), "2".to_owned()]);
+    let a = start_node(&first);
+    let b = h.start(addrs[1], &[addrs[0], addrs[2]]);
+    let c = h.start(addrs[2], &[addrs[0], addrs[1]]);
+
+    // rustls, TLS 1.2: one session id, resumable on every node.
+    for _ in 0..4 {
+        // Several sessions, so that both of node 0's workers make some.
+        let config = h.client(Tls::V12);
+        let (b0, c0) = (n(&sync(&b), "applied_sets"), n(&sync(&c), "applied_sets"));
+        assert!(!resumes(&config, a.addr()).await);
+        await_sets(&b, b0, 1).await;
+        await_sets(&c, c0, 1).await;
+        assert!(resumes(&config, b.addr()).await, "TLS 1.2 on B");
+        assert!(resumes(&config, c.addr()).await, "TLS 1.2 on C");
+        assert!(resumes(&config, a.addr()).await, "TLS 1.2 back on A");
+    }
+
+    // rustls, TLS 1.3: node 0 issues two tickets; the first resumes on B,
+    // the second on C.
+    for _ in 0..4 {
+        let config = h.client(Tls::V13);
+        let (b0, c0) = (n(&sync(&b), "applied_sets"), n(&sync(&c), "applied_sets"));
+        assert!(!resumes(&config, a.addr()).await);
+        await_sets(&b, b0, 2).await;
+        await_sets(&c, c0, 2).await;
+        assert!(resumes(&config, b.addr()).await, "TLS 1.3 ticket 1 on B");
+        assert!(resumes(&config, c.addr()).await, "TLS 1.3 ticket 2 on C");
+    }
+
+    // openssl s_client, both versions: a session made on A, its file
+    // used on B; another made on A, used on C.
+    for (tls, sets) in [("-tls1_2", 1), ("-tls1_3", 2)] {
+        for (node, name) in [(&b, "B"), (&c, "C")] {
+            let made = h.pki.dir().join(format!("made{tls}{name}.pem"));
+            let out_file = h.pki.dir().join(format!("out{tls}{name}.pem"));
+            let before = n(&sync(node), "applied_sets");
+            let (kind, out) = s_client(a.addr(), tls, NAME, &h.pki.ca_pem, None, &made);
+            assert_eq!(kind, Session::New, "{out}");
+            assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+            await_sets(node, before, sets).await;
+            let (kind, out) = s_client(
+                node.addr(),
+                tls,
+                NAME,
+                &h.pki.ca_pem,
+                Some(&made),
+                &out_file,
+            );
+            assert_eq!(kind, Session::Reused, "{tls} on {name}:\n{out}");
+            assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+        }
+    }
+
+    // The figures agree: every node pushed to two peers and received.
+    for (node, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
+        let s = sync(node);
+        assert!(n(&s, "received_datagrams") > 0, "{name}: {s:#}");
+        assert!(n(&s, "applied_sets") > 0, "{name}: {s:#}");
+        assert_eq!(rejections(&s), 0, "{name}: {s:#}");
+        let peers = s["peers"].as_array().expect("peers");
+        assert!(peers.len() >= 2, "{name}: {s:#}");
+        for peer in peers {
+            assert!(n(peer, "sent_datagrams") > 0, "{name}: {s:#}");
+        }
+        assert!(
+            s["sender"]
+                .as_str()
+                .is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit())),
+            "{name}: {s:#}"
+        );
+    }
+    let resumed_b = &b.stats()["tls"]["handshakes"];
+    assert!(n(&resumed_b["tls12"], "resumed") >= 5, "{resumed_b:#}");
+    assert!(n(&resumed_b["tls13"], "resumed") >= 5, "{resumed_b:#}");
+}
+
+/// A TLS 1.3 ticket is single-use in the whole cluster: used on B, it no
+/// longer resumes on C (B pushed its deletion), while the ticket B issued
+/// in exchange resumes on C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
+    let _serial = serial().await;
+    require_openssl();
+    let h = Harness::new().await;
+    let (nodes, _) = mesh(&h, 3);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let dir = h.pki.dir();
+    for round in 0..3 {
+        let made = dir.join(format!("made{round}.pem"));
+        let from_b = dir.join(format!("from_b{round}.pem"));
+        let scratch = dir.join(format!("scratch{round}.pem"));
+        let (b0, c0) = (n(&sync(b), "applied_sets"), n(&sync(c), "applied_sets"));
+        let (kind, out) = s_client(a.addr(), "-tls1_3", NAME, &h.pki.ca_pem, None, &made);
+        assert_eq!(kind, Session::New, "{out}");
+        assert!(await_sets(b, b0, 2).await && await_sets(c, c0, 2).await);
+
+        let deletes = n(&sync(c), "applied_deletes");
+        let sets = n(&sync(c), "applied_sets");
+        let (kind, out) = s_client(
+            b.addr(),
+            "-tls1_3",
+            NAME,
+            &h.pki.ca_pem,
+            Some(&made),
+            &from_b,
+        );
+        assert_eq!(kind, Session::Reused, "round {round}, B:\n{out}");
+        // B took the ticket and pushed its deletion (and two new tickets).
+        assert!(
+            await_deletes(c, deletes, 1).await,
+            "C never applied B's deletion: {:#}",
+            sync(c)
+        );
+        let (kind, out) = s_client(
+            c.addr(),
+            "-tls1_3",
+            NAME,
+            &h.pki.ca_pem,
+            Some(&made),
+            &scratch,
+        );
+        assert_eq!(
+            kind,
+            Session::New,
+            "round {round}: a used ticket resumed on C:\n{out}"
+        );
+        assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+        // Nor on A, where it was made.
+        let (kind, out) = s_client(
+            a.addr(),
+            "-tls1_3",
+            NAME,
+            &h.pki.ca_pem,
+            Some(&made),
+            &scratch,
+        );
+        assert_eq!(
+            kind,
+            Session::New,
+            "round {round}: a used ticket resumed on A:\n{out}"
+        );
+        // The ticket B issued instead resumes on C.
+        await_sets(c, sets, 2).await;
+        let (kind, out) = s_client(
+            c.addr(),
+            "-tls1_3",
+            NAME,
+            &h.pki.ca_pem,
+            Some(&from_b),
+            &scratch,
+        );
+        assert_eq!(
+            kind,
+            Session::Reused,
+            "round {round}: B's ticket on C:\n{out}"
+        );
+    }
+
+    // The same seen from the cache with rustls: A issues two tickets, B
+    // takes one and issues two; C ends with one more item than before.
+    let config = h.client(Tls::V13);
+    let (b0, c0) = (n(&sync(b), "applied_sets"), n(&sync(c), "applied_sets"));
+    assert!(!resumes(&config, a.addr()).await);
+    assert!(await_sets(b, b0, 2).await && await_sets(c, c0, 2).await);
+    let before = items(c);
+    let (sets, deletes) = (n(&sync(c), "applied_sets"), n(&sync(c), "applied_deletes"));
+    assert!(resumes(&config, b.addr()).await);
+    assert!(await_deletes(c, deletes, 1).await && await_sets(c, sets, 2).await);
+    assert_eq!(items(c), before + 1, "C: {:#}", sync(c));
+    // The second ticket is still good on C.
+    assert!(resumes(&config, c.addr()).await, "A's second ticket on C");
+}
+
+/// Three nodes whose datagrams all pass through relays that drop 5%,
+/// duplicate 5% and delay each by up to 10 ms (so they reorder): sessions
+/// made on each node still resume on the other two at least 99% of the
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumption_survives_a_lossy_reordering_link() {
+    const SESSIONS_PER_VERSION: usize = 250;
+    const CONCURRENCY: usize = 6;
+
+    let _serial = serial().await;
+    let h = Arc::new(Harness::new().await);
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_udp()).collect();
+    // proxies[i] stands in front of node i: everyone else sends there.
+    let proxies: Vec<UdpProxy> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            let faults = Faults {
+                drop: 0.05,
+                duplicate: 0.05,
+                max_delay: Duration::from_millis(10),
+                seed: 0x5eed + i as u64,
+            };
+            UdpProxy::start(addr, faults).expect("starting a relay")
+        })
+        .collect();
+    let nodes: Arc<Vec<Router>> = Arc::new(
+        (0..3)
+            .map(|i| {
+                let peers: Vec<SocketAddr> = (0..3)
+                    .filter(|&j| j != i)
+                    .map(|j| proxies[j].addr())
+                    .collect();
+                h.start(addrs[i], &peers)
+            })
+            .collect(),
+    );
+    let started = Instant::now();
+
+    // Make the sessions: session k on node k % 3.
+    let before: Vec<u64> = nodes.iter().map(|r| n(&sync(r), "applied_sets")).collect();
+    let plan: Vec<(usize, Tls)> = (0..2 * SESSIONS_PER_VERSION)
+        .map(|k| {
+            let version = if k % 2 == 0 { Tls::V12 } else { Tls::V13 };
+            (k % 3, version)
+        })
+        .collect();
+    let configs = run_bounded(CONCURRENCY, plan.clone(), {
+        let h = Arc::clone(&h);
+        let nodes = Arc::clone(&nodes);
+        move |(origin, version)| {
+            let h = Arc::clone(&h);
+            let nodes = Arc::clone(&nodes);
+            async move {
+                let config = h.client(version);
+                let resumed = resumes(&config, nodes[origin].addr()).await;
+                assert!(!resumed, "a new client resumed");
+                config
+            }
+        }
+    })
+    .await;
+
+    // Each node should receive the sessions of the two others: one set per
+    // TLS 1.2 session, two tickets per TLS 1.3 one.
+    for (i, node) in nodes.iter().enumerate() {
+        let expected: u64 = plan
+            .iter()
+            .filter(|(origin, _)| *origin != i)
+            .map(|(_, v)| if *v == Tls::V12 { 1 } else { 2 })
+            .sum();
+        // Bounded; what did not arrive shows as a failed resumption.
+        await_sets_or_quiet(node, before[i], expected).await;
+    }
+
+    // Resume every session on both other nodes (TLS 1.3: the first ticket
+    // on the next node, the second on the one after).
+    let checks: Vec<(usize, usize, Arc<ClientConfig>)> = plan
+        .iter()
+        .zip(configs)
+        .flat_map(|(&(origin, _), config)| {
+            [1, 2].map(|step| ((origin + step) % 3, origin, Arc::clone(&config)))
+        })
+        .collect();
+    let attempts = checks.len();
+    let outcomes = run_bounded(CONCURRENCY, checks, {
+        let nodes = Arc::clone(&nodes);
+        move |(target, _origin, config)| {
+            let nodes = Arc::clone(&nodes);
+            async move { resumes(&config, nodes[target].addr()).await }
+        }
+    })
+    .await;
+    let resumed = outcomes.iter().filter(|r| **r).count();
+
+    let counts: Vec<_> = proxies.iter().map(UdpProxy::counts).collect();
+    let figures: Vec<Value> = nodes.iter().map(sync).collect();
+    eprintln!(
+        "lossy link: {resumed}/{attempts} cross-node resumptions in {:?}; relays {counts:?}",
+        started.elapsed()
+    );
+    // The relays really were lossy and disorderly.
+    for c in &counts {
+        assert!(c.dropped > 0 && c.duplicated > 0, "{counts:?}");
+        assert_eq!(c.overflowed, 0, "{counts:?}");
+    }
+    assert!(
+        resumed * 100 >= attempts * 99,
+        "only {resumed} of {attempts} cross-node resumptions; relays {counts:?}; sync {figures:#?}"
+    );
+    // Duplicates were recognised as such, not applied twice.
+    assert!(
+        figures
+            .iter()
+            .map(|f| n(f, "duplicate_records"))
+            .sum::<u64>()
+            > 0,
+        "{figures:#?}"
+    );
+}
+
+/// Runs `work` on each item with at most `limit` at a time; returns the
+/// results in the items' order.
+async fn run_bounded<T, R, F, Fut>(limit: usize, items: Vec<T>, work: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(limit));
+    let mut handles = Vec::with_capacity(items.len());
+    for item in items {
+        let permit = Arc::clone(&semaphore).acquire_owned().await.unwrap();
+        let job = work(item);
+        handles.push(tokio::spawn(async move {
+            let result = job.await;
+            drop(permit);
+            result
+        }));
+    }
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.expect("a client task panicked"));
+    }
+    results
+}
+
+/// A node killed and restarted (same addresses) asks its peers for their
+/// live sessions and holds at least 95% of them again, including those
+/// made while it was down; they resume on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_gets_its_peers_sessions_back() {
+    let _serial = serial().await;
+    let h = Harness::new().await;
+    let (mut nodes, addrs) = mesh(&h, 3);
+
+    // Sessions on every node, replicated everywhere.
+    let mut before_restart = Vec::new();
+    for k in 0..60 {
+        let config = h.client(if k % 4 == 3 { Tls::V13 } else { Tls::V12 });
+        assert!(!resumes(&config, nodes[k % 3].addr()).await);
+        before_restart.push(config);
+    }
+    let settled = wait_until(SETTLE, || {
+        let counts: Vec<u64> = nodes.iter().map(items).collect();
+        counts.iter().all(|&c| c == counts[0])
+    })
+    .await;
+    assert!(settled, "the nodes never agreed on their item counts");
+
+    // C goes away; A and B carry on making sessions.
+    let c_args = h.args(addrs[2], &[addrs[0], addrs[1]], &h.key);
+    drop(nodes.pop());
+    let mut while_down = Vec::new();
+    for k in 0..30 {
+        let config = h.client(Tls::V12);
+        assert!(!resumes(&config, nodes[k % 2].addr()).await);
+        while_down.push(config);
+    }
+    let settled = wait_until(SETTLE, || items(&nodes[0]) == items(&nodes[1])).await;
+    assert!(settled, "A and B never agreed on their item counts");
+    let peers_items = items(&nodes[0]).max(items(&nodes[1]));
+
+    let restart = Instant::now();
+    let c = start_node(&c_args);
+    let ready = restart.elapsed();
+    let back = wait_until(SETTLE, || items(&c) * 100 >= peers_items * 95).await;
+    let took = restart.elapsed();
+    let figures = sync(&c);
+    eprintln!(
+        "restart: ready in {ready:?}, {} of {peers_items} items after {took:?}",
+        items(&c)
+    );
+    assert!(
+        back,
+        "restarted C holds {} items of its peers' {peers_items}: {figures:#}",
+        items(&c)
+    );
+    assert!(n(&figures, "bootstrap_entries_received") > 0, "{figures:#}");
+    let sent: u64 = nodes
+        .iter()
+        .map(|node| n(&sync(node), "bootstrap_entries_sent"))
+        .sum();
+    assert!(
+        sent >= peers_items * 95 / 100,
+        "{sent} bootstrap entries sent"
+    );
+
+    // The sessions resume on C: those made before and while it was down.
+    let mut resumed = 0;
+    let mut tried = 0;
+    for config in before_restart.iter().step_by(3).chain(&while_down) {
+        tried += 1;
+        resumed += usize::from(resumes(config, c.addr()).await);
+    }
+    assert!(
+        resumed * 100 >= tried * 95,
+        "{resumed} of {tried} sessions resumed on the restarted node"
+    );
+
+    // And C pushes again: a session made on it resumes on A and B.
+    let config = h.client(Tls::V12);
+    let (a0, b0) = (
+        n(&sync(&nodes[0]), "applied_sets"),
+        n(&sync(&nodes[1]), "applied_sets"),
+    );
+    assert!(!resumes(&config, c.addr()).await);
+    await_sets(&nodes[0], a0, 1).await;
+    await_sets(&nodes[1], b0, 1).await;
+    assert!(resumes(&config, nodes[0].addr()).await);
+    assert!(resumes(&config, nodes[1].addr()).await);
+}
+
+/// Kinds of junk fired at a node, and the counter each must land in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Junk {
+    /// Not a cachet datagram at all.
+    Magic,
+    /// Shorter than header and tag.
+    Truncated,
+    /// Another wire version.
+    Version,
+    /// Longer than 1400 bytes.
+    Oversize,
+    /// A key id the node does not hold.
+    UnknownKey,
+    /// Right header, made-up body and tag: forged without the key.
+    Forged,
+    /// A real datagram with its sequence number changed: the tag no longer
+    /// matches.
+    Tampered,
+    /// A real datagram sent again, verbatim.
+    Replayed,
+}
+
+const JUNK_KINDS: [Junk; 8] = [
+    Junk::Magic,
+    Junk::Truncated,
+    Junk::Version,
+    Junk::Oversize,
+    Junk::UnknownKey,
+    Junk::Forged,
+    Junk::Tampered,
+    Junk::Replayed,
+];
+
+/// The header of a datagram: magic, version, key id, sender, sequence.
+fn header(version: u8, key_id: u8, sender: u64, sequence: u64) -> Vec<u8> {
+    let mut datagram = b"CSYN".to_vec();
+    datagram.push(version);
+    datagram.push(key_id);
+    datagram.extend(sender.to_le_bytes());
+    datagram.extend(sequence.to_le_bytes());
+    datagram
+}
+
+/// Pads `datagram` with random bytes up to `len`.
+fn padded(mut datagram: Vec<u8>, len: usize, rng: &mut XorShift) -> Vec<u8> {
+    let start = datagram.len();
+    datagram.resize(len.max(start), 0);
+    rng.fill(&mut datagram[start..]);
+    datagram
+}
+
+fn make_junk(kind: Junk, i: u64, captured: &[Vec<u8>], rng: &mut XorShift) -> Vec<u8> {
+    let key_id = captured[0][5];
+    let any_len = |rng: &mut XorShift, max: u64| 38 + rng.below(max - 38) as usize;
+    match kind {
+        Junk::Magic => {
+            let len = any_len(rng, 200);
+            let mut d = padded(Vec::new(), len, rng);
+            if d.starts_with(b"CSYN") {
+                d[0] = b'X';
+            }
+            d
+        }
+        Junk::Truncated => {
+            let len = 1 + rng.below(37) as usize;
+            let mut d = header(1, key_id, rng.next_u64(), 1 + i);
+            d.resize(22.min(len), 0);
+            padded(d, len, rng)
+        }
+        Junk::Version => {
+            let version = [0u8, 2, 3, 0xff][rng.below(4) as usize];
+            let len = any_len(rng, 200);
+            padded(header(version, key_id, rng.next_u64(), 1 + i), len, rng)
+        }
+        Junk::Oversize => {
+            let len = 1401 + rng.below(600) as usize;
+            padded(header(1, key_id, rng.next_u64(), 1 + i), len, rng)
+        }
+        Junk::UnknownKey => {
+            let other = key_id.wrapping_add(1 + rng.below(255) as u8);
+            let len = any_len(rng, 300);
+            padded(header(1, other, rng.next_u64(), 1 + i), len, rng)
+        }
+        Junk::Forged => {
+            let len = any_len(rng, 300);
+            padded(header(1, key_id, rng.next_u64(), 1 + i), len, rng)
+        }
+        Junk::Tampered => {
+            let mut d = captured[i as usize % captured.len()].clone();
+            let sequence = u64::from_le_bytes(d[14..22].try_into().unwrap());
+            let fresh = sequence + 1_000_000 + i;
+            d[14..22].copy_from_slice(&fresh.to_le_bytes());
+            d
+        }
+        Junk::Replayed => captured[i as usize % captured.len()].clone(),
+    }
+}
+
+/// 10000 junk, forged, truncated, oversized, tampered and replayed
+/// datagrams fired at node B: every one is rejected and counted under its
+/// reason, nothing of them lands in the cache, and handshakes on B go on
+/// succeeding (and resuming) meanwhile, as does replication from A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_datagrams_are_rejected_and_counted_by_reason() {
+    const TOTAL: usize = 10_000;
+    const BATCH: usize = 40;
+
+    let _serial = serial().await;
+    let h = Harness::new().await;
+    // B first, so that everything A sends through the capturing relay
+    // reaches a listening B.
+    let a_addr = free_udp();
+    let b = h.start("127.0.0.1:0".parse().unwrap(), &[a_addr]);
+    let b_addr = sync_addr(&b);
+    let relay = UdpProxy::start_capturing(b_addr, Faults::none(), 256).unwrap();
+    let a = h.start(a_addr, &[relay.addr()]);
+
+    // Real traffic from A to B, captured on the way.
+    for k in 0..20 {
+        let config = h.client(if k % 2 == 0 { Tls::V12 } else { Tls::V13 });
+        let b0 = n(&sync(&b), "applied_sets");
+        assert!(!resumes(&config, a.addr()).await);
+        assert!(await_sets(&b, b0, 1).await, "{:#}", sync(&b));
+    }
+    // The last batch's repeat.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let captured = relay.captured();
+    assert!(captured.len() >= 20, "captured {}", captured.len());
+    assert!(captured.iter().all(|d| d.starts_with(b"CSYN")));
+
+    let base = sync(&b);
+
+    // Handshakes on B while the junk flies.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handshakes = tokio::spawn({
+        let done = Arc::clone(&done);
+        let b_addr = b.addr();
+        let config12 = h.client(Tls::V12);
+        let config13 = h.client(Tls::V13);
+        async move {
+            let (mut count, mut resumed) = (0u32, 0u32);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || count < 10 {
+                for config in [&config12, &config13] {
+                    resumed += u32::from(resumes(config, b_addr).await);
+                    count += 1;
+                }
+            }
+            (count, resumed)
+        }
+    });
+
+    let fire = tokio::task::spawn_blocking({
+        let captured = captured.clone();
+        let target = b_addr;
+        let stats_b = b.stats.expect("stats");
+        move || fire_junk(TOTAL, BATCH, &captured, target, stats_b)
+    });
+    let sent = fire.await.expect("firing junk");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (count, resumed) = handshakes.await.expect("handshakes during junk");
+
+    let expected = |kinds: &[Junk]| -> u64 {
+        sent.iter()
+            .filter(|(k, _)| kinds.contains(k))
+            .map(|(_, c)| *c)
+            .sum()
+    };
+    let reasons: [(&str, &[Junk]); 6] = [
+        ("rejected_magic", &[Junk::Magic]),
+        ("rejected_truncated", &[Junk::Truncated]),
+        ("rejected_version", &[Junk::Version]),
+        ("rejected_oversize", &[Junk::Oversize]),
+        ("rejected_unknown_key", &[Junk::UnknownKey]),
+        ("rejected_authentication", &[Junk::Forged, Junk::Tampered]),
+    ];
+    let all_counted = wait_until(SETTLE, || {
+        rejections(&sync(&b)) >= rejections(&base) + TOTAL as u64
+    })
+    .await;
+    let after = sync(&b);
+    let delta = |field: &str| n(&after, field) - n(&base, field);
+    assert!(
+        all_counted,
+        "only {} of {TOTAL} rejections counted: {after:#}",
+        rejections(&after) - rejections(&base)
+    );
+    for (field, kinds) in reasons {
+        assert_eq!(delta(field), expected(kinds), "{field}: {after:#}");
+    }
+    assert_eq!(
+        delta("rejected_replay") + delta("rejected_stale"),
+        expected(&[Junk::Replayed]),
+        "{after:#}"
+    );
+    assert_eq!(delta("rejected_malformed"), 0, "{after:#}");
+    assert_eq!(delta("rejected_own"), 0, "{after:#}");
+    assert_eq!(
+        rejections(&after) - rejections(&base),
+        TOTAL as u64,
+        "{after:#}"
+    );
+    // Nothing was accepted from the junk: no set, no delete (A made no
+    // sessions meanwhile, so no real traffic reached B either).
+    assert_eq!(delta("applied_deletes"), 0, "{after:#}");
+    assert_eq!(delta("applied_sets"), 0, "{after:#}");
+
+    assert!(count >= 10, "{count} handshakes during the junk");
+    // Every connection but the first of each client resumed.
+    assert_eq!(resumed + 2, count, "{resumed} of {count} resumed");
+
+    // Replication from A still works.
+    let config = h.client(Tls::V12);
+    let b0 = n(&sync(&b), "applied_sets");
+    assert!(!resumes(&config, a.addr()).await);
+    await_sets(&b, b0, 1).await;
+    assert!(
+        resumes(&config, b.addr()).await,
+        "A's session on B after the junk"
+    );
+}
+
+/// Sends `total` junk datagrams at `target` in batches, waiting after each
+/// batch until the node's rejection counters caught up (so that no socket
+/// buffer overflows and every datagram is really processed). Returns how
+/// many of each kind went out.
+fn fire_junk(
+    total: usize,
+    batch: usize,
+    captured: &[Vec<u8>],
+    target: SocketAddr,
+    stats: SocketAddr,
+) -> Vec<(Junk, u64)> {
+    let read_rejections = || -> u64 {
+        let mut stream = std::net::TcpStream::connect(stats).expect("stats");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut text).expect("stats");
+        let doc: Value = serde_json::from_str(&text).expect("stats JSON");
+        rejections(&doc["sync"])
+    };
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = XorShift::new(0x00ba_d0da);
+    let mut sent: Vec<(Junk, u64)> = JUNK_KINDS.iter().map(|&k| (k, 0)).collect();
+    let base = read_rejections();
+    let mut fired = 0usize;
+    while fired < total {
+        let this = batch.min(total - fired);
+        for _ in 0..this {
+            let kind_index = fired % JUNK_KINDS.len();
+            let kind = JUNK_KINDS[kind_index];
+            let datagram = make_junk(kind, fired as u64, captured, &mut rng);
+            socket.send_to(&datagram, target).expect("sending junk");
+            sent[kind_index].1 += 1;
+            fired += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read_rejections() < base + fired as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    sent
+}
+
+/// A node holding another key hears the cluster and is heard by it, and
+/// gains nothing: neither side applies the other's datagrams (they fail
+/// authentication and are counted), and sessions do not cross.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_key_can_neither_inject_nor_read() {
+    let _serial = serial().await;
+    let h = Harness::new().await;
+    let other_key = write_key(h.pki.dir(), "other-sync.key", 2);
+    let (a_addr, d_addr) = (free_udp(), free_udp());
+    let a = h.start(a_addr, &[d_addr]);
+    let d = start_node(&h.args(d_addr, &[a_addr], &other_key));
+
+    let mut on_a = Vec::new();
+    let mut on_d = Vec::new();
+    for k in 0..6 {
+        let version = if k % 2 == 0 { Tls::V12 } else { Tls::V13 };
+        let config = h.client(version);
+        assert!(!resumes(&config, a.addr()).await);
+        on_a.push(config);
+        let config = h.client(version);
+        assert!(!resumes(&config, d.addr()).await);
+        on_d.push(config);
+    }
+    let refused = |node: &Router| {
+        let s = sync(node);
+        n(&s, "rejected_authentication") + n(&s, "rejected_unknown_key")
+    };
+    // Both sides received the other's datagrams (hello, bootstrap request,
+    // sessions) and refused every one.
+    assert!(
+        wait_until(SETTLE, || refused(&a) >= 6 && refused(&d) >= 6).await,
+        "A: {:#}\nD: {:#}",
+        sync(&a),
+        sync(&d)
+    );
+    // Wait out the repeats, then nothing may have been applied.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (node, name) in [(&a, "A"), (&d, "D")] {
+        let s = sync(node);
+        assert_eq!(n(&s, "applied_sets"), 0, "{name}: {s:#}");
+        assert_eq!(n(&s, "applied_deletes"), 0, "{name}: {s:#}");
+        assert_eq!(n(&s, "bootstrap_entries_received"), 0, "{name}: {s:#}");
+    }
+    for config in &on_a {
+        assert!(!resumes(config, d.addr()).await, "A's session resumed on D");
+    }
+    for config in &on_d {
+        assert!(!resumes(config, a.addr()).await, "D's session resumed on A");
+    }
+}
+
+/// Two nodes that list each other; a third that lists them, started
+/// later, is listed by neither: it receives their existing sessions
+/// (bootstrap), and after its hello they push to it, without restarting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_later_sends_and_receives_without_restarts() {
+    let _serial = serial().await;
+    let h = Harness::new().await;
+    let (nodes, addrs) = mesh(&h, 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut existing = Vec::new();
+    for k in 0..20 {
+        let config = h.client(Tls::V12);
+        assert!(!resumes(&config, nodes[k % 2].addr()).await);
+        existing.push(config);
+    }
+    let agreed = wait_until(SETTLE, || items(a) == 20 && items(b) == 20).await;
+    assert!(agreed, "A {} and B {} items", items(a), items(b));
+
+    // D joins on an ephemeral port nobody was told about.
+    let d = h.start("127.0.0.1:0".parse().unwrap(), &addrs);
+    let d_addr = sync_addr(&d);
+    assert!(
+        wait_until(SETTLE, || items(&d) >= 20).await,
+        "D holds {} of 20 existing sessions: {:#}",
+        items(&d),
+        sync(&d)
+    );
+    for config in &existing {
+        assert!(resumes(config, d.addr()).await, "an existing session on D");
+    }
+    // A and B now know D.
+    for (node, name) in [(a, "A"), (b, "B")] {
+        let knows = wait_until(SETTLE, || {
+            sync(node)["peers"]
+                .as_array()
+                .is_some_and(|peers| peers.iter().any(|p| p["addr"] == d_addr.to_string()))
+        })
+        .await;
+        assert!(knows, "{name} never listed D ({d_addr}): {:#}", sync(node));
+    }
+
+    // New sessions flow both ways: made on A or B, they resume on D...
+    for origin in [a, b] {
+        for version in [Tls::V12, Tls::V13] {
+            let config = h.client(version);
+            let d0 = n(&sync(&d), "applied_sets");
+            assert!(!resumes(&config, origin.addr()).await);
+            await_sets(&d, d0, 1).await;
+            assert!(
+                resumes(&config, d.addr()).await,
+                "{version:?} from a peer on D"
+            );
+        }
+    }
+    // ...and made on D, they resume on A and B.
+    for version in [Tls::V12, Tls::V13] {
+        let config = h.client(version);
+        let (a0, b0) = (n(&sync(a), "applied_sets"), n(&sync(b), "applied_sets"));
+        assert!(!resumes(&config, d.addr()).await);
+        await_sets(a, a0, 1).await;
+        await_sets(b, b0, 1).await;
+        assert!(resumes(&config, a.addr()).await, "{version:?} from D on A");
+        assert!(resumes(&config, b.addr()).await, "{version:?} from D on B");
+    }
+}
+
+/// `cachet keygen` prints a fresh key in the format `cache-udp-key` reads.
+#[test]
+fn keygen_prints_a_fresh_key() {
+    let one = run_to_exit(&["keygen"]);
+    let two = run_to_exit(&["keygen"]);
+    for output in [&one, &two] {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout.clone()).unwrap();
+        let key = text.strip_suffix('\n').expect("a newline at the end");
+        assert_eq!(key.len(), 64, "{text:?}");
+        assert!(
+            key.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            "{text:?}"
+        );
+    }
+    assert_ne!(one.stdout, two.stdout);
+}
+
+/// Sync without a key refuses to start and says how to make one.
+#[test]
+fn sync_without_a_key_refuses_to_start() {
+    let output = run_to_exit(&[
+        "--https",
+        "127.0.0.1:0",
+        "--cache",
+        "10",
+        "--ssl-sessions-use-cache",
+        "--cache-udp-server",
+        "127.0.0.1:0",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cache-udp-key"), "{stderr}");
+    assert!(stderr.contains("keygen"), "{stderr}");
+}

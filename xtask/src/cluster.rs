@@ -1,0 +1,591 @@
+//! `cargo xtask cluster`: the seed's Setup 2 on loopback, end to end.
+//!
+//! Builds cachet in release, starts the three routers of `examples/cluster`
+//! and a small uwsgi backend (below, std only) on 127.0.0.1:3031, puts
+//! HAProxy in front (`examples/cluster/haproxy.cfg`, `mode tcp`) when it is
+//! installed, else connects to the routers round-robin itself, runs a short
+//! resumption load with `openssl s_client -sess_out/-sess_in`, and prints a
+//! table per router from its stats socket. Every process it started is
+//! stopped at the end, also when something fails on the way.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The three routers of `examples/cluster`: ini file, HTTPS, sync and stats
+/// addresses (as written in the ini files).
+const NODES: [Node; 3] = [
+    Node {
+        ini: "node1.ini",
+        https: "127.0.0.1:8441",
+        sync: "127.0.0.1:19001",
+        stats: "127.0.0.1:5001",
+    },
+    Node {
+        ini: "node2.ini",
+        https: "127.0.0.1:8442",
+        sync: "127.0.0.1:19002",
+        stats: "127.0.0.1:5002",
+    },
+    Node {
+        ini: "node3.ini",
+        https: "127.0.0.1:8443",
+        sync: "127.0.0.1:19003",
+        stats: "127.0.0.1:5003",
+    },
+];
+/// The backend the ini files name (`http-to`).
+const BACKEND: &str = "127.0.0.1:3031";
+/// HAProxy's frontend in `examples/cluster/haproxy.cfg`.
+const FRONTEND: &str = "127.0.0.1:8440";
+/// Clients per TLS version, and connections per client (the first makes
+/// the session, the others try to resume it).
+const CLIENTS_PER_VERSION: usize = 12;
+const CONNECTIONS_PER_CLIENT: usize = 8;
+/// s_client processes at once.
+const PARALLEL: usize = 4;
+/// Bound on a router's start and on one s_client run.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+struct Node {
+    ini: &'static str,
+    https: &'static str,
+    sync: &'static str,
+    stats: &'static str,
+}
+
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    require("openssl", &["version"])?;
+    ports_free()?;
+    crate::run(root, "cargo", &["build", "--release", "-p", "cachet"])?;
+    let bin = target_dir(root).join("release/cachet");
+    if !bin.is_file() {
+        return Err(format!("no cachet binary at {}", bin.display()));
+    }
+    let examples = root.join("examples/cluster");
+    let certificate = root.join("examples/foobar.crt");
+
+    let served = start_backend()?;
+    // Dropped last thing in this function, or on any early return: stops
+    // every process started through it.
+    let mut processes = Processes::default();
+    for node in &NODES {
+        let ini = examples.join(node.ini);
+        processes.start_router(&bin, &ini)?;
+        eprintln!("xtask: router {} up (https {})", node.ini, node.https);
+    }
+    let entry: Vec<String> = if require("haproxy", &["-v"]).is_ok() {
+        processes.start_haproxy(&examples.join("haproxy.cfg"))?;
+        eprintln!("xtask: HAProxy up on {FRONTEND}, round-robin over the three routers");
+        vec![FRONTEND.to_owned()]
+    } else {
+        eprintln!("xtask: haproxy not installed: connecting to the routers round-robin");
+        NODES.iter().map(|n| n.https.to_owned()).collect()
+    };
+
+    let scratch = std::env::temp_dir().join(format!("cachet-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let started = Instant::now();
+    let load = load(&entry, &certificate, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let load = load?;
+    let elapsed = started.elapsed();
+    // Let the last batches' repeats land before reading the figures.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut table = String::new();
+    writeln!(
+        table,
+        "{:<6} {:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>8} {:>9}",
+        "router",
+        "https",
+        "full",
+        "resumed",
+        "items",
+        "hits",
+        "misses",
+        "sync sent",
+        "sync recv",
+        "applied",
+        "rejected"
+    )
+    .expect("writing to a String");
+    for node in &NODES {
+        let stats = read_stats(node.stats)?;
+        writeln!(table, "{}", row(node, &stats)).expect("writing to a String");
+    }
+    println!();
+    println!(
+        "{} clients x {} connections through {} in {:.1} s; backend served {} requests",
+        2 * CLIENTS_PER_VERSION,
+        CONNECTIONS_PER_CLIENT,
+        if entry.len() == 1 {
+            "HAProxy"
+        } else {
+            "the routers in turn"
+        },
+        elapsed.as_secs_f64(),
+        served.load(Ordering::Relaxed)
+    );
+    for (version, tally) in [("TLS 1.2", &load.tls12), ("TLS 1.3", &load.tls13)] {
+        println!(
+            "  {version}: {} new sessions, {} of {} reconnections resumed ({:.1}%), {} failed",
+            tally.new,
+            tally.resumed,
+            tally.reconnections,
+            percent(tally.resumed, tally.reconnections),
+            tally.failed
+        );
+    }
+    println!();
+    print!("{table}");
+    println!(
+        "\nfull/resumed: TLS handshakes (1.2 + 1.3); items/hits/misses: the session cache; \
+         sync sent: datagrams pushed to peers; sync recv: datagrams accepted from peers; \
+         applied: replicated sets and deletes; rejected: datagrams refused, all reasons."
+    );
+    drop(processes);
+    if load.tls12.failed + load.tls13.failed > 0 {
+        return Err("some client connections failed (see above)".to_owned());
+    }
+    Ok(())
+}
+
+/// Where cargo puts its output: `CARGO_TARGET_DIR` or `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// Fails unless `program ARGS` runs and succeeds.
+fn require(program: &str, args: &[&str]) -> Result<(), String> {
+    match Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(format!("`{program}` is needed and not installed")),
+    }
+}
+
+/// Every fixed port of the example must be free: a clear message beats a
+/// router failing to bind.
+fn ports_free() -> Result<(), String> {
+    let mut tcp: Vec<&str> = vec![BACKEND, FRONTEND];
+    tcp.extend(NODES.iter().flat_map(|n| [n.https, n.stats]));
+    for addr in tcp {
+        TcpListener::bind(addr)
+            .map_err(|e| format!("TCP {addr} is in use ({e}): is a cluster already running?"))?;
+    }
+    for node in &NODES {
+        UdpSocket::bind(node.sync).map_err(|e| {
+            format!(
+                "UDP {} is in use ({e}): is a cluster already running?",
+                node.sync
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The processes started so far; all stopped on drop (SIGTERM, then
+/// SIGKILL after 5 s). A router's master takes its workers with it.
+#[derive(Default)]
+struct Processes {
+    children: Vec<(String, Child, Arc<Mutex<String>>)>,
+}
+
+impl Processes {
+    /// Starts `cachet --ini INI` and waits (bounded) for `cachet: ready`.
+    fn start_router(&mut self, bin: &Path, ini: &Path) -> Result<(), String> {
+        let mut command = Command::new(bin);
+        command.arg("--ini").arg(ini).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        let name = ini
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        self.start(&name, command, Some("cachet: ready"))
+    }
+
+    /// Starts HAProxy in the foreground and waits until its port accepts.
+    fn start_haproxy(&mut self, config: &Path) -> Result<(), String> {
+        let mut command = Command::new("haproxy");
+        command.arg("-f").arg(config).arg("-db");
+        self.start("haproxy", command, None)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr: SocketAddr = FRONTEND.parse().expect("a socket address");
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "HAProxy did not listen on {FRONTEND}:\n{}",
+                    self.log("haproxy")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn log(&self, name: &str) -> String {
+        self.children
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, log)| log.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts `command` with stderr collected; with `ready`, waits for a
+    /// line equal to it.
+    fn start(
+        &mut self,
+        name: &str,
+        mut command: Command,
+        ready: Option<&str>,
+    ) -> Result<(), String> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            let ready = ready.map(str::to_owned);
+            // Reads for the process's whole life, so its stderr never fills.
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    if ready.as_deref() == Some(line.as_str()) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+            });
+        }
+        self.children
+            .push((name.to_owned(), child, Arc::clone(&log)));
+        if ready.is_some() && rx.recv_timeout(START_TIMEOUT).is_err() {
+            return Err(format!(
+                "{name} did not become ready within {START_TIMEOUT:?}:\n{}",
+                log.lock().unwrap()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child, _) in &self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (name, child, _) in &mut self.children {
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if child.try_wait().ok().flatten().is_none() {
+                eprintln!("xtask: {name} ignored SIGTERM; killing it");
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A uwsgi backend on [`BACKEND`]: reads the packet header, the variables
+/// and CONTENT_LENGTH bytes of body, answers a short HTTP response. Lives
+/// until xtask exits. Returns the count of requests served.
+fn start_backend() -> Result<Arc<AtomicUsize>, String> {
+    let listener = TcpListener::bind(BACKEND).map_err(|e| format!("backend on {BACKEND}: {e}"))?;
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                if answer_uwsgi(stream).is_ok() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok(served)
+}
+
+fn answer_uwsgi(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header)?;
+    let size = u16::from_le_bytes([header[1], header[2]]) as usize;
+    let mut vars = vec![0u8; size];
+    stream.read_exact(&mut vars)?;
+    let content_length = uwsgi_var(&vars, b"CONTENT_LENGTH")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    std::io::copy(
+        &mut (&mut stream).take(content_length),
+        &mut std::io::sink(),
+    )?;
+    let body = "hello from the cachet cluster demo backend\n";
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+/// The value of `name` in a uwsgi variable block.
+fn uwsgi_var<'a>(mut vars: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    fn take<'b>(data: &mut &'b [u8]) -> Option<&'b [u8]> {
+        let len = u16::from_le_bytes([*data.first()?, *data.get(1)?]) as usize;
+        let value = data.get(2..2 + len)?;
+        *data = &data[2 + len..];
+        Some(value)
+    }
+    while !vars.is_empty() {
+        let key = take(&mut vars)?;
+        let value = take(&mut vars)?;
+        if key == name {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// What the clients of one TLS version saw.
+#[derive(Default, Debug)]
+struct Tally {
+    new: usize,
+    resumed: usize,
+    reconnections: usize,
+    failed: usize,
+}
+
+#[derive(Default, Debug)]
+struct Load {
+    tls12: Tally,
+    tls13: Tally,
+}
+
+/// Runs every client: each makes a session on its first connection and
+/// offers it (TLS 1.3: the newest ticket) on the following ones. With one
+/// entry address (HAProxy) the balancer picks the router; with several,
+/// connection k of client c goes to router (c + k) mod 3, so consecutive
+/// connections always land on different routers.
+fn load(entry: &[String], ca: &Path, scratch: &Path) -> Result<Load, String> {
+    let jobs: Vec<(usize, &'static str)> = (0..2 * CLIENTS_PER_VERSION)
+        .map(|c| (c, if c % 2 == 0 { "-tls1_2" } else { "-tls1_3" }))
+        .collect();
+    let jobs = Arc::new(Mutex::new(jobs));
+    let results = Arc::new(Mutex::new(Load::default()));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL {
+            let jobs = Arc::clone(&jobs);
+            let results = Arc::clone(&results);
+            let first_error = Arc::clone(&first_error);
+            scope.spawn(move || loop {
+                let Some((client, tls)) = jobs.lock().unwrap().pop() else {
+                    return;
+                };
+                let session = scratch.join(format!("client{client}.pem"));
+                for k in 0..CONNECTIONS_PER_CLIENT {
+                    let addr = &entry[(client + k) % entry.len()];
+                    let outcome = s_client(addr, tls, ca, (k > 0).then_some(&session), &session);
+                    let mut load = results.lock().unwrap();
+                    let tally = if tls == "-tls1_2" {
+                        &mut load.tls12
+                    } else {
+                        &mut load.tls13
+                    };
+                    match outcome {
+                        Ok(resumed) => {
+                            if k == 0 {
+                                tally.new += 1;
+                            } else {
+                                tally.reconnections += 1;
+                                tally.resumed += usize::from(resumed);
+                            }
+                        }
+                        Err(e) => {
+                            tally.failed += 1;
+                            first_error.lock().unwrap().get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.lock().unwrap().take() {
+        eprintln!("xtask: first client failure: {e}");
+    }
+    let load = std::mem::take(&mut *results.lock().unwrap());
+    if load.tls12.new + load.tls13.new == 0 {
+        return Err("no client connection succeeded".to_owned());
+    }
+    Ok(load)
+}
+
+/// One `openssl s_client` run: handshake, `GET /`, the whole response.
+/// Returns whether the session was reused.
+fn s_client(
+    addr: &str,
+    tls: &str,
+    ca: &Path,
+    sess_in: Option<&PathBuf>,
+    sess_out: &Path,
+) -> Result<bool, String> {
+    let mut command = Command::new("openssl");
+    command
+        .args([
+            "s_client",
+            "-connect",
+            addr,
+            tls,
+            "-servername",
+            "localhost",
+        ])
+        .arg("-ign_eof")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg("-sess_out")
+        .arg(sess_out);
+    if let Some(sess_in) = sess_in {
+        command.arg("-sess_in").arg(sess_in);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start openssl: {e}"))?;
+    let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let _ = stdin.write_all(request.as_bytes());
+    drop(stdin);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "s_client to {addr} did not finish in {CLIENT_TIMEOUT:?}"
+                ));
+            }
+        }
+    }
+    let text = reader.join().unwrap_or_default();
+    if !text.contains("HTTP/1.1 200 OK") {
+        return Err(format!("s_client to {addr} got no 200:\n{text}"));
+    }
+    if text.lines().any(|l| l.starts_with("Reused,")) {
+        Ok(true)
+    } else if text.lines().any(|l| l.starts_with("New,")) {
+        Ok(false)
+    } else {
+        Err(format!("s_client to {addr}: no New/Reused line:\n{text}"))
+    }
+}
+
+/// One stats document from a `stats` socket.
+fn read_stats(addr: &str) -> Result<serde_json::Value, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("stats {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("stats {addr}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("stats {addr} is not JSON ({e}): {text}"))
+}
+
+/// A table row from one router's stats.
+fn row(node: &Node, stats: &serde_json::Value) -> String {
+    let num = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let handshakes = &stats["tls"]["handshakes"];
+    let full = num(&handshakes["tls12"]["full"]) + num(&handshakes["tls13"]["full"]);
+    let resumed = num(&handshakes["tls12"]["resumed"]) + num(&handshakes["tls13"]["resumed"]);
+    let cache = &stats["caches"][0];
+    let sync = &stats["sync"];
+    let sent: u64 = sync["peers"].as_array().map_or(0, |peers| {
+        peers.iter().map(|p| num(&p["sent_datagrams"])).sum()
+    });
+    let rejected: u64 = sync.as_object().map_or(0, |o| {
+        o.iter()
+            .filter(|(k, _)| k.starts_with("rejected_"))
+            .map(|(_, v)| num(v))
+            .sum()
+    });
+    format!(
+        "{:<6} {:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>8} {:>9}",
+        node.ini.trim_end_matches(".ini"),
+        node.https,
+        full,
+        resumed,
+        num(&cache["items"]),
+        num(&cache["hits"]),
+        num(&cache["miss"]),
+        sent,
+        num(&sync["received_datagrams"]),
+        num(&sync["applied_sets"]) + num(&sync["applied_deletes"]),
+        rejected
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uwsgi_var;
+
+    #[test]
+    fn finds_uwsgi_variables() {
+        let mut vars = Vec::new();
+        for (k, v) in [("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "12")] {
+            vars.extend((k.len() as u16).to_le_bytes());
+            vars.extend(k.as_bytes());
+            vars.extend((v.len() as u16).to_le_bytes());
+            vars.extend(v.as_bytes());
+        }
+        assert_eq!(uwsgi_var(&vars, b"CONTENT_LENGTH"), Some(&b"12"[..]));
+        assert_eq!(uwsgi_var(&vars, b"HTTP_HOST"), None);
+        assert_eq!(uwsgi_var(&vars[..5], b"CONTENT_LENGTH"), None);
+    }
+}
