@@ -18,9 +18,14 @@ use crate::clock;
 use crate::shared::SharedRegion;
 use crate::shutdown::Shutdown;
 
-/// Datagrams a bootstrap answer sends before pausing, so that the
-/// requester's socket buffer keeps up.
-const BOOTSTRAP_BURST: usize = 32;
+/// Datagrams a bootstrap answer sends before pausing a millisecond, so
+/// that the requester's socket buffer keeps up even when several peers
+/// answer at once.
+const BOOTSTRAP_BURST: usize = 8;
+/// Receive buffer asked for on `cache-udp-server`: bursts (bootstrap
+/// answers from several peers, many workers pushing at once) must not
+/// overflow the kernel's default of about 200 KB.
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 /// How often hello and bootstrap requests go again to configured peers
 /// that have not answered yet (they may be down, or the datagram lost),
 /// and how many times at most.
@@ -96,7 +101,32 @@ pub fn bind(addr: SocketAddr) -> Result<StdUdpSocket> {
             .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?
     };
     socket.set_nonblocking(true)?;
+    enlarge_receive_buffer(&socket);
     Ok(socket)
+}
+
+/// Asks for [`RECEIVE_BUFFER`] bytes of receive buffer: beyond the
+/// system's limit when privileged (`SO_RCVBUFFORCE`), else up to it.
+fn enlarge_receive_buffer(socket: &StdUdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size = RECEIVE_BUFFER;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads one c_int from a live local for the
+        // length given; the descriptor is the socket's own.
+        let done = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if done {
+            return;
+        }
+    }
+    warn!("cache-udp-server: could not enlarge the receive buffer");
 }
 
 /// The shared cache as the sync node's [`Store`]: one lock per change.
