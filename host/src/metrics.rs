@@ -38,6 +38,9 @@ pub struct Counters {
     requests: AtomicU64,
     bad_gateway: AtomicU64,
     gateway_timeout: AtomicU64,
+    /// Local changes not replicated: too large for a datagram, or the
+    /// sync queue was full.
+    sync_skipped: AtomicU64,
     /// Pid of the worker serving from this block once it accepts
     /// connections; 0 before (the master waits for it).
     ready: AtomicU64,
@@ -57,6 +60,7 @@ pub struct MetricsSnapshot {
     pub requests: u64,
     pub bad_gateway: u64,
     pub gateway_timeout: u64,
+    pub sync_skipped: u64,
 }
 
 impl MetricsSnapshot {
@@ -137,6 +141,11 @@ impl Metrics {
         self.c.gateway_timeout.fetch_add(1, Relaxed);
     }
 
+    /// Counts a local change that could not be replicated.
+    pub fn sync_skipped(&self) {
+        self.c.sync_skipped.fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             tls12_full: self.c.tls12_full.load(Relaxed),
@@ -150,6 +159,7 @@ impl Metrics {
             requests: self.c.requests.load(Relaxed),
             bad_gateway: self.c.bad_gateway.load(Relaxed),
             gateway_timeout: self.c.gateway_timeout.load(Relaxed),
+            sync_skipped: self.c.sync_skipped.load(Relaxed),
         }
     }
 }

@@ -57,10 +57,10 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
     let started_at = unix_now();
     let region = create_region(config)?;
     crate::sync::register_peers(config, region);
-    let changes = crate::sync::start_outbound(config, region, &shutdown)?;
+    let metrics = region.metrics(0);
+    let changes = crate::sync::start_outbound(config, region, metrics, &shutdown)?;
     let store = session_store(config, region, changes);
     let sync = crate::sync::start_inbound(config, listeners.sync, region, &shutdown)?;
-    let metrics = region.metrics(0);
     if let Some(store) = &store {
         spawn_sweeper(Arc::clone(store), shutdown.clone());
     }

@@ -71,7 +71,7 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
     shutdown::runtime(&format!("cachet-w{id}"))?.block_on(async {
         let stop = shutdown::on_termination_signal();
         let metrics = region.metrics(id);
-        let changes = crate::sync::start_outbound(&config, region, &stop)?;
+        let changes = crate::sync::start_outbound(&config, region, metrics, &stop)?;
         let store = router::session_store(&config, region, changes);
         let proxy = router::proxy(&config, metrics);
         // Telling the master this worker accepts connections.

@@ -99,6 +99,7 @@ fn sync(snapshot: &Snapshot) -> Value {
         "refused_sets": n.refused_sets,
         "control_records": n.control_records,
         "rejected": n.rejected(),
+        "skipped": snapshot.totals().sync_skipped,
         "bootstrap_entries_sent": sync.inbound.bootstrap_entries_sent,
         "bootstrap_requests_answered": sync.inbound.bootstrap_requests_answered,
         "bootstrap_entries_received": sync.inbound.bootstrap_entries_received,

@@ -137,6 +137,7 @@ impl Snapshot {
                     requests: sum.requests + m.requests,
                     bad_gateway: sum.bad_gateway + m.bad_gateway,
                     gateway_timeout: sum.gateway_timeout + m.gateway_timeout,
+                    sync_skipped: sum.sync_skipped + m.sync_skipped,
                 }
             })
     }

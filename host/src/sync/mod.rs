@@ -88,13 +88,14 @@ pub fn register_peers(config: &Config, region: &'static SharedRegion) {
 pub fn start_outbound(
     config: &Config,
     region: &'static SharedRegion,
+    metrics: crate::metrics::Metrics,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<outbound::ChangeQueue>> {
     let (true, Some(key)) = (enabled(config), &config.cluster.key) else {
         return Ok(None);
     };
     let node = new_node(&key.0)?;
-    outbound::spawn(node, region.peers(), shutdown.clone()).map(Some)
+    outbound::spawn(node, region.peers(), metrics, shutdown.clone()).map(Some)
 }
 
 /// Starts the receiver on `cache-udp-server`, if configured, announcing

@@ -12,6 +12,7 @@ use tracing::warn;
 use super::peers::PeerTable;
 use super::{Change, RouterNode};
 use crate::clock;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// Changes waiting for the sender task; beyond this they are dropped and
@@ -23,6 +24,7 @@ const QUEUE: usize = 8192;
 pub struct ChangeQueue {
     tx: mpsc::Sender<Change>,
     dropped: Arc<AtomicU64>,
+    metrics: Metrics,
 }
 
 impl ChangeQueue {
@@ -30,29 +32,38 @@ impl ChangeQueue {
     pub fn push(&self, change: Change) {
         if self.tx.try_send(change).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.sync_skipped();
         }
     }
 }
 
 /// Starts the sender task for `node`; returns the queue the store feeds.
+/// Changes that cannot be replicated are counted in `metrics`.
 pub fn spawn(
     node: RouterNode,
     peers: &'static PeerTable,
+    metrics: Metrics,
     shutdown: Shutdown,
 ) -> Result<ChangeQueue> {
     let v4 = bind("0.0.0.0:0")?;
     let v6 = bind("[::]:0").ok();
     let (tx, rx) = mpsc::channel(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
+    let sockets = Sockets { v4, v6 };
     tokio::spawn(run(
         node,
         peers,
-        Sockets { v4, v6 },
+        sockets,
         rx,
         Arc::clone(&dropped),
+        metrics,
         shutdown,
     ));
-    Ok(ChangeQueue { tx, dropped })
+    Ok(ChangeQueue {
+        tx,
+        dropped,
+        metrics,
+    })
 }
 
 fn bind(addr: &str) -> Result<UdpSocket> {
@@ -83,6 +94,7 @@ async fn run(
     sockets: Sockets,
     mut rx: mpsc::Receiver<Change>,
     dropped: Arc<AtomicU64>,
+    metrics: Metrics,
     mut shutdown: Shutdown,
 ) {
     let mut buf = vec![0u8; node.settings().max_datagram];
@@ -98,10 +110,10 @@ async fn run(
         tokio::select! {
             change = rx.recv() => {
                 let Some(change) = change else { return };
-                record(&mut node, change);
+                record(&mut node, change, metrics);
                 // Take whatever else is already queued into the same batch.
                 while let Ok(change) = rx.try_recv() {
-                    record(&mut node, change);
+                    record(&mut node, change, metrics);
                 }
             }
             () = sleep_until(timeout) => {}
@@ -119,10 +131,9 @@ async fn run(
     }
 }
 
-fn record(node: &mut RouterNode, change: Change) {
+fn record(node: &mut RouterNode, change: Change, metrics: Metrics) {
     let now = clock::now();
-    // Refusals (too large for a datagram, queue full) are counted by the node.
-    let _ = match change {
+    let queued = match change {
         Change::Set {
             key,
             value,
@@ -130,6 +141,10 @@ fn record(node: &mut RouterNode, change: Change) {
         } => node.record_set(now, &key, &value, lifetime),
         Change::Delete { key } => node.record_delete(now, &key),
     };
+    // Too large for one datagram, or the node's queue is full.
+    if queued.is_err() {
+        metrics.sync_skipped();
+    }
 }
 
 /// Sends every datagram the node has ready to every peer.
