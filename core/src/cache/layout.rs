@@ -15,7 +15,10 @@
 //! * **slots**: one per item: expiry, hash, lengths, first chunk, the key
 //!   inline (up to [`MAX_KEY_LEN`] bytes).
 //! * **chunks**: the value bytes, in chains of fixed-size chunks (an 8-byte
-//!   link and owner, then payload). A value takes only the chunks it needs,
+//!   link and owner, then payload). The first `capacity` chunks are home
+//!   chunks: slot `i` always starts its value in chunk `i`, so a lookup can
+//!   fetch the value while it still reads the slot; longer values continue
+//!   in chunks from the pool after them. A value takes only the chunks it needs,
 //!   so a 100-byte TLS session in a cache configured for 4096-byte blocks
 //!   touches one 256-byte chunk, not a 4 KiB page: the region is mostly
 //!   never-touched virtual memory. There are enough chunks for every slot to

@@ -268,6 +268,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         write_u32(buf, header::CHUNK_COUNT, layout.chunk_count);
         write_u32(buf, header::BUCKETS, layout.buckets);
         buf[header::HASH_KEY..header::HASH_KEY + 16].copy_from_slice(&config.hash_key);
+        write_u32(buf, header::CHUNK_HIGH, layout.capacity);
         Ok(Cache {
             storage,
             layout,
@@ -759,14 +760,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
 
     // ---- chunks -------------------------------------------------------
 
-    /// Copies `value` into a fresh chain of chunks owned by `owner`.
+    /// Copies `value` into a chain of chunks owned by slot `owner`: its
+    /// home chunk first (chunk number = slot number, so a lookup can fetch
+    /// it without waiting for the slot), then chunks from the pool.
     /// Returns the first chunk + 1 (0 for an empty value).
     fn write_chain(&mut self, owner: u32, value: &[u8]) -> u32 {
         let payload = self.layout.chunk_payload();
         let mut first = 0;
         let mut previous: Option<usize> = None;
         for piece in value.chunks(payload) {
-            let chunk_no = self.allocate_chunk();
+            let chunk_no = if previous.is_none() {
+                owner
+            } else {
+                self.allocate_chunk()
+            };
             let at = self.layout.chunk_at(chunk_no);
             let buf = self.buf_mut();
             write_u32(buf, at + chunk::NEXT, 0);
@@ -793,9 +800,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         }
     }
 
-    /// Returns a slot's chunks to the free list. Walks exactly as many
-    /// chunks as the value length needs, so a damaged end-of-chain link can
-    /// never lead it astray.
+    /// Returns a slot's pool chunks to the free list (its home chunk stays
+    /// with the slot). Walks exactly as many chunks as the value length
+    /// needs, so a damaged end-of-chain link can never lead it astray.
     fn free_value(&mut self, slot_no: u32) {
         let mut link = self.slot_u32(slot_no, slot::FIRST);
         let len = self.slot_u32(slot_no, slot::VALUE_LEN) as usize;
@@ -805,6 +812,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
             link = read_u32(self.buf(), at + chunk::NEXT);
             // Marking the owner free is what lets `repair` tell live chunks
             // from leftovers.
+            if chunk_no < self.layout.capacity {
+                write_u32(self.buf_mut(), at + chunk::OWNER, chunk::FREE);
+                continue;
+            }
             let head = self.header_u32(header::CHUNK_FREE);
             let buf = self.buf_mut();
             write_u32(buf, at + chunk::NEXT, head);
@@ -840,11 +851,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
 
     fn reset_table(&mut self) {
         self.zero_index();
+        // The pool starts after the home chunks, one per slot.
+        let pool_start = self.layout.capacity;
+        self.set_header_u32(header::CHUNK_HIGH, pool_start);
         let buf = self.buf_mut();
         for field in [
             header::SLOT_HIGH,
             header::SLOT_FREE,
-            header::CHUNK_HIGH,
             header::CHUNK_FREE,
             header::CLOCK_HAND,
             header::SWEEP_CURSOR,

@@ -55,7 +55,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         let slot_high = self.header_u32(header::SLOT_HIGH).min(self.layout.capacity);
         let chunk_high = self
             .header_u32(header::CHUNK_HIGH)
-            .min(self.layout.chunk_count);
+            .clamp(self.layout.capacity, self.layout.chunk_count);
         self.zero_index();
         self.set_header_u32(header::SLOT_HIGH, slot_high);
         self.set_header_u32(header::CHUNK_HIGH, chunk_high);
@@ -96,6 +96,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
             let owner = read_u32(self.buf(), owner_at);
             if owner != chunk::FREE && owner & CLAIMED != 0 {
                 write_u32(self.buf_mut(), owner_at, owner & !CLAIMED);
+            } else if chunk_no < self.layout.capacity {
+                // A home chunk belongs to its slot, never to the pool.
+                write_u32(self.buf_mut(), owner_at, chunk::FREE);
             } else {
                 let head = self.header_u32(header::CHUNK_FREE);
                 let at = self.layout.chunk_at(chunk_no);
@@ -140,8 +143,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
 
         let needed = (value_len as usize).div_ceil(self.layout.chunk_payload());
         let first = read_u32(buf, at + slot::FIRST);
+        let home = if needed == 0 { 0 } else { slot_no + 1 };
         let claimed = self.claim_chain(slot_no, first, needed, chunk_high);
-        if claimed < needed || (needed == 0 && first != 0) {
+        if claimed < needed || first != home {
             self.release_chain(slot_no, first, claimed);
             return false;
         }
@@ -184,7 +188,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         let buf = self.buf();
         let slot_high = self.header_u32(header::SLOT_HIGH);
         let chunk_high = self.header_u32(header::CHUNK_HIGH);
-        if slot_high > self.layout.capacity || chunk_high > self.layout.chunk_count {
+        if slot_high > self.layout.capacity
+            || chunk_high > self.layout.chunk_count
+            || chunk_high < self.layout.capacity
+        {
             return Err(Inconsistency::HighWater);
         }
         let payload = self.layout.chunk_payload();
@@ -208,7 +215,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
                 _ => return Err(Inconsistency::Slot(slot_no)),
             }
             let mut link = read_u32(buf, at + slot::FIRST);
-            for _ in 0..(value_len as usize).div_ceil(payload) {
+            let needed = (value_len as usize).div_ceil(payload);
+            if link != if needed == 0 { 0 } else { slot_no + 1 } {
+                return Err(Inconsistency::Slot(slot_no));
+            }
+            for _ in 0..needed {
                 if link == 0 || link > chunk_high {
                     return Err(Inconsistency::Slot(slot_no));
                 }
@@ -216,7 +227,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
                 if read_u32(buf, chunk_at + chunk::OWNER) != slot_no {
                     return Err(Inconsistency::Slot(slot_no));
                 }
-                chunks_in_use += 1;
+                if link > self.layout.capacity {
+                    chunks_in_use += 1;
+                }
                 link = read_u32(buf, chunk_at + chunk::NEXT);
             }
         }
@@ -256,6 +269,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         while link != 0 {
             let at = self.layout.chunk_at(link - 1);
             if link > chunk_high
+                || link <= self.layout.capacity
                 || read_u32(buf, at + chunk::OWNER) != chunk::FREE
                 || free_chunks >= chunk_high
             {
@@ -264,7 +278,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
             free_chunks += 1;
             link = read_u32(buf, at + chunk::NEXT);
         }
-        if free_chunks + chunks_in_use != chunk_high {
+        if free_chunks + chunks_in_use != chunk_high - self.layout.capacity {
             return Err(Inconsistency::FreeList);
         }
         Ok(())
