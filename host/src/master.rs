@@ -65,6 +65,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         https_fds.push(listener.as_raw_fd().to_string());
     }
     let generated = GeneratedCertificates::for_config(config)?;
+    check_certificates(config, generated.as_ref())?;
     let launch = Arc::new(Launch {
         args: args.to_vec(),
         shared_fd: region.fd().as_raw_fd().to_string(),
@@ -143,6 +144,24 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
     });
     drop(generated);
     result
+}
+
+/// Loads every certificate the workers will load, so that a bad file is
+/// reported at once, naming it, instead of as workers that keep failing.
+fn check_certificates(config: &Config, generated: Option<&GeneratedCertificates>) -> Result<()> {
+    let mut config = config.clone();
+    if let Some(generated) = generated {
+        worker::use_generated_certificates(&mut config, &generated.dir);
+    }
+    for https in &config.https {
+        crate::tls::Endpoint::build(
+            https,
+            &config.sni,
+            config.https_session_context.as_deref(),
+            crate::tls::Sessions::RustlsDefault,
+        )?;
+    }
+    Ok(())
 }
 
 /// How to start a worker.

@@ -37,6 +37,16 @@ pub fn generated_certificate(dir: &std::path::Path, index: usize) -> Certificate
     }
 }
 
+/// Points every https socket without a certificate at the one the master
+/// generated for it in `dir`.
+pub fn use_generated_certificates(config: &mut Config, dir: &std::path::Path) {
+    for (index, socket) in config.https.iter_mut().enumerate() {
+        if socket.certificate.is_none() {
+            socket.certificate = Some(generated_certificate(dir, index));
+        }
+    }
+}
+
 /// This process's worker number, when it was started as a worker.
 pub fn number() -> Option<usize> {
     std::env::var(WORKER_ENV).ok()?.parse().ok()
@@ -60,12 +70,7 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
         );
     }
     if let Ok(dir) = std::env::var(GENERATED_CERTS_ENV) {
-        let dir = PathBuf::from(dir);
-        for (index, socket) in config.https.iter_mut().enumerate() {
-            if socket.certificate.is_none() {
-                socket.certificate = Some(generated_certificate(&dir, index));
-            }
-        }
+        use_generated_certificates(&mut config, &PathBuf::from(dir));
     }
 
     shutdown::runtime(&format!("cachet-w{id}"))?.block_on(async {

@@ -292,3 +292,19 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!(response.status, 200, "the in-flight request completed");
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn a_bad_certificate_stops_the_master_at_once_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let https = format!("127.0.0.1:0,{0},{0}", bad.display());
+    let output = cachet_tests::run_to_exit(&["--https", &https, "--http-processes", "2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&bad.display().to_string()), "{stderr}");
+    assert!(
+        !stderr.contains("cachet: worker"),
+        "no worker started: {stderr}"
+    );
+}
