@@ -139,9 +139,9 @@ pub struct Stored {
     pub evicted: bool,
 }
 
-/// A live entry copied out by [`Cache::export_next`].
+/// A live entry copied out by [`Cache::export_next`]. (No `defmt::Format`:
+/// it carries session secrets, which firmware should not log.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Exported<'k, 'v> {
     /// The key.
     pub key: &'k [u8],
