@@ -77,17 +77,27 @@ impl RobustMutex {
 
     /// Blocks until the lock is held. The caller must call
     /// [`RobustMutex::unlock`] exactly once afterwards, from the same thread.
+    ///
+    /// Waits in slices of [`RECHECK`]: when an owner is killed, the kernel
+    /// marks the lock and should wake a waiter, but a waiter has been seen
+    /// here sleeping on through it (several processes contending while one
+    /// was SIGKILLed). Waking up now and then to look again turns such a
+    /// missed wake-up into a short delay instead of a hang.
     pub fn lock(&self) -> io::Result<Acquired> {
-        // SAFETY: `self.mutex` points to an initialised mutex (constructors'
-        // contracts).
-        match unsafe { libc::pthread_mutex_lock(self.mutex) } {
-            0 => Ok(Acquired::Clean),
-            libc::EOWNERDEAD => {
-                // SAFETY: we hold the lock; this marks it usable again.
-                check(unsafe { libc::pthread_mutex_consistent(self.mutex) })?;
-                Ok(Acquired::PreviousOwnerDied)
+        loop {
+            let deadline = deadline_after(RECHECK)?;
+            // SAFETY: `self.mutex` points to an initialised mutex
+            // (constructors' contracts); `deadline` is a live timespec.
+            match unsafe { libc::pthread_mutex_timedlock(self.mutex, &deadline) } {
+                0 => return Ok(Acquired::Clean),
+                libc::EOWNERDEAD => {
+                    // SAFETY: we hold the lock; this marks it usable again.
+                    check(unsafe { libc::pthread_mutex_consistent(self.mutex) })?;
+                    return Ok(Acquired::PreviousOwnerDied);
+                }
+                libc::ETIMEDOUT => continue,
+                error => return Err(io::Error::from_raw_os_error(error)),
             }
-            error => Err(io::Error::from_raw_os_error(error)),
         }
     }
 
@@ -98,6 +108,28 @@ impl RobustMutex {
             libc::pthread_mutex_unlock(self.mutex);
         }
     }
+}
+
+/// How long a waiter sleeps before looking at the lock again.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `CLOCK_REALTIME` now plus `wait`, as `pthread_mutex_timedlock` wants it.
+fn deadline_after(wait: std::time::Duration) -> io::Result<libc::timespec> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to a live local.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let nanos: i64 = now.tv_nsec + i64::from(wait.subsec_nanos());
+    Ok(libc::timespec {
+        tv_sec: now.tv_sec
+            + wait.as_secs() as libc::time_t
+            + (nanos / 1_000_000_000) as libc::time_t,
+        tv_nsec: (nanos % 1_000_000_000) as _,
+    })
 }
 
 fn check(code: libc::c_int) -> io::Result<()> {

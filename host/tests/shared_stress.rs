@@ -113,7 +113,16 @@ fn several_processes_hammer_one_cache() {
     victim.wait().unwrap();
 
     let mut puts = 0;
-    for child in workers {
+    for mut child in workers {
+        // Bounded: a process stuck on the lock fails the test, not CI.
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a stress process did not finish within 120 s");
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
         let output = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
