@@ -6,6 +6,7 @@
 //! in this library so that the master/worker process model, the fuzz targets and
 //! the end-to-end tests can reach the same code.
 
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod limits;

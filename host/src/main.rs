@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "keygen") {
         return keygen(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "bench") {
+        return cachet::bench::main(&args[1..]);
+    }
     let raw = match Config::from_args(args.iter().cloned()) {
         Ok(Invocation::Run(raw)) => raw,
         Ok(Invocation::Help) => {

@@ -1,0 +1,429 @@
+//! `cachet bench` options, parsed by hand so that every error names the
+//! option and the value that were wrong.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+
+/// The TLS version every client is pinned to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    V12,
+    V13,
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::V12 => "1.2",
+            TlsVersion::V13 => "1.3",
+        }
+    }
+}
+
+/// How server certificates are checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Against the PEM roots in this file.
+    Roots(PathBuf),
+    /// Not at all (`--insecure`); handshake signatures are still verified,
+    /// so the handshake costs what a real one costs.
+    AnyCertificate,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// `host:port`, as given; resolved once when the run starts.
+    pub targets: Vec<String>,
+    pub connections: usize,
+    pub duration: Duration,
+    /// 0: handshake only, no HTTP request.
+    pub requests_per_connection: u32,
+    pub tls: TlsVersion,
+    pub resume: bool,
+    pub path: String,
+    pub server_name: String,
+    pub trust: Trust,
+    pub json: bool,
+    /// New connections per second across all clients.
+    pub rate: Option<u32>,
+    /// Bound on connect + handshake, and on each request.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            targets: Vec::new(),
+            connections: 16,
+            duration: Duration::from_secs(10),
+            requests_per_connection: 1,
+            tls: TlsVersion::V13,
+            resume: true,
+            path: "/".to_owned(),
+            server_name: "localhost".to_owned(),
+            trust: Trust::AnyCertificate,
+            json: false,
+            rate: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    Run(Options),
+    Help,
+}
+
+/// A command-line mistake, worded for the user.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OptionError(String);
+
+fn error(message: impl Into<String>) -> OptionError {
+    OptionError(message.into())
+}
+
+/// Upper bound on `--connections`: each is a task with its own buffers and
+/// session store, and more than this from one process measures the client.
+const MAX_CONNECTIONS: usize = 100_000;
+
+pub const HELP: &str = "\
+cachet bench: a resumption-aware HTTPS load generator
+
+Usage: cachet bench [OPTIONS] TARGET...
+
+Each TARGET is host:port (HTTPS). Connections are spread over the targets
+round-robin, as a TCP balancer would. Each client opens connection after
+connection for the duration, offering the last TLS session or ticket it got,
+from whichever target issued it.
+
+Options:
+  --connections N               concurrent clients (default 16)
+  --duration SECS               how long to run (default 10; fractions allowed)
+  --requests-per-connection N   HTTP/1.1 requests on each connection, kept alive
+                                (default 1; 0 = handshake only)
+  --tls 1.2|1.3                 TLS version (default 1.3)
+  --resume / --no-resume        offer the last session or ticket (default resume)
+  --path PATH                   request path (default /)
+  --server-name NAME            SNI and Host header (default localhost)
+  --ca FILE                     PEM file of the roots that server certificates
+                                must chain to
+  --insecure                    accept any server certificate
+  --rate N                      at most N new connections per second, all clients
+  --timeout SECS                bound on connect + handshake, and on each request
+                                (default 10)
+  --json                        print one JSON document on stdout instead of the report
+  -h, --help                    this text
+
+One of --ca and --insecure is required. Exit status: 0 when at least one
+handshake succeeded (errors are counted in the report), 1 when none did or
+the run could not start, 2 for a command-line mistake.
+";
+
+/// Parses the arguments after `bench`.
+pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
+    // Help wins over any mistake elsewhere on the line.
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Parsed::Help);
+    }
+    let mut options = Options::default();
+    let mut ca: Option<PathBuf> = None;
+    let mut insecure = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| error(format!("argument `{}` is not UTF-8", arg.to_string_lossy())))?;
+        if !arg.starts_with('-') {
+            options.targets.push(parse_target(arg)?);
+            continue;
+        }
+        // `--name=value` and `--name value` are both accepted.
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (arg, None),
+        };
+        let mut value = || -> Result<String, OptionError> {
+            if let Some(value) = &inline {
+                return Ok(value.clone());
+            }
+            let next = args
+                .next()
+                .ok_or_else(|| error(format!("`{name}` needs a value")))?;
+            next.to_str().map(str::to_owned).ok_or_else(|| {
+                error(format!(
+                    "`{name}`: value `{}` is not UTF-8",
+                    next.to_string_lossy()
+                ))
+            })
+        };
+        match name {
+            "--connections" => {
+                let n: usize = number(name, &value()?)?;
+                if n == 0 || n > MAX_CONNECTIONS {
+                    return Err(error(format!(
+                        "`--connections`: `{n}` is not between 1 and {MAX_CONNECTIONS}"
+                    )));
+                }
+                options.connections = n;
+            }
+            "--duration" => options.duration = seconds(name, &value()?)?,
+            "--timeout" => options.timeout = seconds(name, &value()?)?,
+            "--requests-per-connection" => {
+                options.requests_per_connection = number(name, &value()?)?;
+            }
+            "--tls" => {
+                options.tls = match value()?.as_str() {
+                    "1.2" => TlsVersion::V12,
+                    "1.3" => TlsVersion::V13,
+                    other => {
+                        return Err(error(format!(
+                            "`--tls`: `{other}` is not a TLS version (1.2 or 1.3)"
+                        )))
+                    }
+                }
+            }
+            "--resume" | "--no-resume" | "--insecure" | "--json" if inline.is_some() => {
+                return Err(error(format!("`{name}` takes no value")));
+            }
+            "--resume" => options.resume = true,
+            "--no-resume" => options.resume = false,
+            "--insecure" => insecure = true,
+            "--json" => options.json = true,
+            "--path" => {
+                let path = value()?;
+                if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ')
+                {
+                    return Err(error(format!(
+                        "`--path`: `{path}` is not a request path (it starts with `/` and has no spaces)"
+                    )));
+                }
+                options.path = path;
+            }
+            "--server-name" => {
+                let name_value = value()?;
+                if ServerName::try_from(name_value.as_str()).is_err() {
+                    return Err(error(format!(
+                        "`--server-name`: `{name_value}` is not a DNS name or IP address"
+                    )));
+                }
+                options.server_name = name_value;
+            }
+            "--ca" => ca = Some(PathBuf::from(value()?)),
+            "--rate" => {
+                let rate: u32 = number(name, &value()?)?;
+                if rate == 0 {
+                    return Err(error(
+                        "`--rate`: `0` would open no connection; omit `--rate` for no cap",
+                    ));
+                }
+                options.rate = Some(rate);
+            }
+            _ => return Err(error(format!("unknown option `{name}`"))),
+        }
+    }
+    options.trust =
+        match (ca, insecure) {
+            (Some(_), true) => return Err(error("`--ca` and `--insecure` exclude each other")),
+            (Some(path), false) => Trust::Roots(path),
+            (None, true) => Trust::AnyCertificate,
+            (None, false) => return Err(error(
+                "no way to check server certificates: give `--ca FILE` (PEM roots) or `--insecure`",
+            )),
+        };
+    if options.targets.is_empty() {
+        return Err(error("no TARGET: give at least one host:port"));
+    }
+    Ok(Parsed::Run(options))
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, OptionError> {
+    value
+        .parse()
+        .map_err(|_| error(format!("`{name}`: `{value}` is not a whole number")))
+}
+
+fn seconds(name: &str, value: &str) -> Result<Duration, OptionError> {
+    let secs: f64 = value
+        .parse()
+        .map_err(|_| error(format!("`{name}`: `{value}` is not a number of seconds")))?;
+    // An hour-long cap keeps `Duration::from_secs_f64` far from overflow and
+    // a typo like `--duration 100000` from running for a day.
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(error(format!(
+            "`{name}`: `{value}` is not between 0 and 86400 seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Checks `host:port` (or `[v6]:port`) without resolving it.
+fn parse_target(target: &str) -> Result<String, OptionError> {
+    let bad = || {
+        error(format!(
+            "target `{target}` is not host:port (e.g. 127.0.0.1:8443 or [::1]:8443)"
+        ))
+    };
+    let (host, port) = target.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty() && !host.contains(':')
+    };
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 && host_ok => Ok(target.to_owned()),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Parsed, OptionError> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        parse(&args)
+    }
+
+    fn run(args: &[&str]) -> Options {
+        match parse_strs(args) {
+            Ok(Parsed::Run(options)) => options,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn fails(args: &[&str]) -> String {
+        match parse_strs(args) {
+            Err(error) => error.to_string(),
+            Ok(parsed) => panic!("{args:?} parsed as {parsed:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let options = run(&["--insecure", "127.0.0.1:8443"]);
+        assert_eq!(options.connections, 16);
+        assert_eq!(options.duration, Duration::from_secs(10));
+        assert_eq!(options.requests_per_connection, 1);
+        assert_eq!(options.tls, TlsVersion::V13);
+        assert!(options.resume);
+        assert_eq!(options.path, "/");
+        assert_eq!(options.server_name, "localhost");
+        assert_eq!(options.trust, Trust::AnyCertificate);
+        assert!(!options.json);
+        assert_eq!(options.rate, None);
+        assert_eq!(options.targets, ["127.0.0.1:8443"]);
+    }
+
+    #[test]
+    fn every_option() {
+        let options = run(&[
+            "--connections",
+            "4",
+            "--duration=2.5",
+            "--requests-per-connection",
+            "0",
+            "--tls",
+            "1.2",
+            "--no-resume",
+            "--path",
+            "/health?x=1",
+            "--server-name",
+            "example.com",
+            "--ca",
+            "/tmp/ca.pem",
+            "--json",
+            "--rate",
+            "100",
+            "--timeout",
+            "3",
+            "a.example:443",
+            "[::1]:8443",
+        ]);
+        assert_eq!(options.connections, 4);
+        assert_eq!(options.duration, Duration::from_millis(2500));
+        assert_eq!(options.requests_per_connection, 0);
+        assert_eq!(options.tls, TlsVersion::V12);
+        assert!(!options.resume);
+        assert_eq!(options.path, "/health?x=1");
+        assert_eq!(options.server_name, "example.com");
+        assert_eq!(options.trust, Trust::Roots("/tmp/ca.pem".into()));
+        assert!(options.json);
+        assert_eq!(options.rate, Some(100));
+        assert_eq!(options.timeout, Duration::from_secs(3));
+        assert_eq!(options.targets, ["a.example:443", "[::1]:8443"]);
+    }
+
+    #[test]
+    fn help() {
+        assert_eq!(parse_strs(&["--help"]), Ok(Parsed::Help));
+        assert_eq!(parse_strs(&["--connections", "x", "-h"]), Ok(Parsed::Help));
+    }
+
+    #[test]
+    fn errors_name_the_option_and_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--connections", "many", "--insecure", "h:1"],
+                "`--connections`: `many`",
+            ),
+            (
+                &["--connections", "0", "--insecure", "h:1"],
+                "`--connections`: `0`",
+            ),
+            (
+                &["--duration", "-1", "--insecure", "h:1"],
+                "`--duration`: `-1`",
+            ),
+            (
+                &["--duration", "soon", "--insecure", "h:1"],
+                "`--duration`: `soon`",
+            ),
+            (&["--tls", "1.1", "--insecure", "h:1"], "`--tls`: `1.1`"),
+            (&["--rate", "0", "--insecure", "h:1"], "`--rate`: `0`"),
+            (
+                &["--path", "index.html", "--insecure", "h:1"],
+                "`--path`: `index.html`",
+            ),
+            (
+                &["--server-name", "a b", "--insecure", "h:1"],
+                "`--server-name`: `a b`",
+            ),
+            (
+                &["--insecure", "--connections"],
+                "`--connections` needs a value",
+            ),
+            (
+                &["--insecure", "--json=yes", "h:1"],
+                "`--json` takes no value",
+            ),
+            (
+                &["--insecure", "--frobnicate", "h:1"],
+                "unknown option `--frobnicate`",
+            ),
+            (&["--insecure", "localhost"], "target `localhost`"),
+            (&["--insecure", "localhost:0"], "target `localhost:0`"),
+            (&["--insecure", "::1:443"], "target `::1:443`"),
+            (&["--insecure"], "no TARGET"),
+            (&["h:1"], "`--ca FILE`"),
+            (
+                &["--ca", "x.pem", "--insecure", "h:1"],
+                "exclude each other",
+            ),
+        ];
+        for (args, expected) in cases {
+            let message = fails(args);
+            assert!(
+                message.contains(expected),
+                "{args:?}: `{message}` does not contain `{expected}`"
+            );
+        }
+    }
+}

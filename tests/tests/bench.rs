@@ -1,0 +1,241 @@
+//! `cachet bench` against real routers: the CI smoke bench. Each run is a
+//! couple of seconds on loopback; the assertions are about what was
+//! counted (resumption works, nothing failed), never about speed.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use cachet_tests::{backends, cachet_bin, refused_addr, Pki, Router};
+use serde_json::Value;
+
+/// Far above a 2-second run plus start-up on a loaded machine.
+const BENCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn start_router(pki: &Pki, backend: &backends::Backend) -> Router {
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    Router::start(&[
+        "--https".to_owned(),
+        leaf.https("127.0.0.1:0"),
+        "--http-to".to_owned(),
+        backend.http_to(),
+        "--cache".to_owned(),
+        "1000".to_owned(),
+        "--ssl-sessions-use-cache".to_owned(),
+    ])
+}
+
+/// Runs `cachet bench ARGS` to completion; its exit code and stdout.
+async fn bench(args: &[String]) -> (Option<i32>, String) {
+    let child = tokio::process::Command::new(cachet_bin())
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting cachet bench");
+    let output = tokio::time::timeout(BENCH_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("cachet bench {args:?} ran over {BENCH_TIMEOUT:?}"))
+        .expect("cachet bench's output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // --json never draws a progress bar, and a run prints nothing else.
+    assert!(
+        !stderr.contains('\r'),
+        "progress bar drawn with --json: {stderr}"
+    );
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).expect("UTF-8 output"),
+    )
+}
+
+/// `cachet bench --json` with the smoke settings; the parsed report.
+async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
+    let mut args: Vec<String> = [
+        "--json",
+        "--duration",
+        "2",
+        "--connections",
+        "4",
+        "--ca",
+        pki.ca_pem.to_str().expect("a UTF-8 temp path"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(targets.iter().map(|router| router.addr().to_string()));
+    let (code, stdout) = bench(&args).await;
+    assert_eq!(code, Some(0), "cachet bench {args:?}:\n{stdout}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("cachet bench printed no JSON ({e}):\n{stdout}"))
+}
+
+fn count(report: &Value, pointer: &str) -> u64 {
+    report
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no count at {pointer}: {report:#}"))
+}
+
+/// The smoke assertions: sessions resume, requests go through, nothing fails.
+fn assert_resumes(report: &Value, requests: bool) {
+    assert!(count(report, "/handshakes/full") >= 1, "{report:#}");
+    assert!(count(report, "/handshakes/resumed") > 0, "{report:#}");
+    let ratio = report["handshakes"]["resumption_ratio"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no resumption ratio: {report:#}"));
+    assert!(ratio >= 0.9, "resumption ratio {ratio}: {report:#}");
+    assert_eq!(count(report, "/errors/total"), 0, "{report:#}");
+    if requests {
+        assert!(count(report, "/requests/total") > 0, "{report:#}");
+        assert!(
+            report["latency_ms"]["request"]["p99"].is_f64(),
+            "{report:#}"
+        );
+    } else {
+        assert_eq!(count(report, "/requests/total"), 0, "{report:#}");
+    }
+    assert!(report["latency_ms"]["handshake_resumed"]["p50"].is_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_sessions_resume_under_load() {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let router = start_router(&pki, &backend);
+    let report = bench_json(&pki, &["--tls", "1.2", "--resume"], &[&router]).await;
+    assert_resumes(&report, true);
+    assert_eq!(report["settings"]["tls"], "1.2");
+    // Every request counted reached the backend; a few more may have
+    // been in flight when the run ended, uncounted.
+    let counted = count(&report, "/requests/total") as usize;
+    assert!(
+        backend.served() >= counted,
+        "{} served < {counted} counted",
+        backend.served()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_tickets_resume_under_load_with_keep_alive() {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let router = start_router(&pki, &backend);
+    let report = bench_json(
+        &pki,
+        &["--tls", "1.3", "--resume", "--requests-per-connection", "3"],
+        &[&router],
+    )
+    .await;
+    assert_resumes(&report, true);
+    // Keep-alive: more requests than handshakes (the last connection of
+    // each client may be cut short by the deadline).
+    assert!(
+        count(&report, "/requests/total") > count(&report, "/handshakes/total"),
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_handshake_only_still_collects_tickets() {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let router = start_router(&pki, &backend);
+    let report = bench_json(
+        &pki,
+        &["--tls", "1.3", "--requests-per-connection", "0"],
+        &[&router],
+    )
+    .await;
+    assert_resumes(&report, false);
+    assert_eq!(backend.served(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resume_makes_every_handshake_full() {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let router = start_router(&pki, &backend);
+    for tls in ["1.2", "1.3"] {
+        let report = bench_json(
+            &pki,
+            &["--tls", tls, "--no-resume", "--duration", "1"],
+            &[&router],
+        )
+        .await;
+        assert!(count(&report, "/handshakes/full") > 0, "{report:#}");
+        assert_eq!(count(&report, "/handshakes/resumed"), 0, "{report:#}");
+        assert_eq!(report["handshakes"]["resumption_ratio"], 0.0, "{report:#}");
+        assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_targets_share_the_load_round_robin() {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let first = start_router(&pki, &backend);
+    let second = start_router(&pki, &backend);
+    let report = bench_json(&pki, &["--tls", "1.2"], &[&first, &second]).await;
+    assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    assert!(count(&report, "/requests/total") > 0, "{report:#}");
+    let per_target = report["per_target"].as_array().expect("per_target");
+    assert_eq!(per_target.len(), 2, "{report:#}");
+    let handshakes: Vec<u64> = per_target
+        .iter()
+        .map(|t| t["full"].as_u64().unwrap() + t["resumed"].as_u64().unwrap())
+        .collect();
+    // Round-robin: neither target gets more than one more connection per
+    // client than the other.
+    assert!(handshakes.iter().all(|&n| n > 0), "{report:#}");
+    assert!(
+        handshakes[0].abs_diff(handshakes[1]) <= 4,
+        "uneven spread {handshakes:?}: {report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_is_counted_not_fatal() {
+    let args: Vec<String> = [
+        "--json",
+        "--insecure",
+        "--duration",
+        "0.3",
+        "--connections",
+        "2",
+        &refused_addr().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, stdout) = bench(&args).await;
+    // No handshake succeeded: exit 1, with the report still printed.
+    assert_eq!(code, Some(1), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert!(count(&report, "/errors/connect") > 0, "{report:#}");
+    assert_eq!(count(&report, "/handshakes/total"), 0, "{report:#}");
+    assert!(report["errors"]["examples"]["connect"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option_mistakes_exit_2_and_name_the_option() {
+    let (code, _) = bench(&[
+        "--insecure".into(),
+        "--tls".into(),
+        "1.1".into(),
+        "h:1".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(2));
+    let output =
+        cachet_tests::run_to_exit(&["bench", "--connections", "lots", "--insecure", "h:1"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`--connections`: `lots`"), "{stderr}");
+    let output = cachet_tests::run_to_exit(&["bench", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Usage: cachet bench"));
+}
