@@ -52,7 +52,12 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 /// The workspace root.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets the variable for the process: prefer it to the value
+    // baked in at build time, which goes stale when a target directory is
+    // shared between checkouts.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
