@@ -59,13 +59,10 @@ pub(crate) fn all(root: &Path) -> Result<(), String> {
          cachet-core copies the value into the caller's buffer and allocates nothing; rustls'\n\
          cache clones a `Vec` on every hit and allocates key and value on every put. The\n\
          machine is shared and small, so compare the two columns of one run, not runs.\n\n\
-         `put` into a full cache beats rustls' cache; a `get` or `take` hit has come out\n\
-         slower on this machine (up to 2x for `get`): each lookup reads the index, an 88-byte\n\
-         slot that often straddles two cache lines and a value chunk, where rustls keeps hot\n\
-         entries in a compact map. The layout is what lets worker processes share the region\n\
-         and repair it after a crash. In a running router the difference is noise: a resumed\n\
-         handshake costs about 140 us here, the lookup a few hundred ns. Aligned 64-byte slots\n\
-         with short keys inline are the next step to close the gap.\n\n\
+         A hit reads the index and then one record: the 88-byte slot and the first chunk of\n\
+         its value side by side, a whole number of cache lines. (With slot and value chunk\n\
+         apart, a `get` took twice as long as rustls'.) In a running router either is noise\n\
+         next to a resumed handshake, about 140 us here.\n\n\
          ## Handshakes per second of a running router\n\n\
          `cargo bench -p cachet-tests --bench handshakes`: a release `cachet` with the session\n\
          cache on and one HTTP backend; {connections} concurrent rustls clients for {secs} s per\n\

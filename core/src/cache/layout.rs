@@ -2,45 +2,46 @@
 //! region must be.
 //!
 //! ```text
-//! +-----------+----------------------+---------------------+-----------------------------+
-//! | header    | index                | slots               | chunks                      |
-//! | 256 bytes | buckets x 4 bytes    | capacity x 88 bytes | chunk_count x chunk_size    |
-//! +-----------+----------------------+---------------------+-----------------------------+
+//! +-----------+-------------------+--------------------------------------+-----------------------+
+//! | header    | index             | records: capacity x (slot+home chunk)| pool chunks           |
+//! | 256 bytes | buckets x 4 bytes | 88 + chunk_size bytes each           | the rest of the chunks|
+//! +-----------+-------------------+--------------------------------------+-----------------------+
 //! ```
 //!
 //! * **header**: geometry, the hash key, allocator heads, counters.
 //! * **index**: open-addressing table of `slot + 1` (0 = empty), linear
 //!   probing, `buckets` = the power of two at or above `2 x capacity`, so the
 //!   load factor never exceeds one half.
-//! * **slots**: one per item: expiry, hash, lengths, first chunk, the key
-//!   inline (up to [`MAX_KEY_LEN`] bytes).
-//! * **chunks**: the value bytes, in chains of fixed-size chunks (an 8-byte
-//!   link and owner, then payload). The first `capacity` chunks are home
-//!   chunks: slot `i` always starts its value in chunk `i`, so a lookup can
-//!   fetch the value while it still reads the slot; longer values continue
-//!   in chunks from the pool after them. A value takes only the chunks it needs,
-//!   so a 100-byte TLS session in a cache configured for 4096-byte blocks
-//!   touches one 256-byte chunk, not a 4 KiB page: the region is mostly
-//!   never-touched virtual memory. There are enough chunks for every slot to
-//!   hold a full block, so running out of chunks cannot happen before running
-//!   out of slots.
+//! * **records**: one per item: the 88-byte slot (expiry, hash, lengths,
+//!   first chunk, the key inline, up to [`MAX_KEY_LEN`] bytes) followed by
+//!   its home chunk, the first chunk of its value. A record is a whole
+//!   number of cache lines, so a hit on a typical session reads the index
+//!   and one stretch of memory, no more.
+//! * **pool chunks**: the rest of a value longer than a home chunk holds,
+//!   in chains (each chunk: an 8-byte link and owner, then payload). A value
+//!   takes only the chunks it needs, so a 100-byte TLS session in a cache
+//!   configured for 4096-byte blocks touches its record, never a 4 KiB
+//!   page of its own: the pool is mostly never-touched virtual memory. There
+//!   are enough chunks for every slot to hold a full block, so running out
+//!   of chunks cannot happen before running out of slots.
 //!
 //! Memory formula, exactly as [`Layout::total_bytes`] computes it:
 //!
 //! ```text
-//! chunk_size    = min(256, round_up(block_size + 8, 8))
+//! chunk_size    = round_up(88 + min(256, round_up(block_size + 8, 8)), 64) - 88
 //! chunk_payload = chunk_size - 8
-//! chunk_count   = capacity x ceil(block_size / chunk_payload)
+//! chunk_count   = capacity x ceil(block_size / chunk_payload)   (home chunks included)
 //! buckets       = next_power_of_two(2 x capacity)
-//! total         = 256 + 4 x buckets + 88 x capacity + chunk_size x chunk_count
+//! total         = round_up(256 + 4 x buckets, 64) + (88 + chunk_size) x capacity
+//!                 + chunk_size x (chunk_count - capacity)
 //! ```
 //!
 //! Fixed overhead per item beyond its value bytes: 88 (slot, key included) +
 //! 8 to 16 (index) + 8 per chunk the value uses, i.e. 104 to 112 bytes for a
-//! value up to 248 bytes (uWSGI: 88 + 2048 bytes of key space per item).
-//! For the seed's `cache = 20000`, `cache-blocksize = 4096`:
-//! 20000 x 17 chunks x 256 bytes, about 89 MB of address space, of which a
-//! cache full of typical 100-byte sessions touches about 7 MB.
+//! value that fits its home chunk (uWSGI: 88 + 2048 bytes of key space per
+//! item). For the seed's `cache = 20000`, `cache-blocksize = 4096`: 91 MB of
+//! address space, of which a cache full of typical 100-byte sessions touches
+//! about 8 MB (the records and the index).
 
 /// Longest key the cache stores: a session-context namespace (up to 32
 /// bytes) followed by a TLS session id or ticket id (up to 32 bytes).
@@ -54,6 +55,7 @@ pub(crate) const HEADER_LEN: usize = 256;
 pub(crate) const SLOT_LEN: usize = 88;
 pub(crate) const CHUNK_HEADER_LEN: usize = 8;
 const MAX_CHUNK_LEN: u32 = 256;
+const CACHE_LINE: u32 = 64;
 
 /// Byte offsets of the header fields.
 pub(crate) mod header {
@@ -127,6 +129,8 @@ pub struct Layout {
     pub(crate) chunk_size: u32,
     pub(crate) chunk_count: u32,
     pub(crate) buckets: u32,
+    /// A slot and its home chunk.
+    pub(crate) record_len: usize,
     pub(crate) index_at: usize,
     pub(crate) slots_at: usize,
     pub(crate) chunks_at: usize,
@@ -143,10 +147,15 @@ impl Layout {
         if block_size == 0 {
             return Err(GeometryError::BlockSize);
         }
-        let chunk_size = block_size
+        // A slot and its home chunk form one record of whole cache lines,
+        // so a lookup reads one stretch of memory; the chunk takes the
+        // rounding.
+        let wanted = block_size
             .checked_add(CHUNK_HEADER_LEN as u32 + 7)
             .map(|n| n & !7)
             .map_or(MAX_CHUNK_LEN, |n| n.min(MAX_CHUNK_LEN));
+        let record_len = (SLOT_LEN as u32 + wanted).next_multiple_of(CACHE_LINE);
+        let chunk_size = record_len - SLOT_LEN as u32;
         let payload = chunk_size - CHUNK_HEADER_LEN as u32;
         let per_value = block_size.div_ceil(payload);
         let chunk_count = capacity
@@ -155,15 +164,16 @@ impl Layout {
         let buckets = (capacity * 2).next_power_of_two();
 
         let index_at = HEADER_LEN;
-        let slots_at = mul_add(buckets, 4, index_at)?;
-        let chunks_at = mul_add(capacity, SLOT_LEN, slots_at)?;
-        let total = mul_add(chunk_count, chunk_size as usize, chunks_at)?;
+        let slots_at = mul_add(buckets, 4, index_at)?.next_multiple_of(CACHE_LINE as usize);
+        let chunks_at = mul_add(capacity, record_len as usize, slots_at)?;
+        let total = mul_add(chunk_count - capacity, chunk_size as usize, chunks_at)?;
         Ok(Layout {
             capacity,
             block_size,
             chunk_size,
             chunk_count,
             buckets,
+            record_len: record_len as usize,
             index_at,
             slots_at,
             chunks_at,
@@ -212,12 +222,18 @@ impl Layout {
 
     #[inline]
     pub(crate) fn slot_at(&self, slot: u32) -> usize {
-        self.slots_at + slot as usize * SLOT_LEN
+        self.slots_at + slot as usize * self.record_len
     }
 
     #[inline]
+    /// A home chunk follows its slot; pool chunks follow the records.
+    #[inline]
     pub(crate) fn chunk_at(&self, chunk: u32) -> usize {
-        self.chunks_at + chunk as usize * self.chunk_size as usize
+        if chunk < self.capacity {
+            self.slot_at(chunk) + SLOT_LEN
+        } else {
+            self.chunks_at + (chunk - self.capacity) as usize * self.chunk_size as usize
+        }
     }
 }
 
@@ -237,12 +253,13 @@ mod tests {
     #[test]
     fn seed_geometry_matches_the_documented_formula() {
         let layout = Layout::new(20_000, 4096).unwrap();
-        assert_eq!(layout.chunk_size(), 256);
-        assert_eq!(layout.chunk_count(), 20_000 * 17);
+        // 88 + 256 rounds up to 384: six cache lines per record.
+        assert_eq!(layout.chunk_size(), 296);
+        assert_eq!(layout.chunk_count(), 20_000 * 15);
         assert_eq!(layout.buckets(), 65_536);
         assert_eq!(
             layout.total_bytes(),
-            256 + 4 * 65_536 + 88 * 20_000 + 256 * 20_000 * 17
+            256 + 4 * 65_536 + 384 * 20_000 + 296 * 20_000 * 14
         );
     }
 
@@ -259,7 +276,7 @@ mod tests {
     #[test]
     fn small_blocks_get_small_chunks() {
         let layout = Layout::new(10, 100).unwrap();
-        assert_eq!(layout.chunk_size(), 112);
+        assert_eq!(layout.chunk_size(), 256 - 88);
         assert_eq!(layout.chunk_count(), 10);
         assert_eq!(Layout::new(0, 100), Err(GeometryError::Capacity));
         assert_eq!(Layout::new(10, 0), Err(GeometryError::BlockSize));
