@@ -225,7 +225,6 @@ impl Layout {
         self.slots_at + slot as usize * self.record_len
     }
 
-    #[inline]
     /// A home chunk follows its slot; pool chunks follow the records.
     #[inline]
     pub(crate) fn chunk_at(&self, chunk: u32) -> usize {
