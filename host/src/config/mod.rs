@@ -241,6 +241,13 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if syncs && !(self.cache.is_some() && self.ssl_sessions_use_cache) {
+            return Err(ConfigError::Usage(
+                "`cache-udp-server`/`cache-udp-node` replicate the TLS session cache: \
+                 add `cache = ITEMS` and `ssl-sessions-use-cache = true`"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 }
@@ -564,6 +571,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("cache-udp-key"), "{error}");
+    }
+
+    #[test]
+    fn sync_requires_the_session_cache() {
+        let dir = std::env::temp_dir().join(format!("cachet-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("cluster.key");
+        std::fs::write(&key, "cd".repeat(32)).unwrap();
+        let error = config(&[
+            "--https",
+            "127.0.0.1:0",
+            "--cache-udp-server",
+            "127.0.0.1:0",
+            "--cache-udp-key",
+            key.to_str().unwrap(),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("ssl-sessions-use-cache"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Sending this process's local changes to the peers.
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use tokio::net::UdpSocket;
@@ -23,7 +22,6 @@ const QUEUE: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct ChangeQueue {
     tx: mpsc::Sender<Change>,
-    dropped: Arc<AtomicU64>,
     metrics: Metrics,
 }
 
@@ -31,7 +29,6 @@ impl ChangeQueue {
     /// Queues `change` without waiting; counts it if the queue is full.
     pub fn push(&self, change: Change) {
         if self.tx.try_send(change).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.sync_skipped();
         }
     }
@@ -48,22 +45,9 @@ pub fn spawn(
     let v4 = bind("0.0.0.0:0")?;
     let v6 = bind("[::]:0").ok();
     let (tx, rx) = mpsc::channel(QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
     let sockets = Sockets { v4, v6 };
-    tokio::spawn(run(
-        node,
-        peers,
-        sockets,
-        rx,
-        Arc::clone(&dropped),
-        metrics,
-        shutdown,
-    ));
-    Ok(ChangeQueue {
-        tx,
-        dropped,
-        metrics,
-    })
+    tokio::spawn(run(node, peers, sockets, rx, metrics, shutdown));
+    Ok(ChangeQueue { tx, metrics })
 }
 
 fn bind(addr: &str) -> Result<UdpSocket> {
@@ -93,12 +77,11 @@ async fn run(
     peers: &'static PeerTable,
     sockets: Sockets,
     mut rx: mpsc::Receiver<Change>,
-    dropped: Arc<AtomicU64>,
     metrics: Metrics,
     mut shutdown: Shutdown,
 ) {
     let mut buf = vec![0u8; node.settings().max_datagram];
-    let mut reported_drops = 0;
+    let mut reported_skips = 0;
     // Sends are non-blocking `try_send_to`s, which fail until the reactor
     // has seen the sockets writable once.
     let _ = sockets.v4.writable().await;
@@ -123,10 +106,14 @@ async fn run(
             }
         }
         flush(&mut node, peers, &sockets, &mut buf);
-        let drops = dropped.load(Ordering::Relaxed);
-        if drops > reported_drops {
-            warn!(dropped = drops, "sync queue full: changes not replicated");
-            reported_drops = drops;
+        // One line per burst of losses, not one per change.
+        let skipped = metrics.snapshot().sync_skipped;
+        if skipped > reported_skips {
+            warn!(
+                skipped,
+                "changes not replicated (too large for a datagram, or queue full)"
+            );
+            reported_skips = skipped;
         }
     }
 }
