@@ -16,6 +16,13 @@ pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// For a backend to send its response head once the request is sent.
 pub const BACKEND_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// An idle keep-alive connection to an HTTP backend is not reused after
+/// this long: shorter than common backends' own keep-alive timeouts (nginx
+/// 60-75 s, HAProxy's default `timeout http-keep-alive`), so the router is
+/// usually the side that lets go.
+pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections kept per HTTP backend in each serving process.
+pub const BACKEND_IDLE_PER_PROCESS: usize = 64;
 /// First back-off of a failed backend; doubles with each failure in a row.
 pub const BACKEND_RETRY_MIN: Duration = Duration::from_secs(1);
 pub const BACKEND_RETRY_MAX: Duration = Duration::from_secs(30);

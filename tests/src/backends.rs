@@ -26,11 +26,17 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub served: Arc<AtomicUsize>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Backend {
     pub fn served(&self) -> usize {
         self.served.load(Relaxed)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Relaxed)
     }
 
     /// `--http-to` value for a uwsgi backend.
@@ -68,11 +74,14 @@ pub async fn uwsgi(name: &str) -> Backend {
     let backend = Backend {
         addr: listener.local_addr().unwrap(),
         served: Arc::default(),
+        connections: Arc::default(),
     };
     let served = Arc::clone(&backend.served);
+    let connections = Arc::clone(&backend.connections);
     let name = name.to_owned();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Relaxed);
             let (served, name) = (Arc::clone(&served), name.clone());
             tokio::spawn(async move {
                 if let Err(error) = uwsgi_exchange(stream, &name, &served).await {
@@ -159,11 +168,14 @@ pub async fn http(name: &str) -> Backend {
     let backend = Backend {
         addr: listener.local_addr().unwrap(),
         served: Arc::default(),
+        connections: Arc::default(),
     };
     let served = Arc::clone(&backend.served);
+    let connections = Arc::clone(&backend.connections);
     let name: Arc<str> = name.into();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Relaxed);
             let (served, name) = (Arc::clone(&served), Arc::clone(&name));
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
@@ -220,10 +232,13 @@ pub async fn slow_http(delay: std::time::Duration) -> Backend {
     let backend = Backend {
         addr: listener.local_addr().unwrap(),
         served: Arc::default(),
+        connections: Arc::default(),
     };
     let served = Arc::clone(&backend.served);
+    let connections = Arc::clone(&backend.connections);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Relaxed);
             let served = Arc::clone(&served);
             tokio::spawn(async move {
                 let mut head = Vec::new();

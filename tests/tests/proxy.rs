@@ -178,3 +178,78 @@ async fn bad_gateway_when_no_backend_answers() {
     }
     assert_eq!(router.stats()["http"]["bad_gateway"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_connections_are_kept_alive_across_clients() {
+    let pki = Pki::new();
+    let backend = backends::http("h").await;
+    let router = start(&pki, &[backend.http_to()]);
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    let requests = 20;
+    for i in 0..requests {
+        let exchange = client::get(&config, router.addr(), "localhost", &format!("/{i}")).await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        assert_eq!(exchange.json()["uri"], format!("/{i}"));
+    }
+    assert_eq!(backend.served(), requests);
+    // Each client connection is new, but the router's connection to the
+    // backend is parked after each response and taken by the next request.
+    // A response read before its connection was parked costs a second
+    // connection, so allow a few on a loaded machine.
+    assert!(
+        backend.connections() <= 5,
+        "{} backend connections for {requests} requests",
+        backend.connections()
+    );
+}
+
+/// An HTTP/1.1 backend that answers each connection's first request and
+/// then closes it, without saying so in the response: every parked
+/// connection is dead by the time it is wanted.
+async fn closing_http_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&served);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = std::sync::Arc::clone(&count);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Dropping the stream closes it: no keep-alive after all.
+            });
+        }
+    });
+    (addr, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_the_backend_closed_is_not_an_error() {
+    let pki = Pki::new();
+    let (addr, served) = closing_http_backend().await;
+    let router = start(&pki, &[format!("http://{addr}")]);
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    for i in 0..10 {
+        let exchange = client::get(&config, router.addr(), "localhost", &format!("/{i}")).await;
+        assert_eq!(exchange.status, 200, "request {i}: {}", exchange.text());
+        assert_eq!(exchange.text(), "ok");
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 10);
+}

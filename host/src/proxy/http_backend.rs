@@ -1,23 +1,30 @@
 //! Forwarding a request to an HTTP/1.1 backend (`http-to http://host:port`).
 
+use std::future::Future;
+
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::headers::strip_hop_by_hop;
+use super::pool::{BackendState, Link};
 use super::{request_host, BoxError, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Sends `request` over `stream` as HTTP/1.1; bodies stream both ways.
+/// Sends `request` to `backend` as HTTP/1.1 over `link`; bodies stream both
+/// ways. The connection is parked for reuse once the response has been
+/// read to its end.
 pub async fn forward(
-    stream: TcpStream,
+    backend: &BackendState,
+    link: Link,
     request: Request<Incoming>,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
@@ -40,22 +47,23 @@ pub async fn forward(
         .headers
         .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
 
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| ForwardError::Backend(format!("HTTP handshake failed: {error}")))?;
-    // Drives the backend connection until the response body is done.
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%error, "HTTP backend connection ended with an error");
-        }
-    });
-    let response = tokio::time::timeout(
-        limits::BACKEND_RESPONSE_TIMEOUT,
-        sender.send_request(Request::from_parts(parts, body)),
-    )
-    .await
-    .map_err(|_| ForwardError::Timeout(limits::BACKEND_RESPONSE_TIMEOUT.as_secs()))?
-    .map_err(|error| ForwardError::Backend(format!("no valid response: {error}")))?;
+    let request = Request::from_parts(parts, body);
+    let (sender, response) = match link {
+        Link::Reused(mut sender) => match within_timeout(sender.try_send_request(request)).await? {
+            Ok(response) => (sender, response),
+            // The backend closed the idle connection before the request
+            // went out: nothing was sent, so it is safe to send it anew.
+            Err(mut error) => match error.take_message() {
+                Some(request) => {
+                    let stream = backend.connect().await.map_err(ForwardError::Backend)?;
+                    send_on_new_connection(stream, request).await?
+                }
+                None => return Err(no_response(error.into_error())),
+            },
+        },
+        Link::Fresh(stream) => send_on_new_connection(stream, request).await?,
+    };
+    backend.idle.park_when_ready(sender);
 
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -63,6 +71,37 @@ pub async fn forward(
         parts,
         body.map_err(BoxError::from).boxed_unsync(),
     ))
+}
+
+/// Starts HTTP/1.1 on `stream` and sends `request` on it.
+async fn send_on_new_connection(
+    stream: TcpStream,
+    request: Request<Incoming>,
+) -> Result<(SendRequest<Incoming>, Response<Incoming>), ForwardError> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| ForwardError::Backend(format!("HTTP handshake failed: {error}")))?;
+    // Drives the backend connection for as long as it lives, parked or not.
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            debug!(%error, "HTTP backend connection ended with an error");
+        }
+    });
+    let response = within_timeout(sender.send_request(request))
+        .await?
+        .map_err(no_response)?;
+    Ok((sender, response))
+}
+
+/// `sending`, bounded by the backend response timeout.
+async fn within_timeout<T>(sending: impl Future<Output = T>) -> Result<T, ForwardError> {
+    tokio::time::timeout(limits::BACKEND_RESPONSE_TIMEOUT, sending)
+        .await
+        .map_err(|_| ForwardError::Timeout(limits::BACKEND_RESPONSE_TIMEOUT.as_secs()))
+}
+
+fn no_response(error: hyper::Error) -> ForwardError {
+    ForwardError::Backend(format!("no valid response: {error}"))
 }
 
 /// Appends the client's address to any X-Forwarded-For it sent.

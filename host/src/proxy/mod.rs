@@ -7,6 +7,7 @@
 
 pub mod headers;
 pub mod http_backend;
+pub mod keepalive;
 pub mod pool;
 pub mod serve;
 pub mod uwsgi_backend;
@@ -23,7 +24,7 @@ use tracing::warn;
 
 use crate::config::BackendProtocol;
 use crate::metrics::Metrics;
-use pool::BackendPool;
+use pool::{BackendPool, Link};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies: streamed from a backend or generated here.
@@ -61,7 +62,7 @@ impl Proxy {
     /// Answers one client request, from a backend or with an error page.
     pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         self.metrics.request();
-        let (backend, stream) = match self.pool.connect().await {
+        let (backend, link) = match self.pool.connect().await {
             Ok(connected) => connected,
             Err(none) => {
                 self.metrics.bad_gateway();
@@ -74,9 +75,12 @@ impl Proxy {
             }
         };
         let name = &backend.backend.name;
-        let forwarded = match backend.backend.protocol {
-            BackendProtocol::Uwsgi => uwsgi_backend::forward(stream, request, conn).await,
-            BackendProtocol::Http => http_backend::forward(stream, request, conn).await,
+        let forwarded = match (backend.backend.protocol, link) {
+            (BackendProtocol::Uwsgi, Link::Fresh(stream)) => {
+                uwsgi_backend::forward(stream, request, conn).await
+            }
+            // Only HTTP backends park connections, so a reused link is HTTP.
+            (_, link) => http_backend::forward(&backend, link, request, conn).await,
         };
         match forwarded {
             Ok(response) => response,

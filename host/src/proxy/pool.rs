@@ -8,8 +8,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
+
+use super::keepalive::IdleConnections;
 
 use crate::config::{Backend, BackendProtocol};
 use crate::limits;
@@ -22,6 +26,17 @@ pub struct BackendState {
     requests: AtomicU64,
     failures: AtomicU64,
     health: Mutex<Health>,
+    /// Keep-alive connections of an HTTP backend, ready for reuse.
+    pub idle: Arc<IdleConnections>,
+}
+
+/// How a request reaches its backend.
+#[derive(Debug)]
+pub enum Link {
+    /// A new TCP connection.
+    Fresh(TcpStream),
+    /// An idle keep-alive HTTP/1.1 connection.
+    Reused(SendRequest<Incoming>),
 }
 
 #[derive(Debug, Default)]
@@ -120,10 +135,12 @@ impl BackendPool {
         change
     }
 
-    /// Connects to the next backend in turn. Backends in back-off are skipped
-    /// while any other is available; when every backend is backing off they
-    /// are all tried anyway, so recovery is noticed without waiting.
-    pub async fn connect(&self) -> Result<(Arc<BackendState>, TcpStream), NoBackend> {
+    /// Reaches the next backend in turn, over one of its idle keep-alive
+    /// connections when it has one, else over a new connection. Backends in
+    /// back-off are skipped while any other is available; when every
+    /// backend is backing off they are all tried anyway, so recovery is
+    /// noticed without waiting.
+    pub async fn connect(&self) -> Result<(Arc<BackendState>, Link), NoBackend> {
         let backends = self.current();
         let states = &backends.states;
         let count = states.len();
@@ -135,8 +152,15 @@ impl BackendPool {
             .partition(|state| state.available(now));
         let mut attempts = Vec::new();
         for state in available.into_iter().chain(backing_off) {
+            if let Some(sender) = state.idle.take() {
+                state.requests.fetch_add(1, Relaxed);
+                return Ok((Arc::clone(state), Link::Reused(sender)));
+            }
             match state.connect().await {
-                Ok(stream) => return Ok((Arc::clone(state), stream)),
+                Ok(stream) => {
+                    state.requests.fetch_add(1, Relaxed);
+                    return Ok((Arc::clone(state), Link::Fresh(stream)));
+                }
                 Err(error) => attempts.push(format!("{}: {error}", state.backend.name)),
             }
         }
@@ -178,6 +202,7 @@ impl BackendState {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             health: Mutex::new(Health::default()),
+            idle: Arc::default(),
         }
     }
 
@@ -189,7 +214,9 @@ impl BackendState {
         health.retry_at.is_none_or(|at| at <= now)
     }
 
-    async fn connect(&self) -> Result<TcpStream, String> {
+    /// A new TCP connection to the backend; a failure takes the backend out
+    /// of rotation for a while.
+    pub async fn connect(&self) -> Result<TcpStream, String> {
         let addr = self.backend.addr;
         let connected =
             tokio::time::timeout(limits::BACKEND_CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
@@ -198,7 +225,6 @@ impl BackendState {
                 // Requests are small writes followed by waiting for an answer.
                 let _ = stream.set_nodelay(true);
                 self.succeeded();
-                self.requests.fetch_add(1, Relaxed);
                 return Ok(stream);
             }
             Ok(Err(error)) => error.to_string(),
