@@ -11,6 +11,9 @@
 //!   protection, and never touches a socket.
 //! * [`time`]: the millisecond [`time::Instant`] and [`time::Duration`] every
 //!   time-dependent call takes from its caller.
+//! * `selfcheck` (feature `selfcheck`): named checks of all of the above that
+//!   run without a heap in a few KiB of stack, for firmware (the `qemu/`
+//!   Cortex-M3 image) as well as the host's unit tests.
 //!
 //! The crate is `#![no_std]`, allocates nothing and contains no `unsafe`.
 //! Errors are small enums that say exactly what went wrong; with the `defmt`
@@ -25,6 +28,8 @@ extern crate std;
 
 mod bytes;
 pub mod cache;
+#[cfg(any(test, feature = "selfcheck"))]
+pub mod selfcheck;
 pub mod sync;
 pub mod time;
 pub mod wire;

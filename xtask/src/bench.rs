@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::run;
+use crate::{compare, run};
 
 /// Benchmark groups of `core/benches/cache.rs` and what they measure.
 const CACHE_GROUPS: [(&str, &str); 3] = [
@@ -21,17 +21,77 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
     ),
 ];
 
-pub(crate) fn all(root: &Path) -> Result<(), String> {
-    run(
-        root,
-        "cargo",
-        &["bench", "-p", "cachet-core", "--bench", "cache"],
+const USAGE: &str = "usage: cargo xtask bench [--install] [--quick] [--skip-micro]
+  --install     install nginx, HAProxy and hitch from Debian's packages if missing
+  --quick       short runs (a few minutes in all), for trying the setup
+  --skip-micro  skip the criterion benchmarks (their last results are reused)";
+
+/// The chart, next to `docs/BENCHMARKS.md`.
+const CHART: &str = "bench-ratios.svg";
+
+/// `cargo xtask bench ARGS`.
+pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
+    let (mut install, mut quick, mut skip_micro) = (false, false, false);
+    for arg in args {
+        match arg.as_str() {
+            "--install" => install = true,
+            "--quick" => quick = true,
+            "--skip-micro" => skip_micro = true,
+            other => return Err(format!("bench: unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    if install {
+        compare::install()?;
+    }
+    if !skip_micro {
+        run(
+            root,
+            "cargo",
+            &["bench", "-p", "cachet-core", "--bench", "cache"],
+        )?;
+        run(
+            root,
+            "cargo",
+            &["bench", "-p", "cachet-tests", "--bench", "handshakes"],
+        )?;
+    }
+    let plan = if quick {
+        compare::Plan::quick()
+    } else {
+        compare::Plan::full()
+    };
+    let results = compare::run(root, plan)?;
+    let docs = root.join("docs");
+    fs::create_dir_all(&docs).map_err(|e| format!("docs/: {e}"))?;
+    compare::chart::draw(
+        &docs.join(CHART),
+        "cachet / peer, medians on loopback (lines: 1x, and 1.5x for resumption)",
+        &compare::report::bars(&results),
     )?;
-    run(
-        root,
-        "cargo",
-        &["bench", "-p", "cachet-tests", "--bench", "handshakes"],
-    )?;
+    let micro = micro_sections(root).unwrap_or_else(|e| {
+        format!("## Session cache and router microbenchmarks\n\nNot available: {e}\n")
+    });
+    let doc = format!(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench{flags}` on {machine}; rerun it to refresh this file\n\
+         and the chart.\n\n\
+         ![cachet / peer]({CHART})\n\n\
+         {comparison}\n{micro}",
+        flags = if quick { " --quick" } else { "" },
+        machine = machine(),
+        comparison = compare::report::markdown(&results, &plan),
+    );
+    let path = docs.join("BENCHMARKS.md");
+    fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {} and docs/{CHART}", path.display());
+    for line in compare::report::verdicts(&results) {
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
+}
+
+/// The criterion and router sections, from the benchmarks' result files.
+fn micro_sections(root: &Path) -> Result<String, String> {
     let handshakes = handshake_table(root)?;
     let criterion = target_dir(root).join("criterion");
     let mut table = String::from(
@@ -48,10 +108,8 @@ pub(crate) fn all(root: &Path) -> Result<(), String> {
         .expect("writing to a String");
     }
 
-    let doc = format!(
-        "# Benchmarks\n\n\
-         Written by `cargo xtask bench` on {machine}; rerun it to refresh this file.\n\n\
-         ## Session cache: cachet-core against rustls' built-in cache\n\n\
+    Ok(format!(
+        "## Session cache: cachet-core against rustls' built-in cache\n\n\
          20000 entries, 48-byte keys (16-byte context + 32-byte session id), 110-byte values,\n\
          both behind a mutex as in a server. Median time per operation (criterion, `cargo bench -p\n\
          cachet-core --bench cache`); lower is better, a ratio above 1 means cachet is faster.\n\n\
@@ -70,17 +128,11 @@ pub(crate) fn all(root: &Path) -> Result<(), String> {
          router share the {cores} cores, so these are floors; the comparison with nginx and\n\
          HAProxy comes with the load generator.\n\n\
          {handshakes}",
-        machine = machine(),
         connections = handshakes.1,
         secs = handshakes.2,
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         handshakes = handshakes.0,
-    );
-    let path = root.join("docs/BENCHMARKS.md");
-    fs::create_dir_all(root.join("docs")).map_err(|e| format!("docs/: {e}"))?;
-    fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
-    Ok(())
+    ))
 }
 
 /// The table of `target/bench-handshakes.json`, with the client count and

@@ -9,13 +9,15 @@
 //! stopped at the end, also when something fails on the way.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::processes::{release_cachet, require, Processes, Ready};
 
 /// The three routers of `examples/cluster`: ini file, HTTPS, sync and stats
 /// addresses (as written in the ini files).
@@ -49,8 +51,7 @@ const CLIENTS_PER_VERSION: usize = 12;
 const CONNECTIONS_PER_CLIENT: usize = 8;
 /// s_client processes at once.
 const PARALLEL: usize = 4;
-/// Bound on a router's start and on one s_client run.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one s_client run.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 struct Node {
@@ -63,11 +64,7 @@ struct Node {
 pub(crate) fn run(root: &Path) -> Result<(), String> {
     require("openssl", &["version"])?;
     ports_free()?;
-    crate::run(root, "cargo", &["build", "--release", "-p", "cachet"])?;
-    let bin = target_dir(root).join("release/cachet");
-    if !bin.is_file() {
-        return Err(format!("no cachet binary at {}", bin.display()));
-    }
+    let bin = release_cachet(root)?;
     let examples = root.join("examples/cluster");
     let certificate = root.join("examples/foobar.crt");
 
@@ -81,7 +78,13 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         eprintln!("xtask: router {} up (https {})", node.ini, node.https);
     }
     let entry: Vec<String> = if require("haproxy", &["-v"]).is_ok() {
-        processes.start_haproxy(&examples.join("haproxy.cfg"))?;
+        let mut haproxy = Command::new("haproxy");
+        haproxy
+            .arg("-f")
+            .arg(examples.join("haproxy.cfg"))
+            .arg("-db");
+        let frontend: SocketAddr = FRONTEND.parse().expect("a socket address");
+        processes.start("haproxy", haproxy, Ready::Accepts(frontend))?;
         eprintln!("xtask: HAProxy up on {FRONTEND}, round-robin over the three routers");
         vec![FRONTEND.to_owned()]
     } else {
@@ -157,29 +160,11 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Where cargo puts its output: `CARGO_TARGET_DIR` or `target/`.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
-}
-
 fn percent(part: usize, whole: usize) -> f64 {
     if whole == 0 {
         0.0
     } else {
         100.0 * part as f64 / whole as f64
-    }
-}
-
-/// Fails unless `program ARGS` runs and succeeds.
-fn require(program: &str, args: &[&str]) -> Result<(), String> {
-    match Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => Ok(()),
-        _ => Err(format!("`{program}` is needed and not installed")),
     }
 }
 
@@ -201,122 +186,6 @@ fn ports_free() -> Result<(), String> {
         })?;
     }
     Ok(())
-}
-
-/// The processes started so far; all stopped on drop (SIGTERM, then
-/// SIGKILL after 5 s). A router's master takes its workers with it.
-#[derive(Default)]
-struct Processes {
-    children: Vec<(String, Child, Arc<Mutex<String>>)>,
-}
-
-impl Processes {
-    /// Starts `cachet --ini INI` and waits (bounded) for `cachet: ready`.
-    fn start_router(&mut self, bin: &Path, ini: &Path) -> Result<(), String> {
-        let mut command = Command::new(bin);
-        command.arg("--ini").arg(ini).env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        );
-        let name = ini
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        self.start(&name, command, Some("cachet: ready"))
-    }
-
-    /// Starts HAProxy in the foreground and waits until its port accepts.
-    fn start_haproxy(&mut self, config: &Path) -> Result<(), String> {
-        let mut command = Command::new("haproxy");
-        command.arg("-f").arg(config).arg("-db");
-        self.start("haproxy", command, None)?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr: SocketAddr = FRONTEND.parse().expect("a socket address");
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "HAProxy did not listen on {FRONTEND}:\n{}",
-                    self.log("haproxy")
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    fn log(&self, name: &str) -> String {
-        self.children
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, _, log)| log.lock().unwrap().clone())
-            .unwrap_or_default()
-    }
-
-    /// Starts `command` with stderr collected; with `ready`, waits for a
-    /// line equal to it.
-    fn start(
-        &mut self,
-        name: &str,
-        mut command: Command,
-        ready: Option<&str>,
-    ) -> Result<(), String> {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = Arc::clone(&log);
-            let ready = ready.map(str::to_owned);
-            // Reads for the process's whole life, so its stderr never fills.
-            std::thread::spawn(move || {
-                let mut tx = Some(tx);
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().unwrap().push_str(&format!("{line}\n"));
-                    if ready.as_deref() == Some(line.as_str()) {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                }
-            });
-        }
-        self.children
-            .push((name.to_owned(), child, Arc::clone(&log)));
-        if ready.is_some() && rx.recv_timeout(START_TIMEOUT).is_err() {
-            return Err(format!(
-                "{name} did not become ready within {START_TIMEOUT:?}:\n{}",
-                log.lock().unwrap()
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, child, _) in &self.children {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (name, child, _) in &mut self.children {
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if child.try_wait().ok().flatten().is_none() {
-                eprintln!("xtask: {name} ignored SIGTERM; killing it");
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-    }
 }
 
 /// A uwsgi backend on [`BACKEND`]: reads the packet header, the variables

@@ -3,10 +3,13 @@
 //!
 //! * `ci`: everything CI checks: formatting, clippy, the whole test suite,
 //!   the no_std builds of `cachet-core` for `thumbv7em-none-eabihf` (with and
-//!   without `defmt`) and a short run of every fuzz target.
+//!   without `defmt`), the core's self-checks on an emulated Cortex-M3
+//!   (`qemu`) and a short run of every fuzz target.
+//! * `qemu`: those self-checks alone (`qemu-system-arm`, `thumbv7m-none-eabi`).
 //! * `fuzz [SECONDS]`: each fuzz target for SECONDS (default 30).
-//! * `bench`: the criterion benchmarks, then `docs/BENCHMARKS.md` from their
-//!   results.
+//! * `bench [--install] [--quick] [--skip-micro]`: the criterion benchmarks
+//!   and cachet side by side with nginx, HAProxy and hitch, then
+//!   `docs/BENCHMARKS.md` and its chart from the results.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,9 @@ use std::process::{self, Command};
 
 mod bench;
 mod cluster;
+mod compare;
+mod processes;
+mod qemu;
 
 const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
 const FUZZ_TARGETS: [&str; 3] = ["wire_parse", "sync_node", "cache_ops"];
@@ -33,8 +39,9 @@ fn main() {
             };
             seconds.and_then(fuzz)
         }
-        Some("bench") => bench::all(&root()),
+        Some("bench") => bench::all(&root(), &args[1..]),
         Some("cluster") => cluster::run(&root()),
+        Some("qemu") => qemu::run(&root()),
         Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
         None => Err(USAGE.to_string()),
     };
@@ -47,8 +54,10 @@ fn main() {
 const USAGE: &str = "usage: cargo xtask <task>
   ci              format, lint, test, no_std builds, short fuzz runs
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30)
-  bench           run the benchmarks and write docs/BENCHMARKS.md
-  cluster         three routers, a backend and HAProxy on loopback, a short resumption load";
+  bench [--install] [--quick] [--skip-micro]
+                  benchmarks, cachet against nginx/HAProxy/hitch; writes docs/BENCHMARKS.md
+  cluster         three routers, a backend and HAProxy on loopback, a short resumption load
+  qemu            cachet-core's self-checks on an emulated Cortex-M3 (qemu-system-arm)";
 
 /// The workspace root.
 pub(crate) fn root() -> PathBuf {
@@ -112,6 +121,7 @@ fn ci() -> Result<(), String> {
             "defmt",
         ],
     )?;
+    qemu::run(&root)?;
     fuzz(20)?;
     // The test runners' own summaries scroll away above the fuzz output;
     // repeat the total as the run's last line.

@@ -1,0 +1,207 @@
+//! The loads of a comparison, each one run of `cachet bench --json`, and
+//! the `openssl s_time` cross-check.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// One kind of load, the same for every server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// Full handshakes only: every connection starts without a session.
+    New(Tls),
+    /// Every connection but a client's first offers the last session.
+    Resumed(Tls),
+    /// HTTPS requests over keep-alive connections through to the backend.
+    Proxied,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tls {
+    V12,
+    V13,
+}
+
+impl Tls {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Tls::V12 => "1.2",
+            Tls::V13 => "1.3",
+        }
+    }
+}
+
+/// Requests per connection for [`Load::Proxied`].
+const KEEP_ALIVE_REQUESTS: u32 = 100;
+
+impl Load {
+    pub(crate) const ALL: [Load; 5] = [
+        Load::New(Tls::V12),
+        Load::New(Tls::V13),
+        Load::Resumed(Tls::V12),
+        Load::Resumed(Tls::V13),
+        Load::Proxied,
+    ];
+
+    pub(crate) fn label(self) -> String {
+        match self {
+            Load::New(tls) => format!("new TLS {} handshakes/s", tls.as_str()),
+            Load::Resumed(tls) => format!("resumed TLS {} handshakes/s", tls.as_str()),
+            Load::Proxied => format!("proxied requests/s ({KEEP_ALIVE_REQUESTS} per connection)"),
+        }
+    }
+
+    /// A short name for the chart.
+    pub(crate) fn short(self) -> String {
+        match self {
+            Load::New(tls) => format!("new {}", tls.as_str()),
+            Load::Resumed(tls) => format!("resumed {}", tls.as_str()),
+            Load::Proxied => "proxied req".to_owned(),
+        }
+    }
+
+    fn bench_args(self) -> Vec<String> {
+        let (tls, resume, requests) = match self {
+            Load::New(tls) => (tls, false, 0),
+            Load::Resumed(tls) => (tls, true, 0),
+            Load::Proxied => (Tls::V13, true, KEEP_ALIVE_REQUESTS),
+        };
+        vec![
+            "--tls".to_owned(),
+            tls.as_str().to_owned(),
+            if resume { "--resume" } else { "--no-resume" }.to_owned(),
+            "--requests-per-connection".to_owned(),
+            requests.to_string(),
+        ]
+    }
+
+    /// The figure this load is judged by.
+    pub(crate) fn figure(self, outcome: &Outcome) -> f64 {
+        match self {
+            Load::New(_) => outcome.handshakes_per_s,
+            Load::Resumed(_) => outcome.resumed_per_s,
+            Load::Proxied => outcome.requests_per_s,
+        }
+    }
+}
+
+/// What one run of `cachet bench` reported.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outcome {
+    pub handshakes_per_s: f64,
+    pub resumed_per_s: f64,
+    pub requests_per_s: f64,
+    pub resumption_ratio: f64,
+    pub handshakes: u64,
+    pub full: u64,
+    pub errors: u64,
+}
+
+/// How hard and how long to push.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pressure {
+    pub connections: usize,
+    pub duration: Duration,
+    /// New connections per second, across all clients.
+    pub rate: Option<u32>,
+}
+
+/// Runs `load` against `targets` (round-robin) with `cachet bench`.
+pub(crate) fn run(
+    cachet: &Path,
+    targets: &[SocketAddr],
+    load: Load,
+    pressure: Pressure,
+) -> Result<Outcome, String> {
+    let mut command = Command::new(cachet);
+    command
+        .arg("bench")
+        .args(["--json", "--insecure", "--timeout", "10"])
+        .arg("--connections")
+        .arg(pressure.connections.to_string())
+        .arg("--duration")
+        .arg(format!("{}", pressure.duration.as_secs_f64()))
+        .args(load.bench_args());
+    if let Some(rate) = pressure.rate {
+        command.arg("--rate").arg(rate.to_string());
+    }
+    command.args(targets.iter().map(SocketAddr::to_string));
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cachet bench: {e}"))?;
+    if output.stdout.is_empty() {
+        return Err(format!(
+            "cachet bench printed nothing ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("cachet bench's JSON: {e}"))?;
+    let number = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let errors = json["errors"]["total"].as_u64().unwrap_or(0);
+    Ok(Outcome {
+        handshakes_per_s: number(&json["handshakes"]["per_s"]),
+        resumed_per_s: number(&json["handshakes"]["resumed_per_s"]),
+        requests_per_s: number(&json["requests"]["per_s"]),
+        resumption_ratio: number(&json["handshakes"]["resumption_ratio"]),
+        handshakes: json["handshakes"]["total"].as_u64().unwrap_or(0),
+        full: json["handshakes"]["full"].as_u64().unwrap_or(0),
+        errors,
+    })
+}
+
+/// The `openssl s_time` loads: one client, one connection at a time.
+pub(crate) const S_TIME_LOADS: [(&str, &[&str]); 3] = [
+    ("new TLS 1.2", &["-new", "-tls1_2"]),
+    ("resumed TLS 1.2", &["-reuse", "-tls1_2"]),
+    ("new TLS 1.3", &["-new", "-tls1_3"]),
+];
+
+/// Connections per second `openssl s_time` made in `seconds`.
+pub(crate) fn s_time(addr: SocketAddr, flags: &[&str], seconds: u32) -> Result<f64, String> {
+    let output = Command::new("openssl")
+        .arg("s_time")
+        .arg("-connect")
+        .arg(addr.to_string())
+        .args(flags)
+        .arg("-time")
+        .arg(seconds.to_string())
+        .output()
+        .map_err(|e| format!("cannot run openssl s_time: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_s_time(&text).ok_or_else(|| {
+        format!(
+            "openssl s_time {flags:?} against {addr} printed no rate: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// From a line like `2476 connections in 3 real seconds, 0 bytes read per
+/// connection`: connections per real second.
+fn parse_s_time(text: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (count, rest) = line.trim().split_once(" connections in ")?;
+        let (seconds, _) = rest.split_once(" real seconds")?;
+        let count: f64 = count.trim().parse().ok()?;
+        let seconds: f64 = seconds.trim().parse().ok()?;
+        (seconds > 0.0).then(|| count / seconds)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_s_time_output() {
+        let text = "Collecting connection statistics for 3 seconds\n\
+                    ********\n\n\
+                    2476 connections in 2.05s; 1207.80 connections/user sec, bytes read 0\n\
+                    2476 connections in 4 real seconds, 0 bytes read per connection\n";
+        assert_eq!(parse_s_time(text), Some(619.0));
+        assert_eq!(parse_s_time("ERROR\n"), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! Servers started by a task, and stopped with it.
+//!
+//! `cargo xtask cluster` and `cargo xtask bench` start routers, HAProxy,
+//! nginx and hitch in the foreground, wait until each is ready, read their
+//! logs on failure and must never leave one running: [`Processes`] stops
+//! every process it started when it is dropped, also on an early return.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Bound on a server's start.
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A started process: its name, the child and its stderr so far.
+struct Started {
+    name: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+/// The processes started so far; all stopped on drop (SIGTERM, then
+/// SIGKILL after 5 s). A router's master takes its workers with it, as do
+/// nginx's, HAProxy's and hitch's masters in the foreground.
+#[derive(Default)]
+pub(crate) struct Processes {
+    children: Vec<Started>,
+}
+
+/// What tells that a process is ready to serve.
+pub(crate) enum Ready<'a> {
+    /// It printed this line on stderr (`cachet: ready`).
+    Line(&'a str),
+    /// It accepts TCP connections on this address.
+    Accepts(SocketAddr),
+}
+
+impl Processes {
+    /// Starts `cachet --ini INI` and waits (bounded) for `cachet: ready`.
+    pub(crate) fn start_router(&mut self, bin: &Path, ini: &Path) -> Result<u32, String> {
+        let mut command = Command::new(bin);
+        command.arg("--ini").arg(ini);
+        let name = ini
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        self.start_cachet(&name, command)
+    }
+
+    /// Starts a `cachet` command line (quiet unless `RUST_LOG` says
+    /// otherwise) and waits (bounded) for `cachet: ready`.
+    pub(crate) fn start_cachet(&mut self, name: &str, mut command: Command) -> Result<u32, String> {
+        command.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        self.start(name, command, Ready::Line("cachet: ready"))
+    }
+
+    /// Starts `command` with stderr collected and waits until it is ready.
+    /// Returns its pid.
+    pub(crate) fn start(
+        &mut self,
+        name: &str,
+        mut command: Command,
+        ready: Ready<'_>,
+    ) -> Result<u32, String> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            let line_wanted = match ready {
+                Ready::Line(line) => Some(line.to_owned()),
+                Ready::Accepts(_) => None,
+            };
+            // Reads for the process's whole life, so its stderr never fills.
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    if line_wanted.as_deref() == Some(line.as_str()) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+            });
+        }
+        self.children.push(Started {
+            name: name.to_owned(),
+            child,
+            log: Arc::clone(&log),
+        });
+        let ready = match ready {
+            Ready::Line(_) => rx.recv_timeout(START_TIMEOUT).is_ok(),
+            Ready::Accepts(addr) => self.wait_accepting(name, addr),
+        };
+        if !ready {
+            return Err(format!(
+                "{name} exited or did not become ready within {START_TIMEOUT:?}:\n{}",
+                log.lock().unwrap()
+            ));
+        }
+        Ok(pid)
+    }
+
+    /// Whether `addr` accepts before [`START_TIMEOUT`] while `name` runs.
+    fn wait_accepting(&mut self, name: &str, addr: SocketAddr) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            let exited = self
+                .children
+                .iter_mut()
+                .find(|s| s.name == name)
+                .is_none_or(|s| s.child.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// What `name` printed on stderr so far.
+    pub(crate) fn log(&self, name: &str) -> String {
+        self.children
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.log.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        stop_all(std::mem::take(&mut self.children));
+    }
+}
+
+fn stop_all(mut children: Vec<Started>) {
+    for started in &children {
+        let _ = Command::new("kill")
+            .args(["-TERM", &started.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for Started { name, child, .. } in &mut children {
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            eprintln!("xtask: {name} ignored SIGTERM; killing it");
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+/// Fails unless `program ARGS` runs and succeeds.
+pub(crate) fn require(program: &str, args: &[&str]) -> Result<(), String> {
+    match Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(format!("`{program}` is needed and not installed")),
+    }
+}
+
+/// Where cargo puts its output: `CARGO_TARGET_DIR` or `target/`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
+}
+
+/// Builds `cachet` in release; the binary's path.
+pub(crate) fn release_cachet(root: &Path) -> Result<PathBuf, String> {
+    crate::run(root, "cargo", &["build", "--release", "-p", "cachet"])?;
+    let bin = target_dir(root).join("release/cachet");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("no cachet binary at {}", bin.display()))
+    }
+}
