@@ -29,6 +29,7 @@
 //! authenticated hello narrows this, and a replayed set can only restore a
 //! session with the lifetime it had when first sent.
 
+pub mod bootstrap;
 mod counters;
 mod outbox;
 mod tombstones;
@@ -46,6 +47,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::{
     ClusterKey, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
+pub use bootstrap::BootstrapAnswer;
 pub use counters::{Reject, SyncCounters};
 use outbox::{Entry, Queue};
 use tombstones::Tombstones;

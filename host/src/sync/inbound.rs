@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use cachet_core::cache::{Refused, Stored, MAX_KEY_LEN};
-use cachet_core::sync::{ControlKind, Store, SyncCounters};
+use cachet_core::cache::{BufferTooSmall, Exported, Refused, Stored, MAX_KEY_LEN};
+use cachet_core::sync::bootstrap::{Export, Step};
+use cachet_core::sync::{BootstrapAnswer, ControlKind, Store, SyncCounters};
 use cachet_core::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
@@ -129,7 +130,8 @@ fn enlarge_receive_buffer(socket: &StdUdpSocket) {
     warn!("cache-udp-server: could not enlarge the receive buffer");
 }
 
-/// The shared cache as the sync node's [`Store`]: one lock per change.
+/// The shared cache as the sync node's [`Store`] and a bootstrap answer's
+/// [`Export`]: one lock per change, one per exported entry.
 struct RegionStore(&'static SharedRegion);
 
 impl Store for RegionStore {
@@ -151,6 +153,20 @@ impl Store for RegionStore {
         self.0
             .with_cache(|cache| cache.delete(now, key))
             .unwrap_or(false)
+    }
+}
+
+impl Export for RegionStore {
+    fn export_next<'k, 'v>(
+        &mut self,
+        now: Instant,
+        cursor: u32,
+        key_out: &'k mut [u8; MAX_KEY_LEN],
+        value_out: &'v mut [u8],
+    ) -> Result<Option<Exported<'k, 'v>>, BufferTooSmall> {
+        self.0
+            .with_cache(|cache| cache.export_next(now, cursor, key_out, value_out))
+            .unwrap_or(Ok(None))
     }
 }
 
@@ -271,55 +287,30 @@ async fn answer_bootstrap(
     out: &mut [u8],
 ) -> u64 {
     let index = peers.find(to).or_else(|| peers.add(to));
-    let block = region.cache_layout().map_or(0, |l| l.block_size() as usize);
-    let mut key = [0u8; MAX_KEY_LEN];
-    let mut value = vec![0u8; block];
-    let mut cursor = 0;
-    let mut entries = 0u64;
+    let mut answer = BootstrapAnswer::new();
     let mut burst = 0;
     loop {
-        let now = clock::now();
-        let next = region
-            .with_cache(|cache| {
-                cache
-                    .export_next(now, cursor, &mut key, &mut value)
-                    .ok()
-                    .flatten()
-                    .map(|e| (e.key.len(), e.value.len(), e.remaining, e.next))
-            })
-            .flatten();
-        let Some((key_len, value_len, remaining, next)) = next else {
-            break;
-        };
-        cursor = next;
-        if node
-            .record_set(now, &key[..key_len], &value[..value_len], remaining)
-            .is_ok()
-        {
-            entries += 1;
-        }
-        while let Some(len) = node.poll_transmit(now, out) {
-            send_to(socket, &out[..len], to, peers, index);
-            burst += 1;
-            if burst % BOOTSTRAP_BURST == 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        match answer.poll_transmit(clock::now(), &mut RegionStore(region), node, out) {
+            Ok(Step::Transmit(len)) => {
+                send_to(socket, &out[..len], to, peers, index);
+                burst += 1;
+                if burst % BOOTSTRAP_BURST == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+            // The last batch's second copy, when it falls due.
+            Ok(Step::Wait(due)) => {
+                let wait = (due - clock::now()).as_millis();
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            Ok(Step::Done) => break,
+            Err(e) => {
+                warn!(peer = %to, "bootstrap answer cut short: {e}");
+                break;
             }
         }
     }
-    // The last batch's second copy, when it falls due.
-    while let Some(due) = node.poll_timeout() {
-        tokio::time::sleep(std::time::Duration::from_millis(
-            (due - clock::now()).as_millis(),
-        ))
-        .await;
-        while let Some(len) = node.poll_transmit(clock::now(), out) {
-            send_to(socket, &out[..len], to, peers, index);
-        }
-    }
-    if let Some(len) = node.transmit_control(ControlKind::BootstrapEnd, out) {
-        send_to(socket, &out[..len], to, peers, index);
-    }
-    entries
+    answer.entries()
 }
 
 fn send_to(
