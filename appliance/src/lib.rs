@@ -42,7 +42,7 @@
 //!
 //! Like smoltcp and quinn-proto it has no clock and does no I/O of its own:
 //!
-//! ```ignore
+//! ```text
 //! loop {
 //!     let now = clock.now(); // a cachet_core::Instant, in milliseconds
 //!     appliance.poll_stack(now, &mut iface, &mut device, &mut sockets);

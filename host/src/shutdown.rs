@@ -53,12 +53,25 @@ pub fn on_termination_signal() -> Shutdown {
     shutdown
 }
 
-/// The multi-threaded runtime a router process runs on.
+/// The multi-threaded runtime a master or lone router process runs on.
 pub fn runtime(thread_name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(thread_name)
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The single-threaded runtime a worker process runs on. Workers are the
+/// unit of parallelism (`http-processes`, one per core as with uWSGI's and
+/// nginx's workers): a second thread per worker would only add work
+/// stealing and cross-thread wake-ups between threads that compete for the
+/// same cores.
+pub fn worker_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .context("cannot start the async runtime")
 }

@@ -73,7 +73,7 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
         use_generated_certificates(&mut config, &PathBuf::from(dir));
     }
 
-    shutdown::runtime(&format!("cachet-w{id}"))?.block_on(async {
+    shutdown::worker_runtime()?.block_on(async {
         let stop = shutdown::on_termination_signal();
         let metrics = region.metrics(id);
         let changes = crate::sync::start_outbound(&config, region, metrics, &stop)?;

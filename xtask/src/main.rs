@@ -2,8 +2,9 @@
 //! the same on every machine.
 //!
 //! * `ci`: everything CI checks: formatting, clippy, the whole test suite,
-//!   the no_std builds of `cachet-core` for `thumbv7em-none-eabihf` (with and
-//!   without `defmt`), the core's self-checks on an emulated Cortex-M3
+//!   the no_std builds of `cachet-core` and `cachet-appliance` for
+//!   `thumbv7em-none-eabihf` (with and without `defmt`) and of the example
+//!   appliance firmware, the core's self-checks on an emulated Cortex-M3
 //!   (`qemu`) and a short run of every fuzz target.
 //! * `qemu`: those self-checks alone (`qemu-system-arm`, `thumbv7m-none-eabi`).
 //! * `fuzz [SECONDS]`: each fuzz target for SECONDS (default 30).
@@ -103,23 +104,21 @@ fn ci() -> Result<(), String> {
         ],
     )?;
     let tally = test_workspace(&root)?;
+    // The no_std crates build for a microcontroller, with and without
+    // defmt logging; the example appliance firmware links.
+    for package in ["cachet-core", "cachet-appliance"] {
+        let build = ["build", "-p", package, "--target", EMBEDDED_TARGET];
+        run(&root, "cargo", &build)?;
+        run(
+            &root,
+            "cargo",
+            &[&build[..], &["--features", "defmt"]].concat(),
+        )?;
+    }
     run(
-        &root,
+        &root.join("appliance/firmware"),
         "cargo",
-        &["build", "-p", "cachet-core", "--target", EMBEDDED_TARGET],
-    )?;
-    run(
-        &root,
-        "cargo",
-        &[
-            "build",
-            "-p",
-            "cachet-core",
-            "--target",
-            EMBEDDED_TARGET,
-            "--features",
-            "defmt",
-        ],
+        &["build", "--release"],
     )?;
     qemu::run(&root)?;
     fuzz(20)?;

@@ -103,6 +103,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
             return;
         }
     };
+    // A session or ticket stored during the handshake is queued for the
+    // cluster's other routers; let the sync sender put it on the wire
+    // before this connection does anything a client can act on (a
+    // response, or closing), so a client that reconnects at once through
+    // the balancer finds it on whichever router it lands. In a worker's
+    // single-threaded runtime the sender runs only when this task yields.
+    tokio::task::yield_now().await;
     let session = tls.get_ref().1;
     metrics.handshake_completed(session);
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
