@@ -34,8 +34,7 @@ use cachet_appliance::smoltcp::wire::{
 use cachet_appliance::{smoltcp_instant, Appliance, Config, Counters};
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{Pki, Router};
-use serde_json::Value;
+use cachet_tests::{counter, Pki, Router};
 
 /// Sessions the clients make: TLS 1.2 session ids and TLS 1.3 tickets.
 const TLS12_SESSIONS: usize = 16;
@@ -275,16 +274,6 @@ fn write_key(dir: &Path, secret: &[u8; 32]) -> String {
     path.display().to_string()
 }
 
-fn n(object: &Value, field: &str) -> u64 {
-    object[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {field:?} in {object:#}"))
-}
-
-fn items(router: &Router) -> u64 {
-    n(&router.stats()["caches"][0], "items")
-}
-
 /// Polls `check` every 50 ms until it holds or `SETTLE` passes.
 fn wait_until(mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + SETTLE;
@@ -375,7 +364,7 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
         assert!(!exchange.resumed);
         clients.push(config);
     }
-    let made = items(&a);
+    let made = a.cache_items();
     assert!(
         made >= (TLS12_SESSIONS + TLS13_SESSIONS) as u64,
         "A holds {made} items"
@@ -395,17 +384,24 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     a.terminate();
     let restart = Instant::now();
     let a = Router::start(&args);
-    let back = wait_until(|| items(&a) >= made);
+    let back = wait_until(|| a.cache_items() >= made);
     let sync = a.stats()["sync"].clone();
     eprintln!(
         "made {made} sessions on A, {} in the replica; restarted A holds {} after {:?}: {} bootstrap entries received",
         snapshot.items,
-        items(&a),
+        a.cache_items(),
         restart.elapsed(),
-        n(&sync, "bootstrap_entries_received"),
+        counter(&sync, "bootstrap_entries_received"),
     );
-    assert!(back, "restarted A holds {} of {made}: {sync:#}", items(&a));
-    assert!(n(&sync, "bootstrap_entries_received") >= made, "{sync:#}");
+    assert!(
+        back,
+        "restarted A holds {} of {made}: {sync:#}",
+        a.cache_items()
+    );
+    assert!(
+        counter(&sync, "bootstrap_entries_received") >= made,
+        "{sync:#}"
+    );
     let answered =
         wait_until(|| appliance.snapshot().counters.bootstrap_requests_answered > answered_before);
     let snapshot = appliance.snapshot();
@@ -438,13 +434,13 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     let appliance = start_appliance(socket, secret, vec![router_sync]);
     let refilled = wait_until(|| {
         let s = appliance.snapshot();
-        s.counters.peers_bootstrapped == 1 && u64::from(s.items) >= items(&a)
+        s.counters.peers_bootstrapped == 1 && u64::from(s.items) >= a.cache_items()
     });
     let snapshot = appliance.snapshot();
     eprintln!(
         "restarted appliance holds {} of A's {} items, {} received by bootstrap",
         snapshot.items,
-        items(&a),
+        a.cache_items(),
         snapshot.counters.bootstrap_entries_received
     );
     assert!(refilled, "{snapshot:#?}");

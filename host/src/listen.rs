@@ -4,6 +4,16 @@
 //! listeners, so that a master process can bind once and hand them to its
 //! workers. Port 0 is allowed; the bound address is announced on stderr in a
 //! fixed form (see [`announce`]) for scripts and tests.
+//!
+//! By default a master's workers share each https socket: a worker that is
+//! stuck (stopped, or busy in a long computation) leaves new connections
+//! to the others. With `reuse-port`, each worker gets its own socket for
+//! every https address, all bound with `SO_REUSEPORT`, and the kernel
+//! spreads new connections over them: no worker wakes for a connection
+//! another takes (on a shared socket every worker's event loop wakes and
+//! all but one find nothing to accept), at the price of a stuck worker's
+//! share waiting for it. The master keeps every socket open, so a dead
+//! worker's queue of pending connections is served by its replacement.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -22,17 +32,23 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    pub fn bind(config: &Config) -> Result<Self> {
+    /// Binds every configured socket; https sockets with `SO_REUSEPORT`
+    /// when `per_worker`, so that [`Listeners::https_for_worker`] can add
+    /// more to each.
+    pub fn bind(config: &Config, per_worker: bool) -> Result<Self> {
         Ok(Self {
             https: config
                 .https
                 .iter()
-                .map(|socket| bind("https", socket.addr))
+                .map(|socket| bind("https", socket.addr, per_worker))
                 .collect::<Result<_>>()?,
-            stats: config.stats.map(|addr| bind("stats", addr)).transpose()?,
+            stats: config
+                .stats
+                .map(|addr| bind("stats", addr, false))
+                .transpose()?,
             stats_http: config
                 .stats_http
-                .map(|addr| bind("stats-http", addr))
+                .map(|addr| bind("stats-http", addr, false))
                 .transpose()?,
             sync: match config.cluster.udp_server {
                 Some(addr) if crate::sync::enabled(config) => {
@@ -44,14 +60,45 @@ impl Listeners {
     }
 }
 
-fn bind(option: &str, addr: SocketAddr) -> Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .with_context(|| format!("option `{option}` = `{addr}`: cannot listen"))?;
+impl Listeners {
+    /// The https sockets of worker `id` (from 1): worker 1 serves the
+    /// sockets bound first, every other worker new ones on the same
+    /// addresses (ports chosen with port 0 included), which needs the first
+    /// ones bound with `per_worker`.
+    pub fn https_for_worker(&self, id: usize) -> Result<Vec<TcpListener>> {
+        self.https
+            .iter()
+            .map(|first| {
+                if id == 1 {
+                    return first.try_clone().context("sharing an https socket");
+                }
+                let addr = first.local_addr()?;
+                bind("https", addr, true)
+            })
+            .collect()
+    }
+}
+
+/// Connections waiting to be accepted, per socket.
+const BACKLOG: i32 = 1024;
+
+fn bind(option: &str, addr: SocketAddr, reuse_port: bool) -> Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let cannot = || format!("option `{option}` = `{addr}`: cannot listen");
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).with_context(cannot)?;
+    // As std's own bind does: a restart need not wait for old connections
+    // in TIME_WAIT.
+    socket.set_reuse_address(true).with_context(cannot)?;
+    if reuse_port {
+        socket.set_reuse_port(true).with_context(cannot)?;
+    }
+    socket.bind(&addr.into()).with_context(cannot)?;
+    socket.listen(BACKLOG).with_context(cannot)?;
     // tokio requires non-blocking sockets.
-    listener
+    socket
         .set_nonblocking(true)
         .with_context(|| format!("option `{option}` = `{addr}`"))?;
-    Ok(listener)
+    Ok(socket.into())
 }
 
 /// Prints `cachet: listening KIND ADDR` on stderr. The format is an interface:

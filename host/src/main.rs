@@ -92,8 +92,9 @@ fn serve(config: &Config, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
     shutdown::ignore_hangups_for_now();
     // Bound before any runtime or worker exists, so that a master hands the
     // same sockets to all its workers.
-    let listeners = Listeners::bind(config)?;
-    if config.master || config.http_processes > 1 {
+    let under_master = config.master || config.http_processes > 1;
+    let listeners = Listeners::bind(config, under_master && config.reuse_port)?;
+    if under_master {
         return master::run(config, listeners, args);
     }
     shutdown::runtime("cachet")?.block_on(async {

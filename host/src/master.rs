@@ -59,17 +59,30 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
     let region = router::create_region(config)?;
     crate::sync::register_peers(config, region);
     shared::inheritable(region.fd()).context("sharing the region with workers")?;
+    // With `reuse-port`, each worker's own https sockets, kept open here
+    // for the master's life so that connections queued on a dead worker's
+    // socket wait for its replacement; else one set shared by all.
+    let worker_sockets: Vec<Vec<std::net::TcpListener>> = (1..=processes)
+        .map(|id| match config.reuse_port {
+            true => listeners.https_for_worker(id),
+            false => listeners.https_for_worker(1),
+        })
+        .collect::<Result<_>>()?;
     let mut https_fds = Vec::new();
-    for listener in &listeners.https {
-        shared::inheritable(std::os::fd::AsFd::as_fd(listener)).context("sharing a socket")?;
-        https_fds.push(listener.as_raw_fd().to_string());
+    for sockets in &worker_sockets {
+        let mut fds = Vec::new();
+        for listener in sockets {
+            shared::inheritable(std::os::fd::AsFd::as_fd(listener)).context("sharing a socket")?;
+            fds.push(listener.as_raw_fd().to_string());
+        }
+        https_fds.push(fds.join(","));
     }
     let generated = GeneratedCertificates::for_config(config)?;
     check_certificates(config, generated.as_ref())?;
     let launch = Arc::new(Launch {
         args: args.to_vec(),
         shared_fd: region.fd().as_raw_fd().to_string(),
-        https_fds: https_fds.join(","),
+        https_fds,
         generated_certs: generated.as_ref().map(|g| g.dir.clone()),
     });
 
@@ -169,7 +182,8 @@ fn check_certificates(config: &Config, generated: Option<&GeneratedCertificates>
 struct Launch {
     args: Vec<OsString>,
     shared_fd: String,
-    https_fds: String,
+    /// Per worker (index `id - 1`): its https sockets' descriptors.
+    https_fds: Vec<String>,
     generated_certs: Option<PathBuf>,
 }
 
@@ -182,7 +196,7 @@ impl Launch {
             .args(&self.args)
             .env(WORKER_ENV, id.to_string())
             .env(SHARED_FD_ENV, &self.shared_fd)
-            .env(HTTPS_FDS_ENV, &self.https_fds)
+            .env(HTTPS_FDS_ENV, &self.https_fds[id - 1])
             .stdin(Stdio::null());
         if let Some(dir) = &self.generated_certs {
             command.env(GENERATED_CERTS_ENV, dir);

@@ -242,6 +242,7 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
         }
     };
     check("master", show(running.master), show(new.master));
+    check("reuse-port", show(running.reuse_port), show(new.reuse_port));
     check(
         "http-processes",
         show(running.http_processes),

@@ -28,6 +28,13 @@ pub use pki::Pki;
 /// How long a router may take to print `cachet: ready` on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A counter of a stats object, which must be there.
+pub fn counter(object: &serde_json::Value, field: &str) -> u64 {
+    object[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {field:?} in {object:#}"))
+}
+
 /// The `cachet` binary, built on first use.
 pub fn cachet_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -212,6 +219,11 @@ impl Router {
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("reading stats");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}):\n{text}"))
+    }
+
+    /// Sessions in the first cache, from stats.
+    pub fn cache_items(&self) -> u64 {
+        counter(&self.stats()["caches"][0], "items")
     }
 
     /// Waits (bounded by `timeout`) until the log has a line containing

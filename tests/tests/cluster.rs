@@ -23,7 +23,7 @@ use cachet_tests::client::{self, Tls};
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::pki::Leaf;
 use cachet_tests::udp_proxy::{Faults, UdpProxy, XorShift};
-use cachet_tests::{run_to_exit, Pki, Router};
+use cachet_tests::{counter, run_to_exit, Pki, Router};
 use rustls::client::{
     ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
@@ -153,17 +153,6 @@ fn sync(router: &Router) -> Value {
     stats["sync"].clone()
 }
 
-/// A counter of an object, which must be there.
-fn n(object: &Value, field: &str) -> u64 {
-    object[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {field:?} in {object:#}"))
-}
-
-fn items(router: &Router) -> u64 {
-    n(&router.stats()["caches"][0], "items")
-}
-
 /// Every `rejected_*` counter of a `sync` object.
 fn rejections(sync: &Value) -> u64 {
     sync.as_object()
@@ -195,7 +184,7 @@ async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool 
 /// choosing, which must not pass for the push a test waits for).
 fn pushed_sets(router: &Router) -> u64 {
     let s = sync(router);
-    n(&s, "applied_sets") - n(&s, "bootstrap_entries_received")
+    counter(&s, "applied_sets") - counter(&s, "bootstrap_entries_received")
 }
 
 /// Waits until `router` has applied `count` more pushed sets than `before`.
@@ -224,7 +213,7 @@ async fn await_sets_or_quiet(router: &Router, before: u64, count: u64) {
 
 async fn await_deletes(router: &Router, before: u64, count: u64) -> bool {
     wait_until(SETTLE, || {
-        n(&sync(router), "applied_deletes") >= before + count
+        counter(&sync(router), "applied_deletes") >= before + count
     })
     .await
 }
@@ -398,13 +387,13 @@ async fn sessions_resume_on_every_node() {
     // The figures agree: every node pushed to two peers and received.
     for (node, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
         let s = sync(node);
-        assert!(n(&s, "received_datagrams") > 0, "{name}: {s:#}");
-        assert!(n(&s, "applied_sets") > 0, "{name}: {s:#}");
+        assert!(counter(&s, "received_datagrams") > 0, "{name}: {s:#}");
+        assert!(counter(&s, "applied_sets") > 0, "{name}: {s:#}");
         assert_eq!(rejections(&s), 0, "{name}: {s:#}");
         let peers = s["peers"].as_array().expect("peers");
         assert!(peers.len() >= 2, "{name}: {s:#}");
         for peer in peers {
-            assert!(n(peer, "sent_datagrams") > 0, "{name}: {s:#}");
+            assert!(counter(peer, "sent_datagrams") > 0, "{name}: {s:#}");
         }
         assert!(
             s["sender"]
@@ -414,8 +403,14 @@ async fn sessions_resume_on_every_node() {
         );
     }
     let resumed_b = &b.stats()["tls"]["handshakes"];
-    assert!(n(&resumed_b["tls12"], "resumed") >= 5, "{resumed_b:#}");
-    assert!(n(&resumed_b["tls13"], "resumed") >= 5, "{resumed_b:#}");
+    assert!(
+        counter(&resumed_b["tls12"], "resumed") >= 5,
+        "{resumed_b:#}"
+    );
+    assert!(
+        counter(&resumed_b["tls13"], "resumed") >= 5,
+        "{resumed_b:#}"
+    );
 }
 
 /// A TLS 1.3 ticket is single-use in the whole cluster: used on B, it no
@@ -438,7 +433,7 @@ async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
         assert_eq!(kind, Session::New, "{out}");
         assert!(await_sets(b, b0, 2).await && await_sets(c, c0, 2).await);
 
-        let deletes = n(&sync(c), "applied_deletes");
+        let deletes = counter(&sync(c), "applied_deletes");
         let sets = pushed_sets(c);
         let (kind, out) = s_client(
             b.addr(),
@@ -506,11 +501,11 @@ async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
     let (b0, c0) = (pushed_sets(b), pushed_sets(c));
     assert!(!resumes(&config, a.addr()).await);
     assert!(await_sets(b, b0, 2).await && await_sets(c, c0, 2).await);
-    let before = items(c);
-    let (sets, deletes) = (pushed_sets(c), n(&sync(c), "applied_deletes"));
+    let before = c.cache_items();
+    let (sets, deletes) = (pushed_sets(c), counter(&sync(c), "applied_deletes"));
     assert!(resumes(&config, b.addr()).await);
     assert!(await_deletes(c, deletes, 1).await && await_sets(c, sets, 2).await);
-    assert_eq!(items(c), before + 1, "C: {:#}", sync(c));
+    assert_eq!(c.cache_items(), before + 1, "C: {:#}", sync(c));
     // The second ticket is still good on C.
     assert!(resumes(&config, c.addr()).await, "A's second ticket on C");
 }
@@ -629,7 +624,7 @@ async fn resumption_survives_a_lossy_reordering_link() {
     assert!(
         figures
             .iter()
-            .map(|f| n(f, "duplicate_records"))
+            .map(|f| counter(f, "duplicate_records"))
             .sum::<u64>()
             > 0,
         "{figures:#?}"
@@ -680,7 +675,7 @@ async fn a_restarted_node_gets_its_peers_sessions_back() {
         before_restart.push(config);
     }
     let settled = wait_until(SETTLE, || {
-        let counts: Vec<u64> = nodes.iter().map(items).collect();
+        let counts: Vec<u64> = nodes.iter().map(Router::cache_items).collect();
         counts.iter().all(|&c| c == counts[0])
     })
     .await;
@@ -695,32 +690,35 @@ async fn a_restarted_node_gets_its_peers_sessions_back() {
         assert!(!resumes(&config, nodes[k % 2].addr()).await);
         while_down.push(config);
     }
-    let settled = wait_until(SETTLE, || items(&nodes[0]) == items(&nodes[1])).await;
+    let settled = wait_until(SETTLE, || nodes[0].cache_items() == nodes[1].cache_items()).await;
     assert!(settled, "A and B never agreed on their item counts");
-    let peers_items = items(&nodes[0]).max(items(&nodes[1]));
+    let peers_items = nodes[0].cache_items().max(nodes[1].cache_items());
 
     let restart = Instant::now();
     let c = start_node(&c_args);
     let ready = restart.elapsed();
-    let back = wait_until(SETTLE, || items(&c) * 100 >= peers_items * 95).await;
+    let back = wait_until(SETTLE, || c.cache_items() * 100 >= peers_items * 95).await;
     let took = restart.elapsed();
     let figures = sync(&c);
     eprintln!(
         "restart: ready in {ready:?}, {} of {peers_items} items after {took:?}",
-        items(&c)
+        c.cache_items()
     );
     assert!(
         back,
         "restarted C holds {} items of its peers' {peers_items}: {figures:#}",
-        items(&c)
+        c.cache_items()
     );
-    assert!(n(&figures, "bootstrap_entries_received") > 0, "{figures:#}");
+    assert!(
+        counter(&figures, "bootstrap_entries_received") > 0,
+        "{figures:#}"
+    );
     // The answering side counts once its whole answer is out, which may
     // be a little after the entries arrived.
     let sent = || -> u64 {
         nodes
             .iter()
-            .map(|node| n(&sync(node), "bootstrap_entries_sent"))
+            .map(|node| counter(&sync(node), "bootstrap_entries_sent"))
             .sum()
     };
     let counted = wait_until(SETTLE, || sent() >= peers_items * 95 / 100).await;
@@ -728,7 +726,7 @@ async fn a_restarted_node_gets_its_peers_sessions_back() {
 
     // Let the rest of the answers land (bounded) before checking sessions
     // one by one: 95% was the bar for the first two seconds, not for these.
-    wait_until(SETTLE, || items(&c) >= peers_items).await;
+    wait_until(SETTLE, || c.cache_items() >= peers_items).await;
 
     // The sessions resume on C: those made before and while it was down.
     let mut resumed = 0;
@@ -932,7 +930,7 @@ async fn junk_datagrams_are_rejected_and_counted_by_reason() {
     })
     .await;
     let after = sync(&b);
-    let delta = |field: &str| n(&after, field) - n(&base, field);
+    let delta = |field: &str| counter(&after, field) - counter(&base, field);
     assert!(
         all_counted,
         "only {} of {TOTAL} rejections counted: {after:#}",
@@ -1048,7 +1046,7 @@ async fn a_node_with_another_key_can_neither_inject_nor_read() {
     }
     let refused = |node: &Router| {
         let s = sync(node);
-        n(&s, "rejected_authentication") + n(&s, "rejected_unknown_key")
+        counter(&s, "rejected_authentication") + counter(&s, "rejected_unknown_key")
     };
     // Both sides received the other's datagrams (hello, bootstrap request,
     // sessions) and refused every one.
@@ -1062,9 +1060,13 @@ async fn a_node_with_another_key_can_neither_inject_nor_read() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (node, name) in [(&a, "A"), (&d, "D")] {
         let s = sync(node);
-        assert_eq!(n(&s, "applied_sets"), 0, "{name}: {s:#}");
-        assert_eq!(n(&s, "applied_deletes"), 0, "{name}: {s:#}");
-        assert_eq!(n(&s, "bootstrap_entries_received"), 0, "{name}: {s:#}");
+        assert_eq!(counter(&s, "applied_sets"), 0, "{name}: {s:#}");
+        assert_eq!(counter(&s, "applied_deletes"), 0, "{name}: {s:#}");
+        assert_eq!(
+            counter(&s, "bootstrap_entries_received"),
+            0,
+            "{name}: {s:#}"
+        );
     }
     for config in &on_a {
         assert!(!resumes(config, d.addr()).await, "A's session resumed on D");
@@ -1089,16 +1091,21 @@ async fn a_node_added_later_sends_and_receives_without_restarts() {
         assert!(!resumes(&config, nodes[k % 2].addr()).await);
         existing.push(config);
     }
-    let agreed = wait_until(SETTLE, || items(a) == 20 && items(b) == 20).await;
-    assert!(agreed, "A {} and B {} items", items(a), items(b));
+    let agreed = wait_until(SETTLE, || a.cache_items() == 20 && b.cache_items() == 20).await;
+    assert!(
+        agreed,
+        "A {} and B {} items",
+        a.cache_items(),
+        b.cache_items()
+    );
 
     // D joins on an ephemeral port nobody was told about.
     let d = h.start("127.0.0.1:0".parse().unwrap(), &addrs);
     let d_addr = sync_addr(&d);
     assert!(
-        wait_until(SETTLE, || items(&d) >= 20).await,
+        wait_until(SETTLE, || d.cache_items() >= 20).await,
         "D holds {} of 20 existing sessions: {:#}",
-        items(&d),
+        d.cache_items(),
         sync(&d)
     );
     for config in &existing {

@@ -308,3 +308,44 @@ fn a_bad_certificate_stops_the_master_at_once_naming_the_file() {
         "no worker started: {stderr}"
     );
 }
+
+/// `reuse-port`: each worker accepts on sockets of its own, bound to the
+/// same address with SO_REUSEPORT. The kernel spreads connections over
+/// them, sessions still resume across workers (one shared cache), and a
+/// killed worker's socket, which the master keeps open, is served again by
+/// its replacement: no connection is refused or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reuse_port_each_worker_accepts_on_its_own_socket() {
+    let pki = Pki::new();
+    let (router, backend) = router_with_workers(&pki, 2, &["--reuse-port"]).await;
+    let addr = router.addr();
+    let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
+    let connections = 40;
+    for i in 0..connections {
+        let exchange = client::get(&config, addr, "localhost", &format!("/{i}")).await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+    }
+    let by_worker = handshakes_by_worker(&router);
+    assert_eq!(by_worker.values().sum::<u64>(), connections);
+    // 40 connections from 40 source ports all hashed to one socket would
+    // be a 1 in 2^39 event.
+    assert!(
+        by_worker.values().all(|&n| n > 0),
+        "one socket per worker, both used: {by_worker:?}"
+    );
+    let stats = router.stats();
+    assert!(
+        stats["caches"][0]["hits"].as_u64().unwrap() >= connections - 2,
+        "sessions resumed whichever worker made them: {:#}",
+        stats["caches"][0]
+    );
+
+    let victim = router.worker_pids()[&1];
+    kill(victim, "-KILL");
+    for i in 0..20 {
+        let exchange = client::get(&config, addr, "localhost", &format!("/after/{i}")).await;
+        assert_eq!(exchange.status, 200, "{}", exchange.text());
+    }
+    assert_ne!(router.worker_pids()[&1], victim, "worker 1 was replaced");
+    assert_eq!(backend.served(), 60);
+}

@@ -54,6 +54,8 @@ pub enum ConfigError {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub master: bool,
+    /// Each worker accepts on sockets of its own (`SO_REUSEPORT`).
+    pub reuse_port: bool,
     pub https: Vec<HttpsSocket>,
     pub sni: Vec<SniCertificate>,
     pub backends: Vec<Backend>,
@@ -155,6 +157,7 @@ impl Config {
         };
         let config = Config {
             master: switch("master")?.unwrap_or(false),
+            reuse_port: switch("reuse-port")?.unwrap_or(false),
             https: raw
                 .all("https")
                 .iter()

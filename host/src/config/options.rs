@@ -71,6 +71,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         "run a master process (always on with more than one http process)",
     ),
     spec(
+        "reuse-port",
+        Kind::Switch,
+        "[BOOL]",
+        "give each http process its own listening sockets (SO_REUSEPORT): no wasted wake-ups, but a stuck process keeps its share of new connections waiting",
+    ),
+    spec(
         "http-processes",
         Kind::Single,
         "N",
