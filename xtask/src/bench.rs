@@ -21,24 +21,51 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
     ),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--install] [--quick] [--skip-micro]
+const USAGE: &str = "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke]
   --install     install nginx, HAProxy and hitch from Debian's packages if missing
   --quick       short runs (a few minutes in all), for trying the setup
-  --skip-micro  skip the criterion benchmarks (their last results are reused)";
+  --skip-micro  skip the criterion benchmarks (their last results are reused)
+  --smoke       every step of the comparison once, briefly, cachet alone, on the
+                debug build; writes to target/bench-smoke/ and fails unless every
+                figure was measured (what CI runs)";
+
+/// `--smoke`: the comparison's every step on cachet alone, its report and
+/// chart written under the target directory, and a check that each figure
+/// was measured, so that the comparison cannot rot between full runs.
+pub(crate) fn smoke_run(root: &Path) -> Result<(), String> {
+    let plan = compare::Plan::smoke();
+    let results = compare::run(root, plan)?;
+    let dir = target_dir(root).join("bench-smoke");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    compare::chart::draw(
+        &dir.join(CHART),
+        "smoke run",
+        &compare::report::bars(&results),
+    )?;
+    let path = dir.join("BENCHMARKS.md");
+    fs::write(&path, compare::report::markdown(&results, &plan))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    compare::report::check_smoke(&results)
+}
 
 /// The chart, next to `docs/BENCHMARKS.md`.
 const CHART: &str = "bench-ratios.svg";
 
 /// `cargo xtask bench ARGS`.
 pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
-    let (mut install, mut quick, mut skip_micro) = (false, false, false);
+    let (mut install, mut quick, mut skip_micro, mut smoke) = (false, false, false, false);
     for arg in args {
         match arg.as_str() {
             "--install" => install = true,
             "--quick" => quick = true,
             "--skip-micro" => skip_micro = true,
+            "--smoke" => smoke = true,
             other => return Err(format!("bench: unknown option `{other}`\n{USAGE}")),
         }
+    }
+    if smoke {
+        return smoke_run(root);
     }
     if install {
         compare::install()?;

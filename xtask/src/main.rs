@@ -5,10 +5,11 @@
 //!   the no_std builds of `cachet-core` and `cachet-appliance` for
 //!   `thumbv7em-none-eabihf` (with and without `defmt`) and of the example
 //!   appliance firmware, the core's self-checks on an emulated Cortex-M3
-//!   (`qemu`) and a short run of every fuzz target.
+//!   (`qemu`), a smoke run of the benchmark comparison (`bench --smoke`)
+//!   and a short run of every fuzz target.
 //! * `qemu`: those self-checks alone (`qemu-system-arm`, `thumbv7m-none-eabi`).
 //! * `fuzz [SECONDS]`: each fuzz target for SECONDS (default 30).
-//! * `bench [--install] [--quick] [--skip-micro]`: the criterion benchmarks
+//! * `bench [--install] [--quick] [--skip-micro] [--smoke]`: the criterion benchmarks
 //!   and cachet side by side with nginx, HAProxy and hitch, then
 //!   `docs/BENCHMARKS.md` and its chart from the results.
 
@@ -55,7 +56,7 @@ fn main() {
 const USAGE: &str = "usage: cargo xtask <task>
   ci              format, lint, test, no_std builds, short fuzz runs
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30)
-  bench [--install] [--quick] [--skip-micro]
+  bench [--install] [--quick] [--skip-micro] [--smoke]
                   benchmarks, cachet against nginx/HAProxy/hitch; writes docs/BENCHMARKS.md
   cluster         three routers, a backend and HAProxy on loopback, a short resumption load
   qemu            cachet-core's self-checks on an emulated Cortex-M3 (qemu-system-arm)";
@@ -104,6 +105,9 @@ fn ci() -> Result<(), String> {
         ],
     )?;
     let tally = test_workspace(&root)?;
+    // The comparison with nginx, HAProxy and hitch, every step once on
+    // cachet alone, so that it cannot rot between full runs.
+    bench::smoke_run(&root)?;
     // The no_std crates build for a microcontroller, with and without
     // defmt logging; the example appliance firmware links.
     for package in ["cachet-core", "cachet-appliance"] {

@@ -188,8 +188,17 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 
 /// Builds `cachet` in release; the binary's path.
 pub(crate) fn release_cachet(root: &Path) -> Result<PathBuf, String> {
-    crate::run(root, "cargo", &["build", "--release", "-p", "cachet"])?;
-    let bin = target_dir(root).join("release/cachet");
+    build_cachet(root, "release", &["--release"])
+}
+
+/// Builds `cachet` in the dev profile (what the tests build too).
+pub(crate) fn debug_cachet(root: &Path) -> Result<PathBuf, String> {
+    build_cachet(root, "debug", &[])
+}
+
+fn build_cachet(root: &Path, profile_dir: &str, flags: &[&str]) -> Result<PathBuf, String> {
+    crate::run(root, "cargo", &[&["build", "-p", "cachet"], flags].concat())?;
+    let bin = target_dir(root).join(profile_dir).join("cachet");
     if bin.is_file() {
         Ok(bin)
     } else {

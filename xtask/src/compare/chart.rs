@@ -15,6 +15,9 @@ pub(crate) struct Bar {
     pub ratio: f64,
 }
 
+/// Bars longer than this are cut.
+const MAX_SHOWN: f64 = 3.0;
+
 fn colour(peer: Kind) -> RGBColor {
     match peer {
         Kind::Nginx => RGBColor(0x00, 0x96, 0x39),
@@ -34,8 +37,11 @@ fn draw_inner(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Box<dyn std:
     let height = 110 + 22 * rows as u32;
     let root = SVGBackend::new(path, (960, height)).into_drawing_area();
     root.fill(&WHITE)?;
+    // Ratios far from 1 (a peer that cannot resume at all) would squash the
+    // bars that matter; longer bars are cut at the edge and keep their
+    // figure as a label.
     let widest = bars.iter().map(|b| b.ratio).fold(2.0, f64::max);
-    let x_max = (widest * 1.15).ceil();
+    let x_max = (widest.min(MAX_SHOWN) * 1.15).ceil();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
@@ -58,6 +64,7 @@ fn draw_inner(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Box<dyn std:
             SegmentValue::CenterOf(row) => labels.get(*row).cloned().unwrap_or_default(),
             _ => String::new(),
         })
+        .light_line_style(WHITE)
         .x_desc("cachet / peer (higher is better for cachet)")
         .x_label_formatter(&|x| format!("{x:.1}x"))
         .draw()?;
@@ -72,7 +79,7 @@ fn draw_inner(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Box<dyn std:
                 let mut bar = Rectangle::new(
                     [
                         (0.0, SegmentValue::Exact(row)),
-                        (b.ratio, SegmentValue::Exact(row + 1)),
+                        (b.ratio.min(x_max), SegmentValue::Exact(row + 1)),
                     ],
                     style,
                 );
@@ -87,7 +94,7 @@ fn draw_inner(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Box<dyn std:
     chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
         Text::new(
             format!(" {:.2}x", b.ratio),
-            (b.ratio, SegmentValue::CenterOf(row_of(i))),
+            (b.ratio.min(x_max * 0.9), SegmentValue::CenterOf(row_of(i))),
             ("sans-serif", 12),
         )
     }))?;
