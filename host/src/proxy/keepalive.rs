@@ -63,13 +63,4 @@ impl IdleConnections {
             });
         }
     }
-
-    /// Connections parked now (for tests and stats).
-    pub fn len(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
