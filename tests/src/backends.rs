@@ -70,6 +70,26 @@ fn merge(mut a: Value, b: Value) -> Value {
 /// body, `/close` with a body delimited by closing the connection; anything
 /// else with Content-Length.
 pub async fn uwsgi(name: &str) -> Backend {
+    let name: Arc<str> = name.into();
+    serve_each(move |stream, served| {
+        let name = Arc::clone(&name);
+        async move {
+            if let Err(error) = uwsgi_exchange(stream, &name, &served).await {
+                eprintln!("test uwsgi backend {name}: {error}");
+            }
+        }
+    })
+    .await
+}
+
+/// A backend on a free loopback port that runs `handle` for each
+/// connection it accepts, in a task of its own, with the served-requests
+/// counter; connections are counted here.
+async fn serve_each<F, Fut>(handle: F) -> Backend
+where
+    F: Fn(TcpStream, Arc<AtomicUsize>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = Backend {
         addr: listener.local_addr().unwrap(),
@@ -78,16 +98,10 @@ pub async fn uwsgi(name: &str) -> Backend {
     };
     let served = Arc::clone(&backend.served);
     let connections = Arc::clone(&backend.connections);
-    let name = name.to_owned();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             connections.fetch_add(1, Relaxed);
-            let (served, name) = (Arc::clone(&served), name.clone());
-            tokio::spawn(async move {
-                if let Err(error) = uwsgi_exchange(stream, &name, &served).await {
-                    eprintln!("test uwsgi backend {name}: {error}");
-                }
-            });
+            tokio::spawn(handle(stream, Arc::clone(&served)));
         }
     });
     backend
@@ -164,100 +178,73 @@ async fn uwsgi_exchange(
 
 /// An HTTP/1.1 backend.
 pub async fn http(name: &str) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend = Backend {
-        addr: listener.local_addr().unwrap(),
-        served: Arc::default(),
-        connections: Arc::default(),
-    };
-    let served = Arc::clone(&backend.served);
-    let connections = Arc::clone(&backend.connections);
     let name: Arc<str> = name.into();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            connections.fetch_add(1, Relaxed);
-            let (served, name) = (Arc::clone(&served), Arc::clone(&name));
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let (served, name) = (Arc::clone(&served), Arc::clone(&name));
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        served.fetch_add(1, Relaxed);
-                        let mut headers = BTreeMap::<String, Vec<String>>::new();
-                        for (key, value) in &parts.headers {
-                            headers
-                                .entry(key.as_str().to_owned())
-                                .or_default()
-                                .push(value.to_str().unwrap_or("<binary>").to_owned());
-                        }
-                        let document = merge(
-                            json!({
-                                "backend": &*name,
-                                "method": parts.method.as_str(),
-                                "uri": parts.uri.to_string(),
-                                "version": format!("{:?}", parts.version),
-                                "headers": headers,
-                            }),
-                            body_summary(&body),
-                        );
-                        let response = Response::builder()
-                            .header("content-type", "application/json")
-                            .header("x-backend", &*name)
-                            .body(Full::new(Bytes::from(
-                                serde_json::to_vec(&document).unwrap(),
-                            )))
-                            .unwrap();
-                        Ok::<_, Infallible>(response)
+    serve_each(move |stream, served| {
+        let name = Arc::clone(&name);
+        async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let (served, name) = (Arc::clone(&served), Arc::clone(&name));
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    served.fetch_add(1, Relaxed);
+                    let mut headers = BTreeMap::<String, Vec<String>>::new();
+                    for (key, value) in &parts.headers {
+                        headers
+                            .entry(key.as_str().to_owned())
+                            .or_default()
+                            .push(value.to_str().unwrap_or("<binary>").to_owned());
                     }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    let document = merge(
+                        json!({
+                            "backend": &*name,
+                            "method": parts.method.as_str(),
+                            "uri": parts.uri.to_string(),
+                            "version": format!("{:?}", parts.version),
+                            "headers": headers,
+                        }),
+                        body_summary(&body),
+                    );
+                    let response = Response::builder()
+                        .header("content-type", "application/json")
+                        .header("x-backend", &*name)
+                        .body(Full::new(Bytes::from(
+                            serde_json::to_vec(&document).unwrap(),
+                        )))
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
             });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
-    });
-    backend
+    })
+    .await
 }
 
 /// An HTTP/1.1 backend that counts each request as it arrives, then waits
 /// `delay` before answering `200 slow`: a request in flight for tests of
 /// draining.
 pub async fn slow_http(delay: std::time::Duration) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend = Backend {
-        addr: listener.local_addr().unwrap(),
-        served: Arc::default(),
-        connections: Arc::default(),
-    };
-    let served = Arc::clone(&backend.served);
-    let connections = Arc::clone(&backend.connections);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            connections.fetch_add(1, Relaxed);
-            let served = Arc::clone(&served);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte).await {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                served.fetch_add(1, Relaxed);
-                tokio::time::sleep(delay).await;
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
-                    )
-                    .await;
-            });
+    serve_each(move |mut stream, served| async move {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
         }
-    });
-    backend
+        served.fetch_add(1, Relaxed);
+        tokio::time::sleep(delay).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow")
+            .await;
+    })
+    .await
 }
