@@ -10,6 +10,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod limits;
+pub mod lines;
 pub mod listen;
 pub mod master;
 pub mod metrics;

@@ -104,10 +104,10 @@ fn bind(option: &str, addr: SocketAddr, reuse_port: bool) -> Result<TcpListener>
 /// Prints `cachet: listening KIND ADDR` on stderr. The format is an interface:
 /// tests and scripts parse it to learn ports chosen with port 0.
 pub fn announce(kind: &str, addr: SocketAddr) {
-    eprintln!("cachet: listening {kind} {addr}");
+    crate::say!("cachet: listening {kind} {addr}");
 }
 
 /// Printed once every listener serves.
 pub fn announce_ready() {
-    eprintln!("cachet: ready");
+    crate::say!("cachet: ready");
 }

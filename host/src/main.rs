@@ -4,11 +4,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use cachet::config::{options, Config, Invocation};
+use cachet::lines::Whole;
 use cachet::listen::Listeners;
 use cachet::{master, router, shutdown, worker};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // First, so that a panic anywhere, in any process, leaves whole.
+    cachet::lines::install_panic_hook();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "keygen") {
         return keygen(&args[1..]);
@@ -34,18 +37,19 @@ fn main() -> ExitCode {
     };
 
     // RUST_LOG overrides; `info` shows startup, backend health and shutdown.
+    // Each event leaves in one write: workers share the master's stderr.
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(Whole(std::io::stderr))
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Some(id) = worker::number() {
         return match worker::run(config, id) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("cachet: worker {id}: error: {error:#}");
+                cachet::say!("cachet: worker {id}: error: {error:#}");
                 ExitCode::FAILURE
             }
         };
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
     match serve(&config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("cachet: error: {error:#}");
+            cachet::say!("cachet: error: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -75,14 +79,14 @@ fn keygen(rest: &[std::ffi::OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("cachet: error: {error:#}");
+            cachet::say!("cachet: error: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn usage_error(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("cachet: error: {error}\n(see `cachet --help`)");
+    cachet::say!("cachet: error: {error}\n(see `cachet --help`)");
     ExitCode::from(2)
 }
 

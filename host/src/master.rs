@@ -240,7 +240,7 @@ async fn keep_alive(
         restart = true;
         let pid = child.id().unwrap_or(0);
         slots.lock().expect("slots lock")[id].pid = Some(pid);
-        eprintln!("cachet: worker {id} pid {pid}");
+        crate::say!("cachet: worker {id} pid {pid}");
 
         let status = tokio::select! {
             status = child.wait() => status,

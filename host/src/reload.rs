@@ -206,12 +206,12 @@ impl Reloader {
                     "configuration reloaded: certificates and backends in force for new \
                      connections and requests"
                 );
-                eprintln!("cachet: reloaded");
+                crate::say!("cachet: reloaded");
                 true
             }
             Err(error) => {
                 error!("reload failed, nothing changed: {error:#}");
-                eprintln!("cachet: reload failed");
+                crate::say!("cachet: reload failed");
                 false
             }
         }
@@ -318,7 +318,7 @@ pub async fn watch(reloader: Reloader, mut hangups: Hangups, mut shutdown: Shutd
                     tokio::task::spawn_blocking(move || reloader.reload_and_log()).await
                 {
                     error!(%error, "reload failed, nothing changed");
-                    eprintln!("cachet: reload failed");
+                    crate::say!("cachet: reload failed");
                 }
             }
             () = shutdown.requested() => return,

@@ -178,7 +178,7 @@ impl SharedRegion {
         };
         let guard = Unlock(&self.lock);
         if self.hold_lock_for_test {
-            eprintln!("cachet: test hook: holding the cache lock");
+            crate::say!("cachet: test hook: holding the cache lock");
             loop {
                 std::thread::park();
             }

@@ -46,7 +46,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!("cachet bench: error: {error}\n(see `cachet bench --help`)");
+            crate::say!("cachet bench: error: {error}\n(see `cachet bench --help`)");
             return ExitCode::from(2);
         }
     };
@@ -57,14 +57,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("cachet bench: error: starting the async runtime: {error}");
+            crate::say!("cachet bench: error: starting the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
     let (stats, elapsed) = match runtime.block_on(run(&options)) {
         Ok(done) => done,
         Err(error) => {
-            eprintln!("cachet bench: error: {error:#}");
+            crate::say!("cachet bench: error: {error:#}");
             return ExitCode::FAILURE;
         }
     };
@@ -79,7 +79,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         print!("{}", report.to_text());
     }
     if stats.full + stats.resumed == 0 {
-        eprintln!("cachet bench: no handshake succeeded");
+        crate::say!("cachet bench: no handshake succeeded");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
