@@ -94,6 +94,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         // SIGHUP like the workers' lists.
         let backends = Arc::new(crate::proxy::pool::BackendPool::new(&config.backends));
         tokio::spawn(forward_signals(
+            region,
             Arc::clone(&slots),
             trigger,
             Arc::clone(&backends),
@@ -313,6 +314,7 @@ async fn wait_until_ready(
 /// SIGTERM/SIGINT stop everything; SIGHUP goes on to the workers (and
 /// refreshes the backend list the master's stats show).
 async fn forward_signals(
+    region: &'static SharedRegion,
     slots: Slots,
     trigger: shutdown::Trigger,
     backends: Arc<crate::proxy::pool::BackendPool>,
@@ -341,10 +343,16 @@ async fn forward_signals(
                 return;
             }
             _ = hangup.recv() => {
-                let pids: Vec<u32> = slots.lock().expect("slots lock").iter().filter_map(|s| s.pid).collect();
-                info!(workers = pids.len(), "SIGHUP: asking workers to reload");
-                for pid in pids {
-                    signal(pid, libc::SIGHUP);
+                let workers: Vec<(usize, u32)> = slots
+                    .lock()
+                    .expect("slots lock")
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(id, slot)| Some((id, slot.pid?)))
+                    .collect();
+                info!(workers = workers.len(), "SIGHUP: asking workers to reload");
+                for (id, pid) in workers {
+                    tokio::spawn(hang_up_when_ready(region, Arc::clone(&slots), id, pid));
                 }
                 match crate::reload::read_config(&args) {
                     Ok(config) => {
@@ -355,6 +363,32 @@ async fn forward_signals(
             }
         }
     }
+}
+
+/// Passes SIGHUP on to worker `id` (pid `pid`) once it is ready. A worker
+/// reloads on SIGHUP from the moment it watches for it, which it does
+/// before it reports ready; a SIGHUP before that would kill it (the
+/// master's own handler, unlike an ignored signal, does not survive
+/// `exec`). A worker that started after the change has read it already,
+/// and reloading it once more changes nothing.
+async fn hang_up_when_ready(region: &'static SharedRegion, slots: Slots, id: usize, pid: u32) {
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    while region.metrics(id).ready_pid() != pid {
+        let replaced = slots.lock().expect("slots lock")[id].pid != Some(pid);
+        if replaced {
+            // Its replacement reads the configuration as it starts.
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            warn!(
+                worker = id,
+                pid, "SIGHUP not passed on: the worker never became ready"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(pid, libc::SIGHUP);
 }
 
 fn signal(pid: u32, signal: libc::c_int) {

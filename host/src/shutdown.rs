@@ -145,8 +145,10 @@ impl Tracker {
 
 /// Ignores SIGHUP until [`hangups`] (or tokio) installs a handler. A
 /// process that reloads on SIGHUP must not die of one that arrives while it
-/// is still starting; the disposition is inherited across `exec`, so a
-/// master's workers start protected too.
+/// is still starting. An ignored disposition is inherited across `exec`,
+/// but a master that watches SIGHUP has a handler, which `exec` resets to
+/// the default: its workers start unprotected, and the master passes
+/// SIGHUP on only to workers that are ready (see `master`).
 pub fn ignore_hangups_for_now() {
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
     // code and touches no memory.
