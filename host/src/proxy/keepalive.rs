@@ -42,6 +42,15 @@ impl IdleConnections {
         idle.pop().map(|c| c.sender)
     }
 
+    /// Connections parked now (some may have closed since).
+    pub fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Parks `sender` once its connection can take another request: after
     /// the response being streamed now has been read to its end. A
     /// connection that fails or closes meanwhile is dropped.

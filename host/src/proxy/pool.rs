@@ -190,6 +190,7 @@ impl BackendPool {
                 requests: state.requests.load(Relaxed),
                 failures: state.failures.load(Relaxed),
                 down: !state.available(now),
+                idle: state.idle.len() as u64,
             })
             .collect()
     }

@@ -39,6 +39,7 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             "requests": backend.requests,
             "failures": backend.failures,
             "down": backend.down,
+            "idle": backend.idle,
         })).collect::<Vec<_>>(),
         "http": {
             "requests": totals.requests,

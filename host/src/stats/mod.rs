@@ -72,6 +72,8 @@ pub struct BackendFigures {
     pub failures: u64,
     /// In back-off after a failure.
     pub down: bool,
+    /// Keep-alive connections parked, ready for the next request.
+    pub idle: u64,
 }
 
 /// Everything the stats endpoints show.

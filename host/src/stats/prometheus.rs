@@ -185,7 +185,7 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             out.sample(name, &[("worker", &worker.id.to_string())], value(worker));
         }
     }
-    let backend_families: [Family<'_, BackendFigures>; 3] = [
+    let backend_families: [Family<'_, BackendFigures>; 4] = [
         (
             "cachet_backend_requests_total",
             "counter",
@@ -203,6 +203,12 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             "gauge",
             "1 when the backend is in rotation, 0 while it backs off.",
             |backend| u64::from(!backend.down),
+        ),
+        (
+            "cachet_backend_idle_connections",
+            "gauge",
+            "Keep-alive connections to each backend parked for the next request.",
+            |backend| backend.idle,
         ),
     ];
     for (name, kind, help, value) in backend_families {
@@ -338,12 +344,14 @@ mod tests {
                 requests: 2,
                 failures: 0,
                 down: false,
+                idle: 2,
             }],
         };
         let text = render_prometheus(&snapshot);
         assert!(text.contains("cachet_cache_hits_total 5\n"), "{text}");
         assert!(text.contains("cachet_tls_handshakes_total{version=\"1.3\",kind=\"resumed\"} 0\n"));
         assert!(text.contains("cachet_backend_requests_total{backend=\"a\\\"b\"} 2\n"));
+        assert!(text.contains("cachet_backend_idle_connections{backend=\"a\\\"b\"} 2\n"));
         assert_eq!(text.matches("# TYPE cachet_cache_refused_total").count(), 1);
     }
 }
