@@ -1,10 +1,11 @@
-//! One simulated client: connection after connection until the deadline,
-//! each a TCP connect, a TLS handshake (resumed when the client has a
-//! session to offer and the server takes it), then the requests.
+//! One simulated client: connection after connection until the deadline
+//! (or until the clients together completed `--handshakes`), each a TCP
+//! connect, a TLS handshake (resumed when the client has a session to offer
+//! and the server takes it), then the requests.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -37,6 +39,11 @@ pub struct Run {
     request_close: Vec<u8>,
     timeout: Duration,
     deadline: Instant,
+    /// `--handshakes`: the run ends once this many completed.
+    handshake_limit: Option<u64>,
+    handshakes: AtomicU64,
+    /// Set once `handshake_limit` is reached; every client watches it.
+    enough: watch::Sender<bool>,
     pacer: Option<Pacer>,
     live: Arc<Live>,
     /// The round-robin position over `targets`, shared as a TCP balancer's.
@@ -63,6 +70,9 @@ impl Run {
             request_close: http::get_request(&options.path, host, true),
             timeout: options.timeout,
             deadline,
+            handshake_limit: options.handshakes,
+            handshakes: AtomicU64::new(0),
+            enough: watch::Sender::new(false),
             pacer: options.rate.map(|rate| Pacer::new(rate, Instant::now())),
             live,
             next_target: AtomicUsize::new(0),
@@ -71,6 +81,22 @@ impl Run {
 
     fn next_target(&self) -> usize {
         self.next_target.fetch_add(1, Ordering::Relaxed) % self.targets.len()
+    }
+
+    /// Counts a completed handshake; the one that reaches `--handshakes`
+    /// ends the run.
+    fn handshake_completed(&self) {
+        let done = self.handshakes.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.handshake_limit.is_some_and(|limit| done >= limit) {
+            self.enough.send_replace(true);
+        }
+    }
+
+    /// Resolves once `--handshakes` were completed (never without it).
+    async fn enough(&self) {
+        let mut enough = self.enough.subscribe();
+        // The sender lives as long as `self`: `wait_for` cannot fail here.
+        let _ = enough.wait_for(|done| *done).await;
     }
 }
 
@@ -99,14 +125,15 @@ impl Pacer {
     }
 }
 
-/// Runs one client until the deadline and returns what it measured.
+/// Runs one client until the deadline (or `--handshakes`) and returns
+/// what it measured.
 pub async fn client(run: Arc<Run>, config: Arc<ClientConfig>) -> Stats {
     let connector = TlsConnector::from(config);
     let mut stats = Stats::new(run.targets.len());
     let mut handshaken = false;
     loop {
         let now = Instant::now();
-        if now >= run.deadline {
+        if now >= run.deadline || *run.enough.borrow() {
             break;
         }
         if let Some(pacer) = &run.pacer {
@@ -119,12 +146,14 @@ pub async fn client(run: Arc<Run>, config: Arc<ClientConfig>) -> Stats {
         let target = run.next_target();
         // Work still in flight at the deadline is dropped, neither counted
         // nor an error, so that one slow request cannot stretch the run
-        // (and shrink every rate) by up to `--timeout`.
+        // (and shrink every rate) by up to `--timeout`. The same at
+        // `--handshakes`.
         tokio::select! {
             completed = connection(&run, &connector, target, handshaken, &mut stats) => {
                 handshaken |= completed;
             }
             () = tokio::time::sleep_until(run.deadline.into()) => break,
+            () = run.enough() => break,
         }
     }
     stats
@@ -160,6 +189,7 @@ async fn connection(
     } else {
         &run.live.full
     });
+    run.handshake_completed();
 
     let mut conn = Conn::new(tls);
     let requests = run.requests_per_connection;
@@ -302,6 +332,29 @@ mod tests {
         .unwrap();
         let order: Vec<usize> = (0..5).map(|_| run.next_target()).collect();
         assert_eq!(order, [0, 1, 0, 1, 0]);
+    }
+
+    #[tokio::test]
+    async fn the_run_ends_at_the_handshake_limit() {
+        let options = Options {
+            handshakes: Some(3),
+            ..Options::default()
+        };
+        let run = Run::new(
+            vec!["127.0.0.1:1".parse().unwrap()],
+            &options,
+            Instant::now() + Duration::from_secs(3600),
+            Arc::default(),
+        )
+        .unwrap();
+        run.handshake_completed();
+        run.handshake_completed();
+        assert!(!*run.enough.borrow());
+        run.handshake_completed();
+        // Resolves at once, also for a client that starts watching late.
+        timeout(Duration::from_secs(60), run.enough())
+            .await
+            .expect("the limit ends the run");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Options {
     pub targets: Vec<String>,
     pub connections: usize,
     pub duration: Duration,
+    /// Stop once this many handshakes completed, over all clients, if
+    /// that comes before the end of `duration`.
+    pub handshakes: Option<u64>,
     /// 0: handshake only, no HTTP request.
     pub requests_per_connection: u32,
     pub tls: TlsVersion,
@@ -59,6 +62,7 @@ impl Default for Options {
             targets: Vec::new(),
             connections: 16,
             duration: Duration::from_secs(10),
+            handshakes: None,
             requests_per_connection: 1,
             tls: TlsVersion::V13,
             resume: true,
@@ -105,6 +109,8 @@ from whichever target issued it.
 Options:
   --connections N               concurrent clients (default 16)
   --duration SECS               how long to run (default 10; fractions allowed)
+  --handshakes N                stop sooner, once N handshakes completed over all
+                                clients (what a test waits for, bounded by --duration)
   --requests-per-connection N   HTTP/1.1 requests on each connection, kept alive
                                 (default 1; 0 = handshake only)
   --tls 1.2|1.3                 TLS version (default 1.3)
@@ -173,6 +179,15 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
                 options.connections = n;
             }
             "--duration" => options.duration = seconds(name, &value()?)?,
+            "--handshakes" => {
+                let n: u64 = number(name, &value()?)?;
+                if n == 0 {
+                    return Err(error(
+                        "`--handshakes`: `0` would stop before the first; omit it to run for `--duration`",
+                    ));
+                }
+                options.handshakes = Some(n);
+            }
             "--timeout" => options.timeout = seconds(name, &value()?)?,
             "--requests-per-connection" => {
                 options.requests_per_connection = number(name, &value()?)?;
@@ -319,6 +334,7 @@ mod tests {
         assert_eq!(options.trust, Trust::AnyCertificate);
         assert!(!options.json);
         assert_eq!(options.rate, None);
+        assert_eq!(options.handshakes, None);
         assert_eq!(options.targets, ["127.0.0.1:8443"]);
     }
 
@@ -344,6 +360,8 @@ mod tests {
             "100",
             "--timeout",
             "3",
+            "--handshakes",
+            "40",
             "a.example:443",
             "[::1]:8443",
         ]);
@@ -358,6 +376,7 @@ mod tests {
         assert!(options.json);
         assert_eq!(options.rate, Some(100));
         assert_eq!(options.timeout, Duration::from_secs(3));
+        assert_eq!(options.handshakes, Some(40));
         assert_eq!(options.targets, ["a.example:443", "[::1]:8443"]);
     }
 
@@ -388,6 +407,14 @@ mod tests {
             ),
             (&["--tls", "1.1", "--insecure", "h:1"], "`--tls`: `1.1`"),
             (&["--rate", "0", "--insecure", "h:1"], "`--rate`: `0`"),
+            (
+                &["--handshakes", "0", "--insecure", "h:1"],
+                "`--handshakes`: `0`",
+            ),
+            (
+                &["--handshakes", "-3", "--insecure", "h:1"],
+                "`--handshakes`: `-3`",
+            ),
             (
                 &["--path", "index.html", "--insecure", "h:1"],
                 "`--path`: `index.html`",

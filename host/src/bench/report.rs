@@ -74,6 +74,7 @@ impl Report<'_> {
                 "targets": options.targets,
                 "connections": options.connections,
                 "duration_s": options.duration.as_secs_f64(),
+                "handshakes": options.handshakes,
                 "requests_per_connection": options.requests_per_connection,
                 "tls": options.tls.as_str(),
                 "resume": options.resume,
