@@ -34,13 +34,14 @@ use cachet_appliance::smoltcp::wire::{
 use cachet_appliance::{smoltcp_instant, Appliance, Config, Counters};
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
+use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::{counter, Pki, Router};
 
 /// Sessions the clients make: TLS 1.2 session ids and TLS 1.3 tickets.
 const TLS12_SESSIONS: usize = 16;
 const TLS13_SESSIONS: usize = 8;
 /// Bound on every wait for replication to show.
-const SETTLE: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(60);
 /// The replica: as the example firmware's, in a `Vec`.
 const CAPACITY: u32 = 1000;
 const BLOCK_SIZE: u32 = 288;
@@ -274,16 +275,9 @@ fn write_key(dir: &Path, secret: &[u8; 32]) -> String {
     path.display().to_string()
 }
 
-/// Polls `check` every 50 ms until it holds or `SETTLE` passes.
-fn wait_until(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + SETTLE;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
+/// Polls `check` until it holds or `SETTLE` passes.
+async fn wait_until(check: impl FnMut() -> bool) -> bool {
+    cachet_tests::wait_until(SETTLE, check).await
 }
 
 /// The largest value in the replica, for sizing firmware block sizes.
@@ -309,45 +303,45 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     let secret: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5c);
     let key_file = write_key(pki.dir(), &secret);
 
-    // The appliance's port, and the router's sync port (free a moment ago:
-    // the appliance must know it before the router starts).
+    // The appliance's port, bound now and kept; the router's sync port,
+    // free a moment ago (the appliance must know it, and the router is
+    // started on it again below), drawn again should it have been taken.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let appliance_addr = socket.local_addr().unwrap();
-    let SocketAddr::V4(router_sync) = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .unwrap()
-    else {
-        unreachable!("bound on 127.0.0.1");
-    };
+    let (a, args, router_sync) = on_free_udp_ports(1, |addrs| {
+        let SocketAddr::V4(router_sync) = addrs[0] else {
+            unreachable!("bound on 127.0.0.1");
+        };
+        let args: Vec<String> = [
+            "--https",
+            &leaf.https("127.0.0.1:0"),
+            "--http-to",
+            &backend.uwsgi_to(),
+            "--cache",
+            "1000",
+            "--ssl-sessions-use-cache",
+            "--ssl-sessions-timeout",
+            "300",
+            "--stats",
+            "127.0.0.1:0",
+            "--cache-udp-server",
+            &router_sync.to_string(),
+            "--cache-udp-key",
+            &key_file,
+            "--cache-udp-node",
+            &appliance_addr.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Ok((Router::try_start(&args)?, args, router_sync))
+    });
+    // A's greeting waits in the appliance's socket until it runs.
     let appliance = start_appliance(socket, secret, vec![router_sync]);
-
-    let args: Vec<String> = [
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        &backend.uwsgi_to(),
-        "--cache",
-        "1000",
-        "--ssl-sessions-use-cache",
-        "--ssl-sessions-timeout",
-        "300",
-        "--stats",
-        "127.0.0.1:0",
-        "--cache-udp-server",
-        &router_sync.to_string(),
-        "--cache-udp-key",
-        &key_file,
-        "--cache-udp-node",
-        &appliance_addr.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let a = Router::start(&args);
 
     // The appliance greeted A and A answered (with nothing yet); A greeted
     // the appliance and it answered likewise.
-    let greeted = wait_until(|| appliance.snapshot().counters.peers_bootstrapped == 1);
+    let greeted = wait_until(|| appliance.snapshot().counters.peers_bootstrapped == 1).await;
     assert!(greeted, "A never answered: {:#?}", appliance.snapshot());
 
     // Sessions on A, replicated to the appliance.
@@ -369,7 +363,7 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
         made >= (TLS12_SESSIONS + TLS13_SESSIONS) as u64,
         "A holds {made} items"
     );
-    let replicated = wait_until(|| u64::from(appliance.snapshot().items) == made);
+    let replicated = wait_until(|| u64::from(appliance.snapshot().items) == made).await;
     let snapshot = appliance.snapshot();
     assert!(
         replicated,
@@ -379,12 +373,13 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     assert!(snapshot.counters.sync.applied_sets >= made);
     assert_eq!(snapshot.counters.sync.rejected(), 0, "{snapshot:#?}");
 
-    // A stops; a fresh A asks the appliance for the sessions.
+    // A stops; a fresh A, on the same addresses (the appliance knows it by
+    // them), asks the appliance for the sessions.
     let answered_before = snapshot.counters.bootstrap_requests_answered;
     a.terminate();
     let restart = Instant::now();
     let a = Router::start(&args);
-    let back = wait_until(|| a.cache_items() >= made);
+    let back = wait_until(|| a.cache_items() >= made).await;
     let sync = a.stats()["sync"].clone();
     eprintln!(
         "made {made} sessions on A, {} in the replica; restarted A holds {} after {:?}: {} bootstrap entries received",
@@ -403,7 +398,8 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
         "{sync:#}"
     );
     let answered =
-        wait_until(|| appliance.snapshot().counters.bootstrap_requests_answered > answered_before);
+        wait_until(|| appliance.snapshot().counters.bootstrap_requests_answered > answered_before)
+            .await;
     let snapshot = appliance.snapshot();
     assert!(answered, "{snapshot:#?}");
     assert!(
@@ -435,7 +431,8 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     let refilled = wait_until(|| {
         let s = appliance.snapshot();
         s.counters.peers_bootstrapped == 1 && u64::from(s.items) >= a.cache_items()
-    });
+    })
+    .await;
     let snapshot = appliance.snapshot();
     eprintln!(
         "restarted appliance holds {} of A's {} items, {} received by bootstrap",

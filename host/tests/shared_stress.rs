@@ -15,6 +15,13 @@ use cachet_core::{Duration, Instant};
 const FD_ENV: &str = "STRESS_FD";
 const SEED_ENV: &str = "STRESS_SEED";
 const OPS: u64 = 20_000;
+/// A child prints this line once it is this far into its run: the victim
+/// is killed after it, so it dies in the middle of its work (and quite
+/// possibly holding the lock) however slowly processes start.
+const RUNNING: &str = "STRESS running";
+const RUNNING_AFTER: u64 = 1_000;
+/// Bound on a child's run, and on the victim reaching `RUNNING`.
+const CHILD_TIMEOUT: StdDuration = StdDuration::from_secs(120);
 
 /// The value stored under key `k`: its length and bytes derive from `k`,
 /// so a reader can tell a value that belongs to another key.
@@ -45,7 +52,10 @@ fn stress_child() {
     };
     let mut puts = 0u64;
     let mut out = vec![0u8; 600];
-    for _ in 0..OPS {
+    for op in 0..OPS {
+        if op == RUNNING_AFTER {
+            println!("{RUNNING}");
+        }
         let r = next();
         let k = r % 1000;
         let key = k.to_le_bytes();
@@ -108,18 +118,35 @@ fn several_processes_hammer_one_cache() {
     // One more process dies by SIGKILL in the middle of its run, quite
     // possibly while it holds the lock.
     let mut victim = spawn(424_242);
-    std::thread::sleep(StdDuration::from_millis(150));
+    let stdout = victim.stdout.take().expect("piped stdout");
+    let (running, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let lines = std::io::BufReader::new(stdout).lines();
+        // libtest prints the test's name on the same line.
+        if lines
+            .map_while(Result::ok)
+            .any(|line| line.contains(RUNNING))
+        {
+            let _ = running.send(());
+        }
+    });
+    let in_the_middle = started.recv_timeout(CHILD_TIMEOUT).is_ok();
     victim.kill().unwrap();
     victim.wait().unwrap();
+    assert!(
+        in_the_middle,
+        "the victim never got {RUNNING_AFTER} operations far"
+    );
 
     let mut puts = 0;
     for mut child in workers {
         // Bounded: a process stuck on the lock fails the test, not CI.
-        let deadline = std::time::Instant::now() + StdDuration::from_secs(120);
+        let deadline = std::time::Instant::now() + CHILD_TIMEOUT;
         while child.try_wait().unwrap().is_none() {
             if std::time::Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("a stress process did not finish within 120 s");
+                panic!("a stress process did not finish within {CHILD_TIMEOUT:?}");
             }
             std::thread::sleep(StdDuration::from_millis(20));
         }

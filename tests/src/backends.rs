@@ -227,24 +227,42 @@ pub async fn http(name: &str) -> Backend {
     .await
 }
 
-/// An HTTP/1.1 backend that counts each request as it arrives, then waits
-/// `delay` before answering `200 slow`: a request in flight for tests of
-/// draining.
-pub async fn slow_http(delay: std::time::Duration) -> Backend {
-    serve_each(move |mut stream, served| async move {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match stream.read(&mut byte).await {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
+/// Lets the requests a [`held_http`] backend holds be answered.
+#[derive(Debug)]
+pub struct Hold(tokio::sync::watch::Sender<bool>);
+
+impl Hold {
+    /// Every request held so far, and every later one, is answered.
+    pub fn release(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// An HTTP/1.1 backend that counts each request as it arrives and answers
+/// `200 held` only once the test calls [`Hold::release`]: a request in
+/// flight for exactly as long as a test needs (draining, for one).
+pub async fn held_http() -> (Backend, Hold) {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let backend = serve_each(move |mut stream, served| {
+        let mut released = released.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte).await {
+                    Ok(1) => head.push(byte[0]),
+                    _ => return,
+                }
             }
+            served.fetch_add(1, Relaxed);
+            if released.wait_for(|released| *released).await.is_err() {
+                return;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nheld")
+                .await;
         }
-        served.fetch_add(1, Relaxed);
-        tokio::time::sleep(delay).await;
-        let _ = stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow")
-            .await;
     })
-    .await
+    .await;
+    (backend, Hold(release))
 }

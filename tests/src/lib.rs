@@ -5,28 +5,80 @@
 //!   cachet` into the same target directory), so `cargo test --workspace`
 //!   works on a clean checkout and never runs a stale binary.
 //! - [`Router`] starts it, learns the ports it bound (port 0 everywhere) from
-//!   its `cachet: listening KIND ADDR` lines, and kills it on drop.
+//!   its `cachet: listening KIND ADDR` lines ([`log`] reads them), and kills
+//!   it on drop.
 //! - [`Pki`] issues certificates from a test CA with rcgen.
 //! - [`backends`] holds in-process uwsgi and HTTP backends that answer with
 //!   what they received, as JSON; [`client`] the TLS and HTTP clients.
+//! - [`ports`]: an address that refuses connections, and free UDP ports for
+//!   cluster nodes that must know each other before they start.
+//!
+//! Nothing here waits a fixed time for something to happen: waits are on
+//! conditions ([`wait_until`]), bounded by deadlines far above what a
+//! loaded two-core machine needs.
 
 pub mod backends;
 pub mod client;
+pub mod log;
 pub mod openssl;
 pub mod pki;
+pub mod ports;
+pub mod sync_tap;
 pub mod udp_proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use pki::Pki;
 
+use log::Line;
+
 /// How long a router may take to print `cachet: ready` on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on a `cachet` run that should exit by itself, and on a router's
+/// exit after SIGTERM (its drain deadline is 10 s).
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a condition is checked while waiting for it.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it
+/// held (checked once more at the deadline).
+pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    check()
+}
+
+/// [`wait_until`] for code outside a runtime.
+pub fn wait_until_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(POLL);
+    }
+    check()
+}
+
+/// Waits (bounded by [`EXIT_TIMEOUT`]) for `child` to exit.
+fn wait_for_exit(child: &mut Child) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until_blocking(EXIT_TIMEOUT, || {
+        status = child.try_wait().expect("waiting for cachet");
+        status.is_some()
+    });
+    status
+}
 
 /// A counter of a stats object, which must be there.
 pub fn counter(object: &serde_json::Value, field: &str) -> u64 {
@@ -95,20 +147,67 @@ pub fn run_to_exit(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting cachet");
+    // Read while it runs, so that a long output cannot fill the pipes and
+    // hold it up.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let stdout = std::thread::spawn(move || read_all(stdout));
+    let stderr = std::thread::spawn(move || read_all(stderr));
     // Bounded: a cachet that unexpectedly starts serving is killed.
-    for _ in 0..200 {
-        if child.try_wait().expect("waiting for cachet").is_some() {
-            return child.wait_with_output().expect("cachet's output");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let status = wait_for_exit(&mut child);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("cachet's output");
-    panic!(
-        "cachet {args:?} did not exit within 20s; stderr:\n{}",
+    let output = Output {
+        status: status.unwrap_or_else(|| child.wait().expect("waiting for cachet")),
+        stdout: stdout.join().expect("reading cachet's stdout"),
+        stderr: stderr.join().expect("reading cachet's stderr"),
+    };
+    assert!(
+        status.is_some(),
+        "cachet {args:?} did not exit within {EXIT_TIMEOUT:?}; stderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    output
 }
+
+fn read_all(pipe: Option<impl Read>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes);
+    }
+    bytes
+}
+
+/// A router that did not become ready: it exited, or it did not print
+/// `cachet: ready` within the startup timeout.
+#[derive(Debug)]
+pub struct NotReady {
+    pub args: Vec<std::ffi::OsString>,
+    pub status: Option<ExitStatus>,
+    pub log: String,
+}
+
+impl NotReady {
+    /// Whether it failed because an address it was given is taken: a port
+    /// chosen free a moment before (see [`ports::free_udp`]) that something
+    /// else bound meanwhile.
+    pub fn address_in_use(&self) -> bool {
+        self.log.contains("Address already in use") || self.log.contains("os error 98")
+    }
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cachet {:?} did not become ready within {STARTUP_TIMEOUT:?} (exit: {:?}); stderr:\n{}",
+            self.args, self.status, self.log
+        )
+    }
+}
+
+impl std::error::Error for NotReady {}
 
 /// A running router, killed when dropped.
 pub struct Router {
@@ -129,13 +228,27 @@ impl Router {
 
     /// Like [`Router::start`], with extra environment variables.
     pub fn start_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Router {
+        Router::try_start_with_env(args, env).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Like [`Router::start`], returning what went wrong instead of
+    /// panicking, for callers that can try again (see
+    /// [`ports::on_free_udp_ports`]).
+    pub fn try_start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Router, NotReady> {
+        Router::try_start_with_env(args, &[])
+    }
+
+    pub fn try_start_with_env<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Result<Router, NotReady> {
         let mut child = Command::new(cachet_bin())
             .args(args)
-            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -169,21 +282,22 @@ impl Router {
             log,
         };
         if ready_rx.recv_timeout(STARTUP_TIMEOUT).is_err() {
+            // Killed (on drop) first, so that the log is complete.
             let status = router.child.try_wait().ok().flatten();
-            panic!(
-                "cachet {:?} did not become ready (exit: {status:?}); stderr:\n{}",
-                args.iter()
-                    .map(|a| a.as_ref().to_owned())
-                    .collect::<Vec<_>>(),
-                router.log()
-            );
+            let log = router.log();
+            return Err(NotReady {
+                args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+                status,
+                log,
+            });
         }
-        for line in router.log().lines() {
-            let Some(rest) = line.strip_prefix("cachet: listening ") else {
-                continue;
+        let log = router.log();
+        for line in log.lines().filter(|l| l.starts_with("cachet: listening ")) {
+            let Line::Listening { kind, addr } =
+                Line::parse(line).unwrap_or_else(|bad| panic!("{bad}; stderr:\n{log}"))
+            else {
+                unreachable!("a listening line");
             };
-            let (kind, addr) = rest.split_once(' ').expect("KIND ADDR");
-            let addr: SocketAddr = addr.parse().expect("a socket address");
             match kind {
                 "https" => router.https.push(addr),
                 "stats" => router.stats = Some(addr),
@@ -192,7 +306,7 @@ impl Router {
                 other => panic!("unknown listener kind {other}"),
             }
         }
-        router
+        Ok(router)
     }
 
     /// The first https address.
@@ -228,45 +342,80 @@ impl Router {
 
     /// Waits (bounded by `timeout`) until the log has a line containing
     /// `needle`; returns whether it came.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle)).await
     }
 
     /// The current pid of each worker, from the master's
     /// `cachet: worker N pid P` lines (the latest line per worker wins).
     pub fn worker_pids(&self) -> std::collections::BTreeMap<usize, u32> {
-        self.log()
-            .lines()
-            .filter_map(|line| {
-                let rest = line.strip_prefix("cachet: worker ")?;
-                let (id, pid) = rest.split_once(" pid ")?;
-                Some((id.parse().ok()?, pid.trim().parse().ok()?))
+        let log = self.log();
+        log.lines()
+            .filter(|line| line.starts_with("cachet: worker "))
+            .filter_map(|line| match Line::parse(line) {
+                Ok(Line::Worker { id, pid }) => Some((id, pid)),
+                Ok(_) => None,
+                Err(bad) => panic!("{bad}; stderr:\n{log}"),
             })
             .collect()
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success());
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().expect("waiting for cachet") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("cachet did not exit within 30s of SIGTERM:\n{}", self.log());
+    /// Waits (bounded by `timeout`) until the master has started a worker
+    /// `id` other than `old`; its pid.
+    pub async fn wait_for_new_worker(&self, id: usize, old: u32, timeout: Duration) -> u32 {
+        let mut new = None;
+        wait_until(timeout, || {
+            new = self
+                .worker_pids()
+                .get(&id)
+                .copied()
+                .filter(|&pid| pid != old);
+            new.is_some()
+        })
+        .await;
+        new.unwrap_or_else(|| {
+            panic!(
+                "worker {id} (pid {old}) not replaced within {timeout:?}:\n{}",
+                self.log()
+            )
+        })
     }
+
+    /// Sends `signal` (`-TERM`, `-HUP`, ...) to the router's main process.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.child.id(), signal);
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(self) -> ExitStatus {
+        self.signal("-TERM");
+        self.wait()
+    }
+
+    /// Waits (bounded) for the exit status of a router told to stop.
+    pub fn wait(mut self) -> ExitStatus {
+        wait_for_exit(&mut self.child).unwrap_or_else(|| {
+            panic!(
+                "cachet did not exit within {EXIT_TIMEOUT:?}:\n{}",
+                self.log()
+            )
+        })
+    }
+}
+
+/// `kill SIGNAL PID`, which must succeed.
+pub fn send_signal(pid: u32, signal: &str) {
+    assert!(try_signal(pid, signal), "kill {signal} {pid} failed");
+}
+
+/// `kill SIGNAL PID`; whether the process was there to signal.
+pub fn try_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("running kill")
+        .success()
 }
 
 impl Drop for Router {
@@ -274,11 +423,4 @@ impl Drop for Router {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// An address on which nothing listens: a port that was just released.
-pub fn refused_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binding a throwaway port")
 }

@@ -63,6 +63,14 @@ impl Faults {
     }
 }
 
+impl Counts {
+    /// Copies waiting for their delay: neither sent, nor failed, nor lost.
+    pub fn pending(&self) -> u64 {
+        (self.received + self.duplicated)
+            .saturating_sub(self.dropped + self.overflowed + self.forwarded + self.send_errors)
+    }
+}
+
 /// What a relay has done so far (both directions together).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -458,51 +466,90 @@ async fn schedule(mut queue: mpsc::Receiver<Delayed>, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-    use std::time::Instant as StdInstant;
+    use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::wait_until_blocking;
 
+    /// Bound on every wait below: far above what a loaded machine needs.
+    const SETTLE: Duration = Duration::from_secs(60);
+    /// Datagrams sent before waiting for the relay to take them in: well
+    /// under what a socket's default receive buffer holds.
+    const BATCH: u32 = 50;
+
+    /// A target socket; its read timeout only paces the checks of a
+    /// receiving thread's stop flag.
     fn target() -> StdUdpSocket {
         let socket = StdUdpSocket::bind("127.0.0.1:0").unwrap();
         socket
-            .set_read_timeout(Some(Duration::from_millis(300)))
+            .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         socket
     }
 
-    /// Sends `n` datagrams numbered 0..n through `proxy`, paced, while a
-    /// thread collects what `server` receives (so that no socket buffer
-    /// overflows); returns the client socket and what arrived.
+    fn numbered(buf: &[u8], from: SocketAddr) -> (u32, SocketAddr) {
+        let bytes: [u8; 4] = buf.try_into().expect("4-byte datagrams only");
+        (u32::from_le_bytes(bytes), from)
+    }
+
+    /// Sends `n` datagrams numbered 0..n through `proxy` in batches, each
+    /// once the relay has taken in the one before, while a thread collects
+    /// what `server` receives, so that no socket buffer overflows however
+    /// slowly anything runs. Returns the client socket and what arrived,
+    /// once the relay has sent all it holds and all of it arrived.
     fn send_numbered(
         proxy: &UdpProxy,
         server: StdUdpSocket,
         n: u32,
     ) -> (StdUdpSocket, Vec<(u32, SocketAddr)>) {
-        let receiver = std::thread::spawn(move || (drain(&server), server));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let receiver = std::thread::spawn({
+            let (got, stop) = (Arc::clone(&got), Arc::clone(&stop));
+            move || {
+                let mut buf = [0u8; 64];
+                while !stop.load(Relaxed) {
+                    if let Ok((len, from)) = server.recv_from(&mut buf) {
+                        got.lock().unwrap().push(numbered(&buf[..len], from));
+                    }
+                }
+            }
+        });
         let client = StdUdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..n {
             client.send_to(&i.to_le_bytes(), proxy.addr()).unwrap();
-            if i % 50 == 49 {
-                std::thread::sleep(Duration::from_millis(2));
+            let sent = u64::from(i) + 1;
+            if sent % u64::from(BATCH) == 0 || sent == u64::from(n) {
+                let taken = wait_until_blocking(SETTLE, || proxy.counts().received >= sent);
+                assert!(taken, "the relay took in {:?} of {sent}", proxy.counts());
             }
         }
-        let (got, _server) = receiver.join().unwrap();
+        let sent_all = wait_until_blocking(SETTLE, || proxy.counts().pending() == 0);
+        assert!(
+            sent_all,
+            "the relay still holds copies: {:?}",
+            proxy.counts()
+        );
+        let forwarded = proxy.counts().forwarded as usize;
+        let arrived = wait_until_blocking(SETTLE, || got.lock().unwrap().len() >= forwarded);
+        stop.store(true, Relaxed);
+        receiver.join().unwrap();
+        let got = std::mem::take(&mut *got.lock().unwrap());
+        assert!(arrived, "{} of {forwarded} forwarded arrived", got.len());
         (client, got)
     }
 
-    /// Everything the socket receives until it stays quiet for its timeout
-    /// (bounded by 20 s overall).
-    fn drain(socket: &StdUdpSocket) -> Vec<(u32, SocketAddr)> {
-        let deadline = StdInstant::now() + Duration::from_secs(20);
+    /// Receives `count` datagrams (bounded).
+    fn receive(socket: &StdUdpSocket, count: usize) -> Vec<(u32, SocketAddr)> {
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
-        while StdInstant::now() < deadline {
-            match socket.recv_from(&mut buf) {
-                Ok((4, from)) => got.push((u32::from_le_bytes(buf[..4].try_into().unwrap()), from)),
-                Ok(_) => panic!("unexpected datagram size"),
-                Err(_) => break,
+        let arrived = wait_until_blocking(SETTLE, || {
+            if let Ok((len, from)) = socket.recv_from(&mut buf) {
+                got.push(numbered(&buf[..len], from));
             }
-        }
+            got.len() >= count
+        });
+        assert!(arrived, "{} of {count} datagrams arrived", got.len());
         got
     }
 
@@ -526,18 +573,21 @@ mod tests {
 
         // Replies to the upstream socket reach the client, from the relay.
         client
-            .set_read_timeout(Some(Duration::from_millis(300)))
+            .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         for i in 1000..1010u32 {
             server.send_to(&i.to_le_bytes(), upstream).unwrap();
         }
-        let back = drain(&client);
+        let back = receive(&client, 10);
         assert_eq!(
             back.iter().map(|(n, _)| *n).collect::<HashSet<_>>(),
             (1000..1010).collect::<HashSet<_>>()
         );
         assert!(back.iter().all(|(_, from)| *from == proxy.addr()));
 
+        // A copy is counted once its send returned, which may be a moment
+        // after it arrived.
+        assert!(wait_until_blocking(SETTLE, || proxy.counts().forwarded == 210));
         let counts = proxy.counts();
         assert_eq!(counts.received, 210, "{counts:?}");
         assert_eq!(counts.forwarded, 210, "{counts:?}");

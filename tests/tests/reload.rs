@@ -7,7 +7,6 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use bytes::Bytes;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls, EXCHANGE_TIMEOUT};
 use cachet_tests::pki::Leaf;
-use cachet_tests::{Pki, Router};
+use cachet_tests::{wait_until, Pki, Router};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -24,7 +23,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::ClientConfig;
 
 /// Bound on waiting for the router to report a reload.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A router configured by an ini file in a directory of its own, serving
 /// `server.crt`/`server.key` from that directory.
@@ -74,27 +73,20 @@ fn copy(from: &Path, to: &Path) {
 }
 
 fn hangup(router: &Router) {
-    let status = Command::new("kill")
-        .args(["-HUP", &router.pid().to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill -HUP failed");
+    router.signal("-HUP");
 }
 
 /// Waits (bounded) until the router's log has `count` lines equal to `line`.
 async fn wait_for_lines(router: &Router, line: &str, count: usize) {
-    let deadline = tokio::time::Instant::now() + RELOAD_TIMEOUT;
-    loop {
-        let log = router.log();
-        if log.lines().filter(|l| *l == line).count() >= count {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {count} `{line}` lines within {RELOAD_TIMEOUT:?}; log:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let arrived = wait_until(RELOAD_TIMEOUT, || {
+        router.log().lines().filter(|l| *l == line).count() >= count
+    })
+    .await;
+    assert!(
+        arrived,
+        "no {count} `{line}` lines within {RELOAD_TIMEOUT:?}; log:\n{}",
+        router.log()
+    );
 }
 
 /// SIGHUP, then the `count`-th `cachet: reloaded`.
@@ -329,4 +321,57 @@ async fn every_worker_reloads() {
         assert_eq!(served_leaf(&config, &router).await, b.der);
     }
     assert_eq!(kept.get().await, (http::StatusCode::OK, "app".to_owned()));
+}
+
+/// A SIGHUP that reaches the master while a worker is starting (here the
+/// replacement of one just killed, round after round) kills no worker,
+/// and both workers reload: the master passes SIGHUP on to a worker once
+/// it listens for it (until then the signal would kill it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_while_a_worker_starts_kills_nothing() {
+    const WORKERS: usize = 2;
+    const ROUNDS: usize = 10;
+    let pki = Pki::new();
+    let a = pki.leaf("a", &["localhost"]);
+    let backend = backends::uwsgi("app").await;
+    let setup = Setup::new(&a);
+    let router = setup.start(&format!(
+        "http-to = {}\nhttp-processes = {WORKERS}\nstats = 127.0.0.1:0\n",
+        backend.uwsgi_to()
+    ));
+    for round in 0..ROUNDS {
+        let id = round % WORKERS + 1;
+        let victim = router.worker_pids()[&id];
+        // SIGHUP right behind the SIGKILL: the master takes it while it
+        // starts the replacement, or just after.
+        assert!(
+            cachet_tests::try_signal(victim, "-KILL"),
+            "worker {id} (pid {victim}) died before it was killed:\n{}",
+            router.log()
+        );
+        hangup(&router);
+        router.wait_for_new_worker(id, victim, RELOAD_TIMEOUT).await;
+    }
+    // One more: both workers reload for it (at least two lines more than
+    // there are now, whatever earlier ones are still under way).
+    let reloaded = router
+        .log()
+        .lines()
+        .filter(|line| *line == "cachet: reloaded")
+        .count();
+    reload(&router, reloaded + WORKERS).await;
+    let restarts: u64 = router.stats()["workers"]
+        .as_array()
+        .expect("a workers list")
+        .iter()
+        .map(|worker| worker["restarts"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        restarts,
+        ROUNDS as u64,
+        "only the killed workers restarted:\n{}",
+        router.log()
+    );
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    assert_eq!(served_leaf(&config, &router).await, a.der);
 }
