@@ -1,12 +1,16 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so that it runs
 //! the same on every machine.
 //!
-//! * `ci`: everything CI checks: formatting, clippy, the whole test suite,
-//!   the no_std builds of `cachet-core` and `cachet-appliance` for
-//!   `thumbv7em-none-eabihf` (with and without `defmt`) and of the example
-//!   appliance firmware, the core's self-checks on an emulated Cortex-M3
-//!   (`qemu`), a smoke run of the benchmark comparison (`bench --smoke`)
-//!   and a short run of every fuzz target.
+//! * `ci`: installs what the checks need (`prepare`), then everything CI
+//!   checks: formatting, clippy, the whole test suite, the no_std builds of
+//!   `cachet-core` and `cachet-appliance` for `thumbv7em-none-eabihf` (with
+//!   and without `defmt`) and of the example appliance firmware, the core's
+//!   self-checks on an emulated Cortex-M3 (`qemu`), a smoke run of the
+//!   benchmark comparison (`bench --smoke`) and a short run of every fuzz
+//!   target.
+//! * `prepare`: the Rust targets, cargo-fuzz and the Debian packages the
+//!   checks need, installed when missing (`prepare.rs` holds the list).
+//! * `soak [ROUNDS]`: the tests ROUNDS times with every core kept busy.
 //! * `qemu`: those self-checks alone (`qemu-system-arm`, `thumbv7m-none-eabi`).
 //! * `fuzz [SECONDS]`: each fuzz target for SECONDS (default 30).
 //! * `bench [--install] [--quick] [--skip-micro] [--smoke]`: the criterion benchmarks
@@ -20,8 +24,10 @@ use std::process::{self, Command};
 mod bench;
 mod cluster;
 mod compare;
+mod prepare;
 mod processes;
 mod qemu;
+mod soak;
 
 const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
 const FUZZ_TARGETS: [&str; 3] = ["wire_parse", "sync_node", "cache_ops"];
@@ -30,6 +36,8 @@ fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("prepare") => prepare::run(),
+        Some("soak") => soak::run(&root(), &args[1..]),
         Some("fuzz") => {
             let seconds = match args.get(1).map(|s| s.parse::<u32>()) {
                 None => Ok(30),
@@ -54,7 +62,10 @@ fn main() {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  ci              format, lint, test, no_std builds, short fuzz runs
+  ci              install what is missing, then format, lint, test, no_std builds,
+                  short fuzz runs
+  prepare         install what `ci` needs: Rust targets, cargo-fuzz, Debian packages
+  soak [ROUNDS]   the tests ROUNDS times (default 3) with every core kept busy
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30)
   bench [--install] [--quick] [--skip-micro] [--smoke]
                   benchmarks, cachet against nginx/HAProxy/hitch; writes docs/BENCHMARKS.md
@@ -91,6 +102,7 @@ pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String
 
 fn ci() -> Result<(), String> {
     let root = root();
+    prepare::run()?;
     run(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
     run(
         &root,
@@ -104,7 +116,11 @@ fn ci() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    let tally = test_workspace(&root)?;
+    let (tally, passed) = run_tests(&root)?;
+    if !passed {
+        println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+        return Err("`cargo test --workspace` failed".to_owned());
+    }
     // The comparison with nginx, HAProxy and hitch, every step once on
     // cachet alone, so that it cannot rot between full runs.
     bench::smoke_run(&root)?;
@@ -134,14 +150,14 @@ fn ci() -> Result<(), String> {
 
 /// Passed and failed tests over every `cargo test` binary.
 #[derive(Default)]
-struct Tally {
-    passed: u64,
-    failed: u64,
+pub(crate) struct Tally {
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
 }
 
 /// `cargo test --workspace`, echoing its output and adding up the
-/// `test result:` lines.
-fn test_workspace(root: &Path) -> Result<Tally, String> {
+/// `test result:` lines; whether it passed.
+pub(crate) fn run_tests(root: &Path) -> Result<(Tally, bool), String> {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -165,10 +181,7 @@ fn test_workspace(root: &Path) -> Result<Tally, String> {
     let status = child
         .wait()
         .map_err(|e| format!("waiting for cargo test: {e}"))?;
-    if !status.success() {
-        return Err(format!("`cargo test --workspace` failed ({status})"));
-    }
-    Ok(tally)
+    Ok((tally, status.success()))
 }
 
 /// The number just before `label` in a line like

@@ -168,6 +168,38 @@ fn stop_all(mut children: Vec<Started>) {
     }
 }
 
+/// A child in a process group of its own, killed with the whole group
+/// (SIGKILL) when dropped: for programs that start children of their own
+/// (`stress` and its hogs, `cargo run` and qemu), none of which may outlive
+/// the task.
+pub(crate) struct Group {
+    pub(crate) child: Child,
+}
+
+impl Group {
+    pub(crate) fn spawn(mut command: Command) -> Result<Group, String> {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        Ok(Group { child })
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The group's id is the leader's pid.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Fails unless `program ARGS` runs and succeeds.
 pub(crate) fn require(program: &str, args: &[&str]) -> Result<(), String> {
     match Command::new(program)

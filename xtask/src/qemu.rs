@@ -10,12 +10,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const TARGET: &str = "thumbv7m-none-eabi";
+use crate::processes::Group;
+
+pub(crate) const TARGET: &str = "thumbv7m-none-eabi";
 const EMULATOR: &str = "qemu-system-arm";
 
 /// The checks take a few seconds under emulation; a firmware spinning in a
@@ -45,16 +47,7 @@ pub fn run(root: &Path) -> Result<(), String> {
 
 /// Fails with the command that installs what is missing.
 fn check_tools() -> Result<(), String> {
-    let sysroot = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .map_err(|e| format!("cannot start rustc: {e}"))?;
-    let sysroot = String::from_utf8_lossy(&sysroot.stdout);
-    if !Path::new(sysroot.trim())
-        .join("lib/rustlib")
-        .join(TARGET)
-        .is_dir()
-    {
+    if !crate::prepare::target_installed(&crate::prepare::sysroot()?, TARGET) {
         return Err(format!(
             "the {TARGET} target is not installed; add it with `rustup target add {TARGET}`"
         ));
@@ -85,13 +78,8 @@ fn run_firmware(dir: &Path) -> Result<(Vec<String>, std::process::ExitStatus), S
         .stdout(Stdio::piped());
     // cargo starts qemu as its own child; a group of their own lets a
     // timeout kill both, not leave the emulator running behind cargo.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start cargo: {e}"))?;
-
-    let stdout = child.stdout.take().expect("piped stdout");
+    let mut group = Group::spawn(command)?;
+    let stdout = group.child.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -109,27 +97,18 @@ fn run_firmware(dir: &Path) -> Result<(Vec<String>, std::process::ExitStatus), S
             Ok(line) => lines.push(line),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                kill(&mut child);
+                drop(group);
                 return Err(format!(
                     "qemu self-checks did not finish within {TIMEOUT:?}; killed"
                 ));
             }
         }
     }
-    let status = child
+    let status = group
+        .child
         .wait()
         .map_err(|e| format!("waiting for cargo run: {e}"))?;
     Ok((lines, status))
-}
-
-fn kill(child: &mut Child) {
-    #[cfg(unix)]
-    {
-        let group = format!("-{}", child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The counts of a firmware summary line, `N passed, M failed`.

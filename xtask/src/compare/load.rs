@@ -105,6 +105,11 @@ pub(crate) struct Pressure {
     pub duration: Duration,
     /// New connections per second, across all clients.
     pub rate: Option<u32>,
+    /// Stop once this many handshakes completed (`duration` then only
+    /// bounds the run): what a run must count, whatever the machine's speed.
+    pub handshakes: Option<u64>,
+    /// Bound on each connection's handshake and on each request.
+    pub timeout: Duration,
 }
 
 /// Runs `load` against `targets` (round-robin) with `cachet bench`.
@@ -117,7 +122,8 @@ pub(crate) fn run(
     let mut command = Command::new(cachet);
     command
         .arg("bench")
-        .args(["--json", "--insecure", "--timeout", "10"])
+        .args(["--json", "--insecure", "--timeout"])
+        .arg(format!("{}", pressure.timeout.as_secs_f64()))
         .arg("--connections")
         .arg(pressure.connections.to_string())
         .arg("--duration")
@@ -125,6 +131,9 @@ pub(crate) fn run(
         .args(load.bench_args());
     if let Some(rate) = pressure.rate {
         command.arg("--rate").arg(rate.to_string());
+    }
+    if let Some(handshakes) = pressure.handshakes {
+        command.arg("--handshakes").arg(handshakes.to_string());
     }
     command.args(targets.iter().map(SocketAddr::to_string));
     let output = command

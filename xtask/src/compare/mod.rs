@@ -49,6 +49,11 @@ pub(crate) struct Plan {
     pub peers: bool,
     /// A release build of cachet (else the debug build, for the smoke run).
     pub release: bool,
+    /// Each load run stops after this many handshakes (`run` then only
+    /// bounds it), so that it measures something however slow the machine.
+    pub handshakes: Option<u64>,
+    /// Bound on each connection's handshake and request.
+    pub timeout: Duration,
 }
 
 impl Plan {
@@ -62,6 +67,8 @@ impl Plan {
             workers: 2,
             peers: true,
             release: true,
+            handshakes: None,
+            timeout: Duration::from_secs(10),
         }
     }
 
@@ -79,13 +86,16 @@ impl Plan {
     pub(crate) fn smoke() -> Plan {
         Plan {
             rounds: 1,
-            run: Duration::from_millis(500),
+            // Only a bound: every run stops at its handshakes.
+            run: Duration::from_secs(120),
             connections: 4,
             s_time_seconds: 1,
             sessions: 300,
             workers: 2,
             peers: false,
             release: false,
+            handshakes: Some(40),
+            timeout: Duration::from_secs(60),
         }
     }
 
@@ -286,6 +296,8 @@ fn compare_one_key_type(
         connections: plan.connections,
         duration: plan.run,
         rate: None,
+        handshakes: plan.handshakes,
+        timeout: plan.timeout,
     };
     if extras {
         for server in &running {
@@ -412,6 +424,8 @@ fn memory_figure(cachet: &Path, server: &Server, plan: Plan) -> Result<MemoryFig
             connections: plan.connections,
             duration: Duration::from_secs_f64(seconds),
             rate: Some(rate),
+            handshakes: None,
+            timeout: plan.timeout,
         };
         let outcome = load::run(cachet, &[server.addr], Load::New(Tls::V12), pressure)?;
         sessions += outcome.full;
@@ -456,42 +470,17 @@ fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<()
     std::fs::write(&key_file, &key.stdout).map_err(|e| format!("{}: {e}", key_file.display()))?;
     let kinds: Vec<Kind> = results.compared().collect();
     for kind in kinds {
-        let mut processes = Processes::default();
-        let syncs = [
-            servers::free_udp_port()?,
-            servers::free_udp_port()?,
-            servers::free_udp_port()?,
-        ];
-        let mut nodes = Vec::new();
-        for (i, sync) in syncs.iter().enumerate() {
-            let cluster = ClusterNode {
-                key_file: &key_file,
-                sync: *sync,
-                peers: syncs.iter().filter(|s| *s != sync).copied().collect(),
-            };
-            let name = format!("{}-node{}", kind.name(), i + 1).to_lowercase();
-            let cluster = (kind == Kind::Cachet).then_some(&cluster);
-            match servers::start(&mut processes, kind, &name, setup, cluster) {
-                Ok(server) => nodes.push(server.addr),
-                Err(e) => {
-                    results.failures.push(format!(
-                        "{} node {} did not start: {e}",
-                        kind.name(),
-                        i + 1
-                    ));
-                    break;
-                }
-            }
-        }
-        if nodes.len() < 3 {
+        let Some((_processes, nodes)) = three_nodes(results, setup, kind, &key_file)? else {
             continue;
-        }
+        };
         for pace in CROSS_NODE_PACES {
             for tls in [Tls::V12, Tls::V13] {
                 let pressure = Pressure {
                     connections: plan.connections,
                     duration: plan.run,
                     rate: pace,
+                    handshakes: plan.handshakes,
+                    timeout: plan.timeout,
                 };
                 let outcome = load::run(setup.cachet, &nodes, Load::Resumed(tls), pressure)?;
                 eprintln!(
@@ -513,6 +502,54 @@ fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Three nodes of `kind` (a cachet cluster: each node is given the others'
+/// sync ports, free a moment before; should one have been taken meanwhile,
+/// all three start again on fresh ones). `None` when they did not start,
+/// which is recorded in `results`.
+fn three_nodes(
+    results: &mut Results,
+    setup: &Setup<'_>,
+    kind: Kind,
+    key_file: &Path,
+) -> Result<Option<(Processes, Vec<std::net::SocketAddr>)>, String> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let mut processes = Processes::default();
+        let syncs = [
+            servers::free_udp_port()?,
+            servers::free_udp_port()?,
+            servers::free_udp_port()?,
+        ];
+        let mut nodes = Vec::new();
+        for (i, sync) in syncs.iter().enumerate() {
+            let cluster = ClusterNode {
+                key_file,
+                sync: *sync,
+                peers: syncs.iter().filter(|s| *s != sync).copied().collect(),
+            };
+            let name = format!("{}-node{}", kind.name(), i + 1).to_lowercase();
+            let cluster = (kind == Kind::Cachet).then_some(&cluster);
+            match servers::start(&mut processes, kind, &name, setup, cluster) {
+                Ok(server) => nodes.push(server.addr),
+                Err(e) if e.contains("Address already in use") && attempt < ATTEMPTS => break,
+                Err(e) => {
+                    results.failures.push(format!(
+                        "{} node {} did not start: {e}",
+                        kind.name(),
+                        i + 1
+                    ));
+                    return Ok(None);
+                }
+            }
+        }
+        if nodes.len() == 3 {
+            return Ok(Some((processes, nodes)));
+        }
+        eprintln!("xtask: a sync port was taken before its node bound it; new ports");
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// A directory of the run's own, removed at the end.
