@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 use crate::Pki;
 
 /// Bound on any single client exchange.
-pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -42,6 +42,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on a `cachet` run that should exit by itself, and on a router's
 /// exit after SIGTERM (its drain deadline is 10 s).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on reading the stats document.
+const STATS_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a condition is checked while waiting for it.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -327,9 +329,7 @@ impl Router {
     pub fn stats(&self) -> serde_json::Value {
         let addr = self.stats.expect("router started without --stats");
         let mut stream = std::net::TcpStream::connect(addr).expect("connecting to stats");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        stream.set_read_timeout(Some(STATS_TIMEOUT)).unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("reading stats");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}):\n{text}"))

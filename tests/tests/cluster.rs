@@ -1104,9 +1104,7 @@ fn fire_junk(
 ) -> Vec<(Junk, u64)> {
     let read_rejections = || -> u64 {
         let mut stream = std::net::TcpStream::connect(stats).expect("stats");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        stream.set_read_timeout(Some(SETTLE)).unwrap();
         let mut text = String::new();
         std::io::Read::read_to_string(&mut stream, &mut text).expect("stats");
         let doc: Value = serde_json::from_str(&text).expect("stats JSON");
@@ -1127,10 +1125,9 @@ fn fire_junk(
             sent[kind_index].1 += 1;
             fired += 1;
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while read_rejections() < base + fired as u64 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let caught_up =
+            cachet_tests::wait_until_blocking(SETTLE, || read_rejections() >= base + fired as u64);
+        assert!(caught_up, "the node did not count {fired} junk datagrams");
     }
     sent
 }

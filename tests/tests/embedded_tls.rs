@@ -470,16 +470,15 @@ fn assert_echo(response: &Response, path: &str, probe: &str) {
     assert_eq!(document["headers"]["host"][0], "localhost", "{document:#}");
 }
 
-/// Polls the router's stats until `check` accepts them (bounded).
+/// Polls the router's stats until `check` accepts them (bounded); the
+/// last stats read.
 fn stats_until(router: &Router, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let stats = router.stats();
-        if check(&stats) || std::time::Instant::now() > deadline {
-            return stats;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut stats = serde_json::Value::Null;
+    cachet_tests::wait_until_blocking(Duration::from_secs(60), || {
+        stats = router.stats();
+        check(&stats)
+    });
+    stats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
