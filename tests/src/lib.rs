@@ -360,6 +360,17 @@ impl Router {
             .collect()
     }
 
+    /// Kills worker `id` (SIGKILL), which must be alive; its pid.
+    pub fn kill_worker(&self, id: usize) -> u32 {
+        let pid = self.worker_pids()[&id];
+        assert!(
+            try_signal(pid, "-KILL"),
+            "worker {id} (pid {pid}) died before it was killed:\n{}",
+            self.log()
+        );
+        pid
+    }
+
     /// Waits (bounded by `timeout`) until the master has started a worker
     /// `id` other than `old`; its pid.
     pub async fn wait_for_new_worker(&self, id: usize, old: u32, timeout: Duration) -> u32 {

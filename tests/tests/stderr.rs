@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachet_tests::log::Line;
-use cachet_tests::{try_signal, wait_until, Pki, Router};
+use cachet_tests::{wait_until, Pki, Router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -71,12 +71,7 @@ async fn every_line_on_the_shared_stderr_is_whole() {
 
     for round in 0..REPLACEMENTS {
         let id = round % WORKERS + 1;
-        let victim = router.worker_pids()[&id];
-        assert!(
-            try_signal(victim, "-KILL"),
-            "worker {id} (pid {victim}) died before it was killed:\n{}",
-            router.log()
-        );
+        let victim = router.kill_worker(id);
         // The replacement's line, or a cut line (the replacement's may be
         // the one cut): either ends the wait.
         let replaced = wait_until(SETTLE, || {

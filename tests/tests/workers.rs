@@ -143,10 +143,8 @@ async fn a_killed_worker_is_replaced_and_the_cache_keeps_serving() {
             }
         })
     };
-    let pids = router.worker_pids();
-    let victim = pids[&1];
     let started = std::time::Instant::now();
-    kill(victim, "-KILL");
+    let victim = router.kill_worker(1);
     let replaced = router.wait_for_new_worker(1, victim, SETTLE).await;
     eprintln!(
         "worker 1 replaced by pid {replaced} after {:?}",
@@ -205,8 +203,7 @@ async fn a_worker_killed_holding_the_cache_lock_does_not_wedge_the_others() {
             _ = router.wait_for_log("holding the cache lock", SETTLE) => {}
         }
     }
-    let stuck = router.worker_pids()[&1];
-    kill(stuck, "-KILL");
+    router.kill_worker(1);
     assert!(
         router.wait_for_log("session cache repaired", SETTLE).await,
         "the next lock holder repairs the cache:\n{}",
@@ -339,8 +336,7 @@ async fn with_reuse_port_each_worker_accepts_on_its_own_socket() {
         stats["caches"][0]
     );
 
-    let victim = router.worker_pids()[&1];
-    kill(victim, "-KILL");
+    let victim = router.kill_worker(1);
     for i in 0..20 {
         let exchange = client::get(&config, addr, "localhost", &format!("/after/{i}")).await;
         assert_eq!(exchange.status, 200, "{}", exchange.text());

@@ -87,16 +87,27 @@ pub(crate) fn root() -> PathBuf {
 
 /// Runs a command in `dir`, failing with the command line if it fails.
 pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: $ {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
-        .current_dir(dir)
+    let mut command = Command::new(program);
+    command.args(args).current_dir(dir);
+    run_command(command)
+}
+
+/// Runs `command`, echoing it first, failing with the command line if it
+/// fails.
+pub(crate) fn run_command(mut command: Command) -> Result<(), String> {
+    let line = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("xtask: $ {line}");
+    let status = command
         .status()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
+        .map_err(|e| format!("cannot start `{line}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+        Err(format!("`{line}` failed ({status})"))
     }
 }
 

@@ -91,19 +91,13 @@ fn debian_packages() -> Result<(), String> {
         missing.join(", "),
         why(&missing)
     );
-    let apt = |args: &[&str]| -> Result<(), String> {
-        eprintln!("xtask: $ apt-get {}", args.join(" "));
-        let status = Command::new("apt-get")
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        command
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot start apt-get: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("`apt-get {}` failed ({status})", args.join(" ")))
-        }
+            .stdin(Stdio::null());
+        crate::run_command(command)
     };
     apt(&["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
