@@ -72,16 +72,21 @@ async fn every_line_on_the_shared_stderr_is_whole() {
     for round in 0..REPLACEMENTS {
         let id = round % WORKERS + 1;
         let victim = router.kill_worker(id);
-        // The replacement's line, or a cut line (the replacement's may be
-        // the one cut): either ends the wait.
+        // The replacement's line (the latest for this worker names another
+        // pid), or a cut line (the replacement's may be the one cut):
+        // either ends the wait.
         let replaced = wait_until(SETTLE, || {
             let log = router.log();
-            log.lines().any(|line| Line::parse(line).is_err())
-                || log.lines().rev().any(|line| {
-                    Line::parse(line).is_ok_and(
-                        |l| matches!(l, Line::Worker { id: i, pid } if i == id && pid != victim),
-                    )
-                })
+            let mut cut = false;
+            let mut latest = None;
+            for line in log.lines() {
+                match Line::parse(line) {
+                    Ok(Line::Worker { id: i, pid }) if i == id => latest = Some(pid),
+                    Ok(_) => {}
+                    Err(_) => cut = true,
+                }
+            }
+            cut || latest != Some(victim)
         })
         .await;
         let log = router.log();
