@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Invocation};
+use crate::config::{Command, Config};
 use crate::proxy::pool::PoolChange;
 use crate::proxy::serve::Socket;
 use crate::proxy::Proxy;
@@ -173,6 +173,14 @@ impl Reloader {
         let mut backends = PoolChange::default();
         for proxy in &self.proxies {
             backends = proxy.pool.replace(&config.backends);
+            // After `logrotate` moved the file: lines go to a new one.
+            if let Some(log) = &proxy.access_log {
+                if let Err(error) = log.reopen() {
+                    refused.push(format!(
+                        "option `access-log`: {error:#}; still writing to the file open before"
+                    ));
+                }
+            }
         }
         Ok(Reloaded {
             sockets,
@@ -222,12 +230,11 @@ impl Reloader {
 /// files re-read: what a reload applies. A master that lists the backends
 /// in its stats can use it on SIGHUP to `replace` its own pool.
 pub fn read_config(args: &[OsString]) -> Result<Config> {
-    let raw = match Config::from_args(args.iter().cloned()) {
-        Ok(Invocation::Run(raw)) => raw,
+    match Config::load(args.iter().cloned()) {
+        Ok(Command::Run(config)) => Ok(config),
         Ok(_) => bail!("re-reading the configuration: the arguments no longer describe a router"),
-        Err(error) => return Err(error).context("re-reading the configuration"),
-    };
-    Config::from_raw(&raw).context("re-reading the configuration")
+        Err(errors) => Err(errors).context("re-reading the configuration"),
+    }
 }
 
 /// Changes to options that a running process cannot apply, one message each.
@@ -284,6 +291,16 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
         show(&running.cluster.udp_nodes),
         show(&new.cluster.udp_nodes),
     );
+    check(
+        "access-log",
+        show(running.access_log.as_ref().map(|log| &log.target)),
+        show(new.access_log.as_ref().map(|log| &log.target)),
+    );
+    check(
+        "access-log-format",
+        show_option(running.access_log.as_ref().map(|log| log.format.name())),
+        show_option(new.access_log.as_ref().map(|log| log.format.name())),
+    );
     // The key itself is never printed.
     if running.cluster.key != new.cluster.key {
         refused.push(
@@ -313,13 +330,17 @@ pub async fn watch(reloader: Reloader, mut hangups: Hangups, mut shutdown: Shutd
                     return;
                 }
                 info!(signal = "SIGHUP", "reloading certificates and backends");
+                crate::systemd::reloading();
                 let reloader = Arc::clone(&reloader);
-                if let Err(error) =
-                    tokio::task::spawn_blocking(move || reloader.reload_and_log()).await
-                {
-                    error!(%error, "reload failed, nothing changed");
-                    eprintln!("cachet: reload failed");
-                }
+                let applied = match tokio::task::spawn_blocking(move || reloader.reload_and_log()).await {
+                    Ok(applied) => applied,
+                    Err(error) => {
+                        error!(%error, "reload failed, nothing changed");
+                        eprintln!("cachet: reload failed");
+                        false
+                    }
+                };
+                crate::systemd::reloaded(applied);
             }
             () = shutdown.requested() => return,
         }
@@ -376,7 +397,7 @@ mod tests {
 
     fn config_of(args: &[OsString]) -> Config {
         match Config::from_args(args.iter().cloned()).unwrap() {
-            Invocation::Run(raw) => Config::from_raw(&raw).unwrap(),
+            crate::config::Invocation::Run(raw) => Config::from_raw(&raw).unwrap(),
             other => panic!("{other:?}"),
         }
     }
@@ -396,6 +417,7 @@ mod tests {
         let proxy = Arc::new(Proxy {
             pool: BackendPool::new(&config.backends),
             metrics: Default::default(),
+            access_log: None,
         });
         let reloader = Reloader::new(
             args,

@@ -252,20 +252,32 @@ impl Router {
             .collect()
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends `signal` (a name `kill` knows: `HUP`, `TERM`, ...) to the
+    /// router's first process.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
             .status()
             .expect("running kill");
-        assert!(status.success());
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_for_exit()
+    }
+
+    /// Waits (bounded) for the router to exit by itself.
+    pub fn wait_for_exit(mut self) -> std::process::ExitStatus {
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().expect("waiting for cachet") {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("cachet did not exit within 30s of SIGTERM:\n{}", self.log());
+        panic!("cachet did not exit within 30s:\n{}", self.log());
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
-use super::{ConnInfo, Proxy};
+use super::{ConnInfo, Proxy, TlsInfo};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::shutdown::{Shutdown, Tracked};
@@ -118,6 +118,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
         peer,
         local: socket.local,
         server_name,
+        tls: TlsInfo::of(session),
     });
     let activity = Arc::new(Activity::new());
     let service = {

@@ -166,17 +166,21 @@ impl Sites {
             (None, Some(previous)) => previous.identity.clone(),
             (None, None) => certs::self_signed(socket.addr)?,
         };
-        let default = builder
-            .site(identity.clone(), None)
-            .with_context(|| format!("https {}", socket.addr))?;
+        let default =
+            builder
+                .site(identity.clone(), None)
+                .with_context(|| match &socket.certificate {
+                    Some(files) => format!("https {} ({})", socket.addr, files),
+                    None => format!("https {}", socket.addr),
+                })?;
         let sni = sni
             .iter()
             .map(|entry| {
                 let identity = certs::load(&entry.certificate)?;
-                Ok((
-                    entry.name.clone(),
-                    builder.site(identity, Some(&entry.name))?,
-                ))
+                let site = builder
+                    .site(identity, Some(&entry.name))
+                    .with_context(|| format!("sni {} ({})", entry.name, entry.certificate))?;
+                Ok((entry.name.clone(), site))
             })
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("sni for https {}", socket.addr))?;
