@@ -7,7 +7,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use cachet_tests::Router;
+use cachet_tests::{cachet_bin, repo_root, Router};
 
 /// Generous: a reload rebuilds certificates on a slow, shared machine.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,4 +124,35 @@ fn without_notify_socket_nothing_changes() {
     );
     let status = router.terminate();
     assert!(status.success(), "{status:?}");
+}
+
+/// The example unit file is one systemd accepts: `systemd-analyze verify`
+/// (Debian's `systemd`) checks every directive and that the commands exist.
+#[test]
+fn the_example_unit_verifies() {
+    let unit = std::fs::read_to_string(repo_root().join("examples/systemd/cachet.service"))
+        .expect("examples/systemd/cachet.service");
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("router.ini");
+    std::fs::write(&ini, "[cachet]\nhttps = 127.0.0.1:0\n").unwrap();
+    let unit = unit
+        .replace("/usr/local/bin/cachet", cachet_bin().to_str().unwrap())
+        .replace("/etc/cachet/router.ini", ini.to_str().unwrap());
+    let path = dir.path().join("cachet.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian package `systemd`) must be installed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("cachet.service"),
+        "systemd-analyze has remarks on the unit:\n{stderr}"
+    );
+
+    // The unit's ExecStartPre: the check the unit runs passes on this file.
+    let check = cachet_tests::run_to_exit(&["--check", "--ini", ini.to_str().unwrap()]);
+    assert!(check.status.success(), "{check:?}");
 }
