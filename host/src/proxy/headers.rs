@@ -1,6 +1,9 @@
-//! Header rules shared by both backend protocols.
+//! Response-head rules shared by both backend protocols: which headers go
+//! on, and which reason phrase.
 
 use http::header::{self, HeaderMap, HeaderName};
+use http::StatusCode;
+use hyper::ext::ReasonPhrase;
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1);
 /// a proxy must not forward them. HTTP/2 forbids them outright.
@@ -28,10 +31,36 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The reason phrase to send an HTTP/1.x client for a backend's
+/// `reason`: the backend's own, as nginx passes it on, unless it is empty
+/// or the canonical one (hyper writes that itself) or could not be written
+/// safely. HTTP/2 has no reason phrases; hyper ignores it there.
+pub fn own_reason(status: StatusCode, reason: &[u8]) -> Option<ReasonPhrase> {
+    let canonical = status.canonical_reason().map(str::as_bytes);
+    if reason.is_empty() || Some(reason) == canonical {
+        return None;
+    }
+    ReasonPhrase::try_from(reason).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn only_an_own_reason_phrase_is_kept() {
+        let own = own_reason(StatusCode::OK, b"Fine").unwrap();
+        assert_eq!(own.as_bytes(), b"Fine");
+        assert!(own_reason(StatusCode::OK, b"OK").is_none());
+        assert!(own_reason(StatusCode::OK, b"").is_none());
+        assert!(own_reason(StatusCode::OK, b"bad\r\nX-Injected: 1").is_none());
+        let unknown = StatusCode::from_u16(299).unwrap();
+        assert_eq!(
+            own_reason(unknown, b"Custom").unwrap().as_bytes(),
+            b"Custom"
+        );
+    }
 
     #[test]
     fn connection_named_headers_go_too() {
