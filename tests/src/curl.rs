@@ -72,6 +72,11 @@ impl Fetched {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The status line, without its line end (nor a trailing space).
+    pub fn status_line(&self) -> &str {
+        self.head.lines().next().unwrap_or_default().trim_end()
+    }
+
     /// The HTTP version of the status line: `HTTP/2`, `HTTP/1.1`...
     pub fn version(&self) -> &str {
         self.head.split(' ').next().unwrap_or_default()
@@ -165,6 +170,7 @@ mod tests {
             body: Vec::new(),
         };
         assert_eq!(fetched.version(), "HTTP/1.1");
+        assert_eq!(fetched.status_line(), "HTTP/1.1 200 OK");
         assert_eq!(fetched.header("x-a"), Some("1"));
         assert_eq!(fetched.header("x-b"), None);
     }

@@ -95,12 +95,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// The response's status line is `status` ("299 Custom Reason") in the
 /// client's HTTP version; HTTP/2 has no reason phrase.
 fn assert_status_line(fetched: &Fetched, http: Http, status: &str) {
-    let line = fetched.head.lines().next().unwrap_or_default().trim_end();
     let expected = match http {
         Http::V2 => format!("HTTP/2 {}", &status[..3]),
         Http::V11 | Http::V10 => format!("{} {status}", http.response_version()),
     };
-    assert_eq!(line, expected, "{http:?}: {}", fetched.head);
+    assert_eq!(
+        fetched.status_line(),
+        expected,
+        "{http:?}: {}",
+        fetched.head
+    );
 }
 
 /// The WSGI environ the application reported.

@@ -31,16 +31,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The reason phrase to send an HTTP/1.x client for a backend's
-/// `reason`: the backend's own, as nginx passes it on, unless it is empty
-/// or the canonical one (hyper writes that itself) or could not be written
-/// safely. HTTP/2 has no reason phrases; hyper ignores it there.
-pub fn own_reason(status: StatusCode, reason: &[u8]) -> Option<ReasonPhrase> {
+/// The reason phrase to send an HTTP/1.x client for a backend's `reason`
+/// (`None`: the backend gave none): the backend's own, as nginx passes it
+/// on. None when hyper's own choice is the same: the canonical phrase for
+/// a status that has one. A status without a canonical phrase gets the
+/// backend's, or an empty one, which is better than the `<none>` hyper
+/// would write. HTTP/2 has no reason phrases; hyper ignores it there.
+pub fn own_reason(status: StatusCode, reason: Option<&[u8]>) -> Option<ReasonPhrase> {
+    let reason = reason.unwrap_or_default();
     let canonical = status.canonical_reason().map(str::as_bytes);
-    if reason.is_empty() || Some(reason) == canonical {
+    if canonical.is_some() && (reason.is_empty() || Some(reason) == canonical) {
         return None;
     }
-    ReasonPhrase::try_from(reason).ok()
+    // A phrase that cannot be written safely (a control character) is
+    // replaced like a missing one.
+    ReasonPhrase::try_from(reason)
+        .ok()
+        .or_else(|| canonical.is_none().then(|| ReasonPhrase::from_static(b"")))
 }
 
 #[cfg(test)]
@@ -50,16 +57,18 @@ mod tests {
 
     #[test]
     fn only_an_own_reason_phrase_is_kept() {
-        let own = own_reason(StatusCode::OK, b"Fine").unwrap();
-        assert_eq!(own.as_bytes(), b"Fine");
-        assert!(own_reason(StatusCode::OK, b"OK").is_none());
-        assert!(own_reason(StatusCode::OK, b"").is_none());
-        assert!(own_reason(StatusCode::OK, b"bad\r\nX-Injected: 1").is_none());
-        let unknown = StatusCode::from_u16(299).unwrap();
-        assert_eq!(
-            own_reason(unknown, b"Custom").unwrap().as_bytes(),
-            b"Custom"
-        );
+        let phrase = |status: u16, reason: Option<&[u8]>| {
+            own_reason(StatusCode::from_u16(status).unwrap(), reason)
+                .map(|phrase| String::from_utf8(phrase.as_bytes().to_vec()).unwrap())
+        };
+        assert_eq!(phrase(200, Some(b"Fine")).as_deref(), Some("Fine"));
+        assert_eq!(phrase(200, Some(b"OK")), None);
+        assert_eq!(phrase(200, Some(b"")), None);
+        assert_eq!(phrase(200, None), None);
+        assert_eq!(phrase(200, Some(b"bad\r\nX-Injected: 1")), None);
+        assert_eq!(phrase(299, Some(b"Custom")).as_deref(), Some("Custom"));
+        assert_eq!(phrase(299, None).as_deref(), Some(""));
+        assert_eq!(phrase(299, Some(b"bad\x01")).as_deref(), Some(""));
     }
 
     #[test]

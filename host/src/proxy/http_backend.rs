@@ -73,11 +73,10 @@ pub async fn forward(
     // hyper answers an HTTP/1.0 client in HTTP/1.0 by itself.
     parts.version = Version::HTTP_11;
     // hyper reports any reason phrase but the canonical one, an absent one
-    // included (as empty); pass on only a real one of the backend's own.
-    if let Some(reason) = parts.extensions.remove::<ReasonPhrase>() {
-        if let Some(reason) = own_reason(parts.status, reason.as_bytes()) {
-            parts.extensions.insert(reason);
-        }
+    // included (as empty): the same rule as for uwsgi backends decides.
+    let reason = parts.extensions.remove::<ReasonPhrase>();
+    if let Some(reason) = own_reason(parts.status, reason.as_ref().map(ReasonPhrase::as_bytes)) {
+        parts.extensions.insert(reason);
     }
     Ok(Response::from_parts(
         parts,

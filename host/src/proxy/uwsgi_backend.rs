@@ -85,7 +85,7 @@ pub async fn forward(
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    if let Some(reason) = reason.and_then(|reason| own_reason(status, &reason)) {
+    if let Some(reason) = own_reason(status, reason.as_deref()) {
         response.extensions_mut().insert(reason);
     }
     Ok(response)
