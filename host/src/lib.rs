@@ -23,6 +23,7 @@ pub mod shared;
 pub mod shm;
 pub mod shutdown;
 pub mod stats;
+pub mod status_line;
 pub mod store;
 pub mod sync;
 pub mod systemd;

@@ -9,12 +9,19 @@
 //! - [`Pki`] issues certificates from a test CA with rcgen.
 //! - [`backends`] holds in-process uwsgi and HTTP backends that answer with
 //!   what they received, as JSON; [`client`] the TLS and HTTP clients.
+//! - [`uwsgi_app`] runs a real uWSGI application server as a backend;
+//!   [`curl`], [`h2load`] and [`openssl`] drive third-party clients, which
+//!   [`tools`] requires and runs bounded in time.
 
 pub mod backends;
 pub mod client;
+pub mod curl;
+pub mod h2load;
 pub mod openssl;
 pub mod pki;
+pub mod tools;
 pub mod udp_proxy;
+pub mod uwsgi_app;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

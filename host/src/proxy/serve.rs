@@ -1,5 +1,5 @@
 //! Client connections on an https socket: accept, TLS handshake with the
-//! certificate the SNI name asks for, then HTTP/2 or HTTP/1.1 through hyper.
+//! certificate the SNI name asks for, then HTTP/2 or HTTP/1.x through hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -164,8 +164,29 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     }
 }
 
-/// hyper's server: HTTP/2 when ALPN chose it, HTTP/1.1 when ALPN chose
-/// that, and detection from the first bytes when the client sent no ALPN.
+/// What hyper speaks on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HttpMode {
+    Http2,
+    /// HTTP/1.1, or HTTP/1.0 for a client that speaks only that: hyper
+    /// answers it in HTTP/1.0 (no chunked encoding, a body of unknown
+    /// length ends with the connection).
+    Http1,
+    /// No ALPN: told apart by the first bytes (the HTTP/2 preface or not).
+    Detect,
+}
+
+/// The mode for the protocol ALPN chose; every protocol in [`crate::tls::ALPN`]
+/// has one of its own.
+fn http_mode(alpn: Option<&[u8]>) -> HttpMode {
+    match alpn {
+        Some(b"h2") => HttpMode::Http2,
+        Some(b"http/1.1" | b"http/1.0") => HttpMode::Http1,
+        _ => HttpMode::Detect,
+    }
+}
+
+/// hyper's server for a connection whose ALPN protocol is `alpn`.
 fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -182,10 +203,10 @@ fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
         .keep_alive_interval(limits::H2_KEEPALIVE_INTERVAL)
         .keep_alive_timeout(limits::H2_KEEPALIVE_TIMEOUT);
-    match alpn {
-        Some(b"h2") => builder.http2_only(),
-        Some(b"http/1.1") => builder.http1_only(),
-        _ => builder,
+    match http_mode(alpn) {
+        HttpMode::Http2 => builder.http2_only(),
+        HttpMode::Http1 => builder.http1_only(),
+        HttpMode::Detect => builder,
     }
 }
 
@@ -235,5 +256,28 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_ms.load(Relaxed));
         self.started.elapsed().saturating_sub(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls;
+
+    #[test]
+    fn every_offered_protocol_is_served() {
+        // A protocol offered but left to detection would be served as
+        // whatever the first bytes look like, not as negotiated.
+        for protocol in tls::ALPN {
+            assert_ne!(
+                http_mode(Some(protocol)),
+                HttpMode::Detect,
+                "{}",
+                String::from_utf8_lossy(protocol)
+            );
+        }
+        assert_eq!(tls::ALPN[0], b"h2", "HTTP/2 is preferred");
+        assert_eq!(http_mode(Some(b"http/1.0")), HttpMode::Http1);
+        assert_eq!(http_mode(None), HttpMode::Detect);
     }
 }

@@ -23,8 +23,11 @@ pub use context::SessionContext;
 use crate::config::{HttpsSocket, SniCertificate};
 use crate::store::SessionStore;
 
-/// ALPN protocols offered, preferred first.
-pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN protocols offered, preferred first (rustls picks the first of ours
+/// the client offers). `http/1.0` is there because a client offering only
+/// that (`curl --http1.0`) would otherwise get a `no_application_protocol`
+/// alert; nginx accepts it too. hyper serves both HTTP/1 versions.
+pub const ALPN: [&[u8]; 3] = [b"h2", b"http/1.1", b"http/1.0"];
 
 /// Where rustls keeps sessions.
 #[derive(Clone, Copy, Debug)]
