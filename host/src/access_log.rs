@@ -22,7 +22,6 @@
 //! counted and warned about once until writing works again: the router
 //! keeps serving whatever becomes of its log.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -162,7 +161,7 @@ pub struct Request {
     pub started: Instant,
     pub method: http::Method,
     /// Path and query, as the client sent them.
-    pub target: String,
+    pub target: http::uri::PathAndQuery,
     pub version: http::Version,
 }
 
@@ -201,14 +200,15 @@ impl AccessLog {
     }
 
     /// Adds the line for `entry`; writes the batch once it is large enough.
+    /// The line is formatted straight into the batch: workers are
+    /// single-threaded, so the lock is never contended there.
     pub fn record(&self, entry: &Entry<'_>) {
-        let mut line = String::with_capacity(256);
-        match self.format {
-            Format::Plain => plain_line(&mut line, entry, SystemTime::now()),
-            Format::Json => json_line(&mut line, entry, SystemTime::now()),
-        }
+        let now = SystemTime::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.buffer.extend_from_slice(line.as_bytes());
+        match self.format {
+            Format::Plain => plain_line(&mut state.buffer, entry, now),
+            Format::Json => json_line(&mut state.buffer, entry, now),
+        }
         if state.buffer.len() >= FLUSH_BYTES {
             self.flush_locked(&mut state);
         }
@@ -298,12 +298,13 @@ fn http_version_name(version: http::Version) -> &'static str {
 /// `TIME CLIENT SNI TLS RESUMED "METHOD TARGET VERSION" STATUS BYTES BACKEND MS`,
 /// with `-` for what is unknown; quoted and text fields escaped so that a
 /// client cannot forge a line or a field.
-fn plain_line(line: &mut String, entry: &Entry<'_>, now: SystemTime) {
+fn plain_line(line: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime) {
     let request = entry.request;
-    let _ = write!(
+    // Writing to a Vec cannot fail.
+    let _ = writeln!(
         line,
-        "{} {} {} {} {} \"",
-        rfc3339(now),
+        "{} {} {} {} {} \"{} {} {}\" {} {} {} {:.3}",
+        Rfc3339(now),
         entry.client.addr,
         Escaped(entry.client.server_name.unwrap_or("-")),
         entry.client.tls.version,
@@ -312,12 +313,8 @@ fn plain_line(line: &mut String, entry: &Entry<'_>, now: SystemTime) {
         } else {
             "full"
         },
-    );
-    let _ = writeln!(
-        line,
-        "{} {} {}\" {} {} {} {:.3}",
         Escaped(request.method.as_str()),
-        Escaped(&request.target),
+        Escaped(request.target.as_str()),
         http_version_name(request.version),
         entry.status,
         entry.bytes,
@@ -326,25 +323,64 @@ fn plain_line(line: &mut String, entry: &Entry<'_>, now: SystemTime) {
     );
 }
 
-/// One JSON object per line; strings escaped by serde_json.
-fn json_line(line: &mut String, entry: &Entry<'_>, now: SystemTime) {
+/// One JSON object per line, written field by field (no intermediate
+/// value: this runs once per request).
+fn json_line(line: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime) {
     let request = entry.request;
-    let object = serde_json::json!({
-        "time": rfc3339(now),
-        "client": entry.client.addr.ip().to_string(),
-        "client_port": entry.client.addr.port(),
-        "sni": entry.client.server_name,
-        "tls": entry.client.tls.version,
-        "resumed": entry.client.tls.resumed,
-        "method": request.method.as_str(),
-        "path": request.target,
-        "protocol": http_version_name(request.version),
-        "status": entry.status,
-        "bytes": entry.bytes,
-        "backend": entry.backend,
-        "duration_ms": (request.started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
-    });
-    let _ = writeln!(line, "{object}");
+    let client = entry.client;
+    let _ = write!(
+        line,
+        "{{\"time\":\"{}\",\"client\":\"{}\"",
+        Rfc3339(now),
+        client.addr.ip()
+    );
+    let _ = write!(line, ",\"client_port\":{},\"sni\":", client.addr.port());
+    json_string_or_null(line, client.server_name);
+    let _ = write!(
+        line,
+        ",\"tls\":\"{}\",\"resumed\":{},\"method\":",
+        client.tls.version, client.tls.resumed
+    );
+    json_string(line, request.method.as_str());
+    line.extend_from_slice(b",\"path\":");
+    json_string(line, request.target.as_str());
+    let _ = write!(
+        line,
+        ",\"protocol\":\"{}\",\"status\":{},\"bytes\":{},\"backend\":",
+        http_version_name(request.version),
+        entry.status,
+        entry.bytes
+    );
+    json_string_or_null(line, entry.backend);
+    let _ = writeln!(
+        line,
+        ",\"duration_ms\":{:.3}}}",
+        request.started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+fn json_string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => json_string(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `text` as a JSON string (RFC 8259: quote, backslash and control
+/// characters escaped).
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for byte in text.bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f | 0x7f => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
+            _ => out.push(byte),
+        }
+    }
+    out.push(b'"');
 }
 
 /// Text for a plain line: bytes outside printable ASCII, spaces, quotes and
@@ -355,7 +391,7 @@ impl std::fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for byte in self.0.bytes() {
             if byte.is_ascii_graphic() && byte != b'"' && byte != b'\\' {
-                f.write_char(byte as char)?;
+                std::fmt::Write::write_char(f, byte as char)?;
             } else {
                 write!(f, "\\x{byte:02x}")?;
             }
@@ -364,19 +400,24 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
-/// `2026-11-28T07:38:47.123Z`.
-fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_millis()
-    )
+/// A time written `2026-11-28T07:38:47.123Z`.
+struct Rfc3339(SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days as i64);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rest / 3600,
+            rest / 60 % 60,
+            rest % 60,
+            since.subsec_millis()
+        )
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
@@ -404,7 +445,7 @@ mod tests {
             Request {
                 started: Instant::now(),
                 method: http::Method::POST,
-                target: "/a b\"c?x=1".to_owned(),
+                target: http::uri::PathAndQuery::from_static("/a%20b\"c?x=1"),
                 version: http::Version::HTTP_2,
             },
             Client {
@@ -420,6 +461,7 @@ mod tests {
 
     #[test]
     fn dates() {
+        let rfc3339 = |t| Rfc3339(t).to_string();
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_795_851_527_123);
         assert_eq!(rfc3339(t), "2026-11-28T07:38:47.123Z");
@@ -437,8 +479,9 @@ mod tests {
             bytes: 1234,
             backend: Some("127.0.0.1:3031"),
         };
-        let mut line = String::new();
+        let mut line = Vec::new();
         plain_line(&mut line, &entry, UNIX_EPOCH);
+        let line = String::from_utf8(line).unwrap();
         let fields: Vec<&str> = line.trim_end().split(' ').collect();
         assert_eq!(
             &fields[..11],
@@ -449,7 +492,7 @@ mod tests {
                 "TLSv1.3",
                 "resumed",
                 "\"POST",
-                "/a\\x20b\\x22c?x=1",
+                "/a%20b\\x22c?x=1",
                 "HTTP/2.0\"",
                 "200",
                 "1234",
@@ -471,12 +514,21 @@ mod tests {
             bytes: 0,
             backend: None,
         };
-        let mut line = String::new();
+        let mut line = Vec::new();
         json_line(&mut line, &entry, UNIX_EPOCH);
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["client"], "127.0.0.2");
         assert_eq!(value["client_port"], 40000);
-        assert_eq!(value["path"], "/a b\"c?x=1");
+        assert_eq!(value["path"], "/a%20b\"c?x=1");
+        assert_eq!(value["sni"], "example.test");
+        assert_eq!(value["tls"], "TLSv1.3");
+        assert_eq!(value["method"], "POST");
+        assert_eq!(value["protocol"], "HTTP/2.0");
+        assert!(value["duration_ms"].as_f64().unwrap() >= 0.0);
+        let mut escaped = Vec::new();
+        json_string(&mut escaped, "a\"b\\c\u{1}d\u{e9}");
+        let back: String = serde_json::from_slice(&escaped).unwrap();
+        assert_eq!(back, "a\"b\\c\u{1}d\u{e9}");
         assert_eq!(value["resumed"], true);
         assert_eq!(value["backend"], serde_json::Value::Null);
         assert_eq!(value["status"], 502);

@@ -21,7 +21,8 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
     ),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke] [--access-log]
+const USAGE: &str =
+    "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke] [--access-log]
   --install     install nginx, HAProxy and hitch from Debian's packages if missing
   --quick       short runs (a few minutes in all), for trying the setup
   --skip-micro  skip the criterion benchmarks (their last results are reused)

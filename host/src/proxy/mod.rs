@@ -25,7 +25,7 @@ use tracing::warn;
 use crate::access_log::{self, AccessLog};
 use crate::config::BackendProtocol;
 use crate::metrics::Metrics;
-use pool::{BackendPool, Link};
+use pool::{BackendPool, BackendState, Link};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies: streamed from a backend or generated here.
@@ -99,10 +99,11 @@ impl Proxy {
         let logged = access_log::Request {
             started: std::time::Instant::now(),
             method: request.method().clone(),
-            target: request.uri().path_and_query().map_or_else(
-                || request.uri().path().to_owned(),
-                |pq| pq.as_str().to_owned(),
-            ),
+            target: request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             version: request.version(),
         };
         let (response, backend) = self.respond(request, conn).await;
@@ -119,13 +120,12 @@ impl Proxy {
         Response::from_parts(parts, body.boxed_unsync())
     }
 
-    /// The response, and the name of the backend it came from (if one was
-    /// reached).
+    /// The response, and the backend it came from (if one was reached).
     async fn respond(
         &self,
         request: Request<Incoming>,
         conn: &ConnInfo,
-    ) -> (Response<ProxyBody>, Option<String>) {
+    ) -> (Response<ProxyBody>, Option<Arc<BackendState>>) {
         let (backend, link) = match self.pool.connect().await {
             Ok(connected) => connected,
             Err(none) => {
@@ -163,7 +163,7 @@ impl Proxy {
                 plain(StatusCode::BAD_GATEWAY, &format!("backend {name}: {error}"))
             }
         };
-        (response, Some(name.clone()))
+        (response, Some(backend))
     }
 }
 
@@ -176,7 +176,7 @@ struct LoggedBody {
     request: access_log::Request,
     conn: Arc<ConnInfo>,
     status: u16,
-    backend: Option<String>,
+    backend: Option<Arc<BackendState>>,
 }
 
 impl hyper::body::Body for LoggedBody {
@@ -216,7 +216,10 @@ impl Drop for LoggedBody {
             request: &self.request,
             status: self.status,
             bytes: self.bytes,
-            backend: self.backend.as_deref(),
+            backend: self
+                .backend
+                .as_ref()
+                .map(|state| state.backend.name.as_str()),
         });
     }
 }

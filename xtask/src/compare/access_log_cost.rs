@@ -114,10 +114,8 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
 }
 
 fn tempdir(root: &Path) -> Result<std::path::PathBuf, String> {
-    let dir = crate::processes::target_dir(root).join(format!(
-        "bench-access-log-{}",
-        std::process::id()
-    ));
+    let dir =
+        crate::processes::target_dir(root).join(format!("bench-access-log-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
 }

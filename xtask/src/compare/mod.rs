@@ -19,8 +19,8 @@
 pub(crate) mod access_log_cost;
 mod backend;
 mod certs;
-pub(crate) mod cpu;
 pub(crate) mod chart;
+pub(crate) mod cpu;
 pub(crate) mod load;
 mod memory;
 pub(crate) mod report;
