@@ -119,6 +119,17 @@ pub async fn get(
     send(config, addr, server_name, get_request(server_name, path)).await
 }
 
+/// A GET over `tcp`, a connection already made.
+pub async fn get_over(
+    config: &Arc<ClientConfig>,
+    tcp: TcpStream,
+    server_name: &str,
+    path: &str,
+) -> Exchange {
+    let request = get_request(server_name, path);
+    send_over(config, tcp, server_name, request).await
+}
+
 /// A GET of `path` on `server_name`, as [`get`] sends it.
 pub fn get_request(server_name: &str, path: &str) -> Request<Full<Bytes>> {
     Request::get(path)

@@ -5,7 +5,11 @@
 //! ```no_run
 //! # use cachet_tests::haproxy::{Frontend, Haproxy, SendProxy};
 //! # let router: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
-//! let balancer = Haproxy::tcp(&[Frontend { servers: &[router], send_proxy: SendProxy::V2 }]);
+//! let balancer = Haproxy::tcp(&[Frontend {
+//!     servers: &[router],
+//!     send_proxy: SendProxy::V2,
+//!     check: false,
+//! }]);
 //! // connect to balancer.frontends[0]
 //! ```
 
@@ -49,6 +53,9 @@ impl SendProxy {
 pub struct Frontend<'a> {
     pub servers: &'a [SocketAddr],
     pub send_proxy: SendProxy,
+    /// Health-check the servers (HAProxy's `check`: a TCP connection every
+    /// 2 s, with a PROXY header if the servers get one: v2 `LOCAL`).
+    pub check: bool,
 }
 
 /// A running HAProxy, killed when dropped.
@@ -170,9 +177,10 @@ fn configuration(frontends: &[Frontend<'_>], addrs: &[SocketAddr], ready: Socket
              backend b{i}\n    balance roundrobin\n"
         );
         for (j, server) in frontend.servers.iter().enumerate() {
+            let check = if frontend.check { " check" } else { "" };
             let _ = writeln!(
                 text,
-                "    server s{j} {server}{}",
+                "    server s{j} {server}{}{check}",
                 frontend.send_proxy.keyword()
             );
         }
@@ -198,10 +206,12 @@ mod tests {
                 Frontend {
                     servers: &[a, b],
                     send_proxy: SendProxy::V2,
+                    check: false,
                 },
                 Frontend {
                     servers: &[a],
                     send_proxy: SendProxy::V1,
+                    check: true,
                 },
             ],
             &[
@@ -214,7 +224,7 @@ mod tests {
             "bind 127.0.0.1:2001",
             "server s0 127.0.0.1:1001 send-proxy-v2\n",
             "server s1 127.0.0.1:1002 send-proxy-v2\n",
-            "server s0 127.0.0.1:1001 send-proxy\n",
+            "server s0 127.0.0.1:1001 send-proxy check\n",
             "bind 127.0.0.1:2003\n    tcp-request connection reject",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");

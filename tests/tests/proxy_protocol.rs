@@ -6,6 +6,7 @@
 //! within the handshake deadline; the switch follows a SIGHUP reload in
 //! every worker.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -49,10 +50,12 @@ fn balancer(router: &Router) -> Haproxy {
         Frontend {
             servers: &[router.addr()],
             send_proxy: SendProxy::V2,
+            check: false,
         },
         Frontend {
             servers: &[router.addr()],
             send_proxy: SendProxy::V1,
+            check: false,
         },
     ])
 }
@@ -62,26 +65,14 @@ async fn get_from_client(config: &Arc<ClientConfig>, addr: SocketAddr) -> Exchan
     let tcp = client::tcp_from(CLIENT, addr)
         .await
         .unwrap_or_else(|e| panic!("connecting from {CLIENT} to {addr}: {e}"));
-    client::send_over(
-        config,
-        tcp,
-        "localhost",
-        client::get_request("localhost", "/"),
-    )
-    .await
+    client::get_over(config, tcp, "localhost", "/").await
 }
 
 /// `GET /` over a connection that starts with `header`, written by the test.
 async fn get_after(config: &Arc<ClientConfig>, addr: SocketAddr, header: &[u8]) -> Exchange {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(header).await.unwrap();
-    client::send_over(
-        config,
-        tcp,
-        "localhost",
-        client::get_request("localhost", "/"),
-    )
-    .await
+    client::get_over(config, tcp, "localhost", "/").await
 }
 
 /// The stats' `proxy_protocol` object as it should read.
@@ -97,6 +88,29 @@ fn counted(
         "local": local,
         "rejected": { "missing": missing, "malformed": malformed, "timeout": timeout },
     })
+}
+
+/// Checks that a TLS handshake fails, promptly: the router closed the
+/// connection rather than trusting it.
+async fn refused_handshake<T>(handshake: impl Future<Output = std::io::Result<T>>) {
+    let result = tokio::time::timeout(EXCHANGE_TIMEOUT, handshake)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to a handshake within {EXCHANGE_TIMEOUT:?}"));
+    assert!(
+        result.is_err(),
+        "a handshake the router should have refused"
+    );
+}
+
+/// Checks that the router's Prometheus text has each of `samples` as a line.
+fn exposes(router: &Router, samples: &[&str]) {
+    let metrics = router.metrics();
+    for sample in samples {
+        assert!(
+            metrics.lines().any(|line| line == *sample),
+            "{sample} in\n{metrics}"
+        );
+    }
 }
 
 /// Writes `bytes` on a new connection, half-closing it after them when
@@ -202,14 +216,44 @@ async fn haproxy_v1_and_v2_give_http_backends_the_client_in_x_forwarded_for() {
         );
     }
     assert_eq!(router.stats()["proxy_protocol"], counted(4, 0, 0, 0, 0));
-    let metrics = router.metrics();
-    for line in [
-        "cachet_proxy_protocol_headers_total{source=\"client\"} 4\n",
-        "cachet_proxy_protocol_headers_total{source=\"local\"} 0\n",
-        "cachet_proxy_protocol_rejected_total{reason=\"missing\"} 0\n",
-    ] {
-        assert!(metrics.contains(line), "{line} in\n{metrics}");
-    }
+    exposes(
+        &router,
+        &[
+            "cachet_proxy_protocol_headers_total{source=\"client\"} 4",
+            "cachet_proxy_protocol_headers_total{source=\"local\"} 0",
+            "cachet_proxy_protocol_rejected_total{reason=\"missing\"} 0",
+        ],
+    );
+}
+
+/// HAProxy's health checks of a `send-proxy-v2` server carry a v2 `LOCAL`
+/// header: accepted, keeping the balancer's own address, never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_health_checks_are_local_connections() {
+    let pki = Pki::new();
+    let backend = backends::uwsgi("u").await;
+    let router = start(&pki, &backend.uwsgi_to(), &[]);
+    let _haproxy = Haproxy::tcp(&[Frontend {
+        servers: &[router.addr()],
+        send_proxy: SendProxy::V2,
+        check: true,
+    }]);
+    // Checks come every 2 s; wait for the first, however late.
+    let deadline = tokio::time::Instant::now() + 2 * EXCHANGE_TIMEOUT;
+    let counts = loop {
+        let counts = router.stats()["proxy_protocol"].clone();
+        if counts["local"].as_u64() > Some(0) {
+            break counts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no health check within {:?}: {counts}",
+            2 * EXCHANGE_TIMEOUT
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(counts["headers"], counts["local"], "{counts}");
+    assert_eq!(counts["rejected"], counted(0, 0, 0, 0, 0)["rejected"]);
 }
 
 /// Headers written by the test: IPv6 clients, and the forms that keep the
@@ -258,13 +302,7 @@ async fn connections_without_a_valid_header_are_closed_counted_and_never_trusted
     let addr = router.addr();
 
     // A client that skips the balancer: its ClientHello is not a header.
-    let direct = tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        client::connect(&config, addr, "localhost"),
-    )
-    .await
-    .expect("the router answered a direct client in time");
-    assert!(direct.is_err(), "a direct client completed a handshake");
+    refused_handshake(client::connect(&config, addr, "localhost")).await;
     // Junk and plain HTTP: missing too.
     refused(addr, b"\x00\x01garbage", false).await;
     refused(addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", false).await;
@@ -283,27 +321,21 @@ async fn connections_without_a_valid_header_are_closed_counted_and_never_trusted
     tcp.write_all(b"PROXY TCP4 127.0.0.2 127.0.0.1 99999 443\r\n")
         .await
         .unwrap();
-    let handshake = tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        client::handshake(&config, tcp, "localhost"),
-    )
-    .await
-    .expect("the router answered in time");
-    assert!(handshake.is_err(), "a handshake after a malformed header");
+    refused_handshake(client::handshake(&config, tcp, "localhost")).await;
 
     let stats = router.stats();
     assert_eq!(stats["proxy_protocol"], counted(0, 0, 3, 4, 0));
     assert_eq!(stats["tls"]["failures"], 0, "refused before TLS");
     assert_eq!(stats["http"]["requests"], 0);
     assert_eq!(backend.served(), 0);
-    let metrics = router.metrics();
-    for line in [
-        "cachet_proxy_protocol_rejected_total{reason=\"missing\"} 3\n",
-        "cachet_proxy_protocol_rejected_total{reason=\"malformed\"} 4\n",
-        "cachet_proxy_protocol_rejected_total{reason=\"timeout\"} 0\n",
-    ] {
-        assert!(metrics.contains(line), "{line} in\n{metrics}");
-    }
+    exposes(
+        &router,
+        &[
+            "cachet_proxy_protocol_rejected_total{reason=\"missing\"} 3",
+            "cachet_proxy_protocol_rejected_total{reason=\"malformed\"} 4",
+            "cachet_proxy_protocol_rejected_total{reason=\"timeout\"} 0",
+        ],
+    );
 
     // The router still serves a well-formed header.
     let exchange = get_after(
@@ -369,13 +401,7 @@ async fn a_reload_switches_every_worker() {
     // Enough connections that both workers are likely to take some; each
     // has reloaded, so every one is refused.
     for _ in 0..4 {
-        let direct = tokio::time::timeout(
-            EXCHANGE_TIMEOUT,
-            client::connect(&config, router.addr(), "localhost"),
-        )
-        .await
-        .expect("the router answered a direct client in time");
-        assert!(direct.is_err(), "a direct client after the reload");
+        refused_handshake(client::connect(&config, router.addr(), "localhost")).await;
         let exchange = get_from_client(&config, haproxy.frontends[0]).await;
         assert_eq!(exchange.json()["vars"]["REMOTE_ADDR"], CLIENT.to_string());
     }
