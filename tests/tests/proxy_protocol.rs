@@ -193,7 +193,7 @@ async fn haproxy_v1_and_v2_give_uwsgi_the_client_address() {
 async fn haproxy_v1_and_v2_give_http_backends_the_client_in_x_forwarded_for() {
     let pki = Pki::new();
     let backend = backends::http("h").await;
-    let router = start(&pki, &backend.http_to(), &[]);
+    let router = start(&pki, &backend.http_to(), &["--access-log", "stderr"]);
     let haproxy = balancer(&router);
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
     for frontend in &haproxy.frontends {
@@ -203,6 +203,12 @@ async fn haproxy_v1_and_v2_give_http_backends_the_client_in_x_forwarded_for() {
             exchange.json()["headers"]["x-forwarded-for"],
             json!([CLIENT.to_string()])
         );
+        // The access log names the client too (its lines are written in
+        // batches: wait for this one).
+        let client = format!(" {CLIENT}:{} ", exchange.local.port());
+        let logged =
+            tokio::task::block_in_place(|| router.wait_for_log(&client, 2 * EXCHANGE_TIMEOUT));
+        assert!(logged, "no access log line for{client}:\n{}", router.log());
         // A client's own X-Forwarded-For is kept, the real client appended.
         let tcp = client::tcp_from(CLIENT, *frontend).await.unwrap();
         let mut request = client::get_request("localhost", "/");

@@ -682,7 +682,10 @@ mod tests {
         let error = config(&["--https", ":8443", "--enable-proxy-protocol=maybe"])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("`enable-proxy-protocol` = `maybe`"), "{error}");
+        assert!(
+            error.contains("`enable-proxy-protocol` = `maybe`"),
+            "{error}"
+        );
     }
 
     #[test]
