@@ -4,6 +4,7 @@
 //! With worker processes, each worker runs `serve_https` and the master the
 //! other two (see [`crate::master`] and [`crate::worker`]).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -146,6 +147,7 @@ pub async fn serve_https(
 
     let mut sockets = Vec::new();
     let slots = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
+    let proxy_protocol = Arc::new(AtomicBool::new(config.enable_proxy_protocol));
     for (https, listener) in config.https.iter().zip(https) {
         let endpoint = Endpoint::build(
             https,
@@ -160,6 +162,7 @@ pub async fn serve_https(
             endpoint: Arc::new(endpoint),
             proxy: Arc::clone(&proxy),
             metrics: Arc::clone(&metrics),
+            proxy_protocol: Arc::clone(&proxy_protocol),
             slots: Arc::clone(&slots),
         };
         sockets.push((listener, socket));
@@ -186,6 +189,7 @@ pub async fn serve_https(
     ready();
     info!(
         backends = config.backends.len(),
+        proxy_protocol = config.enable_proxy_protocol,
         session_storage = if matches!(sessions, Sessions::Cache(_)) {
             "cache"
         } else {

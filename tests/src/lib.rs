@@ -11,19 +11,21 @@
 //!   what they received, as JSON; [`client`] the TLS and HTTP clients.
 //! - [`uwsgi_app`] runs a real uWSGI application server as a backend;
 //!   [`curl`], [`h2load`] and [`openssl`] drive third-party clients, which
-//!   [`tools`] requires and runs bounded in time.
+//!   [`tools`] requires and runs bounded in time; [`haproxy`] runs HAProxy
+//!   as a TCP balancer in front of routers.
 
 pub mod backends;
 pub mod client;
 pub mod curl;
 pub mod h2load;
+pub mod haproxy;
 pub mod openssl;
 pub mod pki;
 pub mod tools;
 pub mod udp_proxy;
 pub mod uwsgi_app;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -34,6 +36,28 @@ pub use pki::Pki;
 
 /// How long a router may take to print `cachet: ready` on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a router may take to log a line a test waits for (a reload's).
+const LOG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One HTTP/1.1 GET to `addr` (a stats-http socket): the response head and
+/// body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: stats\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a complete response");
+    (head.to_owned(), body.to_owned())
+}
 
 /// A counter of a stats object, which must be there.
 pub fn counter(object: &serde_json::Value, field: &str) -> u64 {
@@ -228,6 +252,16 @@ impl Router {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}):\n{text}"))
     }
 
+    /// The Prometheus text from the `stats-http` socket.
+    pub fn metrics(&self) -> String {
+        let addr = self
+            .stats_http
+            .expect("router started without --stats-http");
+        let (head, body) = http_get(addr, "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body
+    }
+
     /// Sessions in the first cache, from stats.
     pub fn cache_items(&self) -> u64 {
         counter(&self.stats()["caches"][0], "items")
@@ -244,6 +278,38 @@ impl Router {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// Waits (bounded) until the log has `count` lines equal to `line`.
+    pub async fn wait_for_lines(&self, line: &str, count: usize) {
+        let deadline = tokio::time::Instant::now() + LOG_TIMEOUT;
+        loop {
+            let log = self.log();
+            if log.lines().filter(|l| *l == line).count() >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {count} `{line}` lines within {LOG_TIMEOUT:?}; log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// SIGHUP, then waits for the `count`-th `cachet: reloaded` (one per
+    /// worker and reload).
+    pub async fn reload(&self, count: usize) {
+        self.hangup();
+        self.wait_for_lines("cachet: reloaded", count).await;
     }
 
     /// The current pid of each worker, from the master's

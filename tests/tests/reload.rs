@@ -7,9 +7,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use cachet_tests::backends;
@@ -22,9 +20,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::ClientConfig;
-
-/// Bound on waiting for the router to report a reload.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A router configured by an ini file in a directory of its own, serving
 /// `server.crt`/`server.key` from that directory.
@@ -71,36 +66,6 @@ impl Setup {
 fn copy(from: &Path, to: &Path) {
     std::fs::copy(from, to)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
-}
-
-fn hangup(router: &Router) {
-    let status = Command::new("kill")
-        .args(["-HUP", &router.pid().to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill -HUP failed");
-}
-
-/// Waits (bounded) until the router's log has `count` lines equal to `line`.
-async fn wait_for_lines(router: &Router, line: &str, count: usize) {
-    let deadline = tokio::time::Instant::now() + RELOAD_TIMEOUT;
-    loop {
-        let log = router.log();
-        if log.lines().filter(|l| *l == line).count() >= count {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {count} `{line}` lines within {RELOAD_TIMEOUT:?}; log:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// SIGHUP, then the `count`-th `cachet: reloaded`.
-async fn reload(router: &Router, count: usize) {
-    hangup(router);
-    wait_for_lines(router, "cachet: reloaded", count).await;
 }
 
 /// The leaf certificate a new connection is served.
@@ -181,7 +146,7 @@ async fn sighup_swaps_a_certificate_without_breaking_an_open_connection() {
     assert_eq!(kept.get().await.0, 200);
 
     setup.install(&b);
-    reload(&router, 1).await;
+    router.reload(1).await;
 
     for version in [Tls::V12, Tls::V13] {
         let config = client::config(&pki, version, &[b"http/1.1"]);
@@ -215,8 +180,8 @@ async fn a_broken_certificate_changes_nothing() {
 
     // A key that is not a key.
     std::fs::write(setup.path("server.key"), "not a key\n").unwrap();
-    hangup(&router);
-    wait_for_lines(&router, "cachet: reload failed", 1).await;
+    router.hangup();
+    router.wait_for_lines("cachet: reload failed", 1).await;
     let log = router.log();
     let key = setup.path("server.key").display().to_string();
     assert!(
@@ -228,8 +193,8 @@ async fn a_broken_certificate_changes_nothing() {
 
     // A certificate file that is gone.
     std::fs::remove_file(setup.path("server.crt")).unwrap();
-    hangup(&router);
-    wait_for_lines(&router, "cachet: reload failed", 2).await;
+    router.hangup();
+    router.wait_for_lines("cachet: reload failed", 2).await;
     let log = router.log();
     assert!(
         log.lines()
@@ -242,7 +207,7 @@ async fn a_broken_certificate_changes_nothing() {
 
     // Repaired: the next SIGHUP applies it.
     setup.install(&b);
-    reload(&router, 1).await;
+    router.reload(1).await;
     assert_eq!(served_leaf(&config, &router).await, b.der);
     assert_eq!(kept.get().await.0, 200);
 }
@@ -274,7 +239,7 @@ async fn a_new_backend_list_takes_effect_and_sessions_survive() {
         "http-to = {}\ncache = 200\nssl-sessions-use-cache = true\nstats = 127.0.0.1:0\n",
         two.http_to()
     ));
-    reload(&router, 1).await;
+    router.reload(1).await;
     let log = router.log();
     assert!(
         log.lines()
@@ -323,7 +288,7 @@ async fn every_worker_reloads() {
 
     setup.install(&b);
     // One `cachet: reloaded` per worker.
-    reload(&router, WORKERS).await;
+    router.reload(WORKERS).await;
     // Whichever worker accepts a new connection serves B.
     for _ in 0..10 {
         assert_eq!(served_leaf(&config, &router).await, b.der);

@@ -70,6 +70,9 @@ pub struct Config {
     /// Each worker accepts on sockets of its own (`SO_REUSEPORT`).
     pub reuse_port: bool,
     pub https: Vec<HttpsSocket>,
+    /// Every https connection starts with a PROXY protocol header
+    /// (`enable-proxy-protocol`), on every https socket.
+    pub enable_proxy_protocol: bool,
     pub sni: Vec<SniCertificate>,
     pub backends: Vec<Backend>,
     pub http_processes: usize,
@@ -222,6 +225,7 @@ impl Config {
             master: read.switch("master"),
             reuse_port: read.switch("reuse-port"),
             https: read.all("https", parse_https),
+            enable_proxy_protocol: read.switch("enable-proxy-protocol"),
             sni: read.all("sni", parse_sni),
             backends: read.all("http-to", parse_backend),
             http_processes: read
@@ -668,6 +672,20 @@ mod tests {
         assert_eq!(config.backends[0].protocol, BackendProtocol::Uwsgi);
         assert_eq!(config.ssl_sessions_timeout, DEFAULT_SESSION_TIMEOUT);
         assert_eq!(config.http_processes, 1);
+        assert!(!config.enable_proxy_protocol);
+    }
+
+    #[test]
+    fn proxy_protocol_switch() {
+        let on = config(&["--https", ":8443", "--enable-proxy-protocol"]).unwrap();
+        assert!(on.enable_proxy_protocol);
+        let error = config(&["--https", ":8443", "--enable-proxy-protocol=maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`enable-proxy-protocol` = `maybe`"),
+            "{error}"
+        );
     }
 
     #[test]

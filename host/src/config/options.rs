@@ -59,6 +59,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         "serve the certificate CRT/KEY to clients asking for NAME (`*.example.com` allowed)",
     ),
     spec(
+        "enable-proxy-protocol",
+        Kind::Switch,
+        "[BOOL]",
+        "every https connection must start with a PROXY protocol v1 or v2 header (from a TCP balancer such as HAProxy with send-proxy-v2); its client address becomes REMOTE_ADDR and X-Forwarded-For; connections without a valid one are closed",
+    ),
+    spec(
         "http-to",
         Kind::Repeatable,
         "HOST:PORT|http://HOST:PORT",

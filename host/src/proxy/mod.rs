@@ -1,6 +1,7 @@
 //! From a decrypted client request to a backend and back.
 //!
-//! [`serve`] runs client connections (TLS, then HTTP/1.1 or HTTP/2 through
+//! [`serve`] runs client connections (the PROXY protocol header of
+//! [`proxy_header`] when enabled, TLS, then HTTP/1.1 or HTTP/2 through
 //! hyper); [`Proxy::handle`] picks a backend from the [`pool`] and speaks
 //! either the uwsgi protocol ([`uwsgi_backend`]) or HTTP/1.1
 //! ([`http_backend`]) to it.
@@ -9,6 +10,7 @@ pub mod headers;
 pub mod http_backend;
 pub mod keepalive;
 pub mod pool;
+pub mod proxy_header;
 pub mod serve;
 pub mod uwsgi_backend;
 
@@ -34,6 +36,8 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// What a request handler knows about the client connection.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// The client: the address a PROXY protocol header gave
+    /// (`enable-proxy-protocol`), else the TCP peer.
     pub peer: SocketAddr,
     /// The https socket's own address.
     pub local: SocketAddr,

@@ -1,9 +1,10 @@
-//! Client connections on an https socket: accept, TLS handshake with the
+//! Client connections on an https socket: accept, the PROXY protocol
+//! header when the balancer in front sends one, TLS handshake with the
 //! certificate the SNI name asks for, then HTTP/2 or HTTP/1.x through hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
+use super::proxy_header::{self, Rejection, Source};
 use super::{ConnInfo, Proxy, TlsInfo};
 use crate::limits;
 use crate::metrics::Metrics;
@@ -30,6 +32,10 @@ pub struct Socket {
     pub endpoint: Arc<Endpoint>,
     pub proxy: Arc<Proxy>,
     pub metrics: Arc<Metrics>,
+    /// Whether connections start with a PROXY protocol header
+    /// (`enable-proxy-protocol`). Shared by the process's sockets and
+    /// switched by a reload; read once per connection, at accept.
+    pub proxy_protocol: Arc<AtomicBool>,
     /// Bounds connections across all sockets of the process.
     pub slots: Arc<Semaphore>,
 }
@@ -73,14 +79,28 @@ pub async fn accept_loop(
 }
 
 /// One client connection, from TCP accept to close.
-async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shutdown: Shutdown) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    socket: Socket,
+    mut shutdown: Shutdown,
+) {
     let metrics = &socket.metrics;
     let _open = metrics.connection_opened();
     let _ = stream.set_nodelay(true);
 
-    // One budget for the whole handshake, ClientHello included, so a client
-    // cannot hold a slot by trickling bytes.
+    // One budget for the whole handshake, PROXY header and ClientHello
+    // included, so a client cannot hold a slot by trickling bytes.
     let deadline = Instant::now() + limits::HANDSHAKE_TIMEOUT;
+    // From here on `peer` is the client, whoever's socket this is.
+    let peer = if socket.proxy_protocol.load(Relaxed) {
+        match proxied_peer(&mut stream, peer, deadline, metrics).await {
+            Some(client) => client,
+            None => return,
+        }
+    } else {
+        peer
+    };
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let server_name = start.client_hello().server_name().map(str::to_owned);
@@ -162,6 +182,39 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
             }
         }
     }
+}
+
+/// Reads the PROXY protocol header by `deadline`: the client's address
+/// (`peer`, the balancer's, when the header names none), or `None` when the
+/// connection must close, counted by reason. A header that is not valid to
+/// its last byte is never trusted.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    metrics: &Metrics,
+) -> Option<SocketAddr> {
+    let rejection = match tokio::time::timeout_at(deadline, proxy_header::read(stream)).await {
+        Ok(Ok(source)) => {
+            metrics.proxy_header_accepted(source);
+            let client = match source {
+                Source::Client(client) => client,
+                Source::Local => peer,
+            };
+            debug!(balancer = %peer, %client, "PROXY protocol header");
+            return Some(client);
+        }
+        Ok(Err(error)) => {
+            debug!(%peer, %error, "PROXY protocol header refused; closing");
+            error.rejection()
+        }
+        Err(_) => {
+            debug!(%peer, "no complete PROXY protocol header in time; closing");
+            Rejection::Timeout
+        }
+    };
+    metrics.proxy_header_rejected(rejection);
+    None
 }
 
 /// What hyper speaks on a connection.
