@@ -9,6 +9,12 @@ use cachet_core::Instant;
 
 /// Now, on the cache's timeline.
 pub fn now() -> Instant {
+    Instant::from_millis(monotonic_micros() / 1000)
+}
+
+/// `CLOCK_MONOTONIC` in microseconds: the cache's timeline, and the one
+/// systemd expects in `MONOTONIC_USEC` when a service reloads.
+pub fn monotonic_micros() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -19,8 +25,7 @@ pub fn now() -> Instant {
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
     }
-    let millis = (ts.tv_sec as u64).saturating_mul(1000) + (ts.tv_nsec as u64) / 1_000_000;
-    Instant::from_millis(millis)
+    (ts.tv_sec as u64).saturating_mul(1_000_000) + (ts.tv_nsec as u64) / 1000
 }
 
 /// Seconds since the Unix epoch at which the monotonic `instant` happened,

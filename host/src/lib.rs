@@ -6,7 +6,9 @@
 //! in this library so that the master/worker process model, the fuzz targets and
 //! the end-to-end tests can reach the same code.
 
+pub mod access_log;
 pub mod bench;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod limits;
@@ -22,8 +24,10 @@ pub mod shared;
 pub mod shm;
 pub mod shutdown;
 pub mod stats;
+pub mod status_line;
 pub mod store;
 pub mod sync;
+pub mod systemd;
 pub mod tls;
 pub mod uwsgi;
 pub mod worker;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use cachet::config::{options, Config, Invocation};
+use cachet::config::{options, Command, Config};
 use cachet::lines::Whole;
 use cachet::listen::Listeners;
 use cachet::{master, router, shutdown, worker};
@@ -19,21 +19,23 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "bench") {
         return cachet::bench::main(&args[1..]);
     }
-    let raw = match Config::from_args(args.iter().cloned()) {
-        Ok(Invocation::Run(raw)) => raw,
-        Ok(Invocation::Help) => {
+    let config = match Config::load(args.iter().cloned()) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Check(config)) => return check(&config),
+        Ok(Command::Help) => {
             print!("{}", options::help_text());
             return ExitCode::SUCCESS;
         }
-        Ok(Invocation::Version) => {
+        Ok(Command::Version) => {
             println!("cachet {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Err(error) => return usage_error(&error),
-    };
-    let config = match Config::from_raw(&raw) {
-        Ok(config) => config,
-        Err(error) => return usage_error(&error),
+        // `--check` exits 1 for a bad configuration, like `nginx -t`.
+        Err(errors) if args.iter().any(|arg| arg == "--check") => {
+            cachet::say!("cachet: error: {errors}");
+            return ExitCode::FAILURE;
+        }
+        Err(errors) => return usage_error(&errors),
     };
 
     // RUST_LOG overrides; `info` shows startup, backend health and shutdown.
@@ -82,6 +84,24 @@ fn keygen(rest: &[std::ffi::OsString]) -> ExitCode {
             cachet::say!("cachet: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `cachet --check` of a valid configuration: 0 when every file it names
+/// is good too, 1 with every problem listed when not.
+fn check(config: &Config) -> ExitCode {
+    let problems = cachet::check::problems(config);
+    if problems.is_empty() {
+        cachet::say!(
+            "cachet: configuration ok ({} https socket(s), {} sni certificate(s), {} backend(s))",
+            config.https.len(),
+            config.sni.len(),
+            config.backends.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        cachet::say!("cachet: error: {}", cachet::check::report(&problems));
+        ExitCode::FAILURE
     }
 }
 

@@ -148,6 +148,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
             listen::announce("https", listener.local_addr()?);
         }
         listen::announce_ready();
+        crate::systemd::ready();
         info!(workers = processes, "master started");
 
         for keeper in keepers {
@@ -167,15 +168,12 @@ fn check_certificates(config: &Config, generated: Option<&GeneratedCertificates>
     if let Some(generated) = generated {
         worker::use_generated_certificates(&mut config, &generated.dir);
     }
-    for https in &config.https {
-        crate::tls::Endpoint::build(
-            https,
-            &config.sni,
-            config.https_session_context.as_deref(),
-            crate::tls::Sessions::RustlsDefault,
-        )?;
+    let problems = crate::check::certificate_problems(&config);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", crate::check::report(&problems))
     }
-    Ok(())
 }
 
 /// How to start a worker.
@@ -196,6 +194,8 @@ impl Launch {
         command
             .args(&self.args)
             .env(WORKER_ENV, id.to_string())
+            // Only the master speaks to systemd (see `crate::systemd`).
+            .env_remove(crate::systemd::NOTIFY_SOCKET_ENV)
             .env(SHARED_FD_ENV, &self.shared_fd)
             .env(HTTPS_FDS_ENV, &self.https_fds[id - 1])
             .stdin(Stdio::null());
@@ -339,6 +339,7 @@ async fn forward_signals(
                     Ok(name) => info!(signal = name, "termination requested; stopping workers"),
                     Err(error) => warn!(%error, "cannot watch for signals; stopping"),
                 }
+                crate::systemd::stopping();
                 trigger.trigger();
                 return;
             }
@@ -351,14 +352,21 @@ async fn forward_signals(
                     .filter_map(|(id, slot)| Some((id, slot.pid?)))
                     .collect();
                 info!(workers = workers.len(), "SIGHUP: asking workers to reload");
+                crate::systemd::reloading();
                 for (id, pid) in workers {
                     tokio::spawn(hang_up_when_ready(region, Arc::clone(&slots), id, pid));
                 }
+                // Each worker applies the reload itself and says so on
+                // stderr; the master's part is its own backend list.
                 match crate::reload::read_config(&args) {
                     Ok(config) => {
                         backends.replace(&config.backends);
+                        crate::systemd::reloaded(true);
                     }
-                    Err(e) => warn!("SIGHUP: configuration not re-read: {e:#}"),
+                    Err(e) => {
+                        warn!("SIGHUP: configuration not re-read: {e:#}");
+                        crate::systemd::reloaded(false);
+                    }
                 }
             }
         }

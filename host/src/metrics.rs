@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
+use crate::proxy::proxy_header::{Rejection, Source};
+
 /// A handle on one process's counters; cheap to bump from any task.
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
@@ -38,6 +40,14 @@ pub struct Counters {
     requests: AtomicU64,
     bad_gateway: AtomicU64,
     gateway_timeout: AtomicU64,
+    /// PROXY protocol headers accepted (`enable-proxy-protocol`), and those
+    /// of them that kept the real peer (v2 LOCAL, v1 UNKNOWN).
+    proxy_headers: AtomicU64,
+    proxy_headers_local: AtomicU64,
+    /// Connections refused for their PROXY header, by reason.
+    proxy_missing: AtomicU64,
+    proxy_malformed: AtomicU64,
+    proxy_timeouts: AtomicU64,
     /// Local changes not replicated: too large for a datagram, or the
     /// sync queue was full.
     sync_skipped: AtomicU64,
@@ -60,12 +70,26 @@ pub struct MetricsSnapshot {
     pub requests: u64,
     pub bad_gateway: u64,
     pub gateway_timeout: u64,
+    pub proxy_headers: u64,
+    pub proxy_headers_local: u64,
+    pub proxy_missing: u64,
+    pub proxy_malformed: u64,
+    pub proxy_timeouts: u64,
     pub sync_skipped: u64,
 }
 
 impl MetricsSnapshot {
     pub fn handshakes(&self) -> u64 {
         self.tls12_full + self.tls12_resumed + self.tls13_full + self.tls13_resumed
+    }
+
+    /// Connections refused for their PROXY header, by reason.
+    pub fn proxy_rejections(&self) -> [(Rejection, u64); 3] {
+        [
+            (Rejection::Missing, self.proxy_missing),
+            (Rejection::Malformed, self.proxy_malformed),
+            (Rejection::Timeout, self.proxy_timeouts),
+        ]
     }
 }
 
@@ -141,6 +165,25 @@ impl Metrics {
         self.c.gateway_timeout.fetch_add(1, Relaxed);
     }
 
+    /// Counts a valid PROXY protocol header; `source` says whether it named
+    /// the client or kept the real peer.
+    pub fn proxy_header_accepted(&self, source: Source) {
+        self.c.proxy_headers.fetch_add(1, Relaxed);
+        if source == Source::Local {
+            self.c.proxy_headers_local.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a connection closed for its PROXY protocol header.
+    pub fn proxy_header_rejected(&self, reason: Rejection) {
+        let counter = match reason {
+            Rejection::Missing => &self.c.proxy_missing,
+            Rejection::Malformed => &self.c.proxy_malformed,
+            Rejection::Timeout => &self.c.proxy_timeouts,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
     /// Counts a local change that could not be replicated.
     pub fn sync_skipped(&self) {
         self.c.sync_skipped.fetch_add(1, Relaxed);
@@ -159,6 +202,11 @@ impl Metrics {
             requests: self.c.requests.load(Relaxed),
             bad_gateway: self.c.bad_gateway.load(Relaxed),
             gateway_timeout: self.c.gateway_timeout.load(Relaxed),
+            proxy_headers: self.c.proxy_headers.load(Relaxed),
+            proxy_headers_local: self.c.proxy_headers_local.load(Relaxed),
+            proxy_missing: self.c.proxy_missing.load(Relaxed),
+            proxy_malformed: self.c.proxy_malformed.load(Relaxed),
+            proxy_timeouts: self.c.proxy_timeouts.load(Relaxed),
             sync_skipped: self.c.sync_skipped.load(Relaxed),
         }
     }

@@ -1,10 +1,13 @@
-//! SIGHUP: re-read the configuration and swap in new certificates and a new
-//! backend list, without dropping the session cache or any open connection.
+//! SIGHUP: re-read the configuration and swap in new certificates, a new
+//! backend list and `enable-proxy-protocol`, without dropping the session
+//! cache or any open connection.
 //!
 //! A [`Reloader`] keeps the arguments the process was started with, so a
 //! reload re-reads every `--ini` file as well. It rebuilds every https
 //! socket's [`Endpoint`] sites and the backend list, and only when all of
-//! it succeeded swaps it in; a reload that fails (a certificate file that is
+//! it succeeded swaps it in and sets whether new connections must start
+//! with a PROXY protocol header (a balancer switched to or from sending
+//! one is followed without a restart, which would lose the session cache); a reload that fails (a certificate file that is
 //! missing or does not parse, a key that does not match) changes nothing and
 //! logs why, naming the file.
 //!
@@ -32,12 +35,13 @@
 
 use std::ffi::OsString;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Invocation};
+use crate::config::{Command, Config};
 use crate::proxy::pool::PoolChange;
 use crate::proxy::serve::Socket;
 use crate::proxy::Proxy;
@@ -55,6 +59,8 @@ pub struct Reloader {
     running: Config,
     endpoints: Vec<Arc<Endpoint>>,
     proxies: Vec<Arc<Proxy>>,
+    /// The sockets' `enable-proxy-protocol` switches.
+    proxy_protocol: Vec<Arc<AtomicBool>>,
     store: Option<Arc<SessionStore>>,
     /// One reload at a time.
     busy: Mutex<()>,
@@ -67,6 +73,8 @@ pub struct Reloaded {
     pub sockets: usize,
     /// The backend list's change.
     pub backends: PoolChange,
+    /// `enable-proxy-protocol` now in force for new connections.
+    pub proxy_protocol: bool,
     /// Changes that need a restart, each naming its option (also logged).
     pub refused: Vec<String>,
 }
@@ -74,14 +82,15 @@ pub struct Reloaded {
 impl Reloader {
     /// A reloader for the process started with `args` (without the program
     /// name) into `running`, serving `endpoints` (each knows its configured
-    /// socket) with the backend pools of `proxies`. `store` is the session
-    /// cache, used for certificates whose context is new when
-    /// `ssl-sessions-use-cache` is on.
+    /// socket) with the backend pools of `proxies` and the PROXY protocol
+    /// switches `proxy_protocol`. `store` is the session cache, used for
+    /// certificates whose context is new when `ssl-sessions-use-cache` is on.
     pub fn new(
         args: Vec<OsString>,
         running: &Config,
         endpoints: Vec<Arc<Endpoint>>,
         proxies: Vec<Arc<Proxy>>,
+        proxy_protocol: Vec<Arc<AtomicBool>>,
         store: Option<Arc<SessionStore>>,
     ) -> Self {
         Self {
@@ -89,6 +98,7 @@ impl Reloader {
             running: running.clone(),
             endpoints,
             proxies,
+            proxy_protocol,
             store,
             busy: Mutex::new(()),
         }
@@ -102,20 +112,18 @@ impl Reloader {
     ) -> Self {
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         let mut proxies: Vec<Arc<Proxy>> = Vec::new();
+        let mut proxy_protocol: Vec<Arc<AtomicBool>> = Vec::new();
         for socket in sockets {
             endpoints.push(Arc::clone(&socket.endpoint));
-            if !proxies
-                .iter()
-                .any(|known| Arc::ptr_eq(known, &socket.proxy))
-            {
-                proxies.push(Arc::clone(&socket.proxy));
-            }
+            push_once(&mut proxies, &socket.proxy);
+            push_once(&mut proxy_protocol, &socket.proxy_protocol);
         }
         Self::new(
             std::env::args_os().skip(1).collect(),
             running,
             endpoints,
             proxies,
+            proxy_protocol,
             store,
         )
     }
@@ -173,10 +181,22 @@ impl Reloader {
         let mut backends = PoolChange::default();
         for proxy in &self.proxies {
             backends = proxy.pool.replace(&config.backends);
+            // After `logrotate` moved the file: lines go to a new one.
+            if let Some(log) = &proxy.access_log {
+                if let Err(error) = log.reopen() {
+                    refused.push(format!(
+                        "option `access-log`: {error:#}; still writing to the file open before"
+                    ));
+                }
+            }
+        }
+        for switch in &self.proxy_protocol {
+            switch.store(config.enable_proxy_protocol, Relaxed);
         }
         Ok(Reloaded {
             sockets,
             backends,
+            proxy_protocol: config.enable_proxy_protocol,
             refused,
         })
     }
@@ -202,9 +222,10 @@ impl Reloader {
                     backends_added = ?done.backends.added,
                     backends_removed = ?done.backends.removed,
                     backends_kept = done.backends.kept,
+                    proxy_protocol = done.proxy_protocol,
                     refused = done.refused.len(),
-                    "configuration reloaded: certificates and backends in force for new \
-                     connections and requests"
+                    "configuration reloaded: certificates, backends and PROXY protocol in \
+                     force for new connections and requests"
                 );
                 crate::say!("cachet: reloaded");
                 true
@@ -218,16 +239,22 @@ impl Reloader {
     }
 }
 
+/// Adds `item` to `list` unless that very `Arc` is there already.
+fn push_once<T>(list: &mut Vec<Arc<T>>, item: &Arc<T>) {
+    if !list.iter().any(|known| Arc::ptr_eq(known, item)) {
+        list.push(Arc::clone(item));
+    }
+}
+
 /// The configuration `args` (without the program name) describe now, ini
 /// files re-read: what a reload applies. A master that lists the backends
 /// in its stats can use it on SIGHUP to `replace` its own pool.
 pub fn read_config(args: &[OsString]) -> Result<Config> {
-    let raw = match Config::from_args(args.iter().cloned()) {
-        Ok(Invocation::Run(raw)) => raw,
+    match Config::load(args.iter().cloned()) {
+        Ok(Command::Run(config)) => Ok(config),
         Ok(_) => bail!("re-reading the configuration: the arguments no longer describe a router"),
-        Err(error) => return Err(error).context("re-reading the configuration"),
-    };
-    Config::from_raw(&raw).context("re-reading the configuration")
+        Err(errors) => Err(errors).context("re-reading the configuration"),
+    }
 }
 
 /// Changes to options that a running process cannot apply, one message each.
@@ -284,6 +311,16 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
         show(&running.cluster.udp_nodes),
         show(&new.cluster.udp_nodes),
     );
+    check(
+        "access-log",
+        show(running.access_log.as_ref().map(|log| &log.target)),
+        show(new.access_log.as_ref().map(|log| &log.target)),
+    );
+    check(
+        "access-log-format",
+        show_option(running.access_log.as_ref().map(|log| log.format.name())),
+        show_option(new.access_log.as_ref().map(|log| log.format.name())),
+    );
     // The key itself is never printed.
     if running.cluster.key != new.cluster.key {
         refused.push(
@@ -313,13 +350,17 @@ pub async fn watch(reloader: Reloader, mut hangups: Hangups, mut shutdown: Shutd
                     return;
                 }
                 info!(signal = "SIGHUP", "reloading certificates and backends");
+                crate::systemd::reloading();
                 let reloader = Arc::clone(&reloader);
-                if let Err(error) =
-                    tokio::task::spawn_blocking(move || reloader.reload_and_log()).await
-                {
-                    error!(%error, "reload failed, nothing changed");
-                    crate::say!("cachet: reload failed");
-                }
+                let applied = match tokio::task::spawn_blocking(move || reloader.reload_and_log()).await {
+                    Ok(applied) => applied,
+                    Err(error) => {
+                        error!(%error, "reload failed, nothing changed");
+                        crate::say!("cachet: reload failed");
+                        false
+                    }
+                };
+                crate::systemd::reloaded(applied);
             }
             () = shutdown.requested() => return,
         }
@@ -376,7 +417,7 @@ mod tests {
 
     fn config_of(args: &[OsString]) -> Config {
         match Config::from_args(args.iter().cloned()).unwrap() {
-            Invocation::Run(raw) => Config::from_raw(&raw).unwrap(),
+            crate::config::Invocation::Run(raw) => Config::from_raw(&raw).unwrap(),
             other => panic!("{other:?}"),
         }
     }
@@ -396,12 +437,14 @@ mod tests {
         let proxy = Arc::new(Proxy {
             pool: BackendPool::new(&config.backends),
             metrics: Default::default(),
+            access_log: None,
         });
         let reloader = Reloader::new(
             args,
             &config,
             endpoints.clone(),
             vec![Arc::clone(&proxy)],
+            vec![Arc::new(AtomicBool::new(config.enable_proxy_protocol))],
             None,
         );
         (reloader, endpoints, proxy)
@@ -508,6 +551,30 @@ mod tests {
         let done = reloader.reload().unwrap();
         assert_eq!(done.sockets, 0);
         assert_eq!(done.refused.len(), 2, "{:?}", done.refused);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn proxy_protocol_follows_the_configuration() {
+        let dir = scratch("proxy-protocol");
+        let args = write_ini(&dir, "https = 127.0.0.1:0\n");
+        let (reloader, _endpoints, _proxy) = reloader(args);
+        let switch = Arc::clone(&reloader.proxy_protocol[0]);
+        assert!(!switch.load(Relaxed));
+        write_ini(&dir, "https = 127.0.0.1:0\nenable-proxy-protocol = true\n");
+        let done = reloader.reload().unwrap();
+        assert!(done.proxy_protocol && switch.load(Relaxed));
+        assert!(done.refused.is_empty(), "{:?}", done.refused);
+        // A broken configuration leaves it as it was.
+        write_ini(
+            &dir,
+            "https = 127.0.0.1:0\nenable-proxy-protocol = perhaps\n",
+        );
+        assert!(reloader.reload().is_err());
+        assert!(switch.load(Relaxed));
+        write_ini(&dir, "https = 127.0.0.1:0\n");
+        assert!(!reloader.reload().unwrap().proxy_protocol);
+        assert!(!switch.load(Relaxed));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

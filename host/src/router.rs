@@ -4,6 +4,7 @@
 //! With worker processes, each worker runs `serve_https` and the master the
 //! other two (see [`crate::master`] and [`crate::worker`]).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::limits;
 use crate::listen::{self, Listeners};
@@ -64,7 +66,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
     if let Some(store) = &store {
         spawn_sweeper(Arc::clone(store), shutdown.clone());
     }
-    let proxy = proxy(config, metrics);
+    let proxy = proxy(config, metrics)?;
     let source: SnapshotSource = {
         let store = store.clone();
         let proxy = Arc::clone(&proxy);
@@ -93,20 +95,34 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
         proxy,
         shutdown,
         true,
-        listen::announce_ready,
+        || {
+            listen::announce_ready();
+            crate::systemd::ready();
+        },
     )
     .await
 }
 
-/// The backends of `config`, counting into `metrics`.
-pub fn proxy(config: &Config, metrics: Metrics) -> Arc<Proxy> {
+/// The backends of `config`, counting into `metrics`, and its access log.
+/// Call inside the runtime (the access log's flusher runs on it).
+pub fn proxy(config: &Config, metrics: Metrics) -> Result<Arc<Proxy>> {
     if config.backends.is_empty() {
         warn!("no `http-to` backend: every request will get 502");
     }
-    Arc::new(Proxy {
+    let access_log = config
+        .access_log
+        .as_ref()
+        .map(|log| AccessLog::open(log).context("option `access-log`"))
+        .transpose()?
+        .map(Arc::new);
+    if let Some(log) = &access_log {
+        log.spawn_flusher();
+    }
+    Ok(Arc::new(Proxy {
         pool: BackendPool::new(&config.backends),
         metrics: Arc::new(metrics),
-    })
+        access_log,
+    }))
 }
 
 /// Serves the HTTPS sockets until `shutdown`, then waits up to the drain
@@ -127,9 +143,11 @@ pub async fn serve_https(
         _ => Sessions::RustlsDefault,
     };
     let metrics = Arc::clone(&proxy.metrics);
+    let proxy_log = proxy.access_log.clone();
 
     let mut sockets = Vec::new();
     let slots = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
+    let proxy_protocol = Arc::new(AtomicBool::new(config.enable_proxy_protocol));
     for (https, listener) in config.https.iter().zip(https) {
         let endpoint = Endpoint::build(
             https,
@@ -144,6 +162,7 @@ pub async fn serve_https(
             endpoint: Arc::new(endpoint),
             proxy: Arc::clone(&proxy),
             metrics: Arc::clone(&metrics),
+            proxy_protocol: Arc::clone(&proxy_protocol),
             slots: Arc::clone(&slots),
         };
         sockets.push((listener, socket));
@@ -170,6 +189,7 @@ pub async fn serve_https(
     ready();
     info!(
         backends = config.backends.len(),
+        proxy_protocol = config.enable_proxy_protocol,
         session_storage = if matches!(sessions, Sessions::Cache(_)) {
             "cache"
         } else {
@@ -184,7 +204,11 @@ pub async fn serve_https(
         open_connections = open,
         "shutting down: no new connections, draining"
     );
-    if tracker.drained(limits::DRAIN_DEADLINE).await {
+    let drained = tracker.drained(limits::DRAIN_DEADLINE).await;
+    if let Some(log) = &proxy_log {
+        log.flush();
+    }
+    if drained {
         info!("drained");
     } else {
         warn!(

@@ -48,6 +48,7 @@ pub fn on_termination_signal() -> Shutdown {
             Ok(signal) => tracing::info!(signal, "termination requested"),
             Err(error) => tracing::warn!(%error, "cannot watch for signals; stopping"),
         }
+        crate::systemd::stopping();
         trigger.trigger();
     });
     shutdown

@@ -4,13 +4,18 @@
 //! Request: a 4-byte header (`modifier1`, datasize as u16 little-endian,
 //! `modifier2`), then `datasize` bytes of variables, each `u16 LE key length,
 //! key, u16 LE value length, value`, then the request body (CONTENT_LENGTH
-//! bytes). Response: raw `HTTP/1.x status line, headers, body`, the body
-//! delimited by Content-Length, chunked encoding or the end of the stream.
+//! bytes). Response: raw `status line, headers, body`, the body delimited
+//! by Content-Length, chunked encoding or the end of the stream. The status
+//! line's version is whatever the backend makes of SERVER_PROTOCOL
+//! (`HTTP/2.0` included, see [`crate::status_line`]); a CGI-style head
+//! without one (uWSGI's `cgi-mode`) carries its status in a `Status:` header.
 //!
 //! Everything here is pure and synchronous so it can be fuzzed.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::status_line::{self, Parsed, StatusLineError};
 
 /// modifier1 0: a WSGI/CGI-style request (what uWSGI's router sends).
 pub const MODIFIER1_WSGI: u8 = 0;
@@ -25,8 +30,12 @@ pub enum UwsgiError {
     VarsTooLarge,
     #[error("uwsgi packet truncated")]
     Truncated,
-    #[error("backend response head is not valid HTTP/1.x: {0}")]
+    #[error("backend response head is malformed: {0}")]
     BadResponse(String),
+    #[error("backend response status line: {0}")]
+    StatusLine(#[from] StatusLineError),
+    #[error("backend response Status header: {0}")]
+    StatusHeader(StatusLineError),
     #[error("backend response body: bad chunked encoding: {0}")]
     BadChunk(&'static str),
 }
@@ -115,9 +124,14 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
+    /// The backend's own reason phrase, when it gave one.
+    pub reason: Option<Bytes>,
     pub headers: HeaderMap,
     pub framing: Framing,
 }
+
+/// The CGI header that carries the status of a head without a status line.
+const STATUS: HeaderName = HeaderName::from_static("status");
 
 /// Parses a response head from the start of `buf`. `Ok(None)` means more
 /// bytes are needed; on success also returns the head's length.
@@ -125,33 +139,62 @@ pub fn parse_response_head(
     buf: &[u8],
     request_was_head: bool,
 ) -> Result<Option<(ResponseHead, usize)>, UwsgiError> {
+    let (line, line_length) = match status_line::parse(buf)? {
+        Parsed::Partial => return Ok(None),
+        Parsed::Line(line, length) => (Some(line), length),
+        Parsed::NotAStatusLine => (None, 0),
+    };
     let mut raw = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut raw);
-    let length = match response.parse(buf) {
-        Ok(httparse::Status::Complete(length)) => length,
+    let (headers_length, parsed) = match httparse::parse_headers(&buf[line_length..], &mut raw) {
+        Ok(httparse::Status::Complete(complete)) => complete,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(UwsgiError::BadResponse(error.to_string())),
     };
-    let code = response.code.unwrap_or_default();
-    let status = StatusCode::from_u16(code)
-        .map_err(|_| UwsgiError::BadResponse(format!("status {code}")))?;
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
-    for header in response.headers.iter() {
+    let mut headers = HeaderMap::with_capacity(parsed.len());
+    for header in parsed {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| UwsgiError::BadResponse(format!("header name {:?}", header.name)))?;
         let value = HeaderValue::from_bytes(header.value)
             .map_err(|_| UwsgiError::BadResponse(format!("value of header {name}")))?;
         headers.append(name, value);
     }
+    let (status, reason) = match line {
+        Some(line) => (line.status, line.reason.map(Bytes::copy_from_slice)),
+        None => cgi_status(&mut headers)?,
+    };
     let framing = framing(status, &headers, request_was_head)?;
     Ok(Some((
         ResponseHead {
             status,
+            reason,
             headers,
             framing,
         },
-        length,
+        line_length + headers_length,
     )))
+}
+
+/// The status of a CGI-style head, which is not a header of the response:
+/// its `Status:` header, else 302 with a Location, else 200 (as nginx and
+/// RFC 3875 section 6.3 have it).
+fn cgi_status(headers: &mut HeaderMap) -> Result<(StatusCode, Option<Bytes>), UwsgiError> {
+    let mut values = headers.get_all(STATUS).iter();
+    let status = match (values.next(), values.next()) {
+        (None, _) if headers.contains_key(header::LOCATION) => (StatusCode::FOUND, None),
+        (None, _) => (StatusCode::OK, None),
+        (Some(value), None) => {
+            let (status, reason) = status_line::status_and_reason(value.as_bytes())
+                .map_err(UwsgiError::StatusHeader)?;
+            (status, reason.map(Bytes::copy_from_slice))
+        }
+        (Some(_), Some(_)) => {
+            return Err(UwsgiError::BadResponse(
+                "more than one Status header".to_owned(),
+            ))
+        }
+    };
+    headers.remove(STATUS);
+    Ok(status)
 }
 
 /// RFC 9112 section 6.3, for responses.
@@ -371,6 +414,90 @@ mod tests {
             false
         )
         .is_err());
+    }
+
+    #[test]
+    fn heads_from_every_server_protocol() {
+        // uWSGI echoes SERVER_PROTOCOL as its status line's version.
+        for version in ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0"] {
+            let text = format!("{version} 200 OK\r\nContent-Type: text/plain\r\n\r\nbody");
+            let (head, length) = parse_response_head(text.as_bytes(), false)
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.status, StatusCode::OK, "{version}");
+            assert_eq!(head.headers[header::CONTENT_TYPE], "text/plain");
+            assert_eq!(head.framing, Framing::UntilClose);
+            assert_eq!(&text.as_bytes()[length..], b"body", "{version}");
+        }
+        let (head, _) = parse_response_head(b"HTTP/2.0 204\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, StatusCode::NO_CONTENT);
+        assert_eq!(head.reason, None);
+        assert_eq!(head.framing, Framing::Empty);
+        let (head, _) = parse_response_head(b"HTTP/1.1 299 All Good\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.reason.as_deref(), Some(&b"All Good"[..]));
+        // A head cut anywhere, status line included, waits for more.
+        let text = b"HTTP/2.0 200 OK\r\nX-A: 1\r\n\r\n";
+        for end in 0..text.len() {
+            assert!(parse_response_head(&text[..end], false).unwrap().is_none());
+        }
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 2x0 OK\r\n\r\n", false).unwrap_err(),
+            UwsgiError::StatusLine(StatusLineError::BadCode)
+        );
+    }
+
+    #[test]
+    fn cgi_style_heads() {
+        let text = b"Status: 404 Gone Fishing\r\nContent-Length: 2\r\n\r\nno";
+        let (head, length) = parse_response_head(text, false).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::NOT_FOUND);
+        assert_eq!(head.reason.as_deref(), Some(&b"Gone Fishing"[..]));
+        assert!(!head.headers.contains_key("status"));
+        assert_eq!(head.framing, Framing::Length(2));
+        assert_eq!(&text[length..], b"no");
+        let (head, _) = parse_response_head(b"Location: /x\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, StatusCode::FOUND);
+        assert_eq!(head.headers[header::LOCATION], "/x");
+        let (head, _) = parse_response_head(b"Content-Type: text/plain\n\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(
+            parse_response_head(b"Status: OK\r\n\r\n", false).unwrap_err(),
+            UwsgiError::StatusHeader(StatusLineError::BadCode)
+        );
+        assert!(matches!(
+            parse_response_head(b"Status: 200\r\nStatus: 404\r\n\r\n", false),
+            Err(UwsgiError::BadResponse(_))
+        ));
+        assert!(parse_response_head(b"Status: 200\r\n", false)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn no_head_makes_the_parser_panic() {
+        // Every byte value at every position of a few heads, and every
+        // truncation: errors or partial results, never a panic.
+        for head in [
+            &b"HTTP/2.0 299 Fine\r\nContent-Length: 3\r\n\r\n"[..],
+            b"Status: 404 Gone\nLocation: /x\n\n",
+        ] {
+            for position in 0..head.len() {
+                let _ = parse_response_head(&head[..position], false);
+                let mut mutated = head.to_vec();
+                for byte in 0..=u8::MAX {
+                    mutated[position] = byte;
+                    let _ = parse_response_head(&mutated, false);
+                }
+            }
+        }
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
         let metrics = region.metrics(id);
         let changes = crate::sync::start_outbound(&config, region, metrics, &stop)?;
         let store = router::session_store(&config, region, changes);
-        let proxy = router::proxy(&config, metrics);
+        let proxy = router::proxy(&config, metrics)?;
         // Telling the master this worker accepts connections.
         let ready = || metrics.set_ready(std::process::id());
         router::serve_https(&config, https, store, proxy, stop, false, ready).await

@@ -1,7 +1,7 @@
 //! TLS and HTTP clients: rustls through tokio-rustls, hyper on top, HTTP/2
 //! when the router agrees to it over ALPN.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -51,6 +51,8 @@ pub fn config(pki: &Pki, version: Tls, alpn: &[&[u8]]) -> Arc<ClientConfig> {
 /// What one exchange saw.
 #[derive(Debug)]
 pub struct Exchange {
+    /// The client's end of the TCP connection.
+    pub local: SocketAddr,
     pub resumed: bool,
     pub version: ProtocolVersion,
     pub http: http::Version,
@@ -76,7 +78,27 @@ pub async fn connect(
     addr: SocketAddr,
     server_name: &str,
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
+    handshake(config, TcpStream::connect(addr).await?, server_name).await
+}
+
+/// A TCP connection to `addr` from the local address `source` (another
+/// loopback address, for a client the router must tell apart).
+pub async fn tcp_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// Completes a TLS handshake over `tcp`, a connection already made (and
+/// maybe already written to, as a balancer writes a PROXY header).
+pub async fn handshake(
+    config: &Arc<ClientConfig>,
+    tcp: TcpStream,
+    server_name: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
     // As browsers do: without it, Nagle holds a request written right after
     // a TLS 1.2 abbreviated handshake until the server's delayed ACK (40 ms).
     tcp.set_nodelay(true)?;
@@ -94,11 +116,26 @@ pub async fn get(
     server_name: &str,
     path: &str,
 ) -> Exchange {
-    let request = Request::get(path)
+    send(config, addr, server_name, get_request(server_name, path)).await
+}
+
+/// A GET over `tcp`, a connection already made.
+pub async fn get_over(
+    config: &Arc<ClientConfig>,
+    tcp: TcpStream,
+    server_name: &str,
+    path: &str,
+) -> Exchange {
+    let request = get_request(server_name, path);
+    send_over(config, tcp, server_name, request).await
+}
+
+/// A GET of `path` on `server_name`, as [`get`] sends it.
+pub fn get_request(server_name: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
         .header("host", server_name)
         .body(Full::new(Bytes::new()))
-        .unwrap();
-    send(config, addr, server_name, request).await
+        .unwrap()
 }
 
 /// Sends one request on a fresh connection, HTTP/2 if ALPN chose it, and
@@ -114,18 +151,44 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        exchange(config, addr, server_name, request),
-    )
+    bounded(addr, async {
+        let tcp = TcpStream::connect(addr).await?;
+        exchange(config, tcp, server_name, request).await
+    })
     .await
-    .unwrap_or_else(|_| panic!("exchange with {addr} took more than {EXCHANGE_TIMEOUT:?}"))
-    .unwrap_or_else(|e| panic!("exchange with {addr} failed: {e}"))
+}
+
+/// Like [`send`], over `tcp`, a connection already made.
+pub async fn send_over<B>(
+    config: &Arc<ClientConfig>,
+    tcp: TcpStream,
+    server_name: &str,
+    request: Request<B>,
+) -> Exchange
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let peer = tcp.peer_addr().expect("a connected socket");
+    bounded(peer, exchange(config, tcp, server_name, request)).await
+}
+
+/// Runs an exchange with `peer` to completion within [`EXCHANGE_TIMEOUT`],
+/// panicking on failure.
+async fn bounded(
+    peer: SocketAddr,
+    exchange: impl std::future::Future<Output = Result<Exchange, BoxError>>,
+) -> Exchange {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("exchange with {peer} took more than {EXCHANGE_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("exchange with {peer} failed: {e}"))
 }
 
 async fn exchange<B>(
     config: &Arc<ClientConfig>,
-    addr: SocketAddr,
+    tcp: TcpStream,
     server_name: &str,
     mut request: Request<B>,
 ) -> Result<Exchange, BoxError>
@@ -134,7 +197,8 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let tls = connect(config, addr, server_name).await?;
+    let local = tcp.local_addr()?;
+    let tls = handshake(config, tcp, server_name).await?;
     let session = tls.get_ref().1;
     let resumed = session.handshake_kind() == Some(HandshakeKind::Resumed);
     let version = session.protocol_version().expect("handshake done");
@@ -158,6 +222,7 @@ where
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
     Ok(Exchange {
+        local,
         resumed,
         version,
         http: parts.version,

@@ -10,6 +10,10 @@
 //! - [`Pki`] issues certificates from a test CA with rcgen.
 //! - [`backends`] holds in-process uwsgi and HTTP backends that answer with
 //!   what they received, as JSON; [`client`] the TLS and HTTP clients.
+//! - [`uwsgi_app`] runs a real uWSGI application server as a backend;
+//!   [`curl`], [`h2load`] and [`openssl`] drive third-party clients, which
+//!   [`tools`] requires and runs bounded in time; [`haproxy`] runs HAProxy
+//!   as a TCP balancer in front of routers.
 //! - [`ports`]: an address that refuses connections, and free UDP ports for
 //!   cluster nodes that must know each other before they start.
 //!
@@ -19,14 +23,19 @@
 
 pub mod backends;
 pub mod client;
+pub mod curl;
+pub mod h2load;
+pub mod haproxy;
 pub mod log;
 pub mod openssl;
 pub mod pki;
 pub mod ports;
 pub mod sync_tap;
+pub mod tools;
 pub mod udp_proxy;
+pub mod uwsgi_app;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -44,6 +53,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on reading the stats document.
 const STATS_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a router may take to log a line a test waits for (a reload's).
+const LOG_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a condition is checked while waiting for it.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -72,8 +83,26 @@ pub fn wait_until_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -
     check()
 }
 
+/// One HTTP/1.1 GET to `addr` (a stats-http socket): the response head and
+/// body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(STATS_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: stats\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a complete response");
+    (head.to_owned(), body.to_owned())
+}
+
 /// Waits (bounded by [`EXIT_TIMEOUT`]) for `child` to exit.
-fn wait_for_exit(child: &mut Child) -> Option<ExitStatus> {
+fn exit_status(child: &mut Child) -> Option<ExitStatus> {
     let mut status = None;
     wait_until_blocking(EXIT_TIMEOUT, || {
         status = child.try_wait().expect("waiting for cachet");
@@ -141,44 +170,10 @@ pub fn repo_root() -> &'static Path {
 }
 
 /// Runs `cachet ARGS` to completion, for option errors, --help and --version.
+/// Bounded: a cachet that unexpectedly starts serving is killed and the
+/// test fails.
 pub fn run_to_exit(args: &[&str]) -> Output {
-    let mut child = Command::new(cachet_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting cachet");
-    // Read while it runs, so that a long output cannot fill the pipes and
-    // hold it up.
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let stdout = std::thread::spawn(move || read_all(stdout));
-    let stderr = std::thread::spawn(move || read_all(stderr));
-    // Bounded: a cachet that unexpectedly starts serving is killed.
-    let status = wait_for_exit(&mut child);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let output = Output {
-        status: status.unwrap_or_else(|| child.wait().expect("waiting for cachet")),
-        stdout: stdout.join().expect("reading cachet's stdout"),
-        stderr: stderr.join().expect("reading cachet's stderr"),
-    };
-    assert!(
-        status.is_some(),
-        "cachet {args:?} did not exit within {EXIT_TIMEOUT:?}; stderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn read_all(pipe: Option<impl Read>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut bytes);
-    }
-    bytes
+    tools::run_bounded(Command::new(cachet_bin()).args(args), b"", EXIT_TIMEOUT)
 }
 
 /// A router that did not become ready: it exited, or it did not print
@@ -335,15 +330,51 @@ impl Router {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}):\n{text}"))
     }
 
+    /// The Prometheus text from the `stats-http` socket.
+    pub fn metrics(&self) -> String {
+        let addr = self
+            .stats_http
+            .expect("router started without --stats-http");
+        let (head, body) = http_get(addr, "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body
+    }
+
     /// Sessions in the first cache, from stats.
     pub fn cache_items(&self) -> u64 {
         counter(&self.stats()["caches"][0], "items")
     }
 
     /// Waits (bounded by `timeout`) until the log has a line containing
-    /// `needle`; returns whether it came.
-    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        wait_until(timeout, || self.log().contains(needle)).await
+    /// `needle`; returns whether it came. (Blocking: in async code, use
+    /// [`wait_until`] with [`Router::log`].)
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until_blocking(timeout, || self.log().contains(needle))
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Waits (bounded) until the log has `count` lines equal to `line`.
+    pub async fn wait_for_lines(&self, line: &str, count: usize) {
+        let arrived = wait_until(LOG_TIMEOUT, || {
+            self.log().lines().filter(|l| *l == line).count() >= count
+        })
+        .await;
+        assert!(
+            arrived,
+            "no {count} `{line}` lines within {LOG_TIMEOUT:?}; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGHUP, then waits for the `count`-th `cachet: reloaded` (one per
+    /// worker and reload).
+    pub async fn reload(&self, count: usize) {
+        self.hangup();
+        self.wait_for_lines("cachet: reloaded", count).await;
     }
 
     /// The current pid of each worker, from the master's
@@ -364,7 +395,7 @@ impl Router {
     pub fn kill_worker(&self, id: usize) -> u32 {
         let pid = self.worker_pids()[&id];
         assert!(
-            try_signal(pid, "-KILL"),
+            try_signal(pid, "KILL"),
             "worker {id} (pid {pid}) died before it was killed:\n{}",
             self.log()
         );
@@ -392,20 +423,21 @@ impl Router {
         })
     }
 
-    /// Sends `signal` (`-TERM`, `-HUP`, ...) to the router's main process.
+    /// Sends `signal` (a name `kill` knows: `HUP`, `TERM`, ...) to the
+    /// router's first process.
     pub fn signal(&self, signal: &str) {
         send_signal(self.child.id(), signal);
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(self) -> ExitStatus {
-        self.signal("-TERM");
-        self.wait()
+        self.signal("TERM");
+        self.wait_for_exit()
     }
 
-    /// Waits (bounded) for the exit status of a router told to stop.
-    pub fn wait(mut self) -> ExitStatus {
-        wait_for_exit(&mut self.child).unwrap_or_else(|| {
+    /// Waits (bounded) for the router to exit by itself, or once told to.
+    pub fn wait_for_exit(mut self) -> ExitStatus {
+        exit_status(&mut self.child).unwrap_or_else(|| {
             panic!(
                 "cachet did not exit within {EXIT_TIMEOUT:?}:\n{}",
                 self.log()
@@ -414,15 +446,16 @@ impl Router {
     }
 }
 
-/// `kill SIGNAL PID`, which must succeed.
+/// `kill -SIGNAL PID` (`signal` as `kill` names it: `KILL`, `STOP`, ...),
+/// which must succeed.
 pub fn send_signal(pid: u32, signal: &str) {
-    assert!(try_signal(pid, signal), "kill {signal} {pid} failed");
+    assert!(try_signal(pid, signal), "kill -{signal} {pid} failed");
 }
 
-/// `kill SIGNAL PID`; whether the process was there to signal.
+/// `kill -SIGNAL PID`; whether the process was there to signal.
 pub fn try_signal(pid: u32, signal: &str) -> bool {
     Command::new("kill")
-        .args([signal, &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .stderr(Stdio::null())
         .status()
         .expect("running kill")

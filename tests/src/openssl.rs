@@ -1,27 +1,20 @@
-//! `openssl s_client` as an independent TLS client, with session files.
+//! `openssl s_client` as an independent TLS client, with session files and
+//! ALPN.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-/// Bound on one s_client exchange: far above what a loaded machine needs.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::tools;
+
+/// Bound on one s_client run: far above what a loaded machine needs.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Panics with a clear message when openssl is missing: these tests must
 /// not pass by not running.
 pub fn require_openssl() {
-    let found = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        found,
-        "`openssl` is not installed; these tests need it (apt-get install openssl)"
-    );
+    tools::require("openssl", &["version"], "openssl");
 }
 
 /// How s_client's session summary line read.
@@ -42,39 +35,14 @@ pub fn s_client(
     sess_in: Option<&Path>,
     sess_out: &Path,
 ) -> (Session, String) {
-    let mut command = Command::new("openssl");
-    command
-        .args(["s_client", "-connect", &addr.to_string(), tls])
-        .args(["-servername", server_name, "-ign_eof"])
-        .arg("-CAfile")
-        .arg(ca)
-        .arg("-sess_out")
-        .arg(sess_out);
+    let mut command = s_client_command(addr, server_name, ca);
+    command.arg(tls).arg("-sess_out").arg(sess_out);
     if let Some(sess_in) = sess_in {
         command.arg("-sess_in").arg(sess_in);
     }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting openssl s_client");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            format!("GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
     // Bounded: the router closes after its response.
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    assert!(
-        crate::wait_until_blocking(EXCHANGE_TIMEOUT, || waiter.is_finished()),
-        "openssl s_client did not finish within {EXCHANGE_TIMEOUT:?}"
-    );
-    let output = waiter.join().unwrap().expect("openssl s_client output");
+    let output = tools::run_bounded(&mut command, request.as_bytes(), TIMEOUT);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let session = if stdout.lines().any(|line| line.starts_with("Reused,")) {
         Session::Reused
@@ -87,4 +55,40 @@ pub fn s_client(
         );
     };
     (session, stdout)
+}
+
+/// Offers the ALPN protocols `alpn` (comma-separated, preferred first),
+/// sends `request` and returns what s_client printed, stdout then stderr:
+/// the handshake summary (`ALPN protocol: NAME` or `No ALPN negotiated`)
+/// and the response. The request must make the router close the
+/// connection (HTTP/1.0, or `Connection: close`). s_client's exit status
+/// is not judged: it fails when the router closes without close_notify,
+/// as it does on an HTTP/2 connection that got HTTP/1 bytes.
+pub fn s_client_alpn(
+    addr: SocketAddr,
+    server_name: &str,
+    ca: &Path,
+    alpn: &str,
+    request: &str,
+) -> String {
+    let mut command = s_client_command(addr, server_name, ca);
+    command.args(["-alpn", alpn]);
+    let output = tools::run_bounded(&mut command, request.as_bytes(), TIMEOUT);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// s_client trusting `ca`, asking for `server_name`, reading until the
+/// router closes.
+fn s_client_command(addr: SocketAddr, server_name: &str, ca: &Path) -> Command {
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_client", "-connect", &addr.to_string()])
+        .args(["-servername", server_name, "-ign_eof"])
+        .arg("-CAfile")
+        .arg(ca);
+    command
 }

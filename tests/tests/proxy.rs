@@ -5,13 +5,13 @@
 use bytes::Bytes;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use std::time::{Duration, Instant};
-
+use cachet_tests::curl::{self, Http};
 use cachet_tests::ports::Refusing;
 use cachet_tests::{counter, wait_until, Pki, Router};
 use http::Request;
 use http_body_util::{Full, StreamBody};
 use hyper::body::Frame;
+use std::time::{Duration, Instant};
 
 fn start(pki: &Pki, backends: &[String]) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
@@ -33,7 +33,7 @@ async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
     let pki = Pki::new();
     let backend = backends::uwsgi("u").await;
     let router = start(&pki, &[backend.uwsgi_to()]);
-    for (alpn, expected_protocol) in [(&b"h2"[..], "HTTP/2"), (&b"http/1.1"[..], "HTTP/1.1")] {
+    for (alpn, expected_protocol) in [(&b"h2"[..], "HTTP/2.0"), (&b"http/1.1"[..], "HTTP/1.1")] {
         let config = client::config(&pki, Tls::V13, &[alpn]);
         let request = Request::post("/some%20path/x?a=1&b=two")
             .header("host", "localhost")
@@ -99,6 +99,9 @@ async fn uwsgi_bodies_of_every_framing() {
         assert_eq!(document["body_len"], 64 * 4096, "{path}");
         assert_eq!(document["body_sum"], expected_sum, "{path}");
         assert_eq!(document["vars"]["CONTENT_LENGTH"], (64 * 4096).to_string());
+        // The client's chunked framing is gone by the time the body is
+        // sent: the backend must not be told about it.
+        assert_eq!(document["vars"].get("HTTP_TRANSFER_ENCODING"), None);
         assert_eq!(document["vars"]["PATH_INFO"], path);
     }
 }
@@ -228,7 +231,7 @@ async fn http_backend_connections_are_kept_alive_across_clients() {
         // The router parks its backend connection once the response was
         // read to the end, which can be a moment after the client has it:
         // wait for that (the stats say), so that the next request finds it.
-        let parked = wait_until(Duration::from_secs(30), || {
+        let parked = wait_until(Duration::from_secs(60), || {
             counter(&router.stats()["backends"][0], "idle") == 1
         })
         .await;
@@ -240,10 +243,12 @@ async fn http_backend_connections_are_kept_alive_across_clients() {
     assert_eq!(backend.connections(), 1);
 }
 
-/// An HTTP/1.1 backend that answers each connection's first request and
-/// then closes it, without saying so in the response: every parked
-/// connection is dead by the time it is wanted.
-async fn closing_http_backend() -> (
+/// An HTTP/1.1 backend that answers each connection's first request with
+/// `response` and then closes it, whatever the response says: every
+/// parked connection is dead by the time it is wanted.
+async fn raw_http_backend(
+    response: &'static [u8],
+) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -267,9 +272,7 @@ async fn closing_http_backend() -> (
                     }
                 }
                 count.fetch_add(1, Ordering::Relaxed);
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
+                let _ = stream.write_all(response).await;
                 // Dropping the stream closes it: no keep-alive after all.
             });
         }
@@ -280,7 +283,7 @@ async fn closing_http_backend() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_connection_the_backend_closed_is_not_an_error() {
     let pki = Pki::new();
-    let (addr, served) = closing_http_backend().await;
+    let (addr, served) = raw_http_backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
     let router = start(&pki, &[format!("http://{addr}")]);
     let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
     for i in 0..10 {
@@ -289,4 +292,43 @@ async fn a_parked_connection_the_backend_closed_is_not_an_error() {
         assert_eq!(exchange.text(), "ok");
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 10);
+}
+
+/// HTTP backends' status lines are read by hyper, which takes what nginx
+/// takes from an HTTP/1.1 upstream: HTTP/1.0, no reason phrase, an own
+/// reason phrase (passed on to HTTP/1.x clients). The client always gets
+/// the router's HTTP version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_status_lines_are_read_leniently() {
+    curl::require_curl();
+    let pki = Pki::new();
+    for (response, status, line) in [
+        (
+            &b"HTTP/1.0 200\r\ncontent-length: 2\r\n\r\nok"[..],
+            200,
+            "HTTP/1.1 200 OK",
+        ),
+        (b"HTTP/1.0 200 OK\r\n\r\nok", 200, "HTTP/1.1 200 OK"),
+        (
+            b"HTTP/1.1 299 Custom Reason\r\ncontent-length: 2\r\n\r\nok",
+            299,
+            "HTTP/1.1 299 Custom Reason",
+        ),
+        // No canonical phrase and none given: none sent either.
+        (
+            b"HTTP/1.1 299\r\ncontent-length: 2\r\n\r\nok",
+            299,
+            "HTTP/1.1 299",
+        ),
+    ] {
+        let (addr, _) = raw_http_backend(response).await;
+        let router = start(&pki, &[format!("http://{addr}")]);
+        let what = String::from_utf8_lossy(response);
+        let fetched = tokio::task::block_in_place(|| {
+            curl::fetch(router.addr(), &pki.ca_pem, Http::V11, "/", &[], b"")
+        });
+        assert_eq!(fetched.status, status, "{what}: {}", fetched.head);
+        assert_eq!(fetched.status_line(), line, "{what}");
+        assert_eq!(fetched.body, b"ok", "{what}");
+    }
 }

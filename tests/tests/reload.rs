@@ -14,7 +14,7 @@ use bytes::Bytes;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls, EXCHANGE_TIMEOUT};
 use cachet_tests::pki::Leaf;
-use cachet_tests::{wait_until, Pki, Router};
+use cachet_tests::{Pki, Router};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -22,8 +22,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::ClientConfig;
 
-/// Bound on waiting for the router to report a reload.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on waiting for a worker's replacement.
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// A router configured by an ini file in a directory of its own, serving
 /// `server.crt`/`server.key` from that directory.
@@ -70,29 +70,6 @@ impl Setup {
 fn copy(from: &Path, to: &Path) {
     std::fs::copy(from, to)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
-}
-
-fn hangup(router: &Router) {
-    router.signal("-HUP");
-}
-
-/// Waits (bounded) until the router's log has `count` lines equal to `line`.
-async fn wait_for_lines(router: &Router, line: &str, count: usize) {
-    let arrived = wait_until(RELOAD_TIMEOUT, || {
-        router.log().lines().filter(|l| *l == line).count() >= count
-    })
-    .await;
-    assert!(
-        arrived,
-        "no {count} `{line}` lines within {RELOAD_TIMEOUT:?}; log:\n{}",
-        router.log()
-    );
-}
-
-/// SIGHUP, then the `count`-th `cachet: reloaded`.
-async fn reload(router: &Router, count: usize) {
-    hangup(router);
-    wait_for_lines(router, "cachet: reloaded", count).await;
 }
 
 /// The leaf certificate a new connection is served.
@@ -173,7 +150,7 @@ async fn sighup_swaps_a_certificate_without_breaking_an_open_connection() {
     assert_eq!(kept.get().await.0, 200);
 
     setup.install(&b);
-    reload(&router, 1).await;
+    router.reload(1).await;
 
     for version in [Tls::V12, Tls::V13] {
         let config = client::config(&pki, version, &[b"http/1.1"]);
@@ -207,8 +184,8 @@ async fn a_broken_certificate_changes_nothing() {
 
     // A key that is not a key.
     std::fs::write(setup.path("server.key"), "not a key\n").unwrap();
-    hangup(&router);
-    wait_for_lines(&router, "cachet: reload failed", 1).await;
+    router.hangup();
+    router.wait_for_lines("cachet: reload failed", 1).await;
     let log = router.log();
     let key = setup.path("server.key").display().to_string();
     assert!(
@@ -220,8 +197,8 @@ async fn a_broken_certificate_changes_nothing() {
 
     // A certificate file that is gone.
     std::fs::remove_file(setup.path("server.crt")).unwrap();
-    hangup(&router);
-    wait_for_lines(&router, "cachet: reload failed", 2).await;
+    router.hangup();
+    router.wait_for_lines("cachet: reload failed", 2).await;
     let log = router.log();
     assert!(
         log.lines()
@@ -234,7 +211,7 @@ async fn a_broken_certificate_changes_nothing() {
 
     // Repaired: the next SIGHUP applies it.
     setup.install(&b);
-    reload(&router, 1).await;
+    router.reload(1).await;
     assert_eq!(served_leaf(&config, &router).await, b.der);
     assert_eq!(kept.get().await.0, 200);
 }
@@ -266,7 +243,7 @@ async fn a_new_backend_list_takes_effect_and_sessions_survive() {
         "http-to = {}\ncache = 200\nssl-sessions-use-cache = true\nstats = 127.0.0.1:0\n",
         two.http_to()
     ));
-    reload(&router, 1).await;
+    router.reload(1).await;
     let log = router.log();
     assert!(
         log.lines()
@@ -315,7 +292,7 @@ async fn every_worker_reloads() {
 
     setup.install(&b);
     // One `cachet: reloaded` per worker.
-    reload(&router, WORKERS).await;
+    router.reload(WORKERS).await;
     // Whichever worker accepts a new connection serves B.
     for _ in 0..10 {
         assert_eq!(served_leaf(&config, &router).await, b.der);
@@ -344,8 +321,8 @@ async fn a_reload_while_a_worker_starts_kills_nothing() {
         // SIGHUP right behind the SIGKILL: the master takes it while it
         // starts the replacement, or just after.
         let victim = router.kill_worker(id);
-        hangup(&router);
-        router.wait_for_new_worker(id, victim, RELOAD_TIMEOUT).await;
+        router.hangup();
+        router.wait_for_new_worker(id, victim, SETTLE).await;
     }
     // One more: both workers reload for it (at least two lines more than
     // there are now, whatever earlier ones are still under way).
@@ -354,7 +331,7 @@ async fn a_reload_while_a_worker_starts_kills_nothing() {
         .lines()
         .filter(|line| *line == "cachet: reloaded")
         .count();
-    reload(&router, reloaded + WORKERS).await;
+    router.reload(reloaded + WORKERS).await;
     let restarts: u64 = router.stats()["workers"]
         .as_array()
         .expect("a workers list")

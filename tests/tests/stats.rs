@@ -1,30 +1,10 @@
 //! The stats endpoints: uWSGI's JSON over TCP and HTTP, Prometheus text.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{Pki, Router};
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: stats\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("a complete response");
-    (head.to_owned(), body.to_owned())
-}
+use cachet_tests::{http_get, Pki, Router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_prometheus_agree_with_the_client() {

@@ -96,7 +96,7 @@ async fn every_line_on_the_shared_stderr_is_whole() {
     // Every worker prints its line for each SIGHUP, all at about the same
     // moment, into the flood.
     for reload in 1..=RELOADS {
-        router.signal("-HUP");
+        router.hangup();
         let reloaded = wait_until(SETTLE, || {
             let log = router.log();
             let done = log.lines().filter(|l| *l == "cachet: reloaded").count();

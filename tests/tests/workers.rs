@@ -80,14 +80,14 @@ async fn sessions_made_by_one_worker_resume_on_another() {
         // Freeze the worker that made the session: only the other one can
         // accept now, so the resumption below crosses processes.
         let maker_pid = router.worker_pids()[&(maker as usize)];
-        kill(maker_pid, "-STOP");
+        kill(maker_pid, "STOP");
         for _ in 0..10 {
             let before = handshakes_by_worker(&router);
             let again = client::get(&config, addr, "localhost", "/").await;
             assert!(again.resumed, "{version:?}: resumed on the other worker");
             assert_ne!(served_by(&before, &handshakes_by_worker(&router)), maker);
         }
-        kill(maker_pid, "-CONT");
+        kill(maker_pid, "CONT");
     }
     let stats = router.stats();
     assert!(stats["caches"][0]["hits"].as_u64().unwrap() >= 10);
@@ -106,7 +106,7 @@ async fn openssl_sessions_resume_across_workers() {
         assert_eq!(kind, Session::New);
         let maker = served_by(&before, &handshakes_by_worker(&router));
         let maker_pid = router.worker_pids()[&(maker as usize)];
-        kill(maker_pid, "-STOP");
+        kill(maker_pid, "STOP");
         for _ in 0..5 {
             let (kind, out) = s_client(
                 router.addr(),
@@ -118,7 +118,7 @@ async fn openssl_sessions_resume_across_workers() {
             );
             assert_eq!(kind, Session::Reused, "{tls} on the other worker:\n{out}");
         }
-        kill(maker_pid, "-CONT");
+        kill(maker_pid, "CONT");
     }
 }
 
@@ -200,12 +200,12 @@ async fn a_worker_killed_holding_the_cache_lock_does_not_wedge_the_others() {
         );
         tokio::select! {
             _ = tokio::time::timeout(SETTLE, client::connect(&config, addr, "localhost")) => {}
-            _ = router.wait_for_log("holding the cache lock", SETTLE) => {}
+            _ = wait_until(SETTLE, || router.log().contains("holding the cache lock")) => {}
         }
     }
     router.kill_worker(1);
     assert!(
-        router.wait_for_log("session cache repaired", SETTLE).await,
+        wait_until(SETTLE, || router.log().contains("session cache repaired")).await,
         "the next lock holder repairs the cache:\n{}",
         router.log()
     );
@@ -265,7 +265,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     // asked to stop, and the backend answers only once both workers say
     // they are draining.
     assert!(wait_until(SETTLE, || held.served() == 1).await);
-    router.signal("-TERM");
+    router.signal("TERM");
     let draining = wait_until(SETTLE, || {
         router
             .log()
@@ -283,7 +283,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let response = in_flight.await.unwrap();
     assert_eq!(response.status, 200, "the in-flight request completed");
     assert_eq!(response.text(), "held");
-    let status = tokio::task::spawn_blocking(move || router.wait())
+    let status = tokio::task::spawn_blocking(move || router.wait_for_exit())
         .await
         .unwrap();
     assert!(status.success(), "exit status {status:?}");

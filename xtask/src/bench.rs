@@ -21,13 +21,16 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
     ),
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke]
+const USAGE: &str =
+    "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke] [--access-log]
   --install     install nginx, HAProxy and hitch from Debian's packages if missing
   --quick       short runs (a few minutes in all), for trying the setup
   --skip-micro  skip the criterion benchmarks (their last results are reused)
   --smoke       every step of the comparison once, briefly, cachet alone, on the
                 debug build; writes to target/bench-smoke/ and fails unless every
-                figure was measured (what CI runs)";
+                figure was measured (what CI runs)
+  --access-log  only measure what the access log costs proxied requests (plain and
+                JSON lines against none), with --quick for short rounds";
 
 /// `--smoke`: the comparison's every step on cachet alone, its report and
 /// chart written under the target directory, and a check that each figure
@@ -55,17 +58,23 @@ const CHART: &str = "bench-ratios.svg";
 /// `cargo xtask bench ARGS`.
 pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
     let (mut install, mut quick, mut skip_micro, mut smoke) = (false, false, false, false);
+    let mut access_log = false;
     for arg in args {
         match arg.as_str() {
             "--install" => install = true,
             "--quick" => quick = true,
             "--skip-micro" => skip_micro = true,
             "--smoke" => smoke = true,
+            "--access-log" => access_log = true,
             other => return Err(format!("bench: unknown option `{other}`\n{USAGE}")),
         }
     }
     if smoke {
         return smoke_run(root);
+    }
+    if access_log {
+        print!("{}", compare::access_log_cost::run(root, quick)?);
+        return Ok(());
     }
     if install {
         compare::install()?;

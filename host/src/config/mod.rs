@@ -16,6 +16,8 @@ use std::time::Duration;
 
 pub use source::{Invocation, Origin, RawOptions, Setting};
 
+use crate::access_log::{AccessLogConfig, Format as AccessLogFormat, Target as AccessLogTarget};
+
 /// Default `cache-blocksize`: rustls session values are 70-130 bytes, and
 /// 4 KiB leaves room for sessions that carry client certificate chains.
 pub const DEFAULT_BLOCKSIZE: usize = 4096;
@@ -50,6 +52,17 @@ pub enum ConfigError {
     Usage(String),
 }
 
+/// What the command line asks for, validated.
+#[derive(Debug)]
+pub enum Command {
+    /// Serve.
+    Run(Config),
+    /// `--check`: the configuration is valid; check the files it names.
+    Check(Config),
+    Help,
+    Version,
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -57,6 +70,9 @@ pub struct Config {
     /// Each worker accepts on sockets of its own (`SO_REUSEPORT`).
     pub reuse_port: bool,
     pub https: Vec<HttpsSocket>,
+    /// Every https connection starts with a PROXY protocol header
+    /// (`enable-proxy-protocol`), on every https socket.
+    pub enable_proxy_protocol: bool,
     pub sni: Vec<SniCertificate>,
     pub backends: Vec<Backend>,
     pub http_processes: usize,
@@ -69,6 +85,8 @@ pub struct Config {
     pub stats: Option<SocketAddr>,
     pub stats_http: Option<SocketAddr>,
     pub cluster: ClusterConfig,
+    /// `access-log`, when on.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 /// One `https` socket.
@@ -88,6 +106,17 @@ pub struct HttpsSocket {
 pub struct CertificateFiles {
     pub chain: PathBuf,
     pub key: PathBuf,
+}
+
+impl fmt::Display for CertificateFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "certificate `{}`, key `{}`",
+            self.chain.display(),
+            self.key.display()
+        )
+    }
 }
 
 /// One `sni` entry: a server name (or `*.suffix` pattern) and its certificate.
@@ -141,117 +170,254 @@ impl fmt::Debug for ClusterKey {
 
 impl Config {
     /// Parses the process arguments (without the program name).
-    pub fn from_args<I>(args: I) -> Result<Invocation, ConfigError>
+    pub fn from_args<I>(args: I) -> Result<Invocation, ConfigErrors>
     where
         I: IntoIterator<Item = OsString>,
     {
         source::parse_args(args)
     }
 
-    /// Validates the collected options.
-    pub fn from_raw(raw: &RawOptions) -> Result<Config, ConfigError> {
-        let switch = |name: &'static str| {
-            raw.single(name)
-                .map(|setting| parse_switch(name, setting))
-                .transpose()
+    /// Parses and validates the process arguments (without the program
+    /// name): every problem is reported at once, those of the command line
+    /// and ini files as well as those of the values.
+    pub fn load<I>(args: I) -> Result<Command, ConfigErrors>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        let (invocation, mut problems) = source::collect(args);
+        let (raw, check) = match invocation {
+            Invocation::Help => return Ok(Command::Help),
+            Invocation::Version => return Ok(Command::Version),
+            Invocation::Run(raw) => (raw, false),
+            Invocation::Check(raw) => (raw, true),
         };
-        let config = Config {
-            master: switch("master")?.unwrap_or(false),
-            reuse_port: switch("reuse-port")?.unwrap_or(false),
-            https: raw
-                .all("https")
-                .iter()
-                .map(parse_https)
-                .collect::<Result<_, _>>()?,
-            sni: raw
-                .all("sni")
-                .iter()
-                .map(parse_sni)
-                .collect::<Result<_, _>>()?,
-            backends: raw
-                .all("http-to")
-                .iter()
-                .map(parse_backend)
-                .collect::<Result<_, _>>()?,
-            http_processes: single(raw, "http-processes", |v| parse_count(v, 1, 1024))?
-                .unwrap_or(1),
-            cache: single(raw, "cache", |v| parse_count(v, 1, 1 << 26))?
-                .map(|items| -> Result<_, ConfigError> {
-                    Ok(CacheConfig {
-                        items,
-                        blocksize: single(raw, "cache-blocksize", |v| {
-                            parse_count(v, 256, 1 << 20)
-                        })?
-                        .unwrap_or(DEFAULT_BLOCKSIZE),
-                    })
-                })
-                .transpose()?,
-            ssl_sessions_use_cache: switch("ssl-sessions-use-cache")?.unwrap_or(false),
-            ssl_sessions_timeout: single(raw, "ssl-sessions-timeout", |v| {
-                parse_count(v, 1, 7 * 24 * 3600).map(|secs| Duration::from_secs(secs as u64))
-            })?
-            .unwrap_or(DEFAULT_SESSION_TIMEOUT),
-            https_session_context: single(raw, "https-session-context", parse_context)?,
-            stats: single(raw, "stats", parse_addr)?,
-            stats_http: single(raw, "stats-http", parse_addr)?,
-            cluster: ClusterConfig {
-                udp_server: single(raw, "cache-udp-server", parse_addr)?,
-                udp_nodes: raw
-                    .all("cache-udp-node")
-                    .iter()
-                    .map(|s| with_origin("cache-udp-node", s, parse_addr(&s.value)))
-                    .collect::<Result<_, _>>()?,
-                key: raw
-                    .single("cache-udp-key")
-                    .map(parse_cluster_key)
-                    .transpose()?,
-            },
-        };
-        config.check_combinations(raw)?;
-        Ok(config)
+        match Config::from_raw(&raw) {
+            Ok(config) => problems.into_result(if check {
+                Command::Check(config)
+            } else {
+                Command::Run(config)
+            }),
+            Err(errors) => {
+                problems.extend(errors);
+                Err(ConfigErrors(problems.0))
+            }
+        }
     }
 
-    /// Rules that involve more than one option.
-    fn check_combinations(&self, raw: &RawOptions) -> Result<(), ConfigError> {
-        if self.https.is_empty() {
-            return Err(ConfigError::Usage(
+    /// Validates the collected options, reporting every problem found, not
+    /// only the first: an operator fixing a file should see all of it.
+    pub fn from_raw(raw: &RawOptions) -> Result<Config, ConfigErrors> {
+        let mut read = Reader {
+            raw,
+            problems: Problems::default(),
+        };
+        let cache = read.single("cache", |v| parse_count(v, 1, 1 << 26));
+        let access_log_format = read.single("access-log-format", parse_access_log_format);
+        let access_log = read
+            .raw
+            .single("access-log")
+            .map(|setting| AccessLogConfig {
+                target: access_log_target(setting),
+                format: access_log_format.unwrap_or(AccessLogFormat::Plain),
+            });
+        let blocksize = read.single("cache-blocksize", |v| parse_count(v, 256, 1 << 20));
+        let config = Config {
+            master: read.switch("master"),
+            reuse_port: read.switch("reuse-port"),
+            https: read.all("https", parse_https),
+            enable_proxy_protocol: read.switch("enable-proxy-protocol"),
+            sni: read.all("sni", parse_sni),
+            backends: read.all("http-to", parse_backend),
+            http_processes: read
+                .single("http-processes", |v| parse_count(v, 1, 1024))
+                .unwrap_or(1),
+            cache: cache.map(|items| CacheConfig {
+                items,
+                blocksize: blocksize.unwrap_or(DEFAULT_BLOCKSIZE),
+            }),
+            ssl_sessions_use_cache: read.switch("ssl-sessions-use-cache"),
+            ssl_sessions_timeout: read
+                .single("ssl-sessions-timeout", |v| {
+                    parse_count(v, 1, 7 * 24 * 3600).map(|secs| Duration::from_secs(secs as u64))
+                })
+                .unwrap_or(DEFAULT_SESSION_TIMEOUT),
+            https_session_context: read.single("https-session-context", parse_context),
+            stats: read.single("stats", parse_addr),
+            stats_http: read.single("stats-http", parse_addr),
+            cluster: ClusterConfig {
+                udp_server: read.single("cache-udp-server", parse_addr),
+                udp_nodes: read.all("cache-udp-node", |s| {
+                    with_origin("cache-udp-node", s, parse_addr(&s.value))
+                }),
+                key: read
+                    .raw
+                    .single("cache-udp-key")
+                    .and_then(|s| read.problems.check(parse_cluster_key(s))),
+            },
+            access_log,
+        };
+        let Reader { mut problems, .. } = read;
+        config.check_combinations(raw, &mut problems);
+        problems.into_result(config)
+    }
+
+    /// Rules that involve more than one option. They look at what was
+    /// given rather than at what parsed, so that an option with a bad value
+    /// is reported once, for its value, and not again as missing.
+    fn check_combinations(&self, raw: &RawOptions, problems: &mut Problems) {
+        let given = |name: &str| !raw.all(name).is_empty();
+        if !given("https") {
+            problems.push(ConfigError::Usage(
                 "no `https` socket: add e.g. `--https 127.0.0.1:8443,crt.pem,key.pem` \
                  (or just `--https 127.0.0.1:8443` for a self-signed certificate)"
                     .to_owned(),
             ));
         }
-        if self.ssl_sessions_use_cache && self.cache.is_none() {
-            return Err(ConfigError::Usage(
+        if self.ssl_sessions_use_cache && !given("cache") {
+            problems.push(ConfigError::Usage(
                 "option `ssl-sessions-use-cache` needs a cache to use: add `cache = ITEMS`"
                     .to_owned(),
             ));
         }
-        if self.cache.is_none() {
+        if !given("cache") {
             if let Some(setting) = raw.single("cache-blocksize") {
-                return Err(invalid(
+                problems.push(invalid(
                     "cache-blocksize",
                     setting,
                     "there is no cache to size: add `cache = ITEMS`",
                 ));
             }
         }
-        let syncs = self.cluster.udp_server.is_some() || !self.cluster.udp_nodes.is_empty();
-        if syncs && self.cluster.key.is_none() {
-            return Err(ConfigError::Usage(
+        if !given("access-log") {
+            if let Some(setting) = raw.single("access-log-format") {
+                problems.push(invalid(
+                    "access-log-format",
+                    setting,
+                    "there is no access log to format: add `access-log = stderr` or `access-log = FILE`",
+                ));
+            }
+        }
+        let syncs = given("cache-udp-server") || given("cache-udp-node");
+        if syncs && !given("cache-udp-key") {
+            problems.push(ConfigError::Usage(
                 "`cache-udp-server`/`cache-udp-node` need `cache-udp-key = FILE`: session \
                  values hold master secrets and never travel in clear. Make a key with \
                  `cachet keygen > cluster.key` and give every router the same file"
                     .to_owned(),
             ));
         }
-        if syncs && !(self.cache.is_some() && self.ssl_sessions_use_cache) {
-            return Err(ConfigError::Usage(
+        if syncs && !(given("cache") && self.ssl_sessions_use_cache) {
+            problems.push(ConfigError::Usage(
                 "`cache-udp-server`/`cache-udp-node` replicate the TLS session cache: \
                  add `cache = ITEMS` and `ssl-sessions-use-cache = true`"
                     .to_owned(),
             ));
         }
-        Ok(())
+    }
+}
+
+/// Every problem found in a configuration, in the order found.
+#[derive(Debug)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => one.fmt(f),
+            all => {
+                write!(f, "{} problems in the configuration:", all.len())?;
+                for error in all {
+                    write!(f, "\n  - {error}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors(vec![error])
+    }
+}
+
+/// Gathers problems while parsing goes on.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, error: ConfigError) {
+        self.0.push(error);
+    }
+
+    /// The value, or `None` with the error noted.
+    pub(crate) fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.push(error)).ok()
+    }
+
+    pub(crate) fn extend(&mut self, errors: ConfigErrors) {
+        self.0.extend(errors.0);
+    }
+
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.0))
+        }
+    }
+}
+
+/// Reads options out of [`RawOptions`], noting each bad value and going on.
+struct Reader<'a> {
+    raw: &'a RawOptions,
+    problems: Problems,
+}
+
+impl Reader<'_> {
+    fn switch(&mut self, option: &'static str) -> bool {
+        self.raw
+            .single(option)
+            .and_then(|setting| self.problems.check(parse_switch(option, setting)))
+            .unwrap_or(false)
+    }
+
+    fn single<T>(
+        &mut self,
+        option: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let setting = self.raw.single(option)?;
+        self.problems
+            .check(with_origin(option, setting, parse(&setting.value)))
+    }
+
+    fn all<T>(
+        &mut self,
+        option: &'static str,
+        parse: impl Fn(&Setting) -> Result<T, ConfigError>,
+    ) -> Vec<T> {
+        self.raw
+            .all(option)
+            .iter()
+            .filter_map(|setting| self.problems.check(parse(setting)))
+            .collect()
     }
 }
 
@@ -270,17 +436,6 @@ fn with_origin<T>(
     result: Result<T, String>,
 ) -> Result<T, ConfigError> {
     result.map_err(|reason| invalid(option, setting, reason))
-}
-
-/// Parses a single-valued option with `parse`, attaching its origin on error.
-fn single<T>(
-    raw: &RawOptions,
-    option: &'static str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, ConfigError> {
-    raw.single(option)
-        .map(|setting| with_origin(option, setting, parse(&setting.value)))
-        .transpose()
 }
 
 fn parse_switch(option: &'static str, setting: &Setting) -> Result<bool, ConfigError> {
@@ -442,6 +597,24 @@ fn parse_backend(setting: &Setting) -> Result<Backend, ConfigError> {
     })
 }
 
+fn parse_access_log_format(value: &str) -> Result<AccessLogFormat, String> {
+    match value {
+        "plain" => Ok(AccessLogFormat::Plain),
+        "json" => Ok(AccessLogFormat::Json),
+        _ => Err("expected `plain` or `json`".to_owned()),
+    }
+}
+
+/// `stderr`, or a file (relative to the ini file that names it). The file
+/// is opened when the router starts, so a directory that does not exist
+/// fails then, naming the file (and `--check` says so).
+fn access_log_target(setting: &Setting) -> AccessLogTarget {
+    match setting.value.as_str() {
+        "stderr" | "-" => AccessLogTarget::Stderr,
+        name => AccessLogTarget::File(setting.path(name)),
+    }
+}
+
 fn parse_context(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > MAX_SESSION_CONTEXT {
         return Err(format!("must be 1 to {MAX_SESSION_CONTEXT} bytes long"));
@@ -484,7 +657,7 @@ fn parse_cluster_key(setting: &Setting) -> Result<ClusterKey, ConfigError> {
 mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+    fn config(args: &[&str]) -> Result<Config, ConfigErrors> {
         match Config::from_args(args.iter().map(OsString::from))? {
             Invocation::Run(raw) => Config::from_raw(&raw),
             other => panic!("expected options, got {other:?}"),
@@ -499,6 +672,20 @@ mod tests {
         assert_eq!(config.backends[0].protocol, BackendProtocol::Uwsgi);
         assert_eq!(config.ssl_sessions_timeout, DEFAULT_SESSION_TIMEOUT);
         assert_eq!(config.http_processes, 1);
+        assert!(!config.enable_proxy_protocol);
+    }
+
+    #[test]
+    fn proxy_protocol_switch() {
+        let on = config(&["--https", ":8443", "--enable-proxy-protocol"]).unwrap();
+        assert!(on.enable_proxy_protocol);
+        let error = config(&["--https", ":8443", "--enable-proxy-protocol=maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`enable-proxy-protocol` = `maybe`"),
+            "{error}"
+        );
     }
 
     #[test]

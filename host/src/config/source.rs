@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::options::{self, Kind, OptionSpec};
-use super::ConfigError;
+use super::{ConfigError, ConfigErrors, Problems};
 
 /// Where a value came from, so that errors can point at it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +54,9 @@ impl Setting {
 #[derive(Debug)]
 pub enum Invocation {
     Run(RawOptions),
+    /// `--check`: validate these options and every file they name, then
+    /// exit without serving (like `nginx -t`).
+    Check(RawOptions),
     Help,
     Version,
 }
@@ -78,37 +81,65 @@ impl RawOptions {
     }
 }
 
-/// Parses `args` (without the program name).
-pub fn parse_args<I>(args: I) -> Result<Invocation, ConfigError>
+/// Parses `args` (without the program name), then reads every `--ini`
+/// file. Every problem is reported, not only the first.
+pub fn parse_args<I>(args: I) -> Result<Invocation, ConfigErrors>
 where
     I: IntoIterator<Item = OsString>,
 {
-    let args = args
+    let (invocation, problems) = collect(args);
+    problems.into_result(invocation)
+}
+
+/// What `args` ask for, with every problem found on the way: options that
+/// could be read are kept, so that their values can be checked too and
+/// all problems reported at once.
+pub(crate) fn collect<I>(args: I) -> (Invocation, Problems)
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut problems = Problems::default();
+    let args: Vec<String> = args
         .into_iter()
-        .map(|arg| {
+        .filter_map(|arg| {
             arg.into_string()
                 .map_err(|arg| ConfigError::Usage(format!("argument {arg:?} is not valid UTF-8")))
+                .map_err(|error| problems.push(error))
+                .ok()
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
 
     let mut command_line = Vec::new();
+    let mut check_only = false;
     let mut iter = args.into_iter().peekable();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "-h" | "--help" => return Ok(Invocation::Help),
-            "-V" | "--version" => return Ok(Invocation::Version),
+            "-h" | "--help" => return (Invocation::Help, Problems::default()),
+            "-V" | "--version" => return (Invocation::Version, Problems::default()),
+            "--check" => {
+                check_only = true;
+                continue;
+            }
             _ => {}
         }
         let Some(body) = arg.strip_prefix("--") else {
-            return Err(ConfigError::Usage(format!(
+            problems.push(ConfigError::Usage(format!(
                 "unexpected argument `{arg}`: options are written `--name value` (see `cachet --help`)"
             )));
+            continue;
         };
         let (name, inline_value) = match body.split_once('=') {
             Some((name, value)) => (name, Some(value.to_owned())),
             None => (body, None),
         };
-        let spec = known(name, &Origin::CommandLine)?;
+        let Some(spec) = problems.check(known(name, &Origin::CommandLine)) else {
+            // An unknown option's value, if it has one, would read as a
+            // stray argument: skip it too.
+            if inline_value.is_none() && iter.peek().is_some_and(|next| !next.starts_with("--")) {
+                iter.next();
+            }
+            continue;
+        };
         let value = match (inline_value, spec.kind) {
             (Some(value), _) => value,
             // A bare switch means true; a following boolean word is its value.
@@ -116,12 +147,18 @@ where
                 Some(next) if parse_bool(next).is_some() => iter.next().unwrap_or_default(),
                 _ => "true".to_owned(),
             },
-            (None, _) => iter.next().ok_or_else(|| ConfigError::Invalid {
-                option: spec.name,
-                value: String::new(),
-                origin: Origin::CommandLine,
-                reason: format!("expects a value: --{} {}", spec.name, spec.value),
-            })?,
+            (None, _) => match iter.next_if(|next| !is_option(next)) {
+                Some(value) => value,
+                None => {
+                    problems.push(ConfigError::Invalid {
+                        option: spec.name,
+                        value: String::new(),
+                        origin: Origin::CommandLine,
+                        reason: format!("expects a value: --{} {}", spec.name, spec.value),
+                    });
+                    continue;
+                }
+            },
         };
         command_line.push((
             spec,
@@ -134,25 +171,52 @@ where
 
     let mut from_files = Vec::new();
     for (_, setting) in command_line.iter().filter(|(spec, _)| spec.name == "ini") {
-        from_files.extend(read_ini(&PathBuf::from(&setting.value))?);
+        from_files.extend(read_ini(&PathBuf::from(&setting.value), &mut problems));
     }
-    Ok(Invocation::Run(merge(from_files, command_line)?))
+    let merged = merge(from_files, command_line, &mut problems);
+    let invocation = if check_only {
+        Invocation::Check(merged)
+    } else {
+        Invocation::Run(merged)
+    };
+    (invocation, problems)
+}
+
+/// Whether a command-line word is an option name rather than a value. A
+/// value may itself start with `-` (a negative number, say), but never with
+/// the name of a known option.
+fn is_option(word: &str) -> bool {
+    word.strip_prefix("--").is_some_and(|body| {
+        let name = body.split_once('=').map_or(body, |(name, _)| name);
+        options::lookup(name).is_some() || matches!(name, "help" | "version" | "check")
+    })
 }
 
 /// Reads the `[uwsgi]` and `[cachet]` sections of an ini file. Other sections
 /// belong to other programs sharing the file (uWSGI allows that too) and are
-/// skipped; keys before any section header are an error.
-pub fn read_ini(path: &Path) -> Result<Vec<(&'static OptionSpec, Setting)>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Invalid {
-        option: "ini",
-        value: path.display().to_string(),
-        origin: Origin::CommandLine,
-        reason: format!("cannot read the file: {source}"),
-    })?;
-    parse_ini(path, &text)
+/// skipped; keys before any section header are an error. The settings
+/// that could be read are returned even when others could not, so that
+/// their values are checked too.
+fn read_ini(path: &Path, problems: &mut Problems) -> Vec<(&'static OptionSpec, Setting)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_ini(path, &text, problems),
+        Err(source) => {
+            problems.push(ConfigError::Invalid {
+                option: "ini",
+                value: path.display().to_string(),
+                origin: Origin::CommandLine,
+                reason: format!("cannot read the file: {source}"),
+            });
+            Vec::new()
+        }
+    }
 }
 
-fn parse_ini(path: &Path, text: &str) -> Result<Vec<(&'static OptionSpec, Setting)>, ConfigError> {
+fn parse_ini(
+    path: &Path,
+    text: &str,
+    problems: &mut Problems,
+) -> Vec<(&'static OptionSpec, Setting)> {
     let mut settings = Vec::new();
     let mut section: Option<bool> = None; // Some(true) inside a section of ours
     for (index, raw) in text.lines().enumerate() {
@@ -165,33 +229,45 @@ fn parse_ini(path: &Path, text: &str) -> Result<Vec<(&'static OptionSpec, Settin
             continue;
         }
         if let Some(name) = line.strip_prefix('[') {
-            let name = name.strip_suffix(']').ok_or_else(|| {
-                ConfigError::Usage(format!("{origin}: malformed section header `{line}`"))
-            })?;
+            let Some(name) = name.strip_suffix(']') else {
+                problems.push(ConfigError::Usage(format!(
+                    "{origin}: malformed section header `{line}`"
+                )));
+                // Whatever follows belongs to a section we cannot name.
+                section = Some(false);
+                continue;
+            };
             section = Some(matches!(name.trim(), "uwsgi" | "cachet"));
             continue;
         }
-        let (key, value) = line.split_once('=').ok_or_else(|| {
-            ConfigError::Usage(format!("{origin}: expected `key = value`, found `{line}`"))
-        })?;
+        let Some((key, value)) = line.split_once('=') else {
+            problems.push(ConfigError::Usage(format!(
+                "{origin}: expected `key = value`, found `{line}`"
+            )));
+            continue;
+        };
         match section {
             None => {
-                return Err(ConfigError::Usage(format!(
+                problems.push(ConfigError::Usage(format!(
                     "{origin}: `{}` is outside any section; put options under [uwsgi] or [cachet]",
                     key.trim()
-                )))
+                )));
+                continue;
             }
             Some(false) => continue,
             Some(true) => {}
         }
-        let spec = known(key.trim(), &origin)?;
+        let Some(spec) = problems.check(known(key.trim(), &origin)) else {
+            continue;
+        };
         if spec.name == "ini" {
-            return Err(ConfigError::Invalid {
+            problems.push(ConfigError::Invalid {
                 option: "ini",
                 value: value.trim().to_owned(),
                 origin,
                 reason: "ini files cannot include other ini files; pass each with --ini".to_owned(),
             });
+            continue;
         }
         settings.push((
             spec,
@@ -201,7 +277,7 @@ fn parse_ini(path: &Path, text: &str) -> Result<Vec<(&'static OptionSpec, Settin
             },
         ));
     }
-    Ok(settings)
+    settings
 }
 
 fn known(name: &str, origin: &Origin) -> Result<&'static OptionSpec, ConfigError> {
@@ -220,7 +296,8 @@ fn known(name: &str, origin: &Origin) -> Result<&'static OptionSpec, ConfigError
 fn merge(
     from_files: Vec<(&'static OptionSpec, Setting)>,
     command_line: Vec<(&'static OptionSpec, Setting)>,
-) -> Result<RawOptions, ConfigError> {
+    problems: &mut Problems,
+) -> RawOptions {
     let mut files: BTreeMap<&'static str, Vec<Setting>> = BTreeMap::new();
     let mut cli: BTreeMap<&'static str, Vec<Setting>> = BTreeMap::new();
     let mut kinds = BTreeMap::new();
@@ -246,17 +323,17 @@ fn merge(
                 from_cli
             };
             if let [first, second, ..] = source.as_slice() {
-                return Err(ConfigError::Repeated {
+                problems.push(ConfigError::Repeated {
                     option: name,
                     first: first.origin.clone(),
                     second: second.origin.clone(),
                 });
             }
-            source
+            source.into_iter().take(1).collect()
         };
         merged.settings.insert(name, chosen);
     }
-    Ok(merged)
+    merged
 }
 
 /// uWSGI's boolean words.
@@ -272,7 +349,7 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<RawOptions, ConfigError> {
+    fn run(args: &[&str]) -> Result<RawOptions, ConfigErrors> {
         match parse_args(args.iter().map(OsString::from))? {
             Invocation::Run(raw) => Ok(raw),
             other => panic!("expected options, got {other:?}"),
@@ -306,7 +383,9 @@ mod tests {
     #[test]
     fn ini_sections_keys_and_comments() {
         let text = "; comment\n[other]\nwhatever = 1\n[uwsgi]\nmaster = true\n# another\nhttp-to = a:1\nhttp-to = b:2\n[cachet]\ncache = 5\n";
-        let settings = parse_ini(Path::new("/etc/cachet/r.ini"), text).unwrap();
+        let mut problems = Problems::default();
+        let settings = parse_ini(Path::new("/etc/cachet/r.ini"), text, &mut problems);
+        problems.into_result(()).unwrap();
         let names: Vec<_> = settings.iter().map(|(spec, _)| spec.name).collect();
         assert_eq!(names, ["master", "http-to", "http-to", "cache"]);
         assert_eq!(
@@ -324,16 +403,17 @@ mod tests {
 
     #[test]
     fn ini_rejects_unknown_keys_and_sectionless_keys() {
-        let error = parse_ini(Path::new("r.ini"), "[uwsgi]\nhttps-to = x\n")
-            .unwrap_err()
-            .to_string();
+        let ini = |text: &str| {
+            let mut problems = Problems::default();
+            parse_ini(Path::new("r.ini"), text, &mut problems);
+            problems.into_result(()).unwrap_err().to_string()
+        };
+        let error = ini("[uwsgi]\nhttps-to = x\n");
         assert!(
             error.contains("`https-to`") && error.contains("r.ini line 2"),
             "{error}"
         );
-        let error = parse_ini(Path::new("r.ini"), "cache = 1\n")
-            .unwrap_err()
-            .to_string();
+        let error = ini("cache = 1\n");
         assert!(error.contains("outside any section"), "{error}");
     }
 
@@ -352,11 +432,13 @@ mod tests {
         };
         let cache = options::lookup("cache").unwrap();
         let to = options::lookup("http-to").unwrap();
+        let mut problems = Problems::default();
         let raw = merge(
             vec![(cache, file("1", 1)), (to, file("a:1", 2))],
             vec![(cache, cli("2")), (to, cli("b:2"))],
-        )
-        .unwrap();
+            &mut problems,
+        );
+        problems.into_result(()).unwrap();
         assert_eq!(raw.single("cache").unwrap().value, "2");
         let backends: Vec<_> = raw
             .all("http-to")

@@ -7,11 +7,12 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::ext::ReasonPhrase;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::headers::strip_hop_by_hop;
+use super::headers::{own_reason, strip_hop_by_hop};
 use super::pool::{BackendState, Link};
 use super::{request_host, BoxError, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
@@ -67,6 +68,16 @@ pub async fn forward(
 
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The client gets the router's HTTP version, not the backend's (an
+    // HTTP/1.0 backend must not make an HTTP/1.1 client's response 1.0);
+    // hyper answers an HTTP/1.0 client in HTTP/1.0 by itself.
+    parts.version = Version::HTTP_11;
+    // hyper reports any reason phrase but the canonical one, an absent one
+    // included (as empty): the same rule as for uwsgi backends decides.
+    let reason = parts.extensions.remove::<ReasonPhrase>();
+    if let Some(reason) = own_reason(parts.status, reason.as_ref().map(ReasonPhrase::as_bytes)) {
+        parts.extensions.insert(reason);
+    }
     Ok(Response::from_parts(
         parts,
         body.map_err(BoxError::from).boxed_unsync(),

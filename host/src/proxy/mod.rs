@@ -1,6 +1,7 @@
 //! From a decrypted client request to a backend and back.
 //!
-//! [`serve`] runs client connections (TLS, then HTTP/1.1 or HTTP/2 through
+//! [`serve`] runs client connections (the PROXY protocol header of
+//! [`proxy_header`] when enabled, TLS, then HTTP/1.1 or HTTP/2 through
 //! hyper); [`Proxy::handle`] picks a backend from the [`pool`] and speaks
 //! either the uwsgi protocol ([`uwsgi_backend`]) or HTTP/1.1
 //! ([`http_backend`]) to it.
@@ -9,6 +10,7 @@ pub mod headers;
 pub mod http_backend;
 pub mod keepalive;
 pub mod pool;
+pub mod proxy_header;
 pub mod serve;
 pub mod uwsgi_backend;
 
@@ -22,9 +24,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::warn;
 
+use crate::access_log::{self, AccessLog};
 use crate::config::BackendProtocol;
 use crate::metrics::Metrics;
-use pool::{BackendPool, Link};
+use pool::{BackendPool, BackendState, Link};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies: streamed from a backend or generated here.
@@ -33,11 +36,36 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// What a request handler knows about the client connection.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// The client: the address a PROXY protocol header gave
+    /// (`enable-proxy-protocol`), else the TCP peer.
     pub peer: SocketAddr,
     /// The https socket's own address.
     pub local: SocketAddr,
     /// The SNI name the client asked for.
     pub server_name: Option<String>,
+    pub tls: TlsInfo,
+}
+
+/// How the client's TLS connection was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// Whether the handshake resumed a session.
+    pub resumed: bool,
+}
+
+impl TlsInfo {
+    pub fn of(connection: &rustls::ServerConnection) -> TlsInfo {
+        TlsInfo {
+            version: match connection.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "TLS?",
+            },
+            resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        }
+    }
 }
 
 /// A failure after a backend was chosen, answered by the router itself.
@@ -56,12 +84,52 @@ pub enum ForwardError {
 pub struct Proxy {
     pub pool: BackendPool,
     pub metrics: Arc<Metrics>,
+    /// `access-log`, when on.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Proxy {
-    /// Answers one client request, from a backend or with an error page.
-    pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+    /// Answers one client request, from a backend or with an error page,
+    /// and logs it when the access log is on.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        conn: &Arc<ConnInfo>,
+    ) -> Response<ProxyBody> {
         self.metrics.request();
+        let Some(log) = &self.access_log else {
+            return self.respond(request, conn).await.0;
+        };
+        let logged = access_log::Request {
+            started: std::time::Instant::now(),
+            method: request.method().clone(),
+            target: request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+            version: request.version(),
+        };
+        let (response, backend) = self.respond(request, conn).await;
+        let (parts, body) = response.into_parts();
+        let body = LoggedBody {
+            body,
+            bytes: 0,
+            log: Arc::clone(log),
+            request: logged,
+            conn: Arc::clone(conn),
+            status: parts.status.as_u16(),
+            backend,
+        };
+        Response::from_parts(parts, body.boxed_unsync())
+    }
+
+    /// The response, and the backend it came from (if one was reached).
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> (Response<ProxyBody>, Option<Arc<BackendState>>) {
         let (backend, link) = match self.pool.connect().await {
             Ok(connected) => connected,
             Err(none) => {
@@ -71,7 +139,7 @@ impl Proxy {
                 } else {
                     format!("no backend answered:\n  {}", none.attempts.join("\n  "))
                 };
-                return plain(StatusCode::BAD_GATEWAY, &detail);
+                return (plain(StatusCode::BAD_GATEWAY, &detail), None);
             }
         };
         let name = &backend.backend.name;
@@ -82,7 +150,7 @@ impl Proxy {
             // Only HTTP backends park connections, so a reused link is HTTP.
             (_, link) => http_backend::forward(&backend, link, request, conn).await,
         };
-        match forwarded {
+        let response = match forwarded {
             Ok(response) => response,
             Err(ForwardError::Client(status, detail)) => plain(status, &detail),
             Err(error @ ForwardError::Timeout(_)) => {
@@ -98,7 +166,65 @@ impl Proxy {
                 warn!(backend = %name, %error, "backend failed");
                 plain(StatusCode::BAD_GATEWAY, &format!("backend {name}: {error}"))
             }
+        };
+        (response, Some(backend))
+    }
+}
+
+/// A response body that writes the request's access log line once it is
+/// finished or abandoned, counting the bytes that went out.
+struct LoggedBody {
+    body: ProxyBody,
+    bytes: u64,
+    log: Arc<AccessLog>,
+    request: access_log::Request,
+    conn: Arc<ConnInfo>,
+    status: u16,
+    backend: Option<Arc<BackendState>>,
+}
+
+impl hyper::body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes += data.len() as u64;
+            }
         }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.log.record(&access_log::Entry {
+            client: access_log::Client {
+                addr: self.conn.peer,
+                server_name: self.conn.server_name.as_deref(),
+                tls: self.conn.tls,
+            },
+            request: &self.request,
+            status: self.status,
+            bytes: self.bytes,
+            backend: self
+                .backend
+                .as_ref()
+                .map(|state| state.backend.name.as_str()),
+        });
     }
 }
 

@@ -1,9 +1,10 @@
-//! Client connections on an https socket: accept, TLS handshake with the
-//! certificate the SNI name asks for, then HTTP/2 or HTTP/1.1 through hyper.
+//! Client connections on an https socket: accept, the PROXY protocol
+//! header when the balancer in front sends one, TLS handshake with the
+//! certificate the SNI name asks for, then HTTP/2 or HTTP/1.x through hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
-use super::{ConnInfo, Proxy};
+use super::proxy_header::{self, Rejection, Source};
+use super::{ConnInfo, Proxy, TlsInfo};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::shutdown::{Shutdown, Tracked};
@@ -30,6 +32,10 @@ pub struct Socket {
     pub endpoint: Arc<Endpoint>,
     pub proxy: Arc<Proxy>,
     pub metrics: Arc<Metrics>,
+    /// Whether connections start with a PROXY protocol header
+    /// (`enable-proxy-protocol`). Shared by the process's sockets and
+    /// switched by a reload; read once per connection, at accept.
+    pub proxy_protocol: Arc<AtomicBool>,
     /// Bounds connections across all sockets of the process.
     pub slots: Arc<Semaphore>,
 }
@@ -73,14 +79,28 @@ pub async fn accept_loop(
 }
 
 /// One client connection, from TCP accept to close.
-async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shutdown: Shutdown) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    socket: Socket,
+    mut shutdown: Shutdown,
+) {
     let metrics = &socket.metrics;
     let _open = metrics.connection_opened();
     let _ = stream.set_nodelay(true);
 
-    // One budget for the whole handshake, ClientHello included, so a client
-    // cannot hold a slot by trickling bytes.
+    // One budget for the whole handshake, PROXY header and ClientHello
+    // included, so a client cannot hold a slot by trickling bytes.
     let deadline = Instant::now() + limits::HANDSHAKE_TIMEOUT;
+    // From here on `peer` is the client, whoever's socket this is.
+    let peer = if socket.proxy_protocol.load(Relaxed) {
+        match proxied_peer(&mut stream, peer, deadline, metrics).await {
+            Some(client) => client,
+            None => return,
+        }
+    } else {
+        peer
+    };
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let server_name = start.client_hello().server_name().map(str::to_owned);
@@ -118,6 +138,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
         peer,
         local: socket.local,
         server_name,
+        tls: TlsInfo::of(session),
     });
     let activity = Arc::new(Activity::new());
     let service = {
@@ -163,8 +184,62 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     }
 }
 
-/// hyper's server: HTTP/2 when ALPN chose it, HTTP/1.1 when ALPN chose
-/// that, and detection from the first bytes when the client sent no ALPN.
+/// Reads the PROXY protocol header by `deadline`: the client's address
+/// (`peer`, the balancer's, when the header names none), or `None` when the
+/// connection must close, counted by reason. A header that is not valid to
+/// its last byte is never trusted.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    metrics: &Metrics,
+) -> Option<SocketAddr> {
+    let rejection = match tokio::time::timeout_at(deadline, proxy_header::read(stream)).await {
+        Ok(Ok(source)) => {
+            metrics.proxy_header_accepted(source);
+            let client = match source {
+                Source::Client(client) => client,
+                Source::Local => peer,
+            };
+            debug!(balancer = %peer, %client, "PROXY protocol header");
+            return Some(client);
+        }
+        Ok(Err(error)) => {
+            debug!(%peer, %error, "PROXY protocol header refused; closing");
+            error.rejection()
+        }
+        Err(_) => {
+            debug!(%peer, "no complete PROXY protocol header in time; closing");
+            Rejection::Timeout
+        }
+    };
+    metrics.proxy_header_rejected(rejection);
+    None
+}
+
+/// What hyper speaks on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HttpMode {
+    Http2,
+    /// HTTP/1.1, or HTTP/1.0 for a client that speaks only that: hyper
+    /// answers it in HTTP/1.0 (no chunked encoding, a body of unknown
+    /// length ends with the connection).
+    Http1,
+    /// No ALPN: told apart by the first bytes (the HTTP/2 preface or not).
+    Detect,
+}
+
+/// The mode for the protocol ALPN chose; every protocol in [`crate::tls::ALPN`]
+/// has one of its own.
+fn http_mode(alpn: Option<&[u8]>) -> HttpMode {
+    match alpn {
+        Some(b"h2") => HttpMode::Http2,
+        Some(b"http/1.1" | b"http/1.0") => HttpMode::Http1,
+        _ => HttpMode::Detect,
+    }
+}
+
+/// hyper's server for a connection whose ALPN protocol is `alpn`.
 fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -181,10 +256,10 @@ fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
         .keep_alive_interval(limits::H2_KEEPALIVE_INTERVAL)
         .keep_alive_timeout(limits::H2_KEEPALIVE_TIMEOUT);
-    match alpn {
-        Some(b"h2") => builder.http2_only(),
-        Some(b"http/1.1") => builder.http1_only(),
-        _ => builder,
+    match http_mode(alpn) {
+        HttpMode::Http2 => builder.http2_only(),
+        HttpMode::Http1 => builder.http1_only(),
+        HttpMode::Detect => builder,
     }
 }
 
@@ -234,5 +309,28 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_ms.load(Relaxed));
         self.started.elapsed().saturating_sub(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls;
+
+    #[test]
+    fn every_offered_protocol_is_served() {
+        // A protocol offered but left to detection would be served as
+        // whatever the first bytes look like, not as negotiated.
+        for protocol in tls::ALPN {
+            assert_ne!(
+                http_mode(Some(protocol)),
+                HttpMode::Detect,
+                "{}",
+                String::from_utf8_lossy(protocol)
+            );
+        }
+        assert_eq!(tls::ALPN[0], b"h2", "HTTP/2 is preferred");
+        assert_eq!(http_mode(Some(b"http/1.0")), HttpMode::Http1);
+        assert_eq!(http_mode(None), HttpMode::Detect);
     }
 }

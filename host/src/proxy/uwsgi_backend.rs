@@ -13,7 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::headers::strip_hop_by_hop;
+use super::headers::{own_reason, strip_hop_by_hop};
 use super::{request_host, BoxError, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
 use crate::uwsgi::{self, ChunkedDecoder, Decoded, Framing, ResponseHead, UwsgiError, Vars};
@@ -25,7 +25,13 @@ pub async fn forward(
     request: Request<Incoming>,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // They describe the client's connection, not the request the backend
+    // gets: above all Transfer-Encoding, since the body goes out
+    // de-chunked with a CONTENT_LENGTH. An HTTP_TRANSFER_ENCODING of
+    // `chunked` makes Werkzeug ignore CONTENT_LENGTH (an empty body) and
+    // uWSGI's chunked-input readers look for chunk sizes that are not there.
+    strip_hop_by_hop(&mut parts.headers);
     let request_was_head = parts.method == Method::HEAD;
     let (length, body) = request_body(&parts.headers, body).await?;
     let vars = request_vars(&parts, conn, length).map_err(|error| {
@@ -54,6 +60,7 @@ pub async fn forward(
 
     let ResponseHead {
         status,
+        reason,
         mut headers,
         framing,
     } = head;
@@ -78,6 +85,9 @@ pub async fn forward(
     let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
     *response.status_mut() = status;
     *response.headers_mut() = headers;
+    if let Some(reason) = own_reason(status, reason.as_deref()) {
+        response.extensions_mut().insert(reason);
+    }
     Ok(response)
 }
 
@@ -291,13 +301,7 @@ pub fn request_vars(
     let request_uri = uri.path_and_query().map_or(path, |pq| pq.as_str());
     let host = request_host(&parts.uri, &parts.headers, conn);
     let server_name = strip_port(&host);
-    let protocol = match parts.version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    };
+    let protocol = server_protocol(parts.version);
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -350,6 +354,20 @@ pub fn request_vars(
     Ok(vars)
 }
 
+/// SERVER_PROTOCOL for a request's HTTP version: nginx's `$server_protocol`,
+/// which is what applications behind nginx's uwsgi_params see. It must be
+/// an HTTP version string: uWSGI writes it back as its status line's
+/// version (`HTTP/2.0 200 OK`), which the response parser accepts.
+fn server_protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// `host:port` or `[v6]:port` to the bare host.
 fn strip_port(host: &str) -> &str {
     if let Some(bracketed) = host.strip_prefix('[') {
@@ -395,6 +413,10 @@ mod tests {
             peer: "192.0.2.7:5555".parse().unwrap(),
             local: "127.0.0.1:8443".parse().unwrap(),
             server_name: Some("sni.test".into()),
+            tls: crate::proxy::TlsInfo {
+                version: "TLSv1.3",
+                resumed: false,
+            },
         }
     }
 
@@ -451,7 +473,7 @@ mod tests {
         let packet = request_vars(&parts, &conn(), 0).unwrap().into_packet();
         let vars = decode_vars(&packet[4..]).unwrap();
         assert!(vars.contains(&(&b"HTTP_HOST"[..], &b"h2.test"[..])));
-        assert!(vars.contains(&(&b"SERVER_PROTOCOL"[..], &b"HTTP/2"[..])));
+        assert!(vars.contains(&(&b"SERVER_PROTOCOL"[..], &b"HTTP/2.0"[..])));
         assert!(vars.contains(&(&b"REQUEST_URI"[..], &b"/p"[..])));
     }
 

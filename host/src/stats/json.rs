@@ -24,6 +24,15 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             "timeouts": totals.handshake_timeouts,
         },
         "sessions": sessions(snapshot),
+        "proxy_protocol": {
+            "headers": totals.proxy_headers,
+            "local": totals.proxy_headers_local,
+            "rejected": totals
+                .proxy_rejections()
+                .iter()
+                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
+                .collect::<serde_json::Map<_, _>>(),
+        },
         "workers": snapshot.workers.iter().map(|worker| json!({
             "id": worker.id,
             "pid": worker.pid,
@@ -168,6 +177,9 @@ mod tests {
                 metrics: MetricsSnapshot {
                     tls13_resumed: 2,
                     tls12_full: 1,
+                    proxy_headers: 4,
+                    proxy_headers_local: 1,
+                    proxy_malformed: 2,
                     ..MetricsSnapshot::default()
                 },
             }],
@@ -182,5 +194,10 @@ mod tests {
         assert_eq!(value["workers"][0]["handshakes"], 3);
         assert_eq!(value["sessions"]["refused"]["too_large"], 0);
         assert!(value["sync"].is_object());
+        assert_eq!(value["proxy_protocol"]["headers"], 4);
+        assert_eq!(value["proxy_protocol"]["local"], 1);
+        assert_eq!(value["proxy_protocol"]["rejected"]["malformed"], 2);
+        assert_eq!(value["proxy_protocol"]["rejected"]["missing"], 0);
+        assert_eq!(value["proxy_protocol"]["rejected"]["timeout"], 0);
     }
 }

@@ -139,6 +139,11 @@ impl Snapshot {
                     requests: sum.requests + m.requests,
                     bad_gateway: sum.bad_gateway + m.bad_gateway,
                     gateway_timeout: sum.gateway_timeout + m.gateway_timeout,
+                    proxy_headers: sum.proxy_headers + m.proxy_headers,
+                    proxy_headers_local: sum.proxy_headers_local + m.proxy_headers_local,
+                    proxy_missing: sum.proxy_missing + m.proxy_missing,
+                    proxy_malformed: sum.proxy_malformed + m.proxy_malformed,
+                    proxy_timeouts: sum.proxy_timeouts + m.proxy_timeouts,
                     sync_skipped: sum.sync_skipped + m.sync_skipped,
                 }
             })

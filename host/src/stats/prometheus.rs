@@ -76,6 +76,33 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
         "TLS handshakes that did not finish in time.",
         totals.handshake_timeouts,
     );
+    out.family(
+        "cachet_proxy_protocol_headers_total",
+        "counter",
+        "Valid PROXY protocol headers, by whether they named the client or kept the real peer.",
+    );
+    out.sample(
+        "cachet_proxy_protocol_headers_total",
+        &[("source", "client")],
+        totals.proxy_headers - totals.proxy_headers_local,
+    );
+    out.sample(
+        "cachet_proxy_protocol_headers_total",
+        &[("source", "local")],
+        totals.proxy_headers_local,
+    );
+    out.family(
+        "cachet_proxy_protocol_rejected_total",
+        "counter",
+        "Connections closed for their PROXY protocol header, by reason.",
+    );
+    for (reason, count) in totals.proxy_rejections() {
+        out.sample(
+            "cachet_proxy_protocol_rejected_total",
+            &[("reason", reason.as_str())],
+            count,
+        );
+    }
     out.single(
         "cachet_connections_total",
         "counter",
@@ -336,7 +363,17 @@ mod tests {
                 ..CacheFigures::default()
             }),
             sessions_in_cache: true,
-            workers: vec![],
+            workers: vec![WorkerFigures {
+                id: 1,
+                pid: 1,
+                restarts: 0,
+                metrics: crate::metrics::MetricsSnapshot {
+                    proxy_headers: 5,
+                    proxy_headers_local: 2,
+                    proxy_timeouts: 1,
+                    ..Default::default()
+                },
+            }],
             sync: None,
             backends: vec![BackendFigures {
                 name: "a\"b".into(),
@@ -353,5 +390,13 @@ mod tests {
         assert!(text.contains("cachet_backend_requests_total{backend=\"a\\\"b\"} 2\n"));
         assert!(text.contains("cachet_backend_idle_connections{backend=\"a\\\"b\"} 2\n"));
         assert_eq!(text.matches("# TYPE cachet_cache_refused_total").count(), 1);
+        for line in [
+            "cachet_proxy_protocol_headers_total{source=\"client\"} 3\n",
+            "cachet_proxy_protocol_headers_total{source=\"local\"} 2\n",
+            "cachet_proxy_protocol_rejected_total{reason=\"timeout\"} 1\n",
+            "cachet_proxy_protocol_rejected_total{reason=\"missing\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

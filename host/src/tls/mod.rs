@@ -23,8 +23,11 @@ pub use context::SessionContext;
 use crate::config::{HttpsSocket, SniCertificate};
 use crate::store::SessionStore;
 
-/// ALPN protocols offered, preferred first.
-pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN protocols offered, preferred first (rustls picks the first of ours
+/// the client offers). `http/1.0` is there because a client offering only
+/// that (`curl --http1.0`) would otherwise get a `no_application_protocol`
+/// alert; nginx accepts it too. hyper serves both HTTP/1 versions.
+pub const ALPN: [&[u8]; 3] = [b"h2", b"http/1.1", b"http/1.0"];
 
 /// Where rustls keeps sessions.
 #[derive(Clone, Copy, Debug)]
@@ -166,17 +169,21 @@ impl Sites {
             (None, Some(previous)) => previous.identity.clone(),
             (None, None) => certs::self_signed(socket.addr)?,
         };
-        let default = builder
-            .site(identity.clone(), None)
-            .with_context(|| format!("https {}", socket.addr))?;
+        let default =
+            builder
+                .site(identity.clone(), None)
+                .with_context(|| match &socket.certificate {
+                    Some(files) => format!("https {} ({})", socket.addr, files),
+                    None => format!("https {}", socket.addr),
+                })?;
         let sni = sni
             .iter()
             .map(|entry| {
                 let identity = certs::load(&entry.certificate)?;
-                Ok((
-                    entry.name.clone(),
-                    builder.site(identity, Some(&entry.name))?,
-                ))
+                let site = builder
+                    .site(identity, Some(&entry.name))
+                    .with_context(|| format!("sni {} ({})", entry.name, entry.certificate))?;
+                Ok((entry.name.clone(), site))
             })
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("sni for https {}", socket.addr))?;

@@ -35,7 +35,7 @@ pub(crate) fn of_tree(root: u32) -> Result<Footprint, String> {
 }
 
 /// `root` and its descendants, from every process's parent in /proc.
-fn tree(root: u32) -> Vec<u32> {
+pub(crate) fn tree(root: u32) -> Vec<u32> {
     let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
         .into_iter()
         .flatten()

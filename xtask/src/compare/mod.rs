@@ -16,9 +16,11 @@
 //!
 //! Medians of the rounds are what the report quotes.
 
+pub(crate) mod access_log_cost;
 mod backend;
 mod certs;
 pub(crate) mod chart;
+pub(crate) mod cpu;
 pub(crate) mod load;
 mod memory;
 pub(crate) mod report;

@@ -163,7 +163,7 @@ pub(crate) fn start(
     })
 }
 
-fn cachet_args(
+pub(crate) fn cachet_args(
     setup: &Setup<'_>,
     addr: SocketAddr,
     cluster: Option<&ClusterNode<'_>>,

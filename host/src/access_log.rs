@@ -1,0 +1,589 @@
+//! The access log: one line per request, off unless `access-log` is set.
+//!
+//! A line says who asked (client address, SNI name, TLS version, whether the
+//! session was resumed), what (method, path, HTTP version), what came of it
+//! (status, response body bytes, the backend that answered) and how long it
+//! took, from the request's arrival to the last byte of its response. It is
+//! written when the response body is finished or abandoned, so the byte
+//! count is what was actually sent.
+//!
+//! Two formats: `plain`, one space-separated line meant for people and
+//! `grep`, and `json`, one JSON object per line for log shippers.
+//!
+//! Lines are gathered in a buffer per process and written in batches (when
+//! the buffer fills, and by a flusher a few times a second), so logging
+//! costs a format and a short lock per request, not a system call. Every
+//! write holds whole lines: worker processes append to the same file
+//! (`O_APPEND`) or pipe and never split each other's lines. Writes to a pipe
+//! (stderr under a supervisor) are cut at line boundaries into pieces of at
+//! most `PIPE_BUF` bytes, the size the kernel writes atomically.
+//!
+//! A write that fails (a full disk, a closed pipe) drops that batch, is
+//! counted and warned about once until writing works again: the router
+//! keeps serving whatever becomes of its log.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Stderr,
+    /// Appended to; created (mode 0640) if missing.
+    File(PathBuf),
+}
+
+/// How each line is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Plain,
+    Json,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// The access log options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub target: Target,
+    pub format: Format,
+}
+
+/// Buffered lines are written once they pass this size...
+const FLUSH_BYTES: usize = 32 * 1024;
+/// ...or at the latest after this long.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// The largest write a pipe takes atomically (POSIX `PIPE_BUF` on Linux).
+const PIPE_BUF: usize = 4096;
+
+/// An opened log destination.
+#[derive(Debug)]
+pub enum Sink {
+    Stderr,
+    File(File),
+}
+
+impl Sink {
+    /// Opens `target` for appending.
+    pub fn open(target: &Target) -> anyhow::Result<Sink> {
+        match target {
+            Target::Stderr => Ok(Sink::Stderr),
+            Target::File(path) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o640)
+                    .open(path)
+                    .with_context(|| format!("cannot open `{}` for appending", path.display()))?;
+                Ok(Sink::File(file))
+            }
+        }
+    }
+
+    /// Writes `lines` (whole lines only) so that no other process's write
+    /// can land inside one of them.
+    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        match self {
+            // O_APPEND: each write lands whole at the end of the file.
+            Sink::File(file) => file.write_all(lines),
+            Sink::Stderr => {
+                let mut stderr = io::stderr().lock();
+                for piece in pipe_pieces(lines) {
+                    stderr.write_all(piece)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Splits whole lines into runs of at most [`PIPE_BUF`] bytes, each ending
+/// at a line's end (a single longer line stays whole).
+fn pipe_pieces(mut lines: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if lines.is_empty() {
+            return None;
+        }
+        let window = &lines[..lines.len().min(PIPE_BUF)];
+        let end = if window.len() == lines.len() {
+            lines.len()
+        } else {
+            match window.iter().rposition(|&b| b == b'\n') {
+                Some(newline) => newline + 1,
+                None => lines
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(lines.len(), |newline| newline + 1),
+            }
+        };
+        let (piece, rest) = lines.split_at(end);
+        lines = rest;
+        Some(piece)
+    })
+}
+
+/// One process's access log.
+#[derive(Debug)]
+pub struct AccessLog {
+    format: Format,
+    state: Mutex<State>,
+    /// Lines lost to failed writes.
+    dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    target: Target,
+    sink: Sink,
+    buffer: Vec<u8>,
+    /// Whether the last write failed (warn once per run of failures).
+    failing: bool,
+}
+
+/// What is known of a request when it arrives.
+#[derive(Debug)]
+pub struct Request {
+    pub started: Instant,
+    pub method: http::Method,
+    /// Path and query, as the client sent them.
+    pub target: http::uri::PathAndQuery,
+    pub version: http::Version,
+}
+
+/// What the connection knows: who the client is and how it connected.
+#[derive(Clone, Copy, Debug)]
+pub struct Client<'a> {
+    pub addr: SocketAddr,
+    pub server_name: Option<&'a str>,
+    pub tls: crate::proxy::TlsInfo,
+}
+
+/// One finished request.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub client: Client<'a>,
+    pub request: &'a Request,
+    pub status: u16,
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// The backend that answered, if one was reached.
+    pub backend: Option<&'a str>,
+}
+
+impl AccessLog {
+    pub fn open(config: &AccessLogConfig) -> anyhow::Result<AccessLog> {
+        Ok(AccessLog {
+            format: config.format,
+            state: Mutex::new(State {
+                target: config.target.clone(),
+                sink: Sink::open(&config.target)?,
+                buffer: Vec::with_capacity(FLUSH_BYTES + 1024),
+                failing: false,
+            }),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Adds the line for `entry`; writes the batch once it is large enough.
+    /// The line is formatted straight into the batch: workers are
+    /// single-threaded, so the lock is never contended there.
+    pub fn record(&self, entry: &Entry<'_>) {
+        let now = SystemTime::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match self.format {
+            Format::Plain => plain_line(&mut state.buffer, entry, now),
+            Format::Json => json_line(&mut state.buffer, entry, now),
+        }
+        if state.buffer.len() >= FLUSH_BYTES {
+            self.flush_locked(&mut state);
+        }
+    }
+
+    /// Writes whatever is buffered.
+    pub fn flush(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.flush_locked(&mut state);
+    }
+
+    fn flush_locked(&self, state: &mut State) {
+        if state.buffer.is_empty() {
+            return;
+        }
+        let State {
+            sink,
+            buffer,
+            failing,
+            target,
+        } = state;
+        match sink.write_lines(buffer) {
+            Ok(()) => *failing = false,
+            Err(error) => {
+                let lines = buffer.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.dropped.fetch_add(lines, Relaxed);
+                if !*failing {
+                    tracing::warn!(?target, %error, lines, "access log lines lost");
+                }
+                *failing = true;
+            }
+        }
+        buffer.clear();
+    }
+
+    /// Writes what is buffered and opens the log's file anew, for log
+    /// rotation (`logrotate` moves the file, then sends SIGHUP). On error
+    /// the old file stays in use.
+    pub fn reopen(&self) -> anyhow::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.flush_locked(&mut state);
+        state.sink = Sink::open(&state.target)?;
+        Ok(())
+    }
+
+    /// Lines lost to failed writes so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// Flushes every [`FLUSH_INTERVAL`] for as long as the runtime runs:
+    /// connections draining after a termination signal still log, and the
+    /// last lines are written when the log is dropped.
+    pub fn spawn_flusher(self: &Arc<Self>) {
+        let log = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match log.upgrade() {
+                    Some(log) => log.flush(),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn http_version_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}
+
+/// `TIME CLIENT SNI TLS RESUMED "METHOD TARGET VERSION" STATUS BYTES BACKEND MS`,
+/// with `-` for what is unknown; quoted and text fields escaped so that a
+/// client cannot forge a line or a field.
+fn plain_line(line: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime) {
+    let request = entry.request;
+    // Writing to a Vec cannot fail.
+    let _ = writeln!(
+        line,
+        "{} {} {} {} {} \"{} {} {}\" {} {} {} {:.3}",
+        Rfc3339(now),
+        entry.client.addr,
+        Escaped(entry.client.server_name.unwrap_or("-")),
+        entry.client.tls.version,
+        if entry.client.tls.resumed {
+            "resumed"
+        } else {
+            "full"
+        },
+        Escaped(request.method.as_str()),
+        Escaped(request.target.as_str()),
+        http_version_name(request.version),
+        entry.status,
+        entry.bytes,
+        Escaped(entry.backend.unwrap_or("-")),
+        request.started.elapsed().as_secs_f64() * 1000.0,
+    );
+}
+
+/// One JSON object per line, written field by field (no intermediate
+/// value: this runs once per request).
+fn json_line(line: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime) {
+    let request = entry.request;
+    let client = entry.client;
+    let _ = write!(
+        line,
+        "{{\"time\":\"{}\",\"client\":\"{}\"",
+        Rfc3339(now),
+        client.addr.ip()
+    );
+    let _ = write!(line, ",\"client_port\":{},\"sni\":", client.addr.port());
+    json_string_or_null(line, client.server_name);
+    let _ = write!(
+        line,
+        ",\"tls\":\"{}\",\"resumed\":{},\"method\":",
+        client.tls.version, client.tls.resumed
+    );
+    json_string(line, request.method.as_str());
+    line.extend_from_slice(b",\"path\":");
+    json_string(line, request.target.as_str());
+    let _ = write!(
+        line,
+        ",\"protocol\":\"{}\",\"status\":{},\"bytes\":{},\"backend\":",
+        http_version_name(request.version),
+        entry.status,
+        entry.bytes
+    );
+    json_string_or_null(line, entry.backend);
+    let _ = writeln!(
+        line,
+        ",\"duration_ms\":{:.3}}}",
+        request.started.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+fn json_string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => json_string(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `text` as a JSON string (RFC 8259: quote, backslash and control
+/// characters escaped).
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for byte in text.bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f | 0x7f => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
+            _ => out.push(byte),
+        }
+    }
+    out.push(b'"');
+}
+
+/// Text for a plain line: bytes outside printable ASCII, spaces, quotes and
+/// backslashes become `\xHH`, so every field stays one token.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0.bytes() {
+            if byte.is_ascii_graphic() && byte != b'"' && byte != b'\\' {
+                std::fmt::Write::write_char(f, byte as char)?;
+            } else {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A time written `2026-11-28T07:38:47.123Z`.
+struct Rfc3339(SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days as i64);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rest / 3600,
+            rest / 60 % 60,
+            rest % 60,
+            since.subsec_millis()
+        )
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::TlsInfo;
+
+    fn entry_parts() -> (Request, Client<'static>) {
+        (
+            Request {
+                started: Instant::now(),
+                method: http::Method::POST,
+                target: http::uri::PathAndQuery::from_static("/a%20b\"c?x=1"),
+                version: http::Version::HTTP_2,
+            },
+            Client {
+                addr: "127.0.0.2:40000".parse().unwrap(),
+                server_name: Some("example.test"),
+                tls: TlsInfo {
+                    version: "TLSv1.3",
+                    resumed: true,
+                },
+            },
+        )
+    }
+
+    #[test]
+    fn dates() {
+        let rfc3339 = |t| Rfc3339(t).to_string();
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_851_527_123);
+        assert_eq!(rfc3339(t), "2026-11-28T07:38:47.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&rfc3339(leap)[..10], "2000-02-29");
+    }
+
+    #[test]
+    fn plain_lines_escape_what_could_split_a_field() {
+        let (request, client) = entry_parts();
+        let entry = Entry {
+            client,
+            request: &request,
+            status: 200,
+            bytes: 1234,
+            backend: Some("127.0.0.1:3031"),
+        };
+        let mut line = Vec::new();
+        plain_line(&mut line, &entry, UNIX_EPOCH);
+        let line = String::from_utf8(line).unwrap();
+        let fields: Vec<&str> = line.trim_end().split(' ').collect();
+        assert_eq!(
+            &fields[..11],
+            [
+                "1970-01-01T00:00:00.000Z",
+                "127.0.0.2:40000",
+                "example.test",
+                "TLSv1.3",
+                "resumed",
+                "\"POST",
+                "/a%20b\\x22c?x=1",
+                "HTTP/2.0\"",
+                "200",
+                "1234",
+                "127.0.0.1:3031",
+            ],
+            "{line}"
+        );
+        assert!(fields[11].parse::<f64>().is_ok(), "{line}");
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+    }
+
+    #[test]
+    fn json_lines_parse() {
+        let (request, client) = entry_parts();
+        let entry = Entry {
+            client,
+            request: &request,
+            status: 502,
+            bytes: 0,
+            backend: None,
+        };
+        let mut line = Vec::new();
+        json_line(&mut line, &entry, UNIX_EPOCH);
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["client"], "127.0.0.2");
+        assert_eq!(value["client_port"], 40000);
+        assert_eq!(value["path"], "/a%20b\"c?x=1");
+        assert_eq!(value["sni"], "example.test");
+        assert_eq!(value["tls"], "TLSv1.3");
+        assert_eq!(value["method"], "POST");
+        assert_eq!(value["protocol"], "HTTP/2.0");
+        assert!(value["duration_ms"].as_f64().unwrap() >= 0.0);
+        let mut escaped = Vec::new();
+        json_string(&mut escaped, "a\"b\\c\u{1}d\u{e9}");
+        let back: String = serde_json::from_slice(&escaped).unwrap();
+        assert_eq!(back, "a\"b\\c\u{1}d\u{e9}");
+        assert_eq!(value["resumed"], true);
+        assert_eq!(value["backend"], serde_json::Value::Null);
+        assert_eq!(value["status"], 502);
+    }
+
+    #[test]
+    fn pipe_pieces_keep_lines_whole() {
+        let line = |n: usize| format!("{}\n", "x".repeat(n));
+        let text: String = (0..50).map(|i| line(100 + i * 7)).collect();
+        let pieces: Vec<&[u8]> = pipe_pieces(text.as_bytes()).collect();
+        assert!(pieces.len() > 1);
+        assert_eq!(pieces.concat(), text.as_bytes());
+        for piece in &pieces {
+            assert!(piece.len() <= PIPE_BUF);
+            assert_eq!(piece.last(), Some(&b'\n'));
+        }
+        let long = line(3 * PIPE_BUF);
+        let text = format!("a\n{long}b\n");
+        let pieces: Vec<&[u8]> = pipe_pieces(text.as_bytes()).collect();
+        assert_eq!(pieces, [b"a\n".as_slice(), long.as_bytes(), b"b\n"]);
+    }
+
+    #[test]
+    fn file_lines_arrive_on_flush_and_reopen_follows_rotation() {
+        let dir = std::env::temp_dir().join(format!("cachet-access-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("access.log");
+        let log = AccessLog::open(&AccessLogConfig {
+            target: Target::File(path.clone()),
+            format: Format::Json,
+        })
+        .unwrap();
+        let (request, client) = entry_parts();
+        let entry = Entry {
+            client,
+            request: &request,
+            status: 200,
+            bytes: 1,
+            backend: None,
+        };
+        log.record(&entry);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        log.flush();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        let rotated = dir.join("access.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.record(&entry);
+        log.reopen().unwrap();
+        log.record(&entry);
+        log.flush();
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap().lines().count(),
+            2
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
