@@ -28,6 +28,7 @@ extern crate std;
 
 mod bytes;
 pub mod cache;
+pub mod hello;
 #[cfg(any(test, feature = "selfcheck"))]
 pub mod selfcheck;
 pub mod sync;
