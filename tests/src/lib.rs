@@ -162,11 +162,12 @@ impl Router {
     pub fn start_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Router {
         let mut child = Command::new(cachet_bin())
             .args(args)
-            .envs(env.iter().copied())
+            // `env` may name its own RUST_LOG (debug lines a test reads).
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
