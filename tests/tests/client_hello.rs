@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cachet_tests::backends::{self, Backend};
 use cachet_tests::client::{self, Tls, EXCHANGE_TIMEOUT};
@@ -22,6 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const RECONNECTIONS: u64 = 5;
+/// Bound on waiting for a line the router has already written to reach
+/// the test's copy of its log.
+const LOG_WAIT: Duration = Duration::from_secs(30);
 
 /// A router with a session cache, both stats sockets, and its ClientHello
 /// debug lines in the log.
@@ -156,8 +160,10 @@ async fn openssl_offers_are_read_exactly() {
             !saved.session_id.is_empty() && (tls == "-tls1_2" || saved.ticket.len() == 32),
             "{tls}: {saved:?}"
         );
+        // The line was written before the handshake went on; the harness
+        // may still be reading it from the router's stderr.
         assert!(
-            router.log().contains(&offered),
+            router.wait_for_log(&offered, LOG_WAIT),
             "{tls}: no ClientHello line ending `{}` in\n{}",
             offered.trim_end(),
             router.log()
@@ -355,9 +361,7 @@ async fn junk_truncated_and_oversized_client_hellos_are_refused_and_counted() {
     let stats = router.stats();
     assert_eq!(counter(&stats["workers"][0], "handshakes"), 1, "{stats:#}");
     assert!(
-        router
-            .log()
-            .contains("refused ClientHello: a ClientHello of "),
+        router.wait_for_log("refused ClientHello: a ClientHello of ", LOG_WAIT),
         "{}",
         router.log()
     );

@@ -33,8 +33,8 @@
 //! It refuses what RFC 8446 and RFC 6066 forbid in the parts it reads, and
 //! otherwise follows what rustls 0.23 accepts, so that no client rustls
 //! would serve is turned away by this earlier look: a duplicate extension
-//! among those read here, a `pre_shared_key` with no identity or with
-//! fewer binders than identities, two host names in `server_name`. Beyond
+//! among those read here, a `pre_shared_key` with no identity or with not
+//! as many binders as identities, two host names in `server_name`. Beyond
 //! the RFCs it refuses more than [`MAX_PSK_IDENTITIES`] PSK identities
 //! (real clients offer one or two), so that whoever acts on the offer does a
 //! bounded amount of work per connection. Whether `pre_shared_key` is the
