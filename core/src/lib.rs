@@ -6,6 +6,10 @@
 //! * [`wire`]: the sync datagram, sealed with an AEAD under the cluster key:
 //!   a zero-copy checked [`wire::Packet`] view and a semantic [`wire::Repr`]
 //!   with `parse` and `emit`.
+//! * [`hello`]: what a TLS client offers in its ClientHello (SNI name,
+//!   TLS 1.2 session id, TLS 1.3 PSK identities), reassembled from its
+//!   records and read with every length checked, before the TLS library
+//!   decides anything.
 //! * [`sync`]: a sans-IO replication node: it turns local cache changes into
 //!   datagrams and peers' datagrams into cache operations, with replay
 //!   protection, and never touches a socket.
@@ -28,6 +32,7 @@ extern crate std;
 
 mod bytes;
 pub mod cache;
+pub mod hello;
 #[cfg(any(test, feature = "selfcheck"))]
 pub mod selfcheck;
 pub mod sync;

@@ -21,6 +21,7 @@ use crate::cache::{
     AttachError, BufferTooSmall, Cache, Config, FormatError, Inconsistency, Layout, Refused,
     RepairReport, Stored,
 };
+use crate::hello::{self, ClientHello, Reassembly};
 use crate::sync::{Node, Reject, Settings, WINDOW};
 use crate::time::{Duration, Instant};
 use crate::wire::{ClusterKey, Error, Packet, Record, RecordsBuilder, Repr, HEADER_LEN};
@@ -123,6 +124,14 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "wire_wrong_key",
         run: wire_wrong_key,
+    },
+    Check {
+        name: "hello_offers",
+        run: hello_offers,
+    },
+    Check {
+        name: "hello_fragments_and_truncations",
+        run: hello_fragments_and_truncations,
     },
     Check {
         name: "sync_exchange",
@@ -749,6 +758,84 @@ fn wire_seal_open() -> Result<(), Failure> {
         repr.buffer_len() == len,
         "parsed datagram re-emits at another length",
     )
+}
+
+// ---- hello ---------------------------------------------------------------
+
+/// `openssl s_client -tls1_3 -sess_in` resuming: its first flight and the
+/// ticket its session file held (see `hello/vectors/README.md`).
+const OPENSSL_TLS13_RESUME: &[u8] = include_bytes!("hello/vectors/openssl_tls13_resume.bin");
+const OPENSSL_TLS13_TICKET: &[u8] = include_bytes!("hello/vectors/openssl_tls13_resume.ticket");
+/// Room for the vector's message, and for it in records of 64 bytes.
+const HELLO_LEN: usize = 512;
+const HELLO_RECORDS_LEN: usize = 560;
+
+/// The vector's ClientHello message, found in place.
+fn hello_message() -> Result<&'static [u8], Failure> {
+    match hello::reassemble(OPENSSL_TLS13_RESUME, HELLO_LEN) {
+        Ok(Reassembly::Whole(message)) => Ok(message),
+        _ => Err(Failure("a ClientHello in one record is not found in place")),
+    }
+}
+
+fn hello_offers() -> Result<(), Failure> {
+    let hello = ClientHello::new_checked(hello_message()?).or_fail("a real ClientHello refused")?;
+    ensure(
+        hello.server_name() == Some(b"localhost"),
+        "SNI name read wrong",
+    )?;
+    ensure(hello.offers_tls13(), "TLS 1.3 offer missed")?;
+    ensure(hello.session_id().len() == 32, "session id read wrong")?;
+    let mut identities = hello.psk_identities();
+    ensure(
+        identities.next().map(|psk| psk.identity) == Some(OPENSSL_TLS13_TICKET),
+        "ticket read wrong",
+    )?;
+    ensure(identities.next().is_none(), "a second ticket read")?;
+    ensure(
+        hello.pre_shared_key_is_last(),
+        "pre_shared_key not seen last",
+    )
+}
+
+fn hello_fragments_and_truncations() -> Result<(), Failure> {
+    let message = hello_message()?;
+    ensure(message.len() <= HELLO_LEN, "vector longer than expected")?;
+    // The message again, in records of 64 bytes.
+    let mut records = [0u8; HELLO_RECORDS_LEN];
+    let mut len = 0;
+    for chunk in message.chunks(64) {
+        let header = [22, 3, 1, 0, chunk.len() as u8];
+        records[len..len + 5].copy_from_slice(&header);
+        records[len + 5..len + 5 + chunk.len()].copy_from_slice(chunk);
+        len += 5 + chunk.len();
+    }
+    for cut in 0..len {
+        ensure(
+            hello::reassemble(&records[..cut], HELLO_LEN) == Ok(Reassembly::Incomplete),
+            "a cut first flight is not incomplete",
+        )?;
+    }
+    ensure(
+        hello::reassemble(&records[..len], HELLO_LEN)
+            == Ok(Reassembly::Fragmented { len: message.len() }),
+        "fragments not found whole",
+    )?;
+    let mut joined = [0u8; HELLO_LEN];
+    let joined = hello::join(&records[..len], &mut joined[..message.len()])
+        .or_fail("fragments not joined")?;
+    ensure(joined == message, "fragments joined wrong")?;
+    ensure(
+        hello::reassemble(&records[..len], message.len() - 1).is_err(),
+        "an oversized ClientHello accepted",
+    )?;
+    for cut in 0..message.len() {
+        ensure(
+            ClientHello::new_checked(&message[..cut]).is_err(),
+            "a cut ClientHello accepted",
+        )?;
+    }
+    Ok(())
 }
 
 /// Flips each bit of the sample datagram's header (or of the rest) in

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod hex;
 pub mod limits;
 pub mod lines;
 pub mod listen;

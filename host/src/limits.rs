@@ -5,6 +5,15 @@ use std::time::Duration;
 
 /// From accepting a TCP connection to the end of the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest ClientHello accepted, its 4-byte handshake header included.
+/// Real ones are 200 bytes to 2 KiB (a post-quantum key share is 1.2 KiB, a
+/// TLS 1.3 ticket from this router 32 bytes); rustls itself would take up to
+/// 64 KiB, which is memory a client could hold on to for nothing.
+pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
+/// Most bytes read off a connection before its ClientHello is whole: the
+/// message and the headers of the records that carry it, room for a client
+/// that cuts it into records of a few bytes.
+pub const MAX_CLIENT_HELLO_READ: usize = 2 * MAX_CLIENT_HELLO;
 /// For an HTTP/1.1 request's headers to arrive once its first byte has.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client connection with no request in flight is closed after this long.

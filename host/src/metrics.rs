@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
+use crate::proxy::client_hello::{self, Offer, Resumption};
 use crate::proxy::proxy_header::{Rejection, Source};
 
 /// A handle on one process's counters; cheap to bump from any task.
@@ -35,6 +36,14 @@ pub struct Counters {
     tls13_resumed: AtomicU64,
     handshake_failures: AtomicU64,
     handshake_timeouts: AtomicU64,
+    /// ClientHellos offering something to resume: a TLS 1.2 session id, or
+    /// TLS 1.3 PSKs (tickets; see [`Offer::resumption`]).
+    offered_session_ids: AtomicU64,
+    offered_psks: AtomicU64,
+    /// Connections closed for their ClientHello, by reason (also counted
+    /// in `handshake_failures`).
+    client_hello_malformed: AtomicU64,
+    client_hello_oversized: AtomicU64,
     connections: AtomicU64,
     open_connections: AtomicU64,
     requests: AtomicU64,
@@ -65,6 +74,10 @@ pub struct MetricsSnapshot {
     pub tls13_resumed: u64,
     pub handshake_failures: u64,
     pub handshake_timeouts: u64,
+    pub offered_session_ids: u64,
+    pub offered_psks: u64,
+    pub client_hello_malformed: u64,
+    pub client_hello_oversized: u64,
     pub connections: u64,
     pub open_connections: u64,
     pub requests: u64,
@@ -81,6 +94,20 @@ pub struct MetricsSnapshot {
 impl MetricsSnapshot {
     pub fn handshakes(&self) -> u64 {
         self.tls12_full + self.tls12_resumed + self.tls13_full + self.tls13_resumed
+    }
+
+    /// Connections closed for their ClientHello, by reason.
+    pub fn client_hello_rejections(&self) -> [(client_hello::Rejection, u64); 2] {
+        [
+            (
+                client_hello::Rejection::Malformed,
+                self.client_hello_malformed,
+            ),
+            (
+                client_hello::Rejection::Oversized,
+                self.client_hello_oversized,
+            ),
+        ]
     }
 
     /// Connections refused for their PROXY header, by reason.
@@ -153,6 +180,30 @@ impl Metrics {
         self.c.handshake_timeouts.fetch_add(1, Relaxed);
     }
 
+    /// Counts what a ClientHello offers to resume.
+    pub fn client_hello_read(&self, offer: &Offer) {
+        match offer.resumption() {
+            Resumption::None => {}
+            Resumption::SessionId(_) => {
+                self.c.offered_session_ids.fetch_add(1, Relaxed);
+            }
+            Resumption::Tickets(_) => {
+                self.c.offered_psks.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Counts a connection closed for its ClientHello: a failed handshake,
+    /// and why.
+    pub fn client_hello_rejected(&self, reason: client_hello::Rejection) {
+        self.handshake_failed();
+        let counter = match reason {
+            client_hello::Rejection::Malformed => &self.c.client_hello_malformed,
+            client_hello::Rejection::Oversized => &self.c.client_hello_oversized,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
     pub fn request(&self) {
         self.c.requests.fetch_add(1, Relaxed);
     }
@@ -197,6 +248,10 @@ impl Metrics {
             tls13_resumed: self.c.tls13_resumed.load(Relaxed),
             handshake_failures: self.c.handshake_failures.load(Relaxed),
             handshake_timeouts: self.c.handshake_timeouts.load(Relaxed),
+            offered_session_ids: self.c.offered_session_ids.load(Relaxed),
+            offered_psks: self.c.offered_psks.load(Relaxed),
+            client_hello_malformed: self.c.client_hello_malformed.load(Relaxed),
+            client_hello_oversized: self.c.client_hello_oversized.load(Relaxed),
             connections: self.c.connections.load(Relaxed),
             open_connections: self.c.open_connections.load(Relaxed),
             requests: self.c.requests.load(Relaxed),

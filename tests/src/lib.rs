@@ -241,6 +241,7 @@ impl Router {
     ) -> Result<Router, NotReady> {
         let mut child = Command::new(cachet_bin())
             .args(args)
+            // `env` may name its own RUST_LOG (debug lines a test reads).
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

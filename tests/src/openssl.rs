@@ -81,6 +81,69 @@ pub fn s_client_alpn(
     )
 }
 
+/// What an `s_client -sess_out` file offers when given back with
+/// `-sess_in`, as `openssl sess_id -text` prints it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SavedSession {
+    /// `Session-ID`: what a TLS 1.2 ClientHello offers.
+    pub session_id: Vec<u8>,
+    /// `TLS session ticket`: what a TLS 1.3 ClientHello offers as its PSK
+    /// identity (empty without one).
+    pub ticket: Vec<u8>,
+}
+
+/// Reads an `s_client -sess_out` file with `openssl sess_id`.
+pub fn saved_session(path: &Path) -> SavedSession {
+    let mut command = Command::new("openssl");
+    command
+        .args(["sess_id", "-noout", "-text", "-in"])
+        .arg(path);
+    let output = tools::run_bounded(&mut command, b"", TIMEOUT);
+    assert!(
+        output.status.success(),
+        "openssl sess_id {}",
+        path.display()
+    );
+    parse_saved_session(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// `sess_id -text`'s `Session-ID: HEX` line and the hex dump under `TLS
+/// session ticket:` (lines `0000 - a3 44 ... d6-8d ...   ASCII`).
+fn parse_saved_session(text: &str) -> SavedSession {
+    let byte = |pair: &str| {
+        u8::from_str_radix(pair, 16).unwrap_or_else(|_| panic!("{pair:?} is not hex in:\n{text}"))
+    };
+    let mut session = SavedSession::default();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if let Some(id) = line.strip_prefix("Session-ID:") {
+            let id = id.trim();
+            session.session_id = (0..id.len() / 2)
+                .map(|i| byte(&id[2 * i..2 * i + 2]))
+                .collect();
+        }
+        if line != "TLS session ticket:" {
+            continue;
+        }
+        for dump in lines.by_ref() {
+            let Some((offset, rest)) = dump.split_once(" - ") else {
+                break;
+            };
+            if offset.len() != 4 || !offset.bytes().all(|b| b.is_ascii_hexdigit()) {
+                break;
+            }
+            // 16 bytes take 47 characters; the ASCII column follows.
+            let hex = &rest[..rest.len().min(47)];
+            session.ticket.extend(
+                hex.split([' ', '-'])
+                    .filter(|pair| !pair.is_empty())
+                    .map(byte),
+            );
+        }
+    }
+    session
+}
+
 /// s_client trusting `ca`, asking for `server_name`, reading until the
 /// router closes.
 fn s_client_command(addr: SocketAddr, server_name: &str, ca: &Path) -> Command {
@@ -91,4 +154,38 @@ fn s_client_command(addr: SocketAddr, server_name: &str, ca: &Path) -> Command {
         .arg("-CAfile")
         .arg(ca);
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_session_id_and_the_ticket_sess_id_prints() {
+        let text = "SSL-Session:
+    Protocol  : TLSv1.3
+    Session-ID: 01D2E96EC02B4158E02CD2885FC461C3D8E52BD7FD3D28D09FC7AC84B49B6276
+    Session-ID-ctx: 
+    TLS session ticket lifetime hint: 7200 (seconds)
+    TLS session ticket:
+    0000 - a3 44 c1 d6 7d 15 dd 8f-8d bc 75 b8 cc 87 db f3   .D..}.....u.....
+    0010 - 62 49 8a                                          bI.
+
+    Start Time: 1795855017
+";
+        let session = parse_saved_session(text);
+        assert_eq!(session.session_id.len(), 32);
+        assert_eq!(session.session_id[..3], [0x01, 0xd2, 0xe9]);
+        assert_eq!(
+            session.ticket,
+            [
+                0xa3, 0x44, 0xc1, 0xd6, 0x7d, 0x15, 0xdd, 0x8f, 0x8d, 0xbc, 0x75, 0xb8, 0xcc, 0x87,
+                0xdb, 0xf3, 0x62, 0x49, 0x8a
+            ]
+        );
+        assert_eq!(
+            parse_saved_session("    Session-ID: \n"),
+            SavedSession::default()
+        );
+    }
 }

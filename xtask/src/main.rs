@@ -30,7 +30,7 @@ mod qemu;
 mod soak;
 
 const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
-const FUZZ_TARGETS: [&str; 3] = ["wire_parse", "sync_node", "cache_ops"];
+const FUZZ_TARGETS: [&str; 4] = ["wire_parse", "sync_node", "cache_ops", "client_hello"];
 
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();

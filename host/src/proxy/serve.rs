@@ -1,6 +1,7 @@
 //! Client connections on an https socket: accept, the PROXY protocol
-//! header when the balancer in front sends one, TLS handshake with the
-//! certificate the SNI name asks for, then HTTP/2 or HTTP/1.x through hyper.
+//! header when the balancer in front sends one, the ClientHello read for
+//! what the client offers to resume, TLS handshake with the certificate the
+//! SNI name asks for, then HTTP/2 or HTTP/1.x through hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,13 +13,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::Acceptor;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
+use super::client_hello::{self, Offer};
 use super::proxy_header::{self, Rejection, Source};
+use super::rewind::Rewind;
 use super::{ConnInfo, Proxy, TlsInfo};
 use crate::limits;
 use crate::metrics::Metrics;
@@ -101,6 +105,13 @@ async fn connection(
     } else {
         peer
     };
+    // The ClientHello is read here first, for what the client offers to
+    // resume; rustls then reads the same bytes again from the buffer.
+    let Some((offer, stream)) = client_hello(stream, peer, deadline, metrics).await else {
+        return;
+    };
+    metrics.client_hello_read(&offer);
+    debug!(%peer, %offer, "ClientHello");
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let server_name = start.client_hello().server_name().map(str::to_owned);
@@ -182,6 +193,38 @@ async fn connection(
             }
         }
     }
+}
+
+/// Reads the ClientHello by `deadline`: what it offers, and the stream to
+/// hand rustls, which replays what was read; or `None` when the connection
+/// must close (counted, with an alert to a client that sent something
+/// other than a usable ClientHello).
+async fn client_hello(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    metrics: &Metrics,
+) -> Option<(Offer, Rewind<TcpStream>)> {
+    let error = match tokio::time::timeout_at(deadline, client_hello::read(&mut stream)).await {
+        Ok(Ok((offer, first_flight))) => return Some((offer, Rewind::new(first_flight, stream))),
+        Ok(Err(error)) => error,
+        Err(_) => {
+            metrics.handshake_timed_out();
+            debug!(%peer, "no complete ClientHello in time");
+            return None;
+        }
+    };
+    debug!(%peer, %error, "no usable ClientHello; closing");
+    match error.rejection() {
+        Some(reason) => metrics.client_hello_rejected(reason),
+        None => metrics.handshake_failed(),
+    }
+    if let Some(alert) = error.alert() {
+        // Best effort: the client may be gone, and must not hold the
+        // connection past the deadline by not reading.
+        let _ = tokio::time::timeout_at(deadline, stream.write_all(&alert)).await;
+    }
+    None
 }
 
 /// Reads the PROXY protocol header by `deadline`: the client's address

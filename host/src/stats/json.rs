@@ -22,6 +22,15 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             },
             "failures": totals.handshake_failures,
             "timeouts": totals.handshake_timeouts,
+            "offered": {
+                "tls12_session_id": totals.offered_session_ids,
+                "tls13_psk": totals.offered_psks,
+            },
+            "client_hello_rejected": totals
+                .client_hello_rejections()
+                .iter()
+                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
+                .collect::<serde_json::Map<_, _>>(),
         },
         "sessions": sessions(snapshot),
         "proxy_protocol": {
@@ -180,6 +189,9 @@ mod tests {
                     proxy_headers: 4,
                     proxy_headers_local: 1,
                     proxy_malformed: 2,
+                    offered_session_ids: 5,
+                    offered_psks: 6,
+                    client_hello_oversized: 7,
                     ..MetricsSnapshot::default()
                 },
             }],
@@ -199,5 +211,9 @@ mod tests {
         assert_eq!(value["proxy_protocol"]["rejected"]["malformed"], 2);
         assert_eq!(value["proxy_protocol"]["rejected"]["missing"], 0);
         assert_eq!(value["proxy_protocol"]["rejected"]["timeout"], 0);
+        assert_eq!(value["tls"]["offered"]["tls12_session_id"], 5);
+        assert_eq!(value["tls"]["offered"]["tls13_psk"], 6);
+        assert_eq!(value["tls"]["client_hello_rejected"]["oversized"], 7);
+        assert_eq!(value["tls"]["client_hello_rejected"]["malformed"], 0);
     }
 }

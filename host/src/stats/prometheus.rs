@@ -77,6 +77,33 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
         totals.handshake_timeouts,
     );
     out.family(
+        "cachet_tls_resumption_offered_total",
+        "counter",
+        "ClientHellos offering a session to resume: a TLS 1.2 session id from a client without TLS 1.3, or TLS 1.3 PSKs.",
+    );
+    for (kind, count) in [
+        ("tls12_session_id", totals.offered_session_ids),
+        ("tls13_psk", totals.offered_psks),
+    ] {
+        out.sample(
+            "cachet_tls_resumption_offered_total",
+            &[("kind", kind)],
+            count,
+        );
+    }
+    out.family(
+        "cachet_tls_client_hello_rejected_total",
+        "counter",
+        "Connections closed for their ClientHello, by reason (also counted as failed handshakes).",
+    );
+    for (reason, count) in totals.client_hello_rejections() {
+        out.sample(
+            "cachet_tls_client_hello_rejected_total",
+            &[("reason", reason.as_str())],
+            count,
+        );
+    }
+    out.family(
         "cachet_proxy_protocol_headers_total",
         "counter",
         "Valid PROXY protocol headers, by whether they named the client or kept the real peer.",
@@ -371,6 +398,8 @@ mod tests {
                     proxy_headers: 5,
                     proxy_headers_local: 2,
                     proxy_timeouts: 1,
+                    offered_psks: 3,
+                    client_hello_malformed: 4,
                     ..Default::default()
                 },
             }],
@@ -395,6 +424,10 @@ mod tests {
             "cachet_proxy_protocol_headers_total{source=\"local\"} 2\n",
             "cachet_proxy_protocol_rejected_total{reason=\"timeout\"} 1\n",
             "cachet_proxy_protocol_rejected_total{reason=\"missing\"} 0\n",
+            "cachet_tls_resumption_offered_total{kind=\"tls13_psk\"} 3\n",
+            "cachet_tls_resumption_offered_total{kind=\"tls12_session_id\"} 0\n",
+            "cachet_tls_client_hello_rejected_total{reason=\"malformed\"} 4\n",
+            "cachet_tls_client_hello_rejected_total{reason=\"oversized\"} 0\n",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

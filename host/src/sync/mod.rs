@@ -59,7 +59,7 @@ pub fn new_node(key: &[u8; 32]) -> anyhow::Result<RouterNode> {
 pub fn generate_key_hex() -> anyhow::Result<String> {
     let mut key = [0u8; 32];
     aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness for a key"))?;
-    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::Hex(&key).to_string())
 }
 
 use std::net::SocketAddr;

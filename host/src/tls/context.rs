@@ -52,7 +52,7 @@ impl SessionContext {
 
     /// Lower-case hex, for logs.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+        crate::hex::Hex(&self.0).to_string()
     }
 }
 
