@@ -151,6 +151,7 @@ struct State {
     target: Target,
     sink: Sink,
     buffer: Vec<u8>,
+    stamp: Stamp,
     /// Whether the last write failed (warn once per run of failures).
     failing: bool,
 }
@@ -193,6 +194,7 @@ impl AccessLog {
                 target: config.target.clone(),
                 sink: Sink::open(&config.target)?,
                 buffer: Vec::with_capacity(FLUSH_BYTES + 1024),
+                stamp: Stamp::default(),
                 failing: false,
             }),
             dropped: AtomicU64::new(0),
@@ -205,9 +207,10 @@ impl AccessLog {
     pub fn record(&self, entry: &Entry<'_>) {
         let now = SystemTime::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let State { buffer, stamp, .. } = &mut *state;
         match self.format {
-            Format::Plain => plain_line(&mut state.buffer, entry, now),
-            Format::Json => json_line(&mut state.buffer, entry, now),
+            Format::Plain => plain_line(buffer, entry, now, stamp),
+            Format::Json => json_line(buffer, entry, now, stamp),
         }
         if state.buffer.len() >= FLUSH_BYTES {
             self.flush_locked(&mut state);
@@ -229,6 +232,7 @@ impl AccessLog {
             buffer,
             failing,
             target,
+            ..
         } = state;
         match sink.write_lines(buffer) {
             Ok(()) => *failing = false,
@@ -297,66 +301,76 @@ fn http_version_name(version: http::Version) -> &'static str {
 
 /// `TIME CLIENT SNI TLS RESUMED "METHOD TARGET VERSION" STATUS BYTES BACKEND MS`,
 /// with `-` for what is unknown; quoted and text fields escaped so that a
-/// client cannot forge a line or a field.
-fn plain_line(line: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime) {
+/// client cannot forge a line or a field. Written byte by byte rather than
+/// through `format!`: this runs once per request.
+fn plain_line(out: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime, stamp: &mut Stamp) {
     let request = entry.request;
+    let client = entry.client;
+    stamp.write(out, now);
+    out.push(b' ');
     // Writing to a Vec cannot fail.
-    let _ = writeln!(
-        line,
-        "{} {} {} {} {} \"{} {} {}\" {} {} {} {:.3}",
-        Rfc3339(now),
-        entry.client.addr,
-        Escaped(entry.client.server_name.unwrap_or("-")),
-        entry.client.tls.version,
-        if entry.client.tls.resumed {
-            "resumed"
-        } else {
-            "full"
-        },
-        Escaped(request.method.as_str()),
-        Escaped(request.target.as_str()),
-        http_version_name(request.version),
-        entry.status,
-        entry.bytes,
-        Escaped(entry.backend.unwrap_or("-")),
-        request.started.elapsed().as_secs_f64() * 1000.0,
-    );
+    let _ = write!(out, "{}", client.addr);
+    out.push(b' ');
+    escape_plain(out, client.server_name.unwrap_or("-"));
+    out.push(b' ');
+    out.extend_from_slice(client.tls.version.as_bytes());
+    out.extend_from_slice(if client.tls.resumed {
+        b" resumed \""
+    } else {
+        b" full \""
+    });
+    escape_plain(out, request.method.as_str());
+    out.push(b' ');
+    escape_plain(out, request.target.as_str());
+    out.push(b' ');
+    out.extend_from_slice(http_version_name(request.version).as_bytes());
+    out.extend_from_slice(b"\" ");
+    push_decimal(out, u64::from(entry.status));
+    out.push(b' ');
+    push_decimal(out, entry.bytes);
+    out.push(b' ');
+    escape_plain(out, entry.backend.unwrap_or("-"));
+    out.push(b' ');
+    push_millis(out, request.started.elapsed());
+    out.push(b'\n');
 }
 
 /// One JSON object per line, written field by field (no intermediate
 /// value: this runs once per request).
-fn json_line(line: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime) {
+fn json_line(out: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime, stamp: &mut Stamp) {
     let request = entry.request;
     let client = entry.client;
+    out.extend_from_slice(b"{\"time\":\"");
+    stamp.write(out, now);
     let _ = write!(
-        line,
-        "{{\"time\":\"{}\",\"client\":\"{}\"",
-        Rfc3339(now),
+        out,
+        "\",\"client\":\"{}\",\"client_port\":",
         client.addr.ip()
     );
-    let _ = write!(line, ",\"client_port\":{},\"sni\":", client.addr.port());
-    json_string_or_null(line, client.server_name);
-    let _ = write!(
-        line,
-        ",\"tls\":\"{}\",\"resumed\":{},\"method\":",
-        client.tls.version, client.tls.resumed
-    );
-    json_string(line, request.method.as_str());
-    line.extend_from_slice(b",\"path\":");
-    json_string(line, request.target.as_str());
-    let _ = write!(
-        line,
-        ",\"protocol\":\"{}\",\"status\":{},\"bytes\":{},\"backend\":",
-        http_version_name(request.version),
-        entry.status,
-        entry.bytes
-    );
-    json_string_or_null(line, entry.backend);
-    let _ = writeln!(
-        line,
-        ",\"duration_ms\":{:.3}}}",
-        request.started.elapsed().as_secs_f64() * 1000.0
-    );
+    push_decimal(out, u64::from(client.addr.port()));
+    out.extend_from_slice(b",\"sni\":");
+    json_string_or_null(out, client.server_name);
+    out.extend_from_slice(b",\"tls\":\"");
+    out.extend_from_slice(client.tls.version.as_bytes());
+    out.extend_from_slice(if client.tls.resumed {
+        b"\",\"resumed\":true,\"method\":"
+    } else {
+        b"\",\"resumed\":false,\"method\":"
+    });
+    json_string(out, request.method.as_str());
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, request.target.as_str());
+    out.extend_from_slice(b",\"protocol\":\"");
+    out.extend_from_slice(http_version_name(request.version).as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    push_decimal(out, u64::from(entry.status));
+    out.extend_from_slice(b",\"bytes\":");
+    push_decimal(out, entry.bytes);
+    out.extend_from_slice(b",\"backend\":");
+    json_string_or_null(out, entry.backend);
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_millis(out, request.started.elapsed());
+    out.extend_from_slice(b"}\n");
 }
 
 fn json_string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
@@ -370,53 +384,115 @@ fn json_string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
 /// characters escaped).
 fn json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    for byte in text.bytes() {
-        match byte {
+    escape_runs(
+        out,
+        text,
+        |byte| byte >= 0x20 && byte != 0x7f && byte != b'"' && byte != b'\\',
+        |out, byte| match byte {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
-            0..=0x1f | 0x7f => {
+            _ => {
                 let _ = write!(out, "\\u{byte:04x}");
             }
-            _ => out.push(byte),
-        }
-    }
+        },
+    );
     out.push(b'"');
 }
 
 /// Text for a plain line: bytes outside printable ASCII, spaces, quotes and
 /// backslashes become `\xHH`, so every field stays one token.
-struct Escaped<'a>(&'a str);
-
-impl std::fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for byte in self.0.bytes() {
-            if byte.is_ascii_graphic() && byte != b'"' && byte != b'\\' {
-                std::fmt::Write::write_char(f, byte as char)?;
-            } else {
-                write!(f, "\\x{byte:02x}")?;
-            }
-        }
-        Ok(())
-    }
+fn escape_plain(out: &mut Vec<u8>, text: &str) {
+    escape_runs(
+        out,
+        text,
+        |byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\',
+        |out, byte| {
+            let _ = write!(out, "\\x{byte:02x}");
+        },
+    );
 }
 
-/// A time written `2026-11-28T07:38:47.123Z`.
-struct Rfc3339(SystemTime);
+/// Copies `text` to `out` in runs of bytes that `keep` accepts, writing
+/// the others with `escape`.
+fn escape_runs(
+    out: &mut Vec<u8>,
+    text: &str,
+    keep: impl Fn(u8) -> bool,
+    escape: impl Fn(&mut Vec<u8>, u8),
+) {
+    let mut rest = text.as_bytes();
+    while let Some(at) = rest.iter().position(|&byte| !keep(byte)) {
+        out.extend_from_slice(&rest[..at]);
+        escape(out, rest[at]);
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+}
 
-impl std::fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `elapsed` in milliseconds with three decimals (microseconds).
+fn push_millis(out: &mut Vec<u8>, elapsed: std::time::Duration) {
+    let micros = elapsed.as_micros() as u64;
+    push_decimal(out, micros / 1000);
+    out.push(b'.');
+    let fraction = micros % 1000;
+    out.extend_from_slice(&[
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ]);
+}
+
+/// Writes times as `2026-11-28T07:38:47.123Z`, the date and time of day
+/// worked out once per second (lines come thousands a second).
+#[derive(Debug, Default)]
+struct Stamp {
+    secs: Option<u64>,
+    text: [u8; 19],
+}
+
+impl Stamp {
+    fn write(&mut self, out: &mut Vec<u8>, time: SystemTime) {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = since.as_secs();
-        let (days, rest) = (secs / 86_400, secs % 86_400);
-        let (year, month, day) = civil_from_days(days as i64);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            rest / 3600,
-            rest / 60 % 60,
-            rest % 60,
-            since.subsec_millis()
-        )
+        if self.secs != Some(secs) {
+            let (days, rest) = (secs / 86_400, secs % 86_400);
+            let (year, month, day) = civil_from_days(days as i64);
+            let mut text = Vec::with_capacity(19);
+            let _ = write!(
+                text,
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+                rest / 3600,
+                rest / 60 % 60,
+                rest % 60,
+            );
+            if let Ok(text) = text.try_into() {
+                self.text = text;
+                self.secs = Some(secs);
+            }
+        }
+        out.extend_from_slice(&self.text);
+        let millis = since.subsec_millis();
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+        ]);
     }
 }
 
@@ -461,7 +537,11 @@ mod tests {
 
     #[test]
     fn dates() {
-        let rfc3339 = |t| Rfc3339(t).to_string();
+        let rfc3339 = |t| {
+            let mut out = Vec::new();
+            Stamp::default().write(&mut out, t);
+            String::from_utf8(out).unwrap()
+        };
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_795_851_527_123);
         assert_eq!(rfc3339(t), "2026-11-28T07:38:47.123Z");
@@ -480,7 +560,7 @@ mod tests {
             backend: Some("127.0.0.1:3031"),
         };
         let mut line = Vec::new();
-        plain_line(&mut line, &entry, UNIX_EPOCH);
+        plain_line(&mut line, &entry, UNIX_EPOCH, &mut Stamp::default());
         let line = String::from_utf8(line).unwrap();
         let fields: Vec<&str> = line.trim_end().split(' ').collect();
         assert_eq!(
@@ -515,7 +595,7 @@ mod tests {
             backend: None,
         };
         let mut line = Vec::new();
-        json_line(&mut line, &entry, UNIX_EPOCH);
+        json_line(&mut line, &entry, UNIX_EPOCH, &mut Stamp::default());
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["client"], "127.0.0.2");
         assert_eq!(value["client_port"], 40000);

@@ -1,11 +1,13 @@
 //! `cargo xtask bench --access-log`: what the access log costs proxied
 //! requests, the figure issue #13 bounds at 5%.
 //!
-//! Three routers run side by side with the same certificate, backend and
+//! Four routers run side by side with the same certificate, backend and
 //! worker count: without an access log, with plain lines and with JSON
-//! lines, each written to a file. Round after round, the proxied-request
-//! load of the comparison runs against each in turn (so that a disturbance
-//! of the machine hits all three alike); medians of requests per second and
+//! lines (each written to a file), and without again as a control. Round
+//! after round, the proxied-request load of the comparison runs against
+//! each in turn (so that a disturbance
+//! of the machine hits all of them alike), each round starting with the
+//! next router; medians of requests per second and
 //! of the routers' own CPU time per request (user + system of the process
 //! tree, from /proc) are compared with the router without a log.
 
@@ -18,11 +20,13 @@ use super::servers::{self, Setup};
 use super::{backend, certs, cpu, median, KeyType, Plan};
 use crate::processes::{release_cachet, Processes};
 
-/// The variants measured, the first being the reference.
-const VARIANTS: [(&str, &[&str]); 3] = [
-    ("no access log", &[]),
-    ("access log, plain", &["--access-log-format", "plain"]),
-    ("access log, JSON", &["--access-log-format", "json"]),
+/// The variants measured, the first being the reference. The last is the
+/// reference again: how far it lands from 1.0 is the noise of the run.
+const VARIANTS: [(&str, Option<&str>); 4] = [
+    ("no access log", None),
+    ("access log, plain", Some("plain")),
+    ("access log, JSON", Some("json")),
+    ("no access log (control)", None),
 ];
 
 struct Sample {
@@ -47,14 +51,14 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
     };
     let mut processes = Processes::default();
     let mut routers = Vec::new();
-    for (index, (label, extra)) in VARIANTS.iter().enumerate() {
+    for (index, (label, format)) in VARIANTS.iter().enumerate() {
         let addr = servers::free_tcp_port()?;
         let mut command = Command::new(&cachet);
         command.args(servers::cachet_args(&setup, addr, None));
-        if !extra.is_empty() {
+        if let Some(format) = format {
             let log = scratch.join(format!("access-{index}.log"));
             command.arg("--access-log").arg(&log);
-            command.args(*extra);
+            command.args(["--access-log-format", format]);
         }
         let pid = processes.start_cachet(&format!("cachet-{index}"), command)?;
         routers.push((*label, addr, pid));
@@ -68,7 +72,11 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
     };
     let mut samples: Vec<Vec<Sample>> = VARIANTS.iter().map(|_| Vec::new()).collect();
     for round in 0..=rounds {
-        for (index, (label, addr, pid)) in routers.iter().enumerate() {
+        // Each round starts with another router, so that no variant always
+        // runs first (or right after the same neighbour).
+        for offset in 0..routers.len() {
+            let index = (round + offset) % routers.len();
+            let (label, addr, pid) = &routers[index];
             let before = cpu::of_tree(*pid)?;
             let outcome = load::run(&cachet, &[*addr], Load::Proxied, pressure)?;
             let spent = cpu::of_tree(*pid)? - before;
