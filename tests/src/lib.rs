@@ -176,6 +176,16 @@ pub fn run_to_exit(args: &[&str]) -> Output {
     tools::run_bounded(Command::new(cachet_bin()).args(args), b"", EXIT_TIMEOUT)
 }
 
+/// [`run_to_exit`]'s exit code (it must have exited, not been killed) and
+/// standard error.
+pub fn exit_code_and_stderr(args: &[&str]) -> (i32, String) {
+    let output = run_to_exit(args);
+    (
+        output.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A router that did not become ready: it exited, or it did not print
 /// `cachet: ready` within the startup timeout.
 #[derive(Debug)]

@@ -1,15 +1,7 @@
 //! `cachet --check` validates a configuration and every file it names
 //! without serving, and every configuration error is reported at once.
 
-use cachet_tests::{run_to_exit, Pki};
-
-fn run(args: &[&str]) -> (i32, String) {
-    let output = run_to_exit(args);
-    (
-        output.status.code().expect("exited, not killed"),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use cachet_tests::{exit_code_and_stderr, Pki};
 
 #[test]
 fn a_good_configuration_passes_without_binding() {
@@ -21,7 +13,7 @@ fn a_good_configuration_passes_without_binding() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let log = pki.dir().join("access.log");
-    let (code, stderr) = run(&[
+    let (code, stderr) = exit_code_and_stderr(&[
         "--check",
         "--https",
         &leaf.https(&addr),
@@ -50,7 +42,7 @@ fn files_that_do_not_load_fail_the_check_each_named() {
     // A certificate with another certificate's key.
     let mismatched = format!("127.0.0.1:0,{},{}", leaf.crt.display(), other.key.display());
     let garbage = format!("127.0.0.1:0,{},{}", not_pem.display(), leaf.key.display());
-    let (code, stderr) = run(&[
+    let (code, stderr) = exit_code_and_stderr(&[
         "--check",
         "--https",
         &mismatched,
@@ -88,7 +80,7 @@ fn every_bad_option_is_reported_at_once() {
         if check {
             args.push("--check");
         }
-        let (code, stderr) = run(&args);
+        let (code, stderr) = exit_code_and_stderr(&args);
         // Like `nginx -t`, a check exits 1; starting exits 2 (usage).
         assert_eq!(code, if check { 1 } else { 2 }, "{stderr}");
         for needle in [

@@ -1,19 +1,12 @@
 //! Option handling of the real binary: errors name the option and value,
 //! --help and --version work, and the example ini files run as they are.
 
-use cachet_tests::{repo_root, run_to_exit, Router};
-
-fn stderr_of(args: &[&str]) -> (i32, String) {
-    let output = run_to_exit(args);
-    (
-        output.status.code().expect("exited, not killed"),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use cachet_tests::{exit_code_and_stderr, repo_root, run_to_exit, Router};
 
 #[test]
 fn unknown_option_fails_with_its_name() {
-    let (code, stderr) = stderr_of(&["--https", "127.0.0.1:0", "--ssl-session-use-cache"]);
+    let (code, stderr) =
+        exit_code_and_stderr(&["--https", "127.0.0.1:0", "--ssl-session-use-cache"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("`ssl-session-use-cache`"), "{stderr}");
     assert!(
@@ -31,7 +24,7 @@ fn unknown_ini_key_fails_with_its_name_and_line() {
         "[uwsgi]\nhttps = 127.0.0.1:0\nhttp-too = 127.0.0.1:1\n",
     )
     .unwrap();
-    let (code, stderr) = stderr_of(&["--ini", ini.to_str().unwrap()]);
+    let (code, stderr) = exit_code_and_stderr(&["--ini", ini.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(
         stderr.contains("`http-too`") && stderr.contains("line 3"),
@@ -62,7 +55,7 @@ fn bad_values_name_option_and_value() {
             "/nonexistent/router.ini",
         ),
     ] {
-        let (code, stderr) = stderr_of(args);
+        let (code, stderr) = exit_code_and_stderr(args);
         assert_ne!(code, 0, "{args:?}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
@@ -72,7 +65,7 @@ fn bad_values_name_option_and_value() {
 fn address_in_use_is_an_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (code, stderr) = stderr_of(&["--https", &addr]);
+    let (code, stderr) = exit_code_and_stderr(&["--https", &addr]);
     assert_ne!(code, 0);
     assert!(stderr.contains(&addr), "{stderr}");
 }

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use super::load::{self, Load, Pressure};
+use super::load::{self, Load};
 use super::servers::{self, Setup};
 use super::{backend, certs, cpu, median, KeyType, Plan};
 use crate::processes::{release_cachet, Processes};
@@ -63,13 +63,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
         let pid = processes.start_cachet(&format!("cachet-{index}"), command)?;
         routers.push((*label, addr, pid));
     }
-    let pressure = Pressure {
-        connections: plan.connections,
-        duration: plan.run,
-        rate: None,
-        handshakes: plan.handshakes,
-        timeout: plan.timeout,
-    };
+    let pressure = plan.pressure();
     let mut samples: Vec<Vec<Sample>> = VARIANTS.iter().map(|_| Vec::new()).collect();
     for round in 0..=rounds {
         // Each round starts with another router, so that no variant always

@@ -101,6 +101,17 @@ impl Plan {
         }
     }
 
+    /// The plan's load, unpaced.
+    pub(crate) fn pressure(&self) -> Pressure {
+        Pressure {
+            connections: self.connections,
+            duration: self.run,
+            rate: None,
+            handshakes: self.handshakes,
+            timeout: self.timeout,
+        }
+    }
+
     fn warm_up(&self) -> Duration {
         self.run.min(Duration::from_secs(1))
     }
@@ -294,13 +305,7 @@ fn compare_one_key_type(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let pressure = Pressure {
-        connections: plan.connections,
-        duration: plan.run,
-        rate: None,
-        handshakes: plan.handshakes,
-        timeout: plan.timeout,
-    };
+    let pressure = plan.pressure();
     if extras {
         for server in &running {
             results
