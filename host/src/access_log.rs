@@ -18,15 +18,14 @@
 //! (stderr under a supervisor) are cut at line boundaries into pieces of at
 //! most `PIPE_BUF` bytes, the size the kernel writes atomically.
 //!
-//! A write that fails (a full disk, a closed pipe) drops that batch, is
-//! counted and warned about once until writing works again: the router
-//! keeps serving whatever becomes of its log.
+//! A write that fails (a full disk, a closed pipe) drops that batch and is
+//! warned about (with the lines lost) once until writing works again: the
+//! router keeps serving whatever becomes of its log.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -142,8 +141,6 @@ fn pipe_pieces(mut lines: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub struct AccessLog {
     format: Format,
     state: Mutex<State>,
-    /// Lines lost to failed writes.
-    dropped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -197,7 +194,6 @@ impl AccessLog {
                 stamp: Stamp::default(),
                 failing: false,
             }),
-            dropped: AtomicU64::new(0),
         })
     }
 
@@ -237,9 +233,8 @@ impl AccessLog {
         match sink.write_lines(buffer) {
             Ok(()) => *failing = false,
             Err(error) => {
-                let lines = buffer.iter().filter(|&&b| b == b'\n').count() as u64;
-                self.dropped.fetch_add(lines, Relaxed);
                 if !*failing {
+                    let lines = buffer.iter().filter(|&&b| b == b'\n').count();
                     tracing::warn!(?target, %error, lines, "access log lines lost");
                 }
                 *failing = true;
@@ -256,11 +251,6 @@ impl AccessLog {
         self.flush_locked(&mut state);
         state.sink = Sink::open(&state.target)?;
         Ok(())
-    }
-
-    /// Lines lost to failed writes so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Relaxed)
     }
 
     /// Flushes every [`FLUSH_INTERVAL`] for as long as the runtime runs:

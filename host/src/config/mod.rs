@@ -320,20 +320,6 @@ impl Config {
 #[derive(Debug)]
 pub struct ConfigErrors(Vec<ConfigError>);
 
-impl ConfigErrors {
-    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
-        self.0.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.as_slice() {

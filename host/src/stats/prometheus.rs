@@ -31,6 +31,20 @@ impl Exposition {
         self.family(name, kind, help);
         self.sample(name, &[], value);
     }
+
+    /// A counter family with one sample per value of a single `label`.
+    fn counter_by<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
+        self.family(name, "counter", help);
+        for (value, count) in samples {
+            self.sample(name, &[(label, value)], count);
+        }
+    }
 }
 
 fn escape(value: &str) -> String {
@@ -76,60 +90,42 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
         "TLS handshakes that did not finish in time.",
         totals.handshake_timeouts,
     );
-    out.family(
+    out.counter_by(
         "cachet_tls_resumption_offered_total",
-        "counter",
         "ClientHellos offering a session to resume: a TLS 1.2 session id from a client without TLS 1.3, or TLS 1.3 PSKs.",
+        "kind",
+        [
+            ("tls12_session_id", totals.offered_session_ids),
+            ("tls13_psk", totals.offered_psks),
+        ],
     );
-    for (kind, count) in [
-        ("tls12_session_id", totals.offered_session_ids),
-        ("tls13_psk", totals.offered_psks),
-    ] {
-        out.sample(
-            "cachet_tls_resumption_offered_total",
-            &[("kind", kind)],
-            count,
-        );
-    }
-    out.family(
+    out.counter_by(
         "cachet_tls_client_hello_rejected_total",
-        "counter",
         "Connections closed for their ClientHello, by reason (also counted as failed handshakes).",
+        "reason",
+        totals
+            .client_hello_rejections()
+            .into_iter()
+            .map(|(reason, count)| (reason.as_str(), count)),
     );
-    for (reason, count) in totals.client_hello_rejections() {
-        out.sample(
-            "cachet_tls_client_hello_rejected_total",
-            &[("reason", reason.as_str())],
-            count,
-        );
-    }
-    out.family(
+    out.counter_by(
         "cachet_proxy_protocol_headers_total",
-        "counter",
         "Valid PROXY protocol headers, by whether they named the client or kept the real peer.",
+        "source",
+        [
+            ("client", totals.proxy_headers - totals.proxy_headers_local),
+            ("local", totals.proxy_headers_local),
+        ],
     );
-    out.sample(
-        "cachet_proxy_protocol_headers_total",
-        &[("source", "client")],
-        totals.proxy_headers - totals.proxy_headers_local,
-    );
-    out.sample(
-        "cachet_proxy_protocol_headers_total",
-        &[("source", "local")],
-        totals.proxy_headers_local,
-    );
-    out.family(
+    out.counter_by(
         "cachet_proxy_protocol_rejected_total",
-        "counter",
         "Connections closed for their PROXY protocol header, by reason.",
+        "reason",
+        totals
+            .proxy_rejections()
+            .into_iter()
+            .map(|(reason, count)| (reason.as_str(), count)),
     );
-    for (reason, count) in totals.proxy_rejections() {
-        out.sample(
-            "cachet_proxy_protocol_rejected_total",
-            &[("reason", reason.as_str())],
-            count,
-        );
-    }
     out.single(
         "cachet_connections_total",
         "counter",
