@@ -153,6 +153,16 @@ pub struct Exported<'k, 'v> {
     pub next: u32,
 }
 
+/// A live entry copied out by [`Cache::fetch`]. (No `defmt::Format`: it
+/// carries session secrets.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched<'o> {
+    /// The value.
+    pub value: &'o [u8],
+    /// Lifetime left.
+    pub remaining: Duration,
+}
+
 /// What one call to [`Cache::sweep`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -355,7 +365,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         key: &[u8],
         out: &'o mut [u8],
     ) -> Result<Option<&'o [u8]>, BufferTooSmall> {
-        self.lookup(now, key, out, false)
+        Ok(self.fetch(now, key, out, false)?.map(|f| f.value))
     }
 
     /// Like [`Cache::get`], and removes the entry on a hit: a TLS 1.3 ticket
@@ -366,7 +376,32 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         key: &[u8],
         out: &'o mut [u8],
     ) -> Result<Option<&'o [u8]>, BufferTooSmall> {
-        self.lookup(now, key, out, true)
+        Ok(self.fetch(now, key, out, true)?.map(|f| f.value))
+    }
+
+    /// [`Cache::get`] (`take` false) or [`Cache::take`] (`take` true), with
+    /// the lifetime the entry has left: what a node answering a peer's pull
+    /// sends on, so the copy expires when the original would have.
+    pub fn fetch<'o>(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        out: &'o mut [u8],
+        take: bool,
+    ) -> Result<Option<Fetched<'o>>, BufferTooSmall> {
+        self.lookup(now, key, out, take)
+    }
+
+    /// Whether a live entry for `key` is present. Counts nothing and
+    /// changes nothing (an expired entry is left for the sweeper): a router
+    /// asks this before the handshake, and rustls' own lookup then counts
+    /// the hit or the miss once.
+    pub fn contains(&self, now: Instant, key: &[u8]) -> bool {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return false;
+        }
+        self.find(self.hash(key), key)
+            .is_some_and(|found| !self.is_expired(found.slot, now))
     }
 
     /// Inserts or replaces the entry for `key`, alive for `lifetime` from
@@ -543,7 +578,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         key: &[u8],
         out: &'o mut [u8],
         remove: bool,
-    ) -> Result<Option<&'o [u8]>, BufferTooSmall> {
+    ) -> Result<Option<Fetched<'o>>, BufferTooSmall> {
         self.begin();
         let found = match self.find_live(now, key) {
             Some(found) => found,
@@ -559,6 +594,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
             return Err(BufferTooSmall { needed: len });
         }
         self.read_chain(self.slot_u32(found.slot, slot::FIRST), &mut out[..len]);
+        let expires = Instant::from_millis(self.slot_u64(found.slot, slot::EXPIRES));
         self.bump(Counter::Hits);
         if remove {
             self.remove(found);
@@ -573,7 +609,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
             }
         }
         self.end();
-        Ok(Some(&out[..len]))
+        Ok(Some(Fetched {
+            value: &out[..len],
+            remaining: expires - now,
+        }))
     }
 
     /// Finds a live entry; an expired one is freed and reported absent.

@@ -101,6 +101,25 @@ pub struct SyncCounters {
     pub refused_sets: u64,
     /// Control records received (hello, bootstrap).
     pub control_records: u64,
+    /// Pulls this node started.
+    pub pulls_sent: u64,
+    /// Pulls not started (bad key, too many in flight, no peer).
+    pub pulls_refused: u64,
+    /// Pulls that ended with the entry stored.
+    pub pulls_found: u64,
+    /// Pulls that every peer asked answered without the entry.
+    pub pulls_not_found: u64,
+    /// Pulls whose deadline passed first.
+    pub pulls_timed_out: u64,
+    /// Answers to pulls no longer in flight (late, or a second copy).
+    pub late_pull_answers: u64,
+    /// Peers' pull requests answered with the entry.
+    pub pull_requests_found: u64,
+    /// Peers' pull requests answered without.
+    pub pull_requests_none: u64,
+    /// Peers' pull requests left unanswered: the answer did not fit, or
+    /// the caller had not taken the previous message.
+    pub pull_answers_dropped: u64,
     /// Rejected: truncated.
     pub rejected_truncated: u64,
     /// Rejected: oversize.

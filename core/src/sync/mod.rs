@@ -31,7 +31,9 @@
 
 pub mod bootstrap;
 mod counters;
+mod message;
 mod outbox;
+mod pull;
 mod tombstones;
 mod window;
 
@@ -42,14 +44,18 @@ use core::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
 
-use crate::cache::{Cache, Refused, Stored, MAX_KEY_LEN};
+use crate::cache::{Cache, Fetched, Refused, Stored, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     ClusterKey, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
 pub use bootstrap::BootstrapAnswer;
 pub use counters::{Reject, SyncCounters};
+pub use message::{Destination, Message};
+use message::Outgoing;
 use outbox::{Entry, Queue};
+pub use pull::{PullError, PullEvent, PullId, PullOutcome};
+use pull::Pulls;
 use tombstones::Tombstones;
 pub use window::WINDOW;
 use window::{Verdict, Window};
@@ -67,6 +73,16 @@ pub trait Store {
     ) -> Result<Stored, Refused>;
     /// As [`Cache::delete`].
     fn delete(&mut self, now: Instant, key: &[u8]) -> bool;
+    /// As [`Cache::fetch`], for answering a peer's pull: `None` when there
+    /// is no live entry or it does not fit `out` (which then loses nothing:
+    /// a take removes only what it returns).
+    fn fetch<'o>(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        take: bool,
+        out: &'o mut [u8],
+    ) -> Option<Fetched<'o>>;
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
@@ -83,6 +99,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
     fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
         Cache::delete(self, now, key)
     }
+
+    fn fetch<'o>(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        take: bool,
+        out: &'o mut [u8],
+    ) -> Option<Fetched<'o>> {
+        Cache::fetch(self, now, key, out, take).ok().flatten()
+    }
 }
 
 /// Tunables of a node.
@@ -95,6 +121,9 @@ pub struct Settings {
     pub repeat_after: Option<Duration>,
     /// How long a deleted key stays deleted against late sets.
     pub tombstone_lifetime: Duration,
+    /// Copies of each addressed message (pull requests and answers) sent
+    /// back to back under the same record numbers, against loss.
+    pub message_copies: u8,
 }
 
 impl Default for Settings {
@@ -103,6 +132,7 @@ impl Default for Settings {
             max_datagram: DEFAULT_DATAGRAM_LEN,
             repeat_after: Some(Duration::from_millis(20)),
             tombstone_lifetime: Duration::from_secs(30),
+            message_copies: 2,
         }
     }
 }
@@ -140,6 +170,18 @@ pub struct Control {
     pub bootstrap_end: bool,
 }
 
+/// What a datagram did about pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PullTraffic {
+    /// Answers to our pulls it carried, with an entry or without (so the
+    /// sender is answering).
+    pub answers: u32,
+    /// Pull requests of the sender it carried; the answers wait in
+    /// [`Node::poll_message`].
+    pub requests: u32,
+}
+
 /// A control message to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -164,6 +206,8 @@ pub struct Handled {
     pub deletes: u32,
     /// Control messages seen.
     pub control: Control,
+    /// Pull requests and answers seen.
+    pub pulls: PullTraffic,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,12 +220,13 @@ struct Peer {
 
 /// A replication node. `MTU` sizes its datagram buffers, `PEERS` the
 /// senders it tracks, `TOMBSTONES` the deletions it remembers, `QUEUE` the
-/// bytes of local changes waiting to be sent.
+/// bytes of local changes waiting to be sent, `PULLS` its pulls in flight.
 pub struct Node<
     const MTU: usize = DEFAULT_DATAGRAM_LEN,
     const PEERS: usize = 32,
     const TOMBSTONES: usize = 256,
     const QUEUE: usize = 8192,
+    const PULLS: usize = 8,
 > {
     key: ClusterKey,
     sender: u64,
@@ -195,11 +240,18 @@ pub struct Node<
     repeat_first: u64,
     repeat_due: Option<Instant>,
     scratch: [u8; MTU],
+    message: Outgoing<MTU>,
+    pulls: Pulls<PULLS>,
     counters: SyncCounters,
 }
 
-impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE: usize>
-    core::fmt::Debug for Node<MTU, PEERS, TOMBSTONES, QUEUE>
+impl<
+        const MTU: usize,
+        const PEERS: usize,
+        const TOMBSTONES: usize,
+        const QUEUE: usize,
+        const PULLS: usize,
+    > core::fmt::Debug for Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Node")
@@ -210,8 +262,13 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
     }
 }
 
-impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE: usize>
-    Node<MTU, PEERS, TOMBSTONES, QUEUE>
+impl<
+        const MTU: usize,
+        const PEERS: usize,
+        const TOMBSTONES: usize,
+        const QUEUE: usize,
+        const PULLS: usize,
+    > Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>
 {
     /// A node sealing with `key`. `sender` must be fresh random bytes at
     /// every start: with the sequence number it forms the AEAD nonce, which
@@ -232,6 +289,8 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
             repeat_first: 0,
             repeat_due: None,
             scratch: [0; MTU],
+            message: Outgoing::new(),
+            pulls: Pulls::new(),
             counters: SyncCounters::default(),
         }
     }
@@ -317,10 +376,111 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
         Ok(())
     }
 
-    /// When [`Node::poll_transmit`] next has something to send even if no
-    /// new change arrives (the repeat of the last batch).
+    /// When the node next has something to do even if no datagram or
+    /// change arrives: the repeat of the last batch for
+    /// [`Node::poll_transmit`], or a pull's deadline for
+    /// [`Node::poll_event`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.repeat_due
+        match (self.repeat_due, self.pulls.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts a pull of `key` (see [`pull`]): `awaiting` is how many peers
+    /// the caller will send the request to; the pull ends at `deadline` at
+    /// the latest. The request waits in [`Node::poll_message`], addressed
+    /// to [`Destination::Peers`]; how the pull ends comes from
+    /// [`Node::poll_event`], and an entry found is put in the store passed
+    /// to [`Node::handle`] before that.
+    pub fn pull(
+        &mut self,
+        key: &[u8],
+        take: bool,
+        awaiting: u16,
+        deadline: Instant,
+    ) -> Result<PullId, PullError> {
+        let result = self.start_pull(key, take, awaiting, deadline);
+        if result.is_err() {
+            self.counters.pulls_refused += 1;
+        }
+        result
+    }
+
+    fn start_pull(
+        &mut self,
+        key: &[u8],
+        take: bool,
+        awaiting: u16,
+        deadline: Instant,
+    ) -> Result<PullId, PullError> {
+        if self.message.is_waiting() {
+            return Err(PullError::Busy);
+        }
+        let id = self.pulls.start(key, awaiting, deadline)?;
+        let copies = self.settings.message_copies;
+        self.message
+            .open(Destination::Peers, self.next_record, copies);
+        let request = Record::PullRequest {
+            id: id.0,
+            key,
+            take,
+        };
+        let room = self.settings.max_datagram - MIN_LEN - 10;
+        if self.message.push(&request, room).is_err() {
+            // A cache key always fits; this only keeps the books straight.
+            self.message.copies_left = 0;
+            self.pulls.end(id.0, PullOutcome::NotFound);
+            return Err(PullError::BadKey);
+        }
+        self.next_record += 1;
+        self.counters.pulls_sent += 1;
+        Ok(id)
+    }
+
+    /// Pulls in flight.
+    pub fn pulls_in_flight(&self) -> usize {
+        self.pulls.in_flight()
+    }
+
+    /// The next pull that ended, once its answer was handled or its
+    /// deadline passed; ask until `None` after every [`Node::handle`] and
+    /// at [`Node::poll_timeout`].
+    pub fn poll_event(&mut self, now: Instant) -> Option<PullEvent> {
+        let event = self.pulls.poll_event(now)?;
+        match event.outcome {
+            PullOutcome::Found => self.counters.pulls_found += 1,
+            PullOutcome::NotFound => self.counters.pulls_not_found += 1,
+            PullOutcome::TimedOut => self.counters.pulls_timed_out += 1,
+        }
+        Some(event)
+    }
+
+    /// Writes the next copy of the waiting addressed message (a pull
+    /// request this node started, or its answers to the pull requests of
+    /// the datagram just handled) into `buf`; `None` when there is none.
+    /// Call until `None` right after [`Node::pull`] and [`Node::handle`]:
+    /// an answer addressed to [`Destination::Sender`] goes to the address
+    /// that datagram came from. `buf` must hold `settings().max_datagram`
+    /// bytes.
+    pub fn poll_message(&mut self, buf: &mut [u8]) -> Option<Message> {
+        if !self.message.is_waiting() || buf.len() < self.settings.max_datagram {
+            return None;
+        }
+        let len = seal_next(
+            &self.key,
+            self.sender,
+            &mut self.next_sequence,
+            &mut self.counters,
+            self.message.first_record,
+            self.message.records(),
+            buf,
+        );
+        self.message.copies_left -= 1;
+        len.map(|len| Message {
+            destination: self.message.destination,
+            len,
+        })
     }
 
     /// Writes the next datagram to send to every peer into `buf` and
@@ -428,7 +588,12 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
             Verdict::Duplicate => return Err(Reject::Replayed),
             Verdict::TooOld => return Err(Reject::Stale),
         }
-        let repr = Repr::parse(&packet, &self.key, &mut self.scratch)?;
+        // The body opens into the front of the scratch buffer; the rest is
+        // where the values of pull answers are read (a pull request is a
+        // short datagram, so most of the buffer is left).
+        let body_len = datagram.len().saturating_sub(MIN_LEN).min(MTU);
+        let (body_buf, spare) = self.scratch.split_at_mut(body_len);
+        let repr = Repr::parse(&packet, &self.key, body_buf)?;
 
         // Authentic from here on: only now may it change any state.
         let index = match known {
@@ -495,6 +660,51 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
                     handled.control.bootstrap_end = true;
                     control += 1;
                 }
+                Record::PullRequest { id, key, take } => {
+                    handled.pulls.requests += 1;
+                    let answer = Answer {
+                        now,
+                        asker: sender,
+                        room: self.settings.max_datagram - MIN_LEN - 10,
+                        copies: self.settings.message_copies,
+                    };
+                    answer.pull(
+                        &mut self.message,
+                        &mut self.next_record,
+                        spare,
+                        &mut self.counters,
+                        store,
+                        (id, key, take),
+                    );
+                }
+                Record::PullAnswer {
+                    id,
+                    key,
+                    value,
+                    ttl_ms,
+                } => {
+                    handled.pulls.answers += 1;
+                    if !self.pulls.wants(id, key) {
+                        self.counters.late_pull_answers += 1;
+                    } else if ttl_ms > 0
+                        && store
+                            .put(now, key, value, Duration::from_millis(ttl_ms))
+                            .is_ok()
+                    {
+                        self.counters.applied_sets += 1;
+                        handled.sets += 1;
+                        self.pulls.end(id, PullOutcome::Found);
+                    } else {
+                        self.counters.refused_sets += 1;
+                        self.pulls.end(id, PullOutcome::NotFound);
+                    }
+                }
+                Record::PullNone { id } => {
+                    handled.pulls.answers += 1;
+                    if !self.pulls.none(id) {
+                        self.counters.late_pull_answers += 1;
+                    }
+                }
             }
         }
         self.counters.control_records += control;
@@ -503,6 +713,70 @@ impl<const MTU: usize, const PEERS: usize, const TOMBSTONES: usize, const QUEUE:
 
     fn fingerprint(&self, key: &[u8]) -> u64 {
         fingerprint(self.sender, key)
+    }
+}
+
+/// Answering the pull requests of one datagram, all into one message to
+/// their asker. (Fields are passed apart: the requests borrow the node's
+/// scratch buffer meanwhile.)
+struct Answer {
+    now: Instant,
+    asker: u64,
+    room: usize,
+    copies: u8,
+}
+
+impl Answer {
+    fn pull<St: Store, const MTU: usize>(
+        &self,
+        message: &mut Outgoing<MTU>,
+        next_record: &mut u64,
+        value_buf: &mut [u8],
+        counters: &mut SyncCounters,
+        store: &mut St,
+        (id, key, take): (u64, &[u8], bool),
+    ) {
+        let destination = Destination::Sender(self.asker);
+        if message.is_waiting() && message.destination != destination {
+            // The caller did not take the last message: it is not polling.
+            counters.pull_answers_dropped += 1;
+            return;
+        }
+        if !message.is_waiting() {
+            message.open(destination, *next_record, self.copies);
+        }
+        // Read no more than fits beside the key, so that whatever is taken
+        // can be sent: a take removes only what it returns.
+        let overhead = key.len() + 32;
+        let limit = self.room.saturating_sub(overhead).min(value_buf.len());
+        let record_room = self.room;
+        let answered = match store.fetch(self.now, key, take, &mut value_buf[..limit]) {
+            Some(found) if !found.remaining.is_zero() => {
+                let record = Record::PullAnswer {
+                    id,
+                    key,
+                    value: found.value,
+                    ttl_ms: found.remaining.as_millis(),
+                };
+                message.push(&record, record_room).map(|()| true)
+            }
+            _ => message.push(&Record::PullNone { id }, record_room).map(|()| false),
+        };
+        match answered {
+            Ok(found) => {
+                *next_record += 1;
+                if found {
+                    counters.pull_requests_found += 1;
+                } else {
+                    counters.pull_requests_none += 1;
+                }
+            }
+            // Several requests in one datagram, more than one answer fits.
+            Err(_) => counters.pull_answers_dropped += 1,
+        }
+        if message.count == 0 {
+            message.copies_left = 0;
+        }
     }
 }
 

@@ -422,3 +422,176 @@ fn without_loss_everything_replicates() {
     assert_eq!(o.replicated, o.created);
     assert_eq!(o.resurrected, 0);
 }
+
+/// Every copy of the message `node` has waiting, with its destination.
+fn messages(node: &mut TestNode) -> Vec<(Destination, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; MTU];
+    while let Some(message) = node.poll_message(&mut buf) {
+        out.push((message.destination, buf[..message.len].to_vec()));
+    }
+    out
+}
+
+/// Hands `datagrams` to `node` over `cache`, then collects what it
+/// answers.
+fn deliver(
+    node: &mut TestNode,
+    now: Instant,
+    datagrams: &[(Destination, Vec<u8>)],
+    cache: &mut Cache<Vec<u8>>,
+) -> Vec<(Destination, Vec<u8>)> {
+    let mut answers = Vec::new();
+    for (_, datagram) in datagrams {
+        node.handle(now, datagram, cache).unwrap();
+        answers.extend(messages(node));
+    }
+    answers
+}
+
+fn events(node: &mut TestNode, now: Instant) -> Vec<PullEvent> {
+    core::iter::from_fn(|| node.poll_event(now)).collect()
+}
+
+#[test]
+fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
+    let (mut asker, mut holder, mut empty) = (node(1), node(2), node(3));
+    let (mut mine, mut held, mut nothing) = (cache(16), cache(16), cache(16));
+    let now = at(1_000);
+    held.put(now, b"id", b"session", Duration::from_secs(60))
+        .unwrap();
+
+    let id = asker.pull(b"id", false, 2, now + Duration::from_millis(50)).unwrap();
+    let request = messages(&mut asker);
+    assert_eq!(request.len(), 2, "two copies against loss");
+    assert!(request.iter().all(|(d, _)| *d == Destination::Peers));
+    assert_eq!(asker.poll_timeout(), Some(now + Duration::from_millis(50)));
+
+    // The peer without it says so, once for both copies; so does the one
+    // with it, which answers with the entry and keeps it (no take).
+    let none = deliver(&mut empty, now, &request, &mut nothing);
+    assert_eq!(none.len(), 2);
+    assert!(none.iter().all(|(d, _)| *d == Destination::Sender(1)));
+    assert_eq!(empty.counters().duplicate_records, 1);
+    let found = deliver(&mut holder, now, &request, &mut held);
+    assert_eq!(holder.counters().pull_requests_found, 1);
+    assert!(has(&mut held, now, b"id"));
+
+    deliver(&mut asker, now, &none, &mut mine);
+    assert!(events(&mut asker, now).is_empty(), "one peer still to answer");
+    deliver(&mut asker, now, &found, &mut mine);
+    assert_eq!(
+        events(&mut asker, now),
+        [PullEvent {
+            id,
+            outcome: PullOutcome::Found
+        }]
+    );
+    assert!(has(&mut mine, now, b"id"));
+    // The lifetime came along: the copy expires when the original does.
+    assert!(!has(&mut mine, now + Duration::from_secs(60), b"id"));
+    // Each answer's second copy is recognised as such.
+    assert_eq!(asker.counters().duplicate_records, 2);
+    assert_eq!(asker.counters().late_pull_answers, 0);
+    assert_eq!(asker.pulls_in_flight(), 0);
+    assert_eq!(asker.poll_timeout(), None);
+}
+
+#[test]
+fn a_take_resumes_once_however_many_nodes_ask_at_once() {
+    let (mut issuer, mut b, mut c) = (node(1), node(2), node(3));
+    let (mut tickets, mut cache_b, mut cache_c) = (cache(16), cache(16), cache(16));
+    let now = at(0);
+    tickets
+        .put(now, b"ticket", b"psk", Duration::from_secs(60))
+        .unwrap();
+    let deadline = now + Duration::from_secs(1);
+    let from_b = {
+        b.pull(b"ticket", true, 1, deadline).unwrap();
+        messages(&mut b)
+    };
+    let from_c = {
+        c.pull(b"ticket", true, 1, deadline).unwrap();
+        messages(&mut c)
+    };
+    // The requests cross: C's first copy, then B's, then C's second.
+    let mut to_c = deliver(&mut issuer, now, &from_c[..1], &mut tickets);
+    let to_b = deliver(&mut issuer, now, &from_b, &mut tickets);
+    to_c.extend(deliver(&mut issuer, now, &from_c[1..], &mut tickets));
+    assert!(!has(&mut tickets, now, b"ticket"), "taken");
+    deliver(&mut b, now, &to_b, &mut cache_b);
+    deliver(&mut c, now, &to_c, &mut cache_c);
+    let outcomes = [events(&mut b, now), events(&mut c, now)];
+    assert_eq!(outcomes[0][0].outcome, PullOutcome::NotFound);
+    assert_eq!(outcomes[1][0].outcome, PullOutcome::Found);
+    assert!(has(&mut cache_c, now, b"ticket") && !has(&mut cache_b, now, b"ticket"));
+    assert_eq!(issuer.counters().pull_requests_found, 1);
+    assert_eq!(issuer.counters().pull_requests_none, 1);
+}
+
+#[test]
+fn a_pull_nobody_answers_times_out_and_a_late_answer_is_not_stored() {
+    let (mut asker, mut holder) = (node(1), node(2));
+    let (mut mine, mut held) = (cache(16), cache(16));
+    let now = at(10);
+    held.put(now, b"id", b"v", Duration::from_secs(60)).unwrap();
+    let deadline = now + Duration::from_millis(20);
+    let id = asker.pull(b"id", false, 1, deadline).unwrap();
+    let request = messages(&mut asker);
+    assert!(events(&mut asker, now + Duration::from_millis(19)).is_empty());
+    assert_eq!(
+        events(&mut asker, deadline),
+        [PullEvent {
+            id,
+            outcome: PullOutcome::TimedOut
+        }]
+    );
+    let late = deliver(&mut holder, deadline, &request, &mut held);
+    deliver(&mut asker, deadline, &late, &mut mine);
+    assert!(!has(&mut mine, deadline, b"id"));
+    assert_eq!(asker.counters().late_pull_answers, 1);
+    assert_eq!(asker.counters().duplicate_records, 1);
+    assert_eq!(asker.counters().pulls_timed_out, 1);
+}
+
+#[test]
+fn pulls_are_bounded_and_refused_with_a_reason() {
+    let mut asker: Node<MTU, 4, 4, 1024, 2> =
+        Node::new(ClusterKey::new(1, &SECRET), 1, Settings::default());
+    let deadline = at(100);
+    assert_eq!(asker.pull(b"", false, 1, deadline), Err(PullError::BadKey));
+    assert_eq!(
+        asker.pull(&[1; MAX_KEY_LEN + 1], false, 1, deadline),
+        Err(PullError::BadKey)
+    );
+    assert_eq!(asker.pull(b"a", false, 0, deadline), Err(PullError::NoPeers));
+    asker.pull(b"a", false, 1, deadline).unwrap();
+    assert_eq!(asker.pull(b"b", false, 1, deadline), Err(PullError::Busy));
+    let mut buf = [0u8; MTU];
+    while asker.poll_message(&mut buf).is_some() {}
+    asker.pull(b"b", false, 1, deadline).unwrap();
+    while asker.poll_message(&mut buf).is_some() {}
+    assert_eq!(asker.pull(b"c", false, 1, deadline), Err(PullError::TooMany));
+    assert_eq!(asker.counters().pulls_refused, 5);
+    // Ended pulls make room once reported.
+    assert_eq!(asker.poll_event(deadline).map(|e| e.outcome), Some(PullOutcome::TimedOut));
+    assert_eq!(asker.poll_event(deadline).map(|e| e.outcome), Some(PullOutcome::TimedOut));
+    asker.pull(b"c", false, 1, deadline + Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn pull_answers_from_another_cluster_are_rejected() {
+    let mut asker = node(1);
+    let mut stranger = Node::<MTU>::new(ClusterKey::new(1, &[7; 32]), 2, Settings::default());
+    let (mut mine, mut theirs) = (cache(16), cache(16));
+    let now = at(0);
+    theirs.put(now, b"id", b"forged", Duration::from_secs(60)).unwrap();
+    asker.pull(b"id", false, 1, now + Duration::from_secs(1)).unwrap();
+    let request = messages(&mut asker);
+    // The stranger cannot even read the request.
+    assert_eq!(
+        stranger.handle(now, &request[0].1, &mut theirs),
+        Err(Reject::Authentication)
+    );
+    assert!(!has(&mut mine, now, b"id"));
+}

@@ -29,6 +29,38 @@ pub enum Record<'a> {
     BootstrapRequest,
     /// The last datagram of an answer to a [`Record::BootstrapRequest`].
     BootstrapEnd,
+    /// "Send me your entry under `key`": a node that lacks the session a
+    /// client offers. With `take`, the answering node removes the entry as
+    /// it answers (a TLS 1.3 ticket, which resumes once in the cluster).
+    /// Answered, to the sender alone, by [`Record::PullAnswer`] or
+    /// [`Record::PullNone`] under the same `id`.
+    PullRequest {
+        /// Chosen by the asking node, unique among its pulls in flight.
+        id: u64,
+        /// Cache key.
+        #[serde(borrow)]
+        key: &'a [u8],
+        /// Remove the entry while answering.
+        take: bool,
+    },
+    /// The entry pull `id` asked for, with its remaining lifetime.
+    PullAnswer {
+        /// The pull answered.
+        id: u64,
+        /// Cache key, as asked.
+        #[serde(borrow)]
+        key: &'a [u8],
+        /// Encoded session.
+        #[serde(borrow)]
+        value: &'a [u8],
+        /// Remaining lifetime when the datagram was written.
+        ttl_ms: u64,
+    },
+    /// The answering node holds no live entry for pull `id`.
+    PullNone {
+        /// The pull answered.
+        id: u64,
+    },
 }
 
 /// Validated, encoded records: iterating yields each one in order.
@@ -50,6 +82,11 @@ impl<'a> Records<'a> {
             count += 1;
         }
         Ok(Records { bytes, count })
+    }
+
+    /// Records a builder wrote (already known to be well formed).
+    pub(crate) fn from_built(bytes: &'a [u8], count: usize) -> Records<'a> {
+        Records { bytes, count }
     }
 
     /// No records at all.
@@ -169,12 +206,29 @@ mod tests {
         builder.push(&set).unwrap();
         builder.push(&Record::Delete { key: b"gone" }).unwrap();
         builder.push(&Record::Hello).unwrap();
+        let pull = Record::PullRequest {
+            id: 7,
+            key: b"ctx|ticket",
+            take: true,
+        };
+        let answer = Record::PullAnswer {
+            id: 7,
+            key: b"ctx|ticket",
+            value: b"session",
+            ttl_ms: 1_000,
+        };
+        builder.push(&pull).unwrap();
+        builder.push(&answer).unwrap();
+        builder.push(&Record::PullNone { id: 8 }).unwrap();
         let records = Records::parse(builder.records().as_bytes()).unwrap();
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 6);
         let mut iter = records.iter();
         assert_eq!(iter.next(), Some(set));
         assert_eq!(iter.next(), Some(Record::Delete { key: b"gone" }));
         assert_eq!(iter.next(), Some(Record::Hello));
+        assert_eq!(iter.next(), Some(pull));
+        assert_eq!(iter.next(), Some(answer));
+        assert_eq!(iter.next(), Some(Record::PullNone { id: 8 }));
         assert_eq!(iter.next(), None);
 
         assert_eq!(Records::parse(&[0x7F]), Err(crate::wire::Error::Malformed));
