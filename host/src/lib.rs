@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod reload;
 pub mod robust_lock;
 pub mod router;
+pub mod session_key;
 pub mod shared;
 pub mod shm;
 pub mod shutdown;

@@ -11,6 +11,7 @@ use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
 use crate::proxy::client_hello::{self, Offer, Resumption};
 use crate::proxy::proxy_header::{Rejection, Source};
+use crate::sync::pull::{PullCounters, PullFigures, Pulled};
 
 /// A handle on one process's counters; cheap to bump from any task.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +61,8 @@ pub struct Counters {
     /// Local changes not replicated: too large for a datagram, or the
     /// sync queue was full.
     sync_skipped: AtomicU64,
+    /// Sessions pulled from the peers before handshakes.
+    pulls: PullCounters,
     /// Pid of the worker serving from this block once it accepts
     /// connections; 0 before (the master waits for it).
     ready: AtomicU64,
@@ -89,6 +92,7 @@ pub struct MetricsSnapshot {
     pub proxy_malformed: u64,
     pub proxy_timeouts: u64,
     pub sync_skipped: u64,
+    pub pulls: PullFigures,
 }
 
 impl MetricsSnapshot {
@@ -236,6 +240,11 @@ impl Metrics {
     }
 
     /// Counts a local change that could not be replicated.
+    /// A connection's pull ended after `waited`.
+    pub fn pulled(&self, pulled: Pulled, waited: std::time::Duration) {
+        self.c.pulls.count(pulled, waited);
+    }
+
     pub fn sync_skipped(&self) {
         self.c.sync_skipped.fetch_add(1, Relaxed);
     }
@@ -263,6 +272,7 @@ impl Metrics {
             proxy_malformed: self.c.proxy_malformed.load(Relaxed),
             proxy_timeouts: self.c.proxy_timeouts.load(Relaxed),
             sync_skipped: self.c.sync_skipped.load(Relaxed),
+            pulls: self.c.pulls.snapshot(),
         }
     }
 }

@@ -45,13 +45,13 @@ pub fn create_region(config: &Config) -> Result<&'static SharedRegion> {
 }
 
 /// The session store over `region`, if the region has a cache, feeding
-/// `changes` to the cluster when given.
+/// sessions to the cluster and pulling from it when given.
 pub fn session_store(
     config: &Config,
     region: &'static SharedRegion,
-    changes: Option<crate::sync::outbound::ChangeQueue>,
+    cluster: Option<crate::sync::outbound::ClusterLink>,
 ) -> Option<Arc<SessionStore>> {
-    SessionStore::new(region, config.ssl_sessions_timeout, changes).map(Arc::new)
+    SessionStore::new(region, config.ssl_sessions_timeout, cluster).map(Arc::new)
 }
 
 /// Serves `listeners` alone: HTTPS, stats and the sweeper in this process.
@@ -60,8 +60,8 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
     let region = create_region(config)?;
     crate::sync::register_peers(config, region);
     let metrics = region.metrics(0);
-    let changes = crate::sync::start_outbound(config, region, metrics, &shutdown)?;
-    let store = session_store(config, region, changes);
+    let cluster = crate::sync::start_outbound(config, region, metrics, &shutdown)?;
+    let store = session_store(config, region, cluster);
     let sync = crate::sync::start_inbound(config, listeners.sync, region, &shutdown)?;
     if let Some(store) = &store {
         spawn_sweeper(Arc::clone(store), shutdown.clone());

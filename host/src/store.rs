@@ -2,34 +2,35 @@
 //!
 //! One [`SessionStore`] per process holds the cache; each TLS configuration
 //! (listening socket and certificate) gets a [`SessionStore::for_context`]
-//! view whose keys are `context digest (16 bytes) || rustls key`. The digest
-//! is the first 16 bytes of SHA-256 over the session context, so a session
-//! made under one certificate or SNI name can never be found under another,
-//! and every key fits the cache's 64-byte limit (rustls' session ids and
-//! ticket ids are 32 bytes).
+//! view, [`ContextStorage`], whose keys are laid out in
+//! [`crate::session_key`]: a kind (TLS 1.2 session or TLS 1.3 ticket), a
+//! digest of the session context, the rustls id. Every key fits the
+//! cache's 64-byte limit (rustls' session ids and ticket ids are 32 bytes).
 //!
 //! rustls calls `put` after a full handshake (a TLS 1.2 session id, or each
 //! TLS 1.3 ticket), `get` on a TLS 1.2 resumption and `take` on a TLS 1.3
 //! one, since tickets are single use. Every call is one short critical
-//! section on the cache, with no I/O: the handshake never waits on anything
-//! but memory.
+//! section on the cache, with no I/O: rustls never waits on anything but
+//! memory. What the network can add happens before rustls runs:
+//! [`ContextStorage::fetch_offered`] pulls the session a client offers from
+//! the cluster when the cache lacks it.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachet_core::cache::Layout;
+use cachet_core::cache::{Layout, MAX_KEY_LEN};
 use cachet_core::Duration as CacheDuration;
 use rustls::server::StoresServerSessions;
 
 use crate::clock;
+use crate::proxy::client_hello::{Offer, Resumption};
+use crate::session_key::{self, Kind, Prefix};
 use crate::shared::SharedRegion;
 use crate::stats::CacheFigures;
-use crate::sync::outbound::ChangeQueue;
+use crate::sync::outbound::ClusterLink;
+use crate::sync::pull::Pulled;
 use crate::sync::Change;
-
-/// Bytes of session-context digest in front of every key.
-const CONTEXT_DIGEST_LEN: usize = 16;
 
 /// The process's handle on the session cache.
 #[derive(Debug)]
@@ -37,37 +38,35 @@ pub struct SessionStore {
     region: &'static SharedRegion,
     layout: Layout,
     lifetime: CacheDuration,
-    changes: Option<ChangeQueue>,
+    cluster: Option<ClusterLink>,
 }
 
 impl SessionStore {
     /// The store over `region`'s cache, with sessions living `timeout`;
-    /// `None` when the region has no cache. With `changes`, every session
-    /// stored and every ticket consumed is queued for the cluster peers.
+    /// `None` when the region has no cache. With `cluster`, every TLS 1.2
+    /// session stored is pushed to the peers, and offered sessions the
+    /// cache lacks are pulled from them.
     pub fn new(
         region: &'static SharedRegion,
         timeout: Duration,
-        changes: Option<ChangeQueue>,
+        cluster: Option<ClusterLink>,
     ) -> Option<Self> {
         Some(SessionStore {
             layout: *region.cache_layout()?,
             region,
             lifetime: CacheDuration::from_millis(timeout.as_millis() as u64),
-            changes,
+            cluster,
         })
     }
 
     /// Storage for one session context.
-    pub fn for_context(&self, context: &[u8]) -> Arc<dyn StoresServerSessions> {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, context);
-        let mut prefix = [0u8; CONTEXT_DIGEST_LEN];
-        prefix.copy_from_slice(&digest.as_ref()[..CONTEXT_DIGEST_LEN]);
+    pub fn for_context(&self, context: &[u8]) -> Arc<ContextStorage> {
         Arc::new(ContextStorage {
             region: self.region,
             block_size: self.layout.block_size() as usize,
-            prefix,
+            prefix: Prefix::of_context(context),
             lifetime: self.lifetime,
-            changes: self.changes.clone(),
+            cluster: self.cluster.clone(),
         })
     }
 
@@ -111,13 +110,15 @@ impl SessionStore {
     }
 }
 
+/// The sessions of one context: rustls' store, and what a connection asks
+/// before rustls runs.
 #[derive(Debug)]
-struct ContextStorage {
+pub struct ContextStorage {
     region: &'static SharedRegion,
     block_size: usize,
-    prefix: [u8; CONTEXT_DIGEST_LEN],
+    prefix: Prefix,
     lifetime: CacheDuration,
-    changes: Option<ChangeQueue>,
+    cluster: Option<ClusterLink>,
 }
 
 thread_local! {
@@ -126,25 +127,21 @@ thread_local! {
 }
 
 impl ContextStorage {
-    /// `prefix || key` on the stack; `None` when the key cannot fit the
-    /// cache's 64-byte limit (the cache then counts the refusal on `put`).
-    fn with_key<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-        let mut full = [0u8; cachet_core::cache::MAX_KEY_LEN + 1];
-        let len = (CONTEXT_DIGEST_LEN + key.len()).min(full.len());
-        full[..CONTEXT_DIGEST_LEN].copy_from_slice(&self.prefix);
-        let rest = len - CONTEXT_DIGEST_LEN;
-        full[CONTEXT_DIGEST_LEN..len].copy_from_slice(&key[..rest]);
-        f(&full[..len])
+    /// The cache key of `id`; one byte longer than the cache takes at most,
+    /// so that an overlong id is refused (and counted) rather than cut.
+    fn with_key<R>(&self, kind: Kind, id: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+        self.prefix.with_key::<R, { MAX_KEY_LEN + 1 }>(kind, id, f)
     }
 
-    fn lookup(&self, key: &[u8], take: bool) -> Option<Vec<u8>> {
+    fn lookup(&self, kind: Kind, id: &[u8]) -> Option<Vec<u8>> {
         let now = clock::now();
         let block = self.block_size;
+        let take = kind.is_single_use();
         VALUE_BUFFER.with_borrow_mut(|out| {
             if out.len() < block {
                 out.resize(block, 0);
             }
-            self.with_key(key, |key| {
+            self.with_key(kind, id, |key| {
                 self.region
                     .with_cache(|cache| {
                         let found = if take {
@@ -155,27 +152,53 @@ impl ContextStorage {
                         found.ok().flatten().map(<[u8]>::to_vec)
                     })
                     .flatten()
-                    .inspect(|_| {
-                        // A used ticket dies cluster-wide: it resumes once.
-                        if let (true, Some(changes)) = (take, &self.changes) {
-                            changes.push(Change::Delete { key: key.to_vec() });
-                        }
-                    })
             })
         })
+    }
+
+    /// Makes sure the session `offer` will resume with is in the cache
+    /// before rustls looks for it: when the cache lacks it and the router
+    /// is in a cluster, pulls it from the peers (a TLS 1.3 ticket is taken
+    /// from the router that issued it) and waits for the pull to end.
+    /// Returns how the pull ended, `None` when none was needed.
+    pub async fn fetch_offered(&self, offer: &Offer) -> Option<Pulled> {
+        let cluster = self.cluster.as_ref()?;
+        // rustls tries a client's tickets in order; the first is the one
+        // nearly every client sends alone, and the only one pulled, so that
+        // a ClientHello costs the cluster one pull at most.
+        let (kind, id) = match offer.resumption() {
+            Resumption::None => return None,
+            Resumption::SessionId(id) => (Kind::Session, id),
+            Resumption::Tickets(tickets) => (Kind::Ticket, tickets.first()?.as_slice()),
+        };
+        let now = clock::now();
+        let key = self.with_key(kind, id, |key| {
+            let present = self
+                .region
+                .with_cache(|cache| cache.contains(now, key))
+                .unwrap_or(false);
+            (!present).then(|| key.to_vec())
+        })?;
+        Some(cluster.puller.pull(key, kind.is_single_use()).await)
     }
 }
 
 impl StoresServerSessions for ContextStorage {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+    fn put(&self, id: Vec<u8>, value: Vec<u8>) -> bool {
         let now = clock::now();
-        self.with_key(&key, |key| {
+        let kind = match session_key::rustls_session_version(&value) {
+            Some(session_key::TLS13) => Kind::Ticket,
+            _ => Kind::Session,
+        };
+        self.with_key(kind, &id, |key| {
             let stored = self
                 .region
                 .with_cache(|cache| cache.put(now, key, &value, self.lifetime).is_ok())
                 .unwrap_or(false);
-            if let (true, Some(changes)) = (stored, &self.changes) {
-                changes.push(Change::Set {
+            // A ticket stays here, with its one authority; a TLS 1.2
+            // session goes to every peer.
+            if let (true, true, Some(cluster)) = (stored, kind.is_replicated(), &self.cluster) {
+                cluster.changes.push(Change::Set {
                     key: key.to_vec(),
                     value: value.clone(),
                     lifetime: self.lifetime,
@@ -185,12 +208,12 @@ impl StoresServerSessions for ContextStorage {
         })
     }
 
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.lookup(key, false)
+    fn get(&self, id: &[u8]) -> Option<Vec<u8>> {
+        self.lookup(Kind::Session, id)
     }
 
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.lookup(key, true)
+    fn take(&self, id: &[u8]) -> Option<Vec<u8>> {
+        self.lookup(Kind::Ticket, id)
     }
 
     fn can_cache(&self) -> bool {
@@ -227,14 +250,112 @@ mod tests {
         );
     }
 
+    /// A rustls session value made under TLS 1.3, as far as the store
+    /// reads it (no SNI name, version 0x0304).
+    const TLS13_VALUE: &[u8] = &[0, 3, 4, 0x13, 1];
+
     #[test]
     fn take_is_single_use() {
         let store = store(Duration::from_secs(60));
         let a = store.for_context(b"a");
-        assert!(a.put(b"ticket".to_vec(), b"v".to_vec()));
-        assert_eq!(a.take(b"ticket"), Some(b"v".to_vec()));
+        assert!(a.put(b"ticket".to_vec(), TLS13_VALUE.to_vec()));
+        assert_eq!(a.take(b"ticket"), Some(TLS13_VALUE.to_vec()));
         assert_eq!(a.take(b"ticket"), None);
         assert_eq!(store.figures().deletes, 1);
+    }
+
+    #[test]
+    fn tickets_and_session_ids_never_meet() {
+        let store = store(Duration::from_secs(60));
+        let a = store.for_context(b"a");
+        assert!(a.put(b"id".to_vec(), TLS13_VALUE.to_vec()));
+        assert_eq!(a.get(b"id"), None, "a ticket is not a TLS 1.2 session");
+        assert!(a.put(b"id2".to_vec(), b"tls12".to_vec()));
+        assert_eq!(a.take(b"id2"), None, "a TLS 1.2 session is not a ticket");
+        assert_eq!(a.get(b"id2"), Some(b"tls12".to_vec()));
+    }
+
+    /// What rustls stores, recorded with the kind the store gave it.
+    #[derive(Debug)]
+    struct Recorder(std::sync::Mutex<Vec<Option<u16>>>);
+
+    impl StoresServerSessions for Recorder {
+        fn put(&self, _: Vec<u8>, value: Vec<u8>) -> bool {
+            let version = session_key::rustls_session_version(&value);
+            self.0.lock().unwrap().push(version);
+            true
+        }
+        fn get(&self, _: &[u8]) -> Option<Vec<u8>> {
+            None
+        }
+        fn take(&self, _: &[u8]) -> Option<Vec<u8>> {
+            None
+        }
+        fn can_cache(&self) -> bool {
+            true
+        }
+    }
+
+    /// The versions of the sessions a real rustls server stores in one
+    /// handshake at `version`, with and without an SNI name.
+    fn stored_versions(
+        version: &'static rustls::SupportedProtocolVersion,
+        sni: bool,
+    ) -> Vec<Option<u16>> {
+        use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName};
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = CertificateDer::from(generated.cert.der().to_vec());
+        let key = PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let recorder = Arc::new(Recorder(Default::default()));
+        let mut server_config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key.into())
+            .unwrap();
+        server_config.session_storage = recorder.clone();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client_config = client_config;
+        client_config.enable_sni = sni;
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+        // Shuttle bytes until both sides are done and the tickets are out.
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut wire = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut wire).unwrap();
+            }
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        let stored = recorder.0.lock().unwrap().clone();
+        stored
+    }
+
+    #[test]
+    fn the_version_is_read_from_what_rustls_really_stores() {
+        for sni in [false, true] {
+            let tls12 = stored_versions(&rustls::version::TLS12, sni);
+            assert_eq!(tls12, [Some(0x0303)], "sni {sni}");
+            let tls13 = stored_versions(&rustls::version::TLS13, sni);
+            assert!(!tls13.is_empty(), "no tickets");
+            assert!(tls13.iter().all(|v| *v == Some(session_key::TLS13)), "{tls13:?}");
+        }
     }
 
     #[test]

@@ -132,11 +132,12 @@ impl BootstrapAnswer {
         const PEERS: usize,
         const TOMBSTONES: usize,
         const QUEUE: usize,
+        const PULLS: usize,
     >(
         &mut self,
         now: Instant,
         source: &mut E,
-        node: &mut Node<MTU, PEERS, TOMBSTONES, QUEUE>,
+        node: &mut Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>,
         buf: &mut [u8],
     ) -> Result<Step, AnswerError> {
         if buf.len() < node.settings().max_datagram {
@@ -175,11 +176,12 @@ impl BootstrapAnswer {
         const PEERS: usize,
         const TOMBSTONES: usize,
         const QUEUE: usize,
+        const PULLS: usize,
     >(
         &mut self,
         now: Instant,
         source: &mut E,
-        node: &mut Node<MTU, PEERS, TOMBSTONES, QUEUE>,
+        node: &mut Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>,
         scratch: &mut [u8],
     ) {
         let room = node.settings().max_datagram - MIN_LEN - BODY_OVERHEAD;

@@ -23,6 +23,11 @@ use crate::access_log::{AccessLogConfig, Format as AccessLogFormat, Target as Ac
 pub const DEFAULT_BLOCKSIZE: usize = 4096;
 /// Default `ssl-sessions-timeout`, as in uWSGI.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
+/// `cache-udp-pull-timeout`: a peer on the same network answers a pull in
+/// well under a millisecond, so this is room for a loaded peer; it bounds
+/// what a client waits when peers are slow or gone (and once a peer missed
+/// a deadline, later pulls do not wait for it until it answers again).
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_millis(20);
 /// Longest `https-session-context` accepted (OpenSSL's SSL_MAX_SID_CTX_LENGTH).
 pub const MAX_SESSION_CONTEXT: usize = 32;
 
@@ -155,6 +160,9 @@ pub struct CacheConfig {
 pub struct ClusterConfig {
     pub udp_server: Option<SocketAddr>,
     pub udp_nodes: Vec<SocketAddr>,
+    /// How long a handshake waits for a pulled session
+    /// (`cache-udp-pull-timeout`).
+    pub pull_timeout: Duration,
     pub key: Option<ClusterKey>,
 }
 
@@ -249,6 +257,11 @@ impl Config {
                 udp_nodes: read.all("cache-udp-node", |s| {
                     with_origin("cache-udp-node", s, parse_addr(&s.value))
                 }),
+                pull_timeout: read
+                    .single("cache-udp-pull-timeout", |v| {
+                        parse_count(v, 1, 10_000).map(|ms| Duration::from_millis(ms as u64))
+                    })
+                    .unwrap_or(DEFAULT_PULL_TIMEOUT),
                 key: read
                     .raw
                     .single("cache-udp-key")
@@ -312,6 +325,15 @@ impl Config {
                  add `cache = ITEMS` and `ssl-sessions-use-cache = true`"
                     .to_owned(),
             ));
+        }
+        if !syncs {
+            if let Some(setting) = raw.single("cache-udp-pull-timeout") {
+                problems.push(invalid(
+                    "cache-udp-pull-timeout",
+                    setting,
+                    "there is no cluster to pull from: add `cache-udp-node = ADDR`",
+                ));
+            }
         }
     }
 }

@@ -143,6 +143,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         "send session replication datagrams to the peer at ADDR",
     ),
     spec(
+        "cache-udp-pull-timeout",
+        Kind::Single,
+        "MS",
+        "before a handshake, wait at most MS milliseconds (default 20) for the peers to send a session the client offers that this router lacks; a full handshake follows a timeout",
+    ),
+    spec(
         "access-log",
         Kind::Single,
         "stderr|FILE",

@@ -1,7 +1,8 @@
 //! Client connections on an https socket: accept, the PROXY protocol
 //! header when the balancer in front sends one, the ClientHello read for
-//! what the client offers to resume, TLS handshake with the certificate the
-//! SNI name asks for, then HTTP/2 or HTTP/1.x through hyper.
+//! what the client offers to resume (pulled from the cluster when the cache
+//! lacks it), TLS handshake with the certificate the SNI name asks for,
+//! then HTTP/2 or HTTP/1.x through hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -113,11 +114,18 @@ async fn connection(
     metrics.client_hello_read(&offer);
     debug!(%peer, %offer, "ClientHello");
     let handshake = async {
-        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-        let server_name = start.client_hello().server_name().map(str::to_owned);
         // Read once: a reload swapping the endpoint's certificates later
         // leaves this connection with the configuration it started with.
-        let config = socket.endpoint.config_for(server_name.as_deref());
+        let (config, sessions) = socket.endpoint.site_for(offer.server_name.as_deref());
+        // In a cluster, a session the client offers and this router lacks
+        // is fetched from the peers first; only this connection waits.
+        if let Some(sessions) = sessions {
+            if let Some(pulled) = sessions.fetch_offered(&offer).await {
+                debug!(%peer, ?pulled, "pulled the offered session");
+            }
+        }
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let server_name = start.client_hello().server_name().map(str::to_owned);
         let tls = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((tls, server_name))
     };
@@ -134,12 +142,13 @@ async fn connection(
             return;
         }
     };
-    // A session or ticket stored during the handshake is queued for the
+    // A TLS 1.2 session stored during the handshake is queued for the
     // cluster's other routers; let the sync sender put it on the wire
     // before this connection does anything a client can act on (a
-    // response, or closing), so a client that reconnects at once through
-    // the balancer finds it on whichever router it lands. In a worker's
-    // single-threaded runtime the sender runs only when this task yields.
+    // response, or closing), so that a client reconnecting at once through
+    // the balancer usually finds it already there, and the pull on a miss
+    // stays the exception. In a worker's single-threaded runtime the
+    // sender runs only when this task yields.
     tokio::task::yield_now().await;
     let session = tls.get_ref().1;
     metrics.handshake_completed(session);

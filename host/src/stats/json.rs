@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{CacheFigures, Snapshot};
+use crate::sync::pull::{PullFigures, WAIT_BOUNDS_US};
 
 /// Name of the one cache, as uWSGI names its default cache.
 const CACHE_NAME: &str = "default";
@@ -134,10 +135,41 @@ fn sync(snapshot: &Snapshot) -> Value {
             "send_errors": p.send_errors,
             "received_datagrams": p.received_datagrams,
             "received_bytes": p.received_bytes,
+            "pulls_sent": p.pulls_sent,
+            "pull_answers": p.pull_answers,
+            "pull_timeouts": p.pull_timeouts,
+            "pulls_skipped": p.pulls_skipped,
+            "silent": p.silent,
         })).collect::<Vec<_>>(),
+        "pulls": pulls(&snapshot.totals().pulls, n),
     });
     for (reason, count) in sync.rejections() {
         object[format!("rejected_{reason}")] = json!(count);
+    }
+    object
+}
+
+/// The pulls this router's processes made, and those it answered.
+fn pulls(made: &PullFigures, node: &cachet_core::sync::SyncCounters) -> Value {
+    let mut object = json!({
+        "asked": made.asked,
+        "answered": node.pull_requests_found + node.pull_requests_none,
+        "answered_found": node.pull_requests_found,
+        "answered_none": node.pull_requests_none,
+        "answers_dropped": node.pull_answers_dropped,
+        "wait_p50_us": made.wait_quantile_us(0.5),
+        "wait_p99_us": made.wait_quantile_us(0.99),
+        "wait_sum_us": made.wait_sum_us,
+        "wait_buckets": WAIT_BOUNDS_US
+            .iter()
+            .map(|bound| json!(bound))
+            .chain([json!("inf")])
+            .zip(made.wait)
+            .map(|(le_us, count)| json!({ "le_us": le_us, "count": count }))
+            .collect::<Vec<_>>(),
+    });
+    for (outcome, count) in made.outcomes() {
+        object[outcome] = json!(count);
     }
     object
 }

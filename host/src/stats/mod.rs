@@ -149,6 +149,7 @@ impl Snapshot {
                     proxy_malformed: sum.proxy_malformed + m.proxy_malformed,
                     proxy_timeouts: sum.proxy_timeouts + m.proxy_timeouts,
                     sync_skipped: sum.sync_skipped + m.sync_skipped,
+                    pulls: sum.pulls.plus(&m.pulls),
                 }
             })
     }

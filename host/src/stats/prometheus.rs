@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{BackendFigures, Snapshot, WorkerFigures};
+use crate::sync::pull::{PullFigures, WAIT_BOUNDS_US};
 
 /// Accumulates metric families, writing HELP and TYPE once per family.
 struct Exposition {
@@ -269,6 +270,7 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
     }
     if let Some(sync) = &snapshot.sync {
         sync_families(&mut out, sync);
+        pull_families(&mut out, sync, &totals.pulls);
     }
     out.text
 }
@@ -364,6 +366,88 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
     ];
     for (name, help, value) in peer_families {
         out.family(name, "counter", help);
+        for peer in &sync.peers {
+            out.sample(name, &[("peer", &peer.addr.to_string())], value(peer));
+        }
+    }
+}
+
+/// Pulls made and answered, the wait as a histogram, and per peer.
+fn pull_families(out: &mut Exposition, sync: &super::SyncFigures, made: &PullFigures) {
+    out.counter_by(
+        "cachet_sync_pulls_total",
+        "Sessions offered by clients and missing here, pulled from the peers, by outcome \
+         (dropped: not asked, at the bound on pulls in flight or with no peer answering).",
+        "outcome",
+        made.outcomes(),
+    );
+    let n = &sync.inbound.node;
+    out.counter_by(
+        "cachet_sync_pull_requests_total",
+        "Peers' pulls this router answered, by answer (dropped: left unanswered).",
+        "answer",
+        [
+            ("found", n.pull_requests_found),
+            ("none", n.pull_requests_none),
+            ("dropped", n.pull_answers_dropped),
+        ],
+    );
+    let name = "cachet_sync_pull_wait_seconds";
+    out.family(
+        name,
+        "histogram",
+        "How long handshakes waited for a pull to end.",
+    );
+    let mut cumulative = 0;
+    for (bound, count) in WAIT_BOUNDS_US.iter().zip(made.wait) {
+        cumulative += count;
+        let le = format!("{}", *bound as f64 / 1e6);
+        out.sample(&format!("{name}_bucket"), &[("le", &le)], cumulative);
+    }
+    let total: u64 = made.wait.iter().sum();
+    out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], total);
+    let _ = writeln!(out.text, "{name}_sum {}", made.wait_sum_us as f64 / 1e6);
+    out.sample(&format!("{name}_count"), &[], total);
+    type PeerPullFamily = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&crate::sync::peers::PeerFigures) -> u64,
+    );
+    let families: [PeerPullFamily; 5] = [
+        (
+            "cachet_sync_peer_pulls_sent_total",
+            "counter",
+            "Pulls sent to each peer.",
+            |p| p.pulls_sent,
+        ),
+        (
+            "cachet_sync_peer_pull_answers_total",
+            "counter",
+            "Answers to pulls received from each peer.",
+            |p| p.pull_answers,
+        ),
+        (
+            "cachet_sync_peer_pull_timeouts_total",
+            "counter",
+            "Pulls whose deadline each peer let pass.",
+            |p| p.pull_timeouts,
+        ),
+        (
+            "cachet_sync_peer_pulls_skipped_total",
+            "counter",
+            "Pulls not sent to each peer: silent, or too many in flight to it.",
+            |p| p.pulls_skipped,
+        ),
+        (
+            "cachet_sync_peer_silent",
+            "gauge",
+            "1 while pulls skip the peer (it let a deadline pass and was not heard from since).",
+            |p| u64::from(p.silent),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.family(name, kind, help);
         for peer in &sync.peers {
             out.sample(name, &[("peer", &peer.addr.to_string())], value(peer));
         }

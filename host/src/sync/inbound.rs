@@ -1,19 +1,28 @@
-//! Receiving peers' datagrams into the shared cache, hellos and bootstrap.
+//! Receiving peers' datagrams into the shared cache; hellos, bootstrap,
+//! and answering peers' pulls.
+//!
+//! The master (or the lone process) owns the `cache-udp-server` socket.
+//! Every datagram goes through its node's checks; pushed sessions land in
+//! the shared cache; a pull request is answered at once, to the address it
+//! came from, from the shared cache (a TLS 1.3 ticket is taken there, the
+//! one place it lives). A bootstrap request is answered by a task of its
+//! own with a node of its own, paced so the requester keeps up, while the
+//! receiver goes on receiving. Every second the receiver says hello to
+//! every peer: how peers that went silent for pulls are heard from again.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use cachet_core::cache::{BufferTooSmall, Exported, Refused, Stored, MAX_KEY_LEN};
-use cachet_core::sync::bootstrap::{Export, Step};
-use cachet_core::sync::{BootstrapAnswer, ControlKind, Store, SyncCounters};
-use cachet_core::{Duration, Instant};
+use cachet_core::sync::bootstrap::Step;
+use cachet_core::sync::{BootstrapAnswer, ControlKind, Destination, SyncCounters};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use super::outbound::send_counted;
 use super::peers::PeerTable;
+use super::region_store::RegionStore;
 use super::RouterNode;
 use crate::clock;
 use crate::shared::SharedRegion;
@@ -130,63 +139,32 @@ fn enlarge_receive_buffer(socket: &StdUdpSocket) {
     warn!("cache-udp-server: could not enlarge the receive buffer");
 }
 
-/// The shared cache as the sync node's [`Store`] and a bootstrap answer's
-/// [`Export`]: one lock per change, one per exported entry.
-struct RegionStore(&'static SharedRegion);
+/// Bootstrap answers under way at once at most; a requester beyond asks
+/// again a second later.
+const MAX_ANSWERS: usize = 4;
 
-impl Store for RegionStore {
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused> {
-        // The configuration requires a cache whenever sync runs; this
-        // fallback only keeps a region without one from storing anything.
-        self.0
-            .with_cache(|cache| cache.put(now, key, value, lifetime))
-            .unwrap_or(Err(Refused::ValueTooLarge))
-    }
-
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        self.0
-            .with_cache(|cache| cache.delete(now, key))
-            .unwrap_or(false)
-    }
-}
-
-impl Export for RegionStore {
-    fn export_next<'k, 'v>(
-        &mut self,
-        now: Instant,
-        cursor: u32,
-        key_out: &'k mut [u8; MAX_KEY_LEN],
-        value_out: &'v mut [u8],
-    ) -> Result<Option<Exported<'k, 'v>>, BufferTooSmall> {
-        self.0
-            .with_cache(|cache| cache.export_next(now, cursor, key_out, value_out))
-            .unwrap_or(Ok(None))
-    }
-}
-
-/// Runs the receiver until `shutdown`.
+/// Runs the receiver until `shutdown`. `key` makes the nodes that answer
+/// bootstrap requests.
 pub async fn run(
     socket: StdUdpSocket,
-    mut node: RouterNode,
+    key: [u8; 32],
     region: &'static SharedRegion,
     configured: Vec<SocketAddr>,
     figures: Figures,
     mut shutdown: Shutdown,
 ) -> Result<()> {
-    let socket = UdpSocket::from_std(socket)?;
+    let mut node = super::new_node(&key)?;
+    let socket = Arc::new(UdpSocket::from_std(socket)?);
     let peers = region.peers();
     figures.lock().expect("figures lock").sender = node.sender();
     let mut buf = vec![0u8; 65_536];
     let mut out = vec![0u8; node.settings().max_datagram];
+    let answering: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
 
-    // Announce ourselves and ask for the sessions we missed while down;
-    // again every second to the peers that have not answered.
+    // Announce ourselves and ask for the sessions we missed while down,
+    // again every second to the peers that have not answered; and say
+    // hello to every peer each second, so that peers that stopped waiting
+    // for our pull answers hear we are back.
     socket.writable().await?;
     let mut unanswered: Vec<(SocketAddr, u32)> = configured.iter().map(|a| (*a, 0)).collect();
     let mut greeting = tokio::time::interval(GREETING_INTERVAL);
@@ -199,7 +177,7 @@ pub async fn run(
                     continue;
                 }
             },
-            _ = greeting.tick(), if !unanswered.is_empty() => {
+            _ = greeting.tick() => {
                 greet(&mut node, &socket, peers, &mut unanswered, &mut out);
                 continue;
             }
@@ -212,20 +190,27 @@ pub async fn run(
             slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
         let outcome = node.handle(clock::now(), &buf[..len], &mut RegionStore(region));
-        if let Ok(handled) = &outcome {
-            // Only a peer's master sends from its server address, and only
-            // bootstrap answers and control messages.
-            if known.is_some() && handled.sets > 0 {
-                figures
-                    .lock()
-                    .expect("figures lock")
-                    .bootstrap_entries_received += u64::from(handled.sets);
+        // Answers to the pull requests it carried, to where it came from.
+        while let Some(message) = node.poll_message(&mut out) {
+            if let Destination::Sender(_) = message.destination {
+                send_to(&socket, &out[..message.len], from, peers, known);
+            }
+        }
+        if let Ok(handled) = outcome {
+            if let Some(index) = known {
+                peers.mark_answering(index);
+                // Only a peer's master sends from its server address: sets
+                // from there answer our bootstrap request.
+                if handled.sets > 0 {
+                    figures
+                        .lock()
+                        .expect("figures lock")
+                        .bootstrap_entries_received += u64::from(handled.sets);
+                }
             }
             if handled.control.bootstrap_end {
                 unanswered.retain(|(addr, _)| *addr != from);
             }
-        }
-        if let Ok(handled) = outcome {
             if handled.control.hello && known.is_none() {
                 match peers.add(from) {
                     Some(_) => info!(peer = %from, "sync peer joined"),
@@ -233,12 +218,7 @@ pub async fn run(
                 }
             }
             if handled.control.bootstrap_request {
-                let sent =
-                    answer_bootstrap(&mut node, &socket, region, peers, from, &mut out).await;
-                let mut f = figures.lock().expect("figures lock");
-                f.bootstrap_entries_sent += sent;
-                f.bootstrap_requests_answered += 1;
-                info!(peer = %from, entries = sent, "answered a bootstrap request");
+                spawn_answer(&socket, &key, region, from, &answering, &figures);
             }
         }
         // Publishing after each datagram keeps stats exact; it is a copy
@@ -249,8 +229,47 @@ pub async fn run(
     }
 }
 
-/// Sends hello and a bootstrap request to each peer that has not answered
-/// one yet, dropping peers that never answered after `GREETING_TRIES`.
+/// Answers `from`'s bootstrap request in a task of its own, unless an
+/// answer to it is under way or [`MAX_ANSWERS`] are.
+fn spawn_answer(
+    socket: &Arc<UdpSocket>,
+    key: &[u8; 32],
+    region: &'static SharedRegion,
+    from: SocketAddr,
+    answering: &Arc<Mutex<Vec<SocketAddr>>>,
+    figures: &Figures,
+) {
+    {
+        let mut answering = answering.lock().expect("answering lock");
+        if answering.contains(&from) || answering.len() >= MAX_ANSWERS {
+            return;
+        }
+        answering.push(from);
+    }
+    // A node of its own: its datagrams all go to the one requester, and
+    // its sequence numbers are nobody else's business.
+    let node = match super::new_node(key) {
+        Ok(node) => node,
+        Err(e) => {
+            warn!(peer = %from, "bootstrap request not answered: {e:#}");
+            answering.lock().expect("answering lock").retain(|a| *a != from);
+            return;
+        }
+    };
+    let (socket, answering, figures) = (Arc::clone(socket), Arc::clone(answering), Arc::clone(figures));
+    tokio::spawn(async move {
+        let sent = answer_bootstrap(node, &socket, region, from).await;
+        answering.lock().expect("answering lock").retain(|a| *a != from);
+        let mut f = figures.lock().expect("figures lock");
+        f.bootstrap_entries_sent += sent;
+        f.bootstrap_requests_answered += 1;
+        info!(peer = %from, entries = sent, "answered a bootstrap request");
+    });
+}
+
+/// Says hello to every peer, and asks each configured peer that has not
+/// answered a bootstrap request yet for its sessions, dropping those that
+/// never answered after `GREETING_TRIES`.
 fn greet(
     node: &mut RouterNode,
     socket: &UdpSocket,
@@ -258,10 +277,22 @@ fn greet(
     unanswered: &mut Vec<(SocketAddr, u32)>,
     out: &mut [u8],
 ) {
+    let mut greeted: Vec<SocketAddr> = Vec::new();
+    for (index, addr) in peers.peers() {
+        if let Some(len) = node.transmit_control(ControlKind::Hello, out) {
+            send_to(socket, &out[..len], addr, peers, Some(index));
+        }
+        greeted.push(addr);
+    }
     for (addr, tries) in unanswered.iter_mut() {
         *tries += 1;
         let index = peers.find(*addr);
-        for kind in [ControlKind::Hello, ControlKind::BootstrapRequest] {
+        let kinds: &[ControlKind] = if greeted.contains(addr) {
+            &[ControlKind::BootstrapRequest]
+        } else {
+            &[ControlKind::Hello, ControlKind::BootstrapRequest]
+        };
+        for &kind in kinds {
             if let Some(len) = node.transmit_control(kind, out) {
                 send_to(socket, &out[..len], *addr, peers, index);
             }
@@ -276,21 +307,21 @@ fn greet(
     });
 }
 
-/// Sends every live session to `to`, then the end marker. Returns how many
-/// entries went out.
+/// Sends every live session that travels to `to`, then the end marker.
+/// Returns how many entries went out.
 async fn answer_bootstrap(
-    node: &mut RouterNode,
+    mut node: RouterNode,
     socket: &UdpSocket,
     region: &'static SharedRegion,
-    peers: &PeerTable,
     to: SocketAddr,
-    out: &mut [u8],
 ) -> u64 {
+    let peers = region.peers();
     let index = peers.find(to).or_else(|| peers.add(to));
+    let mut out = vec![0u8; node.settings().max_datagram];
     let mut answer = BootstrapAnswer::new();
     let mut burst = 0;
     loop {
-        match answer.poll_transmit(clock::now(), &mut RegionStore(region), node, out) {
+        match answer.poll_transmit(clock::now(), &mut RegionStore(region), &mut node, &mut out) {
             Ok(Step::Transmit(len)) => {
                 send_to(socket, &out[..len], to, peers, index);
                 burst += 1;

@@ -1,33 +1,43 @@
 //! Cluster replication: UDP sockets around `cachet_core::sync`.
 //!
-//! Two halves, so that the handshake path never waits on the network:
+//! Two halves, so that no process ever blocks on the network:
 //!
 //! * [`outbound`]: in every process that serves HTTPS. The session store
-//!   hands each local change (a session stored, a TLS 1.3 ticket consumed)
-//!   to a bounded queue without blocking; a task feeds them to this
-//!   process's own sync node and sends the sealed datagrams to every peer
-//!   with non-blocking sends, counting failures per peer instead of logging
-//!   each one.
+//!   hands each TLS 1.2 session it stores to a bounded queue without
+//!   blocking; a task feeds them to this process's own sync node and sends
+//!   the sealed datagrams to every peer with non-blocking sends, counting
+//!   failures per peer instead of logging each one. The same task pulls
+//!   ([`pull`]) what a connection's client offers and the cache lacks,
+//!   while that connection, and only it, waits (bounded).
 //! * [`inbound`]: in the master (or the lone process). It owns the
 //!   `cache-udp-server` socket: peers' datagrams go through the node's
 //!   checks and into the shared cache; hellos add their sender to the peer
-//!   table; bootstrap requests are answered with this router's live
-//!   sessions. At start it says hello to its configured peers and asks them
-//!   for their sessions.
+//!   table; pull requests are answered from the cache; bootstrap requests
+//!   are answered with this router's live sessions. At start it says hello
+//!   to its configured peers and asks them for their sessions; it says
+//!   hello to every peer each second after.
+//!
+//! TLS 1.3 tickets are never replicated: the router that issued one is its
+//! only holder, and its cache the one place a resumption takes it from (see
+//! [`crate::session_key`]).
 //!
 //! Lifetimes travel as time remaining; expiry and sweeping stay local.
 
 pub mod inbound;
 pub mod outbound;
 pub mod peers;
+pub mod pull;
+mod region_store;
 
 use cachet_core::sync::{Node, Settings};
 use cachet_core::wire::ClusterKey;
 use cachet_core::Duration;
 
 /// The sync node a router process runs: 1400-byte datagrams, up to 64
-/// senders tracked (nodes times workers), 1024 remembered deletions.
-pub type RouterNode = Node<1400, 64, 1024, 65536>;
+/// senders tracked (nodes times workers), 1024 remembered deletions, and
+/// as many pulls in flight as the router allows in all (see
+/// [`peers::MAX_PULLS_IN_FLIGHT`]).
+pub type RouterNode = Node<1400, 64, 1024, 65536, { peers::MAX_PULLS_IN_FLIGHT as usize }>;
 
 /// A local change to push to the peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,19 +93,20 @@ pub fn register_peers(config: &Config, region: &'static SharedRegion) {
     }
 }
 
-/// Starts this process's sender, if `config` replicates; the store feeds
-/// the returned queue.
+/// Starts this process's side of the cluster, if `config` replicates: the
+/// store pushes through the returned link, connections pull through it.
 pub fn start_outbound(
     config: &Config,
     region: &'static SharedRegion,
     metrics: crate::metrics::Metrics,
     shutdown: &Shutdown,
-) -> anyhow::Result<Option<outbound::ChangeQueue>> {
+) -> anyhow::Result<Option<outbound::ClusterLink>> {
     let (true, Some(key)) = (enabled(config), &config.cluster.key) else {
         return Ok(None);
     };
     let node = new_node(&key.0)?;
-    outbound::spawn(node, region.peers(), metrics, shutdown.clone()).map(Some)
+    let timeout = config.cluster.pull_timeout;
+    outbound::spawn(node, region, timeout, metrics, shutdown.clone()).map(Some)
 }
 
 /// Starts the receiver on `cache-udp-server`, if configured, announcing
@@ -112,10 +123,9 @@ pub fn start_inbound(
     let local: SocketAddr = socket.local_addr()?;
     crate::listen::announce("sync", local);
     let figures = inbound::Figures::default();
-    let node = new_node(&key.0)?;
     let run = inbound::run(
         socket,
-        node,
+        key.0,
         region,
         config.cluster.udp_nodes.clone(),
         figures.clone(),

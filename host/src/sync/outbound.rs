@@ -1,4 +1,11 @@
-//! Sending this process's local changes to the peers.
+//! This process's side of the cluster: pushing its local changes to the
+//! peers, and pulling the sessions its clients offer that it lacks.
+//!
+//! One task owns the process's sync node and its two sockets (IPv4, IPv6).
+//! The session store hands it changes through a bounded queue, connections
+//! hand it pulls through another (see [`super::pull`]); neither ever waits
+//! on the task. Datagrams arriving on the sockets are the peers' answers to
+//! this process's pulls, sealed like everything else.
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
@@ -8,10 +15,15 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use cachet_core::sync::Destination;
+
 use super::peers::PeerTable;
+use super::pull::{Ask, PullBook, Pulled, Puller, ASK_QUEUE};
+use super::region_store::RegionStore;
 use super::{Change, RouterNode};
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::shared::SharedRegion;
 use crate::shutdown::Shutdown;
 
 /// Changes waiting for the sender task; beyond this they are dropped and
@@ -34,20 +46,41 @@ impl ChangeQueue {
     }
 }
 
-/// Starts the sender task for `node`; returns the queue the store feeds.
-/// Changes that cannot be replicated are counted in `metrics`.
+/// What the session store and the connections of this process hold of the
+/// cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterLink {
+    pub changes: ChangeQueue,
+    pub puller: Puller,
+}
+
+/// Starts the task for `node`; returns the handles the store and the
+/// connections use. Changes that cannot be replicated and pulls that
+/// cannot be made are counted in `metrics`.
 pub fn spawn(
     node: RouterNode,
-    peers: &'static PeerTable,
+    region: &'static SharedRegion,
+    pull_timeout: std::time::Duration,
     metrics: Metrics,
     shutdown: Shutdown,
-) -> Result<ChangeQueue> {
+) -> Result<ClusterLink> {
     let v4 = bind("0.0.0.0:0")?;
     let v6 = bind("[::]:0").ok();
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let sockets = Sockets { v4, v6 };
-    tokio::spawn(run(node, peers, sockets, rx, metrics, shutdown));
-    Ok(ChangeQueue { tx, metrics })
+    let (tx, changes) = mpsc::channel(QUEUE);
+    let (asks_tx, asks) = mpsc::channel(ASK_QUEUE);
+    let task = Task {
+        node,
+        region,
+        peers: region.peers(),
+        sockets: Sockets { v4, v6 },
+        book: PullBook::new(region.peers(), pull_timeout),
+        metrics,
+    };
+    tokio::spawn(task.run(changes, asks, shutdown));
+    Ok(ClusterLink {
+        changes: ChangeQueue { tx, metrics },
+        puller: Puller::new(asks_tx, pull_timeout, metrics),
+    })
 }
 
 fn bind(addr: &str) -> Result<UdpSocket> {
@@ -72,74 +105,164 @@ impl Sockets {
     }
 }
 
-async fn run(
-    mut node: RouterNode,
+struct Task {
+    node: RouterNode,
+    region: &'static SharedRegion,
     peers: &'static PeerTable,
     sockets: Sockets,
-    mut rx: mpsc::Receiver<Change>,
+    book: PullBook,
     metrics: Metrics,
-    mut shutdown: Shutdown,
-) {
-    let mut buf = vec![0u8; node.settings().max_datagram];
-    let mut reported_skips = 0;
-    // Sends are non-blocking `try_send_to`s, which fail until the reactor
-    // has seen the sockets writable once.
-    let _ = sockets.v4.writable().await;
-    if let Some(v6) = &sockets.v6 {
-        let _ = v6.writable().await;
-    }
-    loop {
-        let timeout = node.poll_timeout();
-        tokio::select! {
-            change = rx.recv() => {
-                let Some(change) = change else { return };
-                record(&mut node, change, metrics);
-                // Take whatever else is already queued into the same batch.
-                while let Ok(change) = rx.try_recv() {
-                    record(&mut node, change, metrics);
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<Change>,
+        mut asks: mpsc::Receiver<Ask>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut out = vec![0u8; self.node.settings().max_datagram];
+        let mut buf_v4 = vec![0u8; 65_536];
+        let mut buf_v6 = vec![0u8; 65_536];
+        let mut reported_skips = 0;
+        // Sends are non-blocking `try_send_to`s, which fail until the
+        // reactor has seen the sockets writable once.
+        let _ = self.sockets.v4.writable().await;
+        if let Some(v6) = &self.sockets.v6 {
+            let _ = v6.writable().await;
+        }
+        loop {
+            let timeout = self.node.poll_timeout();
+            tokio::select! {
+                change = changes.recv() => {
+                    let Some(change) = change else { return };
+                    self.record(change);
+                    // Take whatever else is already queued into the same batch.
+                    while let Ok(change) = changes.try_recv() {
+                        self.record(change);
+                    }
+                }
+                Some(ask) = asks.recv() => {
+                    self.pull(ask, &mut out);
+                    while let Ok(ask) = asks.try_recv() {
+                        self.pull(ask, &mut out);
+                    }
+                }
+                got = self.sockets.v4.recv_from(&mut buf_v4) => {
+                    if let Ok((len, from)) = got {
+                        self.receive(&buf_v4[..len], from, &mut out);
+                    }
+                }
+                got = recv_v6(self.sockets.v6.as_ref(), &mut buf_v6) => {
+                    if let Ok((len, from)) = got {
+                        self.receive(&buf_v6[..len], from, &mut out);
+                    }
+                }
+                () = sleep_until(timeout) => {}
+                () = shutdown.requested() => {
+                    self.flush(&mut out);
+                    return;
                 }
             }
-            () = sleep_until(timeout) => {}
-            () = shutdown.requested() => {
-                flush(&mut node, peers, &sockets, &mut buf);
-                return;
+            self.flush(&mut out);
+            self.end_pulls();
+            // One line per burst of losses, not one per change.
+            let skipped = self.metrics.snapshot().sync_skipped;
+            if skipped > reported_skips {
+                warn!(
+                    skipped,
+                    "changes not replicated (too large for a datagram, or queue full)"
+                );
+                reported_skips = skipped;
             }
         }
-        flush(&mut node, peers, &sockets, &mut buf);
-        // One line per burst of losses, not one per change.
-        let skipped = metrics.snapshot().sync_skipped;
-        if skipped > reported_skips {
-            warn!(
-                skipped,
-                "changes not replicated (too large for a datagram, or queue full)"
-            );
-            reported_skips = skipped;
+    }
+
+    fn record(&mut self, change: Change) {
+        let now = clock::now();
+        let queued = match change {
+            Change::Set {
+                key,
+                value,
+                lifetime,
+            } => self.node.record_set(now, &key, &value, lifetime),
+            Change::Delete { key } => self.node.record_delete(now, &key),
+        };
+        // Too large for one datagram, or the node's queue is full.
+        if queued.is_err() {
+            self.metrics.sync_skipped();
+        }
+    }
+
+    /// Starts a connection's pull: the request to every peer answering, or
+    /// at once a [`Pulled::Dropped`] when none may be asked.
+    fn pull(&mut self, ask: Ask, out: &mut [u8]) {
+        let Some(plan) = self.book.plan() else {
+            let _ = ask.reply.send(Pulled::Dropped);
+            return;
+        };
+        let awaiting = plan.asked.len() as u16;
+        let id = match self.node.pull(&ask.key, ask.take, awaiting, plan.deadline) {
+            Ok(id) => id,
+            Err(error) => {
+                warn!(%error, "pull not started");
+                self.book.abandon(&plan);
+                let _ = ask.reply.send(Pulled::Dropped);
+                return;
+            }
+        };
+        while let Some(message) = self.node.poll_message(out) {
+            for &(index, addr) in &plan.asked {
+                let socket = self.sockets.for_peer(addr);
+                send_counted(socket, &out[..message.len], addr, self.peers, index);
+            }
+        }
+        self.book.started(id, plan, ask.reply);
+    }
+
+    /// A datagram on this process's sockets: peers' answers to its pulls.
+    fn receive(&mut self, datagram: &[u8], from: SocketAddr, out: &mut [u8]) {
+        let now = clock::now();
+        let Ok(handled) = self.node.handle(now, datagram, &mut RegionStore(self.region)) else {
+            return;
+        };
+        self.book.heard_from(from, handled.pulls.answers);
+        // Peers send pull requests to masters; should one come here, it is
+        // answered like there.
+        while let Some(message) = self.node.poll_message(out) {
+            if let Destination::Sender(_) = message.destination {
+                let _ = self
+                    .sockets
+                    .for_peer(from)
+                    .map(|socket| socket.try_send_to(&out[..message.len], from));
+            }
+        }
+    }
+
+    /// Tells the connections whose pulls ended.
+    fn end_pulls(&mut self) {
+        while let Some(event) = self.node.poll_event(clock::now()) {
+            self.book.ended(event.id, event.outcome);
+        }
+    }
+
+    /// Sends every datagram the node has ready to every peer.
+    fn flush(&mut self, buf: &mut [u8]) {
+        while let Some(len) = self.node.poll_transmit(clock::now(), buf) {
+            for (index, addr) in self.peers.peers() {
+                send_counted(self.sockets.for_peer(addr), &buf[..len], addr, self.peers, index);
+            }
         }
     }
 }
 
-fn record(node: &mut RouterNode, change: Change, metrics: Metrics) {
-    let now = clock::now();
-    let queued = match change {
-        Change::Set {
-            key,
-            value,
-            lifetime,
-        } => node.record_set(now, &key, &value, lifetime),
-        Change::Delete { key } => node.record_delete(now, &key),
-    };
-    // Too large for one datagram, or the node's queue is full.
-    if queued.is_err() {
-        metrics.sync_skipped();
-    }
-}
-
-/// Sends every datagram the node has ready to every peer.
-fn flush(node: &mut RouterNode, peers: &PeerTable, sockets: &Sockets, buf: &mut [u8]) {
-    while let Some(len) = node.poll_transmit(clock::now(), buf) {
-        for (index, addr) in peers.peers() {
-            send_counted(sockets.for_peer(addr), &buf[..len], addr, peers, index);
-        }
+async fn recv_v6(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -6,6 +6,14 @@
 //! atomic, so the table can live in shared memory and be read without a
 //! lock; a slot is published by storing its address first and its state
 //! last (release), and read in the opposite order (acquire).
+//!
+//! Pulls keep their books here too, since every process pulls and all of
+//! them must agree on two things: which peers are answering (a peer that
+//! let a pull's deadline pass is *silent*, and later pulls do not wait for
+//! it until any datagram from its address shows it is back), and how many
+//! pulls are in flight, per peer and for the whole router, so that a flood
+//! of ClientHellos offering random ids cannot turn the router into a queue
+//! or its peers into amplifiers.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +35,17 @@ pub struct PeerSlot {
     pub send_errors: AtomicU64,
     pub received_datagrams: AtomicU64,
     pub received_bytes: AtomicU64,
+    /// Pulls sent to this peer, and how they went for it.
+    pub pulls_sent: AtomicU64,
+    pub pull_answers: AtomicU64,
+    pub pull_timeouts: AtomicU64,
+    /// Pulls not sent to it: it was silent, or had too many in flight.
+    pub pulls_skipped: AtomicU64,
+    /// Pulls sent to it and not ended yet.
+    pulls_in_flight: AtomicU64,
+    /// Milliseconds (of [`crate::clock`]) since when the peer is silent;
+    /// 0 while it answers.
+    silent_since: AtomicU64,
 }
 
 /// The table. `repr(C)`, all atomics, valid when zeroed.
@@ -35,6 +54,8 @@ pub struct PeerSlot {
 pub struct PeerTable {
     /// Bumped whenever a peer is added, so readers refresh their copy.
     generation: AtomicU64,
+    /// Pulls in flight from all processes of this router.
+    pulls_in_flight: AtomicU64,
     slots: [PeerSlot; MAX_PEERS],
 }
 
@@ -47,7 +68,21 @@ pub struct PeerFigures {
     pub send_errors: u64,
     pub received_datagrams: u64,
     pub received_bytes: u64,
+    pub pulls_sent: u64,
+    pub pull_answers: u64,
+    pub pull_timeouts: u64,
+    pub pulls_skipped: u64,
+    /// Whether pulls currently skip it (it let a deadline pass).
+    pub silent: bool,
 }
+
+/// Pulls in flight a router allows: beyond, a miss gets a full handshake
+/// at once (counted as dropped). A pull lasts a round trip, well under a
+/// millisecond between live peers, so this is thousands of misses per
+/// second; a flood of random ids hits the bound instead of the peers.
+pub const MAX_PULLS_IN_FLIGHT: u64 = 256;
+/// Pulls in flight to one peer: a peer slow to answer holds no more.
+pub const MAX_PULLS_PER_PEER: u64 = 64;
 
 const USED: u64 = 1;
 const IPV4: u64 = 1 << 16;
@@ -104,6 +139,61 @@ impl PeerTable {
         &self.slots[index]
     }
 
+    /// Whether pulls should wait for peer `index`.
+    pub fn is_answering(&self, index: usize) -> bool {
+        self.slots[index].silent_since.load(Ordering::Relaxed) == 0
+    }
+
+    /// Peer `index` let a pull's deadline pass at `now_ms`: later pulls do
+    /// not wait for it until it is heard from again.
+    pub fn mark_silent(&self, index: usize, now_ms: u64) {
+        let _ = self.slots[index].silent_since.compare_exchange(
+            0,
+            now_ms.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A datagram from peer `index` arrived: it answers again.
+    pub fn mark_answering(&self, index: usize) {
+        if self.slots[index].silent_since.load(Ordering::Relaxed) != 0 {
+            self.slots[index].silent_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Reserves a pull in flight for the router; `false` at the bound.
+    pub fn reserve_pull(&self) -> bool {
+        reserve(&self.pulls_in_flight, MAX_PULLS_IN_FLIGHT)
+    }
+
+    /// Releases what [`PeerTable::reserve_pull`] reserved.
+    pub fn release_pull(&self) {
+        self.pulls_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Reserves a pull in flight to peer `index`; `false` at the bound.
+    pub fn reserve_peer_pull(&self, index: usize) -> bool {
+        reserve(&self.slots[index].pulls_in_flight, MAX_PULLS_PER_PEER)
+    }
+
+    /// Releases what [`PeerTable::reserve_peer_pull`] reserved.
+    pub fn release_peer_pull(&self, index: usize) {
+        self.slots[index]
+            .pulls_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Forgets the pulls in flight a dead process left: it can no longer
+    /// end them. (The master calls this when it replaces a worker; the
+    /// counts are approximate for a moment, which only loosens a bound.)
+    pub fn reset_pulls_in_flight(&self) {
+        self.pulls_in_flight.store(0, Ordering::Relaxed);
+        for slot in &self.slots {
+            slot.pulls_in_flight.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Every peer's counters.
     pub fn figures(&self) -> Vec<PeerFigures> {
         self.peers()
@@ -116,10 +206,24 @@ impl PeerTable {
                     send_errors: s.send_errors.load(Ordering::Relaxed),
                     received_datagrams: s.received_datagrams.load(Ordering::Relaxed),
                     received_bytes: s.received_bytes.load(Ordering::Relaxed),
+                    pulls_sent: s.pulls_sent.load(Ordering::Relaxed),
+                    pull_answers: s.pull_answers.load(Ordering::Relaxed),
+                    pull_timeouts: s.pull_timeouts.load(Ordering::Relaxed),
+                    pulls_skipped: s.pulls_skipped.load(Ordering::Relaxed),
+                    silent: s.silent_since.load(Ordering::Relaxed) != 0,
                 }
             })
             .collect()
     }
+}
+
+/// Adds one to `count` unless it reached `limit`.
+fn reserve(count: &AtomicU64, limit: u64) -> bool {
+    count
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .is_ok()
 }
 
 fn encode(addr: SocketAddr) -> (u64, u64, u64) {
@@ -150,10 +254,7 @@ mod tests {
 
     #[test]
     fn peers_are_added_once_and_read_back() {
-        let table: Box<PeerTable> = Box::new(PeerTable {
-            generation: AtomicU64::new(0),
-            slots: std::array::from_fn(|_| PeerSlot::default()),
-        });
+        let table = table();
         let a: SocketAddr = "127.0.0.2:4000".parse().unwrap();
         let b: SocketAddr = "[::1]:4001".parse().unwrap();
         assert_eq!(table.add(a), Some(0));
@@ -163,5 +264,43 @@ mod tests {
         assert_eq!(table.peers().collect::<Vec<_>>(), [(0, a), (1, b)]);
         table.slot(1).sent_datagrams.fetch_add(3, Ordering::Relaxed);
         assert_eq!(table.figures()[1].sent_datagrams, 3);
+    }
+
+    fn table() -> Box<PeerTable> {
+        Box::new(PeerTable {
+            generation: AtomicU64::new(0),
+            pulls_in_flight: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| PeerSlot::default()),
+        })
+    }
+
+    #[test]
+    fn a_silent_peer_answers_again_once_heard_from() {
+        let table = table();
+        let peer = table.add("127.0.0.2:4000".parse().unwrap()).unwrap();
+        assert!(table.is_answering(peer));
+        table.mark_silent(peer, 0);
+        assert!(!table.is_answering(peer), "silent even at the clock's origin");
+        assert!(table.figures()[0].silent);
+        table.mark_answering(peer);
+        assert!(table.is_answering(peer));
+    }
+
+    #[test]
+    fn pulls_in_flight_are_bounded_per_router_and_per_peer() {
+        let table = table();
+        let peer = table.add("127.0.0.2:4000".parse().unwrap()).unwrap();
+        for _ in 0..MAX_PULLS_PER_PEER {
+            assert!(table.reserve_peer_pull(peer));
+        }
+        assert!(!table.reserve_peer_pull(peer));
+        table.release_peer_pull(peer);
+        assert!(table.reserve_peer_pull(peer));
+        for _ in 0..MAX_PULLS_IN_FLIGHT {
+            assert!(table.reserve_pull());
+        }
+        assert!(!table.reserve_pull());
+        table.reset_pulls_in_flight();
+        assert!(table.reserve_pull() && table.reserve_peer_pull(peer));
     }
 }

@@ -21,7 +21,7 @@ pub use certs::Identity;
 pub use context::SessionContext;
 
 use crate::config::{HttpsSocket, SniCertificate};
-use crate::store::SessionStore;
+use crate::store::{ContextStorage, SessionStore};
 
 /// ALPN protocols offered, preferred first (rustls picks the first of ours
 /// the client offers). `http/1.0` is there because a client offering only
@@ -43,6 +43,10 @@ pub enum Sessions<'a> {
 pub struct Site {
     pub config: Arc<ServerConfig>,
     pub context: SessionContext,
+    /// The session cache's view for this context, when sessions live there
+    /// (the same storage as `config.session_storage`): what a connection
+    /// asks before rustls, to pull an offered session from the cluster.
+    pub sessions: Option<Arc<ContextStorage>>,
 }
 
 /// Everything one https socket serves at a given moment: the socket's own
@@ -115,6 +119,18 @@ impl Endpoint {
     /// The configuration for a ClientHello's server name (see [`Sites::select`]).
     pub fn config_for(&self, server_name: Option<&str>) -> Arc<ServerConfig> {
         Arc::clone(&self.current().select(server_name).config)
+    }
+
+    /// The configuration and the session cache's view for a ClientHello's
+    /// server name, read together (a reload between two reads could
+    /// otherwise pair one site's sessions with another's configuration).
+    pub fn site_for(
+        &self,
+        server_name: Option<&str>,
+    ) -> (Arc<ServerConfig>, Option<Arc<ContextStorage>>) {
+        let sites = self.current();
+        let site = sites.select(server_name);
+        (Arc::clone(&site.config), site.sessions.clone())
     }
 
     /// Builds what this endpoint would serve under `socket`, `sni` and
@@ -254,12 +270,16 @@ impl SiteBuilder<'_> {
             previous
                 .all()
                 .find(|site| site.context == context)
-                .map(|site| Arc::clone(&site.config.session_storage))
+                .map(|site| (Arc::clone(&site.config.session_storage), site.sessions.clone()))
         });
-        if let Some(storage) = kept {
+        let mut sessions = None;
+        if let Some((storage, kept_sessions)) = kept {
             config.session_storage = storage;
+            sessions = kept_sessions;
         } else if let Sessions::Cache(store) = self.sessions {
-            config.session_storage = store.for_context(&context.0);
+            let storage = store.for_context(&context.0);
+            config.session_storage = storage.clone();
+            sessions = Some(storage);
         }
         info!(
             socket = %self.socket.addr,
@@ -270,6 +290,7 @@ impl SiteBuilder<'_> {
         Ok(Site {
             config: Arc::new(config),
             context,
+            sessions,
         })
     }
 }
@@ -353,6 +374,7 @@ mod tests {
         let site = |context: u8| Site {
             config: Arc::clone(&current.default.config),
             context: SessionContext([context; 16]),
+            sessions: None,
         };
         let sites = Sites {
             default: site(0),
