@@ -226,6 +226,11 @@ async fn keep_alive(
     loop {
         metrics.set_ready(0);
         metrics.reset_open_connections();
+        if restart {
+            // The dead worker's pulls will never end; what the others hold
+            // then ends against zero (a bound briefly looser, never stuck).
+            region.peers().reset_pulls_in_flight();
+        }
         let mut child = match launch
             .command(id, restart)
             .and_then(|mut c| c.spawn().context("spawning"))

@@ -23,6 +23,7 @@
 
 pub mod backends;
 pub mod client;
+pub mod cluster;
 pub mod curl;
 pub mod h2load;
 pub mod haproxy;

@@ -12,153 +12,22 @@
 //! The tests start three or four processes each, so they run one at a time
 //! (a process-wide lock) rather than all at once on a small machine.
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cachet_tests::backends::{self, Backend};
-use cachet_tests::client::{self, Tls};
+use cachet_tests::client::Tls;
+use cachet_tests::cluster::{
+    key_secret, mesh, resumes, run_bounded, serial, start_node, sync, sync_addr, try_node,
+    write_key, Harness, NAME, SETTLE,
+};
 use cachet_tests::openssl::{require_openssl, s_client, Session};
-use cachet_tests::pki::Leaf;
 use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::sync_tap::SyncTap;
 use cachet_tests::udp_proxy::{Faults, UdpProxy, XorShift};
-use cachet_tests::{counter, run_to_exit, wait_until, NotReady, Pki, Router};
-use rustls::client::{
-    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
-};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, NamedGroup};
+use cachet_tests::{counter, run_to_exit, wait_until, Router};
+use rustls::ClientConfig;
 use serde_json::Value;
-
-/// The session context every node shares.
-const CONTEXT: &str = "cachet-cluster-test";
-/// Bound on waiting for replication to show in a node's stats.
-const SETTLE: Duration = Duration::from_secs(60);
-/// The server name every client asks for (the certificate's).
-const NAME: &str = "localhost";
-
-/// One cluster test at a time: each starts several routers. (A tokio
-/// mutex: held across awaits, and not poisoned by a failed test.)
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
-}
-
-/// What every node of a test shares: CA, certificate, backend, key files.
-struct Harness {
-    pki: Pki,
-    leaf: Leaf,
-    backend: Backend,
-    key: PathBuf,
-}
-
-impl Harness {
-    async fn new() -> Harness {
-        let pki = Pki::new();
-        let leaf = pki.leaf("node", &[NAME]);
-        let backend = backends::uwsgi("app").await;
-        let key = write_key(pki.dir(), "cluster-sync.key", &key_secret(1));
-        Harness {
-            pki,
-            leaf,
-            backend,
-            key,
-        }
-    }
-
-    /// The arguments of a node listening for sync on `server` and pushing
-    /// to `peers`, with the cluster key `key`.
-    fn args(&self, server: SocketAddr, peers: &[SocketAddr], key: &Path) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--https",
-            &self.leaf.https("127.0.0.1:0"),
-            "--http-to",
-            &self.backend.uwsgi_to(),
-            "--cache",
-            "20000",
-            "--ssl-sessions-use-cache",
-            "--ssl-sessions-timeout",
-            "300",
-            "--https-session-context",
-            CONTEXT,
-            "--stats",
-            "127.0.0.1:0",
-            "--cache-udp-server",
-            &server.to_string(),
-            "--cache-udp-key",
-            &key.display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for peer in peers {
-            args.push("--cache-udp-node".to_owned());
-            args.push(peer.to_string());
-        }
-        args
-    }
-
-    fn start(&self, server: SocketAddr, peers: &[SocketAddr]) -> Router {
-        start_node(&self.args(server, peers, &self.key))
-    }
-
-    /// Like [`Harness::start`], for nodes started on [`on_free_udp_ports`].
-    fn try_start(&self, server: SocketAddr, peers: &[SocketAddr]) -> Result<Router, NotReady> {
-        try_node(&self.args(server, peers, &self.key))
-    }
-
-    /// A rustls client that hands out TLS 1.3 tickets oldest first.
-    fn client(&self, version: Tls) -> Arc<ClientConfig> {
-        fifo_config(&self.pki, version)
-    }
-}
-
-/// A cluster key derived from `seed`.
-fn key_secret(seed: u64) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    XorShift::new(seed).fill(&mut key);
-    key
-}
-
-/// Writes a key file: the key's 64 hex characters, with surrounding
-/// whitespace (which must be ignored).
-fn write_key(dir: &Path, name: &str, secret: &[u8; 32]) -> PathBuf {
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join(name);
-    std::fs::write(&path, format!("  {hex}\n\n")).unwrap();
-    path
-}
-
-fn start_node(args: &[String]) -> Router {
-    try_node(args).unwrap_or_else(|error| panic!("{error}"))
-}
-
-fn try_node(args: &[String]) -> Result<Router, NotReady> {
-    let router = Router::try_start(args)?;
-    assert!(
-        router.sync.is_some() || !args.iter().any(|a| a == "--cache-udp-server"),
-        "no `cachet: listening sync` line:\n{}",
-        router.log()
-    );
-    Ok(router)
-}
-
-/// The node's bound sync address, from its `cachet: listening sync` line.
-fn sync_addr(router: &Router) -> SocketAddr {
-    router
-        .sync
-        .unwrap_or_else(|| panic!("no sync listener:\n{}", router.log()))
-}
-
-/// The node's `sync` stats object.
-fn sync(router: &Router) -> Value {
-    let stats = router.stats();
-    assert_eq!(stats["sync"]["enabled"], true, "{stats:#}");
-    stats["sync"].clone()
-}
 
 /// Every `rejected_*` counter of a `sync` object.
 fn rejections(sync: &Value) -> u64 {
@@ -186,10 +55,6 @@ enum Handshake {
     Resumed(Tls),
 }
 
-/// TLS 1.3 tickets the router issues per handshake (rustls'
-/// `send_tls13_tickets` default), each a set in the cache.
-const TICKETS: u64 = 2;
-
 impl Handshake {
     /// `full` for a connection that did not resume.
     fn of(tls: Tls, resumed: bool) -> Handshake {
@@ -200,20 +65,11 @@ impl Handshake {
         }
     }
 
-    /// Sessions it stored, hence pushed to every peer: a TLS 1.2 session
-    /// on a full handshake (a resumed one keeps its id), fresh tickets on
-    /// every TLS 1.3 one.
+    /// Sessions it stored and pushed to every peer: a TLS 1.2 session on a
+    /// full handshake (a resumed one keeps its id). TLS 1.3 tickets stay
+    /// with the router that issued them; peers pull them from there.
     fn sets(self) -> u64 {
-        match self {
-            Handshake::Full(Tls::V12) => 1,
-            Handshake::Resumed(Tls::V12) => 0,
-            Handshake::Full(Tls::V13) | Handshake::Resumed(Tls::V13) => TICKETS,
-        }
-    }
-
-    /// Deletes it pushed: the TLS 1.3 ticket it resumed with (single use).
-    fn deletes(self) -> u64 {
-        u64::from(self == Handshake::Resumed(Tls::V13))
+        u64::from(self == Handshake::Full(Tls::V12))
     }
 }
 
@@ -232,7 +88,6 @@ fn tls_of(flag: &str) -> Tls {
 /// be fooled by an earlier push that lands late.
 struct Ledger {
     sets: Vec<u64>,
-    deletes: Vec<u64>,
 }
 
 impl Ledger {
@@ -241,27 +96,20 @@ impl Ledger {
     fn new(nodes: &[&Router]) -> Ledger {
         Ledger {
             sets: nodes.iter().map(|node| pushed_sets(node)).collect(),
-            deletes: nodes
-                .iter()
-                .map(|node| counter(&sync(node), "applied_deletes"))
-                .collect(),
         }
     }
 
     /// `handshake` was made on node `origin`: every other node will apply
-    /// what it stored and deleted.
+    /// what it stored.
     fn made(&mut self, origin: usize, handshake: Handshake) {
         for node in (0..self.sets.len()).filter(|&node| node != origin) {
             self.sets[node] += handshake.sets();
-            self.deletes[node] += handshake.deletes();
         }
     }
 
     /// Whether node `index` applied everything it should have.
     fn reached(&self, index: usize, node: &Router) -> bool {
-        let s = sync(node);
-        counter(&s, "applied_sets") - counter(&s, "bootstrap_entries_received") >= self.sets[index]
-            && counter(&s, "applied_deletes") >= self.deletes[index]
+        pushed_sets(node) >= self.sets[index]
     }
 
     /// Waits (bounded) until node `index` applied everything; whether it did.
@@ -304,108 +152,6 @@ async fn await_sets_or_quiet(router: &Router, relays: &[UdpProxy], before: u64, 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A full mesh of `count` nodes: every node lists every other.
-fn mesh(h: &Harness, count: usize) -> (Vec<Router>, Vec<SocketAddr>) {
-    on_free_udp_ports(count, |addrs| {
-        let mut nodes = Vec::new();
-        for (i, &addr) in addrs.iter().enumerate() {
-            let peers: Vec<SocketAddr> = addrs.iter().copied().filter(|&a| a != addr).collect();
-            let node = h.try_start(addr, &peers)?;
-            assert_eq!(sync_addr(&node), addrs[i]);
-            nodes.push(node);
-        }
-        Ok((nodes, addrs.to_vec()))
-    })
-}
-
-/// A client session store that keeps every TLS 1.3 ticket and hands them
-/// out oldest first, so a test decides which node's ticket a connection
-/// offers (rustls' own store offers the newest).
-#[derive(Default)]
-struct FifoSessions {
-    inner: Mutex<FifoInner>,
-}
-
-#[derive(Default)]
-struct FifoInner {
-    kx: Vec<(ServerName<'static>, NamedGroup)>,
-    tls12: Vec<(ServerName<'static>, Tls12ClientSessionValue)>,
-    tls13: Vec<(ServerName<'static>, VecDeque<Tls13ClientSessionValue>)>,
-}
-
-impl std::fmt::Debug for FifoSessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FifoSessions")
-    }
-}
-
-fn upsert<T>(list: &mut Vec<(ServerName<'static>, T)>, name: ServerName<'static>, value: T) {
-    match list.iter_mut().find(|(n, _)| *n == name) {
-        Some(entry) => entry.1 = value,
-        None => list.push((name, value)),
-    }
-}
-
-impl ClientSessionStore for FifoSessions {
-    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
-        upsert(&mut self.inner.lock().unwrap().kx, name, group);
-    }
-
-    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
-        let inner = self.inner.lock().unwrap();
-        inner.kx.iter().find(|(n, _)| n == name).map(|(_, g)| *g)
-    }
-
-    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
-        upsert(&mut self.inner.lock().unwrap().tls12, name, value);
-    }
-
-    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .tls12
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn remove_tls12_session(&self, name: &ServerName<'static>) {
-        self.inner.lock().unwrap().tls12.retain(|(n, _)| n != name);
-    }
-
-    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
-        let mut inner = self.inner.lock().unwrap();
-        match inner.tls13.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, tickets)) => tickets.push_back(value),
-            None => inner.tls13.push((name, VecDeque::from([value]))),
-        }
-    }
-
-    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
-        let mut inner = self.inner.lock().unwrap();
-        inner
-            .tls13
-            .iter_mut()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, tickets)| tickets.pop_front())
-    }
-}
-
-/// A client trusting the test CA, pinned to `version`, HTTP/1.1, with its
-/// own [`FifoSessions`].
-fn fifo_config(pki: &Pki, version: Tls) -> Arc<ClientConfig> {
-    let mut config = (*client::config(pki, version, &[b"http/1.1"])).clone();
-    config.resumption = Resumption::store(Arc::new(FifoSessions::default()));
-    Arc::new(config)
-}
-
-/// One GET through `addr`; returns whether the handshake resumed.
-async fn resumes(config: &Arc<ClientConfig>, addr: SocketAddr) -> bool {
-    let exchange = client::get(config, addr, NAME, "/").await;
-    assert_eq!(exchange.status, 200, "{}", exchange.text());
-    exchange.resumed
 }
 
 /// A session made by a rustls client on node 0 resumes on nodes 1 and 2,
@@ -477,11 +223,17 @@ async fn sessions_resume_on_every_node() {
         }
     }
 
-    // The figures agree: every node pushed to two peers and received.
+    // The figures agree: every node pushed to two peers and received; B
+    // and C applied A's TLS 1.2 sessions, and took A's tickets from it.
     for (node, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
         let s = sync(node);
         assert!(counter(&s, "received_datagrams") > 0, "{name}: {s:#}");
-        assert!(counter(&s, "applied_sets") > 0, "{name}: {s:#}");
+        if name == "A" {
+            assert!(counter(&s["pulls"], "answered_found") >= 10, "{name}: {s:#}");
+        } else {
+            assert!(counter(&s, "applied_sets") > 0, "{name}: {s:#}");
+            assert!(counter(&s["pulls"], "found") >= 5, "{name}: {s:#}");
+        }
         assert_eq!(rejections(&s), 0, "{name}: {s:#}");
         let peers = s["peers"].as_array().expect("peers");
         assert!(peers.len() >= 2, "{name}: {s:#}");
@@ -506,9 +258,9 @@ async fn sessions_resume_on_every_node() {
     );
 }
 
-/// A TLS 1.3 ticket is single-use in the whole cluster: used on B, it no
-/// longer resumes on C (B pushed its deletion), while the ticket B issued
-/// in exchange resumes on C.
+/// A TLS 1.3 ticket is single-use in the whole cluster: used on B (which
+/// took it from A, its issuer), it no longer resumes on C nor on A, while
+/// the ticket B issued in exchange resumes on C.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
     let _serial = serial().await;
@@ -538,13 +290,8 @@ async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
             &from_b,
         );
         assert_eq!(kind, Session::Reused, "round {round}, B:\n{out}");
-        // B took the ticket and pushed its deletion (and two new tickets).
+        // B took the ticket from A (and issued two of its own, kept).
         ledger.made(1, resumed);
-        assert!(
-            ledger.settle(&all).await,
-            "C never applied B's deletion and tickets: {:#}",
-            sync(c)
-        );
         let (kind, out) = s_client(
             c.addr(),
             "-tls1_3",
@@ -593,19 +340,21 @@ async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
         ledger.made(2, resumed);
     }
 
-    // The same seen from the cache with rustls: A issues two tickets, B
-    // takes one and issues two; C ends with one more item than before.
+    // The same seen from the caches with rustls: A issues two tickets and
+    // holds them, alone; B takes one from A and issues two of its own.
+    let items = |node: &Router| node.cache_items();
+    let before = all.map(items);
     let config = h.client(Tls::V13);
     assert!(!resumes(&config, a.addr()).await);
-    ledger.made(0, full);
-    assert!(ledger.settle(&all).await, "{:#}", sync(c));
-    let before = c.cache_items();
+    assert_eq!(all.map(items), [before[0] + 2, before[1], before[2]]);
     assert!(resumes(&config, b.addr()).await);
-    ledger.made(1, resumed);
-    assert!(ledger.settle(&all).await, "{:#}", sync(c));
-    assert_eq!(c.cache_items(), before + 1, "C: {:#}", sync(c));
-    // The second ticket is still good on C.
+    assert_eq!(all.map(items), [before[0] + 1, before[1] + 2, before[2]]);
+    // The second ticket is still good on C, which takes it from A too.
     assert!(resumes(&config, c.addr()).await, "A's second ticket on C");
+    assert_eq!(all.map(items), [before[0], before[1] + 2, before[2] + 2]);
+    let pulls = &sync(c)["pulls"];
+    assert!(counter(pulls, "found") >= 1, "{pulls:#}");
+    assert_eq!(ledger.sets, Ledger::new(&all).sets, "tickets were pushed");
 }
 
 /// Three nodes whose datagrams all pass through relays that drop 5%,
@@ -671,14 +420,13 @@ async fn resumption_survives_a_lossy_reordering_link() {
     })
     .await;
 
-    // Each node should receive the sessions of the two others: one set per
-    // TLS 1.2 session, two tickets per TLS 1.3 one.
+    // Each node should receive the TLS 1.2 sessions of the two others
+    // (TLS 1.3 tickets stay with their issuer, pulled when offered).
     for (i, node) in nodes.iter().enumerate() {
         let expected: u64 = plan
             .iter()
-            .filter(|(origin, _)| *origin != i)
-            .map(|(_, v)| if *v == Tls::V12 { 1 } else { 2 })
-            .sum();
+            .filter(|(origin, v)| *origin != i && *v == Tls::V12)
+            .count() as u64;
         // Bounded; what did not arrive shows as a failed resumption.
         await_sets_or_quiet(node, &proxies, before[i], expected).await;
     }
@@ -729,33 +477,6 @@ async fn resumption_survives_a_lossy_reordering_link() {
     );
 }
 
-/// Runs `work` on each item with at most `limit` at a time; returns the
-/// results in the items' order.
-async fn run_bounded<T, R, F, Fut>(limit: usize, items: Vec<T>, work: F) -> Vec<R>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(T) -> Fut,
-    Fut: std::future::Future<Output = R> + Send + 'static,
-{
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(limit));
-    let mut handles = Vec::with_capacity(items.len());
-    for item in items {
-        let permit = Arc::clone(&semaphore).acquire_owned().await.unwrap();
-        let job = work(item);
-        handles.push(tokio::spawn(async move {
-            let result = job.await;
-            drop(permit);
-            result
-        }));
-    }
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        results.push(handle.await.expect("a client task panicked"));
-    }
-    results
-}
-
 /// A node killed and restarted (same addresses) asks its peers for their
 /// live sessions and holds at least 95% of them again, including those
 /// made while it was down; they resume on it.
@@ -791,8 +512,13 @@ async fn a_restarted_node_gets_its_peers_sessions_back() {
     }
     let settled = ledger.settle(&[&nodes[0], &nodes[1]]).await;
     assert!(settled, "A and B never applied each other's sessions");
-    let peers_items = nodes[0].cache_items();
-    assert_eq!(peers_items, nodes[1].cache_items());
+    // What a bootstrap hands over: the TLS 1.2 sessions. (Tickets stay with
+    // their issuers, each of which holds its own besides.)
+    let peers_items = before_restart
+        .iter()
+        .chain(&while_down)
+        .filter(|(version, _)| *version == Tls::V12)
+        .count() as u64;
 
     // The same address as before: a restarted node keeps its
     // configuration, and its peers know it by it. (Released a moment ago

@@ -169,7 +169,7 @@ impl PeerTable {
 
     /// Releases what [`PeerTable::reserve_pull`] reserved.
     pub fn release_pull(&self) {
-        self.pulls_in_flight.fetch_sub(1, Ordering::Relaxed);
+        release(&self.pulls_in_flight);
     }
 
     /// Reserves a pull in flight to peer `index`; `false` at the bound.
@@ -179,9 +179,7 @@ impl PeerTable {
 
     /// Releases what [`PeerTable::reserve_peer_pull`] reserved.
     pub fn release_peer_pull(&self, index: usize) {
-        self.slots[index]
-            .pulls_in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        release(&self.slots[index].pulls_in_flight);
     }
 
     /// Forgets the pulls in flight a dead process left: it can no longer
@@ -224,6 +222,12 @@ fn reserve(count: &AtomicU64, limit: u64) -> bool {
             (n < limit).then_some(n + 1)
         })
         .is_ok()
+}
+
+/// Takes one from `count`, never below zero: after a reset (a worker
+/// died holding some) the pulls still in flight end against zero.
+fn release(count: &AtomicU64) {
+    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
 fn encode(addr: SocketAddr) -> (u64, u64, u64) {
@@ -302,5 +306,10 @@ mod tests {
         assert!(!table.reserve_pull());
         table.reset_pulls_in_flight();
         assert!(table.reserve_pull() && table.reserve_peer_pull(peer));
+        // Releases after a reset stop at zero instead of wrapping around.
+        for _ in 0..3 {
+            table.release_pull();
+        }
+        assert!(table.reserve_pull());
     }
 }

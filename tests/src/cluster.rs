@@ -1,0 +1,290 @@
+//! Cluster tests' common ground: routers on loopback that replicate TLS
+//! sessions over sealed UDP, clients that choose which session they offer.
+//!
+//! Every node of a [`Harness`] serves the same certificate with the same
+//! `https-session-context`, so a session is valid on every node once it has
+//! been replicated (or pulled).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, NamedGroup};
+use serde_json::Value;
+
+use crate::backends::{self, Backend};
+use crate::client::{self, Tls};
+use crate::pki::Leaf;
+use crate::ports::on_free_udp_ports;
+use crate::udp_proxy::XorShift;
+use crate::{NotReady, Pki, Router};
+
+/// The session context every node shares.
+pub const CONTEXT: &str = "cachet-cluster-test";
+/// Bound on waiting for replication to show in a node's stats.
+pub const SETTLE: Duration = Duration::from_secs(60);
+/// The server name every client asks for (the certificate's).
+pub const NAME: &str = "localhost";
+/// `cache-udp-pull-timeout` of every node.
+pub const PULL_TIMEOUT_MS: &str = "5000";
+
+/// One cluster test at a time: each starts several routers. (A tokio
+/// mutex: held across awaits, and not poisoned by a failed test.)
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// What every node of a test shares: CA, certificate, backend, key files.
+pub struct Harness {
+    pub pki: Pki,
+    pub leaf: Leaf,
+    pub backend: Backend,
+    pub key: PathBuf,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let pki = Pki::new();
+        let leaf = pki.leaf("node", &[NAME]);
+        let backend = backends::uwsgi("app").await;
+        let key = write_key(pki.dir(), "cluster-sync.key", &key_secret(1));
+        Harness {
+            pki,
+            leaf,
+            backend,
+            key,
+        }
+    }
+
+    /// The arguments of a node listening for sync on `server` and pushing
+    /// to `peers`, with the cluster key `key`.
+    pub fn args(&self, server: SocketAddr, peers: &[SocketAddr], key: &Path) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--https",
+            &self.leaf.https("127.0.0.1:0"),
+            "--http-to",
+            &self.backend.uwsgi_to(),
+            "--cache",
+            "20000",
+            "--ssl-sessions-use-cache",
+            "--ssl-sessions-timeout",
+            "300",
+            "--https-session-context",
+            CONTEXT,
+            "--stats",
+            "127.0.0.1:0",
+            "--cache-udp-server",
+            &server.to_string(),
+            "--cache-udp-key",
+            &key.display().to_string(),
+            // Pulls end at the first answer; this only bounds a wait on a
+            // peer that is gone, and must not cut short a slow answer on a
+            // loaded test machine.
+            "--cache-udp-pull-timeout",
+            PULL_TIMEOUT_MS,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for peer in peers {
+            args.push("--cache-udp-node".to_owned());
+            args.push(peer.to_string());
+        }
+        args
+    }
+
+    pub fn start(&self, server: SocketAddr, peers: &[SocketAddr]) -> Router {
+        start_node(&self.args(server, peers, &self.key))
+    }
+
+    /// Like [`Harness::start`], for nodes started on [`on_free_udp_ports`].
+    pub fn try_start(&self, server: SocketAddr, peers: &[SocketAddr]) -> Result<Router, NotReady> {
+        try_node(&self.args(server, peers, &self.key))
+    }
+
+    /// A rustls client that hands out TLS 1.3 tickets oldest first.
+    pub fn client(&self, version: Tls) -> Arc<ClientConfig> {
+        fifo_config(&self.pki, version)
+    }
+}
+
+/// A cluster key derived from `seed`.
+pub fn key_secret(seed: u64) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    XorShift::new(seed).fill(&mut key);
+    key
+}
+
+/// Writes a key file: the key's 64 hex characters, with surrounding
+/// whitespace (which must be ignored).
+pub fn write_key(dir: &Path, name: &str, secret: &[u8; 32]) -> PathBuf {
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("  {hex}\n\n")).unwrap();
+    path
+}
+
+pub fn start_node(args: &[String]) -> Router {
+    try_node(args).unwrap_or_else(|error| panic!("{error}"))
+}
+
+pub fn try_node(args: &[String]) -> Result<Router, NotReady> {
+    let router = Router::try_start(args)?;
+    assert!(
+        router.sync.is_some() || !args.iter().any(|a| a == "--cache-udp-server"),
+        "no `cachet: listening sync` line:\n{}",
+        router.log()
+    );
+    Ok(router)
+}
+
+/// The node's bound sync address, from its `cachet: listening sync` line.
+pub fn sync_addr(router: &Router) -> SocketAddr {
+    router
+        .sync
+        .unwrap_or_else(|| panic!("no sync listener:\n{}", router.log()))
+}
+
+/// The node's `sync` stats object.
+pub fn sync(router: &Router) -> Value {
+    let stats = router.stats();
+    assert_eq!(stats["sync"]["enabled"], true, "{stats:#}");
+    stats["sync"].clone()
+}
+
+/// A full mesh of `count` nodes: every node lists every other.
+pub fn mesh(h: &Harness, count: usize) -> (Vec<Router>, Vec<SocketAddr>) {
+    on_free_udp_ports(count, |addrs| {
+        let mut nodes = Vec::new();
+        for (i, &addr) in addrs.iter().enumerate() {
+            let peers: Vec<SocketAddr> = addrs.iter().copied().filter(|&a| a != addr).collect();
+            let node = h.try_start(addr, &peers)?;
+            assert_eq!(sync_addr(&node), addrs[i]);
+            nodes.push(node);
+        }
+        Ok((nodes, addrs.to_vec()))
+    })
+}
+
+/// A client session store that keeps every TLS 1.3 ticket and hands them
+/// out oldest first, so a test decides which node's ticket a connection
+/// offers (rustls' own store offers the newest).
+#[derive(Default)]
+pub struct FifoSessions {
+    inner: Mutex<FifoInner>,
+}
+
+#[derive(Default)]
+pub struct FifoInner {
+    kx: Vec<(ServerName<'static>, NamedGroup)>,
+    tls12: Vec<(ServerName<'static>, Tls12ClientSessionValue)>,
+    tls13: Vec<(ServerName<'static>, VecDeque<Tls13ClientSessionValue>)>,
+}
+
+impl std::fmt::Debug for FifoSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FifoSessions")
+    }
+}
+
+pub fn upsert<T>(list: &mut Vec<(ServerName<'static>, T)>, name: ServerName<'static>, value: T) {
+    match list.iter_mut().find(|(n, _)| *n == name) {
+        Some(entry) => entry.1 = value,
+        None => list.push((name, value)),
+    }
+}
+
+impl ClientSessionStore for FifoSessions {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
+        upsert(&mut self.inner.lock().unwrap().kx, name, group);
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
+        let inner = self.inner.lock().unwrap();
+        inner.kx.iter().find(|(n, _)| n == name).map(|(_, g)| *g)
+    }
+
+    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        upsert(&mut self.inner.lock().unwrap().tls12, name, value);
+    }
+
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .tls12
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.lock().unwrap().tls12.retain(|(n, _)| n != name);
+    }
+
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
+        let mut inner = self.inner.lock().unwrap();
+        match inner.tls13.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, tickets)) => tickets.push_back(value),
+            None => inner.tls13.push((name, VecDeque::from([value]))),
+        }
+    }
+
+    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .tls13
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, tickets)| tickets.pop_front())
+    }
+}
+
+/// A client trusting the test CA, pinned to `version`, HTTP/1.1, with its
+/// own [`FifoSessions`].
+pub fn fifo_config(pki: &Pki, version: Tls) -> Arc<ClientConfig> {
+    let mut config = (*client::config(pki, version, &[b"http/1.1"])).clone();
+    config.resumption = Resumption::store(Arc::new(FifoSessions::default()));
+    Arc::new(config)
+}
+
+/// One GET through `addr`; returns whether the handshake resumed.
+pub async fn resumes(config: &Arc<ClientConfig>, addr: SocketAddr) -> bool {
+    let exchange = client::get(config, addr, NAME, "/").await;
+    assert_eq!(exchange.status, 200, "{}", exchange.text());
+    exchange.resumed
+}
+
+/// Runs `work` on each item with at most `limit` at a time; returns the
+/// results in the items' order.
+pub async fn run_bounded<T, R, F, Fut>(limit: usize, items: Vec<T>, work: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(limit));
+    let mut handles = Vec::with_capacity(items.len());
+    for item in items {
+        let permit = Arc::clone(&semaphore).acquire_owned().await.unwrap();
+        let job = work(item);
+        handles.push(tokio::spawn(async move {
+            let result = job.await;
+            drop(permit);
+            result
+        }));
+    }
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.expect("a client task panicked"));
+    }
+    results
+}
+
