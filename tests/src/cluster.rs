@@ -287,4 +287,3 @@ where
     }
     results
 }
-

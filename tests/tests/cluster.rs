@@ -229,7 +229,10 @@ async fn sessions_resume_on_every_node() {
         let s = sync(node);
         assert!(counter(&s, "received_datagrams") > 0, "{name}: {s:#}");
         if name == "A" {
-            assert!(counter(&s["pulls"], "answered_found") >= 10, "{name}: {s:#}");
+            assert!(
+                counter(&s["pulls"], "answered_found") >= 10,
+                "{name}: {s:#}"
+            );
         } else {
             assert!(counter(&s, "applied_sets") > 0, "{name}: {s:#}");
             assert!(counter(&s["pulls"], "found") >= 5, "{name}: {s:#}");
