@@ -225,6 +225,30 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
             if handled.control.bootstrap_request {
                 self.queue_answer(from);
             }
+            if handled.pulls.requests > 0 {
+                self.answer_pull(from, socket);
+            }
+        }
+    }
+
+    /// Sends the answers to the pull requests a router just made, from the
+    /// replica: a router that lacks a session a client offers asks every
+    /// peer, and the appliance may be the one that still holds it.
+    fn answer_pull(&mut self, to: IpEndpoint, socket: &mut udp::Socket<'_>) {
+        while self.stash.is_none() {
+            let Some(message) = self.node.poll_message(&mut self.out) else {
+                return;
+            };
+            self.send(socket, to, message.len);
+            if self.stash.is_none() {
+                self.counters.pull_answers_sent += 1;
+            }
+        }
+        // The socket is full: the router's deadline covers a copy that
+        // never comes, and the node must be free for the next request.
+        if self.node.message_waiting() {
+            self.node.discard_message();
+            self.counters.pull_answers_unsent += 1;
         }
     }
 

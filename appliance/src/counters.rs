@@ -32,6 +32,11 @@ pub struct Counters {
     pub bootstrap_entries_sent: u64,
     /// Expired entries freed by the sweeper.
     pub swept: u64,
+    /// Datagrams answering routers' pulls handed to the socket (each
+    /// answer goes in two copies).
+    pub pull_answers_sent: u64,
+    /// Copies of pull answers dropped because the socket was full.
+    pub pull_answers_unsent: u64,
     /// The sync node's counters.
     pub sync: SyncCounters,
 }

@@ -9,7 +9,9 @@ use std::vec::Vec;
 
 use cachet_core::cache::{Config as CacheConfig, Layout};
 use cachet_core::sync::bootstrap::Step;
-use cachet_core::sync::{BootstrapAnswer, ControlKind, Node, Settings};
+use cachet_core::sync::{
+    BootstrapAnswer, ControlKind, Destination, Node, PullOutcome, Settings,
+};
 use cachet_core::wire::ClusterKey;
 use cachet_core::{Cache, Duration, Instant};
 use smoltcp::iface::{
@@ -440,6 +442,49 @@ fn a_restarted_appliance_refills_from_another() {
     assert_eq!(b.app.cache().items(), 50);
     assert_eq!(b.app.counters().bootstrap_entries_received, 50);
     assert_eq!(a.app.counters().bootstrap_entries_sent, 50);
+}
+
+/// A router that lacks a session asks its peers; the appliance answers
+/// from its replica, to the router alone, and the router stores it. What
+/// the appliance does not hold it answers "none" to.
+#[test]
+fn answers_a_pull_from_its_replica() {
+    let mut pusher = Router::new(&SECRET, 0xabc);
+    let mut a = appliance(9, 1, &[], 8);
+    let to = a.stack.endpoint;
+    pusher.store(at(0), &key(7), Duration::from_secs(300), to);
+    carry(&mut pusher.stack, &mut a.stack);
+    a.turn(at(0));
+    assert_eq!(a.app.cache().items(), 1);
+
+    let mut asker = Router::new(&SECRET, 0xdef);
+    let deadline = at(1_000);
+    let mut buf = [0u8; MTU];
+    for wanted in [key(7), key(8)] {
+        asker.node.pull(&wanted, false, 1, deadline).unwrap();
+        while let Some(message) = asker.node.poll_message(&mut buf) {
+            assert_eq!(message.destination, Destination::Peers);
+            let socket = asker.stack.socket();
+            socket.send_slice(&buf[..message.len], to).unwrap();
+        }
+        asker.stack.poll(at(10));
+        carry(&mut asker.stack, &mut a.stack);
+        a.turn(at(10));
+        carry(&mut a.stack, &mut asker.stack);
+        assert_eq!(asker.receive(at(11)), 2, "two copies of the answer");
+    }
+    let outcomes: Vec<PullOutcome> =
+        core::iter::from_fn(|| asker.node.poll_event(at(11)).map(|e| e.outcome)).collect();
+    assert_eq!(outcomes, [PullOutcome::Found, PullOutcome::NotFound]);
+    let mut out = [0u8; BLOCK as usize];
+    assert!(asker.cache.get(at(11), &key(7), &mut out).unwrap().is_some());
+    // The replica keeps what it handed out (a TLS 1.2 session resumes any
+    // number of times), and says what it did.
+    assert_eq!(a.app.cache().items(), 1);
+    let counters = a.app.counters();
+    assert_eq!(counters.sync.pull_requests_found, 1);
+    assert_eq!(counters.sync.pull_requests_none, 1);
+    assert_eq!(counters.pull_answers_sent, 4);
 }
 
 #[test]

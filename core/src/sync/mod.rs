@@ -456,6 +456,18 @@ impl<
         Some(event)
     }
 
+    /// Drops the waiting addressed message, for a caller that cannot send
+    /// it (its socket is full): the node is then free for the next one,
+    /// and the peer that asked waits out its deadline.
+    pub fn discard_message(&mut self) {
+        self.message.copies_left = 0;
+    }
+
+    /// Whether an addressed message waits for [`Node::poll_message`].
+    pub fn message_waiting(&self) -> bool {
+        self.message.is_waiting()
+    }
+
     /// Writes the next copy of the waiting addressed message (a pull
     /// request this node started, or its answers to the pull requests of
     /// the datagram just handled) into `buf`; `None` when there is none.
