@@ -9,9 +9,7 @@ use std::vec::Vec;
 
 use cachet_core::cache::{Config as CacheConfig, Layout};
 use cachet_core::sync::bootstrap::Step;
-use cachet_core::sync::{
-    BootstrapAnswer, ControlKind, Destination, Node, PullOutcome, Settings,
-};
+use cachet_core::sync::{BootstrapAnswer, ControlKind, Destination, Node, PullOutcome, Settings};
 use cachet_core::wire::ClusterKey;
 use cachet_core::{Cache, Duration, Instant};
 use smoltcp::iface::{
@@ -477,7 +475,11 @@ fn answers_a_pull_from_its_replica() {
         core::iter::from_fn(|| asker.node.poll_event(at(11)).map(|e| e.outcome)).collect();
     assert_eq!(outcomes, [PullOutcome::Found, PullOutcome::NotFound]);
     let mut out = [0u8; BLOCK as usize];
-    assert!(asker.cache.get(at(11), &key(7), &mut out).unwrap().is_some());
+    assert!(asker
+        .cache
+        .get(at(11), &key(7), &mut out)
+        .unwrap()
+        .is_some());
     // The replica keeps what it handed out (a TLS 1.2 session resumes any
     // number of times), and says what it did.
     assert_eq!(a.app.cache().items(), 1);

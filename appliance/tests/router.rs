@@ -363,10 +363,7 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     }
     let held = a.cache_items();
     let made = TLS12_SESSIONS as u64;
-    assert!(
-        held >= made + TLS13_SESSIONS as u64,
-        "A holds {held} items"
-    );
+    assert!(held >= made + TLS13_SESSIONS as u64, "A holds {held} items");
     let replicated = wait_until(|| u64::from(appliance.snapshot().items) == made).await;
     let snapshot = appliance.snapshot();
     assert!(
@@ -457,8 +454,7 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     assert_eq!(counter(&pulls, "found"), TLS12_SESSIONS as u64, "{pulls:#}");
     let snapshot = appliance.snapshot();
     assert_eq!(
-        snapshot.counters.sync.pull_requests_found,
-        TLS12_SESSIONS as u64,
+        snapshot.counters.sync.pull_requests_found, TLS12_SESSIONS as u64,
         "{snapshot:#?}"
     );
     drop(b);
@@ -479,8 +475,7 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
     let snapshot = appliance.snapshot();
     eprintln!(
         "restarted appliance holds {} of A's {made} TLS 1.2 sessions, {} received by bootstrap",
-        snapshot.items,
-        snapshot.counters.bootstrap_entries_received
+        snapshot.items, snapshot.counters.bootstrap_entries_received
     );
     assert!(refilled, "{snapshot:#?}");
     assert!(snapshot.counters.bootstrap_entries_received >= u64::from(snapshot.items));

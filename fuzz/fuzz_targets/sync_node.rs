@@ -1,7 +1,9 @@
 //! A sync node fed a mix of raw junk and well-sealed datagrams whose
-//! records, senders, sequence and record numbers the fuzzer chooses. The
-//! node must never panic, the cache must stay consistent, and every datagram
-//! must be either accepted or rejected with a counted reason.
+//! records, senders, sequence and record numbers the fuzzer chooses, and
+//! pulls of its own started between them. The node must never panic, the
+//! cache must stay consistent, every datagram must be either accepted or
+//! rejected with a counted reason, every pull must end exactly once, and
+//! every answer must fit a datagram.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -18,10 +20,15 @@ enum FuzzRecord {
     Hello,
     BootstrapRequest,
     BootstrapEnd,
+    PullRequest { id: u64, key: Vec<u8>, take: bool },
+    PullAnswer { id: u64, key: Vec<u8>, value: Vec<u8>, ttl_ms: u64 },
+    PullNone { id: u64 },
 }
 
 #[derive(Arbitrary, Debug)]
 enum Datagram {
+    /// The node starts a pull of its own.
+    Pull { key: Vec<u8>, take: bool, awaiting: u8, wait_ms: u16 },
     Raw(Vec<u8>),
     Sealed {
         sender: u8,
@@ -39,16 +46,28 @@ struct Input {
 fuzz_target!(|input: Input| {
     let secret = [0x42; 32];
     let key = ClusterKey::new(1, &secret);
-    let mut node: Node<1400, 4, 8, 1024> = Node::new(key.clone(), 999, Settings::default());
+    let mut node: Node<1400, 4, 8, 1024, 4> = Node::new(key.clone(), 999, Settings::default());
     let layout = Layout::new(16, 256).unwrap();
     let config = Config { capacity: 16, block_size: 256, hash_key: [1; 16] };
     let mut cache = Cache::format(vec![0u8; layout.total_bytes()], &config).unwrap();
     let mut now = 0u64;
     let mut buf = vec![0u8; 70_000];
     let mut scratch = vec![0u8; 70_000];
+    let mut out = vec![0u8; 1400];
+    let (mut started, mut ended) = (0u64, 0u64);
     for (advance, datagram) in input.steps {
         now += u64::from(advance);
         let len = match datagram {
+            Datagram::Pull { key, take, awaiting, wait_ms } => {
+                let deadline = Instant::from_millis(now + u64::from(wait_ms));
+                if node.pull(&key, take, u16::from(awaiting), deadline).is_ok() {
+                    started += 1;
+                }
+                while let Some(message) = node.poll_message(&mut out) {
+                    assert!(message.len <= 1400);
+                }
+                continue;
+            }
             Datagram::Raw(bytes) => {
                 buf[..bytes.len()].copy_from_slice(&bytes);
                 bytes.len()
@@ -64,6 +83,16 @@ fuzz_target!(|input: Input| {
                         FuzzRecord::Hello => Record::Hello,
                         FuzzRecord::BootstrapRequest => Record::BootstrapRequest,
                         FuzzRecord::BootstrapEnd => Record::BootstrapEnd,
+                        FuzzRecord::PullRequest { id, key, take } => {
+                            Record::PullRequest { id: *id, key, take: *take }
+                        }
+                        FuzzRecord::PullAnswer { id, key, value, ttl_ms } => Record::PullAnswer {
+                            id: *id,
+                            key,
+                            value,
+                            ttl_ms: *ttl_ms,
+                        },
+                        FuzzRecord::PullNone { id } => Record::PullNone { id: *id },
                     };
                     if builder.push(&record).is_err() {
                         break;
@@ -89,5 +118,19 @@ fuzz_target!(|input: Input| {
             Err(_) => assert_eq!(after.rejected(), before.rejected() + 1),
         }
         cache.verify().expect("cache invariants after a datagram");
+        // Answers to the pull requests it carried fit a datagram.
+        while let Some(message) = node.poll_message(&mut out) {
+            assert!(message.len <= 1400);
+        }
+        while node.poll_event(Instant::from_millis(now)).is_some() {
+            ended += 1;
+        }
+        assert!(ended <= started, "a pull ended twice");
     }
+    // Past every deadline, every pull has ended, once.
+    while node.poll_event(Instant::from_millis(u64::MAX / 2)).is_some() {
+        ended += 1;
+    }
+    assert_eq!(ended, started, "pulls started and ended");
+    assert_eq!(node.pulls_in_flight(), 0);
 });

@@ -34,9 +34,12 @@ fn without(mut args: Vec<String>, option: &str) -> Vec<String> {
 }
 
 /// The arguments of a node that pulls from (and pushes to) `peer` but
-/// listens for nothing: no peer ever pushes to it.
+/// listens for nothing: no peer ever pushes to it. Two worker processes,
+/// each pulling through its own sockets.
 fn pull_only_args(h: &Harness, peer: SocketAddr, scratch: SocketAddr) -> Vec<String> {
-    without(h.args(scratch, &[peer], &h.key), "--cache-udp-server")
+    let mut args = without(h.args(scratch, &[peer], &h.key), "--cache-udp-server");
+    args.extend(["--http-processes".to_owned(), "2".to_owned()]);
+    args
 }
 
 /// A router outside the cluster with the same certificate and context:
@@ -86,8 +89,9 @@ fn pulls(router: &Router) -> Value {
 }
 
 /// TLS 1.2 sessions and TLS 1.3 tickets made on A resume on B although A
-/// never pushes anything to B: B pulls them. rustls and `openssl s_client`
-/// clients, both versions. A ticket resumed on B is gone from A as well.
+/// never pushes anything to B: B's workers pull them. rustls and `openssl
+/// s_client` clients, both versions. A ticket resumed on B is gone from A
+/// as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_pull_delivers_and_sessions_still_resume() {
     let _serial = serial().await;

@@ -772,6 +772,30 @@ mod tests {
     }
 
     #[test]
+    fn pull_timeout_needs_a_cluster_and_a_sane_value() {
+        let error = config(&["--https", ":8443", "--cache-udp-pull-timeout", "50"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`cache-udp-pull-timeout` = `50`") && error.contains("no cluster"),
+            "{error}"
+        );
+        let cluster = ["--https", ":8443", "--cache-udp-node", "127.0.0.1:4000"];
+        for bad in ["0", "soon", "10001"] {
+            let args = [&cluster[..], &["--cache-udp-pull-timeout", bad]].concat();
+            let error = config(&args).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("`cache-udp-pull-timeout` = `{bad}`")),
+                "{error}"
+            );
+        }
+        // Other problems of that line aside, a good value parses.
+        let args = [&cluster[..], &["--cache-udp-pull-timeout", "35"]].concat();
+        let error = config(&args).unwrap_err().to_string();
+        assert!(!error.contains("cache-udp-pull-timeout"), "{error}");
+    }
+
+    #[test]
     fn sync_requires_the_session_cache() {
         let dir = std::env::temp_dir().join(format!("cachet-sync-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
