@@ -8,6 +8,12 @@
 //! cache to apply them to. A test can therefore run a whole cluster in
 //! memory with a fake clock and a hostile link.
 //!
+//! Pulls ([`pull`]) are the other half: [`Node::pull`] asks the peers for
+//! an entry this node lacks, [`Node::handle`] answers peers' requests from
+//! the store and applies the answers to ours, and [`Node::poll_event`] says
+//! how each pull ended. Requests and answers are addressed
+//! ([`Node::poll_message`]): to the peers asked, or to the one asker.
+//!
 //! Delivery: every batch of records goes out twice, once at once and once
 //! again [`Settings::repeat_after`] later under a new sequence number (or
 //! earlier, just before the next batch). Records are numbered per sender and
