@@ -10,7 +10,7 @@
 //! came by pull.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Barrier;
 
 use cachet_tests::client::Tls;
@@ -69,17 +69,10 @@ async fn miss(h: &Harness, outsider: &Router, node: &Router) {
 fn s_client13(
     h: &Harness,
     addr: SocketAddr,
-    sess_in: Option<&PathBuf>,
-    sess_out: &PathBuf,
+    sess_in: Option<&Path>,
+    sess_out: &Path,
 ) -> Session {
-    let (kind, out) = s_client(
-        addr,
-        "-tls1_3",
-        NAME,
-        &h.pki.ca_pem,
-        sess_in.map(|p| p.as_path()),
-        sess_out,
-    );
+    let (kind, out) = s_client(addr, "-tls1_3", NAME, &h.pki.ca_pem, sess_in, sess_out);
     assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
     kind
 }
@@ -179,7 +172,7 @@ async fn a_ticket_offered_to_two_routers_at_once_resumes_at_most_once() {
                 scope.spawn(move || {
                     (lane..ROUNDS)
                         .step_by(PARALLEL)
-                        .map(|round| race(h, addrs, &dir, round))
+                        .map(|round| race(h, addrs, dir, round))
                         .collect::<Vec<_>>()
                 })
             })
@@ -202,7 +195,7 @@ async fn a_ticket_offered_to_two_routers_at_once_resumes_at_most_once() {
 
 /// One round of the race: a ticket made on its issuer, offered to two
 /// routers at once. Returns how many resumed.
-fn race(h: &Harness, addrs: &[SocketAddr], dir: &std::path::Path, round: usize) -> usize {
+fn race(h: &Harness, addrs: &[SocketAddr], dir: &Path, round: usize) -> usize {
     let issuer = round % 3;
     let (next, after) = ((issuer + 1) % 3, (issuer + 2) % 3);
     // Every other round the issuer itself is in the race.
