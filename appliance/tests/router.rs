@@ -35,8 +35,9 @@ use cachet_appliance::smoltcp::wire::{
     UdpRepr,
 };
 use cachet_appliance::{smoltcp_instant, Appliance, Config, Counters};
-use cachet_tests::backends;
+use cachet_tests::backends::{self, Backend};
 use cachet_tests::client::{self, Tls};
+use cachet_tests::pki::Leaf;
 use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::{counter, Pki, Router};
 
@@ -271,6 +272,30 @@ fn start_appliance(socket: UdpSocket, secret: [u8; 32], peers: Vec<SocketAddrV4>
 
 // ---- the router ---------------------------------------------------------
 
+/// A router whose one peer is the appliance at `appliance`.
+fn node_args(leaf: &Leaf, backend: &Backend, key_file: &str, appliance: SocketAddr) -> Vec<String> {
+    [
+        "--https",
+        &leaf.https("127.0.0.1:0"),
+        "--http-to",
+        &backend.uwsgi_to(),
+        "--cache",
+        "1000",
+        "--ssl-sessions-use-cache",
+        "--ssl-sessions-timeout",
+        "300",
+        "--stats",
+        "127.0.0.1:0",
+        "--cache-udp-key",
+        key_file,
+        "--cache-udp-node",
+        &appliance.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn write_key(dir: &Path, secret: &[u8; 32]) -> String {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join("cluster.key");
@@ -315,28 +340,8 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
         let SocketAddr::V4(router_sync) = addrs[0] else {
             unreachable!("bound on 127.0.0.1");
         };
-        let args: Vec<String> = [
-            "--https",
-            &leaf.https("127.0.0.1:0"),
-            "--http-to",
-            &backend.uwsgi_to(),
-            "--cache",
-            "1000",
-            "--ssl-sessions-use-cache",
-            "--ssl-sessions-timeout",
-            "300",
-            "--stats",
-            "127.0.0.1:0",
-            "--cache-udp-server",
-            &router_sync.to_string(),
-            "--cache-udp-key",
-            &key_file,
-            "--cache-udp-node",
-            &appliance_addr.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args = node_args(&leaf, &backend, &key_file, appliance_addr);
+        args.extend(["--cache-udp-server".to_owned(), router_sync.to_string()]);
         Ok((Router::try_start(&args)?, args, router_sync))
     });
     // A's greeting waits in the appliance's socket until it runs.
@@ -424,26 +429,8 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
 
     // Router B, whose only peer is the appliance and which listens for no
     // pushes, pulls A's sessions from the replica as clients offer them.
-    let b_args: Vec<String> = [
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        &backend.uwsgi_to(),
-        "--cache",
-        "1000",
-        "--ssl-sessions-use-cache",
-        "--cache-udp-key",
-        &key_file,
-        "--cache-udp-node",
-        &appliance_addr.to_string(),
-        "--cache-udp-pull-timeout",
-        "5000",
-        "--stats",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut b_args = node_args(&leaf, &backend, &key_file, appliance_addr);
+    b_args.extend(["--cache-udp-pull-timeout".to_owned(), "5000".to_owned()]);
     let b = Router::start(&b_args);
     for config in &clients[..TLS12_SESSIONS] {
         let exchange = client::get(config, b.addr(), "localhost", "/").await;

@@ -66,12 +66,7 @@ async fn miss(h: &Harness, outsider: &Router, node: &Router) {
 
 /// `openssl s_client` with TLS 1.3 on `addr`, offering the session saved
 /// in `sess_in` (if any) and saving the one it ends with in `sess_out`.
-fn s_client13(
-    h: &Harness,
-    addr: SocketAddr,
-    sess_in: Option<&Path>,
-    sess_out: &Path,
-) -> Session {
+fn s_client13(h: &Harness, addr: SocketAddr, sess_in: Option<&Path>, sess_out: &Path) -> Session {
     let (kind, out) = s_client(addr, "-tls1_3", NAME, &h.pki.ca_pem, sess_in, sess_out);
     assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
     kind

@@ -335,44 +335,80 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
     type PeerFamily = (
         &'static str,
         &'static str,
+        &'static str,
         fn(&crate::sync::peers::PeerFigures) -> u64,
     );
-    let peer_families: [PeerFamily; 5] = [
+    let peer_families: [PeerFamily; 10] = [
         (
             "cachet_sync_peer_sent_datagrams_total",
+            "counter",
             "Datagrams sent to each peer.",
             |p| p.sent_datagrams,
         ),
         (
             "cachet_sync_peer_sent_bytes_total",
+            "counter",
             "Bytes sent to each peer.",
             |p| p.sent_bytes,
         ),
         (
             "cachet_sync_peer_send_errors_total",
+            "counter",
             "Sends to each peer that failed.",
             |p| p.send_errors,
         ),
         (
             "cachet_sync_peer_received_datagrams_total",
+            "counter",
             "Datagrams received from each peer.",
             |p| p.received_datagrams,
         ),
         (
             "cachet_sync_peer_received_bytes_total",
+            "counter",
             "Bytes received from each peer.",
             |p| p.received_bytes,
         ),
+        (
+            "cachet_sync_peer_pulls_sent_total",
+            "counter",
+            "Pulls sent to each peer.",
+            |p| p.pulls_sent,
+        ),
+        (
+            "cachet_sync_peer_pull_answers_total",
+            "counter",
+            "Answers to pulls received from each peer.",
+            |p| p.pull_answers,
+        ),
+        (
+            "cachet_sync_peer_pull_timeouts_total",
+            "counter",
+            "Pulls whose deadline each peer let pass.",
+            |p| p.pull_timeouts,
+        ),
+        (
+            "cachet_sync_peer_pulls_skipped_total",
+            "counter",
+            "Pulls not sent to each peer: silent, or too many in flight to it.",
+            |p| p.pulls_skipped,
+        ),
+        (
+            "cachet_sync_peer_silent",
+            "gauge",
+            "1 while pulls skip the peer (it let a deadline pass and was not heard from since).",
+            |p| u64::from(p.silent),
+        ),
     ];
-    for (name, help, value) in peer_families {
-        out.family(name, "counter", help);
+    for (name, kind, help, value) in peer_families {
+        out.family(name, kind, help);
         for peer in &sync.peers {
             out.sample(name, &[("peer", &peer.addr.to_string())], value(peer));
         }
     }
 }
 
-/// Pulls made and answered, the wait as a histogram, and per peer.
+/// Pulls made and answered, and the wait as a histogram.
 fn pull_families(out: &mut Exposition, sync: &super::SyncFigures, made: &PullFigures) {
     out.counter_by(
         "cachet_sync_pulls_total",
@@ -408,50 +444,6 @@ fn pull_families(out: &mut Exposition, sync: &super::SyncFigures, made: &PullFig
     out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], total);
     let _ = writeln!(out.text, "{name}_sum {}", made.wait_sum_us as f64 / 1e6);
     out.sample(&format!("{name}_count"), &[], total);
-    type PeerPullFamily = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&crate::sync::peers::PeerFigures) -> u64,
-    );
-    let families: [PeerPullFamily; 5] = [
-        (
-            "cachet_sync_peer_pulls_sent_total",
-            "counter",
-            "Pulls sent to each peer.",
-            |p| p.pulls_sent,
-        ),
-        (
-            "cachet_sync_peer_pull_answers_total",
-            "counter",
-            "Answers to pulls received from each peer.",
-            |p| p.pull_answers,
-        ),
-        (
-            "cachet_sync_peer_pull_timeouts_total",
-            "counter",
-            "Pulls whose deadline each peer let pass.",
-            |p| p.pull_timeouts,
-        ),
-        (
-            "cachet_sync_peer_pulls_skipped_total",
-            "counter",
-            "Pulls not sent to each peer: silent, or too many in flight to it.",
-            |p| p.pulls_skipped,
-        ),
-        (
-            "cachet_sync_peer_silent",
-            "gauge",
-            "1 while pulls skip the peer (it let a deadline pass and was not heard from since).",
-            |p| u64::from(p.silent),
-        ),
-    ];
-    for (name, kind, help, value) in families {
-        out.family(name, kind, help);
-        for peer in &sync.peers {
-            out.sample(name, &[("peer", &peer.addr.to_string())], value(peer));
-        }
-    }
 }
 
 #[cfg(test)]

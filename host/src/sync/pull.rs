@@ -231,11 +231,12 @@ impl PullBook {
     }
 }
 
-/// Upper bounds of the pull wait histogram's buckets, in microseconds
-/// (powers of two from 64 us to about 2 s); a last bucket holds the rest.
+/// Upper bounds of the pull wait histogram's buckets, in microseconds (1,
+/// 2.5, 5 per decade from 50 us to 10 s, so that "answered within 1 ms" is
+/// a bucket edge); a last bucket holds the rest.
 pub const WAIT_BOUNDS_US: [u64; 16] = [
-    64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192, 16_384, 32_768, 65_536, 131_072, 262_144,
-    524_288, 1_048_576, 2_097_152,
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000,
 ];
 /// Buckets: one per bound, and one beyond the last.
 pub const WAIT_BUCKETS: usize = WAIT_BOUNDS_US.len() + 1;
@@ -373,19 +374,19 @@ mod tests {
             ),
             (100, 98, 1, 1, 1)
         );
-        assert_eq!(figures.wait_quantile_us(0.5), Some(512));
-        assert_eq!(figures.wait_quantile_us(0.99), Some(1_024));
-        assert_eq!(figures.wait_quantile_us(1.0), Some(32_768));
+        assert_eq!(figures.wait_quantile_us(0.5), Some(500));
+        assert_eq!(figures.wait_quantile_us(0.99), Some(1_000));
+        assert_eq!(figures.wait_quantile_us(1.0), Some(25_000));
         let doubled = figures.plus(&figures);
         assert_eq!(doubled.asked, 200);
-        assert_eq!(doubled.wait_quantile_us(0.5), Some(512));
+        assert_eq!(doubled.wait_quantile_us(0.5), Some(500));
         assert_eq!(PullFigures::default().wait_quantile_us(0.99), None);
     }
 
     #[test]
     fn a_wait_beyond_the_last_bound_has_no_upper_bound() {
         let counters = PullCounters::default();
-        counters.count(Pulled::TimedOut, Duration::from_secs(5));
+        counters.count(Pulled::TimedOut, Duration::from_secs(11));
         assert_eq!(counters.snapshot().wait[WAIT_BUCKETS - 1], 1);
         assert_eq!(counters.snapshot().wait_quantile_us(0.99), None);
     }
