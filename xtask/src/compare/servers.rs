@@ -97,11 +97,13 @@ pub(crate) struct Setup<'a> {
     pub scratch: &'a Path,
 }
 
-/// Replication settings for one cachet node of a cluster.
+/// Replication settings for one cachet node of a cluster, and where it
+/// serves its stats (for the pull figures).
 pub(crate) struct ClusterNode<'a> {
     pub key_file: &'a Path,
     pub sync: SocketAddr,
     pub peers: Vec<SocketAddr>,
+    pub stats: SocketAddr,
 }
 
 /// Starts `kind` as `name` on a free port.
@@ -197,6 +199,7 @@ pub(crate) fn cachet_args(
         for peer in &node.peers {
             args.extend(["--cache-udp-node".to_owned(), peer.to_string()]);
         }
+        args.extend(["--stats".to_owned(), node.stats.to_string()]);
     }
     args
 }
