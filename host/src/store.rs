@@ -354,7 +354,10 @@ mod tests {
             assert_eq!(tls12, [Some(0x0303)], "sni {sni}");
             let tls13 = stored_versions(&rustls::version::TLS13, sni);
             assert!(!tls13.is_empty(), "no tickets");
-            assert!(tls13.iter().all(|v| *v == Some(session_key::TLS13)), "{tls13:?}");
+            assert!(
+                tls13.iter().all(|v| *v == Some(session_key::TLS13)),
+                "{tls13:?}"
+            );
         }
     }
 

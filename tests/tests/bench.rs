@@ -65,31 +65,40 @@ async fn bench(args: &[String]) -> (Option<i32>, String) {
     )
 }
 
-/// `cachet bench --json` with the smoke settings; the parsed report.
-async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
-    let (clients, handshakes) = (CLIENTS.to_string(), HANDSHAKES.to_string());
-    let mut args: Vec<String> = [
+/// `cachet bench --json --timeout .. --ca .. ARGS TARGETS`, which must
+/// succeed; the parsed report.
+async fn report(pki: &Pki, args: &[&str], targets: &[&Router]) -> Value {
+    let mut all: Vec<String> = [
         "--json",
-        "--handshakes",
-        &handshakes,
-        "--duration",
-        RUN_BOUND,
         "--timeout",
         EXCHANGE_BOUND,
-        "--connections",
-        &clients,
         "--ca",
         pki.ca_pem.to_str().expect("a UTF-8 temp path"),
     ]
     .iter()
-    .chain(extra)
+    .chain(args)
     .map(|s| s.to_string())
     .collect();
-    args.extend(targets.iter().map(|router| router.addr().to_string()));
-    let (code, stdout) = bench(&args).await;
-    assert_eq!(code, Some(0), "cachet bench {args:?}:\n{stdout}");
+    all.extend(targets.iter().map(|router| router.addr().to_string()));
+    let (code, stdout) = bench(&all).await;
+    assert_eq!(code, Some(0), "cachet bench {all:?}:\n{stdout}");
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("cachet bench printed no JSON ({e}):\n{stdout}"))
+}
+
+/// `cachet bench --json` with the smoke settings; the parsed report.
+async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
+    let (clients, handshakes) = (CLIENTS.to_string(), HANDSHAKES.to_string());
+    let mut args = vec![
+        "--handshakes",
+        &handshakes,
+        "--duration",
+        RUN_BOUND,
+        "--connections",
+        &clients,
+    ];
+    args.extend(extra);
+    report(pki, &args, targets).await
 }
 
 fn count(report: &Value, pointer: &str) -> u64 {
@@ -269,23 +278,7 @@ async fn option_mistakes_exit_2_and_name_the_option() {
 
 /// `cachet bench --ticket-race ROUNDS --json` over `targets`; the report.
 async fn race_json(pki: &Pki, rounds: u64, targets: &[&Router]) -> Value {
-    let mut args: Vec<String> = [
-        "--json",
-        "--ticket-race",
-        &rounds.to_string(),
-        "--timeout",
-        EXCHANGE_BOUND,
-        "--ca",
-        pki.ca_pem.to_str().expect("a UTF-8 temp path"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(targets.iter().map(|router| router.addr().to_string()));
-    let (code, stdout) = bench(&args).await;
-    assert_eq!(code, Some(0), "cachet bench {args:?}:\n{stdout}");
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("cachet bench printed no JSON ({e}):\n{stdout}"))
+    report(pki, &["--ticket-race", &rounds.to_string()], targets).await
 }
 
 /// The ticket race counts what the servers did with one ticket offered to
@@ -345,8 +338,7 @@ async fn a_client_offers_what_its_last_target_issued() {
         start_router(&pki, &backend),
     ];
     for tls in ["1.2", "1.3"] {
-        let args: Vec<String> = [
-            "--json",
+        let args = [
             "--tls",
             tls,
             "--requests-per-connection",
@@ -357,18 +349,8 @@ async fn a_client_offers_what_its_last_target_issued() {
             "30",
             "--duration",
             RUN_BOUND,
-            "--timeout",
-            EXCHANGE_BOUND,
-            "--ca",
-            pki.ca_pem.to_str().expect("a UTF-8 temp path"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(routers.iter().map(|r| r.addr().to_string()))
-        .collect();
-        let (code, stdout) = bench(&args).await;
-        assert_eq!(code, Some(0), "{stdout}");
-        let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+        ];
+        let report = report(&pki, &args, &[&routers[0], &routers[1], &routers[2]]).await;
         let total = count(&report, "/handshakes/total");
         assert!(total >= 30, "{report:#}");
         assert_eq!(count(&report, "/handshakes/offered"), total - 1);

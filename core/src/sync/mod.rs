@@ -51,11 +51,11 @@ use crate::wire::{
 };
 pub use bootstrap::BootstrapAnswer;
 pub use counters::{Reject, SyncCounters};
-pub use message::{Destination, Message};
 use message::Outgoing;
+pub use message::{Destination, Message};
 use outbox::{Entry, Queue};
-pub use pull::{PullError, PullEvent, PullId, PullOutcome};
 use pull::Pulls;
+pub use pull::{PullError, PullEvent, PullId, PullOutcome};
 use tombstones::Tombstones;
 pub use window::WINDOW;
 use window::{Verdict, Window};
@@ -760,7 +760,9 @@ impl Answer {
                 };
                 message.push(&record, record_room).map(|()| true)
             }
-            _ => message.push(&Record::PullNone { id }, record_room).map(|()| false),
+            _ => message
+                .push(&Record::PullNone { id }, record_room)
+                .map(|()| false),
         };
         match answered {
             Ok(found) => {

@@ -461,7 +461,9 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
     held.put(now, b"id", b"session", Duration::from_secs(60))
         .unwrap();
 
-    let id = asker.pull(b"id", false, 2, now + Duration::from_millis(50)).unwrap();
+    let id = asker
+        .pull(b"id", false, 2, now + Duration::from_millis(50))
+        .unwrap();
     let request = messages(&mut asker);
     assert_eq!(request.len(), 2, "two copies against loss");
     assert!(request.iter().all(|(d, _)| *d == Destination::Peers));
@@ -478,7 +480,10 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
     assert!(has(&mut held, now, b"id"));
 
     deliver(&mut asker, now, &none, &mut mine);
-    assert!(events(&mut asker, now).is_empty(), "one peer still to answer");
+    assert!(
+        events(&mut asker, now).is_empty(),
+        "one peer still to answer"
+    );
     deliver(&mut asker, now, &found, &mut mine);
     assert_eq!(
         events(&mut asker, now),
@@ -564,19 +569,33 @@ fn pulls_are_bounded_and_refused_with_a_reason() {
         asker.pull(&[1; MAX_KEY_LEN + 1], false, 1, deadline),
         Err(PullError::BadKey)
     );
-    assert_eq!(asker.pull(b"a", false, 0, deadline), Err(PullError::NoPeers));
+    assert_eq!(
+        asker.pull(b"a", false, 0, deadline),
+        Err(PullError::NoPeers)
+    );
     asker.pull(b"a", false, 1, deadline).unwrap();
     assert_eq!(asker.pull(b"b", false, 1, deadline), Err(PullError::Busy));
     let mut buf = [0u8; MTU];
     while asker.poll_message(&mut buf).is_some() {}
     asker.pull(b"b", false, 1, deadline).unwrap();
     while asker.poll_message(&mut buf).is_some() {}
-    assert_eq!(asker.pull(b"c", false, 1, deadline), Err(PullError::TooMany));
+    assert_eq!(
+        asker.pull(b"c", false, 1, deadline),
+        Err(PullError::TooMany)
+    );
     assert_eq!(asker.counters().pulls_refused, 5);
     // Ended pulls make room once reported.
-    assert_eq!(asker.poll_event(deadline).map(|e| e.outcome), Some(PullOutcome::TimedOut));
-    assert_eq!(asker.poll_event(deadline).map(|e| e.outcome), Some(PullOutcome::TimedOut));
-    asker.pull(b"c", false, 1, deadline + Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        asker.poll_event(deadline).map(|e| e.outcome),
+        Some(PullOutcome::TimedOut)
+    );
+    assert_eq!(
+        asker.poll_event(deadline).map(|e| e.outcome),
+        Some(PullOutcome::TimedOut)
+    );
+    asker
+        .pull(b"c", false, 1, deadline + Duration::from_secs(1))
+        .unwrap();
 }
 
 #[test]
@@ -585,8 +604,12 @@ fn pull_answers_from_another_cluster_are_rejected() {
     let mut stranger = Node::<MTU>::new(ClusterKey::new(1, &[7; 32]), 2, Settings::default());
     let (mut mine, mut theirs) = (cache(16), cache(16));
     let now = at(0);
-    theirs.put(now, b"id", b"forged", Duration::from_secs(60)).unwrap();
-    asker.pull(b"id", false, 1, now + Duration::from_secs(1)).unwrap();
+    theirs
+        .put(now, b"id", b"forged", Duration::from_secs(60))
+        .unwrap();
+    asker
+        .pull(b"id", false, 1, now + Duration::from_secs(1))
+        .unwrap();
     let request = messages(&mut asker);
     // The stranger cannot even read the request.
     assert_eq!(

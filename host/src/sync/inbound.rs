@@ -252,14 +252,24 @@ fn spawn_answer(
         Ok(node) => node,
         Err(e) => {
             warn!(peer = %from, "bootstrap request not answered: {e:#}");
-            answering.lock().expect("answering lock").retain(|a| *a != from);
+            answering
+                .lock()
+                .expect("answering lock")
+                .retain(|a| *a != from);
             return;
         }
     };
-    let (socket, answering, figures) = (Arc::clone(socket), Arc::clone(answering), Arc::clone(figures));
+    let (socket, answering, figures) = (
+        Arc::clone(socket),
+        Arc::clone(answering),
+        Arc::clone(figures),
+    );
     tokio::spawn(async move {
         let sent = answer_bootstrap(node, &socket, region, from).await;
-        answering.lock().expect("answering lock").retain(|a| *a != from);
+        answering
+            .lock()
+            .expect("answering lock")
+            .retain(|a| *a != from);
         let mut f = figures.lock().expect("figures lock");
         f.bootstrap_entries_sent += sent;
         f.bootstrap_requests_answered += 1;

@@ -223,7 +223,10 @@ impl Task {
     /// A datagram on this process's sockets: peers' answers to its pulls.
     fn receive(&mut self, datagram: &[u8], from: SocketAddr, out: &mut [u8]) {
         let now = clock::now();
-        let Ok(handled) = self.node.handle(now, datagram, &mut RegionStore(self.region)) else {
+        let Ok(handled) = self
+            .node
+            .handle(now, datagram, &mut RegionStore(self.region))
+        else {
             return;
         };
         self.book.heard_from(from, handled.pulls.answers);
@@ -250,7 +253,13 @@ impl Task {
     fn flush(&mut self, buf: &mut [u8]) {
         while let Some(len) = self.node.poll_transmit(clock::now(), buf) {
             for (index, addr) in self.peers.peers() {
-                send_counted(self.sockets.for_peer(addr), &buf[..len], addr, self.peers, index);
+                send_counted(
+                    self.sockets.for_peer(addr),
+                    &buf[..len],
+                    addr,
+                    self.peers,
+                    index,
+                );
             }
         }
     }

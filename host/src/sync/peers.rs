@@ -280,7 +280,10 @@ mod tests {
         let peer = table.add("127.0.0.2:4000".parse().unwrap()).unwrap();
         assert!(table.is_answering(peer));
         table.mark_silent(peer, 0);
-        assert!(!table.is_answering(peer), "silent even at the clock's origin");
+        assert!(
+            !table.is_answering(peer),
+            "silent even at the clock's origin"
+        );
         assert!(table.figures()[0].silent);
         table.mark_answering(peer);
         assert!(table.is_answering(peer));

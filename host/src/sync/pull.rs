@@ -209,10 +209,7 @@ impl PullBook {
             let now_ms = clock::now().as_millis();
             for &peer in &waiting.asked {
                 if self.heard[peer] < waiting.started_ms {
-                    self.peers
-                        .slot(peer)
-                        .pull_timeouts
-                        .fetch_add(1, Relaxed);
+                    self.peers.slot(peer).pull_timeouts.fetch_add(1, Relaxed);
                     self.peers.mark_silent(peer, now_ms);
                     debug!(
                         slot = peer,
@@ -367,7 +364,13 @@ mod tests {
         counters.count(Pulled::Dropped, Duration::ZERO);
         let figures = counters.snapshot();
         assert_eq!(
-            (figures.asked, figures.found, figures.not_found, figures.timed_out, figures.dropped),
+            (
+                figures.asked,
+                figures.found,
+                figures.not_found,
+                figures.timed_out,
+                figures.dropped
+            ),
             (100, 98, 1, 1, 1)
         );
         assert_eq!(figures.wait_quantile_us(0.5), Some(512));

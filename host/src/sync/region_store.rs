@@ -81,7 +81,12 @@ impl Export for RegionStore {
             match found {
                 None => return Ok(None),
                 Some(entry) if Kind::of(entry.key).is_some_and(Kind::is_replicated) => {
-                    break (entry.key.len(), entry.value.len(), entry.remaining, entry.next)
+                    break (
+                        entry.key.len(),
+                        entry.value.len(),
+                        entry.remaining,
+                        entry.next,
+                    )
                 }
                 Some(entry) => cursor = entry.next,
             }

@@ -270,7 +270,12 @@ impl SiteBuilder<'_> {
             previous
                 .all()
                 .find(|site| site.context == context)
-                .map(|site| (Arc::clone(&site.config.session_storage), site.sessions.clone()))
+                .map(|site| {
+                    (
+                        Arc::clone(&site.config.session_storage),
+                        site.sessions.clone(),
+                    )
+                })
         });
         let mut sessions = None;
         if let Some((storage, kept_sessions)) = kept {

@@ -134,6 +134,16 @@ pub(crate) struct Pressure {
     pub timeout: Duration,
 }
 
+/// `cachet bench --json --insecure --timeout TIMEOUT`, for more options.
+fn bench_command(cachet: &Path, timeout: Duration) -> Command {
+    let mut command = Command::new(cachet);
+    command
+        .arg("bench")
+        .args(["--json", "--insecure", "--timeout"])
+        .arg(format!("{}", timeout.as_secs_f64()));
+    command
+}
+
 /// Runs `load` against `targets` (round-robin) with `cachet bench`.
 pub(crate) fn run(
     cachet: &Path,
@@ -141,11 +151,8 @@ pub(crate) fn run(
     load: Load,
     pressure: Pressure,
 ) -> Result<Outcome, String> {
-    let mut command = Command::new(cachet);
+    let mut command = bench_command(cachet, pressure.timeout);
     command
-        .arg("bench")
-        .args(["--json", "--insecure", "--timeout"])
-        .arg(format!("{}", pressure.timeout.as_secs_f64()))
         .arg("--connections")
         .arg(pressure.connections.to_string())
         .arg("--duration")
@@ -207,11 +214,8 @@ pub(crate) fn ticket_race(
     rounds: u64,
     timeout: Duration,
 ) -> Result<Race, String> {
-    let mut command = Command::new(cachet);
+    let mut command = bench_command(cachet, timeout);
     command
-        .arg("bench")
-        .args(["--json", "--insecure", "--timeout"])
-        .arg(format!("{}", timeout.as_secs_f64()))
         .arg("--ticket-race")
         .arg(rounds.to_string())
         .args(targets.iter().map(SocketAddr::to_string));

@@ -284,13 +284,12 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
             met(r.race.double == 0 && r.race.rounds > 0)
         ));
     }
-    let answer = match pulls::worst_p99_us(&results.pulls) {
-        Some(p99) if p99 <= pulls::WAIT_P99_TARGET_US => format!("yes (p99 at most {p99} us)"),
-        Some(p99) => format!("no (p99 up to {p99} us)"),
-        None if results.pulls.is_empty() => "no pull figures".to_owned(),
-        None => "no pull was asked".to_owned(),
-    };
-    lines.push(format!("pull answered in under 1 ms at p99: {answer}"));
+    if results.compared().any(|kind| kind == Kind::Cachet) && !results.cross_node.is_empty() {
+        lines.push(format!(
+            "pull answered in under 1 ms at p99: {}",
+            pulls::verdict(&results.pulls)
+        ));
+    }
     lines
 }
 
@@ -465,8 +464,10 @@ fn pull_section(w: &mut String, results: &Results) {
         writeln!(
             w,
             "| {} | {asked} | {found} | {not_found} | {timed_out} | {dropped} | {answered} | \
-             {wait_p50_us} | {wait_p99_us} |",
-            i + 1
+             {} | {} |",
+            i + 1,
+            pulls::wait_cell(p, *wait_p50_us),
+            pulls::wait_cell(p, *wait_p99_us),
         )
         .unwrap();
     }
@@ -673,14 +674,11 @@ mod tests {
         results.pulls = vec![
             Pulls {
                 asked: 10,
-                wait_p99_us: 512,
+                wait_p50_us: Some(128),
+                wait_p99_us: Some(512),
                 ..Pulls::default()
             },
-            Pulls {
-                asked: 0,
-                wait_p99_us: 0,
-                ..Pulls::default()
-            },
+            Pulls::default(),
         ];
         let lines = verdicts(&results, &plan).join("\n");
         assert!(
@@ -699,7 +697,11 @@ mod tests {
             "{doc}"
         );
         assert!(
-            doc.contains("| 1 | 10 | 0 | 0 | 0 | 0 | 0 | 0 | 512 |"),
+            doc.contains("| 1 | 10 | 0 | 0 | 0 | 0 | 0 | 128 | 512 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| 2 | 0 | 0 | 0 | 0 | 0 | 0 | — | — |"),
             "{doc}"
         );
     }

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +31,7 @@ use tokio::time::{timeout, timeout_at};
 use tokio_rustls::TlsConnector;
 
 use self::tally::Tally;
-use self::twins::{Shelf, TwinError, Twins};
+use self::twins::{TwinError, Twins};
 use super::client;
 use super::options::Options;
 use super::report::Report;
@@ -97,15 +96,7 @@ pub async fn run(options: &Options, rounds: u64) -> Result<Race> {
     let started = Instant::now();
     for round in 0..rounds {
         let home = usize::try_from(round % targets.len() as u64).expect("below the target count");
-        let shelves: Vec<Arc<Shelf>> = (0..rivals).map(|_| Arc::default()).collect();
-        let configs: Vec<Arc<ClientConfig>> = shelves
-            .iter()
-            .map(|shelf| {
-                let mut config = base.clone();
-                config.resumption = Resumption::store(Arc::clone(shelf) as _);
-                Arc::new(config)
-            })
-            .collect();
+        let (configs, shelves) = twins::configs(&base, rivals);
         let mut twins = Twins::new(&configs, &name, random).context("starting a round")?;
         match issue(&mut twins, targets[home], options.timeout).await {
             Ok(took) => race.stats.handshake(home, twins.resumed(), false, took),

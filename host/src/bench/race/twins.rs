@@ -14,7 +14,9 @@
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue};
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, NamedGroup};
 
@@ -115,6 +117,21 @@ impl Twins {
     }
 }
 
+/// One configuration per twin, each `base` with a [`Shelf`] of its own,
+/// and the shelves.
+pub fn configs(base: &ClientConfig, count: usize) -> (Vec<Arc<ClientConfig>>, Vec<Arc<Shelf>>) {
+    let shelves: Vec<Arc<Shelf>> = (0..count).map(|_| Arc::default()).collect();
+    let configs = shelves
+        .iter()
+        .map(|shelf| {
+            let mut config = base.clone();
+            config.resumption = Resumption::store(Arc::clone(shelf) as _);
+            Arc::new(config)
+        })
+        .collect();
+    (configs, shelves)
+}
+
 /// A client's session store that keeps TLS 1.3 tickets only, hands out the
 /// newest first (as rustls' own store does), and tells how many it holds.
 #[derive(Default)]
@@ -178,7 +195,6 @@ mod tests {
     use super::*;
     use crate::bench::options::Options;
     use crate::bench::tls;
-    use rustls::client::Resumption;
     use rustls::server::ServerSessionMemoryCache;
     use rustls::{ServerConfig, ServerConnection};
 
@@ -208,15 +224,7 @@ mod tests {
     ) -> (Vec<Arc<ClientConfig>>, Vec<Arc<Shelf>>, &'static Replayable) {
         let (provider, random) = seeded::provider();
         let base = tls::config_with_provider(&Options::default(), provider).unwrap();
-        let shelves: Vec<Arc<Shelf>> = (0..count).map(|_| Arc::default()).collect();
-        let configs = shelves
-            .iter()
-            .map(|shelf| {
-                let mut config = base.clone();
-                config.resumption = Resumption::store(Arc::clone(shelf) as _);
-                Arc::new(config)
-            })
-            .collect();
+        let (configs, shelves) = configs(&base, count);
         (configs, shelves, random)
     }
 
