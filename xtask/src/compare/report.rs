@@ -338,8 +338,9 @@ fn cross_node_section(w: &mut String, results: &Results, plan: &Plan) {
          the handshake when a client offers one the router does not hold (see the pull \
          figures below). The others are independent instances, which cannot share \
          sessions: back to back a client lands on the node it last used about one time \
-         in three, and paced, when the clients take the round-robin in turn, almost \
-         never. Server CPU: the three nodes' process trees over the run, per handshake.\n",
+         in three, and paced less often, the more so the more the clients take the \
+         round-robin in turn (which a busy machine upsets). Server CPU: the three nodes' \
+         process trees over the run, per handshake.\n",
         c = plan.connections,
         a = plan.cross_node_attempts,
     )
