@@ -65,31 +65,40 @@ async fn bench(args: &[String]) -> (Option<i32>, String) {
     )
 }
 
-/// `cachet bench --json` with the smoke settings; the parsed report.
-async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
-    let (clients, handshakes) = (CLIENTS.to_string(), HANDSHAKES.to_string());
-    let mut args: Vec<String> = [
+/// `cachet bench --json --timeout .. --ca .. ARGS TARGETS`, which must
+/// succeed; the parsed report.
+async fn report(pki: &Pki, args: &[&str], targets: &[&Router]) -> Value {
+    let mut all: Vec<String> = [
         "--json",
-        "--handshakes",
-        &handshakes,
-        "--duration",
-        RUN_BOUND,
         "--timeout",
         EXCHANGE_BOUND,
-        "--connections",
-        &clients,
         "--ca",
         pki.ca_pem.to_str().expect("a UTF-8 temp path"),
     ]
     .iter()
-    .chain(extra)
+    .chain(args)
     .map(|s| s.to_string())
     .collect();
-    args.extend(targets.iter().map(|router| router.addr().to_string()));
-    let (code, stdout) = bench(&args).await;
-    assert_eq!(code, Some(0), "cachet bench {args:?}:\n{stdout}");
+    all.extend(targets.iter().map(|router| router.addr().to_string()));
+    let (code, stdout) = bench(&all).await;
+    assert_eq!(code, Some(0), "cachet bench {all:?}:\n{stdout}");
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("cachet bench printed no JSON ({e}):\n{stdout}"))
+}
+
+/// `cachet bench --json` with the smoke settings; the parsed report.
+async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
+    let (clients, handshakes) = (CLIENTS.to_string(), HANDSHAKES.to_string());
+    let mut args = vec![
+        "--handshakes",
+        &handshakes,
+        "--duration",
+        RUN_BOUND,
+        "--connections",
+        &clients,
+    ];
+    args.extend(extra);
+    report(pki, &args, targets).await
 }
 
 fn count(report: &Value, pointer: &str) -> u64 {
@@ -258,7 +267,98 @@ async fn option_mistakes_exit_2_and_name_the_option() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`--connections`: `lots`"), "{stderr}");
+    let output = cachet_tests::run_to_exit(&["bench", "--ticket-race", "9", "--insecure", "h:1"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("two TARGETs or more"), "{stderr}");
     let output = cachet_tests::run_to_exit(&["bench", "--help"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("Usage: cachet bench"));
+}
+
+/// `cachet bench --ticket-race ROUNDS --json` over `targets`; the report.
+async fn race_json(pki: &Pki, rounds: u64, targets: &[&Router]) -> Value {
+    report(pki, &["--ticket-race", &rounds.to_string()], targets).await
+}
+
+/// The ticket race counts what the servers did with one ticket offered to
+/// several at once. Three independent routers know only their own tickets:
+/// no round resumes anywhere. One router named three times gets the ticket
+/// it issued twice at once, and its cache hands a ticket out once: every
+/// round resumes exactly once, which also shows that both offers carried
+/// the same ticket (with two, both would resume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_race_counts_resumptions_per_round() {
+    const ROUNDS: u64 = 12;
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let (a, b, c) = (
+        start_router(&pki, &backend),
+        start_router(&pki, &backend),
+        start_router(&pki, &backend),
+    );
+
+    let report = race_json(&pki, ROUNDS, &[&a, &b, &c]).await;
+    let race = &report["ticket_race"];
+    assert_eq!(race["rounds"], ROUNDS, "{report:#}");
+    assert_eq!(race["resumed_nowhere"], ROUNDS, "{report:#}");
+    assert_eq!(race["double_resumptions"], 0, "{report:#}");
+    assert_eq!(race["no_ticket"], 0, "{report:#}");
+    // One full handshake per round, and two offers.
+    assert_eq!(count(&report, "/handshakes/full"), 3 * ROUNDS, "{report:#}");
+    assert_eq!(count(&report, "/handshakes/offered"), 2 * ROUNDS);
+    assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    // Round-robin: each router issued a third of the tickets and was
+    // offered the others' (a full handshake each): one per round.
+    for target in report["per_target"].as_array().expect("per_target") {
+        assert_eq!(target["full"], ROUNDS, "{report:#}");
+    }
+
+    let report = race_json(&pki, ROUNDS, &[&a, &a, &a]).await;
+    let race = &report["ticket_race"];
+    assert_eq!(race["resumed_once"], ROUNDS, "{report:#}");
+    assert_eq!(race["resumed_per_round"], serde_json::json!([0, ROUNDS, 0]));
+    assert_eq!(count(&report, "/handshakes/resumed"), ROUNDS, "{report:#}");
+    assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    assert_eq!(backend.served(), 0);
+}
+
+/// Handshake-only, each connection to the next target: a client offers
+/// what the target it last used issued, not an older session. With one
+/// client over three independent routers, every offer goes to a router
+/// that never saw it, so none resumes (an older session or ticket from the
+/// same router, three connections back, would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_offers_what_its_last_target_issued() {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
+    let routers = [
+        start_router(&pki, &backend),
+        start_router(&pki, &backend),
+        start_router(&pki, &backend),
+    ];
+    for tls in ["1.2", "1.3"] {
+        let args = [
+            "--tls",
+            tls,
+            "--requests-per-connection",
+            "0",
+            "--connections",
+            "1",
+            "--handshakes",
+            "30",
+            "--duration",
+            RUN_BOUND,
+        ];
+        let report = report(&pki, &args, &[&routers[0], &routers[1], &routers[2]]).await;
+        let total = count(&report, "/handshakes/total");
+        assert!(total >= 30, "{report:#}");
+        assert_eq!(count(&report, "/handshakes/offered"), total - 1);
+        assert_eq!(
+            count(&report, "/handshakes/resumed"),
+            0,
+            "TLS {tls}: {report:#}"
+        );
+        assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    }
 }

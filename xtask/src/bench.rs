@@ -120,7 +120,7 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
     let path = docs.join("BENCHMARKS.md");
     fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("xtask: wrote {} and docs/{CHART}", path.display());
-    for line in compare::report::verdicts(&results) {
+    for line in compare::report::verdicts(&results, &plan) {
         eprintln!("xtask: {line}");
     }
     Ok(())

@@ -395,7 +395,7 @@ fn s_client(
 }
 
 /// One stats document from a `stats` socket.
-fn read_stats(addr: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn read_stats(addr: &str) -> Result<serde_json::Value, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("stats {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

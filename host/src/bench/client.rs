@@ -236,12 +236,21 @@ async fn connection(
     true
 }
 
-/// TCP connect (with TCP_NODELAY) and TLS handshake.
+/// TCP connect and TLS handshake.
 async fn handshake(
     run: &Run,
     connector: &TlsConnector,
     addr: SocketAddr,
 ) -> Result<TlsStream<TcpStream>, (ErrorKind, io::Error)> {
+    let tcp = connect(addr).await?;
+    connector
+        .connect(run.server_name.clone(), tcp)
+        .await
+        .map_err(|e| (ErrorKind::Tls, e))
+}
+
+/// TCP connect, with TCP_NODELAY.
+pub(super) async fn connect(addr: SocketAddr) -> Result<TcpStream, (ErrorKind, io::Error)> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| (ErrorKind::Connect, e))?;
@@ -249,17 +258,14 @@ async fn handshake(
     // abbreviated handshake until the server's delayed ACK: ~40 ms, which
     // would cap each client at ~25 resumptions a second.
     tcp.set_nodelay(true).map_err(|e| (ErrorKind::Other, e))?;
-    connector
-        .connect(run.server_name.clone(), tcp)
-        .await
-        .map_err(|e| (ErrorKind::Tls, e))
+    Ok(tcp)
 }
 
 /// Ends a connection politely: close_notify, then wait briefly for the
 /// server's close. With no request sent this is also what reads the TLS 1.3
 /// tickets the server sent after the handshake, so the next connection has
 /// one to offer.
-async fn close(mut tls: TlsStream<TcpStream>, drain: bool) {
+pub(super) async fn close(mut tls: TlsStream<TcpStream>, drain: bool) {
     let _ = timeout(CLOSE_WAIT, async {
         let _ = tls.shutdown().await;
         if drain {

@@ -8,6 +8,8 @@
 //!
 //! - [`options`]: the command line.
 //! - [`tls`]: the rustls client configuration.
+//! - [`race`]: `--ticket-race`, one TLS 1.3 ticket offered to several
+//!   targets at once.
 //! - [`client`]: one client's loop, connections and requests.
 //! - [`http`]: the minimal HTTP/1.1 exchange.
 //! - [`stats`]: counts and latency histograms.
@@ -18,6 +20,7 @@ pub mod client;
 pub mod http;
 pub mod options;
 pub mod progress;
+pub mod race;
 pub mod report;
 pub mod stats;
 pub mod tls;
@@ -61,6 +64,15 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(rounds) = options.ticket_race {
+        return match runtime.block_on(race::run(&options, rounds)) {
+            Ok(race) => race.print(&options),
+            Err(error) => {
+                crate::say!("cachet bench: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (stats, elapsed) = match runtime.block_on(run(&options)) {
         Ok(done) => done,
         Err(error) => {

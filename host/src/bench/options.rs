@@ -54,6 +54,9 @@ pub struct Options {
     pub rate: Option<u32>,
     /// Bound on connect + handshake, and on each request.
     pub timeout: Duration,
+    /// `--ticket-race N`: N rounds of one TLS 1.3 ticket offered to every
+    /// target but its issuer at once, instead of a load.
+    pub ticket_race: Option<u64>,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             json: false,
             rate: None,
             timeout: Duration::from_secs(10),
+            ticket_race: None,
         }
     }
 }
@@ -95,6 +99,22 @@ fn error(message: impl Into<String>) -> OptionError {
 /// Upper bound on `--connections`: each is a task with its own buffers and
 /// session store, and more than this from one process measures the client.
 const MAX_CONNECTIONS: usize = 100_000;
+
+/// Upper bound on `--ticket-race` rounds: each is a few handshakes, one
+/// after the other, and more would run for hours.
+const MAX_RACE_ROUNDS: u64 = 1_000_000;
+
+/// Options that shape a load, which a ticket race does not run.
+const LOAD_ONLY: [&str; 8] = [
+    "--connections",
+    "--duration",
+    "--handshakes",
+    "--requests-per-connection",
+    "--resume",
+    "--no-resume",
+    "--path",
+    "--rate",
+];
 
 pub const HELP: &str = "\
 cachet bench: a resumption-aware HTTPS load generator
@@ -124,6 +144,14 @@ Options:
   --timeout SECS                bound on connect + handshake, and on each request
                                 (default 10)
   --json                        print one JSON document on stdout instead of the report
+  --ticket-race N               instead of a load, N rounds of: a full TLS 1.3
+                                handshake with the next TARGET (round-robin), then
+                                its newest ticket offered to every other TARGET at
+                                the same instant; reports how many rounds resumed
+                                on no target, on one, and on two or more (a ticket
+                                used twice). Needs two TARGETs or more; only
+                                --tls 1.3, --server-name, --ca/--insecure,
+                                --timeout and --json apply
   -h, --help                    this text
 
 One of --ca and --insecure is required. Exit status: 0 when at least one
@@ -140,6 +168,7 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
     let mut options = Options::default();
     let mut ca: Option<PathBuf> = None;
     let mut insecure = false;
+    let mut given: Vec<String> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let arg = arg
@@ -154,6 +183,7 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
             Some((name, value)) => (name, Some(value.to_owned())),
             None => (arg, None),
         };
+        given.push(name.to_owned());
         let mut value = || -> Result<String, OptionError> {
             if let Some(value) = &inline {
                 return Ok(value.clone());
@@ -239,6 +269,15 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
                 }
                 options.rate = Some(rate);
             }
+            "--ticket-race" => {
+                let rounds: u64 = number(name, &value()?)?;
+                if rounds == 0 || rounds > MAX_RACE_ROUNDS {
+                    return Err(error(format!(
+                        "`--ticket-race`: `{rounds}` is not between 1 and {MAX_RACE_ROUNDS}"
+                    )));
+                }
+                options.ticket_race = Some(rounds);
+            }
             _ => return Err(error(format!("unknown option `{name}`"))),
         }
     }
@@ -254,7 +293,30 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
     if options.targets.is_empty() {
         return Err(error("no TARGET: give at least one host:port"));
     }
+    if options.ticket_race.is_some() {
+        check_race(&options, &given)?;
+    }
     Ok(Parsed::Run(options))
+}
+
+/// What `--ticket-race` cannot be combined with.
+fn check_race(options: &Options, given: &[String]) -> Result<(), OptionError> {
+    if let Some(name) = given.iter().find(|name| LOAD_ONLY.contains(&name.as_str())) {
+        return Err(error(format!(
+            "`{name}` shapes a load and does not apply to `--ticket-race`"
+        )));
+    }
+    if options.tls != TlsVersion::V13 {
+        return Err(error(
+            "`--ticket-race` races TLS 1.3 tickets: `--tls 1.2` has none",
+        ));
+    }
+    if options.targets.len() < 2 {
+        return Err(error(
+            "`--ticket-race` offers each ticket to the targets that did not issue it: give two TARGETs or more",
+        ));
+    }
+    Ok(())
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, OptionError> {
@@ -335,7 +397,59 @@ mod tests {
         assert!(!options.json);
         assert_eq!(options.rate, None);
         assert_eq!(options.handshakes, None);
+        assert_eq!(options.ticket_race, None);
         assert_eq!(options.targets, ["127.0.0.1:8443"]);
+    }
+
+    #[test]
+    fn a_ticket_race() {
+        let options = run(&[
+            "--ticket-race",
+            "300",
+            "--insecure",
+            "--tls",
+            "1.3",
+            "--timeout",
+            "5",
+            "--json",
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            "127.0.0.1:3",
+        ]);
+        assert_eq!(options.ticket_race, Some(300));
+        assert_eq!(options.targets.len(), 3);
+        assert_eq!(options.timeout, Duration::from_secs(5));
+        let cases: &[(&[&str], &str)] = &[
+            (&["--ticket-race", "0"], "`--ticket-race`: `0`"),
+            (&["--ticket-race", "many"], "`--ticket-race`: `many`"),
+            (
+                &["--ticket-race", "5", "--connections", "4"],
+                "`--connections` shapes a load",
+            ),
+            (
+                &["--ticket-race", "5", "--no-resume"],
+                "`--no-resume` shapes",
+            ),
+            (&["--ticket-race", "5", "--rate=10"], "`--rate` shapes"),
+            (
+                &["--ticket-race", "5", "--tls", "1.2"],
+                "`--tls 1.2` has none",
+            ),
+        ];
+        for (args, expected) in cases {
+            let args: Vec<&str> = args
+                .iter()
+                .copied()
+                .chain(["--insecure", "h:1", "h:2"])
+                .collect();
+            let message = fails(&args);
+            assert!(
+                message.contains(expected),
+                "{args:?}: `{message}` does not contain `{expected}`"
+            );
+        }
+        let message = fails(&["--ticket-race", "5", "--insecure", "h:1"]);
+        assert!(message.contains("two TARGETs or more"), "{message}");
     }
 
     #[test]

@@ -81,6 +81,7 @@ impl Report<'_> {
                 "path": options.path,
                 "server_name": options.server_name,
                 "rate": options.rate,
+                "ticket_race": options.ticket_race,
             },
             "elapsed_s": self.elapsed.as_secs_f64(),
             "handshakes": {
@@ -91,6 +92,8 @@ impl Report<'_> {
                 "full_per_s": self.per_second(stats.full),
                 "resumed_per_s": self.per_second(stats.resumed),
                 "resumption_ratio": stats.resumption_ratio(),
+                "offered": stats.offered,
+                "offered_resumed": stats.offered_resumed,
             },
             "requests": {
                 "total": stats.requests,
@@ -103,23 +106,30 @@ impl Report<'_> {
     }
 
     pub fn to_text(&self) -> String {
-        let stats = self.stats;
         let options = self.options;
-        let mut out = String::new();
         let requests = match options.requests_per_connection {
             0 => "handshake only".to_owned(),
             1 => "1 request per connection".to_owned(),
             n => format!("{n} requests per connection"),
         };
-        let _ = writeln!(
-            out,
-            "cachet bench: {} target(s), {} connections, TLS {}, resumption {}, {requests}, {:.1} s",
+        let mut out = format!(
+            "cachet bench: {} target(s), {} connections, TLS {}, resumption {}, {requests}, {:.1} s\n",
             options.targets.len(),
             options.connections,
             options.tls.as_str(),
             if options.resume { "on" } else { "off" },
             self.elapsed.as_secs_f64(),
         );
+        out.push_str(&self.figures_text());
+        out
+    }
+
+    /// The report's lines after its first: handshakes, requests,
+    /// latencies, errors, targets.
+    pub fn figures_text(&self) -> String {
+        let stats = self.stats;
+        let options = self.options;
+        let mut out = String::new();
         let ratio = match stats.resumption_ratio() {
             Some(ratio) => format!("{:.1}%", ratio * 100.0),
             None => "n/a".to_owned(),
@@ -234,6 +244,9 @@ mod tests {
         assert_eq!(handshakes["per_s"], 2.0);
         assert_eq!(handshakes["resumed_per_s"], 1.0);
         assert_eq!(handshakes["resumption_ratio"], 2.0 / 3.0);
+        assert_eq!(handshakes["offered"], 3);
+        assert_eq!(handshakes["offered_resumed"], 2);
+        assert_eq!(json["settings"]["ticket_race"], Value::Null);
         assert_eq!(json["requests"]["total"], 1);
         assert_eq!(json["requests"]["per_s"], 0.5);
         for name in [

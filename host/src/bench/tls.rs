@@ -25,7 +25,15 @@ const SESSIONS_PER_CLIENT: usize = 8;
 
 /// The configuration every client starts from.
 pub fn base_config(options: &Options) -> Result<ClientConfig> {
-    let provider = Arc::new(aws_lc_rs::default_provider());
+    config_with_provider(options, Arc::new(aws_lc_rs::default_provider()))
+}
+
+/// The same, over another crypto provider (the ticket race's replayable
+/// one), without resumption.
+pub fn config_with_provider(
+    options: &Options,
+    provider: Arc<CryptoProvider>,
+) -> Result<ClientConfig> {
     let version: &'static rustls::SupportedProtocolVersion = match options.tls {
         TlsVersion::V12 => &rustls::version::TLS12,
         TlsVersion::V13 => &rustls::version::TLS13,

@@ -71,9 +71,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
         for offset in 0..routers.len() {
             let index = (round + offset) % routers.len();
             let (label, addr, pid) = &routers[index];
-            let before = cpu::of_tree(*pid)?;
+            let meter = cpu::Meter::start(&[*pid])?;
             let outcome = load::run(&cachet, &[*addr], Load::Proxied, pressure)?;
-            let spent = cpu::of_tree(*pid)? - before;
+            let spent = meter.spent()?;
             if outcome.errors > 0 || outcome.requests == 0 {
                 return Err(format!(
                     "{label}: {} errors, {} requests",
@@ -84,7 +84,8 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
             if round > 0 {
                 samples[index].push(Sample {
                     requests_per_s: outcome.requests_per_s,
-                    cpu_us_per_request: spent.as_secs_f64() * 1e6 / outcome.requests as f64,
+                    cpu_us_per_request: cpu::per_operation_us(spent, outcome.requests)
+                        .unwrap_or(0.0),
                 });
             }
         }

@@ -28,6 +28,35 @@ pub(crate) fn of_tree(root: u32) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_s as f64))
 }
 
+/// CPU time spent by some process trees (a server's, or a cluster's three)
+/// from its start to [`Meter::spent`].
+pub(crate) struct Meter {
+    roots: Vec<u32>,
+    start: Duration,
+}
+
+impl Meter {
+    pub(crate) fn start(roots: &[u32]) -> Result<Meter, String> {
+        Ok(Meter {
+            roots: roots.to_vec(),
+            start: of_trees(roots)?,
+        })
+    }
+
+    pub(crate) fn spent(&self) -> Result<Duration, String> {
+        Ok(of_trees(&self.roots)?.saturating_sub(self.start))
+    }
+}
+
+fn of_trees(roots: &[u32]) -> Result<Duration, String> {
+    roots.iter().map(|root| of_tree(*root)).sum()
+}
+
+/// Microseconds of CPU per operation; `None` without operations.
+pub(crate) fn per_operation_us(spent: Duration, operations: u64) -> Option<f64> {
+    (operations > 0).then(|| spent.as_secs_f64() * 1e6 / operations as f64)
+}
+
 /// Fields 14 and 15 (utime, stime) of `/proc/PID/stat`, counted after the
 /// command name, which may itself hold spaces and parentheses.
 fn user_and_system_ticks(stat: &str) -> Option<u64> {
@@ -60,6 +89,16 @@ mod tests {
     }
 
     #[test]
+    fn cpu_per_operation() {
+        assert_eq!(
+            per_operation_us(Duration::from_millis(300), 2000),
+            Some(150.0)
+        );
+        assert_eq!(per_operation_us(Duration::ZERO, 10), Some(0.0));
+        assert_eq!(per_operation_us(Duration::from_secs(1), 0), None);
+    }
+
+    #[test]
     fn this_process_has_spent_time() {
         let mut x = 0u64;
         for i in 0..20_000_000u64 {
@@ -67,5 +106,8 @@ mod tests {
         }
         assert!(x != 1);
         assert!(of_tree(std::process::id()).unwrap() > Duration::ZERO);
+        let me = std::process::id();
+        let meter = Meter::start(&[me, me]).unwrap();
+        assert!(meter.spent().unwrap() < Duration::from_secs(3600));
     }
 }

@@ -76,6 +76,23 @@ impl Load {
         ]
     }
 
+    /// What the server's CPU time is divided by: handshakes (all of them,
+    /// in a resumed load mostly resumed ones) or requests.
+    pub(crate) fn operations(self, outcome: &Outcome) -> u64 {
+        match self {
+            Load::New(_) | Load::Resumed(_) => outcome.handshakes,
+            Load::Proxied => outcome.requests,
+        }
+    }
+
+    /// One operation, for labels.
+    pub(crate) fn operation(self) -> &'static str {
+        match self {
+            Load::New(_) | Load::Resumed(_) => "handshake",
+            Load::Proxied => "request",
+        }
+    }
+
     /// The figure this load is judged by.
     pub(crate) fn figure(self, outcome: &Outcome) -> f64 {
         match self {
@@ -96,6 +113,10 @@ pub(crate) struct Outcome {
     pub resumption_ratio: f64,
     pub handshakes: u64,
     pub full: u64,
+    /// Handshakes that offered a session (each client's but its first),
+    /// and how many of them resumed.
+    pub offered: u64,
+    pub offered_resumed: u64,
     pub errors: u64,
 }
 
@@ -113,6 +134,16 @@ pub(crate) struct Pressure {
     pub timeout: Duration,
 }
 
+/// `cachet bench --json --insecure --timeout TIMEOUT`, for more options.
+fn bench_command(cachet: &Path, timeout: Duration) -> Command {
+    let mut command = Command::new(cachet);
+    command
+        .arg("bench")
+        .args(["--json", "--insecure", "--timeout"])
+        .arg(format!("{}", timeout.as_secs_f64()));
+    command
+}
+
 /// Runs `load` against `targets` (round-robin) with `cachet bench`.
 pub(crate) fn run(
     cachet: &Path,
@@ -120,11 +151,8 @@ pub(crate) fn run(
     load: Load,
     pressure: Pressure,
 ) -> Result<Outcome, String> {
-    let mut command = Command::new(cachet);
+    let mut command = bench_command(cachet, pressure.timeout);
     command
-        .arg("bench")
-        .args(["--json", "--insecure", "--timeout"])
-        .arg(format!("{}", pressure.timeout.as_secs_f64()))
         .arg("--connections")
         .arg(pressure.connections.to_string())
         .arg("--duration")
@@ -159,7 +187,61 @@ pub(crate) fn run(
         resumption_ratio: number(&json["handshakes"]["resumption_ratio"]),
         handshakes: json["handshakes"]["total"].as_u64().unwrap_or(0),
         full: json["handshakes"]["full"].as_u64().unwrap_or(0),
+        offered: json["handshakes"]["offered"].as_u64().unwrap_or(0),
+        offered_resumed: json["handshakes"]["offered_resumed"].as_u64().unwrap_or(0),
         errors,
+    })
+}
+
+/// What `cachet bench --ticket-race` counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Race {
+    /// Rounds in which the ticket was offered.
+    pub rounds: u64,
+    pub resumed_nowhere: u64,
+    pub resumed_once: u64,
+    /// Rounds in which two or more servers resumed the one ticket.
+    pub double: u64,
+    /// Rounds whose first handshake gave no ticket.
+    pub no_ticket: u64,
+    pub errors: u64,
+}
+
+/// `rounds` rounds of `cachet bench --ticket-race` over `targets`.
+pub(crate) fn ticket_race(
+    cachet: &Path,
+    targets: &[SocketAddr],
+    rounds: u64,
+    timeout: Duration,
+) -> Result<Race, String> {
+    let mut command = bench_command(cachet, timeout);
+    command
+        .arg("--ticket-race")
+        .arg(rounds.to_string())
+        .args(targets.iter().map(SocketAddr::to_string));
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cachet bench --ticket-race: {e}"))?;
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+        format!(
+            "cachet bench --ticket-race printed no JSON ({e}; {}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    parse_race(&json)
+        .ok_or_else(|| format!("cachet bench --ticket-race's JSON lacks counts: {json}"))
+}
+
+fn parse_race(json: &serde_json::Value) -> Option<Race> {
+    let race = &json["ticket_race"];
+    Some(Race {
+        rounds: race["rounds"].as_u64()?,
+        resumed_nowhere: race["resumed_nowhere"].as_u64()?,
+        resumed_once: race["resumed_once"].as_u64()?,
+        double: race["double_resumptions"].as_u64()?,
+        no_ticket: race["no_ticket"].as_u64()?,
+        errors: json["errors"]["total"].as_u64()?,
     })
 }
 
@@ -214,5 +296,30 @@ mod tests {
                     2476 connections in 4 real seconds, 0 bytes read per connection\n";
         assert_eq!(parse_s_time(text), Some(619.0));
         assert_eq!(parse_s_time("ERROR\n"), None);
+    }
+
+    #[test]
+    fn reads_a_ticket_race() {
+        let json = serde_json::json!({
+            "errors": {"total": 2},
+            "ticket_race": {"rounds": 10, "resumed_nowhere": 1, "resumed_once": 8,
+                            "double_resumptions": 1, "no_ticket": 0,
+                            "resumed_per_round": [1, 8, 1]},
+        });
+        assert_eq!(
+            parse_race(&json),
+            Some(Race {
+                rounds: 10,
+                resumed_nowhere: 1,
+                resumed_once: 8,
+                double: 1,
+                no_ticket: 0,
+                errors: 2
+            })
+        );
+        assert_eq!(
+            parse_race(&serde_json::json!({"errors": {"total": 0}})),
+            None
+        );
     }
 }

@@ -12,9 +12,13 @@
 //!    measures the handshake rows with a client that is not cachet's;
 //! 2. three nodes of each server behind the load generator's round-robin:
 //!    a cachet cluster, and independent nginx, HAProxy and hitch instances,
-//!    for the cross-node resumption ratio.
+//!    for the cross-node resumption ratio (a fixed number of resumption
+//!    attempts per TLS version), then the ticket race (one TLS 1.3 ticket
+//!    offered to two nodes at once: single use), then, on cachet, each
+//!    node's pull figures ([`pulls`]).
 //!
-//! Medians of the rounds are what the report quotes.
+//! Every load run also measures the server's own CPU time ([`cpu`]), per
+//! operation. Medians of the rounds are what the report quotes.
 
 pub(crate) mod access_log_cost;
 mod backend;
@@ -23,9 +27,11 @@ pub(crate) mod chart;
 pub(crate) mod cpu;
 pub(crate) mod load;
 mod memory;
+pub(crate) mod pulls;
 pub(crate) mod report;
 pub(crate) mod servers;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -33,6 +39,7 @@ use std::time::Duration;
 pub(crate) use certs::KeyType;
 use load::{Load, Outcome, Pressure, Tls};
 pub(crate) use memory::Footprint;
+use pulls::Pulls;
 use servers::{ClusterNode, Kind, Server, Setup};
 
 use crate::processes::{debug_cachet, release_cachet, Processes};
@@ -56,6 +63,11 @@ pub(crate) struct Plan {
     pub handshakes: Option<u64>,
     /// Bound on each connection's handshake and request.
     pub timeout: Duration,
+    /// Resumption attempts (handshakes offering a session) each cross-node
+    /// run makes, per TLS version and pace.
+    pub cross_node_attempts: u64,
+    /// Rounds of the ticket race on each three nodes.
+    pub race_rounds: u64,
 }
 
 impl Plan {
@@ -71,6 +83,8 @@ impl Plan {
             release: true,
             handshakes: None,
             timeout: Duration::from_secs(10),
+            cross_node_attempts: 10_000,
+            race_rounds: 1_000,
         }
     }
 
@@ -79,6 +93,8 @@ impl Plan {
             rounds: 3,
             run: Duration::from_millis(1500),
             s_time_seconds: 2,
+            cross_node_attempts: 2_000,
+            race_rounds: 200,
             ..Plan::full()
         }
     }
@@ -98,6 +114,8 @@ impl Plan {
             release: false,
             handshakes: Some(40),
             timeout: Duration::from_secs(60),
+            cross_node_attempts: 40,
+            race_rounds: 10,
         }
     }
 
@@ -126,6 +144,10 @@ pub(crate) struct Results {
     pub missing: Vec<Kind>,
     pub throughput: Vec<Throughput>,
     pub cross_node: Vec<CrossNode>,
+    pub races: Vec<RaceFigure>,
+    /// Each cachet cluster node's pull figures, in node order; empty when
+    /// the binary publishes none.
+    pub pulls: Vec<Pulls>,
     pub memory: Vec<MemoryFigure>,
     pub s_time: Vec<STime>,
     /// Servers that failed to start or to serve, and why.
@@ -142,6 +164,8 @@ pub(crate) struct Throughput {
     pub kind: Kind,
     /// The load's figure, per round.
     pub samples: Vec<f64>,
+    /// The server's CPU time per operation, in microseconds, per round.
+    pub cpu_us: Vec<f64>,
     pub errors: u64,
     /// Resumption ratio of the last round (resumed loads).
     pub resumption_ratio: f64,
@@ -150,6 +174,10 @@ pub(crate) struct Throughput {
 impl Throughput {
     pub(crate) fn median(&self) -> f64 {
         median(&self.samples)
+    }
+
+    pub(crate) fn cpu_median(&self) -> Option<f64> {
+        (!self.cpu_us.is_empty()).then(|| median(&self.cpu_us))
     }
 }
 
@@ -160,9 +188,22 @@ pub(crate) struct CrossNode {
     /// New connections per second across all clients; `None`: each client
     /// reconnects the moment its last connection closed.
     pub pace: Option<u32>,
+    /// Resumed of attempts.
     pub ratio: f64,
+    /// Handshakes that offered a session, and of those, resumed.
+    pub attempts: u64,
+    pub resumed: u64,
     pub handshakes: u64,
     pub errors: u64,
+    /// CPU time of the three nodes per handshake, in microseconds.
+    pub cpu_us: Option<f64>,
+}
+
+/// The ticket race on three nodes of one kind.
+#[derive(Debug, Clone)]
+pub(crate) struct RaceFigure {
+    pub kind: Kind,
+    pub race: load::Race,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +229,14 @@ impl Results {
             .iter()
             .find(|t| t.key_type == key_type && t.load == load && t.kind == kind)
             .map(Throughput::median)
+    }
+
+    /// The median server CPU per operation of `load` on `kind`.
+    pub(crate) fn cpu_median(&self, key_type: KeyType, load: Load, kind: Kind) -> Option<f64> {
+        self.throughput
+            .iter()
+            .find(|t| t.key_type == key_type && t.load == load && t.kind == kind)
+            .and_then(Throughput::cpu_median)
     }
 
     pub(crate) fn compared(&self) -> impl Iterator<Item = Kind> + '_ {
@@ -326,17 +375,21 @@ fn compare_one_key_type(
     for round in 1..=plan.rounds {
         for load in Load::ALL {
             for server in &running {
+                let meter = cpu::Meter::start(&[server.pid])?;
                 let outcome = load::run(setup.cachet, &[server.addr], load, pressure)?;
+                let cpu_us = cpu::per_operation_us(meter.spent()?, load.operations(&outcome));
                 eprintln!(
-                    "xtask: {} round {round}/{}: {} {}: {:.0} ({} errors)",
+                    "xtask: {} round {round}/{}: {} {}: {:.0} ({} errors), server CPU {} per {}",
                     key_type.label(),
                     plan.rounds,
                     server.kind.name(),
                     load.label(),
                     load.figure(&outcome),
-                    outcome.errors
+                    outcome.errors,
+                    cpu_us.map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
+                    load.operation()
                 );
-                record(results, key_type, load, server.kind, &outcome);
+                record(results, key_type, load, server.kind, &outcome, cpu_us);
             }
         }
     }
@@ -366,27 +419,38 @@ fn compare_one_key_type(
     Ok(())
 }
 
-fn record(results: &mut Results, key_type: KeyType, load: Load, kind: Kind, outcome: &Outcome) {
-    let figure = load.figure(outcome);
-    match results
+fn record(
+    results: &mut Results,
+    key_type: KeyType,
+    load: Load,
+    kind: Kind,
+    outcome: &Outcome,
+    cpu_us: Option<f64>,
+) {
+    let index = match results
         .throughput
-        .iter_mut()
-        .find(|t| t.key_type == key_type && t.load == load && t.kind == kind)
+        .iter()
+        .position(|t| t.key_type == key_type && t.load == load && t.kind == kind)
     {
-        Some(entry) => {
-            entry.samples.push(figure);
-            entry.errors += outcome.errors;
-            entry.resumption_ratio = outcome.resumption_ratio;
+        Some(index) => index,
+        None => {
+            results.throughput.push(Throughput {
+                key_type,
+                load,
+                kind,
+                samples: Vec::new(),
+                cpu_us: Vec::new(),
+                errors: 0,
+                resumption_ratio: 0.0,
+            });
+            results.throughput.len() - 1
         }
-        None => results.throughput.push(Throughput {
-            key_type,
-            load,
-            kind,
-            samples: vec![figure],
-            errors: outcome.errors,
-            resumption_ratio: outcome.resumption_ratio,
-        }),
-    }
+    };
+    let entry = &mut results.throughput[index];
+    entry.samples.push(load.figure(outcome));
+    entry.cpu_us.extend(cpu_us);
+    entry.errors += outcome.errors;
+    entry.resumption_ratio = outcome.resumption_ratio;
 }
 
 /// Errors and warnings a server logged, counted, with the first one
@@ -467,7 +531,12 @@ pub(crate) fn pace_label(pace: Option<u32>) -> String {
     }
 }
 
-/// Three nodes of each kind, one worker each, behind round-robin.
+/// Bound on one cross-node run, which stops at its attempts: far more
+/// than a paced run of the full plan needs (12.5 s at 800 per second).
+const CROSS_NODE_BOUND: Duration = Duration::from_secs(300);
+
+/// Three nodes of each kind, one worker each, behind round-robin: the
+/// cross-node runs, the ticket race, and on cachet the pull figures.
 fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<(), String> {
     let key_file = setup.scratch.join("cluster.key");
     let key = Command::new(setup.cachet)
@@ -477,50 +546,140 @@ fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<()
     std::fs::write(&key_file, &key.stdout).map_err(|e| format!("{}: {e}", key_file.display()))?;
     let kinds: Vec<Kind> = results.compared().collect();
     for kind in kinds {
-        let Some((_processes, nodes)) = three_nodes(results, setup, kind, &key_file)? else {
+        let Some(cluster) = three_nodes(results, setup, kind, &key_file)? else {
             continue;
         };
+        let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
+        let pids: Vec<u32> = cluster.nodes.iter().map(|n| n.pid).collect();
         for pace in CROSS_NODE_PACES {
             for tls in [Tls::V12, Tls::V13] {
-                let pressure = Pressure {
-                    connections: plan.connections,
-                    duration: plan.run,
-                    rate: pace,
-                    handshakes: plan.handshakes,
-                    timeout: plan.timeout,
-                };
-                let outcome = load::run(setup.cachet, &nodes, Load::Resumed(tls), pressure)?;
-                eprintln!(
-                    "xtask: three {} nodes, TLS {}, {}: {:.1}% resumed",
-                    kind.name(),
-                    tls.as_str(),
-                    pace_label(pace),
-                    100.0 * outcome.resumption_ratio
-                );
-                results.cross_node.push(CrossNode {
-                    kind,
-                    tls,
-                    pace,
-                    ratio: outcome.resumption_ratio,
-                    handshakes: outcome.handshakes,
-                    errors: outcome.errors,
-                });
+                let figure = cross_node_run(setup, plan, &addrs, &pids, kind, tls, pace)?;
+                if figure.attempts < plan.cross_node_attempts {
+                    results.failures.push(format!(
+                        "three {} nodes, TLS {}, {}: {} resumption attempts of the {} wanted \
+                         in {CROSS_NODE_BOUND:?}",
+                        kind.name(),
+                        tls.as_str(),
+                        pace_label(pace),
+                        figure.attempts,
+                        plan.cross_node_attempts
+                    ));
+                }
+                results.cross_node.push(figure);
             }
+        }
+        match load::ticket_race(setup.cachet, &addrs, plan.race_rounds, plan.timeout) {
+            Ok(race) => {
+                eprintln!(
+                    "xtask: three {} nodes, ticket race: double resumptions {} of {} rounds \
+                     (once {}, nowhere {}, no ticket {}, {} errors)",
+                    kind.name(),
+                    race.double,
+                    race.rounds,
+                    race.resumed_once,
+                    race.resumed_nowhere,
+                    race.no_ticket,
+                    race.errors
+                );
+                results.races.push(RaceFigure { kind, race });
+            }
+            Err(e) => results
+                .failures
+                .push(format!("three {} nodes, ticket race: {e}", kind.name())),
+        }
+        if kind == Kind::Cachet {
+            pull_figures(results, &cluster.stats);
         }
     }
     Ok(())
 }
 
+/// One cross-node run: `plan.cross_node_attempts` resumption attempts
+/// (each client's first handshake has nothing to offer), with the nodes'
+/// CPU time.
+fn cross_node_run(
+    setup: &Setup<'_>,
+    plan: Plan,
+    addrs: &[SocketAddr],
+    pids: &[u32],
+    kind: Kind,
+    tls: Tls,
+    pace: Option<u32>,
+) -> Result<CrossNode, String> {
+    let pressure = Pressure {
+        connections: plan.connections,
+        duration: CROSS_NODE_BOUND,
+        rate: pace,
+        handshakes: Some(plan.cross_node_attempts + plan.connections as u64),
+        timeout: plan.timeout,
+    };
+    let meter = cpu::Meter::start(pids)?;
+    let outcome = load::run(setup.cachet, addrs, Load::Resumed(tls), pressure)?;
+    let cpu_us = cpu::per_operation_us(meter.spent()?, outcome.handshakes);
+    eprintln!(
+        "xtask: three {} nodes, TLS {}, {}: {} of {} attempts resumed ({:.1}%), {} errors",
+        kind.name(),
+        tls.as_str(),
+        pace_label(pace),
+        outcome.offered_resumed,
+        outcome.offered,
+        100.0 * outcome.resumption_ratio,
+        outcome.errors
+    );
+    Ok(CrossNode {
+        kind,
+        tls,
+        pace,
+        ratio: outcome.resumption_ratio,
+        attempts: outcome.offered,
+        resumed: outcome.offered_resumed,
+        handshakes: outcome.handshakes,
+        errors: outcome.errors,
+        cpu_us,
+    })
+}
+
+/// Each cachet node's pull figures, or a note that the binary has none.
+fn pull_figures(results: &mut Results, stats: &[SocketAddr]) {
+    let mut figures = Vec::new();
+    for (i, addr) in stats.iter().enumerate() {
+        let read =
+            crate::cluster::read_stats(&addr.to_string()).and_then(|s| pulls::from_stats(&s));
+        match read {
+            Ok(Some(pulls)) => figures.push(pulls),
+            Ok(None) => {
+                eprintln!("xtask: cachet node {} publishes no pull figures", i + 1);
+                return;
+            }
+            Err(e) => {
+                results
+                    .failures
+                    .push(format!("cachet node {} pull figures: {e}", i + 1));
+                return;
+            }
+        }
+    }
+    results.pulls = figures;
+}
+
+/// Three running nodes of one kind, stopped when dropped.
+struct Cluster {
+    _processes: Processes,
+    nodes: Vec<Server>,
+    /// cachet's stats addresses (empty for the others).
+    stats: Vec<SocketAddr>,
+}
+
 /// Three nodes of `kind` (a cachet cluster: each node is given the others'
-/// sync ports, free a moment before; should one have been taken meanwhile,
-/// all three start again on fresh ones). `None` when they did not start,
-/// which is recorded in `results`.
+/// sync ports and a stats port, free a moment before; should one have been
+/// taken meanwhile, all three start again on fresh ones). `None` when they
+/// did not start, which is recorded in `results`.
 fn three_nodes(
     results: &mut Results,
     setup: &Setup<'_>,
     kind: Kind,
     key_file: &Path,
-) -> Result<Option<(Processes, Vec<std::net::SocketAddr>)>, String> {
+) -> Result<Option<Cluster>, String> {
     const ATTEMPTS: usize = 5;
     for attempt in 1..=ATTEMPTS {
         let mut processes = Processes::default();
@@ -530,16 +689,21 @@ fn three_nodes(
             servers::free_udp_port()?,
         ];
         let mut nodes = Vec::new();
+        let mut stats = Vec::new();
         for (i, sync) in syncs.iter().enumerate() {
             let cluster = ClusterNode {
                 key_file,
                 sync: *sync,
                 peers: syncs.iter().filter(|s| *s != sync).copied().collect(),
+                stats: servers::free_tcp_port()?,
             };
             let name = format!("{}-node{}", kind.name(), i + 1).to_lowercase();
             let cluster = (kind == Kind::Cachet).then_some(&cluster);
             match servers::start(&mut processes, kind, &name, setup, cluster) {
-                Ok(server) => nodes.push(server.addr),
+                Ok(server) => {
+                    nodes.push(server);
+                    stats.extend(cluster.map(|c| c.stats));
+                }
                 Err(e) if e.contains("Address already in use") && attempt < ATTEMPTS => break,
                 Err(e) => {
                     results.failures.push(format!(
@@ -552,9 +716,13 @@ fn three_nodes(
             }
         }
         if nodes.len() == 3 {
-            return Ok(Some((processes, nodes)));
+            return Ok(Some(Cluster {
+                _processes: processes,
+                nodes,
+                stats,
+            }));
         }
-        eprintln!("xtask: a sync port was taken before its node bound it; new ports");
+        eprintln!("xtask: a port was taken before its node bound it; new ports");
     }
     unreachable!("the last attempt returns")
 }

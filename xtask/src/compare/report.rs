@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::chart::Bar;
 use super::load::{Load, Tls};
+use super::pulls::{self, Pulls};
 use super::servers::{Kind, PEERS};
 use super::{pace_label, KeyType, Plan, Results};
 
@@ -17,8 +18,15 @@ fn target(load: Load) -> f64 {
     }
 }
 
-/// Cross-node resumption cachet's cluster must reach.
-const CROSS_NODE_TARGET: f64 = 0.99;
+/// Issue #16's targets for the server's CPU per operation: cachet / nginx
+/// at most this.
+fn cpu_target(load: Load) -> Option<f64> {
+    match load {
+        Load::Resumed(_) => Some(0.6),
+        Load::Proxied => Some(0.8),
+        Load::New(_) => None,
+    }
+}
 
 const KEY_TYPES: [KeyType; 2] = [KeyType::EcdsaP256, KeyType::Rsa2048];
 
@@ -51,7 +59,13 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
         "\nLoad: `cachet bench --json --insecure --connections {c} --duration {d}` per run, \
          {r} rounds, each round running every load against every server in turn; the \
          tables quote the median of the rounds. Ratios are cachet / peer: above 1, \
-         cachet is ahead. How the servers are configured and why: `docs/BENCH.md`.\n",
+         cachet is ahead. Below each rate, ↳ is what one operation cost the server \
+         itself: the user + system time of its whole process tree (master, workers, \
+         every thread) over the run, read from /proc, divided by the handshakes or \
+         requests completed, in microseconds. Lower is better, so there a ratio below 1 \
+         means cachet spends less; unlike the rates, it does not depend on how much of \
+         the shared cores the load generator took. How the servers are configured and \
+         why: `docs/BENCH.md`.\n",
         c = plan.connections,
         d = plan.run.as_secs_f64(),
         r = plan.rounds,
@@ -82,6 +96,9 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
                 }
             }
             writeln!(w, "{row}").unwrap();
+            if let Some(row) = cpu_row(results, key_type, load, &peers) {
+                writeln!(w, "{row}").unwrap();
+            }
         }
         writeln!(w).unwrap();
         let errors: Vec<String> = results
@@ -112,57 +129,9 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
         }
     }
 
-    writeln!(
-        w,
-        "### Cross-node resumption, three nodes behind round-robin\n"
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "Each node one worker; {c} clients, each connection going to the next node \
-         and offering the session or ticket the previous one issued. Back to back, a \
-         client reconnects the moment its last connection closed, which races the \
-         replication of a TLS 1.3 ticket issued at the very end of that connection; \
-         paced, each client comes back after some 20 ms (still far sooner than a \
-         browser's next connection). cachet's three routers replicate over the \
-         encrypted UDP sync; the others are independent instances, which cannot share \
-         sessions: back to back a client lands on the node it last used about one \
-         time in three, and paced, when the clients take the round-robin in turn, \
-         almost never.\n",
-        c = plan.connections
-    )
-    .unwrap();
-    writeln!(
-        w,
-        "| nodes | clients reconnect | TLS 1.2 resumed | TLS 1.3 resumed | handshakes | errors |"
-    )
-    .unwrap();
-    writeln!(w, "|---|---|---:|---:|---:|---:|").unwrap();
-    for kind in results.compared() {
-        for pace in paces(results) {
-            let of = |tls: Tls| {
-                results
-                    .cross_node
-                    .iter()
-                    .find(|c| c.kind == kind && c.tls == tls && c.pace == pace)
-            };
-            let (Some(v12), Some(v13)) = (of(Tls::V12), of(Tls::V13)) else {
-                continue;
-            };
-            writeln!(
-                w,
-                "| 3 × {} | {} | {:.1}% | {:.1}% | {} | {} |",
-                kind.name(),
-                pace_label(pace),
-                100.0 * v12.ratio,
-                100.0 * v13.ratio,
-                v12.handshakes + v13.handshakes,
-                v12.errors + v13.errors
-            )
-            .unwrap();
-        }
-    }
-
+    cross_node_section(w, results, plan);
+    race_section(w, results, plan);
+    pull_section(w, results);
     writeln!(w, "\n### Memory with {} cached sessions\n", plan.sessions).unwrap();
     writeln!(
         w,
@@ -232,7 +201,7 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
     }
 
     writeln!(w, "\n### Targets\n").unwrap();
-    for line in verdicts(results) {
+    for line in verdicts(results, plan) {
         writeln!(w, "- {line}").unwrap();
     }
     if !results.failures.is_empty() {
@@ -252,8 +221,9 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
 }
 
 /// One line per target: met, or short by how much.
-pub(crate) fn verdicts(results: &Results) -> Vec<String> {
+pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
     let mut lines = Vec::new();
+    let met = |ok: bool| if ok { "met" } else { "**short**" };
     for key_type in KEY_TYPES {
         for load in Load::ALL {
             let Some(ours) = results.median(key_type, load, Kind::Cachet) else {
@@ -265,31 +235,243 @@ pub(crate) fn verdicts(results: &Results) -> Vec<String> {
                 };
                 let ratio = ours / theirs;
                 let wanted = target(load);
-                let verdict = if ratio >= wanted { "met" } else { "**short**" };
                 lines.push(format!(
-                    "{} {}: cachet / {} = {ratio:.2}x, target {wanted:.1}x: {verdict}",
+                    "{} {}: cachet / {} = {ratio:.2}x, target {wanted:.1}x: {}",
                     key_type.label(),
                     load.label(),
-                    peer.name()
+                    peer.name(),
+                    met(ratio >= wanted)
                 ));
             }
+            let (Some(wanted), Some(ours), Some(theirs)) = (
+                cpu_target(load),
+                results.cpu_median(key_type, load, Kind::Cachet),
+                results
+                    .cpu_median(key_type, load, Kind::Nginx)
+                    .filter(|t| *t > 0.0),
+            ) else {
+                continue;
+            };
+            let ratio = ours / theirs;
+            lines.push(format!(
+                "{} server CPU per {} ({}): cachet / nginx = {ratio:.2}x, target at most \
+                 {wanted:.1}x: {}",
+                key_type.label(),
+                load.operation(),
+                load.short(),
+                met(ratio <= wanted)
+            ));
         }
     }
     for c in results.cross_node.iter().filter(|c| c.kind == Kind::Cachet) {
-        let verdict = if c.ratio >= CROSS_NODE_TARGET {
-            "met"
-        } else {
-            "**short**"
-        };
         lines.push(format!(
-            "cross-node resumption, TLS {}, {}: cachet {:.1}%, target {:.0}%: {verdict}",
+            "cross-node resumption, TLS {}, {}: cachet resumed {} of {} attempts ({}), \
+             target 100.0% of at least {}: {}",
             c.tls.as_str(),
             pace_label(c.pace),
-            100.0 * c.ratio,
-            100.0 * CROSS_NODE_TARGET
+            c.resumed,
+            c.attempts,
+            percent(c.resumed, c.attempts),
+            plan.cross_node_attempts,
+            met(c.resumed == c.attempts && c.attempts >= plan.cross_node_attempts)
+        ));
+    }
+    for r in results.races.iter().filter(|r| r.kind == Kind::Cachet) {
+        lines.push(format!(
+            "single use under a race: double resumptions: {} of {}, target 0: {}",
+            r.race.double,
+            r.race.rounds,
+            met(r.race.double == 0 && r.race.rounds > 0)
+        ));
+    }
+    if results.compared().any(|kind| kind == Kind::Cachet) && !results.cross_node.is_empty() {
+        lines.push(format!(
+            "pull answered in under 1 ms at p99: {}",
+            pulls::verdict(&results.pulls)
         ));
     }
     lines
+}
+
+/// `part` of `whole` as a percentage with one decimal; never rounded up to
+/// 100.0% while one is missing.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "n/a".to_owned();
+    }
+    let tenths = (part as f64 * 1000.0 / whole as f64).floor();
+    format!("{:.1}%", tenths / 10.0)
+}
+
+/// The ↳ row under a throughput row: the servers' CPU per operation.
+fn cpu_row(results: &Results, key_type: KeyType, load: Load, peers: &[Kind]) -> Option<String> {
+    let ours = results.cpu_median(key_type, load, Kind::Cachet)?;
+    let mut row = format!("| ↳ server CPU per {} (us) | {ours:.1} |", load.operation());
+    for peer in peers {
+        match results.cpu_median(key_type, load, *peer) {
+            Some(theirs) if theirs > 0.0 => {
+                write!(row, " {theirs:.1} | {:.2}x |", ours / theirs).unwrap()
+            }
+            Some(_) => row.push_str(" 0 | n/a |"),
+            None => row.push_str(" — | — |"),
+        }
+    }
+    Some(row)
+}
+
+fn cross_node_section(w: &mut String, results: &Results, plan: &Plan) {
+    writeln!(
+        w,
+        "### Cross-node resumption, three nodes behind round-robin\n"
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "Each node one worker; {c} clients, each connection going to the next node \
+         and offering the session or ticket the previous one issued, closed right after \
+         the handshake; each run makes {a} resumption attempts (handshakes that offered \
+         something) per TLS version. Back to back, a client reconnects the moment its \
+         last connection closed, which races the replication of what that connection \
+         issued; paced, each client comes back after some 20 ms (still far sooner than \
+         a browser's next connection). cachet's three routers share sessions over the \
+         encrypted UDP sync: pushed as they are made, and pulled from the peers before \
+         the handshake when a client offers one the router does not hold (see the pull \
+         figures below). The others are independent instances, which cannot share \
+         sessions: back to back a client lands on the node it last used about one time \
+         in three, and paced less often, the more so the more the clients take the \
+         round-robin in turn (which a busy machine upsets). Server CPU: the three nodes' \
+         process trees over the run, per handshake.\n",
+        c = plan.connections,
+        a = plan.cross_node_attempts,
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "| nodes | clients reconnect | TLS 1.2 resumed | TLS 1.2 attempts | TLS 1.3 resumed | \
+         TLS 1.3 attempts | errors | server CPU per handshake, 1.2 / 1.3 (us) |"
+    )
+    .unwrap();
+    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    for kind in results.compared() {
+        for pace in paces(results) {
+            let of = |tls: Tls| {
+                results
+                    .cross_node
+                    .iter()
+                    .find(|c| c.kind == kind && c.tls == tls && c.pace == pace)
+            };
+            let (Some(v12), Some(v13)) = (of(Tls::V12), of(Tls::V13)) else {
+                continue;
+            };
+            let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.0}"));
+            writeln!(
+                w,
+                "| 3 × {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                kind.name(),
+                pace_label(pace),
+                percent(v12.resumed, v12.attempts),
+                v12.attempts,
+                percent(v13.resumed, v13.attempts),
+                v13.attempts,
+                v12.errors + v13.errors,
+                cpu(v12.cpu_us),
+                cpu(v13.cpu_us)
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn race_section(w: &mut String, results: &Results, plan: &Plan) {
+    if results.races.is_empty() {
+        return;
+    }
+    writeln!(w, "\n### Single use under a race\n").unwrap();
+    writeln!(
+        w,
+        "The same three nodes of each; {} rounds (`cachet bench --ticket-race`). Each \
+         round, a fresh client makes a full TLS 1.3 handshake on one node (round-robin), \
+         closes at once and keeps its tickets; then the same ticket is offered to both \
+         other nodes at the same instant (connections opened first, the ClientHellos \
+         released together behind a barrier). A ticket must resume at most once in a \
+         cluster: a round in which both resumed is a double resumption. Independent \
+         nodes know only their own tickets and resume none.\n",
+        plan.race_rounds
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "| nodes | rounds | resumed nowhere | resumed once | double resumptions | \
+         rounds without a ticket | errors |"
+    )
+    .unwrap();
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    for r in &results.races {
+        writeln!(
+            w,
+            "| 3 × {} | {} | {} | {} | {} | {} | {} |",
+            r.kind.name(),
+            r.race.rounds,
+            r.race.resumed_nowhere,
+            r.race.resumed_once,
+            r.race.double,
+            r.race.no_ticket,
+            r.race.errors
+        )
+        .unwrap();
+    }
+}
+
+fn pull_section(w: &mut String, results: &Results) {
+    if !results.compared().any(|k| k == Kind::Cachet) || results.cross_node.is_empty() {
+        return;
+    }
+    writeln!(w, "\n### Pulls in the cachet cluster\n").unwrap();
+    if results.pulls.is_empty() {
+        writeln!(
+            w,
+            "No pull figures: this cachet publishes no `sync.pulls` in its stats."
+        )
+        .unwrap();
+        return;
+    }
+    writeln!(
+        w,
+        "Each node's `sync.pulls` stats after the cross-node runs and the race: the \
+         sessions and tickets it asked its peers for (a client offered one it did not \
+         hold), how that ended, and the pulls it answered for its peers. The wait runs \
+         from asking to the answer (or the deadline), as the upper bound of the histogram \
+         bucket holding the percentile.\n"
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "| node | asked | found | not found | timed out | dropped | answered | \
+         wait p50 (us) | wait p99 (us) |"
+    )
+    .unwrap();
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+    for (i, p) in results.pulls.iter().enumerate() {
+        let Pulls {
+            asked,
+            found,
+            not_found,
+            timed_out,
+            dropped,
+            answered,
+            wait_p50_us,
+            wait_p99_us,
+        } = p;
+        writeln!(
+            w,
+            "| {} | {asked} | {found} | {not_found} | {timed_out} | {dropped} | {answered} | \
+             {} | {} |",
+            i + 1,
+            pulls::wait_cell(p, *wait_p50_us),
+            pulls::wait_cell(p, *wait_p99_us),
+        )
+        .unwrap();
+    }
 }
 
 /// The cross-node paces measured, in the order first run.
@@ -364,6 +546,11 @@ pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
                 .iter()
                 .find(|t| t.key_type == key_type && t.load == load && t.kind == Kind::Cachet);
             match measured {
+                Some(t) if t.cpu_us.len() != t.samples.len() => missing.push(format!(
+                    "{} {}: server CPU not measured",
+                    key_type.label(),
+                    load.label()
+                )),
                 Some(t) if t.median() > 0.0 && t.errors == 0 => {}
                 Some(t) => missing.push(format!(
                     "{} {}: {:.0} with {} errors",
@@ -410,6 +597,15 @@ pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
     if results.cross_node.iter().all(|c| c.kind != Kind::Cachet) {
         missing.push("cross-node: not run".to_owned());
     }
+    // Also measured, not judged: the full run reports double resumptions.
+    match results.races.iter().find(|r| r.kind == Kind::Cachet) {
+        Some(r) if r.race.rounds > 0 && r.race.errors == 0 => {}
+        Some(r) => missing.push(format!(
+            "ticket race: {} rounds raced, {} without a ticket, {} errors",
+            r.race.rounds, r.race.no_ticket, r.race.errors
+        )),
+        None => missing.push("ticket race: not run".to_owned()),
+    }
     missing.extend(results.failures.iter().cloned());
     if missing.is_empty() {
         Ok(())
@@ -418,5 +614,96 @@ pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
             "bench smoke run incomplete:\n  {}",
             missing.join("\n  ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{load, CrossNode, RaceFigure};
+
+    #[test]
+    fn a_percentage_is_never_rounded_up_to_all() {
+        assert_eq!(percent(9_999, 10_000), "99.9%");
+        assert_eq!(percent(10_000, 10_000), "100.0%");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(0, 0), "n/a");
+    }
+
+    #[test]
+    fn cluster_verdicts() {
+        let plan = Plan::full();
+        let mut results = Results::default();
+        results.servers.push((Kind::Cachet, "cachet".to_owned()));
+        for (tls, resumed) in [(Tls::V12, 10_016), (Tls::V13, 10_015)] {
+            results.cross_node.push(CrossNode {
+                kind: Kind::Cachet,
+                tls,
+                pace: None,
+                ratio: resumed as f64 / 10_016.0,
+                attempts: 10_016,
+                resumed,
+                handshakes: 10_032,
+                errors: 0,
+                cpu_us: Some(150.0),
+            });
+        }
+        results.races.push(RaceFigure {
+            kind: Kind::Cachet,
+            race: load::Race {
+                rounds: 1000,
+                resumed_once: 998,
+                double: 2,
+                ..load::Race::default()
+            },
+        });
+        let lines = verdicts(&results, &plan).join("\n");
+        assert!(
+            lines.contains("TLS 1.2, back to back: cachet resumed 10016 of 10016 attempts (100.0%), target 100.0% of at least 10000: met"),
+            "{lines}"
+        );
+        assert!(lines.contains("10015 of 10016 attempts (99.9%)"), "{lines}");
+        assert!(
+            lines.contains("double resumptions: 2 of 1000, target 0: **short**"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("under 1 ms at p99: no pull figures"),
+            "{lines}"
+        );
+
+        results.pulls = vec![
+            Pulls {
+                asked: 10,
+                wait_p50_us: Some(128),
+                wait_p99_us: Some(512),
+                ..Pulls::default()
+            },
+            Pulls::default(),
+        ];
+        let lines = verdicts(&results, &plan).join("\n");
+        assert!(
+            lines.contains("under 1 ms at p99: yes (p99 at most 512 us)"),
+            "{lines}"
+        );
+        let doc = markdown(&results, &plan);
+        assert!(
+            doc.contains(
+                "| 3 × cachet | back to back | 100.0% | 10016 | 99.9% | 10016 | 0 | 150 / 150 |"
+            ),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| 3 × cachet | 1000 | 0 | 998 | 2 | 0 | 0 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| 1 | 10 | 0 | 0 | 0 | 0 | 0 | 128 | 512 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| 2 | 0 | 0 | 0 | 0 | 0 | 0 | — | — |"),
+            "{doc}"
+        );
     }
 }

@@ -97,11 +97,16 @@ pub(crate) struct Setup<'a> {
     pub scratch: &'a Path,
 }
 
-/// Replication settings for one cachet node of a cluster.
+/// `cache-udp-pull-timeout` of the cluster nodes, in milliseconds.
+const CLUSTER_PULL_TIMEOUT_MS: u32 = 50;
+
+/// Replication settings for one cachet node of a cluster, and where it
+/// serves its stats (for the pull figures).
 pub(crate) struct ClusterNode<'a> {
     pub key_file: &'a Path,
     pub sync: SocketAddr,
     pub peers: Vec<SocketAddr>,
+    pub stats: SocketAddr,
 }
 
 /// Starts `kind` as `name` on a free port.
@@ -197,6 +202,13 @@ pub(crate) fn cachet_args(
         for peer in &node.peers {
             args.extend(["--cache-udp-node".to_owned(), peer.to_string()]);
         }
+        args.extend(["--stats".to_owned(), node.stats.to_string()]);
+        // What a miss may wait for a peer's answer: ample on loopback,
+        // where a pull is answered well under a millisecond.
+        args.extend([
+            "--cache-udp-pull-timeout".to_owned(),
+            CLUSTER_PULL_TIMEOUT_MS.to_string(),
+        ]);
     }
     args
 }
