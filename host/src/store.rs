@@ -198,7 +198,7 @@ impl StoresServerSessions for ContextStorage {
             // A ticket stays here, with its one authority; a TLS 1.2
             // session goes to every peer.
             if let (true, true, Some(cluster)) = (stored, kind.is_replicated(), &self.cluster) {
-                cluster.changes.push(Change::Set {
+                cluster.changes.push(Change {
                     key: key.to_vec(),
                     value: value.clone(),
                     lifetime: self.lifetime,

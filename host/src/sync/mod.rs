@@ -39,17 +39,14 @@ use cachet_core::Duration;
 /// [`peers::MAX_PULLS_IN_FLIGHT`]).
 pub type RouterNode = Node<1400, 64, 1024, 65536, { peers::MAX_PULLS_IN_FLIGHT as usize }>;
 
-/// A local change to push to the peers.
+/// A local change to push to the peers: a TLS 1.2 session stored under
+/// `key` for `lifetime`. (Nothing is ever deleted cluster-wide: TLS 1.2
+/// sessions expire, and TLS 1.3 tickets are never replicated.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A session stored under `key` for `lifetime`.
-    Set {
-        key: Vec<u8>,
-        value: Vec<u8>,
-        lifetime: Duration,
-    },
-    /// A key removed (a ticket used).
-    Delete { key: Vec<u8> },
+pub struct Change {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub lifetime: Duration,
 }
 
 /// A node with a fresh random sender id (the AEAD nonce prefix: it must

@@ -180,14 +180,9 @@ impl Task {
 
     fn record(&mut self, change: Change) {
         let now = clock::now();
-        let queued = match change {
-            Change::Set {
-                key,
-                value,
-                lifetime,
-            } => self.node.record_set(now, &key, &value, lifetime),
-            Change::Delete { key } => self.node.record_delete(now, &key),
-        };
+        let queued = self
+            .node
+            .record_set(now, &change.key, &change.value, change.lifetime);
         // Too large for one datagram, or the node's queue is full.
         if queued.is_err() {
             self.metrics.sync_skipped();
