@@ -11,11 +11,10 @@ use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
+use cachet_core::sync::Destination;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
-
-use cachet_core::sync::Destination;
 
 use super::peers::PeerTable;
 use super::pull::{Ask, PullBook, Pulled, Puller, ASK_QUEUE};
