@@ -2,7 +2,7 @@
 
 use cachet_core::cache::Cache;
 use cachet_core::sync::bootstrap::Step;
-use cachet_core::sync::{BootstrapAnswer, ControlKind, Node};
+use cachet_core::sync::{BootstrapAnswer, ControlKind, Greeted, Greetings, Node};
 use cachet_core::{Duration, Instant};
 use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
@@ -12,15 +12,6 @@ use smoltcp::wire::IpEndpoint;
 use crate::{
     smoltcp_instant, ApplianceNode, Config, Counters, Error, Timing, MAX_PEERS, MAX_WAITING, MTU,
 };
-
-/// A configured peer, greeted until it answers our bootstrap request.
-#[derive(Debug, Clone, Copy)]
-struct Greeting {
-    peer: IpEndpoint,
-    tries: u32,
-    /// When to greet it next; `None` once it answered or we gave up.
-    due: Option<Instant>,
-}
 
 /// The bootstrap answer in progress.
 #[derive(Debug)]
@@ -38,7 +29,9 @@ pub struct Appliance<S> {
     node: ApplianceNode,
     socket: SocketHandle,
     timing: Timing,
-    greetings: heapless::Vec<Greeting, MAX_PEERS>,
+    /// The configured peers, greeted until they answer our bootstrap
+    /// request.
+    greetings: Greetings<IpEndpoint, MAX_PEERS>,
     answering: Option<Answering>,
     waiting: heapless::Deque<IpEndpoint, MAX_WAITING>,
     /// Where every outgoing datagram is sealed.
@@ -73,16 +66,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
         handle: SocketHandle,
     ) -> Result<Self, Error> {
         let cache = Cache::format(storage, &config.cache).map_err(Error::Cache)?;
-        let mut greetings = heapless::Vec::new();
-        for &peer in config.peers {
-            greetings
-                .push(Greeting {
-                    peer,
-                    tries: 0,
-                    due: Some(Instant::ZERO),
-                })
-                .map_err(|_| Error::TooManyPeers)?;
-        }
+        let timing = &config.timing;
+        let greetings = Greetings::new(
+            config.peers,
+            timing.greeting_interval,
+            timing.greeting_tries,
+        )
+        .map_err(|_| Error::TooManyPeers)?;
         sockets
             .get_mut::<udp::Socket>(handle)
             .bind(config.port)
@@ -188,8 +178,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
         };
         let stash = self.stash.map(|_| self.now);
         self.greetings
-            .iter()
-            .filter_map(|g| g.due)
+            .poll_at()
+            .into_iter()
             .chain(answering)
             .chain(stash)
             .fold(self.next_sweep, Instant::min)
@@ -215,9 +205,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
             // A router's master answers from its `cache-udp-server`
             // address, the one we greeted; its workers push from ports of
             // their own.
-            if let Some(greeting) = self.greetings.iter_mut().find(|g| g.peer == from) {
+            if self.greetings.is_configured(from) {
                 self.counters.bootstrap_entries_received += u64::from(handled.sets);
-                if handled.control.bootstrap_end && greeting.due.take().is_some() {
+                if handled.control.bootstrap_end && self.greetings.answered(from) {
                     self.counters.peers_bootstrapped += 1;
                     info!("peer {} answered our bootstrap request", from);
                 }
@@ -268,14 +258,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
     /// Greets each configured peer that is due: hello, then a bootstrap
     /// request.
     fn greet(&mut self, now: Instant, socket: &mut udp::Socket<'_>) {
-        for i in 0..self.greetings.len() {
-            let Greeting { peer, due, .. } = self.greetings[i];
-            if self.stash.is_some() {
+        while self.stash.is_none() {
+            let Some(peer) = self.greetings.due(now) else {
                 return;
-            }
-            if due.is_none_or(|due| due > now) {
-                continue;
-            }
+            };
             self.send_control(ControlKind::Hello, peer, socket);
             if self.stash.is_some() {
                 // The greeting is not counted: the hello goes again, with
@@ -284,15 +270,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
             }
             self.send_control(ControlKind::BootstrapRequest, peer, socket);
             self.counters.greetings_sent += 1;
-            let greeting = &mut self.greetings[i];
-            greeting.tries += 1;
-            greeting.due = if greeting.tries < self.timing.greeting_tries {
-                Some(now + self.timing.greeting_interval)
-            } else {
+            if self.greetings.greeted(peer, now) == Greeted::GaveUp {
                 self.counters.peers_given_up += 1;
                 warn!("peer {} never answered; no more bootstrap requests", peer);
-                None
-            };
+            }
         }
     }
 

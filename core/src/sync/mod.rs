@@ -37,6 +37,7 @@
 
 pub mod bootstrap;
 mod counters;
+pub mod greeting;
 mod message;
 mod outbox;
 mod pull;
@@ -57,6 +58,7 @@ use crate::wire::{
 };
 pub use bootstrap::BootstrapAnswer;
 pub use counters::{Reject, SyncCounters};
+pub use greeting::{Greeted, Greetings};
 use message::Outgoing;
 pub use message::{Destination, Message};
 use outbox::{Entry, Queue};

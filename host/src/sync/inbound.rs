@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use cachet_core::sync::bootstrap::Step;
-use cachet_core::sync::{BootstrapAnswer, ControlKind, Destination, SyncCounters};
+use cachet_core::sync::{
+    BootstrapAnswer, ControlKind, Destination, Greeted, Greetings, SyncCounters,
+};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use super::outbound::send_counted;
-use super::peers::PeerTable;
+use super::peers::{PeerTable, MAX_PEERS};
 use super::region_store::RegionStore;
 use super::RouterNode;
 use crate::clock;
@@ -166,7 +168,15 @@ pub async fn run(
     // hello to every peer each second, so that peers that stopped waiting
     // for our pull answers hear we are back.
     socket.writable().await?;
-    let mut unanswered: Vec<(SocketAddr, u32)> = configured.iter().map(|a| (*a, 0)).collect();
+    // (Beyond the peer table's room, `register_peers` said which were
+    // left out.)
+    let configured = &configured[..configured.len().min(MAX_PEERS)];
+    // Due a little before the next tick, so that a tick that fires a few
+    // milliseconds early does not skip a peer for a whole interval.
+    let interval =
+        cachet_core::Duration::from_millis(GREETING_INTERVAL.as_millis() as u64 * 9 / 10);
+    let mut greetings: Greetings<SocketAddr, MAX_PEERS> =
+        Greetings::new(configured, interval, GREETING_TRIES).expect("no more than MAX_PEERS");
     let mut greeting = tokio::time::interval(GREETING_INTERVAL);
     loop {
         let (len, from) = tokio::select! {
@@ -178,7 +188,7 @@ pub async fn run(
                 }
             },
             _ = greeting.tick() => {
-                greet(&mut node, &socket, peers, &mut unanswered, &mut out);
+                greet(&mut node, &socket, peers, &mut greetings, &mut out);
                 continue;
             }
             () = shutdown.requested() => return Ok(()),
@@ -209,7 +219,7 @@ pub async fn run(
                 }
             }
             if handled.control.bootstrap_end {
-                unanswered.retain(|(addr, _)| *addr != from);
+                greetings.answered(from);
             }
             if handled.control.hello && known.is_none() {
                 match peers.add(from) {
@@ -278,43 +288,37 @@ fn spawn_answer(
 }
 
 /// Says hello to every peer, and asks each configured peer that has not
-/// answered a bootstrap request yet for its sessions, dropping those that
-/// never answered after `GREETING_TRIES`.
+/// answered a bootstrap request yet for its sessions (see
+/// `cachet_core::sync::greeting`).
 fn greet(
     node: &mut RouterNode,
     socket: &UdpSocket,
     peers: &PeerTable,
-    unanswered: &mut Vec<(SocketAddr, u32)>,
+    greetings: &mut Greetings<SocketAddr, MAX_PEERS>,
     out: &mut [u8],
 ) {
-    let mut greeted: Vec<SocketAddr> = Vec::new();
     for (index, addr) in peers.peers() {
         if let Some(len) = node.transmit_control(ControlKind::Hello, out) {
             send_to(socket, &out[..len], addr, peers, Some(index));
         }
-        greeted.push(addr);
     }
-    for (addr, tries) in unanswered.iter_mut() {
-        *tries += 1;
-        let index = peers.find(*addr);
-        let kinds: &[ControlKind] = if greeted.contains(addr) {
-            &[ControlKind::BootstrapRequest]
-        } else {
-            &[ControlKind::Hello, ControlKind::BootstrapRequest]
+    let now = clock::now();
+    while let Some(addr) = greetings.due(now) {
+        let index = peers.find(addr);
+        // A configured peer the table had no room for got no hello above.
+        let kinds: &[ControlKind] = match index {
+            Some(_) => &[ControlKind::BootstrapRequest],
+            None => &[ControlKind::Hello, ControlKind::BootstrapRequest],
         };
         for &kind in kinds {
             if let Some(len) = node.transmit_control(kind, out) {
-                send_to(socket, &out[..len], *addr, peers, index);
+                send_to(socket, &out[..len], addr, peers, index);
             }
         }
-    }
-    unanswered.retain(|(addr, tries)| {
-        let keep = *tries < GREETING_TRIES;
-        if !keep {
+        if greetings.greeted(addr, now) == Greeted::GaveUp {
             warn!(peer = %addr, "sync peer never answered; no more bootstrap requests to it");
         }
-        keep
-    });
+    }
 }
 
 /// Sends every live session that travels to `to`, then the end marker.
