@@ -148,6 +148,10 @@ pub(crate) struct Results {
     /// Each cachet cluster node's pull figures, in node order; empty when
     /// the binary publishes none.
     pub pulls: Vec<Pulls>,
+    /// The same on a fresh cluster after one client's resumptions, one
+    /// connection at a time: what a pull costs when the machine is not
+    /// saturated by the load generator and the other nodes.
+    pub pulls_one_client: Vec<Pulls>,
     pub memory: Vec<MemoryFigure>,
     pub s_time: Vec<STime>,
     /// Servers that failed to start or to serve, and why.
@@ -588,10 +592,43 @@ fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<()
                 .push(format!("three {} nodes, ticket race: {e}", kind.name())),
         }
         if kind == Kind::Cachet {
-            pull_figures(results, &cluster.stats);
+            results.pulls = pull_figures(results, &cluster.stats);
+            drop(cluster);
+            results.pulls_one_client = one_client_pulls(results, setup, plan, &key_file)?;
         }
     }
     Ok(())
+}
+
+/// TLS 1.3 resumptions by one client, one connection at a time, round-robin
+/// over a fresh cachet cluster: every attempt on a node that did not issue
+/// the ticket is a pull. Returns the nodes' pull figures.
+fn one_client_pulls(
+    results: &mut Results,
+    setup: &Setup<'_>,
+    plan: Plan,
+    key_file: &Path,
+) -> Result<Vec<Pulls>, String> {
+    let Some(cluster) = three_nodes(results, setup, Kind::Cachet, key_file)? else {
+        return Ok(Vec::new());
+    };
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
+    let pressure = Pressure {
+        connections: 1,
+        duration: CROSS_NODE_BOUND,
+        rate: None,
+        handshakes: Some(plan.cross_node_attempts / 4 + 1),
+        timeout: plan.timeout,
+    };
+    let outcome = load::run(setup.cachet, &addrs, Load::Resumed(Tls::V13), pressure)?;
+    let figures = pull_figures(results, &cluster.stats);
+    let worst = pulls::worst_p99_us(&figures);
+    eprintln!(
+        "xtask: three cachet nodes, one client: {} of {} attempts resumed, pull wait p99 up to \
+         {worst:?} us",
+        outcome.offered_resumed, outcome.offered
+    );
+    Ok(figures)
 }
 
 /// One cross-node run: `plan.cross_node_attempts` resumption attempts
@@ -639,8 +676,9 @@ fn cross_node_run(
     })
 }
 
-/// Each cachet node's pull figures, or a note that the binary has none.
-fn pull_figures(results: &mut Results, stats: &[SocketAddr]) {
+/// Each cachet node's pull figures; none when the binary has none (said)
+/// or one could not be read (a failure).
+fn pull_figures(results: &mut Results, stats: &[SocketAddr]) -> Vec<Pulls> {
     let mut figures = Vec::new();
     for (i, addr) in stats.iter().enumerate() {
         let read =
@@ -649,17 +687,17 @@ fn pull_figures(results: &mut Results, stats: &[SocketAddr]) {
             Ok(Some(pulls)) => figures.push(pulls),
             Ok(None) => {
                 eprintln!("xtask: cachet node {} publishes no pull figures", i + 1);
-                return;
+                return Vec::new();
             }
             Err(e) => {
                 results
                     .failures
                     .push(format!("cachet node {} pull figures: {e}", i + 1));
-                return;
+                return Vec::new();
             }
         }
     }
-    results.pulls = figures;
+    figures
 }
 
 /// Three running nodes of one kind, stopped when dropped.
