@@ -298,7 +298,7 @@ impl<
             repeat_due: None,
             scratch: [0; MTU],
             message: Outgoing::new(),
-            pulls: Pulls::new(),
+            pulls: Pulls::new(sender),
             counters: SyncCounters::default(),
         }
     }

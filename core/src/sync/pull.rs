@@ -103,11 +103,16 @@ pub(super) struct Pulls<const N: usize> {
 }
 
 impl<const N: usize> Pulls<N> {
-    pub(super) fn new() -> Self {
+    /// Ids count up from `first_id`. A node passes its sender id, fresh
+    /// random bytes at every start, so that the ids of one run never meet
+    /// another's: an answer captured before a restart and replayed after it
+    /// cannot pass for the answer to a new pull of the same key (which
+    /// would resurrect a ticket used meanwhile).
+    pub(super) fn new(first_id: u64) -> Self {
         Pulls {
             pending: heapless::Vec::new(),
             events: heapless::Deque::new(),
-            next_id: 1,
+            next_id: first_id,
         }
     }
 
@@ -128,7 +133,7 @@ impl<const N: usize> Pulls<N> {
             return Err(PullError::TooMany);
         }
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         let pending = Pending {
             id,
             key: heapless::Vec::from_slice(key).map_err(|_| PullError::BadKey)?,
