@@ -105,7 +105,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let mut table = String::new();
     writeln!(
         table,
-        "{:<6} {:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>8} {:>9}",
+        "{:<6} {:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>8} {:>7} {:>8} {:>9}",
         "router",
         "https",
         "full",
@@ -116,6 +116,8 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "sync sent",
         "sync recv",
         "applied",
+        "pulled",
+        "answered",
         "rejected"
     )
     .expect("writing to a String");
@@ -151,7 +153,9 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     println!(
         "\nfull/resumed: TLS handshakes (1.2 + 1.3); items/hits/misses: the session cache; \
          sync sent: datagrams pushed to peers; sync recv: datagrams accepted from peers; \
-         applied: replicated sets and deletes; rejected: datagrams refused, all reasons."
+         applied: replicated sets and deletes; pulled: sessions a client offered that the \
+         router lacked, found at a peer before the handshake (of all it asked for); answered: \
+         peers' pulls it answered with the session; rejected: datagrams refused, all reasons."
     );
     drop(processes);
     if load.tls12.failed + load.tls13.failed > 0 {
@@ -424,8 +428,9 @@ fn row(node: &Node, stats: &serde_json::Value) -> String {
             .map(|(_, v)| num(v))
             .sum()
     });
+    let pulls = &sync["pulls"];
     format!(
-        "{:<6} {:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>8} {:>9}",
+        "{:<6} {:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>8} {:>7} {:>8} {:>9}",
         node.ini.trim_end_matches(".ini"),
         node.https,
         full,
@@ -436,6 +441,8 @@ fn row(node: &Node, stats: &serde_json::Value) -> String {
         sent,
         num(&sync["received_datagrams"]),
         num(&sync["applied_sets"]) + num(&sync["applied_deletes"]),
+        format!("{}/{}", num(&pulls["found"]), num(&pulls["asked"])),
+        num(&pulls["answered_found"]),
         rejected
     )
 }

@@ -623,10 +623,13 @@ fn pull_answers_from_another_cluster_are_rejected() {
 fn an_answer_captured_before_a_restart_does_not_serve_a_new_pull() {
     let (mut holder, mut held) = (node(2), cache(16));
     let now = at(0);
-    held.put(now, b"ticket", b"psk", Duration::from_secs(60)).unwrap();
+    held.put(now, b"ticket", b"psk", Duration::from_secs(60))
+        .unwrap();
     // The asker's first run pulls the ticket; an attacker keeps the answer.
     let mut before = node(1);
-    before.pull(b"ticket", true, 1, now + Duration::from_secs(1)).unwrap();
+    before
+        .pull(b"ticket", true, 1, now + Duration::from_secs(1))
+        .unwrap();
     let request = messages(&mut before);
     let captured = deliver(&mut holder, now, &request, &mut held);
     assert_eq!(captured.len(), 2);
@@ -634,7 +637,9 @@ fn an_answer_captured_before_a_restart_does_not_serve_a_new_pull() {
     // pull again: the captured answer is not the answer to it.
     let mut after = node(0x5eed);
     let mut mine = cache(16);
-    let id = after.pull(b"ticket", true, 1, now + Duration::from_secs(1)).unwrap();
+    let id = after
+        .pull(b"ticket", true, 1, now + Duration::from_secs(1))
+        .unwrap();
     deliver(&mut after, now, &captured, &mut mine);
     assert!(!has(&mut mine, now, b"ticket"), "a used ticket resurrected");
     assert_eq!(after.counters().late_pull_answers, 1);
