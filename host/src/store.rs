@@ -160,13 +160,15 @@ impl ContextStorage {
     /// before rustls looks for it: when the cache lacks it and the router
     /// is in a cluster, pulls it from the peers (a TLS 1.3 ticket is taken
     /// from the router that issued it) and waits for the pull to end.
-    /// Returns how the pull ended, `None` when none was needed.
-    pub async fn fetch_offered(&self, offer: &Offer) -> Option<Pulled> {
+    /// `tls13`: whether this configuration serves TLS 1.3 (else a TLS 1.3
+    /// client resumes by session id). Returns how the pull ended, `None`
+    /// when none was needed.
+    pub async fn fetch_offered(&self, offer: &Offer, tls13: bool) -> Option<Pulled> {
         let cluster = self.cluster.as_ref()?;
         // rustls tries a client's tickets in order; the first is the one
         // nearly every client sends alone, and the only one pulled, so that
         // a ClientHello costs the cluster one pull at most.
-        let (kind, id) = match offer.resumption() {
+        let (kind, id) = match offer.resumption_by(tls13) {
             Resumption::None => return None,
             Resumption::SessionId(id) => (Kind::Session, id),
             Resumption::Tickets(tickets) => (Kind::Ticket, tickets.first()?.as_slice()),

@@ -63,7 +63,13 @@ impl Offer {
     /// id does not: it is random bytes for middlebox compatibility (RFC 8446
     /// D.4), or a TLS 1.2 session that will not be resumed.
     pub fn resumption(&self) -> Resumption<'_> {
-        match (self.tls13, self.session_id.as_bytes()) {
+        self.resumption_by(true)
+    }
+
+    /// What a server that serves TLS 1.3 or not (`tls13`) looks up: one
+    /// that does not answers a TLS 1.3 client in TLS 1.2, by session id.
+    pub fn resumption_by(&self, tls13: bool) -> Resumption<'_> {
+        match (self.tls13 && tls13, self.session_id.as_bytes()) {
             (true, _) if !self.psk_identities.is_empty() => {
                 Resumption::Tickets(&self.psk_identities)
             }
@@ -439,6 +445,13 @@ mod tests {
         };
         assert_eq!(offered.len(), 1);
         assert!(tickets.contains(&offered[0]), "{offer}");
+        // A socket serving TLS 1.2 only answers this client in TLS 1.2,
+        // by its session id.
+        assert_eq!(
+            offer.resumption_by(false),
+            Resumption::SessionId(offer.session_id.as_bytes()),
+            "{offer}"
+        );
         save("rustls_tls13_resume.ticket", &offered[0]);
         assert_eq!(offer.server_name, rustls_server_name(&resuming));
 

@@ -47,6 +47,17 @@ pub struct Site {
     /// (the same storage as `config.session_storage`): what a connection
     /// asks before rustls, to pull an offered session from the cluster.
     pub sessions: Option<Arc<ContextStorage>>,
+    /// Whether the configuration serves TLS 1.3 (its cipher suites may
+    /// name TLS 1.2 ones only): what a client will resume with.
+    pub tls13: bool,
+}
+
+/// What a connection gets for its ClientHello's server name.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub config: Arc<ServerConfig>,
+    pub sessions: Option<Arc<ContextStorage>>,
+    pub tls13: bool,
 }
 
 /// Everything one https socket serves at a given moment: the socket's own
@@ -124,13 +135,14 @@ impl Endpoint {
     /// The configuration and the session cache's view for a ClientHello's
     /// server name, read together (a reload between two reads could
     /// otherwise pair one site's sessions with another's configuration).
-    pub fn site_for(
-        &self,
-        server_name: Option<&str>,
-    ) -> (Arc<ServerConfig>, Option<Arc<ContextStorage>>) {
+    pub fn site_for(&self, server_name: Option<&str>) -> Chosen {
         let sites = self.current();
         let site = sites.select(server_name);
-        (Arc::clone(&site.config), site.sessions.clone())
+        Chosen {
+            config: Arc::clone(&site.config),
+            sessions: site.sessions.clone(),
+            tls13: site.tls13,
+        }
     }
 
     /// Builds what this endpoint would serve under `socket`, `sni` and
@@ -296,6 +308,7 @@ impl SiteBuilder<'_> {
             config: Arc::new(config),
             context,
             sessions,
+            tls13: self.versions.contains(&&rustls::version::TLS13),
         })
     }
 }
@@ -380,6 +393,7 @@ mod tests {
             config: Arc::clone(&current.default.config),
             context: SessionContext([context; 16]),
             sessions: None,
+            tls13: true,
         };
         let sites = Sites {
             default: site(0),
