@@ -20,6 +20,7 @@
 //! datagrams rejected and counted; and no key's bytes appear in any stats
 //! output.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -34,6 +35,8 @@ use serde_json::{json, Value};
 /// Processes with a sync node in each router: the master and the workers.
 const WORKERS: u64 = 2;
 const PROCESSES: u64 = WORKERS + 1;
+/// Cross-router resumptions tried at least while a router takes a step.
+const MIN_LOAD: u64 = 20;
 
 fn fingerprint(secret: &[u8; 32]) -> String {
     ClusterKey::new(secret).fingerprint().to_string()
@@ -82,6 +85,32 @@ impl Cluster {
             sync(node)["keyrings"],
             node.log()
         );
+    }
+
+    /// Runs `work` while clients keep making a session on one router and
+    /// resuming it at once on the next (TLS 1.2 and 1.3 in turn: by push or
+    /// pull, whichever is first), at least [`MIN_LOAD`] times and until
+    /// `work` is done; returns how many of how many resumed.
+    async fn under_load(&self, work: impl std::future::Future<Output = ()>) -> (u64, u64) {
+        let done = Cell::new(false);
+        let work = async {
+            work.await;
+            done.set(true);
+        };
+        let load = async {
+            let (mut tried, mut resumed) = (0u64, 0u64);
+            while !done.get() || tried < MIN_LOAD {
+                let from = (tried % 3) as usize;
+                let tls = if tried % 2 == 0 { Tls::V12 } else { Tls::V13 };
+                let client = self.h.client(tls);
+                assert!(!resumes(&client, self.nodes[from].addr()).await);
+                tried += 1;
+                resumed += u64::from(resumes(&client, self.nodes[(from + 1) % 3].addr()).await);
+            }
+            (tried, resumed)
+        };
+        let ((), figures) = tokio::join!(work, load);
+        figures
     }
 
     /// Sessions cross between every pair of routers, by push and by pull,
@@ -192,13 +221,18 @@ async fn three_routers_roll_the_key_over_one_at_a_time_without_losing_a_session(
         ("step 2 (new key first)", &[new, old]),
         ("step 3 (old key dropped)", &[new]),
     ];
+    let (mut tried, mut resumed) = (0, 0);
     for (name, keys) in steps {
         for i in 0..3 {
-            cluster.roll(i, keys).await;
+            // Clients keep crossing routers while router i takes the step.
+            let (t, r) = cluster.under_load(cluster.roll(i, keys)).await;
             let state = format!("{name}, routers 0..={i} after it");
+            assert_eq!(r, t, "{state}: {r} of {t} resumed under load");
+            (tried, resumed) = (tried + t, resumed + r);
             cluster.check_every_pair(&state).await;
         }
     }
+    eprintln!("under load during the rollover: {resumed} of {tried} cross-router resumptions");
 
     // Every router now seals under the new key only, and counted what each
     // key sealed and opened along the way.

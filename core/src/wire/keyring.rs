@@ -190,15 +190,14 @@ impl<const N: usize> Keyring<N> {
 impl<const N: usize> From<ClusterKey> for Keyring<N> {
     /// A ring of one key.
     fn from(key: ClusterKey) -> Self {
+        const { assert!(N > 0, "a keyring needs room for one key") };
         let mut keys = heapless::Vec::new();
-        // A ring of capacity 0 cannot exist: `N` is at least one wherever
-        // a ring is used, and `heapless` then has room for this key.
+        // Room for one key is checked above, at compile time.
         let _ = keys.push(Held {
             key,
             sealed: 0,
             opened: 0,
         });
-        assert!(!keys.is_empty(), "a keyring needs room for one key");
         Keyring { keys }
     }
 }
