@@ -231,12 +231,7 @@ fn start_appliance(socket: UdpSocket, secret: [u8; 32], peers: Vec<SocketAddrV4>
             block_size: BLOCK_SIZE,
             hash_key: random_u64().to_le_bytes().repeat(2).try_into().unwrap(),
         };
-        let mut config = Config::new(
-            ClusterKey::new(0, &secret),
-            random_u64(),
-            cache,
-            local.port(),
-        );
+        let mut config = Config::new(ClusterKey::new(&secret), random_u64(), cache, local.port());
         config.peers = &peers;
         let region = cachet_core::cache::Layout::new(CAPACITY, BLOCK_SIZE)
             .unwrap()

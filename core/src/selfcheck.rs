@@ -715,7 +715,7 @@ fn sealed_sample(buf: &mut [u8]) -> Result<usize, Failure> {
         records: builder.records(),
     };
     let len = repr
-        .emit(&ClusterKey::new(1, &WIRE_SECRET), buf)
+        .emit(&ClusterKey::new(&WIRE_SECRET), buf)
         .or_fail("emit failed")?;
     ensure(len == repr.buffer_len(), "emit wrote other than buffer_len")?;
     Ok(len)
@@ -739,11 +739,12 @@ fn wire_seal_open() -> Result<(), Failure> {
     )?;
     let packet = Packet::new_checked(datagram).or_fail("own datagram fails the checks")?;
     ensure(
-        (packet.key_id(), packet.sender(), packet.sequence()) == (1, 42, 9),
+        (packet.key_id(), packet.sender(), packet.sequence())
+            == (ClusterKey::new(&WIRE_SECRET).id(), 42, 9),
         "header fields read back wrong",
     )?;
     let mut scratch = [0u8; 256];
-    let repr = Repr::parse(&packet, &ClusterKey::new(1, &WIRE_SECRET), &mut scratch)
+    let repr = Repr::parse(&packet, &ClusterKey::new(&WIRE_SECRET), &mut scratch)
         .or_fail("own datagram does not open")?;
     ensure(
         (repr.sender, repr.sequence, repr.first_record) == (42, 9, 300),
@@ -843,7 +844,7 @@ fn hello_fragments_and_truncations() -> Result<(), Failure> {
 fn every_flip_rejected(in_header: bool, why: &'static str) -> Result<(), Failure> {
     let mut buf = [0u8; 256];
     let len = sealed_sample(&mut buf)?;
-    let key = ClusterKey::new(1, &WIRE_SECRET);
+    let key = ClusterKey::new(&WIRE_SECRET);
     ensure(opens(&buf[..len], &key), "untouched datagram refused")?;
     let bytes = if in_header {
         0..HEADER_LEN
@@ -867,7 +868,7 @@ fn wire_tampered_body() -> Result<(), Failure> {
     every_flip_rejected(false, "a body or tag bit flipped and still accepted")?;
     let mut buf = [0u8; 256];
     let len = sealed_sample(&mut buf)?;
-    let key = ClusterKey::new(1, &WIRE_SECRET);
+    let key = ClusterKey::new(&WIRE_SECRET);
     ensure(!opens(&buf[..len - 1], &key), "truncated datagram accepted")?;
     ensure(
         !opens(&buf[..len + 1], &key),
@@ -881,13 +882,19 @@ fn wire_wrong_key() -> Result<(), Failure> {
     let packet = Packet::new_checked(&buf[..len]).or_fail("own datagram fails the checks")?;
     let mut scratch = [0u8; 256];
     ensure(
-        Repr::parse(&packet, &ClusterKey::new(1, &[8; 32]), &mut scratch)
-            == Err(Error::Authentication),
+        Repr::parse(
+            &packet,
+            &ClusterKey::colliding(packet.key_id(), &WIRE_SECRET),
+            &mut scratch,
+        ) == Err(Error::Authentication),
         "opened under another secret",
     )?;
     ensure(
-        Repr::parse(&packet, &ClusterKey::new(2, &WIRE_SECRET), &mut scratch)
-            == Err(Error::UnknownKey),
+        Repr::parse(
+            &packet,
+            &ClusterKey::colliding(packet.key_id().wrapping_add(1), &WIRE_SECRET),
+            &mut scratch,
+        ) == Err(Error::UnknownKey),
         "opened under another key id",
     )?;
     ensure(
@@ -900,7 +907,7 @@ fn wire_wrong_key() -> Result<(), Failure> {
 
 fn node(sender: u64) -> SmallNode {
     Node::new(
-        ClusterKey::new(1, &CLUSTER_SECRET),
+        ClusterKey::new(&CLUSTER_SECRET),
         sender,
         Settings::default(),
     )
@@ -1061,7 +1068,9 @@ fn sync_replay_rejected() -> Result<(), Failure> {
 }
 
 fn sync_foreign_cluster() -> Result<(), Failure> {
-    let mut outsider: SmallNode = Node::new(ClusterKey::new(1, &[9; 32]), 7, Settings::default());
+    // Another cluster's key with our key's id: the tag must tell them apart.
+    let key = ClusterKey::colliding(ClusterKey::new(&CLUSTER_SECRET).id(), &CLUSTER_SECRET);
+    let mut outsider: SmallNode = Node::new(key, 7, Settings::default());
     let mut b = node(2);
     let mut region = [0u8; SYNC_REGION_LEN];
     let mut cache = format(&mut region, 4, 64)?;

@@ -45,7 +45,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let secret = [0x42; 32];
-    let key = ClusterKey::new(1, &secret);
+    let key = ClusterKey::new(&secret);
     let mut node: Node<1400, 4, 8, 1024, 4> = Node::new(key.clone(), 999, Settings::default());
     let layout = Layout::new(16, 256).unwrap();
     let config = Config { capacity: 16, block_size: 256, hash_key: [1; 16] };

@@ -7,7 +7,7 @@ use cachet_core::wire::{ClusterKey, Packet, Records, Repr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let key = ClusterKey::new(1, &[0x42; 32]);
+    let key = ClusterKey::new(&[0x42; 32]);
     let mut scratch = [0u8; 65_536];
     if let Ok(packet) = Packet::new_checked(data) {
         let _ = (packet.sender(), packet.sequence(), packet.key_id(), packet.tag());

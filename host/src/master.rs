@@ -93,11 +93,15 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         // the configured backends (its own pool never sends), re-read on
         // SIGHUP like the workers' lists.
         let backends = Arc::new(crate::proxy::pool::BackendPool::new(&config.backends));
+        // The master's receiver seals and opens with keys of its own,
+        // re-read on SIGHUP like each worker's.
+        let keys = crate::sync::keys(config, region, 0);
         tokio::spawn(forward_signals(
             region,
             Arc::clone(&slots),
             trigger,
             Arc::clone(&backends),
+            keys.clone(),
             args.to_vec(),
         ));
 
@@ -114,7 +118,8 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         wait_until_ready(region, &slots, processes, &stop).await?;
 
         let store = router::session_store(config, region, None);
-        let sync = crate::sync::start_inbound(config, listeners.sync, region, &stop)?;
+        let sync =
+            crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
         if let Some(store) = &store {
             router::spawn_sweeper(Arc::clone(store), stop.clone());
         }
@@ -317,12 +322,14 @@ async fn wait_until_ready(
 }
 
 /// SIGTERM/SIGINT stop everything; SIGHUP goes on to the workers (and
-/// refreshes the backend list the master's stats show).
+/// refreshes the backend list the master's stats show, and the cluster
+/// keys of the master's receiver).
 async fn forward_signals(
     region: &'static SharedRegion,
     slots: Slots,
     trigger: shutdown::Trigger,
     backends: Arc<crate::proxy::pool::BackendPool>,
+    keys: Option<Arc<crate::sync::keys::Keys>>,
     args: Vec<OsString>,
 ) {
     use tokio::signal::unix::{signal as watch, SignalKind};
@@ -366,6 +373,9 @@ async fn forward_signals(
                 match crate::reload::read_config(&args) {
                     Ok(config) => {
                         backends.replace(&config.backends);
+                        if let Some(keys) = &keys {
+                            keys.reload_and_log(config.cluster.key.as_ref());
+                        }
                         crate::systemd::reloaded(true);
                     }
                     Err(e) => {

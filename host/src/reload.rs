@@ -25,7 +25,11 @@
 //!   certificate, and sessions survive a certificate change too.
 //! - what cannot change in a running process: listening addresses (an https
 //!   socket added or removed), cache geometry and session settings, stats
-//!   sockets, the process model and cluster options. A change to any of
+//!   sockets, the process model and cluster options other than the keys.
+//!   The cluster keys are re-read (a key rollover, see
+//!   [`crate::sync::keys`]): a key file that cannot be read or parsed fails
+//!   the whole reload, naming the file and the line, and the running keys
+//!   stay. A change to any of
 //!   these is refused with a warning naming the option, and the running value
 //!   stays in force until a restart; the rest of the reload still applies.
 //!
@@ -193,6 +197,10 @@ impl Reloader {
         for switch in &self.proxy_protocol {
             switch.store(config.enable_proxy_protocol, Relaxed);
         }
+        // Every sync node of this process switches at its next turn.
+        if let Some(keys) = self.store.as_ref().and_then(|s| s.cluster_keys()) {
+            keys.reload_and_log(config.cluster.key.as_ref());
+        }
         Ok(Reloaded {
             sockets,
             backends,
@@ -321,11 +329,11 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
         show_option(running.access_log.as_ref().map(|log| log.format.name())),
         show_option(new.access_log.as_ref().map(|log| log.format.name())),
     );
-    // The key itself is never printed.
-    if running.cluster.key != new.cluster.key {
+    // The keys themselves may change (a rollover, see
+    // `crate::sync::keys`); turning the cluster on takes a restart.
+    if running.cluster.key.is_none() && new.cluster.key.is_some() {
         refused.push(
-            "option `cache-udp-key` changed, which takes a restart; keeping the running key"
-                .to_owned(),
+            "option `cache-udp-key` added, which takes a restart; the cluster stays off".to_owned(),
         );
     }
     refused

@@ -60,9 +60,12 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
     let region = create_region(config)?;
     crate::sync::register_peers(config, region);
     let metrics = region.metrics(0);
-    let cluster = crate::sync::start_outbound(config, region, metrics, &shutdown)?;
+    // One process, one set of keys: its sender and its receiver follow it.
+    let keys = crate::sync::keys(config, region, 0);
+    let cluster = crate::sync::start_outbound(config, region, metrics, keys.as_ref(), &shutdown)?;
     let store = session_store(config, region, cluster);
-    let sync = crate::sync::start_inbound(config, listeners.sync, region, &shutdown)?;
+    let sync =
+        crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &shutdown)?;
     if let Some(store) = &store {
         spawn_sweeper(Arc::clone(store), shutdown.clone());
     }
@@ -279,7 +282,13 @@ pub fn sync_figures(
     let inbound = inbound
         .map(|f| f.lock().expect("figures lock").clone())
         .unwrap_or_default();
-    Some(stats::SyncFigures { inbound, peers })
+    let keys = region.peers().keys();
+    Some(stats::SyncFigures {
+        inbound,
+        peers,
+        keys: keys.figures(),
+        keyrings: keys.rings(),
+    })
 }
 
 /// Unix seconds now.

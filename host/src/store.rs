@@ -42,6 +42,11 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
+    /// The cluster keys of this process, when it replicates.
+    pub fn cluster_keys(&self) -> Option<&Arc<crate::sync::keys::Keys>> {
+        self.cluster.as_ref().map(|cluster| &cluster.keys)
+    }
+
     /// The store over `region`'s cache, with sessions living `timeout`;
     /// `None` when the region has no cache. With `cluster`, every TLS 1.2
     /// session stored is pushed to the peers, and offered sessions the

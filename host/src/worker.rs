@@ -76,7 +76,8 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
     shutdown::worker_runtime()?.block_on(async {
         let stop = shutdown::on_termination_signal();
         let metrics = region.metrics(id);
-        let cluster = crate::sync::start_outbound(&config, region, metrics, &stop)?;
+        let keys = crate::sync::keys(&config, region, id);
+        let cluster = crate::sync::start_outbound(&config, region, metrics, keys.as_ref(), &stop)?;
         let store = router::session_store(&config, region, cluster);
         let proxy = router::proxy(&config, metrics)?;
         // Telling the master this worker accepts connections.

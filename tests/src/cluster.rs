@@ -125,10 +125,28 @@ pub fn key_secret(seed: u64) -> [u8; 32] {
 /// Writes a key file: the key's 64 hex characters, with surrounding
 /// whitespace (which must be ignored).
 pub fn write_key(dir: &Path, name: &str, secret: &[u8; 32]) -> PathBuf {
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    write_keys(dir, name, &[*secret])
+}
+
+/// Writes a key file of several keys, one per line in order (the first
+/// seals), with blank lines and surrounding whitespace (which must be
+/// ignored). Written whole to a temporary name and renamed into place, so
+/// a router reading it on SIGHUP never sees half a file.
+pub fn write_keys(dir: &Path, name: &str, secrets: &[[u8; 32]]) -> PathBuf {
+    let text: String = secrets
+        .iter()
+        .map(|secret| format!("  {}\n\n", key_hex(secret)))
+        .collect();
     let path = dir.join(name);
-    std::fs::write(&path, format!("  {hex}\n\n")).unwrap();
+    let partial = dir.join(format!("{name}.partial"));
+    std::fs::write(&partial, text).unwrap();
+    std::fs::rename(&partial, &path).unwrap();
     path
+}
+
+/// A key as `cachet keygen` prints it: 64 lower-case hex characters.
+pub fn key_hex(secret: &[u8; 32]) -> String {
+    secret.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn start_node(args: &[String]) -> Router {
@@ -159,13 +177,31 @@ pub fn sync(router: &Router) -> Value {
     stats["sync"].clone()
 }
 
+/// Sets `router` applied from peers' pushes, leaving out the sessions
+/// that came as answers to its bootstrap requests (a node that started
+/// before its peers keeps asking until they answer, at times of their
+/// choosing, which must not pass for the push a test waits for).
+pub fn pushed_sets(router: &Router) -> u64 {
+    let s = sync(router);
+    crate::counter(&s, "applied_sets") - crate::counter(&s, "bootstrap_entries_received")
+}
+
 /// A full mesh of `count` nodes: every node lists every other.
 pub fn mesh(h: &Harness, count: usize) -> (Vec<Router>, Vec<SocketAddr>) {
+    mesh_of(count, |_, addr, peers| h.args(addr, peers, &h.key))
+}
+
+/// A full mesh of `count` nodes, node `i` started with `args(i, its sync
+/// address, its peers)`.
+pub fn mesh_of(
+    count: usize,
+    args: impl Fn(usize, SocketAddr, &[SocketAddr]) -> Vec<String>,
+) -> (Vec<Router>, Vec<SocketAddr>) {
     on_free_udp_ports(count, |addrs| {
         let mut nodes = Vec::new();
         for (i, &addr) in addrs.iter().enumerate() {
             let peers: Vec<SocketAddr> = addrs.iter().copied().filter(|&a| a != addr).collect();
-            let node = h.try_start(addr, &peers)?;
+            let node = try_node(&args(i, addr, &peers))?;
             assert_eq!(sync_addr(&node), addrs[i]);
             nodes.push(node);
         }

@@ -27,7 +27,7 @@ impl SyncTap {
         socket.set_nonblocking(true).expect("a non-blocking tap");
         SyncTap {
             socket,
-            key: ClusterKey::new(0, secret),
+            key: ClusterKey::new(secret),
             sets: HashSet::new(),
             unreadable: 0,
         }

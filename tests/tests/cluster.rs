@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    key_secret, mesh, resumes, run_bounded, serial, start_node, sync, sync_addr, try_node,
-    write_key, Harness, NAME, SETTLE,
+    key_secret, mesh, pushed_sets, resumes, run_bounded, serial, start_node, sync, sync_addr,
+    try_node, write_key, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
@@ -37,15 +37,6 @@ fn rejections(sync: &Value) -> u64 {
         .filter(|(k, _)| k.starts_with("rejected_"))
         .map(|(_, v)| v.as_u64().unwrap_or(0))
         .sum()
-}
-
-/// Sets `router` applied from peers' pushes, leaving out the sessions
-/// that came as answers to its bootstrap requests (a node that started
-/// before its peers keeps asking until they answer, at times of their
-/// choosing, which must not pass for the push a test waits for).
-fn pushed_sets(router: &Router) -> u64 {
-    let s = sync(router);
-    counter(&s, "applied_sets") - counter(&s, "bootstrap_entries_received")
 }
 
 /// A handshake a test made, as far as replication is concerned.

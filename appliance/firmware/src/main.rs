@@ -109,7 +109,7 @@ fn main() -> ! {
         hash_key: entropy[8..].try_into().expect("16 bytes"),
     };
     let sender = u64::from_le_bytes(entropy[..8].try_into().expect("8 bytes"));
-    let mut config = Config::new(ClusterKey::new(0, &CLUSTER_KEY), sender, cache, PORT);
+    let mut config = Config::new(ClusterKey::new(&CLUSTER_KEY), sender, cache, PORT);
     config.peers = &ROUTERS;
     let mut appliance =
         Appliance::new(&config, &mut REPLICA[..], &mut sockets, handle).expect("starting");

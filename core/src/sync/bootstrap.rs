@@ -239,7 +239,7 @@ mod tests {
     const SECRET: [u8; 32] = [7; 32];
 
     fn node(sender: u64) -> Node {
-        Node::new(ClusterKey::new(0, &SECRET), sender, Settings::default())
+        Node::new(ClusterKey::new(&SECRET), sender, Settings::default())
     }
 
     fn cache(capacity: u32, block_size: u32) -> Cache<Vec<u8>> {

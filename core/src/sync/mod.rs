@@ -24,7 +24,8 @@
 //! Safety against the network, in the order the checks run: size, magic and
 //! version ([`crate::wire::Packet`]); our own looped-back datagrams; the
 //! sender's datagram window (a sequence seen before is *replayed*, one older
-//! than the window *stale*); authentication and decryption; then per record,
+//! than the window *stale*); authentication and decryption under the keys of
+//! the node's [`Keyring`] whose id the header names; then per record,
 //! the record window and the tombstones (a key deleted moments ago cannot be
 //! resurrected by a late set). Each rejection is counted by reason. The work
 //! per datagram is bounded by its size.
@@ -54,7 +55,7 @@ use siphasher::sip::SipHasher13;
 use crate::cache::{Cache, Fetched, Refused, Stored, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    ClusterKey, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
+    Keyring, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
 pub use bootstrap::BootstrapAnswer;
 pub use counters::{Reject, SyncCounters};
@@ -236,7 +237,7 @@ pub struct Node<
     const QUEUE: usize = 8192,
     const PULLS: usize = 8,
 > {
-    key: ClusterKey,
+    keys: Keyring,
     sender: u64,
     settings: Settings,
     next_sequence: u64,
@@ -278,14 +279,15 @@ impl<
         const PULLS: usize,
     > Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>
 {
-    /// A node sealing with `key`. `sender` must be fresh random bytes at
-    /// every start: with the sequence number it forms the AEAD nonce, which
-    /// must never repeat under one key. `settings.max_datagram` is clamped to
-    /// `MTU`.
-    pub fn new(key: ClusterKey, sender: u64, mut settings: Settings) -> Self {
+    /// A node sealing with the first of `keys` and opening with all of
+    /// them (a [`crate::wire::ClusterKey`] makes a ring of one). `sender`
+    /// must be fresh random bytes at every start: with the sequence number
+    /// it forms the AEAD nonce, which must never repeat under one key.
+    /// `settings.max_datagram` is clamped to `MTU`.
+    pub fn new(keys: impl Into<Keyring>, sender: u64, mut settings: Settings) -> Self {
         settings.max_datagram = settings.max_datagram.clamp(MIN_LEN, MTU);
         Node {
-            key,
+            keys: keys.into(),
             sender,
             settings,
             next_sequence: 1,
@@ -316,6 +318,20 @@ impl<
     /// What the node has counted.
     pub fn counters(&self) -> &SyncCounters {
         &self.counters
+    }
+
+    /// The keys in force, with what each sealed and opened.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// Seals and opens with `keys` from now on (a key rollover step). The
+    /// sender id and sequence numbers go on: a nonce may thus seal under
+    /// the old key and the new one, which is harmless (a nonce must be
+    /// unique per key). Keys in both rings keep their counts.
+    pub fn set_keyring(&mut self, mut keys: Keyring) {
+        keys.carry_counts(&self.keys);
+        self.keys = keys;
     }
 
     /// Largest key plus value that fits in one datagram.
@@ -359,7 +375,7 @@ impl<
         let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
         builder.push(&record).ok()?;
         let len = seal_next(
-            &self.key,
+            &mut self.keys,
             self.sender,
             &mut self.next_sequence,
             &mut self.counters,
@@ -488,7 +504,7 @@ impl<
             return None;
         }
         let len = seal_next(
-            &self.key,
+            &mut self.keys,
             self.sender,
             &mut self.next_sequence,
             &mut self.counters,
@@ -530,7 +546,7 @@ impl<
             count += 1;
         }
         let len = seal_next(
-            &self.key,
+            &mut self.keys,
             self.sender,
             &mut self.next_sequence,
             &mut self.counters,
@@ -554,7 +570,7 @@ impl<
             builder.push(&entry.record(now)).ok()?;
         }
         let len = seal_next(
-            &self.key,
+            &mut self.keys,
             self.sender,
             &mut self.next_sequence,
             &mut self.counters,
@@ -613,7 +629,7 @@ impl<
         // short datagram, so most of the buffer is left).
         let body_len = datagram.len().saturating_sub(MIN_LEN).min(MTU);
         let (body_buf, spare) = self.scratch.split_at_mut(body_len);
-        let repr = Repr::parse(&packet, &self.key, body_buf)?;
+        let repr = self.keys.parse(&packet, body_buf)?;
 
         // Authentic from here on: only now may it change any state.
         let index = match known {
@@ -806,7 +822,7 @@ impl Answer {
 /// the sequence and counting what was sent. (Fields are passed apart so the
 /// records may borrow the node's scratch buffer meanwhile.)
 fn seal_next(
-    key: &ClusterKey,
+    keys: &mut Keyring,
     sender: u64,
     next_sequence: &mut u64,
     counters: &mut SyncCounters,
@@ -820,7 +836,7 @@ fn seal_next(
         first_record,
         records,
     };
-    let len = repr.emit(key, buf).ok()?;
+    let len = keys.emit(&repr, buf).ok()?;
     *next_sequence += 1;
     counters.sent_datagrams += 1;
     counters.sent_bytes += len as u64;

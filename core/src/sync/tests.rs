@@ -6,14 +6,20 @@ use std::vec::Vec;
 
 use super::*;
 use crate::cache::{Config, Layout};
-use crate::wire::DEFAULT_DATAGRAM_LEN as MTU;
+use crate::wire::{ClusterKey, DEFAULT_DATAGRAM_LEN as MTU};
 
 const SECRET: [u8; 32] = [0x42; 32];
 
 type TestNode = Node;
 
 fn node(sender: u64) -> TestNode {
-    Node::new(ClusterKey::new(1, &SECRET), sender, Settings::default())
+    Node::new(ClusterKey::new(&SECRET), sender, Settings::default())
+}
+
+/// Another cluster's key that the header cannot tell from ours: the tag
+/// must.
+fn same_id_other_key() -> ClusterKey {
+    ClusterKey::colliding(ClusterKey::new(&SECRET).id(), &SECRET)
 }
 
 fn cache(capacity: u32) -> Cache<Vec<u8>> {
@@ -111,7 +117,7 @@ fn every_rejection_is_counted_by_reason() {
     );
     // The replay check comes first, so the key id test needs a fresh datagram.
     let mut rekeyed = drain(&mut a, at(1000)).remove(0);
-    rekeyed[5] = 9;
+    rekeyed[5] = rekeyed[5].wrapping_add(1);
     assert_eq!(b.handle(at(0), &rekeyed, &mut c), Err(Reject::UnknownKey));
     assert_eq!(a.handle(at(0), &good, &mut c), Err(Reject::Own));
 
@@ -147,7 +153,7 @@ fn every_rejection_is_counted_by_reason() {
 
 #[test]
 fn another_cluster_can_neither_inject_nor_read() {
-    let mut outsider = Node::<MTU>::new(ClusterKey::new(1, &[9; 32]), 7, Settings::default());
+    let mut outsider = Node::<MTU>::new(same_id_other_key(), 7, Settings::default());
     let mut b = node(2);
     let mut c = cache(4);
     outsider
@@ -562,7 +568,7 @@ fn a_pull_nobody_answers_times_out_and_a_late_answer_is_not_stored() {
 #[test]
 fn pulls_are_bounded_and_refused_with_a_reason() {
     let mut asker: Node<MTU, 4, 4, 1024, 2> =
-        Node::new(ClusterKey::new(1, &SECRET), 1, Settings::default());
+        Node::new(ClusterKey::new(&SECRET), 1, Settings::default());
     let deadline = at(100);
     assert_eq!(asker.pull(b"", false, 1, deadline), Err(PullError::BadKey));
     assert_eq!(
@@ -601,7 +607,7 @@ fn pulls_are_bounded_and_refused_with_a_reason() {
 #[test]
 fn pull_answers_from_another_cluster_are_rejected() {
     let mut asker = node(1);
-    let mut stranger = Node::<MTU>::new(ClusterKey::new(1, &[7; 32]), 2, Settings::default());
+    let mut stranger = Node::<MTU>::new(same_id_other_key(), 2, Settings::default());
     let (mut mine, mut theirs) = (cache(16), cache(16));
     let now = at(0);
     theirs
@@ -644,4 +650,62 @@ fn an_answer_captured_before_a_restart_does_not_serve_a_new_pull() {
     assert!(!has(&mut mine, now, b"ticket"), "a used ticket resurrected");
     assert_eq!(after.counters().late_pull_answers, 1);
     assert_eq!(after.pulls_in_flight(), 1, "pull {id:?} still waits");
+}
+
+#[test]
+fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
+    const NEW: [u8; 32] = [0x43; 32];
+    let (old, new) = (ClusterKey::new(&SECRET), ClusterKey::new(&NEW));
+    let ring = |keys: &[&ClusterKey]| Keyring::new(keys.iter().map(|&k| k.clone())).unwrap();
+    let (mut a, mut b) = (node(1), node(2));
+    let mut cache_b = cache(64);
+    let mut n = 0u32;
+    // A set from `from` to `to`: whether it was applied.
+    let mut send = |from: &mut TestNode, to: &mut TestNode, cache: &mut Cache<Vec<u8>>| {
+        n += 1;
+        let key = std::format!("s{n}");
+        from.record_set(at(0), key.as_bytes(), b"v", Duration::from_secs(60))
+            .unwrap();
+        let sent = drain(from, at(0));
+        let applied = sent.iter().all(|d| to.handle(at(0), d, cache).is_ok());
+        applied && has(cache, at(0), key.as_bytes())
+    };
+
+    // Each step is applied on A first: at every moment, whatever A and B
+    // hold, what one seals the other opens.
+    let steps = [
+        ring(&[&old, &new]), // 1: the new key second
+        ring(&[&new, &old]), // 2: the new key first
+        ring(&[&new]),       // 3: the old key dropped
+    ];
+    for step in &steps {
+        a.set_keyring(step.clone());
+        assert!(send(&mut a, &mut b, &mut cache_b), "A after, B before");
+        b.set_keyring(step.clone());
+        assert!(send(&mut a, &mut b, &mut cache_b), "both after");
+    }
+    assert_eq!(b.counters().rejected(), 0);
+    // A's figures for the new key went on across the changes: one
+    // datagram per send under it since step 2.
+    let uses: Vec<_> = a.keyring().uses().collect();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0].fingerprint, new.fingerprint());
+    assert!(uses[0].sealed >= 4, "{uses:?}");
+    assert_eq!(a.sender(), 1, "a key change keeps the sender id");
+
+    // Skipping step 1 breaks the cluster: a node sealing under a key the
+    // other does not hold is rejected, and counted.
+    let mut stale = node(3);
+    stale
+        .record_set(at(0), b"late", b"v", Duration::from_secs(60))
+        .unwrap();
+    let datagram = drain(&mut stale, at(0)).remove(0);
+    let reason = if old.id() == new.id() {
+        Reject::Authentication
+    } else {
+        Reject::UnknownKey
+    };
+    assert_eq!(b.handle(at(0), &datagram, &mut cache_b), Err(reason));
+    assert_eq!(b.counters().rejected(), 1);
+    assert!(!has(&mut cache_b, at(0), b"late"));
 }

@@ -7,7 +7,8 @@
 //!   every accessor stays in bounds.
 //! * [`ClusterKey`]: XChaCha20-Poly1305 under the 32-byte cluster key. The
 //!   header is authenticated, the body encrypted: session values carry TLS
-//!   master secrets and never travel in clear.
+//!   master secrets and never travel in clear. A [`Keyring`] holds the
+//!   keys of a rollover: the first seals, all open.
 //! * [`Record`]: one replicated change (`Set`, `Delete`) or control message,
 //!   encoded with postcard inside the sealed body.
 //! * [`Repr`]: the semantic datagram. [`Repr::parse`] opens and validates a
@@ -23,7 +24,9 @@
 //!
 //! `sender` is a random 64-bit id a node picks each time it starts;
 //! `sequence` counts that sender's datagrams from 1. Together they form the
-//! nonce, so a nonce is never reused under one key. The body is
+//! nonce, so a nonce is never reused under one key. `kid` is one byte of
+//! SHA-256 over a label and the sealing key, so that the receiver knows
+//! which of its keys to try. The body is
 //! `first_record: varint` followed by records, numbered from `first_record`;
 //! a `Set` carries the entry's *remaining* lifetime so that peers need not
 //! agree on the time.
@@ -31,15 +34,17 @@
 //! Decoding never panics and never reads out of bounds, whatever the bytes:
 //! see the fuzz targets in `fuzz/`.
 
+mod keyring;
 mod packet;
 mod record;
 mod repr;
 mod seal;
 
+pub use keyring::{KeyUse, Keyring, KeyringError, MAX_KEYS};
 pub use packet::Packet;
 pub use record::{Record, Records, RecordsBuilder};
 pub use repr::Repr;
-pub use seal::ClusterKey;
+pub use seal::{ClusterKey, Fingerprint};
 
 /// The first four bytes of every datagram.
 pub const MAGIC: [u8; 4] = *b"CSYN";

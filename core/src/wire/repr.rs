@@ -24,6 +24,14 @@ impl<'a> Repr<'a> {
         scratch: &'a mut [u8],
     ) -> Result<Repr<'a>, Error> {
         let body = key.open(packet, scratch)?;
+        Repr::decode(packet, body)
+    }
+
+    /// Validates the opened `body` of `packet`.
+    pub(crate) fn decode<T: AsRef<[u8]>>(
+        packet: &Packet<T>,
+        body: &'a [u8],
+    ) -> Result<Repr<'a>, Error> {
         let (first_record, records) =
             postcard::take_from_bytes::<u64>(body).map_err(|_| Error::Malformed)?;
         Ok(Repr {
@@ -87,7 +95,7 @@ mod tests {
             first_record: 300,
             records: builder.records(),
         };
-        repr.emit(&ClusterKey::new(1, &SECRET), buf).unwrap()
+        repr.emit(&ClusterKey::new(&SECRET), buf).unwrap()
     }
 
     #[test]
@@ -101,7 +109,7 @@ mod tests {
         );
         let packet = Packet::new_checked(datagram).unwrap();
         let mut scratch = [0u8; 256];
-        let repr = Repr::parse(&packet, &ClusterKey::new(1, &SECRET), &mut scratch).unwrap();
+        let repr = Repr::parse(&packet, &ClusterKey::new(&SECRET), &mut scratch).unwrap();
         assert_eq!(
             (repr.sender, repr.sequence, repr.first_record),
             (42, 9, 300)
@@ -121,7 +129,7 @@ mod tests {
     fn every_single_bit_flip_is_rejected() {
         let mut buf = [0u8; 256];
         let len = sample(&mut buf);
-        let key = ClusterKey::new(1, &SECRET);
+        let key = ClusterKey::new(&SECRET);
         for bit in 0..len * 8 {
             let mut damaged = vec![0u8; len];
             damaged.copy_from_slice(&buf[..len]);
@@ -140,11 +148,16 @@ mod tests {
         let packet = Packet::new_checked(&buf[..len]).unwrap();
         let mut scratch = [0u8; 256];
         assert_eq!(
-            Repr::parse(&packet, &ClusterKey::new(1, &[8; 32]), &mut scratch),
+            Repr::parse(
+                &packet,
+                &ClusterKey::colliding(packet.key_id(), &SECRET),
+                &mut scratch
+            ),
             Err(Error::Authentication)
         );
+        let other_id = ClusterKey::colliding(packet.key_id().wrapping_add(1), &SECRET);
         assert_eq!(
-            Repr::parse(&packet, &ClusterKey::new(2, &SECRET), &mut scratch),
+            Repr::parse(&packet, &other_id, &mut scratch),
             Err(Error::UnknownKey)
         );
         assert!(
@@ -173,6 +186,6 @@ mod tests {
             first_record: 1,
             records: Records::parse(&[3]).unwrap(),
         };
-        repr.emit(&ClusterKey::new(0, &SECRET), buf)
+        repr.emit(&ClusterKey::new(&SECRET), buf)
     }
 }

@@ -5,6 +5,7 @@
 //! [`Config`]. Every error names the option, the offending value and where it
 //! was given; nothing is silently ignored and order never matters.
 
+pub mod key_file;
 pub mod options;
 pub mod source;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use source::{Invocation, Origin, RawOptions, Setting};
 
 use crate::access_log::{AccessLogConfig, Format as AccessLogFormat, Target as AccessLogTarget};
+use key_file::ClusterKeys;
 
 /// Default `cache-blocksize`: rustls session values are 70-130 bytes, and
 /// 4 KiB leaves room for sessions that carry client certificate chains.
@@ -163,17 +165,8 @@ pub struct ClusterConfig {
     /// How long a handshake waits for a pulled session
     /// (`cache-udp-pull-timeout`).
     pub pull_timeout: Duration,
-    pub key: Option<ClusterKey>,
-}
-
-/// The 32-byte cluster key. Its `Debug` never prints the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterKey(pub [u8; 32]);
-
-impl fmt::Debug for ClusterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterKey(..)")
-    }
+    /// The keys of `cache-udp-key`: the first seals, all open.
+    pub key: Option<ClusterKeys>,
 }
 
 impl Config {
@@ -630,7 +623,7 @@ fn parse_context(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-fn parse_cluster_key(setting: &Setting) -> Result<ClusterKey, ConfigError> {
+fn parse_cluster_key(setting: &Setting) -> Result<ClusterKeys, ConfigError> {
     let path = existing_file(setting, "cache-udp-key", &setting.value)?;
     let text = std::fs::read_to_string(&path).map_err(|error| {
         invalid(
@@ -639,26 +632,13 @@ fn parse_cluster_key(setting: &Setting) -> Result<ClusterKey, ConfigError> {
             format!("cannot read `{}`: {error}", path.display()),
         )
     })?;
-    let hex = text.trim();
-    let malformed = || {
+    ClusterKeys::parse(&text).map_err(|error| {
         invalid(
             "cache-udp-key",
             setting,
-            format!(
-                "`{}` must hold exactly 64 hex characters (a 32-byte key)",
-                path.display()
-            ),
+            format!("`{}` {error}", path.display()),
         )
-    };
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(malformed());
-    }
-    let mut key = [0u8; 32];
-    for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| malformed())?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| malformed())?;
-    }
-    Ok(ClusterKey(key))
+    })
 }
 
 #[cfg(test)]
@@ -822,7 +802,13 @@ mod tests {
         let good = dir.join("good.key");
         std::fs::write(&good, format!("  {}\n", "ab".repeat(32))).unwrap();
         let bad = dir.join("bad.key");
-        std::fs::write(&bad, "abcd").unwrap();
+        std::fs::write(&bad, format!("{}\nabcd\n", "ab".repeat(32))).unwrap();
+        let two = dir.join("two.key");
+        std::fs::write(
+            &two,
+            format!("{}\n\n  {}\n", "cd".repeat(32), "ab".repeat(32)),
+        )
+        .unwrap();
         let args = |key: &std::path::Path| {
             config(&[
                 "--https",
@@ -831,12 +817,17 @@ mod tests {
                 key.to_str().unwrap(),
             ])
         };
-        assert_eq!(
-            args(&good).unwrap().cluster.key,
-            Some(ClusterKey([0xab; 32]))
-        );
+        let one = args(&good).unwrap().cluster.key.unwrap();
+        assert_eq!(one, ClusterKeys::parse(&"ab".repeat(32)).unwrap());
+        let two = args(&two).unwrap().cluster.key.unwrap();
+        assert_eq!(two.fingerprints().len(), 2);
+        assert_eq!(two.fingerprints()[1], one.fingerprints()[0]);
         let error = args(&bad).unwrap_err().to_string();
-        assert!(error.contains("64 hex characters"), "{error}");
+        assert!(
+            error.contains(&format!("`{}` line 2: 4 characters", bad.display()))
+                && error.contains("64 hex characters"),
+            "{error}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -164,7 +164,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         "cache-udp-key",
         Kind::Single,
         "FILE",
-        "file holding the 32-byte cluster key as 64 hex characters",
+        "file holding the cluster keys, one per line as 64 hex characters (`cachet keygen`), \
+         at most 4: the first seals, every one opens; SIGHUP re-reads it (a key rollover: \
+         add the new key second everywhere, then move it first, then drop the old one)",
     ),
 ];
 

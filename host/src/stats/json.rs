@@ -142,6 +142,17 @@ fn sync(snapshot: &Snapshot) -> Value {
             "silent": p.silent,
         })).collect::<Vec<_>>(),
         "pulls": pulls(&snapshot.totals().pulls, n),
+        // Fingerprints only, never a key (see `cachet_core::wire::Fingerprint`).
+        "sealing_key": sync.keyrings.first().and_then(|ring| ring.keys.first()).map(|fp| fp.to_string()),
+        "keyrings": sync.keyrings.iter().map(|ring| json!({
+            "keys": ring.keys.iter().map(|fp| fp.to_string()).collect::<Vec<_>>(),
+            "processes": ring.processes,
+        })).collect::<Vec<_>>(),
+        "keys": sync.keys.iter().map(|key| json!({
+            "fingerprint": key.fingerprint.to_string(),
+            "sealed": key.sealed,
+            "opened": key.opened,
+        })).collect::<Vec<_>>(),
     });
     for (reason, count) in sync.rejections() {
         object[format!("rejected_{reason}")] = json!(count);

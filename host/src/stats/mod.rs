@@ -98,6 +98,10 @@ pub struct Snapshot {
 pub struct SyncFigures {
     pub inbound: crate::sync::inbound::InboundFigures,
     pub peers: Vec<crate::sync::peers::PeerFigures>,
+    /// What each cluster key sealed and opened, by fingerprint.
+    pub keys: Vec<crate::sync::keys::KeyFigures>,
+    /// The key rings the router's processes hold.
+    pub keyrings: Vec<crate::sync::keys::RingFigures>,
 }
 
 impl SyncFigures {

@@ -276,6 +276,7 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
 }
 
 fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
+    key_families(out, sync);
     let n = &sync.inbound.node;
     out.single(
         "cachet_sync_received_datagrams_total",
@@ -409,6 +410,50 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
 }
 
 /// Pulls made and answered, and the wait as a histogram.
+/// The cluster keys, by fingerprint: what each sealed and opened, and how
+/// many processes seal or only open with it now.
+fn key_families(out: &mut Exposition, sync: &super::SyncFigures) {
+    out.family(
+        "cachet_sync_key_datagrams_total",
+        "counter",
+        "Sync datagrams sealed and opened (authenticated), by cluster key fingerprint.",
+    );
+    for key in &sync.keys {
+        let fp = key.fingerprint.to_string();
+        for (op, count) in [("sealed", key.sealed), ("opened", key.opened)] {
+            out.sample(
+                "cachet_sync_key_datagrams_total",
+                &[("key", &fp), ("op", op)],
+                count,
+            );
+        }
+    }
+    out.family(
+        "cachet_sync_key_processes",
+        "gauge",
+        "Processes holding a cluster key, by fingerprint and role (sealing: the first of \
+         their keys; opening: another).",
+    );
+    let mut held: Vec<(String, &str, u64)> = Vec::new();
+    for ring in &sync.keyrings {
+        for (i, fp) in ring.keys.iter().enumerate() {
+            let role = if i == 0 { "sealing" } else { "opening" };
+            let fp = fp.to_string();
+            match held.iter_mut().find(|(f, r, _)| *f == fp && *r == role) {
+                Some((_, _, n)) => *n += ring.processes,
+                None => held.push((fp, role, ring.processes)),
+            }
+        }
+    }
+    for (fp, role, processes) in held {
+        out.sample(
+            "cachet_sync_key_processes",
+            &[("key", &fp), ("role", role)],
+            processes,
+        );
+    }
+}
+
 fn pull_families(out: &mut Exposition, sync: &super::SyncFigures, made: &PullFigures) {
     out.counter_by(
         "cachet_sync_pulls_total",

@@ -22,6 +22,7 @@ use cachet_core::sync::{
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
+use super::keys::Keys;
 use super::outbound::send_counted;
 use super::peers::{PeerTable, MAX_PEERS};
 use super::region_store::RegionStore;
@@ -145,17 +146,18 @@ fn enlarge_receive_buffer(socket: &StdUdpSocket) {
 /// again a second later.
 const MAX_ANSWERS: usize = 4;
 
-/// Runs the receiver until `shutdown`. `key` makes the nodes that answer
-/// bootstrap requests.
+/// Runs the receiver until `shutdown`, following `keys` (the nodes that
+/// answer bootstrap requests take the keys in force when they start).
 pub async fn run(
     socket: StdUdpSocket,
-    key: [u8; 32],
+    keys: Arc<Keys>,
     region: &'static SharedRegion,
     configured: Vec<SocketAddr>,
     figures: Figures,
     mut shutdown: Shutdown,
 ) -> Result<()> {
-    let mut node = super::new_node(&key)?;
+    let mut follower = keys.follow();
+    let mut node = super::new_node(follower.initial())?;
     let socket = Arc::new(UdpSocket::from_std(socket)?);
     let peers = region.peers();
     figures.lock().expect("figures lock").sender = node.sender();
@@ -189,9 +191,17 @@ pub async fn run(
             },
             _ = greeting.tick() => {
                 greet(&mut node, &socket, peers, &mut greetings, &mut out);
+                follower.publish(&node);
                 continue;
             }
-            () = shutdown.requested() => return Ok(()),
+            () = follower.changed() => {
+                follower.apply(&mut node);
+                continue;
+            }
+            () = shutdown.requested() => {
+                follower.publish(&node);
+                return Ok(());
+            }
         };
         let known = peers.find(from);
         if let Some(index) = known {
@@ -228,11 +238,12 @@ pub async fn run(
                 }
             }
             if handled.control.bootstrap_request {
-                spawn_answer(&socket, &key, region, from, &answering, &figures);
+                spawn_answer(&socket, &keys, region, from, &answering, &figures);
             }
         }
         // Publishing after each datagram keeps stats exact; it is a copy
         // of a few hundred bytes under an uncontended lock.
+        follower.publish(&node);
         let mut f = figures.lock().expect("figures lock");
         f.node = *node.counters();
         f.count_source(from.ip(), len);
@@ -243,7 +254,7 @@ pub async fn run(
 /// answer to it is under way or [`MAX_ANSWERS`] are.
 fn spawn_answer(
     socket: &Arc<UdpSocket>,
-    key: &[u8; 32],
+    keys: &Arc<Keys>,
     region: &'static SharedRegion,
     from: SocketAddr,
     answering: &Arc<Mutex<Vec<SocketAddr>>>,
@@ -258,7 +269,7 @@ fn spawn_answer(
     }
     // A node of its own: its datagrams all go to the one requester, and
     // its sequence numbers are nobody else's business.
-    let node = match super::new_node(key) {
+    let node = match super::new_node(keys.current()) {
         Ok(node) => node,
         Err(e) => {
             warn!(peer = %from, "bootstrap request not answered: {e:#}");
@@ -269,13 +280,15 @@ fn spawn_answer(
             return;
         }
     };
-    let (socket, answering, figures) = (
+    let (socket, answering, figures, keys) = (
         Arc::clone(socket),
         Arc::clone(answering),
         Arc::clone(figures),
+        Arc::clone(keys),
     );
     tokio::spawn(async move {
-        let sent = answer_bootstrap(node, &socket, region, from).await;
+        let (sent, node) = answer_bootstrap(node, &socket, region, from).await;
+        keys.count_finished(&node);
         answering
             .lock()
             .expect("answering lock")
@@ -322,13 +335,13 @@ fn greet(
 }
 
 /// Sends every live session that travels to `to`, then the end marker.
-/// Returns how many entries went out.
+/// Returns how many entries went out, and the node (for its figures).
 async fn answer_bootstrap(
     mut node: RouterNode,
     socket: &UdpSocket,
     region: &'static SharedRegion,
     to: SocketAddr,
-) -> u64 {
+) -> (u64, RouterNode) {
     let peers = region.peers();
     let index = peers.find(to).or_else(|| peers.add(to));
     let mut out = vec![0u8; node.settings().max_datagram];
@@ -355,7 +368,7 @@ async fn answer_bootstrap(
             }
         }
     }
-    answer.entries()
+    (answer.entries(), node)
 }
 
 fn send_to(

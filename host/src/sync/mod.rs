@@ -24,13 +24,16 @@
 //! Lifetimes travel as time remaining; expiry and sweeping stay local.
 
 pub mod inbound;
+pub mod keys;
 pub mod outbound;
 pub mod peers;
 pub mod pull;
 mod region_store;
 
+use std::sync::Arc;
+
 use cachet_core::sync::{Node, Settings};
-use cachet_core::wire::ClusterKey;
+use cachet_core::wire::Keyring;
 use cachet_core::Duration;
 
 /// The sync node a router process runs: 1400-byte datagrams, up to 64
@@ -49,14 +52,15 @@ pub struct Change {
     pub lifetime: Duration,
 }
 
-/// A node with a fresh random sender id (the AEAD nonce prefix: it must
-/// never repeat under the key, so every start picks a new one).
-pub fn new_node(key: &[u8; 32]) -> anyhow::Result<RouterNode> {
+/// A node sealing under the first of `keys`, with a fresh random sender id
+/// (the AEAD nonce prefix: it must never repeat under a key, so every
+/// start picks a new one).
+pub fn new_node(keys: Keyring) -> anyhow::Result<RouterNode> {
     let mut sender = [0u8; 8];
     aws_lc_rs::rand::fill(&mut sender)
         .map_err(|_| anyhow::anyhow!("no randomness for the sync sender id"))?;
     Ok(Node::new(
-        ClusterKey::new(0, key),
+        keys,
         u64::from_le_bytes(sender),
         Settings::default(),
     ))
@@ -90,20 +94,36 @@ pub fn register_peers(config: &Config, region: &'static SharedRegion) {
     }
 }
 
-/// Starts this process's side of the cluster, if `config` replicates: the
-/// store pushes through the returned link, connections pull through it.
+/// This process's cluster keys, if `config` replicates: every sync task of
+/// the process follows them, and a reload replaces them. `process` is the
+/// process's slot (0 for a master or a lone process, else the worker's
+/// number), under which stats show the keys it holds.
+pub fn keys(
+    config: &Config,
+    region: &'static SharedRegion,
+    process: usize,
+) -> Option<Arc<keys::Keys>> {
+    let (true, Some(file)) = (enabled(config), &config.cluster.key) else {
+        return None;
+    };
+    Some(keys::Keys::new(file, region.peers().keys(), process))
+}
+
+/// Starts this process's side of the cluster, if it replicates (`keys`):
+/// the store pushes through the returned link, connections pull through
+/// it.
 pub fn start_outbound(
     config: &Config,
     region: &'static SharedRegion,
     metrics: crate::metrics::Metrics,
+    keys: Option<&Arc<keys::Keys>>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<outbound::ClusterLink>> {
-    let (true, Some(key)) = (enabled(config), &config.cluster.key) else {
+    let Some(keys) = keys else {
         return Ok(None);
     };
-    let node = new_node(&key.0)?;
     let timeout = config.cluster.pull_timeout;
-    outbound::spawn(node, region, timeout, metrics, shutdown.clone()).map(Some)
+    outbound::spawn(keys, region, timeout, metrics, shutdown.clone()).map(Some)
 }
 
 /// Starts the receiver on `cache-udp-server`, if configured, announcing
@@ -112,9 +132,10 @@ pub fn start_inbound(
     config: &Config,
     socket: Option<std::net::UdpSocket>,
     region: &'static SharedRegion,
+    keys: Option<&Arc<keys::Keys>>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<inbound::Figures>> {
-    let (Some(socket), Some(key)) = (socket, &config.cluster.key) else {
+    let (Some(socket), Some(keys)) = (socket, keys) else {
         return Ok(None);
     };
     let local: SocketAddr = socket.local_addr()?;
@@ -122,7 +143,7 @@ pub fn start_inbound(
     let figures = inbound::Figures::default();
     let run = inbound::run(
         socket,
-        key.0,
+        Arc::clone(keys),
         region,
         config.cluster.udp_nodes.clone(),
         figures.clone(),

@@ -9,6 +9,7 @@
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cachet_core::sync::Destination;
@@ -16,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::keys::{KeyFollower, Keys};
 use super::peers::PeerTable;
 use super::pull::{Ask, PullBook, Pulled, Puller, ASK_QUEUE};
 use super::region_store::RegionStore;
@@ -51,13 +53,15 @@ impl ChangeQueue {
 pub struct ClusterLink {
     pub changes: ChangeQueue,
     pub puller: Puller,
+    /// The process's keys, which a reload replaces.
+    pub keys: Arc<Keys>,
 }
 
-/// Starts the task for `node`; returns the handles the store and the
-/// connections use. Changes that cannot be replicated and pulls that
-/// cannot be made are counted in `metrics`.
+/// Starts the task with a node following `keys`; returns the handles the
+/// store and the connections use. Changes that cannot be replicated and
+/// pulls that cannot be made are counted in `metrics`.
 pub fn spawn(
-    node: RouterNode,
+    keys: &Arc<Keys>,
     region: &'static SharedRegion,
     pull_timeout: std::time::Duration,
     metrics: Metrics,
@@ -67,8 +71,10 @@ pub fn spawn(
     let v6 = bind("[::]:0").ok();
     let (tx, changes) = mpsc::channel(QUEUE);
     let (asks_tx, asks) = mpsc::channel(ASK_QUEUE);
+    let mut follower = keys.follow();
     let task = Task {
-        node,
+        node: super::new_node(follower.initial())?,
+        keys: follower,
         region,
         peers: region.peers(),
         sockets: Sockets { v4, v6 },
@@ -79,6 +85,7 @@ pub fn spawn(
     Ok(ClusterLink {
         changes: ChangeQueue { tx, metrics },
         puller: Puller::new(asks_tx, pull_timeout, metrics),
+        keys: Arc::clone(keys),
     })
 }
 
@@ -106,6 +113,7 @@ impl Sockets {
 
 struct Task {
     node: RouterNode,
+    keys: KeyFollower,
     region: &'static SharedRegion,
     peers: &'static PeerTable,
     sockets: Sockets,
@@ -158,13 +166,18 @@ impl Task {
                     }
                 }
                 () = sleep_until(timeout) => {}
+                () = self.keys.changed() => {}
                 () = shutdown.requested() => {
                     self.flush(&mut out);
+                    self.keys.publish(&self.node);
                     return;
                 }
             }
             self.flush(&mut out);
             self.end_pulls();
+            // A new ring (SIGHUP) takes effect for what is sent from here.
+            self.keys.apply(&mut self.node);
+            self.keys.publish(&self.node);
             // One line per burst of losses, not one per change.
             let skipped = self.metrics.snapshot().sync_skipped;
             if skipped > reported_skips {

@@ -18,6 +18,8 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::keys::KeyTable;
+
 /// Most peers a router tracks.
 pub const MAX_PEERS: usize = 64;
 
@@ -57,6 +59,8 @@ pub struct PeerTable {
     /// Pulls in flight from all processes of this router.
     pulls_in_flight: AtomicU64,
     slots: [PeerSlot; MAX_PEERS],
+    /// The cluster keys' figures, shared by the processes the same way.
+    keys: KeyTable,
 }
 
 /// A snapshot of one peer's counters.
@@ -132,6 +136,11 @@ impl PeerTable {
     /// Changes whenever the set of peers does.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cluster keys' figures.
+    pub fn keys(&self) -> &KeyTable {
+        &self.keys
     }
 
     /// The counters of slot `index`.
@@ -275,6 +284,7 @@ mod tests {
             generation: AtomicU64::new(0),
             pulls_in_flight: AtomicU64::new(0),
             slots: std::array::from_fn(|_| PeerSlot::default()),
+            keys: KeyTable::default(),
         })
     }
 
