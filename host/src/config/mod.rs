@@ -18,6 +18,7 @@ use std::time::Duration;
 pub use source::{Invocation, Origin, RawOptions, Setting};
 
 use crate::access_log::{AccessLogConfig, Format as AccessLogFormat, Target as AccessLogTarget};
+use crate::limits;
 use key_file::ClusterKeys;
 
 /// Default `cache-blocksize`: rustls session values are 70-130 bytes, and
@@ -252,7 +253,11 @@ impl Config {
                 }),
                 pull_timeout: read
                     .single("cache-udp-pull-timeout", |v| {
-                        parse_count(v, 1, 10_000).map(|ms| Duration::from_millis(ms as u64))
+                        // At most half the handshake's budget, so that a
+                        // full handshake still fits after a pull that ran
+                        // out its time.
+                        let max = limits::HANDSHAKE_TIMEOUT.as_millis() as usize / 2;
+                        parse_count(v, 1, max).map(|ms| Duration::from_millis(ms as u64))
                     })
                     .unwrap_or(DEFAULT_PULL_TIMEOUT),
                 key: read
@@ -761,7 +766,7 @@ mod tests {
             "{error}"
         );
         let cluster = ["--https", ":8443", "--cache-udp-node", "127.0.0.1:4000"];
-        for bad in ["0", "soon", "10001"] {
+        for bad in ["0", "soon", "5001"] {
             let args = [&cluster[..], &["--cache-udp-pull-timeout", bad]].concat();
             let error = config(&args).unwrap_err().to_string();
             assert!(
