@@ -116,17 +116,17 @@ async fn connection(
     let handshake = async {
         // Read once: a reload swapping the endpoint's certificates later
         // leaves this connection with the configuration it started with.
-        let chosen = socket.endpoint.site_for(offer.server_name.as_deref());
+        let site = socket.endpoint.site_for(offer.server_name.as_deref());
         // In a cluster, a session the client offers and this router lacks
         // is fetched from the peers first; only this connection waits.
-        if let Some(sessions) = &chosen.sessions {
-            if let Some(pulled) = sessions.fetch_offered(&offer, chosen.tls13).await {
+        if let Some(sessions) = &site.sessions {
+            if let Some(pulled) = sessions.fetch_offered(&offer, site.tls13).await {
                 debug!(%peer, ?pulled, "pulled the offered session");
             }
         }
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let server_name = start.client_hello().server_name().map(str::to_owned);
-        let tls = start.into_stream(chosen.config).await?;
+        let tls = start.into_stream(site.config).await?;
         Ok::<_, std::io::Error>((tls, server_name))
     };
     let (tls, server_name) = match tokio::time::timeout_at(deadline, handshake).await {

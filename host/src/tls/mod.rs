@@ -38,8 +38,9 @@ pub enum Sessions<'a> {
     Cache(&'a SessionStore),
 }
 
-/// A certificate ready to serve, with its session namespace.
-#[derive(Debug)]
+/// A certificate ready to serve, with its session namespace. (Cheap to
+/// clone: a connection keeps the one it started with.)
+#[derive(Clone, Debug)]
 pub struct Site {
     pub config: Arc<ServerConfig>,
     pub context: SessionContext,
@@ -49,14 +50,6 @@ pub struct Site {
     pub sessions: Option<Arc<ContextStorage>>,
     /// Whether the configuration serves TLS 1.3 (its cipher suites may
     /// name TLS 1.2 ones only): what a client will resume with.
-    pub tls13: bool,
-}
-
-/// What a connection gets for its ClientHello's server name.
-#[derive(Debug, Clone)]
-pub struct Chosen {
-    pub config: Arc<ServerConfig>,
-    pub sessions: Option<Arc<ContextStorage>>,
     pub tls13: bool,
 }
 
@@ -127,22 +120,11 @@ impl Endpoint {
         Arc::clone(&sites)
     }
 
-    /// The configuration for a ClientHello's server name (see [`Sites::select`]).
-    pub fn config_for(&self, server_name: Option<&str>) -> Arc<ServerConfig> {
-        Arc::clone(&self.current().select(server_name).config)
-    }
-
     /// The configuration and the session cache's view for a ClientHello's
     /// server name, read together (a reload between two reads could
     /// otherwise pair one site's sessions with another's configuration).
-    pub fn site_for(&self, server_name: Option<&str>) -> Chosen {
-        let sites = self.current();
-        let site = sites.select(server_name);
-        Chosen {
-            config: Arc::clone(&site.config),
-            sessions: site.sessions.clone(),
-            tls13: site.tls13,
-        }
+    pub fn site_for(&self, server_name: Option<&str>) -> Site {
+        self.current().select(server_name).clone()
     }
 
     /// Builds what this endpoint would serve under `socket`, `sni` and
