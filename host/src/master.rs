@@ -117,7 +117,11 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         }
         wait_until_ready(region, &slots, processes, &stop).await?;
 
-        let store = router::session_store(config, region, None);
+        // The master sweeps the cache and reads its figures; it serves no
+        // handshake, so it needs neither the mesh's sender nor Redis.
+        let store =
+            crate::store::SessionStore::new(region, config.ssl_sessions_timeout, None, None)
+                .map(Arc::new);
         let sync =
             crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
         if let Some(store) = &store {
@@ -127,6 +131,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
             let slots = Arc::clone(&slots);
             let sessions_in_cache = config.ssl_sessions_use_cache && store.is_some();
             let backends = Arc::clone(&backends);
+            let redis = router::redis_target(config);
             Arc::new(move || {
                 let slots = slots.lock().expect("slots lock").clone();
                 Snapshot {
@@ -145,6 +150,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
                         .collect(),
                     backends: backends.figures(),
                     sync: router::sync_figures(sync.as_ref(), region),
+                    redis: redis.clone(),
                 }
             })
         };

@@ -11,6 +11,7 @@ use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
 use crate::proxy::client_hello::{self, Offer, Resumption};
 use crate::proxy::proxy_header::{Rejection, Source};
+use crate::redis::counters::{RedisCounters, RedisFigures};
 use crate::sync::pull::{PullCounters, PullFigures, Pulled};
 
 /// A handle on one process's counters; cheap to bump from any task.
@@ -63,6 +64,8 @@ pub struct Counters {
     sync_skipped: AtomicU64,
     /// Sessions pulled from the peers before handshakes.
     pulls: PullCounters,
+    /// The Redis tier's commands, failures and latency.
+    redis: RedisCounters,
     /// Pid of the worker serving from this block once it accepts
     /// connections; 0 before (the master waits for it).
     ready: AtomicU64,
@@ -93,6 +96,7 @@ pub struct MetricsSnapshot {
     pub proxy_timeouts: u64,
     pub sync_skipped: u64,
     pub pulls: PullFigures,
+    pub redis: RedisFigures,
 }
 
 impl MetricsSnapshot {
@@ -245,6 +249,11 @@ impl Metrics {
         self.c.pulls.count(pulled, waited);
     }
 
+    /// The Redis tier's counters of this process.
+    pub fn redis(&self) -> &'static RedisCounters {
+        &self.c.redis
+    }
+
     pub fn sync_skipped(&self) {
         self.c.sync_skipped.fetch_add(1, Relaxed);
     }
@@ -273,6 +282,7 @@ impl Metrics {
             proxy_timeouts: self.c.proxy_timeouts.load(Relaxed),
             sync_skipped: self.c.sync_skipped.load(Relaxed),
             pulls: self.c.pulls.snapshot(),
+            redis: self.c.redis.snapshot(),
         }
     }
 }

@@ -201,6 +201,13 @@ impl Reloader {
         if let Some(keys) = self.store.as_ref().and_then(|s| s.cluster_keys()) {
             keys.reload_and_log(config.cluster.key.as_ref());
         }
+        // Redis values: sealed under the new first key, looked up under all.
+        if let (Some(redis), Some(keys)) = (
+            self.store.as_ref().and_then(|s| s.redis()),
+            config.cluster.key.as_ref(),
+        ) {
+            redis.rekey(keys);
+        }
         Ok(Reloaded {
             sockets,
             backends,
@@ -320,6 +327,16 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
         show(&new.cluster.udp_nodes),
     );
     check(
+        "cache-redis",
+        show_option(running.redis.as_ref().map(|r| &r.target)),
+        show_option(new.redis.as_ref().map(|r| &r.target)),
+    );
+    check(
+        "cache-redis-timeout",
+        show_option(running.redis.as_ref().map(|r| r.timeout.as_millis())),
+        show_option(new.redis.as_ref().map(|r| r.timeout.as_millis())),
+    );
+    check(
         "access-log",
         show(running.access_log.as_ref().map(|log| &log.target)),
         show(new.access_log.as_ref().map(|log| &log.target)),
@@ -333,7 +350,7 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
     // `crate::sync::keys`); turning the cluster on takes a restart.
     if running.cluster.key.is_none() && new.cluster.key.is_some() {
         refused.push(
-            "option `cache-udp-key` added, which takes a restart; the cluster stays off".to_owned(),
+            "option `cluster-key` (`cache-udp-key`) added, which takes a restart; the cluster stays off".to_owned(),
         );
     }
     refused

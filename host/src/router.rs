@@ -45,13 +45,26 @@ pub fn create_region(config: &Config) -> Result<&'static SharedRegion> {
 }
 
 /// The session store over `region`, if the region has a cache, feeding
-/// sessions to the cluster and pulling from it when given.
+/// sessions to the cluster and pulling from it when given, and to Redis
+/// when `cache-redis` is on (this process's link to it starts here; call
+/// inside the runtime).
 pub fn session_store(
     config: &Config,
     region: &'static SharedRegion,
+    metrics: Metrics,
     cluster: Option<crate::sync::outbound::ClusterLink>,
+    shutdown: &Shutdown,
 ) -> Option<Arc<SessionStore>> {
-    SessionStore::new(region, config.ssl_sessions_timeout, cluster).map(Arc::new)
+    let redis = match (&config.redis, &config.cluster.key) {
+        (Some(redis), Some(keys)) => Some(crate::redis::RedisTier::start(
+            redis,
+            keys,
+            metrics.redis(),
+            shutdown,
+        )),
+        _ => None,
+    };
+    SessionStore::new(region, config.ssl_sessions_timeout, cluster, redis).map(Arc::new)
 }
 
 /// Serves `listeners` alone: HTTPS, stats and the sweeper in this process.
@@ -63,7 +76,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
     // One process, one set of keys: its sender and its receiver follow it.
     let keys = crate::sync::keys(config, region, 0);
     let cluster = crate::sync::start_outbound(config, region, metrics, keys.as_ref(), &shutdown)?;
-    let store = session_store(config, region, cluster);
+    let store = session_store(config, region, metrics, cluster, &shutdown);
     let sync =
         crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &shutdown)?;
     if let Some(store) = &store {
@@ -74,6 +87,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
         let store = store.clone();
         let proxy = Arc::clone(&proxy);
         let sessions_in_cache = config.ssl_sessions_use_cache && store.is_some();
+        let redis = redis_target(config);
         Arc::new(move || Snapshot {
             version: env!("CARGO_PKG_VERSION"),
             pid: std::process::id(),
@@ -88,6 +102,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
             }],
             backends: proxy.pool.figures(),
             sync: sync_figures(sync.as_ref(), region),
+            redis: redis.clone(),
         })
     };
     spawn_stats(listeners.stats, listeners.stats_http, source, &shutdown)?;
@@ -104,6 +119,11 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
         },
     )
     .await
+}
+
+/// The Redis tier's target as stats show it, when on.
+pub fn redis_target(config: &Config) -> Option<String> {
+    config.redis.as_ref().map(|redis| redis.target.to_string())
 }
 
 /// The backends of `config`, counting into `metrics`, and its access log.

@@ -25,6 +25,8 @@ use rustls::server::StoresServerSessions;
 
 use crate::clock;
 use crate::proxy::client_hello::{Offer, Resumption};
+use crate::proxy::session_writes;
+use crate::redis::{self, RedisTier};
 use crate::session_key::{self, Kind, Prefix};
 use crate::shared::SharedRegion;
 use crate::stats::CacheFigures;
@@ -39,6 +41,7 @@ pub struct SessionStore {
     layout: Layout,
     lifetime: CacheDuration,
     cluster: Option<ClusterLink>,
+    redis: Option<RedisTier>,
 }
 
 impl SessionStore {
@@ -47,20 +50,29 @@ impl SessionStore {
         self.cluster.as_ref().map(|cluster| &cluster.keys)
     }
 
+    /// The Redis tier of this process, when on.
+    pub fn redis(&self) -> Option<&RedisTier> {
+        self.redis.as_ref()
+    }
+
     /// The store over `region`'s cache, with sessions living `timeout`;
     /// `None` when the region has no cache. With `cluster`, every TLS 1.2
     /// session stored is pushed to the peers, and offered sessions the
-    /// cache lacks are pulled from them.
+    /// cache lacks are pulled from them. With `redis`, sessions are
+    /// written to Redis and offered ones the cache lacks read (or, for
+    /// tickets, taken) from it (see [`crate::redis`]).
     pub fn new(
         region: &'static SharedRegion,
         timeout: Duration,
         cluster: Option<ClusterLink>,
+        redis: Option<RedisTier>,
     ) -> Option<Self> {
         Some(SessionStore {
             layout: *region.cache_layout()?,
             region,
             lifetime: CacheDuration::from_millis(timeout.as_millis() as u64),
             cluster,
+            redis,
         })
     }
 
@@ -72,6 +84,7 @@ impl SessionStore {
             prefix: Prefix::of_context(context),
             lifetime: self.lifetime,
             cluster: self.cluster.clone(),
+            redis: self.redis.clone(),
         })
     }
 
@@ -124,6 +137,16 @@ pub struct ContextStorage {
     prefix: Prefix,
     lifetime: CacheDuration,
     cluster: Option<ClusterLink>,
+    redis: Option<RedisTier>,
+}
+
+/// Where the session a client offered came from, when the cache lacked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    /// Redis's answer, when the tier is on...
+    pub redis: Option<redis::Fetched>,
+    /// ...and the peers', when asked (the mesh is on and Redis had nothing).
+    pub peers: Option<Pulled>,
 }
 
 thread_local! {
@@ -162,17 +185,21 @@ impl ContextStorage {
     }
 
     /// Makes sure the session `offer` will resume with is in the cache
-    /// before rustls looks for it: when the cache lacks it and the router
-    /// is in a cluster, pulls it from the peers (a TLS 1.3 ticket is taken
-    /// from the router that issued it) and waits for the pull to end.
+    /// before rustls looks for it. When the cache lacks it: asks Redis,
+    /// when the tier is on (a TLS 1.3 ticket is taken, so it resumes
+    /// nowhere else); then, if still missing and the router is in a mesh,
+    /// pulls it from the peers (a ticket is taken from the router that
+    /// issued it). Copies what it finds into the cache and returns where
+    /// it looked; `None` when it needed not look.
     /// `tls13`: whether this configuration serves TLS 1.3 (else a TLS 1.3
-    /// client resumes by session id). Returns how the pull ended, `None`
-    /// when none was needed.
-    pub async fn fetch_offered(&self, offer: &Offer, tls13: bool) -> Option<Pulled> {
-        let cluster = self.cluster.as_ref()?;
+    /// client resumes by session id).
+    pub async fn fetch_offered(&self, offer: &Offer, tls13: bool) -> Option<Fetched> {
+        if self.cluster.is_none() && self.redis.is_none() {
+            return None;
+        }
         // rustls tries a client's tickets in order; the first is the one
-        // nearly every client sends alone, and the only one pulled, so that
-        // a ClientHello costs the cluster one pull at most.
+        // nearly every client sends alone, and the only one fetched, so
+        // that a ClientHello costs the fleet one lookup at most.
         let (kind, id) = match offer.resumption_by(tls13) {
             Resumption::None => return None,
             Resumption::SessionId(id) => (Kind::Session, id),
@@ -186,30 +213,80 @@ impl ContextStorage {
                 .unwrap_or(false);
             (!present).then(|| key.to_vec())
         })?;
-        Some(cluster.puller.pull(key, kind.is_single_use()).await)
+        let take = kind.is_single_use();
+        let mut fetched = Fetched {
+            redis: None,
+            peers: None,
+        };
+        if let Some(redis) = &self.redis {
+            let (outcome, found) = redis.fetch(&key, take).await;
+            fetched.redis = Some(outcome);
+            if let Some(found) = found {
+                let lifetime = CacheDuration::from_millis(found.remaining.as_millis() as u64);
+                self.store_here(&key, &found.value, lifetime);
+                return Some(fetched);
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            fetched.peers = Some(cluster.puller.pull(key, take).await);
+        }
+        Some(fetched)
+    }
+
+    /// Whether new sessions are written to Redis (the tier is on; up or
+    /// not, it says per write).
+    pub fn writes_to_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Stores a session in this router's cache only.
+    fn store_here(&self, key: &[u8], value: &[u8], lifetime: CacheDuration) -> bool {
+        let now = clock::now();
+        self.region
+            .with_cache(|cache| cache.put(now, key, value, lifetime).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Writes a new session to Redis, holding the handshake's next bytes
+    /// until Redis has it; false when the tier is off or down.
+    fn store_in_redis(&self, key: &[u8], value: &[u8]) -> bool {
+        let Some(redis) = &self.redis else {
+            return false;
+        };
+        let lifetime = Duration::from_millis(self.lifetime.as_millis());
+        match redis.store(key, value, lifetime) {
+            Some(written) => {
+                session_writes::register(written);
+                true
+            }
+            None => false,
+        }
     }
 }
 
 impl StoresServerSessions for ContextStorage {
     fn put(&self, id: Vec<u8>, value: Vec<u8>) -> bool {
-        let now = clock::now();
         let kind = match session_key::rustls_session_version(&value) {
             Some(session_key::TLS13) => Kind::Ticket,
             _ => Kind::Session,
         };
         self.with_key(kind, &id, |key| {
-            let stored = self
-                .region
-                .with_cache(|cache| cache.put(now, key, &value, self.lifetime).is_ok())
-                .unwrap_or(false);
-            // A ticket stays here, with its one authority; a TLS 1.2
-            // session goes to every peer.
-            if let (true, true, Some(cluster)) = (stored, kind.is_replicated(), &self.cluster) {
-                cluster.changes.push(Change {
-                    key: key.to_vec(),
-                    value: value.clone(),
-                    lifetime: self.lifetime,
-                });
+            // A ticket has one holder, whose take is the only way to
+            // resume it: Redis when the tier is up, else this router.
+            if kind == Kind::Ticket && self.store_in_redis(key, &value) {
+                return true;
+            }
+            let stored = self.store_here(key, &value, self.lifetime);
+            // A TLS 1.2 session goes to Redis and to every peer.
+            if stored && kind.is_replicated() {
+                self.store_in_redis(key, &value);
+                if let Some(cluster) = &self.cluster {
+                    cluster.changes.push(Change {
+                        key: key.to_vec(),
+                        value: value.clone(),
+                        lifetime: self.lifetime,
+                    });
+                }
             }
             stored
         })
@@ -239,7 +316,7 @@ mod tests {
             block_size: 64,
         };
         let region = Box::leak(Box::new(SharedRegion::create(Some(geometry)).unwrap()));
-        SessionStore::new(region, timeout, None).unwrap()
+        SessionStore::new(region, timeout, None, None).unwrap()
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use rustls::client::{
@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::backends::{self, Backend};
 use crate::client::{self, Tls};
+use crate::openssl::{s_client, Session};
 use crate::pki::Leaf;
 use crate::ports::on_free_udp_ports;
 use crate::udp_proxy::XorShift;
@@ -113,6 +114,87 @@ impl Harness {
     pub fn client(&self, version: Tls) -> Arc<ClientConfig> {
         fifo_config(&self.pki, version)
     }
+}
+
+/// `args` without `option` and its value.
+pub fn without(mut args: Vec<String>, option: &str) -> Vec<String> {
+    let at = args
+        .iter()
+        .position(|a| a == option)
+        .unwrap_or_else(|| panic!("no {option} in {args:?}"));
+    args.drain(at..at + 2);
+    args
+}
+
+impl Harness {
+    /// `openssl s_client` with TLS 1.3 on `addr`, offering the session
+    /// saved in `sess_in` (if any) and saving the one it ends with in
+    /// `sess_out`.
+    pub fn s_client13(&self, addr: SocketAddr, sess_in: Option<&Path>, sess_out: &Path) -> Session {
+        let (kind, out) = s_client(addr, "-tls1_3", NAME, &self.pki.ca_pem, sess_in, sess_out);
+        assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+        kind
+    }
+}
+
+/// The ticket race, `rounds` times: each round, a TLS 1.3 ticket made on
+/// one router (`openssl s_client`) is offered by two more s_clients,
+/// released together behind a barrier, to two routers: every other round
+/// the issuer and another, else two others. Rounds run two at a time.
+/// Returns, per round, how many of the two resumed.
+pub fn ticket_race(h: &Harness, addrs: &[SocketAddr], rounds: usize) -> Vec<usize> {
+    const PARALLEL: usize = 2;
+    assert!(addrs.len() >= 3, "the race needs three routers");
+    let dir = h.pki.dir();
+    std::thread::scope(|scope| {
+        let lanes: Vec<_> = (0..PARALLEL)
+            .map(|lane| {
+                scope.spawn(move || {
+                    (lane..rounds)
+                        .step_by(PARALLEL)
+                        .map(|round| race_round(h, addrs, dir, round))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        lanes
+            .into_iter()
+            .flat_map(|lane| lane.join().expect("a race thread panicked"))
+            .collect()
+    })
+}
+
+/// One round of [`ticket_race`]; returns how many resumed.
+fn race_round(h: &Harness, addrs: &[SocketAddr], dir: &Path, round: usize) -> usize {
+    let n = addrs.len();
+    let issuer = round % n;
+    let (next, after) = ((issuer + 1) % n, (issuer + 2) % n);
+    let targets = if round % 2 == 0 {
+        [next, after]
+    } else {
+        [issuer, next]
+    };
+    let ticket = dir.join(format!("race{round}.pem"));
+    assert_eq!(h.s_client13(addrs[issuer], None, &ticket), Session::New);
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let offers: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &target)| {
+                let (barrier, ticket) = (&barrier, &ticket);
+                let out = dir.join(format!("race{round}-{i}.pem"));
+                scope.spawn(move || {
+                    barrier.wait();
+                    h.s_client13(addrs[target], Some(ticket), &out) == Session::Reused
+                })
+            })
+            .collect();
+        offers
+            .into_iter()
+            .map(|offer| usize::from(offer.join().expect("an offer panicked")))
+            .sum()
+    })
 }
 
 /// A cluster key derived from `seed`.

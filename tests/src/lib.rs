@@ -31,6 +31,7 @@ pub mod log;
 pub mod openssl;
 pub mod pki;
 pub mod ports;
+pub mod redis_server;
 pub mod sync_tap;
 pub mod tools;
 pub mod udp_proxy;

@@ -90,6 +90,9 @@ pub struct SavedSession {
     /// `TLS session ticket`: what a TLS 1.3 ClientHello offers as its PSK
     /// identity (empty without one).
     pub ticket: Vec<u8>,
+    /// The session's secret: TLS 1.2's `Master-Key`, TLS 1.3's
+    /// `Resumption PSK`.
+    pub master_key: Vec<u8>,
 }
 
 /// Reads an `s_client -sess_out` file with `openssl sess_id`.
@@ -116,11 +119,20 @@ fn parse_saved_session(text: &str) -> SavedSession {
     let mut session = SavedSession::default();
     let mut lines = text.lines().map(str::trim);
     while let Some(line) = lines.next() {
+        let hex_line = |value: &str| -> Vec<u8> {
+            let value = value.trim();
+            (0..value.len() / 2)
+                .map(|i| byte(&value[2 * i..2 * i + 2]))
+                .collect()
+        };
         if let Some(id) = line.strip_prefix("Session-ID:") {
-            let id = id.trim();
-            session.session_id = (0..id.len() / 2)
-                .map(|i| byte(&id[2 * i..2 * i + 2]))
-                .collect();
+            session.session_id = hex_line(id);
+        }
+        if let Some(key) = line
+            .strip_prefix("Master-Key:")
+            .or_else(|| line.strip_prefix("Resumption PSK:"))
+        {
+            session.master_key = hex_line(key);
         }
         if line != "TLS session ticket:" {
             continue;

@@ -10,28 +10,16 @@
 //! came by pull.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Barrier;
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    fifo_config, mesh, resumes, serial, start_node, sync, sync_addr, try_node, Harness, NAME,
-    SETTLE,
+    fifo_config, mesh, resumes, serial, start_node, sync, sync_addr, ticket_race, try_node,
+    without, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::{counter, wait_until, Router};
 use serde_json::Value;
-
-/// `args` without `option` and its value.
-fn without(mut args: Vec<String>, option: &str) -> Vec<String> {
-    let at = args
-        .iter()
-        .position(|a| a == option)
-        .unwrap_or_else(|| panic!("no {option} in {args:?}"));
-    args.drain(at..at + 2);
-    args
-}
 
 /// The arguments of a node that pulls from (and pushes to) `peer` but
 /// listens for nothing: no peer ever pushes to it. Two worker processes,
@@ -62,14 +50,6 @@ async fn miss(h: &Harness, outsider: &Router, node: &Router) {
         !resumes(&config, node.addr()).await,
         "an outsider's session resumed"
     );
-}
-
-/// `openssl s_client` with TLS 1.3 on `addr`, offering the session saved
-/// in `sess_in` (if any) and saving the one it ends with in `sess_out`.
-fn s_client13(h: &Harness, addr: SocketAddr, sess_in: Option<&Path>, sess_out: &Path) -> Session {
-    let (kind, out) = s_client(addr, "-tls1_3", NAME, &h.pki.ca_pem, sess_in, sess_out);
-    assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
-    kind
 }
 
 fn pulls(router: &Router) -> Value {
@@ -116,17 +96,17 @@ async fn only_a_pull_delivers_and_sessions_still_resume() {
     // resumes neither on B again nor on A.
     let dir = h.pki.dir();
     let (ticket, scratch) = (dir.join("ticket.pem"), dir.join("scratch.pem"));
-    assert_eq!(s_client13(&h, a.addr(), None, &ticket), Session::New);
+    assert_eq!(h.s_client13(a.addr(), None, &ticket), Session::New);
     assert_eq!(
-        s_client13(&h, b.addr(), Some(&ticket), &scratch),
+        h.s_client13(b.addr(), Some(&ticket), &scratch),
         Session::Reused
     );
     assert_eq!(
-        s_client13(&h, b.addr(), Some(&ticket), &scratch),
+        h.s_client13(b.addr(), Some(&ticket), &scratch),
         Session::New
     );
     assert_eq!(
-        s_client13(&h, a.addr(), Some(&ticket), &scratch),
+        h.s_client13(a.addr(), Some(&ticket), &scratch),
         Session::New
     );
     assert!(counter(&pulls(&b), "not_found") >= 1, "{:#}", pulls(&b));
@@ -151,32 +131,13 @@ async fn only_a_pull_delivers_and_sessions_still_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_offered_to_two_routers_at_once_resumes_at_most_once() {
     const ROUNDS: usize = 1000;
-    const PARALLEL: usize = 2;
     let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 3);
     let addrs: Vec<SocketAddr> = nodes.iter().map(Router::addr).collect();
-    let dir = h.pki.dir().to_owned();
 
-    // Rounds run in PARALLEL threads, each its own s_client processes.
-    let outcomes: Vec<usize> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..PARALLEL)
-            .map(|lane| {
-                let (h, addrs, dir) = (&h, &addrs, &dir);
-                scope.spawn(move || {
-                    (lane..ROUNDS)
-                        .step_by(PARALLEL)
-                        .map(|round| race(h, addrs, dir, round))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a race thread panicked"))
-            .collect()
-    });
+    let outcomes = ticket_race(&h, &addrs, ROUNDS);
     let twice = outcomes.iter().filter(|&&r| r > 1).count();
     let once = outcomes.iter().filter(|&&r| r == 1).count();
     let figures: Vec<Value> = nodes.iter().map(pulls).collect();
@@ -186,40 +147,6 @@ async fn a_ticket_offered_to_two_routers_at_once_resumes_at_most_once() {
         once * 100 >= ROUNDS * 99,
         "only {once} of {ROUNDS} tickets resumed; pulls {figures:#?}"
     );
-}
-
-/// One round of the race: a ticket made on its issuer, offered to two
-/// routers at once. Returns how many resumed.
-fn race(h: &Harness, addrs: &[SocketAddr], dir: &Path, round: usize) -> usize {
-    let issuer = round % 3;
-    let (next, after) = ((issuer + 1) % 3, (issuer + 2) % 3);
-    // Every other round the issuer itself is in the race.
-    let targets = if round % 2 == 0 {
-        [next, after]
-    } else {
-        [issuer, next]
-    };
-    let ticket = dir.join(format!("race{round}.pem"));
-    assert_eq!(s_client13(h, addrs[issuer], None, &ticket), Session::New);
-    let barrier = Barrier::new(2);
-    std::thread::scope(|scope| {
-        let offers: Vec<_> = targets
-            .iter()
-            .enumerate()
-            .map(|(i, &target)| {
-                let (barrier, ticket) = (&barrier, &ticket);
-                let out = dir.join(format!("race{round}-{i}.pem"));
-                scope.spawn(move || {
-                    barrier.wait();
-                    s_client13(h, addrs[target], Some(ticket), &out) == Session::Reused
-                })
-            })
-            .collect();
-        offers
-            .into_iter()
-            .map(|offer| usize::from(offer.join().expect("an offer panicked")))
-            .sum()
-    })
 }
 
 /// A peer stopped with SIGSTOP lets one pull's deadline pass; it is then

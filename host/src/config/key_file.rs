@@ -78,6 +78,23 @@ impl ClusterKeys {
         ring.expect("a parsed key file makes a keyring")
     }
 
+    /// For each key, in the file's order, a 32-byte key for one purpose
+    /// named by `label` (HMAC-SHA256 of the label under the key), so that
+    /// no two uses (datagrams, Redis names, Redis values) share a key and
+    /// the cluster keys themselves never leave this type.
+    pub fn derive(&self, label: &[u8]) -> Vec<[u8; 32]> {
+        use aws_lc_rs::hmac;
+        self.0
+            .iter()
+            .map(|key| {
+                let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), label);
+                let mut derived = [0u8; 32];
+                derived.copy_from_slice(tag.as_ref());
+                derived
+            })
+            .collect()
+    }
+
     /// Each key's fingerprint, in the file's order.
     pub fn fingerprints(&self) -> Vec<Fingerprint> {
         self.0

@@ -93,6 +93,8 @@ pub struct Config {
     pub stats: Option<SocketAddr>,
     pub stats_http: Option<SocketAddr>,
     pub cluster: ClusterConfig,
+    /// The Redis tier (`cache-redis`), when on.
+    pub redis: Option<crate::redis::RedisConfig>,
     /// `access-log`, when on.
     pub access_log: Option<AccessLogConfig>,
 }
@@ -166,7 +168,8 @@ pub struct ClusterConfig {
     /// How long a handshake waits for a pulled session
     /// (`cache-udp-pull-timeout`).
     pub pull_timeout: Duration,
-    /// The keys of `cache-udp-key`: the first seals, all open.
+    /// The keys of `cluster-key` (alias `cache-udp-key`): the first seals,
+    /// all open. They seal the mesh's datagrams and the Redis tier's values.
     pub key: Option<ClusterKeys>,
 }
 
@@ -223,6 +226,11 @@ impl Config {
                 format: access_log_format.unwrap_or(AccessLogFormat::Plain),
             });
         let blocksize = read.single("cache-blocksize", |v| parse_count(v, 256, 1 << 20));
+        let redis_timeout = read.single("cache-redis-timeout", |v| {
+            // Like the pull's: a full handshake must still fit after it.
+            let max = limits::HANDSHAKE_TIMEOUT.as_millis() as usize / 2;
+            parse_count(v, 1, max).map(|ms| Duration::from_millis(ms as u64))
+        });
         let config = Config {
             master: read.switch("master"),
             reuse_port: read.switch("reuse-port"),
@@ -260,11 +268,15 @@ impl Config {
                         parse_count(v, 1, max).map(|ms| Duration::from_millis(ms as u64))
                     })
                     .unwrap_or(DEFAULT_PULL_TIMEOUT),
-                key: read
-                    .raw
-                    .single("cache-udp-key")
-                    .and_then(|s| read.problems.check(parse_cluster_key(s))),
+                key: cluster_key_setting(read.raw)
+                    .and_then(|(name, s)| read.problems.check(parse_cluster_key(name, s))),
             },
+            redis: read
+                .single("cache-redis", crate::redis::target::Target::parse)
+                .map(|target| crate::redis::RedisConfig {
+                    target,
+                    timeout: redis_timeout.unwrap_or(crate::redis::DEFAULT_TIMEOUT),
+                }),
             access_log,
         };
         let Reader { mut problems, .. } = read;
@@ -309,13 +321,46 @@ impl Config {
             }
         }
         let syncs = given("cache-udp-server") || given("cache-udp-node");
-        if syncs && !given("cache-udp-key") {
+        let keyed = given("cluster-key") || given("cache-udp-key");
+        if given("cluster-key") && given("cache-udp-key") {
             problems.push(ConfigError::Usage(
-                "`cache-udp-server`/`cache-udp-node` need `cache-udp-key = FILE`: session \
+                "`cluster-key` and `cache-udp-key` name the same file (one is an alias of \
+                 the other): give one"
+                    .to_owned(),
+            ));
+        }
+        if syncs && !keyed {
+            problems.push(ConfigError::Usage(
+                "`cache-udp-server`/`cache-udp-node` need `cluster-key = FILE`: session \
                  values hold master secrets and never travel in clear. Make a key with \
                  `cachet keygen > cluster.key` and give every router the same file"
                     .to_owned(),
             ));
+        }
+        let redis = given("cache-redis");
+        if redis && !keyed {
+            problems.push(ConfigError::Usage(
+                "`cache-redis` needs `cluster-key = FILE`: session values are sealed before \
+                 they reach Redis. Make a key with `cachet keygen > cluster.key` and give \
+                 every router the same file"
+                    .to_owned(),
+            ));
+        }
+        if redis && !(given("cache") && self.ssl_sessions_use_cache) {
+            problems.push(ConfigError::Usage(
+                "`cache-redis` is the second tier of the TLS session cache: add \
+                 `cache = ITEMS` and `ssl-sessions-use-cache = true`"
+                    .to_owned(),
+            ));
+        }
+        if !redis {
+            if let Some(setting) = raw.single("cache-redis-timeout") {
+                problems.push(invalid(
+                    "cache-redis-timeout",
+                    setting,
+                    "there is no Redis tier: add `cache-redis = redis://HOST:PORT`",
+                ));
+            }
         }
         if syncs && !(given("cache") && self.ssl_sessions_use_cache) {
             problems.push(ConfigError::Usage(
@@ -628,22 +673,25 @@ fn parse_context(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-fn parse_cluster_key(setting: &Setting) -> Result<ClusterKeys, ConfigError> {
-    let path = existing_file(setting, "cache-udp-key", &setting.value)?;
+/// The cluster key file's setting and the name it was given under:
+/// `cluster-key`, or its older alias `cache-udp-key`.
+fn cluster_key_setting(raw: &RawOptions) -> Option<(&'static str, &Setting)> {
+    ["cluster-key", "cache-udp-key"]
+        .into_iter()
+        .find_map(|name| raw.single(name).map(|setting| (name, setting)))
+}
+
+fn parse_cluster_key(option: &'static str, setting: &Setting) -> Result<ClusterKeys, ConfigError> {
+    let path = existing_file(setting, option, &setting.value)?;
     let text = std::fs::read_to_string(&path).map_err(|error| {
         invalid(
-            "cache-udp-key",
+            option,
             setting,
             format!("cannot read `{}`: {error}", path.display()),
         )
     })?;
-    ClusterKeys::parse(&text).map_err(|error| {
-        invalid(
-            "cache-udp-key",
-            setting,
-            format!("`{}` {error}", path.display()),
-        )
-    })
+    ClusterKeys::parse(&text)
+        .map_err(|error| invalid(option, setting, format!("`{}` {error}", path.display())))
 }
 
 #[cfg(test)]
@@ -753,7 +801,73 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(error.contains("cache-udp-key"), "{error}");
+        assert!(error.contains("cluster-key"), "{error}");
+    }
+
+    #[test]
+    fn the_redis_tier_needs_a_key_and_the_cache_and_says_what_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("cachet-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("cluster.key");
+        std::fs::write(&key, "cd".repeat(32)).unwrap();
+        let key = key.to_str().unwrap();
+        let cache = ["--cache", "100", "--ssl-sessions-use-cache"];
+        let error = config(&[
+            "--https",
+            ":8443",
+            "--cache-redis",
+            "redis://127.0.0.1:6379",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("`cache-redis` needs `cluster-key") && error.contains("cache = ITEMS"),
+            "{error}"
+        );
+        let error = config(&["--https", ":8443", "--cache-redis", "localhost:6379"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`cache-redis` = `localhost:6379`"),
+            "{error}"
+        );
+        let error = config(&["--https", ":8443", "--cache-redis-timeout", "5"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no Redis tier"), "{error}");
+        let both = [
+            &[
+                "--https",
+                ":8443",
+                "--cluster-key",
+                key,
+                "--cache-udp-key",
+                key,
+            ][..],
+            &cache,
+        ]
+        .concat();
+        let error = config(&both).unwrap_err().to_string();
+        assert!(error.contains("give one"), "{error}");
+
+        let good = [
+            &["--https", ":8443", "--cluster-key", key][..],
+            &[
+                "--cache-redis",
+                "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+            ],
+            &["--cache-redis-timeout", "25"],
+            &cache,
+        ]
+        .concat();
+        let config = config(&good).unwrap();
+        let redis = config.redis.unwrap();
+        assert_eq!(redis.timeout, Duration::from_millis(25));
+        assert!(
+            matches!(redis.target, crate::redis::target::Target::Cluster(ref n) if n.len() == 2)
+        );
+        assert!(config.cluster.key.is_some(), "`cluster-key` read");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

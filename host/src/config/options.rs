@@ -161,12 +161,35 @@ pub const OPTIONS: &[OptionSpec] = &[
         "the access log's lines: space-separated text (default) or one JSON object per line",
     ),
     spec(
-        "cache-udp-key",
+        "cluster-key",
         Kind::Single,
         "FILE",
         "file holding the cluster keys, one per line as 64 hex characters (`cachet keygen`), \
-         at most 4: the first seals, every one opens; SIGHUP re-reads it (a key rollover: \
-         add the new key second everywhere, then move it first, then drop the old one)",
+         at most 4: the first seals, every one opens; they seal the mesh's datagrams and the \
+         values in Redis. SIGHUP re-reads it (a key rollover: add the new key second \
+         everywhere, then move it first, then drop the old one)",
+    ),
+    spec(
+        "cache-udp-key",
+        Kind::Single,
+        "FILE",
+        "the same as `cluster-key` (its older name)",
+    ),
+    spec(
+        "cache-redis",
+        Kind::Single,
+        "URL",
+        "share sessions through Redis as a second tier: redis://HOST:PORT[/DB], or \
+         redis+cluster://HOST:PORT[,HOST:PORT...] for a Redis Cluster; values sealed under \
+         `cluster-key`, names keyed hashes; a TLS 1.3 ticket is taken with GETDEL, so it \
+         resumes once in the whole fleet",
+    ),
+    spec(
+        "cache-redis-timeout",
+        Kind::Single,
+        "MS",
+        "wait at most MS milliseconds (default 10) for Redis before a handshake goes on \
+         without it; while Redis is down handshakes do not wait at all",
     ),
 ];
 

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod proxy_header;
 pub mod rewind;
 pub mod serve;
+pub mod session_writes;
 pub mod uwsgi_backend;
 
 use std::net::SocketAddr;

@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 use super::client_hello::{self, Offer};
 use super::proxy_header::{self, Rejection, Source};
 use super::rewind::Rewind;
+use super::session_writes::{Held, SessionWrites};
 use super::{ConnInfo, Proxy, TlsInfo};
 use crate::limits;
 use crate::metrics::Metrics;
@@ -113,21 +114,35 @@ async fn connection(
     };
     metrics.client_hello_read(&offer);
     debug!(%peer, %offer, "ClientHello");
+    // Read once: a reload swapping the endpoint's certificates later
+    // leaves this connection with the configuration it started with.
+    let site = socket.endpoint.site_for(offer.server_name.as_deref());
+    // With the Redis tier on, the sessions this handshake stores must
+    // reach Redis before the bytes that let the client resume leave.
+    let writes = site
+        .sessions
+        .as_ref()
+        .filter(|sessions| sessions.writes_to_redis())
+        .map(|_| SessionWrites::default());
+    let stream = Held::new(stream, writes.clone());
     let handshake = async {
-        // Read once: a reload swapping the endpoint's certificates later
-        // leaves this connection with the configuration it started with.
-        let site = socket.endpoint.site_for(offer.server_name.as_deref());
-        // In a cluster, a session the client offers and this router lacks
-        // is fetched from the peers first; only this connection waits.
+        // A session the client offers and this router lacks is fetched
+        // from Redis or the peers first; only this connection waits.
         if let Some(sessions) = &site.sessions {
-            if let Some(pulled) = sessions.fetch_offered(&offer, site.tls13).await {
-                debug!(%peer, ?pulled, "pulled the offered session");
+            if let Some(fetched) = sessions.fetch_offered(&offer, site.tls13).await {
+                debug!(%peer, ?fetched, "looked for the offered session");
             }
         }
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let server_name = start.client_hello().server_name().map(str::to_owned);
-        let tls = start.into_stream(site.config).await?;
+        let tls = start.into_stream(site.config.clone()).await?;
         Ok::<_, std::io::Error>((tls, server_name))
+    };
+    let handshake = async {
+        match &writes {
+            Some(writes) => writes.scope(handshake).await,
+            None => handshake.await,
+        }
     };
     let (tls, server_name) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(done)) => done,

@@ -3,7 +3,8 @@
 use serde_json::{json, Value};
 
 use super::{CacheFigures, Snapshot};
-use crate::sync::pull::{PullFigures, WAIT_BOUNDS_US};
+use crate::redis::counters::RedisFigures;
+use crate::sync::pull::PullFigures;
 
 /// Name of the one cache, as uWSGI names its default cache.
 const CACHE_NAME: &str = "default";
@@ -67,6 +68,9 @@ pub fn render_json(snapshot: &Snapshot) -> String {
         },
         "sync": sync(snapshot),
     });
+    if let Some(target) = &snapshot.redis {
+        document["redis"] = redis(target, &totals.redis);
+    }
     // The seed document's single `cache` object, for tools written against it.
     if let Some(cache) = &snapshot.cache {
         document["cache"] = json!({
@@ -81,6 +85,23 @@ pub fn render_json(snapshot: &Snapshot) -> String {
     let mut text = serde_json::to_string_pretty(&document).expect("a JSON value always serializes");
     text.push('\n');
     text
+}
+
+/// The Redis tier: the target, how many processes are connected, every
+/// event counted, and the command latency.
+fn redis(target: &str, figures: &RedisFigures) -> Value {
+    let mut object = json!({
+        "target": target,
+        "connected": figures.connected,
+        "latency_p50_us": figures.latency.quantile_us(0.5),
+        "latency_p99_us": figures.latency.quantile_us(0.99),
+        "latency_sum_us": figures.latency.sum_us,
+        "latency_buckets": figures.latency.json_buckets(),
+    });
+    for (event, count) in figures.events() {
+        object[event.name()] = json!(count);
+    }
+    object
 }
 
 fn uwsgi_cache(cache: &CacheFigures) -> Value {
@@ -168,16 +189,10 @@ fn pulls(made: &PullFigures, node: &cachet_core::sync::SyncCounters) -> Value {
         "answered_found": node.pull_requests_found,
         "answered_none": node.pull_requests_none,
         "answers_dropped": node.pull_answers_dropped,
-        "wait_p50_us": made.wait_quantile_us(0.5),
-        "wait_p99_us": made.wait_quantile_us(0.99),
-        "wait_sum_us": made.wait_sum_us,
-        "wait_buckets": WAIT_BOUNDS_US
-            .iter()
-            .map(|bound| json!(bound))
-            .chain([json!("inf")])
-            .zip(made.wait)
-            .map(|(le_us, count)| json!({ "le_us": le_us, "count": count }))
-            .collect::<Vec<_>>(),
+        "wait_p50_us": made.wait.quantile_us(0.5),
+        "wait_p99_us": made.wait.quantile_us(0.99),
+        "wait_sum_us": made.wait.sum_us,
+        "wait_buckets": made.wait.json_buckets(),
     });
     for (outcome, count) in made.outcomes() {
         object[outcome] = json!(count);
@@ -240,6 +255,7 @@ mod tests {
             }],
             backends: vec![],
             sync: None,
+            redis: None,
         };
         let value: Value = serde_json::from_str(&render_json(&snapshot)).unwrap();
         assert_eq!(value["caches"][0]["hits"], 3);

@@ -91,6 +91,9 @@ pub struct Snapshot {
     pub backends: Vec<BackendFigures>,
     /// Cluster replication, when configured.
     pub sync: Option<SyncFigures>,
+    /// The Redis tier's target (no password), when `cache-redis` is on;
+    /// its figures are the workers' [`MetricsSnapshot::redis`].
+    pub redis: Option<String>,
 }
 
 /// Cluster replication figures: the receiver's node and every peer.
@@ -154,6 +157,7 @@ impl Snapshot {
                     proxy_timeouts: sum.proxy_timeouts + m.proxy_timeouts,
                     sync_skipped: sum.sync_skipped + m.sync_skipped,
                     pulls: sum.pulls.plus(&m.pulls),
+                    redis: sum.redis.plus(&m.redis),
                 }
             })
     }

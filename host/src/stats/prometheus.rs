@@ -3,7 +3,9 @@
 use std::fmt::Write;
 
 use super::{BackendFigures, Snapshot, WorkerFigures};
-use crate::sync::pull::{PullFigures, WAIT_BOUNDS_US};
+use crate::latency::Latency;
+use crate::redis::counters::{Event, RedisFigures};
+use crate::sync::pull::PullFigures;
 
 /// Accumulates metric families, writing HELP and TYPE once per family.
 struct Exposition {
@@ -45,6 +47,21 @@ impl Exposition {
         for (value, count) in samples {
             self.sample(name, &[(label, value)], count);
         }
+    }
+
+    /// A histogram family in seconds: cumulative buckets, sum and count.
+    fn histogram(&mut self, name: &str, help: &str, latency: &Latency) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (bound, count) in crate::latency::BOUNDS_US.iter().zip(latency.buckets) {
+            cumulative += count;
+            let le = format!("{}", *bound as f64 / 1e6);
+            self.sample(&bucket, &[("le", &le)], cumulative);
+        }
+        self.sample(&bucket, &[("le", "+Inf")], latency.count());
+        let _ = writeln!(self.text, "{name}_sum {}", latency.sum_us as f64 / 1e6);
+        self.sample(&format!("{name}_count"), &[], latency.count());
     }
 }
 
@@ -272,6 +289,9 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
         sync_families(&mut out, sync);
         pull_families(&mut out, sync, &totals.pulls);
     }
+    if snapshot.redis.is_some() {
+        redis_families(&mut out, &totals.redis);
+    }
     out.text
 }
 
@@ -473,22 +493,68 @@ fn pull_families(out: &mut Exposition, sync: &super::SyncFigures, made: &PullFig
             ("dropped", n.pull_answers_dropped),
         ],
     );
-    let name = "cachet_sync_pull_wait_seconds";
-    out.family(
-        name,
-        "histogram",
+    out.histogram(
+        "cachet_sync_pull_wait_seconds",
         "How long handshakes waited for a pull to end.",
+        &made.wait,
     );
-    let mut cumulative = 0;
-    for (bound, count) in WAIT_BOUNDS_US.iter().zip(made.wait) {
-        cumulative += count;
-        let le = format!("{}", *bound as f64 / 1e6);
-        out.sample(&format!("{name}_bucket"), &[("le", &le)], cumulative);
-    }
-    let total: u64 = made.wait.iter().sum();
-    out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], total);
-    let _ = writeln!(out.text, "{name}_sum {}", made.wait_sum_us as f64 / 1e6);
-    out.sample(&format!("{name}_count"), &[], total);
+}
+
+/// The Redis tier: commands by outcome, failures by kind, the link and
+/// the latency.
+fn redis_families(out: &mut Exposition, redis: &RedisFigures) {
+    out.counter_by(
+        "cachet_redis_commands_total",
+        "Commands sent to Redis for handshakes, by command and outcome (get/take: hit or \
+         miss; set: sent).",
+        "command",
+        [
+            ("get", redis.get(Event::Get)),
+            ("take", redis.get(Event::Take)),
+            ("set", redis.get(Event::Set)),
+        ],
+    );
+    out.counter_by(
+        "cachet_redis_hits_total",
+        "Lookups in Redis that found the session, by command (a take resumes the ticket here \
+         and nowhere else).",
+        "command",
+        [
+            ("get", redis.get(Event::GetHit)),
+            ("take", redis.get(Event::TakeHit)),
+        ],
+    );
+    out.counter_by(
+        "cachet_redis_errors_total",
+        "Redis commands that failed, by kind; the handshake went on without Redis.",
+        "kind",
+        Event::ALL
+            .into_iter()
+            .filter_map(|event| Some((event.error_kind()?, redis.get(event)))),
+    );
+    out.single(
+        "cachet_redis_skipped_total",
+        "counter",
+        "Lookups and writes not tried because Redis was down (the local cache served).",
+        redis.get(Event::SkippedDown),
+    );
+    out.single(
+        "cachet_redis_connects_total",
+        "counter",
+        "Times a process's link to Redis came up (at start and after each outage).",
+        redis.get(Event::Connected),
+    );
+    out.single(
+        "cachet_redis_connected_processes",
+        "gauge",
+        "Worker processes whose link to Redis is up.",
+        redis.connected,
+    );
+    out.histogram(
+        "cachet_redis_command_seconds",
+        "How long Redis commands took, answered or timed out.",
+        &redis.latency,
+    );
 }
 
 #[cfg(test)]
@@ -521,6 +587,7 @@ mod tests {
                 },
             }],
             sync: None,
+            redis: None,
             backends: vec![BackendFigures {
                 name: "a\"b".into(),
                 protocol: "uwsgi",

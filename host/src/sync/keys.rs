@@ -184,7 +184,7 @@ impl Keys {
     pub fn reload_and_log(&self, keys: Option<&ClusterKeys>) -> Option<Fingerprint> {
         let Some(keys) = keys else {
             tracing::warn!(
-                "reload: option `cache-udp-key` removed, which takes a restart; \
+                "reload: option `cluster-key` (`cache-udp-key`) removed, which takes a restart; \
                  keeping the running keys"
             );
             return None;

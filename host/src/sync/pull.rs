@@ -25,6 +25,7 @@ use tracing::debug;
 
 use super::peers::PeerTable;
 use crate::clock;
+use crate::latency::{Latency, LatencyCounters};
 use crate::metrics::Metrics;
 
 /// Connections waiting to hand their pull to the sync task; beyond, a miss
@@ -231,16 +232,6 @@ impl PullBook {
     }
 }
 
-/// Upper bounds of the pull wait histogram's buckets, in microseconds (1,
-/// 2.5, 5 per decade from 50 us to 10 s, so that "answered within 1 ms" is
-/// a bucket edge); a last bucket holds the rest.
-pub const WAIT_BOUNDS_US: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 10_000_000,
-];
-/// Buckets: one per bound, and one beyond the last.
-pub const WAIT_BUCKETS: usize = WAIT_BOUNDS_US.len() + 1;
-
 /// A process's pull counters, in its shared-memory metrics block.
 /// `repr(C)`, all atomics, valid when zeroed.
 #[repr(C)]
@@ -251,8 +242,7 @@ pub struct PullCounters {
     not_found: AtomicU64,
     timed_out: AtomicU64,
     dropped: AtomicU64,
-    wait: [AtomicU64; WAIT_BUCKETS],
-    wait_sum_us: AtomicU64,
+    wait: LatencyCounters,
 }
 
 /// Pull figures of one process, or of all added up.
@@ -265,10 +255,8 @@ pub struct PullFigures {
     pub timed_out: u64,
     /// Misses not pulled: bounds reached, or no peer answering.
     pub dropped: u64,
-    /// How long handshakes waited, by [`WAIT_BOUNDS_US`] bucket...
-    pub wait: [u64; WAIT_BUCKETS],
-    /// ...and in all, in microseconds.
-    pub wait_sum_us: u64,
+    /// How long handshakes waited for the pulls asked.
+    pub wait: Latency,
 }
 
 impl PullCounters {
@@ -284,13 +272,7 @@ impl PullCounters {
         };
         counter.fetch_add(1, Relaxed);
         self.asked.fetch_add(1, Relaxed);
-        let us = waited.as_micros() as u64;
-        let bucket = WAIT_BOUNDS_US
-            .iter()
-            .position(|&bound| us <= bound)
-            .unwrap_or(WAIT_BOUNDS_US.len());
-        self.wait[bucket].fetch_add(1, Relaxed);
-        self.wait_sum_us.fetch_add(us, Relaxed);
+        self.wait.record(waited);
     }
 
     pub fn snapshot(&self) -> PullFigures {
@@ -300,8 +282,7 @@ impl PullCounters {
             not_found: self.not_found.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
-            wait: std::array::from_fn(|i| self.wait[i].load(Relaxed)),
-            wait_sum_us: self.wait_sum_us.load(Relaxed),
+            wait: self.wait.snapshot(),
         }
     }
 }
@@ -315,8 +296,7 @@ impl PullFigures {
             not_found: self.not_found + other.not_found,
             timed_out: self.timed_out + other.timed_out,
             dropped: self.dropped + other.dropped,
-            wait: std::array::from_fn(|i| self.wait[i] + other.wait[i]),
-            wait_sum_us: self.wait_sum_us + other.wait_sum_us,
+            wait: self.wait.plus(&other.wait),
         }
     }
 
@@ -329,25 +309,6 @@ impl PullFigures {
             ("dropped", self.dropped),
         ]
     }
-
-    /// The upper bound, in microseconds, of the bucket holding the `q`
-    /// quantile (0 < q <= 1) of the waits; `None` without pulls, or when
-    /// it lies beyond the last bound.
-    pub fn wait_quantile_us(&self, q: f64) -> Option<u64> {
-        let total: u64 = self.wait.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (bucket, count) in self.wait.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return WAIT_BOUNDS_US.get(bucket).copied();
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]
@@ -355,7 +316,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_land_in_their_buckets_and_quantiles_read_back() {
+    fn pulls_are_counted_by_outcome_and_only_asked_ones_timed() {
         let counters = PullCounters::default();
         for _ in 0..98 {
             counters.count(Pulled::Found, Duration::from_micros(300));
@@ -374,20 +335,9 @@ mod tests {
             ),
             (100, 98, 1, 1, 1)
         );
-        assert_eq!(figures.wait_quantile_us(0.5), Some(500));
-        assert_eq!(figures.wait_quantile_us(0.99), Some(1_000));
-        assert_eq!(figures.wait_quantile_us(1.0), Some(25_000));
+        assert_eq!(figures.wait.count(), 100);
+        assert_eq!(figures.wait.quantile_us(0.99), Some(1_000));
         let doubled = figures.plus(&figures);
-        assert_eq!(doubled.asked, 200);
-        assert_eq!(doubled.wait_quantile_us(0.5), Some(500));
-        assert_eq!(PullFigures::default().wait_quantile_us(0.99), None);
-    }
-
-    #[test]
-    fn a_wait_beyond_the_last_bound_has_no_upper_bound() {
-        let counters = PullCounters::default();
-        counters.count(Pulled::TimedOut, Duration::from_secs(11));
-        assert_eq!(counters.snapshot().wait[WAIT_BUCKETS - 1], 1);
-        assert_eq!(counters.snapshot().wait_quantile_us(0.99), None);
+        assert_eq!((doubled.asked, doubled.wait.count()), (200, 200));
     }
 }
