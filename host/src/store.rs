@@ -241,20 +241,28 @@ impl ContextStorage {
 
     /// Stores a session in this router's cache only.
     fn store_here(&self, key: &[u8], value: &[u8], lifetime: CacheDuration) -> bool {
-        let now = clock::now();
-        self.region
-            .with_cache(|cache| cache.put(now, key, value, lifetime).is_ok())
-            .unwrap_or(false)
+        put_in(self.region, key, value, lifetime)
     }
 
     /// Writes a new session to Redis, holding the handshake's next bytes
-    /// until Redis has it; false when the tier is off or down.
-    fn store_in_redis(&self, key: &[u8], value: &[u8]) -> bool {
+    /// until Redis has it; false when the tier is off or down. With
+    /// `keep_if_refused`, a session Redis refuses (full) is stored here
+    /// after all, so that it keeps one holder.
+    fn store_in_redis(&self, key: &[u8], value: &[u8], keep_if_refused: bool) -> bool {
         let Some(redis) = &self.redis else {
             return false;
         };
-        let lifetime = Duration::from_millis(self.lifetime.as_millis());
-        match redis.store(key, value, lifetime) {
+        let lifetime = self.lifetime;
+        let refused = {
+            let (region, key, value) = (self.region, key.to_vec(), value.to_vec());
+            move || {
+                if keep_if_refused {
+                    put_in(region, &key, &value, lifetime);
+                }
+            }
+        };
+        let lifetime = Duration::from_millis(lifetime.as_millis());
+        match redis.store(key, value, lifetime, refused) {
             Some(written) => {
                 session_writes::register(written);
                 true
@@ -262,6 +270,14 @@ impl ContextStorage {
             None => false,
         }
     }
+}
+
+/// Stores a session in `region`'s cache; whether it was stored.
+fn put_in(region: &SharedRegion, key: &[u8], value: &[u8], lifetime: CacheDuration) -> bool {
+    let now = clock::now();
+    region
+        .with_cache(|cache| cache.put(now, key, value, lifetime).is_ok())
+        .unwrap_or(false)
 }
 
 impl StoresServerSessions for ContextStorage {
@@ -273,13 +289,13 @@ impl StoresServerSessions for ContextStorage {
         self.with_key(kind, &id, |key| {
             // A ticket has one holder, whose take is the only way to
             // resume it: Redis when the tier is up, else this router.
-            if kind == Kind::Ticket && self.store_in_redis(key, &value) {
+            if kind == Kind::Ticket && self.store_in_redis(key, &value, true) {
                 return true;
             }
             let stored = self.store_here(key, &value, self.lifetime);
             // A TLS 1.2 session goes to Redis and to every peer.
             if stored && kind.is_replicated() {
-                self.store_in_redis(key, &value);
+                self.store_in_redis(key, &value, false);
                 if let Some(cluster) = &self.cluster {
                     cluster.changes.push(Change {
                         key: key.to_vec(),

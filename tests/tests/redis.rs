@@ -503,3 +503,38 @@ async fn the_mesh_serves_when_redis_is_gone() {
         );
     }
 }
+
+/// Redis full (`maxmemory` reached, `noeviction`): writes are refused and
+/// counted, no handshake fails, and a ticket Redis refused stays with the
+/// router that issued it, which still resumes it once. With room again,
+/// sessions resume across routers as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_costs_no_handshake() {
+    let _serial = serial().await;
+    let h = Harness::new().await;
+    let redis = RedisServer::start(h.pki.dir());
+    let routers = routers(&h, &redis.url(), 2, REDIS_TIMEOUT_MS).await;
+    let _: String = redis.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    let _: String = redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
+
+    for _ in 0..10 {
+        let config = fifo_config(&h.pki, Tls::V13);
+        assert!(!resumes(&config, routers[0].addr()).await);
+        assert!(
+            resumes(&config, routers[0].addr()).await,
+            "a ticket Redis refused did not resume on its issuer"
+        );
+    }
+    let full: u64 = routers
+        .iter()
+        .map(|r| counter(&redis_stats(r), "errors_full"))
+        .sum();
+    assert!(full >= 10, "{:#}", redis_stats(&routers[0]));
+    for router in &routers {
+        assert_eq!(failures(router), 0, "{:#}", router.stats()["tls"]);
+    }
+
+    let _: String = redis.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    let (resumed, tried) = cross_resumption(&h, &routers, Tls::V13, 5).await;
+    assert_eq!(resumed, tried, "with room again: {resumed} of {tried}");
+}

@@ -188,11 +188,15 @@ impl RedisTier {
     /// background; the returned receiver completes once Redis has answered
     /// or the timeout has passed. `None` when the tier is down: nothing is
     /// written, and the caller keeps the session in the local cache.
+    /// `refused` runs when Redis answered that it did not store the value
+    /// (full, or any error reply), so that the caller can keep the session
+    /// after all; not after a timeout, when Redis may hold it anyway.
     pub fn store(
         &self,
         cache_key: &[u8],
         value: &[u8],
         lifetime: Duration,
+        refused: impl FnOnce() + Send + 'static,
     ) -> Option<oneshot::Receiver<()>> {
         let Some(mut connection) = self.link.connection() else {
             self.counters.count(Event::SkippedDown);
@@ -214,7 +218,13 @@ impl RedisTier {
             tier.counters.took(started.elapsed());
             match reply {
                 Ok(Ok(())) => tier.link.answered(),
-                Ok(Err(error)) => tier.counters.count(tier.link.failed(&error)),
+                Ok(Err(error)) => {
+                    let event = tier.link.failed(&error);
+                    tier.counters.count(event);
+                    if matches!(event, Event::Full | Event::Reply) {
+                        refused();
+                    }
+                }
                 Err(_) => {
                     tier.counters.count(Event::Timeout);
                     tier.link.timed_out();
