@@ -24,6 +24,7 @@ use std::process::{self, Command};
 mod bench;
 mod cluster;
 mod compare;
+mod fleet;
 mod prepare;
 mod processes;
 mod qemu;
@@ -51,6 +52,7 @@ fn main() {
         }
         Some("bench") => bench::all(&root(), &args[1..]),
         Some("cluster") => cluster::run(&root()),
+        Some("fleet") => fleet::run(&root(), &args[1..]),
         Some("qemu") => qemu::run(&root()),
         Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
         None => Err(USAGE.to_string()),
@@ -70,6 +72,9 @@ const USAGE: &str = "usage: cargo xtask <task>
   bench [--install] [--quick] [--skip-micro] [--smoke]
                   benchmarks, cachet against nginx/HAProxy/hitch; writes docs/BENCHMARKS.md
   cluster         three routers, a backend and HAProxy on loopback, a short resumption load
+  fleet [--routers N] [--quick] [--redis-timeout MS]
+                  N routers (default 8) sharing sessions through Redis, then a Redis
+                  Cluster: resumption, the ticket race, memory, Redis killed under load
   qemu            cachet-core's self-checks on an emulated Cortex-M3 (qemu-system-arm)";
 
 /// The workspace root.

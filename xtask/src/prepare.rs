@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Debian packages the checks need, and what needs them.
-pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 12] = [
+pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 13] = [
     (
         "openssl",
         "s_client and s_time in the tests and the bench smoke run",
@@ -39,7 +39,14 @@ pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 12] = [
         "nghttp2-client",
         "h2load, many HTTP/2 streams per connection",
     ),
-    ("redis-server", "a Redis server for the end-to-end tests"),
+    (
+        "redis-server",
+        "Redis servers and a Redis Cluster behind the Redis tier's tests",
+    ),
+    (
+        "redis-tools",
+        "redis-cli, which makes the tests' Redis Cluster",
+    ),
     (
         "systemd",
         "systemd-analyze, which checks the example unit file",

@@ -132,6 +132,15 @@ impl Processes {
         true
     }
 
+    /// Kills `name` at once (SIGKILL), as a crash would, and reaps it.
+    pub(crate) fn kill(&mut self, name: &str) {
+        if let Some(at) = self.children.iter().position(|s| s.name == name) {
+            let mut started = self.children.remove(at);
+            let _ = started.child.kill();
+            let _ = started.child.wait();
+        }
+    }
+
     /// What `name` printed on stderr so far.
     pub(crate) fn log(&self, name: &str) -> String {
         self.children

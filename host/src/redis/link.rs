@@ -11,7 +11,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
+
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -77,6 +79,9 @@ pub struct Link {
     connection: RwLock<Option<Connection>>,
     up: AtomicBool,
     timeouts_in_a_row: AtomicU32,
+    /// Wakes the prober when a command takes the link down, so that a
+    /// passing slowness costs one PING, not a probe period.
+    went_down: Notify,
     counters: &'static RedisCounters,
 }
 
@@ -102,6 +107,7 @@ impl Link {
             connection: RwLock::new(None),
             up: AtomicBool::new(false),
             timeouts_in_a_row: AtomicU32::new(0),
+            went_down: Notify::new(),
             counters,
         });
         tokio::spawn(Arc::clone(&link).probe(shutdown.clone()));
@@ -150,6 +156,9 @@ impl Link {
             return;
         }
         self.counters.set_up(up);
+        if !up {
+            self.went_down.notify_one();
+        }
         if up {
             self.counters.count(Event::Connected);
             info!(redis = %self.target, "Redis tier up");
@@ -169,6 +178,8 @@ impl Link {
             let pause = if up { PROBE_UP_EVERY } else { PROBE_DOWN_EVERY };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
+                // Down since the last probe said up: probe again at once.
+                () = self.went_down.notified(), if up => {}
                 () = shutdown.requested() => return,
             }
         }

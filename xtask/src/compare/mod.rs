@@ -21,12 +21,12 @@
 //! operation. Medians of the rounds are what the report quotes.
 
 pub(crate) mod access_log_cost;
-mod backend;
-mod certs;
+pub(crate) mod backend;
+pub(crate) mod certs;
 pub(crate) mod chart;
 pub(crate) mod cpu;
 pub(crate) mod load;
-mod memory;
+pub(crate) mod memory;
 pub(crate) mod pulls;
 pub(crate) mod report;
 pub(crate) mod servers;
