@@ -141,8 +141,8 @@ impl Harness {
 /// one router (`openssl s_client`) is offered by two more s_clients,
 /// released together behind a barrier, to two routers: every other round
 /// the issuer and another, else two others. Rounds run two at a time.
-/// Returns, per round, how many of the two resumed.
-pub fn ticket_race(h: &Harness, addrs: &[SocketAddr], rounds: usize) -> Vec<usize> {
+/// Returns how the rounds ended.
+pub fn ticket_race(h: &Harness, addrs: &[SocketAddr], rounds: usize) -> RaceTally {
     const PARALLEL: usize = 2;
     assert!(addrs.len() >= 3, "the race needs three routers");
     let dir = h.pki.dir();
@@ -157,11 +157,47 @@ pub fn ticket_race(h: &Harness, addrs: &[SocketAddr], rounds: usize) -> Vec<usiz
                 })
             })
             .collect();
-        lanes
+        let resumed: Vec<usize> = lanes
             .into_iter()
             .flat_map(|lane| lane.join().expect("a race thread panicked"))
-            .collect()
+            .collect();
+        RaceTally {
+            rounds,
+            once: resumed.iter().filter(|&&r| r == 1).count(),
+            twice: resumed.iter().filter(|&&r| r > 1).count(),
+        }
     })
+}
+
+/// How the rounds of a [`ticket_race`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaceTally {
+    pub rounds: usize,
+    /// Tickets that resumed on exactly one router...
+    pub once: usize,
+    /// ...and on both: what must never happen.
+    pub twice: usize,
+}
+
+impl RaceTally {
+    /// Fails the test if a ticket resumed twice, or fewer than 99% of
+    /// them once; `context` goes with the failure.
+    pub fn assert_once_each(&self, context: &str) {
+        let RaceTally {
+            rounds,
+            once,
+            twice,
+        } = *self;
+        eprintln!("ticket race: {once} of {rounds} resumed once, {twice} twice");
+        assert_eq!(
+            twice, 0,
+            "tickets resumed twice: {twice} of {rounds}; {context}"
+        );
+        assert!(
+            once * 100 >= rounds * 99,
+            "only {once} of {rounds} tickets resumed once; {context}"
+        );
+    }
 }
 
 /// One round of [`ticket_race`]; returns how many resumed.
