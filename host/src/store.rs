@@ -144,7 +144,7 @@ pub struct ContextStorage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetched {
     /// Redis's answer, when the tier is on...
-    pub redis: Option<redis::Fetched>,
+    pub redis: Option<redis::Lookup>,
     /// ...and the peers', when asked (the mesh is on and Redis had nothing).
     pub peers: Option<Pulled>,
 }

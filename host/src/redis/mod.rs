@@ -62,7 +62,7 @@ pub struct Found {
 
 /// How a lookup in Redis ended, for the connection's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetched {
+pub enum Lookup {
     Found,
     NotFound,
     /// Down, timed out or failed: counted by kind.
@@ -117,10 +117,10 @@ impl RedisTier {
     /// Looks up the session under `cache_key`: reads it, or with `take`
     /// removes it as it reads (a TLS 1.3 ticket). Waits at most the
     /// tier's timeout; counts every outcome.
-    pub async fn fetch(&self, cache_key: &[u8], take: bool) -> (Fetched, Option<Found>) {
+    pub async fn fetch(&self, cache_key: &[u8], take: bool) -> (Lookup, Option<Found>) {
         let Some(connection) = self.link.connection() else {
             self.counters.count(Event::SkippedDown);
-            return (Fetched::Unavailable, None);
+            return (Lookup::Unavailable, None);
         };
         self.counters
             .count(if take { Event::Take } else { Event::Get });
@@ -147,10 +147,10 @@ impl RedisTier {
         let Ok(replies) = replies else {
             self.counters.count(Event::Timeout);
             self.link.timed_out();
-            return (Fetched::Unavailable, None);
+            return (Lookup::Unavailable, None);
         };
         self.link.answered();
-        let mut outcome = Fetched::NotFound;
+        let mut outcome = Lookup::NotFound;
         let mut found = None;
         for (name, reply) in replies {
             match reply {
@@ -160,7 +160,7 @@ impl RedisTier {
                             value,
                             remaining: Duration::from_millis(ttl_ms.max(1) as u64),
                         });
-                        outcome = Fetched::Found;
+                        outcome = Lookup::Found;
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -172,7 +172,7 @@ impl RedisTier {
                 Err(error) => {
                     self.counters.count(self.link.failed(&error));
                     if found.is_none() {
-                        outcome = Fetched::Unavailable;
+                        outcome = Lookup::Unavailable;
                     }
                 }
             }
