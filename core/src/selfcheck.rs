@@ -905,12 +905,14 @@ fn wire_wrong_key() -> Result<(), Failure> {
 
 // ---- sync ---------------------------------------------------------------
 
+/// A node that applies changes from any authentic sender (verifying
+/// senders has a check of its own, `sync_verification`).
 fn node(sender: u64) -> SmallNode {
-    Node::new(
-        ClusterKey::new(&CLUSTER_SECRET),
-        sender,
-        Settings::default(),
-    )
+    let settings = Settings {
+        verify_senders: false,
+        ..Settings::default()
+    };
+    Node::new(ClusterKey::new(&CLUSTER_SECRET), sender, settings)
 }
 
 /// Hands every datagram `from` has to send at `from_now` (its clock) to
@@ -1070,7 +1072,11 @@ fn sync_replay_rejected() -> Result<(), Failure> {
 fn sync_foreign_cluster() -> Result<(), Failure> {
     // Another cluster's key with our key's id: the tag must tell them apart.
     let key = ClusterKey::colliding(ClusterKey::new(&CLUSTER_SECRET).id(), &CLUSTER_SECRET);
-    let mut outsider: SmallNode = Node::new(key, 7, Settings::default());
+    let settings = Settings {
+        verify_senders: false,
+        ..Settings::default()
+    };
+    let mut outsider: SmallNode = Node::new(key, 7, settings);
     let mut b = node(2);
     let mut region = [0u8; SYNC_REGION_LEN];
     let mut cache = format(&mut region, 4, 64)?;

@@ -29,6 +29,7 @@ pub mod outbound;
 pub mod peers;
 pub mod pull;
 mod region_store;
+pub mod senders;
 
 use std::sync::Arc;
 

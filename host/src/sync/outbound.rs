@@ -5,14 +5,23 @@
 //! The session store hands it changes through a bounded queue, connections
 //! hand it pulls through another (see [`super::pull`]); neither ever waits
 //! on the task. Datagrams arriving on the sockets are the peers' answers to
-//! this process's pulls, sealed like everything else.
+//! this process's pulls, sealed like everything else, and their challenges.
+//!
+//! Peers apply this node's changes only once they verified it fresh
+//! (`cachet_core::sync::challenge`). So the task challenges every peer when
+//! it starts and every peer added later, which makes each challenge it back
+//! (it is new to them) and admit it on its vouch, before its first push;
+//! and before every datagram it seals it publishes its next sequence
+//! number ([`super::senders`]), for the master to vouch for it to a peer
+//! that starts after it.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use cachet_core::sync::Destination;
+use cachet_core::sync::{ControlKind, Destination};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -74,6 +83,9 @@ pub fn spawn(
     let mut follower = keys.follow();
     let task = Task {
         node: super::new_node(follower.initial())?,
+        process: keys.process(),
+        challenged: HashSet::new(),
+        peers_generation: None,
         keys: follower,
         region,
         peers: region.peers(),
@@ -113,6 +125,12 @@ impl Sockets {
 
 struct Task {
     node: RouterNode,
+    /// This process's slot, under which it publishes its sender.
+    process: usize,
+    /// Peers challenged since the task started.
+    challenged: HashSet<SocketAddr>,
+    /// The peer table's generation when peers were last challenged.
+    peers_generation: Option<u64>,
     keys: KeyFollower,
     region: &'static SharedRegion,
     peers: &'static PeerTable,
@@ -139,6 +157,7 @@ impl Task {
             let _ = v6.writable().await;
         }
         loop {
+            self.challenge_new_peers(&mut out);
             let timeout = self.node.poll_timeout();
             tokio::select! {
                 change = changes.recv() => {
@@ -218,7 +237,7 @@ impl Task {
                 return;
             }
         };
-        while let Some(message) = self.node.poll_message(out) {
+        while let Some(message) = self.seal_ahead().poll_message(out) {
             for &(index, addr) in &plan.asked {
                 let socket = self.sockets.for_peer(addr);
                 send_counted(socket, &out[..message.len], addr, self.peers, index);
@@ -227,19 +246,20 @@ impl Task {
         self.book.started(id, plan, ask.reply);
     }
 
-    /// A datagram on this process's sockets: peers' answers to its pulls.
+    /// A datagram on this process's sockets: peers' answers to its pulls,
+    /// and their challenges.
     fn receive(&mut self, datagram: &[u8], from: SocketAddr, out: &mut [u8]) {
         let now = clock::now();
-        let Ok(handled) = self
+        let outcome = self
             .node
-            .handle(now, datagram, &mut RegionStore(self.region))
-        else {
-            return;
-        };
-        self.book.heard_from(from, handled.pulls.answers);
-        // Peers send pull requests to masters; should one come here, it is
-        // answered like there.
-        while let Some(message) = self.node.poll_message(out) {
+            .handle(now, datagram, &mut RegionStore(self.region));
+        if let Ok(handled) = outcome {
+            self.book.heard_from(from, handled.pulls.answers);
+        }
+        // Vouches and challenges go back to where the challenge came from
+        // (a peer's master). Peers send pull requests to masters; should
+        // one come here, it is answered like there.
+        while let Some(message) = self.seal_ahead().poll_message(out) {
             if let Destination::Sender(_) = message.destination {
                 let _ = self
                     .sockets
@@ -256,9 +276,42 @@ impl Task {
         }
     }
 
+    /// Publishes the number after the next datagram the node seals, before
+    /// it seals it (see [`super::senders`]); returns the node to seal with.
+    fn seal_ahead(&mut self) -> &mut RouterNode {
+        let (sender, next) = (self.node.sender(), self.node.next_sequence());
+        self.peers
+            .senders()
+            .publish(self.process, sender, next.saturating_add(1));
+        &mut self.node
+    }
+
+    /// Challenges each peer not challenged yet (all of them at the start,
+    /// then those added to the table): each challenges this node back and
+    /// admits it before its first push.
+    fn challenge_new_peers(&mut self, out: &mut [u8]) {
+        let generation = self.peers.generation();
+        if self.peers_generation == Some(generation) {
+            return;
+        }
+        self.peers_generation = Some(generation);
+        let now = clock::now();
+        for (index, addr) in self.peers.peers() {
+            if self.challenged.contains(&addr) {
+                continue;
+            }
+            let node = self.seal_ahead();
+            if let Some(len) = node.transmit_control(now, ControlKind::Challenge, out) {
+                let socket = self.sockets.for_peer(addr);
+                send_counted(socket, &out[..len], addr, self.peers, index);
+                self.challenged.insert(addr);
+            }
+        }
+    }
+
     /// Sends every datagram the node has ready to every peer.
     fn flush(&mut self, buf: &mut [u8]) {
-        while let Some(len) = self.node.poll_transmit(clock::now(), buf) {
+        while let Some(len) = self.seal_ahead().poll_transmit(clock::now(), buf) {
             for (index, addr) in self.peers.peers() {
                 send_counted(
                     self.sockets.for_peer(addr),
