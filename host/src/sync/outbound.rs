@@ -237,7 +237,7 @@ impl Task {
                 return;
             }
         };
-        while let Some(message) = self.seal_ahead().poll_message(out) {
+        while let Some(message) = self.sealing(|node| node.poll_message(out)) {
             for &(index, addr) in &plan.asked {
                 let socket = self.sockets.for_peer(addr);
                 send_counted(socket, &out[..message.len], addr, self.peers, index);
@@ -259,7 +259,7 @@ impl Task {
         // Vouches and challenges go back to where the challenge came from
         // (a peer's master). Peers send pull requests to masters; should
         // one come here, it is answered like there.
-        while let Some(message) = self.seal_ahead().poll_message(out) {
+        while let Some(message) = self.sealing(|node| node.poll_message(out)) {
             if let Destination::Sender(_) = message.destination {
                 let _ = self
                     .sockets
@@ -276,14 +276,15 @@ impl Task {
         }
     }
 
-    /// Publishes the number after the next datagram the node seals, before
-    /// it seals it (see [`super::senders`]); returns the node to seal with.
-    fn seal_ahead(&mut self) -> &mut RouterNode {
-        let (sender, next) = (self.node.sender(), self.node.next_sequence());
-        self.peers
-            .senders()
-            .publish(self.process, sender, next.saturating_add(1));
-        &mut self.node
+    /// Runs `seal` on the node, publishing its next sequence number as
+    /// being sealed meanwhile and as idle after (see [`super::senders`]).
+    fn sealing<T>(&mut self, seal: impl FnOnce(&mut RouterNode) -> T) -> T {
+        let senders = self.peers.senders();
+        let sender = self.node.sender();
+        senders.publish(self.process, sender, self.node.next_sequence(), true);
+        let sealed = seal(&mut self.node);
+        senders.publish(self.process, sender, self.node.next_sequence(), false);
+        sealed
     }
 
     /// Challenges each peer not challenged yet (all of them at the start,
@@ -300,8 +301,10 @@ impl Task {
             if self.challenged.contains(&addr) {
                 continue;
             }
-            let node = self.seal_ahead();
-            if let Some(len) = node.transmit_control(now, ControlKind::Challenge, out) {
+            let challenge = |node: &mut RouterNode| {
+                node.transmit_control(now, ControlKind::Challenge, &mut *out)
+            };
+            if let Some(len) = self.sealing(challenge) {
                 let socket = self.sockets.for_peer(addr);
                 send_counted(socket, &out[..len], addr, self.peers, index);
                 self.challenged.insert(addr);
@@ -311,7 +314,7 @@ impl Task {
 
     /// Sends every datagram the node has ready to every peer.
     fn flush(&mut self, buf: &mut [u8]) {
-        while let Some(len) = self.seal_ahead().poll_transmit(clock::now(), buf) {
+        while let Some(len) = self.sealing(|node| node.poll_transmit(clock::now(), buf)) {
             for (index, addr) in self.peers.peers() {
                 send_counted(
                     self.sockets.for_peer(addr),

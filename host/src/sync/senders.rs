@@ -6,9 +6,13 @@
 //! process's sync node listed here, each with the lowest sequence number it
 //! may still seal. That vouch is only sound if no datagram numbered at or
 //! above the listed number was sealed before the master read it, so a
-//! process publishes the number *after* each datagram before sealing it
-//! ([`SenderTable::publish`] before every call that seals): whatever the
-//! master reads, every datagram numbered at or above it is sealed later.
+//! process publishes its next number around every call that seals, as a
+//! seqlock would: *sealing* `n` before the call, *idle* at the number after
+//! it. A master that reads "idle at `n`" lists `n` (nothing is being
+//! sealed, and the next datagram is `n`); one that reads "sealing `n`"
+//! lists `n + 1`, since datagram `n` may be sealed before the read (it is
+//! then refused by that one peer as a replay: a push lost in a race of
+//! microseconds, which pull on miss covers).
 //! A slot keeps the last process that held it, alive or not; vouching for
 //! a dead one is harmless (it seals nothing more), and a new worker in the
 //! same slot replaces it.
@@ -32,7 +36,9 @@ pub struct SenderTable {
 #[derive(Debug, Default)]
 struct SenderSlot {
     sender: AtomicU64,
-    since: AtomicU64,
+    /// The next sequence number, shifted left by one; bit 0 set while a
+    /// datagram with that number is being sealed.
+    next: AtomicU64,
 }
 
 impl Default for SenderTable {
@@ -44,9 +50,10 @@ impl Default for SenderTable {
 }
 
 impl SenderTable {
-    /// Process `process`'s node `sender` will number its next datagram no
-    /// lower than `since`. Call before each call that seals.
-    pub fn publish(&self, process: usize, sender: u64, since: u64) {
+    /// Process `process`'s node `sender` is about to seal datagram `next`
+    /// (`sealing`), or is done sealing and will number its next datagram
+    /// `next`. Call before and after every call that seals.
+    pub fn publish(&self, process: usize, sender: u64, next: u64, sealing: bool) {
         let Some(slot) = self.slots.get(process) else {
             return;
         };
@@ -57,7 +64,8 @@ impl SenderTable {
         if slot.sender.load(Ordering::SeqCst) != sender {
             slot.sender.store(0, Ordering::SeqCst);
         }
-        slot.since.store(since, Ordering::SeqCst);
+        let next = next.min(u64::MAX >> 1) << 1 | u64::from(sealing);
+        slot.next.store(next, Ordering::SeqCst);
         slot.sender.store(sender, Ordering::SeqCst);
     }
 
@@ -71,10 +79,12 @@ impl SenderTable {
             // Sender, number, sender again: a slot changing hands meanwhile
             // is left out rather than read torn.
             let sender = slot.sender.load(Ordering::SeqCst);
-            let since = slot.since.load(Ordering::SeqCst);
+            let next = slot.next.load(Ordering::SeqCst);
             if sender == 0 || slot.sender.load(Ordering::SeqCst) != sender {
                 continue;
             }
+            // While sealing `n`, datagram `n` may predate this read.
+            let since = (next >> 1) + (next & 1);
             out[count] = Member { sender, since };
             count += 1;
         }
@@ -91,10 +101,12 @@ mod tests {
         let table = Box::<SenderTable>::default();
         let mut out = [Member::default(); 4];
         assert_eq!(table.members(&mut out), 0);
-        table.publish(0, 7, 1);
-        table.publish(2, 9, 5);
-        table.publish(2, 9, 6);
-        table.publish(MAX_WORKERS + 1, 1, 1); // no such slot: ignored
+        table.publish(0, 7, 1, false);
+        table.publish(2, 9, 5, true);
+        assert_eq!(table.members(&mut out), 2);
+        assert_eq!(out[1].since, 6, "datagram 5 may be sealed already");
+        table.publish(2, 9, 6, false);
+        table.publish(MAX_WORKERS + 1, 1, 1, false); // no such slot: ignored
         assert_eq!(table.members(&mut out), 2);
         assert_eq!(
             out[..2],
