@@ -124,7 +124,8 @@ pub fn start_outbound(
         return Ok(None);
     };
     let timeout = config.cluster.pull_timeout;
-    outbound::spawn(keys, region, timeout, metrics, shutdown.clone()).map(Some)
+    let receives = config.cluster.udp_server.is_some();
+    outbound::spawn(keys, region, timeout, receives, metrics, shutdown.clone()).map(Some)
 }
 
 /// Starts the receiver on `cache-udp-server`, if configured, announcing

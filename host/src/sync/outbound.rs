@@ -8,12 +8,12 @@
 //! this process's pulls, sealed like everything else, and their challenges.
 //!
 //! Peers apply this node's changes only once they verified it fresh
-//! (`cachet_core::sync::challenge`). So the task challenges every peer when
-//! it starts and every peer added later, which makes each challenge it back
-//! (it is new to them) and admit it on its vouch, before its first push;
-//! and before every datagram it seals it publishes its next sequence
-//! number ([`super::senders`]), for the master to vouch for it to a peer
-//! that starts after it.
+//! (`cachet_core::sync::challenge`). So the task challenges each peer once
+//! the router has heard from it (at once for the peers up when it starts),
+//! which makes the peer challenge it back (it is new there) and admit it on
+//! its vouch, before its first push; and around every datagram it seals it
+//! publishes its next sequence number ([`super::senders`]), for the master
+//! to vouch for it to a peer that starts after it.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
@@ -39,6 +39,9 @@ use crate::shutdown::Shutdown;
 /// Changes waiting for the sender task; beyond this they are dropped and
 /// counted (the handshake must not wait).
 const QUEUE: usize = 8192;
+/// How often the task looks for peers to challenge: peers the router just
+/// heard from for the first time.
+const CHALLENGE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The store's side of the queue.
 #[derive(Debug, Clone)]
@@ -73,6 +76,7 @@ pub fn spawn(
     keys: &Arc<Keys>,
     region: &'static SharedRegion,
     pull_timeout: std::time::Duration,
+    receives: bool,
     metrics: Metrics,
     shutdown: Shutdown,
 ) -> Result<ClusterLink> {
@@ -85,7 +89,7 @@ pub fn spawn(
         node: super::new_node(follower.initial())?,
         process: keys.process(),
         challenged: HashSet::new(),
-        peers_generation: None,
+        receives,
         keys: follower,
         region,
         peers: region.peers(),
@@ -129,8 +133,9 @@ struct Task {
     process: usize,
     /// Peers challenged since the task started.
     challenged: HashSet<SocketAddr>,
-    /// The peer table's generation when peers were last challenged.
-    peers_generation: Option<u64>,
+    /// Whether the router receives (`cache-udp-server`): if not, it never
+    /// hears from a peer, and challenges every one at once.
+    receives: bool,
     keys: KeyFollower,
     region: &'static SharedRegion,
     peers: &'static PeerTable,
@@ -156,6 +161,9 @@ impl Task {
         if let Some(v6) = &self.sockets.v6 {
             let _ = v6.writable().await;
         }
+        // How often peers the router newly heard from are looked for.
+        let mut look = tokio::time::interval(CHALLENGE_LOOK);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.challenge_new_peers(&mut out);
             let timeout = self.node.poll_timeout();
@@ -185,6 +193,7 @@ impl Task {
                     }
                 }
                 () = sleep_until(timeout) => {}
+                _ = look.tick() => {}
                 () = self.keys.changed() => {}
                 () = shutdown.requested() => {
                     self.flush(&mut out);
@@ -287,18 +296,21 @@ impl Task {
         sealed
     }
 
-    /// Challenges each peer not challenged yet (all of them at the start,
-    /// then those added to the table): each challenges this node back and
-    /// admits it before its first push.
+    /// Challenges each peer not challenged yet that the router has heard
+    /// from (a peer that is not up would lose the challenge; once it is,
+    /// it greets the master, which vouches for this node): each challenges
+    /// this node back and admits it before its first push.
     fn challenge_new_peers(&mut self, out: &mut [u8]) {
-        let generation = self.peers.generation();
-        if self.peers_generation == Some(generation) {
-            return;
-        }
-        self.peers_generation = Some(generation);
         let now = clock::now();
         for (index, addr) in self.peers.peers() {
-            if self.challenged.contains(&addr) {
+            let heard = !self.receives
+                || self
+                    .peers
+                    .slot(index)
+                    .received_datagrams
+                    .load(Ordering::Relaxed)
+                    > 0;
+            if !heard || self.challenged.contains(&addr) {
                 continue;
             }
             let challenge = |node: &mut RouterNode| {
