@@ -961,20 +961,17 @@ impl Answer {
         (id, key, take): (u64, &[u8], bool),
     ) {
         let destination = Destination::Sender(self.asker);
-        if message.is_waiting() && message.destination != destination {
+        if !message.admits(destination) {
             // The caller did not take the last message: it is not polling.
             counters.pull_answers_dropped += 1;
             return;
-        }
-        if !message.is_waiting() {
-            message.open(destination, *next_record, self.copies);
         }
         // Read no more than fits beside the key, so that whatever is taken
         // can be sent: a take removes only what it returns.
         let overhead = key.len() + 32;
         let limit = self.room.saturating_sub(overhead).min(value_buf.len());
-        let record_room = self.room;
-        let answered = match store.fetch(self.now, key, take, &mut value_buf[..limit]) {
+        let numbering = (next_record, self.copies, self.room);
+        let (record, found) = match store.fetch(self.now, key, take, &mut value_buf[..limit]) {
             Some(found) if !found.remaining.is_zero() => {
                 let record = Record::PullAnswer {
                     id,
@@ -982,26 +979,17 @@ impl Answer {
                     value: found.value,
                     ttl_ms: found.remaining.as_millis(),
                 };
-                message.push(&record, record_room).map(|()| true)
+                (record, true)
             }
-            _ => message
-                .push(&Record::PullNone { id }, record_room)
-                .map(|()| false),
+            _ => (Record::PullNone { id }, false),
         };
-        match answered {
-            Ok(found) => {
-                *next_record += 1;
-                if found {
-                    counters.pull_requests_found += 1;
-                } else {
-                    counters.pull_requests_none += 1;
-                }
-            }
+        if !message.append(destination, numbering, &record) {
             // Several requests in one datagram, more than one answer fits.
-            Err(_) => counters.pull_answers_dropped += 1,
-        }
-        if message.count == 0 {
-            message.copies_left = 0;
+            counters.pull_answers_dropped += 1;
+        } else if found {
+            counters.pull_requests_found += 1;
+        } else {
+            counters.pull_requests_none += 1;
         }
     }
 }
@@ -1143,9 +1131,7 @@ fn challenge_sender<const MTU: usize>(
     }
 }
 
-/// Appends `record` to the message to `sender`, opening it if none waits.
-/// `false` when a message to another node waits (the caller did not take
-/// it) or the record does not fit.
+/// Appends `record` to the message to `sender` (see [`Outgoing::append`]).
 fn message_to<const MTU: usize>(
     message: &mut Outgoing<MTU>,
     next_record: &mut u64,
@@ -1153,20 +1139,7 @@ fn message_to<const MTU: usize>(
     sender: u64,
     record: &Record<'_>,
 ) -> bool {
-    let destination = Destination::Sender(sender);
-    if message.is_waiting() && message.destination != destination {
-        return false;
-    }
-    if !message.is_waiting() {
-        message.open(destination, *next_record, settings.message_copies);
-    }
     let room = settings.max_datagram - MIN_LEN - 10;
-    if message.push(record, room).is_err() {
-        if message.count == 0 {
-            message.copies_left = 0;
-        }
-        return false;
-    }
-    *next_record += 1;
-    true
+    let numbering = (next_record, settings.message_copies, room);
+    message.append(Destination::Sender(sender), numbering, record)
 }

@@ -937,7 +937,7 @@ fn a_master_vouches_for_its_workers_in_one_round_trip() {
 #[test]
 fn stale_and_foreign_vouches_admit_nobody() {
     let (mut a, mut b) = (verifying_node(1), verifying_node(2));
-    let (mut cache_a, mut cache_b) = (cache(16), cache(16));
+    let mut cache_a = cache(16);
     a.record_set(at(0), b"s", b"v", Duration::from_secs(600))
         .unwrap();
     let push = drain(&mut a, at(0)).remove(0);
