@@ -754,15 +754,7 @@ impl<
         }
         let verified = peer.verified;
         if !verified && repr.records.iter().any(|r| needs_verified_sender(&r)) {
-            challenge_sender(
-                &mut self.peers[index],
-                now,
-                &mut self.issued,
-                &mut self.counters,
-                &mut self.message,
-                &mut self.next_record,
-                self.settings,
-            );
+            self.challenge(now, index);
             return Err(Reject::Unverified);
         }
         peer.datagrams.mark(repr.sequence);
@@ -888,17 +880,29 @@ impl<
             self.answer_challenge(sender, nonce, store);
         }
         if introduced && !verified {
-            challenge_sender(
-                &mut self.peers[index],
-                now,
-                &mut self.issued,
-                &mut self.counters,
-                &mut self.message,
-                &mut self.next_record,
-                self.settings,
-            );
+            self.challenge(now, index);
         }
         Ok(handled)
+    }
+
+    /// Challenges the sender at `index`, not verified, in the message to
+    /// it: at most once every [`RECHALLENGE_AFTER`].
+    fn challenge(&mut self, now: Instant, index: usize) {
+        let peer = &mut self.peers[index];
+        if peer
+            .challenged
+            .is_some_and(|at| now < at + RECHALLENGE_AFTER)
+        {
+            return;
+        }
+        let challenge = Record::Challenge {
+            nonce: self.issued.issue(now),
+        };
+        let (message, next_record) = (&mut self.message, &mut self.next_record);
+        if message_to(message, next_record, self.settings, peer.sender, &challenge) {
+            peer.challenged = Some(now);
+            self.counters.challenges_sent += 1;
+        }
     }
 
     /// Vouches for this node and the `store`'s members under `nonce`, in
@@ -1102,32 +1106,6 @@ fn admit_vouched<const PEERS: usize>(
         peer.verified = true;
         peer.challenged = None;
         counters.senders_verified += 1;
-    }
-}
-
-/// Challenges `peer`, not verified, in the message to it: at most once
-/// every [`RECHALLENGE_AFTER`].
-fn challenge_sender<const MTU: usize>(
-    peer: &mut Peer,
-    now: Instant,
-    issued: &mut Issued,
-    counters: &mut SyncCounters,
-    message: &mut Outgoing<MTU>,
-    next_record: &mut u64,
-    settings: Settings,
-) {
-    if peer
-        .challenged
-        .is_some_and(|at| now < at + RECHALLENGE_AFTER)
-    {
-        return;
-    }
-    let challenge = Record::Challenge {
-        nonce: issued.issue(now),
-    };
-    if message_to(message, next_record, settings, peer.sender, &challenge) {
-        peer.challenged = Some(now);
-        counters.challenges_sent += 1;
     }
 }
 
