@@ -9,6 +9,14 @@
 //! own with a node of its own, paced so the requester keeps up, while the
 //! receiver goes on receiving. Every second the receiver says hello to
 //! every peer: how peers that went silent for pulls are heard from again.
+//!
+//! A peer's changes apply only once its sender is verified fresh
+//! (`cachet_core::sync::challenge`): the node challenges senders it has not
+//! verified, and answers peers' challenges (the one in a bootstrap request
+//! among them) with its vouch and one for each of the router's processes
+//! ([`super::senders`]), so that a peer that (re)starts verifies the whole
+//! router in one round trip; a bootstrap answer proves itself under the
+//! request's challenge in every datagram.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;

@@ -17,6 +17,12 @@
 //!   to its configured peers and asks them for their sessions; it says
 //!   hello to every peer each second after.
 //!
+//! Replay protection survives a restart: a router applies a peer's changes
+//! only from senders it verified since it started, by their vouch under a
+//! fresh challenge of its own (`cachet_core::sync::challenge`); each
+//! process publishes its sender and sequence number ([`senders`]) for the
+//! master to vouch for the whole router at once.
+//!
 //! TLS 1.3 tickets are never replicated: the router that issued one is its
 //! only holder, and its cache the one place a resumption takes it from (see
 //! [`crate::session_key`]).
