@@ -160,7 +160,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
         }
         self.receive(now, socket);
         self.greet(now, socket);
-        self.answer(now, socket);
+        self.answer_bootstrap(now, socket);
         if now >= self.next_sweep {
             let sweep = self.cache.sweep(now, self.timing.sweep_budget);
             self.counters.swept += u64::from(sweep.freed);
@@ -215,30 +215,35 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
             if handled.control.bootstrap_request {
                 self.queue_answer(from);
             }
-            if handled.pulls.requests > 0 {
-                self.answer_pull(from, socket);
+            if self.node.message_waiting() {
+                self.answer(from, handled.pulls.requests > 0, socket);
             }
         }
     }
 
-    /// Sends the answers to the pull requests a router just made, from the
-    /// replica: a router that lacks a session a client offers asks every
-    /// peer, and the appliance may be the one that still holds it.
-    fn answer_pull(&mut self, to: IpEndpoint, socket: &mut udp::Socket<'_>) {
+    /// Sends the node's answers to the datagram `to` just sent: to the
+    /// pull requests it made, from the replica (a router that lacks a
+    /// session a client offers asks every peer, and the appliance may be
+    /// the one that still holds it), and to its challenge (the node's
+    /// vouch) or the node's own challenge to a sender it has not verified.
+    fn answer(&mut self, to: IpEndpoint, pulls: bool, socket: &mut udp::Socket<'_>) {
         while self.stash.is_none() {
             let Some(message) = self.node.poll_message(&mut self.out) else {
                 return;
             };
             self.send(socket, to, message.len);
-            if self.stash.is_none() {
+            if self.stash.is_none() && pulls {
                 self.counters.pull_answers_sent += 1;
             }
         }
         // The socket is full: the router's deadline covers a copy that
-        // never comes, and the node must be free for the next request.
+        // never comes (a challenge goes again), and the node must be free
+        // for the next request.
         if self.node.message_waiting() {
             self.node.discard_message();
-            self.counters.pull_answers_unsent += 1;
+            if pulls {
+                self.counters.pull_answers_unsent += 1;
+            }
         }
     }
 
@@ -279,7 +284,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
 
     /// Sends the next burst of the bootstrap answer in progress, starting
     /// the next one when it is done.
-    fn answer(&mut self, now: Instant, socket: &mut udp::Socket<'_>) {
+    fn answer_bootstrap(&mut self, now: Instant, socket: &mut udp::Socket<'_>) {
         let mut burst = 0;
         while self.stash.is_none() {
             let answering = match &mut self.answering {
@@ -332,7 +337,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
     }
 
     fn send_control(&mut self, kind: ControlKind, to: IpEndpoint, socket: &mut udp::Socket<'_>) {
-        if let Some(len) = self.node.transmit_control(kind, &mut self.out) {
+        if let Some(len) = self.node.transmit_control(self.now, kind, &mut self.out) {
             self.send(socket, to, len);
         }
     }

@@ -145,6 +145,10 @@ pub const CHECKS: &[Check] = &[
         name: "sync_foreign_cluster",
         run: sync_foreign_cluster,
     },
+    Check {
+        name: "sync_verification",
+        run: sync_verification,
+    },
 ];
 
 /// Runs every check in order, telling `report` each outcome as soon as it
@@ -905,12 +909,14 @@ fn wire_wrong_key() -> Result<(), Failure> {
 
 // ---- sync ---------------------------------------------------------------
 
+/// A node that applies changes from any authentic sender (verifying
+/// senders has a check of its own, `sync_verification`).
 fn node(sender: u64) -> SmallNode {
-    Node::new(
-        ClusterKey::new(&CLUSTER_SECRET),
-        sender,
-        Settings::default(),
-    )
+    let settings = Settings {
+        verify_senders: false,
+        ..Settings::default()
+    };
+    Node::new(ClusterKey::new(&CLUSTER_SECRET), sender, settings)
 }
 
 /// Hands every datagram `from` has to send at `from_now` (its clock) to
@@ -1067,10 +1073,73 @@ fn sync_replay_rejected() -> Result<(), Failure> {
     ensure(a.counters().rejected_own == 1, "own datagram not counted")
 }
 
+/// A datagram captured before the receiver (re)started is refused as from
+/// a sender not verified; the sender, challenged, vouches from its next
+/// number on: the capture is then a replay, and new changes apply.
+fn sync_verification() -> Result<(), Failure> {
+    let key = || ClusterKey::new(&CLUSTER_SECRET);
+    let (mut a, mut b): (SmallNode, SmallNode) = (
+        Node::new(key(), 1, Settings::default()),
+        Node::new(key(), 2, Settings::default()),
+    );
+    let mut region = [0u8; SYNC_REGION_LEN];
+    let mut cache = format(&mut region, 4, 64)?;
+    a.record_set(at(0), b"old", b"v", secs(1))
+        .or_fail("set not queued")?;
+    let mut captured = [0u8; MTU];
+    let captured_len = a
+        .poll_transmit(at(0), &mut captured)
+        .or_fail("nothing to send")?;
+    let captured = &captured[..captured_len];
+    // Its repeat goes out too, and is lost.
+    let mut repeat = [0u8; MTU];
+    a.poll_transmit(at(20), &mut repeat).or_fail("no repeat")?;
+    let later = 60_000;
+    ensure(
+        b.handle(at(later), captured, &mut cache) == Err(Reject::Unverified),
+        "a change from a sender not verified applied",
+    )?;
+    // B's challenge to A, A's vouch to B.
+    let mut buf = [0u8; MTU];
+    let challenge = b.poll_message(&mut buf).or_fail("no challenge")?;
+    a.handle(at(later), &buf[..challenge.len], &mut cache)
+        .or_fail("challenge rejected")?;
+    let vouch = a.poll_message(&mut buf).or_fail("no vouch")?;
+    b.handle(at(later), &buf[..vouch.len], &mut cache)
+        .or_fail("vouch rejected")?;
+    ensure(b.counters().senders_verified == 1, "vouch did not verify")?;
+    ensure(
+        b.handle(at(later), captured, &mut cache) == Err(Reject::Replayed),
+        "a capture from before the vouch accepted",
+    )?;
+    ensure(
+        !has(&mut cache, later, b"old")?,
+        "expired session resurrected",
+    )?;
+    a.record_set(at(later), b"new", b"v", secs(1))
+        .or_fail("set not queued")?;
+    ensure(
+        deliver(&mut a, later, &mut b, later, &mut cache)? == 1,
+        "A sent other than one datagram",
+    )?;
+    ensure(
+        has(&mut cache, later, b"new")?,
+        "a verified sender's set lost",
+    )?;
+    ensure(
+        b.counters().rejected_unverified == 1,
+        "unverified rejection not counted",
+    )
+}
+
 fn sync_foreign_cluster() -> Result<(), Failure> {
     // Another cluster's key with our key's id: the tag must tell them apart.
     let key = ClusterKey::colliding(ClusterKey::new(&CLUSTER_SECRET).id(), &CLUSTER_SECRET);
-    let mut outsider: SmallNode = Node::new(key, 7, Settings::default());
+    let settings = Settings {
+        verify_senders: false,
+        ..Settings::default()
+    };
+    let mut outsider: SmallNode = Node::new(key, 7, settings);
     let mut b = node(2);
     let mut region = [0u8; SYNC_REGION_LEN];
     let mut cache = format(&mut region, 4, 64)?;

@@ -102,6 +102,9 @@ struct Shared {
     counters: Counters,
     capture_limit: usize,
     captured: Mutex<Vec<Vec<u8>>>,
+    /// Whether the target's replies are captured too, apart.
+    capture_replies: bool,
+    replies: Mutex<Vec<Vec<u8>>>,
 }
 
 /// A running relay; stops (and joins its thread) when dropped.
@@ -137,6 +140,26 @@ impl UdpProxy {
         faults: Faults,
         limit: usize,
     ) -> io::Result<UdpProxy> {
+        UdpProxy::start_with(target, faults, limit, false)
+    }
+
+    /// Like [`UdpProxy::start_capturing`], and keeps besides the first
+    /// `limit` datagrams the target sent back to clients (see
+    /// [`UdpProxy::replies`]).
+    pub fn start_capturing_replies(
+        target: SocketAddr,
+        faults: Faults,
+        limit: usize,
+    ) -> io::Result<UdpProxy> {
+        UdpProxy::start_with(target, faults, limit, true)
+    }
+
+    fn start_with(
+        target: SocketAddr,
+        faults: Faults,
+        limit: usize,
+        capture_replies: bool,
+    ) -> io::Result<UdpProxy> {
         let bind: SocketAddr = if target.is_ipv6() {
             "[::1]:0".parse().unwrap()
         } else {
@@ -149,6 +172,8 @@ impl UdpProxy {
             counters: Counters::default(),
             capture_limit: limit,
             captured: Mutex::new(Vec::new()),
+            capture_replies,
+            replies: Mutex::new(Vec::new()),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -205,6 +230,12 @@ impl UdpProxy {
     /// Datagrams captured so far (see [`UdpProxy::start_capturing`]).
     pub fn captured(&self) -> Vec<Vec<u8>> {
         self.shared.captured.lock().unwrap().clone()
+    }
+
+    /// The target's replies captured so far (see
+    /// [`UdpProxy::start_capturing_replies`]).
+    pub fn replies(&self) -> Vec<Vec<u8>> {
+        self.shared.replies.lock().unwrap().clone()
     }
 }
 
@@ -278,7 +309,14 @@ struct Delayed {
     socket: Arc<UdpSocket>,
     to: SocketAddr,
     bytes: Arc<[u8]>,
-    capture: bool,
+    capture: Option<Direction>,
+}
+
+/// Which way a captured datagram went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    ToTarget,
+    Reply,
 }
 
 impl PartialEq for Delayed {
@@ -312,7 +350,13 @@ struct Link {
 }
 
 impl Link {
-    fn pass(&mut self, socket: &Arc<UdpSocket>, to: SocketAddr, bytes: &[u8], capture: bool) {
+    fn pass(
+        &mut self,
+        socket: &Arc<UdpSocket>,
+        to: SocketAddr,
+        bytes: &[u8],
+        capture: Option<Direction>,
+    ) {
         let c = &self.shared.counters;
         c.received.fetch_add(1, Relaxed);
         if self.rng.chance(self.faults.drop) {
@@ -336,7 +380,7 @@ impl Link {
                 socket: Arc::clone(socket),
                 to,
                 bytes: Arc::clone(&bytes),
-                capture: capture && copy == 0,
+                capture: capture.filter(|_| copy == 0),
             };
             if self.queue.try_send(delayed).is_err() {
                 c.overflowed.fetch_add(1, Relaxed);
@@ -401,7 +445,7 @@ async fn relay(listen: Arc<UdpSocket>, target: SocketAddr, faults: Faults, share
                 upstream
             }
         };
-        link.pass(&upstream, target, &buf[..len], true);
+        link.pass(&upstream, target, &buf[..len], Some(Direction::ToTarget));
     }
 }
 
@@ -421,7 +465,8 @@ async fn replies(
         if from != target {
             continue;
         }
-        link.pass(&listen, client, &buf[..len], false);
+        let capture = link.shared.capture_replies.then_some(Direction::Reply);
+        link.pass(&listen, client, &buf[..len], capture);
     }
 }
 
@@ -442,10 +487,15 @@ async fn schedule(mut queue: mpsc::Receiver<Delayed>, shared: Arc<Shared>) {
                     match d.socket.send_to(&d.bytes, d.to).await {
                         Ok(_) => {
                             c.forwarded.fetch_add(1, Relaxed);
-                            if d.capture {
-                                let mut captured = shared.captured.lock().unwrap();
-                                if captured.len() < shared.capture_limit {
-                                    captured.push(d.bytes.to_vec());
+                            let kept = match d.capture {
+                                Some(Direction::ToTarget) => Some(&shared.captured),
+                                Some(Direction::Reply) => Some(&shared.replies),
+                                None => None,
+                            };
+                            if let Some(kept) = kept {
+                                let mut kept = kept.lock().unwrap();
+                                if kept.len() < shared.capture_limit {
+                                    kept.push(d.bytes.to_vec());
                                 }
                             }
                         }
@@ -601,6 +651,33 @@ mod tests {
         assert!(captured
             .iter()
             .all(|d| u32::from_le_bytes(d[..4].try_into().unwrap()) < 200));
+        assert!(proxy.replies().is_empty(), "replies are not asked for");
+    }
+
+    #[test]
+    fn replies_are_captured_apart_when_asked() {
+        let server = target();
+        let proxy =
+            UdpProxy::start_capturing_replies(server.local_addr().unwrap(), Faults::none(), 8)
+                .unwrap();
+        let replier = server.try_clone().unwrap();
+        let (client, got) = send_numbered(&proxy, server, 5);
+        let upstream = got[0].1;
+        for i in 1000..1012u32 {
+            replier.send_to(&i.to_le_bytes(), upstream).unwrap();
+        }
+        client
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        receive(&client, 12);
+        let number = |d: &Vec<u8>| u32::from_le_bytes(d[..4].try_into().unwrap());
+        assert_eq!(
+            proxy.captured().iter().map(number).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        // Up to the limit, in the order sent.
+        let replies: Vec<u32> = proxy.replies().iter().map(number).collect();
+        assert_eq!(replies, (1000..1008).collect::<Vec<_>>());
     }
 
     #[test]

@@ -16,15 +16,12 @@
 
 use crate::cache::{BufferTooSmall, Cache, Exported, MAX_KEY_LEN};
 use crate::time::Instant;
-use crate::wire::MIN_LEN;
 
 use super::{ControlKind, Node, QueueError};
 
 /// Bytes a set record adds to its key and value on the wire, at most:
 /// variant 1, key length 2, value length 3, lifetime 10 (postcard varints).
 const RECORD_OVERHEAD: usize = 16;
-/// Bytes of a datagram body that are not records: the first record number.
-const BODY_OVERHEAD: usize = 10;
 
 /// Where an answer reads the live entries: a cache, or a host's handle on a
 /// shared cache that takes its lock per call.
@@ -161,7 +158,7 @@ impl BootstrapAnswer {
                 return Ok(Step::Wait(due));
             }
             self.done = true;
-            if let Some(len) = node.transmit_control(ControlKind::BootstrapEnd, buf) {
+            if let Some(len) = node.transmit_control(now, ControlKind::BootstrapEnd, buf) {
                 return Ok(Step::Transmit(len));
             }
         }
@@ -184,7 +181,7 @@ impl BootstrapAnswer {
         node: &mut Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>,
         scratch: &mut [u8],
     ) {
-        let room = node.settings().max_datagram - MIN_LEN - BODY_OVERHEAD;
+        let room = node.batch_room();
         let mut key = [0u8; MAX_KEY_LEN];
         let mut fed = 0;
         loop {
@@ -239,7 +236,12 @@ mod tests {
     const SECRET: [u8; 32] = [7; 32];
 
     fn node(sender: u64) -> Node {
-        Node::new(ClusterKey::new(&SECRET), sender, Settings::default())
+        // Verifying senders is tested in `super::super::tests`.
+        let settings = Settings {
+            verify_senders: false,
+            ..Settings::default()
+        };
+        Node::new(ClusterKey::new(&SECRET), sender, settings)
     }
 
     fn cache(capacity: u32, block_size: u32) -> Cache<Vec<u8>> {

@@ -24,6 +24,10 @@ pub enum Reject {
     Stale,
     /// Our own datagram, looped back (multicast).
     Own,
+    /// Authentic, but from a sender not verified fresh since this node
+    /// started, and carrying changes: perhaps captured before a restart
+    /// and replayed. The sender is challenged (see `super::challenge`).
+    Unverified,
 }
 
 impl Reject {
@@ -40,6 +44,7 @@ impl Reject {
             Reject::Replayed => "replay",
             Reject::Stale => "stale",
             Reject::Own => "own",
+            Reject::Unverified => "unverified",
         }
     }
 }
@@ -140,6 +145,18 @@ pub struct SyncCounters {
     pub rejected_stale: u64,
     /// Rejected: our own datagram.
     pub rejected_own: u64,
+    /// Rejected: changes from a sender not verified yet.
+    pub rejected_unverified: u64,
+    /// Challenges this node sent (on its own, in bootstrap requests, or
+    /// to a sender not verified yet).
+    pub challenges_sent: u64,
+    /// Peers' challenges this node answered with its vouches.
+    pub challenges_answered: u64,
+    /// Senders admitted by a vouch under a nonce of ours.
+    pub senders_verified: u64,
+    /// Vouches for a sender not verified yet under a nonce this node did
+    /// not issue or no longer admits (replayed, or too late): ignored.
+    pub stale_vouches: u64,
 }
 
 impl SyncCounters {
@@ -155,6 +172,7 @@ impl SyncCounters {
             Reject::Replayed => &mut self.rejected_replay,
             Reject::Stale => &mut self.rejected_stale,
             Reject::Own => &mut self.rejected_own,
+            Reject::Unverified => &mut self.rejected_unverified,
         };
         *counter += 1;
     }
@@ -171,6 +189,7 @@ impl SyncCounters {
             + self.rejected_replay
             + self.rejected_stale
             + self.rejected_own
+            + self.rejected_unverified
     }
 }
 

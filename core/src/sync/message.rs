@@ -83,6 +83,38 @@ impl<const MTU: usize> Outgoing<MTU> {
         Ok(())
     }
 
+    /// Whether a record for `destination` may join: no message waits, or
+    /// the one waiting goes there too (else the caller did not take it).
+    pub(super) fn admits(&self, destination: Destination) -> bool {
+        !self.is_waiting() || self.destination == destination
+    }
+
+    /// Appends `record` to the message for `destination`, opening one
+    /// numbered from `next_record` (with `copies` copies) if none waits,
+    /// and takes its record number. `false` when another destination's
+    /// message waits or the record does not fit in `room` bytes.
+    pub(super) fn append(
+        &mut self,
+        destination: Destination,
+        (next_record, copies, room): (&mut u64, u8, usize),
+        record: &Record<'_>,
+    ) -> bool {
+        if !self.admits(destination) {
+            return false;
+        }
+        if !self.is_waiting() {
+            self.open(destination, *next_record, copies);
+        }
+        if self.push(record, room).is_err() {
+            if self.count == 0 {
+                self.copies_left = 0;
+            }
+            return false;
+        }
+        *next_record += 1;
+        true
+    }
+
     /// The encoded records.
     pub(super) fn records(&self) -> crate::wire::Records<'_> {
         crate::wire::Records::from_built(&self.records[..self.len], self.count)

@@ -30,13 +30,21 @@
 //! resurrected by a late set). Each rejection is counted by reason. The work
 //! per datagram is bounded by its size.
 //!
-//! Limitation: replay windows live in memory. A receiver that restarts, or
-//! that forgets a sender after seeing more than `PEERS` others, would accept
-//! a captured datagram of that sender once more; the cluster layer's
-//! authenticated hello narrows this, and a replayed set can only restore a
-//! session with the lifetime it had when first sent.
+//! Replay windows live in memory, so a node verifies each sender before it
+//! applies any change from it ([`challenge`]): an authentic datagram
+//! carrying changes from a sender not verified since this node started (or
+//! since it forgot the sender among more than `PEERS` others) is rejected
+//! as *unverified*, and the sender is challenged; its vouch under the
+//! challenge's fresh nonce admits it with its window starting at a
+//! sequence number only datagrams sealed after the challenge carry. A
+//! datagram captured before a restart therefore never applies after it.
+//! Requests (pulls, bootstrap, challenges) and answers that prove their own
+//! freshness (a pull answer names a pull in flight, a vouch a nonce
+//! outstanding) need no verified sender: they change nothing a replay
+//! could exploit.
 
 pub mod bootstrap;
+pub mod challenge;
 mod counters;
 pub mod greeting;
 mod message;
@@ -58,6 +66,8 @@ use crate::wire::{
     Keyring, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
 pub use bootstrap::BootstrapAnswer;
+pub use challenge::Member;
+use challenge::{Issued, MAX_MEMBERS, RECHALLENGE_AFTER};
 pub use counters::{Reject, SyncCounters};
 pub use greeting::{Greeted, Greetings};
 use message::Outgoing;
@@ -92,6 +102,13 @@ pub trait Store {
         take: bool,
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>>;
+    /// The senders this node vouches for besides itself when challenged
+    /// (a router's master: its worker processes), written into `out`;
+    /// returns how many. None by default.
+    fn members(&mut self, out: &mut [Member]) -> usize {
+        let _ = out;
+        0
+    }
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
@@ -133,6 +150,10 @@ pub struct Settings {
     /// Copies of each addressed message (pull requests and answers) sent
     /// back to back under the same record numbers, against loss.
     pub message_copies: u8,
+    /// Apply changes only from senders verified fresh since this node
+    /// started (see [`challenge`]). Off only where no datagram can be
+    /// captured and replayed to the node, as in tests of other rules.
+    pub verify_senders: bool,
 }
 
 impl Default for Settings {
@@ -142,6 +163,7 @@ impl Default for Settings {
             repeat_after: Some(Duration::from_millis(20)),
             tombstone_lifetime: Duration::from_secs(30),
             message_copies: 2,
+            verify_senders: true,
         }
     }
 }
@@ -179,6 +201,9 @@ pub struct Control {
     pub bootstrap_end: bool,
 }
 
+/// Largest encoded [`Record::Vouch`]: the variant, three varints.
+const VOUCH_LEN: usize = 1 + 3 * 10;
+
 /// What a datagram did about pulls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -201,6 +226,9 @@ pub enum ControlKind {
     BootstrapRequest,
     /// Mark the end of an answer to a bootstrap request.
     BootstrapEnd,
+    /// Ask the peer to vouch for itself and the senders it speaks for (and
+    /// so, since this node is new to it, to challenge this node back).
+    Challenge,
 }
 
 /// What an accepted datagram did.
@@ -217,6 +245,10 @@ pub struct Handled {
     pub control: Control,
     /// Pull requests and answers seen.
     pub pulls: PullTraffic,
+    /// The nonce of the challenge the datagram carried, answered already
+    /// with this node's vouches; a node answering the sender's bootstrap
+    /// request proves itself under it ([`Node::prove`]).
+    pub challenge: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +257,10 @@ struct Peer {
     datagrams: Window,
     records: Window,
     last_seen: Instant,
+    /// Vouched fresh since this node started: its changes apply.
+    verified: bool,
+    /// When it was last challenged, while not verified.
+    challenged: Option<Instant>,
 }
 
 /// A replication node. `MTU` sizes its datagram buffers, `PEERS` the
@@ -251,6 +287,10 @@ pub struct Node<
     scratch: [u8; MTU],
     message: Outgoing<MTU>,
     pulls: Pulls<PULLS>,
+    issued: Issued,
+    /// Nonce and first sequence number this node vouches for itself under
+    /// in every datagram it seals ([`Node::prove`]).
+    proof: Option<(u64, u64)>,
     counters: SyncCounters,
 }
 
@@ -301,8 +341,41 @@ impl<
             scratch: [0; MTU],
             message: Outgoing::new(),
             pulls: Pulls::new(sender),
+            issued: Issued::new(sender),
+            proof: None,
             counters: SyncCounters::default(),
         }
+    }
+
+    /// The sequence number of the next datagram this node seals: each
+    /// call that seals ([`Node::poll_transmit`], [`Node::poll_message`],
+    /// [`Node::transmit_control`]) seals one and takes it.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Vouches for this node under `nonce` in every datagram it seals from
+    /// now on, so that each is admitted on its own by the node that issued
+    /// the nonce, whatever the order they arrive in: for a node that
+    /// answers a bootstrap request ([`Handled::challenge`]). Call before
+    /// queueing anything: it takes room from every datagram.
+    pub fn prove(&mut self, nonce: u64) {
+        self.proof = Some((nonce, self.next_sequence));
+    }
+
+    /// The vouch every datagram begins with, if the node proves itself.
+    fn prefix(&self) -> Option<Record<'static>> {
+        self.proof.map(|(nonce, since)| Record::Vouch {
+            nonce,
+            sender: self.sender,
+            since,
+        })
+    }
+
+    /// Bytes of records a batch of changes may take.
+    pub fn batch_room(&self) -> usize {
+        let prefix = if self.proof.is_some() { VOUCH_LEN } else { 0 };
+        self.settings.max_datagram - MIN_LEN - 10 - prefix
     }
 
     /// This node's sender id.
@@ -336,9 +409,8 @@ impl<
 
     /// Largest key plus value that fits in one datagram.
     pub fn max_entry_len(&self) -> usize {
-        // Record: variant 1 + key length 2 + value length 3 + lifetime 10;
-        // body: first-record number 10.
-        self.settings.max_datagram - MIN_LEN - 10 - 16
+        // Record: variant 1 + key length 2 + value length 3 + lifetime 10.
+        self.batch_room() - 16
     }
 
     /// Queues a local store of `key` for the peers.
@@ -366,14 +438,32 @@ impl<
     /// Writes a datagram carrying the control message `kind` alone into
     /// `buf`, ahead of any queued change, and returns its length. Control
     /// messages are sent once; the cluster layer repeats them if it must.
-    pub fn transmit_control(&mut self, kind: ControlKind, buf: &mut [u8]) -> Option<usize> {
+    /// A bootstrap request carries a challenge, issued at `now`: the
+    /// answer proves itself under it.
+    pub fn transmit_control(
+        &mut self,
+        now: Instant,
+        kind: ControlKind,
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let record = match kind {
-            ControlKind::Hello => Record::Hello,
-            ControlKind::BootstrapRequest => Record::BootstrapRequest,
-            ControlKind::BootstrapEnd => Record::BootstrapEnd,
+            ControlKind::Hello => Some(Record::Hello),
+            ControlKind::BootstrapRequest => Some(Record::BootstrapRequest),
+            ControlKind::BootstrapEnd => Some(Record::BootstrapEnd),
+            ControlKind::Challenge => None,
         };
+        let nonce = matches!(kind, ControlKind::BootstrapRequest | ControlKind::Challenge)
+            .then(|| self.issued.issue(now));
+        let prefix = self.prefix();
         let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
-        builder.push(&record).ok()?;
+        let records = [
+            prefix,
+            nonce.map(|nonce| Record::Challenge { nonce }),
+            record,
+        ];
+        for record in records.iter().flatten() {
+            builder.push(record).ok()?;
+        }
         let len = seal_next(
             &mut self.keys,
             self.sender,
@@ -383,7 +473,10 @@ impl<
             builder.records(),
             buf,
         )?;
-        self.next_record += 1;
+        self.next_record += builder.records().len() as u64;
+        if nonce.is_some() {
+            self.counters.challenges_sent += 1;
+        }
         Some(len)
     }
 
@@ -537,7 +630,11 @@ impl<
         let body_room = self.settings.max_datagram - MIN_LEN - 10;
         let keep = self.settings.repeat_after.is_some();
         self.repeat.clear();
+        let prefix = self.prefix();
         let mut builder = RecordsBuilder::new(&mut self.scratch[..body_room]);
+        if let Some(prefix) = &prefix {
+            builder.push(prefix).ok()?;
+        }
         let mut count = 0;
         for entry in self.pending.iter() {
             if builder.push(&entry.record(now)).is_err() || (keep && !self.repeat.push(&entry)) {
@@ -556,14 +653,18 @@ impl<
         )?;
         self.pending.pop_front(count);
         self.repeat_first = self.next_record;
-        self.next_record += count as u64;
+        self.next_record += (count + usize::from(prefix.is_some())) as u64;
         self.repeat_due = self.settings.repeat_after.map(|after| now + after);
         Some(len)
     }
 
     fn transmit_repeat(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.repeat_due = None;
+        let prefix = self.prefix();
         let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
+        if let Some(prefix) = &prefix {
+            builder.push(prefix).ok()?;
+        }
         for entry in self.repeat.iter() {
             // Each entry fitted in the first copy, whose lifetimes were no
             // shorter to write, so it fits again.
@@ -632,11 +733,30 @@ impl<
         let repr = self.keys.parse(&packet, body_buf)?;
 
         // Authentic from here on: only now may it change any state.
-        let index = match known {
+        admit_vouched(
+            &mut self.peers,
+            &self.issued,
+            &mut self.counters,
+            (self.sender, now),
+            repr.records,
+        );
+        // (Vouches may have added senders: the table moved.)
+        let index = match self.peers.iter().position(|p| p.sender == sender) {
             Some(index) => index,
-            None => admit(&mut self.peers, sender, now),
+            None => admit(&mut self.peers, sender, now, !self.settings.verify_senders),
         };
         let peer = &mut self.peers[index];
+        // Only a vouch that lied about its own datagram lands here.
+        match peer.datagrams.check(repr.sequence) {
+            Verdict::Fresh => {}
+            Verdict::Duplicate => return Err(Reject::Replayed),
+            Verdict::TooOld => return Err(Reject::Stale),
+        }
+        let verified = peer.verified;
+        if !verified && repr.records.iter().any(|r| needs_verified_sender(&r)) {
+            self.challenge(now, index);
+            return Err(Reject::Unverified);
+        }
         peer.datagrams.mark(repr.sequence);
         peer.last_seen = now;
 
@@ -644,6 +764,9 @@ impl<
             sender,
             ..Handled::default()
         };
+        // Whether the sender, not verified, asked for anything: then it is
+        // challenged, so that its changes apply from the next ones on.
+        let mut introduced = false;
         let mut control = 0u64;
         for (offset, record) in repr.records.iter().enumerate() {
             let number = repr.first_record.saturating_add(offset as u64);
@@ -685,13 +808,22 @@ impl<
                     handled.deletes += 1;
                 }
                 Record::Hello => {
-                    handled.control.hello = true;
+                    // Membership changes with a hello: a verified one only.
+                    handled.control.hello = verified;
+                    introduced = true;
                     control += 1;
                 }
                 Record::BootstrapRequest => {
                     handled.control.bootstrap_request = true;
                     control += 1;
                 }
+                Record::Challenge { nonce } => {
+                    handled.challenge = Some(nonce);
+                    introduced = true;
+                    control += 1;
+                }
+                // Admitted before anything else (`admit_vouched`).
+                Record::Vouch { .. } => control += 1,
                 Record::BootstrapEnd => {
                     handled.control.bootstrap_end = true;
                     control += 1;
@@ -744,7 +876,67 @@ impl<
             }
         }
         self.counters.control_records += control;
+        if let Some(nonce) = handled.challenge {
+            self.answer_challenge(sender, nonce, store);
+        }
+        if introduced && !verified {
+            self.challenge(now, index);
+        }
         Ok(handled)
+    }
+
+    /// Challenges the sender at `index`, not verified, in the message to
+    /// it: at most once every [`RECHALLENGE_AFTER`].
+    fn challenge(&mut self, now: Instant, index: usize) {
+        let peer = &mut self.peers[index];
+        if peer
+            .challenged
+            .is_some_and(|at| now < at + RECHALLENGE_AFTER)
+        {
+            return;
+        }
+        let challenge = Record::Challenge {
+            nonce: self.issued.issue(now),
+        };
+        let (message, next_record) = (&mut self.message, &mut self.next_record);
+        if message_to(message, next_record, self.settings, peer.sender, &challenge) {
+            peer.challenged = Some(now);
+            self.counters.challenges_sent += 1;
+        }
+    }
+
+    /// Vouches for this node and the `store`'s members under `nonce`, in
+    /// the message to `asker`.
+    fn answer_challenge<St: Store>(&mut self, asker: u64, nonce: u64, store: &mut St) {
+        let own = Member {
+            sender: self.sender,
+            since: self.next_sequence,
+        };
+        let mut members = [Member::default(); MAX_MEMBERS];
+        let count = store.members(&mut members).min(MAX_MEMBERS);
+        let others = members[..count]
+            .iter()
+            .filter(|m| m.sender != 0 && m.sender != own.sender && m.sender != asker);
+        for member in core::iter::once(&own).chain(others) {
+            let vouch = Record::Vouch {
+                nonce,
+                sender: member.sender,
+                since: member.since,
+            };
+            let sent = message_to(
+                &mut self.message,
+                &mut self.next_record,
+                self.settings,
+                asker,
+                &vouch,
+            );
+            if !sent {
+                // The rest do not fit: they are challenged on their own
+                // when they send changes.
+                break;
+            }
+        }
+        self.counters.challenges_answered += 1;
     }
 
     fn fingerprint(&self, key: &[u8]) -> u64 {
@@ -773,20 +965,17 @@ impl Answer {
         (id, key, take): (u64, &[u8], bool),
     ) {
         let destination = Destination::Sender(self.asker);
-        if message.is_waiting() && message.destination != destination {
+        if !message.admits(destination) {
             // The caller did not take the last message: it is not polling.
             counters.pull_answers_dropped += 1;
             return;
-        }
-        if !message.is_waiting() {
-            message.open(destination, *next_record, self.copies);
         }
         // Read no more than fits beside the key, so that whatever is taken
         // can be sent: a take removes only what it returns.
         let overhead = key.len() + 32;
         let limit = self.room.saturating_sub(overhead).min(value_buf.len());
-        let record_room = self.room;
-        let answered = match store.fetch(self.now, key, take, &mut value_buf[..limit]) {
+        let numbering = (next_record, self.copies, self.room);
+        let (record, found) = match store.fetch(self.now, key, take, &mut value_buf[..limit]) {
             Some(found) if !found.remaining.is_zero() => {
                 let record = Record::PullAnswer {
                     id,
@@ -794,26 +983,17 @@ impl Answer {
                     value: found.value,
                     ttl_ms: found.remaining.as_millis(),
                 };
-                message.push(&record, record_room).map(|()| true)
+                (record, true)
             }
-            _ => message
-                .push(&Record::PullNone { id }, record_room)
-                .map(|()| false),
+            _ => (Record::PullNone { id }, false),
         };
-        match answered {
-            Ok(found) => {
-                *next_record += 1;
-                if found {
-                    counters.pull_requests_found += 1;
-                } else {
-                    counters.pull_requests_none += 1;
-                }
-            }
+        if !message.append(destination, numbering, &record) {
             // Several requests in one datagram, more than one answer fits.
-            Err(_) => counters.pull_answers_dropped += 1,
-        }
-        if message.count == 0 {
-            message.copies_left = 0;
+            counters.pull_answers_dropped += 1;
+        } else if found {
+            counters.pull_requests_found += 1;
+        } else {
+            counters.pull_requests_none += 1;
         }
     }
 }
@@ -854,17 +1034,21 @@ fn fingerprint(seed: u64, key: &[u8]) -> u64 {
 }
 
 /// Adds a sender to the table, replacing the one heard from longest ago
-/// when the table is full. Returns its index.
+/// when the table is full (among those not verified, if any). Returns its
+/// index.
 fn admit<const PEERS: usize>(
     peers: &mut heapless::Vec<Peer, PEERS>,
     sender: u64,
     now: Instant,
+    verified: bool,
 ) -> usize {
     let peer = Peer {
         sender,
         datagrams: Window::default(),
         records: Window::default(),
         last_seen: now,
+        verified,
+        challenged: None,
     };
     match peers.push(peer) {
         Ok(()) => peers.len() - 1,
@@ -872,10 +1056,68 @@ fn admit<const PEERS: usize>(
             let oldest = peers
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, p)| p.last_seen)
+                .min_by_key(|(_, p)| (p.verified, p.last_seen))
                 .map_or(0, |(i, _)| i);
             peers[oldest] = peer;
             oldest
         }
     }
+}
+
+/// Records a sender not verified may not carry: changes, and the end of a
+/// bootstrap answer (which would stop this node asking for one).
+fn needs_verified_sender(record: &Record<'_>) -> bool {
+    matches!(
+        record,
+        Record::Set { .. } | Record::Delete { .. } | Record::BootstrapEnd
+    )
+}
+
+/// Admits the senders vouched for in `records` under a nonce this node
+/// issued, each with its replay window starting at the sequence number
+/// vouched for (`own` is this node's sender id and the time).
+fn admit_vouched<const PEERS: usize>(
+    peers: &mut heapless::Vec<Peer, PEERS>,
+    issued: &Issued,
+    counters: &mut SyncCounters,
+    (own, now): (u64, Instant),
+    records: Records<'_>,
+) {
+    for record in records.iter() {
+        let Record::Vouch {
+            nonce,
+            sender,
+            since,
+        } = record
+        else {
+            continue;
+        };
+        let known = peers.iter().position(|p| p.sender == sender);
+        if sender == own || known.is_some_and(|i| peers[i].verified) {
+            continue;
+        }
+        if !issued.admits(nonce, now) {
+            counters.stale_vouches += 1;
+            continue;
+        }
+        let index = known.unwrap_or_else(|| admit(peers, sender, now, true));
+        let peer = &mut peers[index];
+        peer.datagrams.raise_floor(since.saturating_sub(1));
+        peer.verified = true;
+        peer.challenged = None;
+        counters.senders_verified += 1;
+    }
+}
+
+/// Appends `record` to the message to `sender` (see [`Outgoing::append`]).
+fn message_to<const MTU: usize>(
+    message: &mut Outgoing<MTU>,
+    next_record: &mut u64,
+    settings: Settings,
+    sender: u64,
+    record: &Record<'_>,
+) -> bool {
+    let room = settings.max_datagram - MIN_LEN - 10;
+    let numbering = (next_record, settings.message_copies, room);
+    message.append(Destination::Sender(sender), numbering, record)
 }

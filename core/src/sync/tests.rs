@@ -12,8 +12,18 @@ const SECRET: [u8; 32] = [0x42; 32];
 
 type TestNode = Node;
 
+/// A node that applies changes from any authentic sender: these tests are
+/// about the other rules; `verifying_node` and the tests at the end are
+/// about verifying senders.
 fn node(sender: u64) -> TestNode {
-    Node::new(ClusterKey::new(&SECRET), sender, Settings::default())
+    Node::new(ClusterKey::new(&SECRET), sender, trusting())
+}
+
+fn trusting() -> Settings {
+    Settings {
+        verify_senders: false,
+        ..Settings::default()
+    }
 }
 
 /// Another cluster's key that the header cannot tell from ours: the tag
@@ -153,7 +163,7 @@ fn every_rejection_is_counted_by_reason() {
 
 #[test]
 fn another_cluster_can_neither_inject_nor_read() {
-    let mut outsider = Node::<MTU>::new(same_id_other_key(), 7, Settings::default());
+    let mut outsider = Node::<MTU>::new(same_id_other_key(), 7, trusting());
     let mut b = node(2);
     let mut c = cache(4);
     outsider
@@ -242,13 +252,14 @@ fn control_messages_reach_the_caller() {
             },
         ),
     ] {
-        let len = a.transmit_control(kind, &mut buf).unwrap();
+        let len = a.transmit_control(at(0), kind, &mut buf).unwrap();
         assert_eq!(
             b.handle(at(0), &buf[..len], &mut c).unwrap().control,
             expect
         );
     }
-    assert_eq!(b.counters().control_records, 3);
+    // The bootstrap request carried a challenge besides.
+    assert_eq!(b.counters().control_records, 4);
 }
 
 // ---- three nodes over a hostile link -----------------------------------
@@ -567,8 +578,7 @@ fn a_pull_nobody_answers_times_out_and_a_late_answer_is_not_stored() {
 
 #[test]
 fn pulls_are_bounded_and_refused_with_a_reason() {
-    let mut asker: Node<MTU, 4, 4, 1024, 2> =
-        Node::new(ClusterKey::new(&SECRET), 1, Settings::default());
+    let mut asker: Node<MTU, 4, 4, 1024, 2> = Node::new(ClusterKey::new(&SECRET), 1, trusting());
     let deadline = at(100);
     assert_eq!(asker.pull(b"", false, 1, deadline), Err(PullError::BadKey));
     assert_eq!(
@@ -607,7 +617,7 @@ fn pulls_are_bounded_and_refused_with_a_reason() {
 #[test]
 fn pull_answers_from_another_cluster_are_rejected() {
     let mut asker = node(1);
-    let mut stranger = Node::<MTU>::new(same_id_other_key(), 2, Settings::default());
+    let mut stranger = Node::<MTU>::new(same_id_other_key(), 2, trusting());
     let (mut mine, mut theirs) = (cache(16), cache(16));
     let now = at(0);
     theirs
@@ -708,4 +718,319 @@ fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
     assert_eq!(b.handle(at(0), &datagram, &mut cache_b), Err(reason));
     assert_eq!(b.counters().rejected(), 1);
     assert!(!has(&mut cache_b, at(0), b"late"));
+}
+
+// ---- verifying senders (see `challenge`) -------------------------------
+
+fn verifying_node(sender: u64) -> TestNode {
+    Node::new(ClusterKey::new(&SECRET), sender, Settings::default())
+}
+
+/// The one datagram `node` sends with the control message `kind`.
+fn control(node: &mut TestNode, now: Instant, kind: ControlKind) -> Vec<(Destination, Vec<u8>)> {
+    let mut buf = [0u8; MTU];
+    let len = node.transmit_control(now, kind, &mut buf).unwrap();
+    vec![(Destination::Peers, buf[..len].to_vec())]
+}
+
+/// `from` challenges `to`; their answers go back and forth until both
+/// have verified each other, as a starting worker and a peer's master do.
+fn introduce(
+    from: &mut TestNode,
+    from_cache: &mut Cache<Vec<u8>>,
+    to: &mut TestNode,
+    to_cache: &mut Cache<Vec<u8>>,
+    now: Instant,
+) {
+    let challenge = control(from, now, ControlKind::Challenge);
+    // The vouch for `to`, and a challenge back: `from` is new to it.
+    let answer = deliver(to, now, &challenge, to_cache);
+    let vouch = deliver(from, now, &answer, from_cache);
+    assert!(
+        deliver(to, now, &vouch, to_cache).is_empty(),
+        "no third round"
+    );
+}
+
+/// A store whose node vouches for other senders too, as a router's
+/// master does for its workers.
+struct Roster<'c> {
+    cache: &'c mut Cache<Vec<u8>>,
+    members: Vec<Member>,
+}
+
+impl Store for Roster<'_> {
+    fn put(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: &[u8],
+        lifetime: Duration,
+    ) -> Result<Stored, Refused> {
+        self.cache.put(now, key, value, lifetime)
+    }
+
+    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
+        self.cache.delete(now, key)
+    }
+
+    fn fetch<'o>(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        take: bool,
+        out: &'o mut [u8],
+    ) -> Option<Fetched<'o>> {
+        Store::fetch(self.cache, now, key, take, out)
+    }
+
+    fn members(&mut self, out: &mut [Member]) -> usize {
+        let count = self.members.len().min(out.len());
+        out[..count].copy_from_slice(&self.members[..count]);
+        count
+    }
+}
+
+#[test]
+fn a_push_replayed_after_the_receiver_restarts_is_rejected() {
+    let (mut a, mut b) = (verifying_node(1), verifying_node(2));
+    let (mut cache_a, mut cache_b) = (cache(16), cache(16));
+    introduce(&mut a, &mut cache_a, &mut b, &mut cache_b, at(0));
+    assert_eq!(
+        (b.counters().senders_verified, a.counters().senders_verified),
+        (1, 1)
+    );
+    // A session with a second to live crosses, and is captured on the way.
+    a.record_set(at(0), b"s", b"secret", Duration::from_secs(1))
+        .unwrap();
+    let captured = drain(&mut a, at(0));
+    for datagram in &captured {
+        assert_eq!(b.handle(at(0), datagram, &mut cache_b).unwrap().sets, 1);
+    }
+    assert!(has(&mut cache_b, at(0), b"s"));
+
+    // B restarts (a fresh sender id, nothing in memory) long after the
+    // session expired everywhere; the capture is replayed to it.
+    let mut b = verifying_node(0x5eed);
+    let mut cache_b = cache(16);
+    let later = at(60_000);
+    assert_eq!(
+        b.handle(later, &captured[0], &mut cache_b),
+        Err(Reject::Unverified)
+    );
+    assert!(
+        !has(&mut cache_b, later, b"s"),
+        "an expired session resurrected"
+    );
+    // B challenged A, once however often the replay comes.
+    let challenge = messages(&mut b);
+    assert_eq!(challenge.len(), 2, "two copies of one challenge");
+    assert_eq!(challenge[0].0, Destination::Sender(1));
+    assert_eq!(
+        b.handle(later, &captured[0], &mut cache_b),
+        Err(Reject::Unverified)
+    );
+    assert!(messages(&mut b).is_empty(), "challenged again at once");
+
+    // A, alive, vouches: from then on the capture is a replay.
+    let vouch = deliver(&mut a, later, &challenge[..1], &mut cache_a);
+    deliver(&mut b, later, &vouch, &mut cache_b);
+    assert_eq!(
+        b.handle(later, &captured[0], &mut cache_b),
+        Err(Reject::Replayed)
+    );
+    assert!(!has(&mut cache_b, later, b"s"));
+    // And what A sends from now on applies.
+    a.record_set(later, b"t", b"fresh", Duration::from_secs(1))
+        .unwrap();
+    for datagram in drain(&mut a, later) {
+        b.handle(later, &datagram, &mut cache_b).unwrap();
+    }
+    assert!(has(&mut cache_b, later, b"t"));
+
+    let n = b.counters();
+    assert_eq!(
+        (
+            n.rejected_unverified,
+            n.rejected_replay,
+            n.challenges_sent,
+            n.senders_verified,
+            n.applied_sets,
+            n.rejected()
+        ),
+        (2, 1, 1, 1, 1, 3)
+    );
+    assert_eq!(a.counters().challenges_answered, 2, "at the start, and now");
+}
+
+#[test]
+fn a_hello_from_a_sender_not_verified_is_no_membership_until_it_vouches() {
+    let (mut a, mut b) = (verifying_node(1), verifying_node(2));
+    let (mut cache_a, mut cache_b) = (cache(4), cache(4));
+    let hello = control(&mut a, at(0), ControlKind::Hello);
+    let handled = b.handle(at(0), &hello[0].1, &mut cache_b).unwrap();
+    assert!(!handled.control.hello, "a hello from a sender not verified");
+    let challenge = messages(&mut b);
+    let vouch = deliver(&mut a, at(0), &challenge[..1], &mut cache_a);
+    deliver(&mut b, at(0), &vouch, &mut cache_b);
+    let hello = control(&mut a, at(1_000), ControlKind::Hello);
+    let handled = b.handle(at(1_000), &hello[0].1, &mut cache_b).unwrap();
+    assert!(handled.control.hello);
+    assert!(
+        messages(&mut b).is_empty(),
+        "a verified sender is not challenged"
+    );
+}
+
+#[test]
+fn a_master_vouches_for_its_workers_in_one_round_trip() {
+    let mut master = verifying_node(10);
+    let mut worker = verifying_node(11);
+    let mut held = cache(16);
+    // The worker pushed to B before B restarted; the capture is replayed.
+    worker
+        .record_set(at(0), b"old", b"v", Duration::from_secs(600))
+        .unwrap();
+    let captured = drain(&mut worker, at(0));
+
+    // B starts and asks the master for a bootstrap: the request carries a
+    // challenge, which the master answers for itself and for the worker,
+    // with the sequence number the worker publishes.
+    let mut b = verifying_node(2);
+    let mut cache_b = cache(16);
+    let request = control(&mut b, at(5), ControlKind::BootstrapRequest);
+    let mut roster = Roster {
+        cache: &mut held,
+        members: vec![Member {
+            sender: worker.sender(),
+            since: worker.next_sequence(),
+        }],
+    };
+    let handled = master.handle(at(5), &request[0].1, &mut roster).unwrap();
+    assert!(handled.control.bootstrap_request);
+    assert!(handled.challenge.is_some());
+    let answer = messages(&mut master);
+    deliver(&mut b, at(5), &answer, &mut cache_b);
+    assert_eq!(
+        b.counters().senders_verified,
+        2,
+        "the master and the worker"
+    );
+
+    for datagram in &captured {
+        assert_eq!(
+            b.handle(at(6), datagram, &mut cache_b),
+            Err(Reject::Replayed)
+        );
+    }
+    assert!(!has(&mut cache_b, at(6), b"old"));
+    worker
+        .record_set(at(7), b"new", b"v", Duration::from_secs(600))
+        .unwrap();
+    for datagram in drain(&mut worker, at(7)) {
+        b.handle(at(7), &datagram, &mut cache_b).unwrap();
+    }
+    assert!(has(&mut cache_b, at(7), b"new"));
+    assert_eq!(b.counters().rejected_unverified, 0);
+}
+
+#[test]
+fn stale_and_foreign_vouches_admit_nobody() {
+    let (mut a, mut b) = (verifying_node(1), verifying_node(2));
+    let mut cache_a = cache(16);
+    a.record_set(at(0), b"s", b"v", Duration::from_secs(600))
+        .unwrap();
+    let push = drain(&mut a, at(0)).remove(0);
+
+    // B's first run challenges A, and an attacker keeps A's vouch.
+    let challenge = control(&mut b, at(0), ControlKind::Challenge);
+    let old_vouch = deliver(&mut a, at(0), &challenge, &mut cache_a);
+    // A vouch for another node's challenge.
+    let mut c = verifying_node(3);
+    let foreign = control(&mut c, at(0), ControlKind::Challenge);
+    let foreign_vouch = deliver(&mut a, at(0), &foreign, &mut cache_a);
+
+    // B restarted: neither the old vouch nor the foreign one admits A.
+    let mut b = verifying_node(0x5eed);
+    let mut cache_b = cache(16);
+    for (_, vouch) in old_vouch.iter().chain(&foreign_vouch).take(3) {
+        // Each still carries a challenge back, which B answers.
+        b.handle(at(1), vouch, &mut cache_b).unwrap();
+        messages(&mut b);
+    }
+    assert_eq!(
+        b.handle(at(1), &push, &mut cache_b),
+        Err(Reject::Unverified)
+    );
+    assert_eq!(b.counters().senders_verified, 0);
+    // Counted for every datagram that carried one (two copies of the old).
+    assert_eq!(b.counters().stale_vouches, 3, "{:?}", b.counters());
+
+    // A vouch under B's own nonce, arriving after the nonce's lifetime.
+    let challenge = control(&mut b, at(2), ControlKind::Challenge);
+    let late = deliver(&mut a, at(2), &challenge, &mut cache_a);
+    let expired = at(2) + challenge::LIFETIME;
+    b.handle(expired, &late[0].1, &mut cache_b).unwrap();
+    assert_eq!(b.counters().senders_verified, 0);
+    assert_eq!(b.counters().stale_vouches, 4);
+    assert_eq!(
+        b.handle(expired, &push, &mut cache_b),
+        Err(Reject::Unverified)
+    );
+    assert!(!has(&mut cache_b, expired, b"s"));
+}
+
+#[test]
+fn a_bootstrap_answer_proves_itself_in_every_datagram_whatever_the_order() {
+    let (mut master, mut held) = (verifying_node(10), cache(64));
+    for i in 0..40u8 {
+        held.put(at(0), &[b'k', i], &[i; 100], Duration::from_secs(600))
+            .unwrap();
+    }
+    let mut b = verifying_node(2);
+    let mut cache_b = cache(64);
+    let request = control(&mut b, at(0), ControlKind::BootstrapRequest);
+    let handled = master.handle(at(0), &request[0].1, &mut held).unwrap();
+    messages(&mut master);
+
+    // The answer, by a node of its own, comes in reverse order.
+    let mut answerer = verifying_node(12);
+    answerer.prove(handled.challenge.unwrap());
+    let mut answer = BootstrapAnswer::new();
+    let mut datagrams = Vec::new();
+    let mut buf = [0u8; MTU];
+    let mut now = at(0);
+    loop {
+        match answer.poll_transmit(now, &mut held, &mut answerer, &mut buf) {
+            Ok(bootstrap::Step::Transmit(len)) => datagrams.push(buf[..len].to_vec()),
+            Ok(bootstrap::Step::Wait(due)) => now = due,
+            Ok(bootstrap::Step::Done) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(datagrams.len() >= 4, "{} datagrams", datagrams.len());
+    let mut ended = false;
+    for datagram in datagrams.iter().rev() {
+        ended |= b
+            .handle(now, datagram, &mut cache_b)
+            .unwrap()
+            .control
+            .bootstrap_end;
+    }
+    assert!(ended);
+    assert_eq!(cache_b.items(), 40);
+    assert_eq!(b.counters().rejected(), 0);
+    assert_eq!(b.counters().senders_verified, 1);
+
+    // Replayed to B restarted, the answer applies nothing.
+    let mut b = verifying_node(0x5eed);
+    let mut cache_b = cache(64);
+    for datagram in &datagrams {
+        assert_eq!(
+            b.handle(now, datagram, &mut cache_b),
+            Err(Reject::Unverified)
+        );
+    }
+    assert_eq!(cache_b.items(), 0);
+    assert_eq!(b.counters().stale_vouches, datagrams.len() as u64);
 }

@@ -38,6 +38,19 @@ impl Window {
         }
     }
 
+    /// Treats every number up to `floor` as seen: what a sender vouched
+    /// fresh starts above it (see `super::challenge`).
+    pub(crate) fn raise_floor(&mut self, floor: u64) {
+        if floor == 0 {
+            // Numbering starts at 1: nothing to cover.
+        } else if floor > self.highest {
+            self.highest = floor;
+            self.seen = u64::MAX;
+        } else if self.highest - floor < WINDOW {
+            self.seen |= u64::MAX << (self.highest - floor);
+        }
+    }
+
     /// Records `n` as seen. Call only after `check` said `Fresh`.
     pub(crate) fn mark(&mut self, n: u64) {
         if n > self.highest {
@@ -74,5 +87,27 @@ mod tests {
         w.mark(1000);
         assert_eq!(w.check(999), Verdict::Fresh);
         assert_eq!(w.check(100), Verdict::TooOld);
+    }
+
+    #[test]
+    fn a_raised_floor_rejects_everything_at_or_below_it() {
+        let mut w = Window::default();
+        w.raise_floor(0);
+        assert_eq!(w, Window::default(), "floor 0: everything from 1 fresh");
+        w.raise_floor(10);
+        assert_eq!(w.check(10), Verdict::Duplicate);
+        assert_eq!(w.check(1), Verdict::Duplicate);
+        assert_eq!(w.check(11), Verdict::Fresh);
+        // Below what was already seen: only the numbers up to the floor.
+        w.mark(20);
+        w.raise_floor(15);
+        assert_eq!(w.check(15), Verdict::Duplicate);
+        assert_eq!(w.check(16), Verdict::Fresh);
+        assert_eq!(w.check(20), Verdict::Duplicate);
+        w.raise_floor(200);
+        assert_eq!(w.check(200), Verdict::Duplicate);
+        assert_eq!(w.check(137), Verdict::Duplicate);
+        assert_eq!(w.check(136), Verdict::TooOld);
+        assert_eq!(w.check(201), Verdict::Fresh);
     }
 }

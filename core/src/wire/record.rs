@@ -61,6 +61,24 @@ pub enum Record<'a> {
         /// The pull answered.
         id: u64,
     },
+    /// "Prove you are live": answered, to the sender alone, by a
+    /// [`Record::Vouch`] under the same `nonce` for the answering node and
+    /// every sender it speaks for (see `crate::sync::challenge`).
+    Challenge {
+        /// Fresh from the challenging node, for this challenge only.
+        nonce: u64,
+    },
+    /// "Every datagram of `sender` numbered `since` or later was sealed
+    /// after `nonce` was seen": what admits a sender to a node that
+    /// challenged with `nonce`, its replay window starting at `since`.
+    Vouch {
+        /// The challenge answered.
+        nonce: u64,
+        /// The sender vouched for.
+        sender: u64,
+        /// Its first sequence number known to be fresh.
+        since: u64,
+    },
 }
 
 /// Validated, encoded records: iterating yields each one in order.
@@ -220,8 +238,15 @@ mod tests {
         builder.push(&pull).unwrap();
         builder.push(&answer).unwrap();
         builder.push(&Record::PullNone { id: 8 }).unwrap();
+        let vouch = Record::Vouch {
+            nonce: u64::MAX,
+            sender: 9,
+            since: 3,
+        };
+        builder.push(&Record::Challenge { nonce: 1 << 40 }).unwrap();
+        builder.push(&vouch).unwrap();
         let records = Records::parse(builder.records().as_bytes()).unwrap();
-        assert_eq!(records.len(), 6);
+        assert_eq!(records.len(), 8);
         let mut iter = records.iter();
         assert_eq!(iter.next(), Some(set));
         assert_eq!(iter.next(), Some(Record::Delete { key: b"gone" }));
@@ -229,6 +254,8 @@ mod tests {
         assert_eq!(iter.next(), Some(pull));
         assert_eq!(iter.next(), Some(answer));
         assert_eq!(iter.next(), Some(Record::PullNone { id: 8 }));
+        assert_eq!(iter.next(), Some(Record::Challenge { nonce: 1 << 40 }));
+        assert_eq!(iter.next(), Some(vouch));
         assert_eq!(iter.next(), None);
 
         assert_eq!(Records::parse(&[0x7F]), Err(crate::wire::Error::Malformed));

@@ -109,7 +109,7 @@ pub struct SyncFigures {
 
 impl SyncFigures {
     /// Rejected datagrams by reason, named as in `rejected_<reason>`.
-    pub fn rejections(&self) -> [(&'static str, u64); 10] {
+    pub fn rejections(&self) -> [(&'static str, u64); 11] {
         use cachet_core::sync::Reject;
         let n = &self.inbound.node;
         [
@@ -123,6 +123,7 @@ impl SyncFigures {
             (Reject::Replayed.as_str(), n.rejected_replay),
             (Reject::Stale.as_str(), n.rejected_stale),
             (Reject::Own.as_str(), n.rejected_own),
+            (Reject::Unverified.as_str(), n.rejected_unverified),
         ]
     }
 }

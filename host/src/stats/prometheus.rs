@@ -328,6 +328,33 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         out.sample("cachet_sync_rejected_total", &[("reason", reason)], count);
     }
     out.family(
+        "cachet_sync_challenges_total",
+        "counter",
+        "Challenges to peers' senders sent, and peers' challenges answered.",
+    );
+    out.sample(
+        "cachet_sync_challenges_total",
+        &[("op", "sent")],
+        n.challenges_sent,
+    );
+    out.sample(
+        "cachet_sync_challenges_total",
+        &[("op", "answered")],
+        n.challenges_answered,
+    );
+    out.single(
+        "cachet_sync_senders_verified_total",
+        "counter",
+        "Peers' senders admitted by a vouch under a fresh challenge.",
+        n.senders_verified,
+    );
+    out.single(
+        "cachet_sync_stale_vouches_total",
+        "counter",
+        "Vouches ignored: under a challenge not ours, or too old (replayed).",
+        n.stale_vouches,
+    );
+    out.family(
         "cachet_sync_received_from_datagrams_total",
         "counter",
         "Sync datagrams received, by source IP.",

@@ -9,6 +9,14 @@
 //! own with a node of its own, paced so the requester keeps up, while the
 //! receiver goes on receiving. Every second the receiver says hello to
 //! every peer: how peers that went silent for pulls are heard from again.
+//!
+//! A peer's changes apply only once its sender is verified fresh
+//! (`cachet_core::sync::challenge`): the node challenges senders it has not
+//! verified, and answers peers' challenges (the one in a bootstrap request
+//! among them) with its vouch and one for each of the router's processes
+//! ([`super::senders`]), so that a peer that (re)starts verifies the whole
+//! router in one round trip; a bootstrap answer proves itself under the
+//! request's challenge in every datagram.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
@@ -238,7 +246,11 @@ pub async fn run(
                 }
             }
             if handled.control.bootstrap_request {
-                spawn_answer(&socket, &keys, region, from, &answering, &figures);
+                let request = Request {
+                    from,
+                    challenge: handled.challenge,
+                };
+                spawn_answer(&socket, &keys, region, request, &answering, &figures);
             }
         }
         // Publishing after each datagram keeps stats exact; it is a copy
@@ -250,13 +262,22 @@ pub async fn run(
     }
 }
 
-/// Answers `from`'s bootstrap request in a task of its own, unless an
-/// answer to it is under way or [`MAX_ANSWERS`] are.
+/// A bootstrap request: where it came from, and the challenge it carried.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    from: SocketAddr,
+    challenge: Option<u64>,
+}
+
+/// Answers a bootstrap request in a task of its own, unless an answer to
+/// its sender is under way or [`MAX_ANSWERS`] are. The answer proves itself
+/// under the request's challenge in every datagram, so the requester
+/// admits it whatever the order the datagrams arrive in.
 fn spawn_answer(
     socket: &Arc<UdpSocket>,
     keys: &Arc<Keys>,
     region: &'static SharedRegion,
-    from: SocketAddr,
+    Request { from, challenge }: Request,
     answering: &Arc<Mutex<Vec<SocketAddr>>>,
     figures: &Figures,
 ) {
@@ -270,7 +291,12 @@ fn spawn_answer(
     // A node of its own: its datagrams all go to the one requester, and
     // its sequence numbers are nobody else's business.
     let node = match super::new_node(keys.current()) {
-        Ok(node) => node,
+        Ok(mut node) => {
+            if let Some(nonce) = challenge {
+                node.prove(nonce);
+            }
+            node
+        }
         Err(e) => {
             warn!(peer = %from, "bootstrap request not answered: {e:#}");
             answering
@@ -310,12 +336,12 @@ fn greet(
     greetings: &mut Greetings<SocketAddr, MAX_PEERS>,
     out: &mut [u8],
 ) {
+    let now = clock::now();
     for (index, addr) in peers.peers() {
-        if let Some(len) = node.transmit_control(ControlKind::Hello, out) {
+        if let Some(len) = node.transmit_control(now, ControlKind::Hello, out) {
             send_to(socket, &out[..len], addr, peers, Some(index));
         }
     }
-    let now = clock::now();
     while let Some(addr) = greetings.due(now) {
         let index = peers.find(addr);
         // A configured peer the table had no room for got no hello above.
@@ -324,7 +350,7 @@ fn greet(
             None => &[ControlKind::Hello, ControlKind::BootstrapRequest],
         };
         for &kind in kinds {
-            if let Some(len) = node.transmit_control(kind, out) {
+            if let Some(len) = node.transmit_control(now, kind, out) {
                 send_to(socket, &out[..len], addr, peers, index);
             }
         }

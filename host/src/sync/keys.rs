@@ -203,6 +203,11 @@ impl Keys {
         self.ring.borrow().clone()
     }
 
+    /// The process slot these keys are counted under.
+    pub fn process(&self) -> usize {
+        self.process
+    }
+
     /// A handle for one long-lived sync task.
     pub fn follow(&self) -> KeyFollower {
         KeyFollower {
@@ -356,8 +361,12 @@ mod tests {
         let mut a = node(&process);
         a.set_keyring(follower.initial());
         let mut buf = vec![0u8; 1400];
-        a.transmit_control(cachet_core::sync::ControlKind::Hello, &mut buf)
-            .unwrap();
+        a.transmit_control(
+            cachet_core::Instant::ZERO,
+            cachet_core::sync::ControlKind::Hello,
+            &mut buf,
+        )
+        .unwrap();
         follower.publish(&a);
         follower.publish(&a);
 
@@ -367,8 +376,12 @@ mod tests {
         block_on(follower.changed());
         follower.apply(&mut a);
         assert_eq!(a.keyring().sealing().fingerprint(), sealing);
-        a.transmit_control(cachet_core::sync::ControlKind::Hello, &mut buf)
-            .unwrap();
+        a.transmit_control(
+            cachet_core::Instant::ZERO,
+            cachet_core::sync::ControlKind::Hello,
+            &mut buf,
+        )
+        .unwrap();
         follower.publish(&a);
         // Applying again without a change does nothing.
         follower.apply(&mut a);
@@ -400,8 +413,12 @@ mod tests {
 
         // A finished node's counts are added once.
         let mut b = node(&process);
-        b.transmit_control(cachet_core::sync::ControlKind::Hello, &mut buf)
-            .unwrap();
+        b.transmit_control(
+            cachet_core::Instant::ZERO,
+            cachet_core::sync::ControlKind::Hello,
+            &mut buf,
+        )
+        .unwrap();
         process.count_finished(&b);
         assert_eq!(table.figures()[1].sealed, 2);
     }

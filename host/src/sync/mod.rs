@@ -17,6 +17,12 @@
 //!   to its configured peers and asks them for their sessions; it says
 //!   hello to every peer each second after.
 //!
+//! Replay protection survives a restart: a router applies a peer's changes
+//! only from senders it verified since it started, by their vouch under a
+//! fresh challenge of its own (`cachet_core::sync::challenge`); each
+//! process publishes its sender and sequence number ([`senders`]) for the
+//! master to vouch for the whole router at once.
+//!
 //! TLS 1.3 tickets are never replicated: the router that issued one is its
 //! only holder, and its cache the one place a resumption takes it from (see
 //! [`crate::session_key`]).
@@ -29,6 +35,7 @@ pub mod outbound;
 pub mod peers;
 pub mod pull;
 mod region_store;
+pub mod senders;
 
 use std::sync::Arc;
 
@@ -123,7 +130,8 @@ pub fn start_outbound(
         return Ok(None);
     };
     let timeout = config.cluster.pull_timeout;
-    outbound::spawn(keys, region, timeout, metrics, shutdown.clone()).map(Some)
+    let receives = config.cluster.udp_server.is_some();
+    outbound::spawn(keys, region, timeout, receives, metrics, shutdown.clone()).map(Some)
 }
 
 /// Starts the receiver on `cache-udp-server`, if configured, announcing

@@ -5,14 +5,23 @@
 //! The session store hands it changes through a bounded queue, connections
 //! hand it pulls through another (see [`super::pull`]); neither ever waits
 //! on the task. Datagrams arriving on the sockets are the peers' answers to
-//! this process's pulls, sealed like everything else.
+//! this process's pulls, sealed like everything else, and their challenges.
+//!
+//! Peers apply this node's changes only once they verified it fresh
+//! (`cachet_core::sync::challenge`). So the task challenges each peer once
+//! the router has heard from it (at once for the peers up when it starts),
+//! which makes the peer challenge it back (it is new there) and admit it on
+//! its vouch, before its first push; and around every datagram it seals it
+//! publishes its next sequence number ([`super::senders`]), for the master
+//! to vouch for it to a peer that starts after it.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use cachet_core::sync::Destination;
+use cachet_core::sync::{ControlKind, Destination};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -30,6 +39,9 @@ use crate::shutdown::Shutdown;
 /// Changes waiting for the sender task; beyond this they are dropped and
 /// counted (the handshake must not wait).
 const QUEUE: usize = 8192;
+/// How often the task looks for peers to challenge: peers the router just
+/// heard from for the first time.
+const CHALLENGE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The store's side of the queue.
 #[derive(Debug, Clone)]
@@ -64,6 +76,7 @@ pub fn spawn(
     keys: &Arc<Keys>,
     region: &'static SharedRegion,
     pull_timeout: std::time::Duration,
+    receives: bool,
     metrics: Metrics,
     shutdown: Shutdown,
 ) -> Result<ClusterLink> {
@@ -74,6 +87,9 @@ pub fn spawn(
     let mut follower = keys.follow();
     let task = Task {
         node: super::new_node(follower.initial())?,
+        process: keys.process(),
+        challenged: HashSet::new(),
+        receives,
         keys: follower,
         region,
         peers: region.peers(),
@@ -113,6 +129,13 @@ impl Sockets {
 
 struct Task {
     node: RouterNode,
+    /// This process's slot, under which it publishes its sender.
+    process: usize,
+    /// Peers challenged since the task started.
+    challenged: HashSet<SocketAddr>,
+    /// Whether the router receives (`cache-udp-server`): if not, it never
+    /// hears from a peer, and challenges every one at once.
+    receives: bool,
     keys: KeyFollower,
     region: &'static SharedRegion,
     peers: &'static PeerTable,
@@ -138,7 +161,11 @@ impl Task {
         if let Some(v6) = &self.sockets.v6 {
             let _ = v6.writable().await;
         }
+        // How often peers the router newly heard from are looked for.
+        let mut look = tokio::time::interval(CHALLENGE_LOOK);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.challenge_new_peers(&mut out);
             let timeout = self.node.poll_timeout();
             tokio::select! {
                 change = changes.recv() => {
@@ -166,6 +193,7 @@ impl Task {
                     }
                 }
                 () = sleep_until(timeout) => {}
+                _ = look.tick() => {}
                 () = self.keys.changed() => {}
                 () = shutdown.requested() => {
                     self.flush(&mut out);
@@ -218,7 +246,7 @@ impl Task {
                 return;
             }
         };
-        while let Some(message) = self.node.poll_message(out) {
+        while let Some(message) = self.sealing(|node| node.poll_message(out)) {
             for &(index, addr) in &plan.asked {
                 let socket = self.sockets.for_peer(addr);
                 send_counted(socket, &out[..message.len], addr, self.peers, index);
@@ -227,19 +255,20 @@ impl Task {
         self.book.started(id, plan, ask.reply);
     }
 
-    /// A datagram on this process's sockets: peers' answers to its pulls.
+    /// A datagram on this process's sockets: peers' answers to its pulls,
+    /// and their challenges.
     fn receive(&mut self, datagram: &[u8], from: SocketAddr, out: &mut [u8]) {
         let now = clock::now();
-        let Ok(handled) = self
+        let outcome = self
             .node
-            .handle(now, datagram, &mut RegionStore(self.region))
-        else {
-            return;
-        };
-        self.book.heard_from(from, handled.pulls.answers);
-        // Peers send pull requests to masters; should one come here, it is
-        // answered like there.
-        while let Some(message) = self.node.poll_message(out) {
+            .handle(now, datagram, &mut RegionStore(self.region));
+        if let Ok(handled) = outcome {
+            self.book.heard_from(from, handled.pulls.answers);
+        }
+        // Vouches and challenges go back to where the challenge came from
+        // (a peer's master). Peers send pull requests to masters; should
+        // one come here, it is answered like there.
+        while let Some(message) = self.sealing(|node| node.poll_message(out)) {
             if let Destination::Sender(_) = message.destination {
                 let _ = self
                     .sockets
@@ -256,9 +285,48 @@ impl Task {
         }
     }
 
+    /// Runs `seal` on the node, publishing its next sequence number as
+    /// being sealed meanwhile and as idle after (see [`super::senders`]).
+    fn sealing<T>(&mut self, seal: impl FnOnce(&mut RouterNode) -> T) -> T {
+        let senders = self.peers.senders();
+        let sender = self.node.sender();
+        senders.publish(self.process, sender, self.node.next_sequence(), true);
+        let sealed = seal(&mut self.node);
+        senders.publish(self.process, sender, self.node.next_sequence(), false);
+        sealed
+    }
+
+    /// Challenges each peer not challenged yet that the router has heard
+    /// from (a peer that is not up would lose the challenge; once it is,
+    /// it greets the master, which vouches for this node): each challenges
+    /// this node back and admits it before its first push.
+    fn challenge_new_peers(&mut self, out: &mut [u8]) {
+        let now = clock::now();
+        for (index, addr) in self.peers.peers() {
+            let heard = !self.receives
+                || self
+                    .peers
+                    .slot(index)
+                    .received_datagrams
+                    .load(Ordering::Relaxed)
+                    > 0;
+            if !heard || self.challenged.contains(&addr) {
+                continue;
+            }
+            let challenge = |node: &mut RouterNode| {
+                node.transmit_control(now, ControlKind::Challenge, &mut *out)
+            };
+            if let Some(len) = self.sealing(challenge) {
+                let socket = self.sockets.for_peer(addr);
+                send_counted(socket, &out[..len], addr, self.peers, index);
+                self.challenged.insert(addr);
+            }
+        }
+    }
+
     /// Sends every datagram the node has ready to every peer.
     fn flush(&mut self, buf: &mut [u8]) {
-        while let Some(len) = self.node.poll_transmit(clock::now(), buf) {
+        while let Some(len) = self.sealing(|node| node.poll_transmit(clock::now(), buf)) {
             for (index, addr) in self.peers.peers() {
                 send_counted(
                     self.sockets.for_peer(addr),

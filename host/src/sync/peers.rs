@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::keys::KeyTable;
+use super::senders::SenderTable;
 
 /// Most peers a router tracks.
 pub const MAX_PEERS: usize = 64;
@@ -61,6 +62,8 @@ pub struct PeerTable {
     slots: [PeerSlot; MAX_PEERS],
     /// The cluster keys' figures, shared by the processes the same way.
     keys: KeyTable,
+    /// Each process's sync sender, which the master vouches for.
+    senders: SenderTable,
 }
 
 /// A snapshot of one peer's counters.
@@ -141,6 +144,11 @@ impl PeerTable {
     /// The cluster keys' figures.
     pub fn keys(&self) -> &KeyTable {
         &self.keys
+    }
+
+    /// Each process's sync sender.
+    pub fn senders(&self) -> &SenderTable {
+        &self.senders
     }
 
     /// The counters of slot `index`.
@@ -285,6 +293,7 @@ mod tests {
             pulls_in_flight: AtomicU64::new(0),
             slots: std::array::from_fn(|_| PeerSlot::default()),
             keys: KeyTable::default(),
+            senders: SenderTable::default(),
         })
     }
 

@@ -2,7 +2,7 @@
 
 use cachet_core::cache::{BufferTooSmall, Exported, Fetched, Refused, Stored, MAX_KEY_LEN};
 use cachet_core::sync::bootstrap::Export;
-use cachet_core::sync::Store;
+use cachet_core::sync::{Member, Store};
 use cachet_core::{Duration, Instant};
 
 use crate::session_key::Kind;
@@ -16,6 +16,12 @@ use crate::shared::SharedRegion;
 pub struct RegionStore(pub &'static SharedRegion);
 
 impl Store for RegionStore {
+    /// The router's processes, each with the number its next datagram
+    /// will carry at least (see [`super::senders`]).
+    fn members(&mut self, out: &mut [Member]) -> usize {
+        self.0.peers().senders().members(out)
+    }
+
     fn put(
         &mut self,
         now: Instant,
