@@ -331,7 +331,8 @@ impl Config {
         }
         if syncs && !keyed {
             problems.push(ConfigError::Usage(
-                "`cache-udp-server`/`cache-udp-node` need `cluster-key = FILE`: session \
+                "`cache-udp-server`/`cache-udp-node` need `cluster-key = FILE` (or its alias \
+                 `cache-udp-key`): session \
                  values hold master secrets and never travel in clear. Make a key with \
                  `cachet keygen > cluster.key` and give every router the same file"
                     .to_owned(),
