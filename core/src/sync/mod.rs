@@ -92,6 +92,12 @@ pub trait Store {
         take: bool,
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>>;
+    /// A cluster ticket key a peer sent ([`crate::tickets`]): `secret` is
+    /// [`crate::tickets::SECRET_LEN`] bytes. A store that keeps no ticket
+    /// keys (the default) ignores it.
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        let _ = (period, secret);
+    }
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
@@ -217,6 +223,8 @@ pub struct Handled {
     pub control: Control,
     /// Pull requests and answers seen.
     pub pulls: PullTraffic,
+    /// Cluster ticket keys handed to the store.
+    pub ticket_keys: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -384,6 +392,39 @@ impl<
             buf,
         )?;
         self.next_record += 1;
+        Some(len)
+    }
+
+    /// Writes a datagram carrying `keys` (each a period and its secret)
+    /// into `buf`, as many as fit, and returns its length; `None` when
+    /// there are none. Like control messages, sent once: the caller sends
+    /// its keys again each second.
+    pub fn transmit_ticket_keys<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = (u64, &'k [u8; crate::tickets::SECRET_LEN])>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let room = self.settings.max_datagram - MIN_LEN - 10;
+        let mut builder = RecordsBuilder::new(&mut self.scratch[..room]);
+        for (period, secret) in keys {
+            if builder.push(&Record::TicketKey { period, secret }).is_err() {
+                break;
+            }
+        }
+        if builder.is_empty() {
+            return None;
+        }
+        let count = builder.records().len() as u64;
+        let len = seal_next(
+            &mut self.keys,
+            self.sender,
+            &mut self.next_sequence,
+            &mut self.counters,
+            self.next_record,
+            builder.records(),
+            buf,
+        )?;
+        self.next_record += count;
         Some(len)
     }
 
@@ -739,6 +780,14 @@ impl<
                     handled.pulls.answers += 1;
                     if !self.pulls.none(id) {
                         self.counters.late_pull_answers += 1;
+                    }
+                }
+                Record::TicketKey { period, secret } => {
+                    self.counters.ticket_keys_received += 1;
+                    // A key of another length is no key of ours: skipped.
+                    if let Ok(secret) = secret.try_into() {
+                        store.ticket_key(period, secret);
+                        handled.ticket_keys += 1;
                     }
                 }
             }
