@@ -105,6 +105,13 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
             args.to_vec(),
         ));
 
+        // The receiver first: with ticket keys, workers serve only once the
+        // router holds them (from a peer, or made here).
+        let sync =
+            crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
+        if let Some(sync) = &sync {
+            sync.ticket_keys_ready().await?;
+        }
         let mut keepers = Vec::new();
         for id in 1..=processes {
             keepers.push(tokio::spawn(keep_alive(
@@ -117,9 +124,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         }
         wait_until_ready(region, &slots, processes, &stop).await?;
 
-        let store = router::session_store(config, region, None);
-        let sync =
-            crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
+        let store = router::session_store(config, region, None, region.metrics(0));
         if let Some(store) = &store {
             router::spawn_sweeper(Arc::clone(store), stop.clone());
         }
@@ -144,7 +149,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
                         })
                         .collect(),
                     backends: backends.figures(),
-                    sync: router::sync_figures(sync.as_ref(), region),
+                    sync: router::sync_figures(sync.as_ref().map(|s| &s.figures), region),
                 }
             })
         };

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cachet_core::cache::{Layout, MAX_KEY_LEN};
 use cachet_core::Duration as CacheDuration;
-use rustls::server::StoresServerSessions;
+use rustls::server::{ProducesTickets, StoresServerSessions};
 
 use crate::clock;
 use crate::proxy::client_hello::{Offer, Resumption};
@@ -31,6 +31,7 @@ use crate::stats::CacheFigures;
 use crate::sync::outbound::ClusterLink;
 use crate::sync::pull::Pulled;
 use crate::sync::Change;
+use crate::tickets::Ticketer;
 
 /// The process's handle on the session cache.
 #[derive(Debug)]
@@ -39,6 +40,9 @@ pub struct SessionStore {
     layout: Layout,
     lifetime: CacheDuration,
     cluster: Option<ClusterLink>,
+    /// Stateless tickets under the cluster's ticket keys
+    /// (`ssl-session-tickets = keys`): no TLS 1.3 ticket is then stored.
+    ticketer: Option<Arc<Ticketer>>,
 }
 
 impl SessionStore {
@@ -50,18 +54,29 @@ impl SessionStore {
     /// The store over `region`'s cache, with sessions living `timeout`;
     /// `None` when the region has no cache. With `cluster`, every TLS 1.2
     /// session stored is pushed to the peers, and offered sessions the
-    /// cache lacks are pulled from them.
+    /// cache lacks are pulled from them. With `ticketer`, TLS tickets are
+    /// stateless, sealed by it.
     pub fn new(
         region: &'static SharedRegion,
         timeout: Duration,
         cluster: Option<ClusterLink>,
+        ticketer: Option<Arc<Ticketer>>,
     ) -> Option<Self> {
         Some(SessionStore {
             layout: *region.cache_layout()?,
             region,
             lifetime: CacheDuration::from_millis(timeout.as_millis() as u64),
             cluster,
+            ticketer,
         })
+    }
+
+    /// The ticketer every TLS configuration installs, when tickets are
+    /// stateless.
+    pub fn ticketer(&self) -> Option<Arc<dyn ProducesTickets>> {
+        self.ticketer
+            .as_ref()
+            .map(|t| Arc::clone(t) as Arc<dyn ProducesTickets>)
     }
 
     /// Storage for one session context.
@@ -72,6 +87,7 @@ impl SessionStore {
             prefix: Prefix::of_context(context),
             lifetime: self.lifetime,
             cluster: self.cluster.clone(),
+            stateless_tickets: self.ticketer.is_some(),
         })
     }
 
@@ -124,6 +140,8 @@ pub struct ContextStorage {
     prefix: Prefix,
     lifetime: CacheDuration,
     cluster: Option<ClusterLink>,
+    /// Tickets are sealed state, in no cache: never pulled.
+    stateless_tickets: bool,
 }
 
 thread_local! {
@@ -176,6 +194,8 @@ impl ContextStorage {
         let (kind, id) = match offer.resumption_by(tls13) {
             Resumption::None => return None,
             Resumption::SessionId(id) => (Kind::Session, id),
+            // A stateless ticket carries its session: nothing to pull.
+            Resumption::Tickets(_) if self.stateless_tickets => return None,
             Resumption::Tickets(tickets) => (Kind::Ticket, tickets.first()?.as_slice()),
         };
         let now = clock::now();
@@ -239,7 +259,7 @@ mod tests {
             block_size: 64,
         };
         let region = Box::leak(Box::new(SharedRegion::create(Some(geometry)).unwrap()));
-        SessionStore::new(region, timeout, None).unwrap()
+        SessionStore::new(region, timeout, None, None).unwrap()
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
         let metrics = region.metrics(id);
         let keys = crate::sync::keys(&config, region, id);
         let cluster = crate::sync::start_outbound(&config, region, metrics, keys.as_ref(), &stop)?;
-        let store = router::session_store(&config, region, cluster);
+        let store = router::session_store(&config, region, cluster, metrics);
         let proxy = router::proxy(&config, metrics)?;
         // Telling the master this worker accepts connections.
         let ready = || metrics.set_ready(std::process::id());

@@ -154,6 +154,7 @@ impl Snapshot {
                     proxy_timeouts: sum.proxy_timeouts + m.proxy_timeouts,
                     sync_skipped: sum.sync_skipped + m.sync_skipped,
                     pulls: sum.pulls.plus(&m.pulls),
+                    tickets: sum.tickets.plus(&m.tickets),
                 }
             })
     }

@@ -26,6 +26,7 @@ use super::keys::Keys;
 use super::outbound::send_counted;
 use super::peers::{PeerTable, MAX_PEERS};
 use super::region_store::RegionStore;
+use super::ticket_keys::{ReceiverStore, TicketHolder, TicketKeyFigures};
 use super::RouterNode;
 use crate::clock;
 use crate::shared::SharedRegion;
@@ -59,6 +60,8 @@ pub struct InboundFigures {
     /// Datagrams and bytes received, by source IP. (A peer's workers send
     /// from ports of their own, so the IP is what identifies the peer.)
     pub received_from: Vec<SourceFigures>,
+    /// The ticket keys, when the router runs them.
+    pub ticket_keys: Option<TicketKeyFigures>,
 }
 
 /// What arrived from one source IP.
@@ -147,13 +150,15 @@ fn enlarge_receive_buffer(socket: &StdUdpSocket) {
 const MAX_ANSWERS: usize = 4;
 
 /// Runs the receiver until `shutdown`, following `keys` (the nodes that
-/// answer bootstrap requests take the keys in force when they start).
+/// answer bootstrap requests take the keys in force when they start), and
+/// holding the ticket keys with `tickets` when the router runs them.
 pub async fn run(
     socket: StdUdpSocket,
     keys: Arc<Keys>,
     region: &'static SharedRegion,
     configured: Vec<SocketAddr>,
     figures: Figures,
+    mut tickets: Option<TicketHolder>,
     mut shutdown: Shutdown,
 ) -> Result<()> {
     let mut follower = keys.follow();
@@ -191,6 +196,11 @@ pub async fn run(
             },
             _ = greeting.tick() => {
                 greet(&mut node, &socket, peers, &mut greetings, &mut out);
+                if let Some(holder) = &mut tickets {
+                    holder.tick(&mut node);
+                    share_ticket_keys(holder, &mut node, &socket, peers, &mut out);
+                    figures.lock().expect("figures lock").ticket_keys = Some(holder.figures());
+                }
                 follower.publish(&node);
                 continue;
             }
@@ -209,7 +219,11 @@ pub async fn run(
             slot.received_datagrams.fetch_add(1, Ordering::Relaxed);
             slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
-        let outcome = node.handle(clock::now(), &buf[..len], &mut RegionStore(region));
+        let mut store = ReceiverStore {
+            cache: RegionStore(region),
+            tickets: tickets.as_mut(),
+        };
+        let outcome = node.handle(clock::now(), &buf[..len], &mut store);
         // Answers to the pull requests it carried, to where it came from.
         while let Some(message) = node.poll_message(&mut out) {
             if let Destination::Sender(_) = message.destination {
@@ -228,8 +242,10 @@ pub async fn run(
                         .bootstrap_entries_received += u64::from(handled.sets);
                 }
             }
-            if handled.control.bootstrap_end {
-                greetings.answered(from);
+            if handled.control.bootstrap_end && greetings.answered(from) {
+                if let Some(holder) = &mut tickets {
+                    holder.bootstrap_answered();
+                }
             }
             if handled.control.hello && known.is_none() {
                 match peers.add(from) {
@@ -238,8 +254,18 @@ pub async fn run(
                 }
             }
             if handled.control.bootstrap_request {
+                // The ticket keys first, at once: a router that restarts
+                // serves as soon as it has them.
+                if let Some(holder) = &tickets {
+                    if let Some(len) = holder.datagram(&mut node, &mut out) {
+                        send_to(&socket, &out[..len], from, peers, known);
+                    }
+                }
                 spawn_answer(&socket, &keys, region, from, &answering, &figures);
             }
+        }
+        if let Some(holder) = &mut tickets {
+            holder.tick(&mut node);
         }
         // Publishing after each datagram keeps stats exact; it is a copy
         // of a few hundred bytes under an uncontended lock.
@@ -247,6 +273,25 @@ pub async fn run(
         let mut f = figures.lock().expect("figures lock");
         f.node = *node.counters();
         f.count_source(from.ip(), len);
+        if let Some(holder) = &tickets {
+            f.ticket_keys = Some(holder.figures());
+        }
+    }
+}
+
+/// Sends the ticket keys held to every peer (each second: peers that
+/// missed a proposal, or joined since, get it within a second).
+fn share_ticket_keys(
+    holder: &TicketHolder,
+    node: &mut RouterNode,
+    socket: &UdpSocket,
+    peers: &PeerTable,
+    out: &mut [u8],
+) {
+    for (index, addr) in peers.peers() {
+        if let Some(len) = holder.datagram(node, out) {
+            send_to(socket, &out[..len], addr, peers, Some(index));
+        }
     }
 }
 

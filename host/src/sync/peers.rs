@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::keys::KeyTable;
+use crate::tickets::board::TicketBoard;
 
 /// Most peers a router tracks.
 pub const MAX_PEERS: usize = 64;
@@ -61,6 +62,9 @@ pub struct PeerTable {
     slots: [PeerSlot; MAX_PEERS],
     /// The cluster keys' figures, shared by the processes the same way.
     keys: KeyTable,
+    /// The ticket keys, sealed, for every serving process
+    /// (`ssl-session-tickets = keys`).
+    tickets: TicketBoard,
 }
 
 /// A snapshot of one peer's counters.
@@ -141,6 +145,11 @@ impl PeerTable {
     /// The cluster keys' figures.
     pub fn keys(&self) -> &KeyTable {
         &self.keys
+    }
+
+    /// The board the receiver publishes the ticket keys on.
+    pub fn tickets(&self) -> &TicketBoard {
+        &self.tickets
     }
 
     /// The counters of slot `index`.
@@ -285,6 +294,7 @@ mod tests {
             pulls_in_flight: AtomicU64::new(0),
             slots: std::array::from_fn(|_| PeerSlot::default()),
             keys: KeyTable::default(),
+            tickets: TicketBoard::default(),
         })
     }
 
