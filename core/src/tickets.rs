@@ -363,7 +363,9 @@ impl TicketKeys {
             .iter()
             .find(|key| key.period == period && key.id.0 == header[8..])
             .ok_or(TicketError::UnknownKey)?;
-        let out = out.get_mut(..body.len()).ok_or(TicketError::BufferTooSmall)?;
+        let out = out
+            .get_mut(..body.len())
+            .ok_or(TicketError::BufferTooSmall)?;
         let tag = Tag::try_from(tag).map_err(|_| TicketError::Truncated)?;
         let nonce = XNonce::try_from(nonce).map_err(|_| TicketError::Truncated)?;
         let buffer = InOutBuf::new(body, out).map_err(|_| TicketError::BufferTooSmall)?;
@@ -403,7 +405,9 @@ mod tests {
         assert_eq!(keys.sealing(10).unwrap().id, small);
 
         let mut ticket = [0u8; 100];
-        let len = keys.seal(10, &[7; NONCE_LEN], b"session state", &mut ticket).unwrap();
+        let len = keys
+            .seal(10, &[7; NONCE_LEN], b"session state", &mut ticket)
+            .unwrap();
         assert_eq!(len, 13 + OVERHEAD);
         assert_eq!(&ticket[8..16], &small.0);
         let mut out = [0u8; 100];
@@ -457,7 +461,9 @@ mod tests {
         let mut keys = TicketKeys::new();
         keys.offer(1, key(1, 4));
         let mut ticket = [0u8; 64];
-        let len = keys.seal(1, &[2; NONCE_LEN], b"state", &mut ticket).unwrap();
+        let len = keys
+            .seal(1, &[2; NONCE_LEN], b"state", &mut ticket)
+            .unwrap();
         let mut out = [0u8; 64];
         assert_eq!(
             keys.open(1, &ticket[..OVERHEAD - 1], &mut out),

@@ -782,7 +782,9 @@ fn ticket_keys_travel_sealed_and_reach_stores_that_keep_them() {
         .unwrap();
     let mut plain = cache(4);
     assert_eq!(
-        b.handle(at(2), &buf[..len], &mut plain).unwrap().ticket_keys,
+        b.handle(at(2), &buf[..len], &mut plain)
+            .unwrap()
+            .ticket_keys,
         2
     );
     assert_eq!(b.counters().ticket_keys_received, 4);

@@ -35,9 +35,10 @@ pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_millis(20);
 /// rotate (RFC 8446 §4.6.1 caps a ticket at 7 days; a ticket here lives
 /// one to two periods).
 pub const DEFAULT_TICKET_ROTATE: Duration = Duration::from_secs(3600);
-/// Shortest `ssl-session-ticket-rotate`: clocks up to 5 s apart must agree,
-/// and agreement holds for clocks less than half a period apart.
-pub const MIN_TICKET_ROTATE_SECS: usize = 10;
+/// Shortest `ssl-session-ticket-rotate`: routers agree while their clocks
+/// are less than half a period apart, less the second or two a proposal
+/// takes to reach every peer; 15 s keeps 5 s of skew safe.
+pub const MIN_TICKET_ROTATE_SECS: usize = 15;
 /// Longest `ssl-session-ticket-rotate`: two periods (a ticket's longest
 /// life, the lifetime told to clients) stay within TLS 1.3's 7 days.
 pub const MAX_TICKET_ROTATE_SECS: usize = 302_400;
@@ -879,7 +880,7 @@ mod tests {
                 rotate: Duration::from_secs(60)
             }
         );
-        for bad in ["9", "302401", "hourly"] {
+        for bad in ["14", "302401", "hourly"] {
             let args = [&cluster[..], &["--ssl-session-ticket-rotate", bad]].concat();
             let error = config(&args).unwrap_err().to_string();
             assert!(

@@ -122,7 +122,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         "ssl-session-ticket-rotate",
         Kind::Single,
         "SECONDS",
-        "with `ssl-session-tickets = keys`: a new ticket key every SECONDS (default 3600, 10..302400), each erased after two periods, so a ticket resumes for one to two periods; routers' clocks may differ by up to a quarter period",
+        "with `ssl-session-tickets = keys`: a new ticket key every SECONDS (default 3600, 15..302400), each erased after two periods, so a ticket resumes for one to two periods; routers agree while their clocks are less than half a period (less 2 s) apart",
     ),
     spec(
         "https-session-context",

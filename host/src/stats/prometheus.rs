@@ -474,10 +474,7 @@ fn key_families(out: &mut Exposition, sync: &super::SyncFigures) {
 
 /// The ticket keys' epoch: the period, the sealing key's fingerprint as
 /// a label of an info-style gauge, and the keys held.
-fn ticket_key_families(
-    out: &mut Exposition,
-    tickets: &crate::sync::ticket_keys::TicketKeyFigures,
-) {
+fn ticket_key_families(out: &mut Exposition, tickets: &crate::sync::ticket_keys::TicketKeyFigures) {
     out.single(
         "cachet_ticket_key_period",
         "gauge",
@@ -506,7 +503,10 @@ fn ticket_key_families(
         "cachet_ticket_keys_total",
         "Ticket keys this router proposed, and keys from peers it took.",
         "source",
-        [("proposed", tickets.proposed), ("received", tickets.received)],
+        [
+            ("proposed", tickets.proposed),
+            ("received", tickets.received),
+        ],
     );
     out.single(
         "cachet_ticket_key_rotations_total",

@@ -132,7 +132,10 @@ impl TicketHolder {
         if self.keys.expire(now) > 0 {
             self.changed = true;
         }
-        if self.waiting_until.is_some_and(|until| clock::now() >= until) {
+        if self
+            .waiting_until
+            .is_some_and(|until| clock::now() >= until)
+        {
             self.waiting_until = None;
             info!("no peer sent ticket keys: this router makes them");
         }
@@ -293,7 +296,12 @@ mod tests {
         let period = rotation.period_at(clock::unix_ms());
         let mut store = ReceiverStore {
             cache: cachet_core::Cache::format(
-                vec![0u8; cachet_core::cache::Layout::new(4, 256).unwrap().total_bytes()],
+                vec![
+                    0u8;
+                    cachet_core::cache::Layout::new(4, 256)
+                        .unwrap()
+                        .total_bytes()
+                ],
                 &cachet_core::Config {
                     capacity: 4,
                     block_size: 256,

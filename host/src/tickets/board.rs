@@ -105,7 +105,10 @@ mod tests {
         assert_eq!(board.read(), None);
         board.publish(b"first datagram").unwrap();
         assert_eq!(board.read(), Some((1, b"first datagram".to_vec())));
-        assert_eq!(board.publish(&[0; WORDS * 8 + 1]), Err(TooLong(WORDS * 8 + 1)));
+        assert_eq!(
+            board.publish(&[0; WORDS * 8 + 1]),
+            Err(TooLong(WORDS * 8 + 1))
+        );
 
         // A writer publishing patterns of every length while a reader
         // reads: every copy is one whole pattern.

@@ -166,7 +166,8 @@ impl ProducesTickets for Ticketer {
 
     fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
         let mut plain = vec![0u8; ticket.len()];
-        let opened = self.with_keys(|now, keys| keys.open(now, ticket, &mut plain).map(<[u8]>::len));
+        let opened =
+            self.with_keys(|now, keys| keys.open(now, ticket, &mut plain).map(<[u8]>::len));
         let event = match opened {
             Ok(len) => {
                 plain.truncate(len);
