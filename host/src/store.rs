@@ -193,13 +193,13 @@ impl ContextStorage {
         // a ClientHello costs the cluster one pull at most.
         let (kind, id) = match offer.resumption_by(tls13) {
             Resumption::None => return None,
-            Resumption::SessionId(id) => (Kind::Session, id),
             // A stateless ticket carries its session: nothing to pull (and
             // rustls, offered a TLS 1.2 ticket, never looks the id up).
             Resumption::Tickets(_) if self.stateless_tickets => return None,
             Resumption::SessionId(_) if self.stateless_tickets && offer.tls12_ticket => {
                 return None
             }
+            Resumption::SessionId(id) => (Kind::Session, id),
             Resumption::Tickets(tickets) => (Kind::Ticket, tickets.first()?.as_slice()),
         };
         let now = clock::now();
