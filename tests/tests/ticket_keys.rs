@@ -139,6 +139,34 @@ fn openssl_resumes(h: &Harness, node: &Router, tls: &str, file: &Path) -> bool {
     kind == Session::Reused
 }
 
+/// Tickets of version `tls` made on each router, by rustls and by
+/// `openssl s_client` (its files in `dir`), resume on both others, each
+/// time by the ticket. (The s_client session is offered twice: a
+/// stateless ticket resumes more than once.)
+async fn tickets_cross(h: &Harness, nodes: &[Router], tls: Tls, dir: &Path) {
+    let flag = match tls {
+        Tls::V12 => "-tls1_2",
+        Tls::V13 => "-tls1_3",
+    };
+    for from in 0..3 {
+        let others = [(from + 1) % 3, (from + 2) % 3];
+        let client = h.client(tls);
+        assert!(!resumes(&client, nodes[from].addr()).await);
+        for to in others {
+            let (resumed, by_ticket) = resumes_by_ticket(&client, &nodes[to]).await;
+            assert!(resumed && by_ticket, "{tls:?} ticket of {from} on {to}");
+        }
+        let file = dir.join(format!("{flag}-{from}.pem"));
+        openssl_session(h, &nodes[from], flag, &file);
+        for to in others {
+            assert!(
+                openssl_resumes(h, &nodes[to], flag, &file),
+                "s_client {flag} ticket of {from} on {to}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_resume_everywhere_across_rotations_restarts_and_skew() {
     require_openssl();
@@ -183,26 +211,8 @@ async fn tickets_resume_everywhere_across_rotations_restarts_and_skew() {
 
     // TLS 1.3 first, so the caches must stay empty: a ticket from any
     // router resumes on both others, by the ticket.
-    for from in 0..3 {
-        let client = h.client(Tls::V13);
-        assert!(!resumes(&client, nodes[from].addr()).await);
-        for to in [(from + 1) % 3, (from + 2) % 3] {
-            let (resumed, by_ticket) = resumes_by_ticket(&client, &nodes[to]).await;
-            assert!(resumed && by_ticket, "TLS 1.3 ticket of {from} on {to}");
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    for from in 0..3 {
-        let file = dir.path().join(format!("tls13-{from}.pem"));
-        openssl_session(&h, &nodes[from], "-tls1_3", &file);
-        // A stateless ticket resumes more than once: on both others.
-        for to in [(from + 1) % 3, (from + 2) % 3] {
-            assert!(
-                openssl_resumes(&h, &nodes[to], "-tls1_3", &file),
-                "s_client TLS 1.3 ticket of {from} on {to}"
-            );
-        }
-    }
+    tickets_cross(&h, &nodes, Tls::V13, dir.path()).await;
     for (i, node) in nodes.iter().enumerate() {
         let stats = node.stats();
         assert_eq!(stats["caches"][0]["items"], 0, "router {i}: {stats:#}");
@@ -216,22 +226,7 @@ async fn tickets_resume_everywhere_across_rotations_restarts_and_skew() {
     }
 
     // TLS 1.2 tickets likewise.
-    for from in 0..3 {
-        let client = h.client(Tls::V12);
-        assert!(!resumes(&client, nodes[from].addr()).await);
-        for to in [(from + 1) % 3, (from + 2) % 3] {
-            let (resumed, by_ticket) = resumes_by_ticket(&client, &nodes[to]).await;
-            assert!(resumed && by_ticket, "TLS 1.2 ticket of {from} on {to}");
-        }
-        let file = dir.path().join(format!("tls12-{from}.pem"));
-        openssl_session(&h, &nodes[from], "-tls1_2", &file);
-        for to in [(from + 1) % 3, (from + 2) % 3] {
-            assert!(
-                openssl_resumes(&h, &nodes[to], "-tls1_2", &file),
-                "s_client TLS 1.2 ticket of {from} on {to}"
-            );
-        }
-    }
+    tickets_cross(&h, &nodes, Tls::V12, dir.path()).await;
 
     // A TLS 1.2 ClientHello offering a ticket is not pulled for either
     // (the session id beside it is never looked up).

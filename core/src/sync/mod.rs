@@ -92,9 +92,9 @@ pub trait Store {
         take: bool,
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>>;
-    /// A cluster ticket key a peer sent ([`crate::tickets`]): `secret` is
-    /// [`crate::tickets::SECRET_LEN`] bytes. A store that keeps no ticket
-    /// keys (the default) ignores it.
+    /// A cluster ticket key a peer sent ([`crate::tickets`]). A store that
+    /// keeps no ticket keys (the default) ignores it; [`WithTicketKeys`]
+    /// hands it on.
     fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
         let _ = (period, secret);
     }
@@ -123,6 +123,66 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>> {
         Cache::fetch(self, now, key, out, take).ok().flatten()
+    }
+}
+
+/// Where the cluster ticket keys a node receives go ([`crate::tickets`]).
+pub trait TicketKeySink {
+    /// A key a peer sent for `period`.
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]);
+}
+
+impl<K: TicketKeySink> TicketKeySink for Option<K> {
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        if let Some(keys) = self {
+            keys.ticket_key(period, secret);
+        }
+    }
+}
+
+impl<K: TicketKeySink + ?Sized> TicketKeySink for &mut K {
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        (**self).ticket_key(period, secret);
+    }
+}
+
+/// A [`Store`] that also keeps ticket keys: entries go to `store`, ticket
+/// keys to `keys`.
+#[derive(Debug)]
+pub struct WithTicketKeys<S, K> {
+    /// Where entries go.
+    pub store: S,
+    /// Where ticket keys go.
+    pub keys: K,
+}
+
+impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
+    fn put(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: &[u8],
+        lifetime: Duration,
+    ) -> Result<Stored, Refused> {
+        self.store.put(now, key, value, lifetime)
+    }
+
+    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
+        self.store.delete(now, key)
+    }
+
+    fn fetch<'o>(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        take: bool,
+        out: &'o mut [u8],
+    ) -> Option<Fetched<'o>> {
+        self.store.fetch(now, key, take, out)
+    }
+
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.keys.ticket_key(period, secret);
     }
 }
 

@@ -710,38 +710,13 @@ fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
     assert!(!has(&mut cache_b, at(0), b"late"));
 }
 
-/// A store that keeps ticket keys, around a cache.
-struct WithTicketKeys<'c> {
-    cache: &'c mut Cache<Vec<u8>>,
+/// Ticket keys kept as a router's holder would, at period `now`.
+struct Held {
     keys: crate::tickets::TicketKeys,
     now: u64,
 }
 
-impl Store for WithTicketKeys<'_> {
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused> {
-        Store::put(self.cache, now, key, value, lifetime)
-    }
-
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        Store::delete(self.cache, now, key)
-    }
-
-    fn fetch<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        take: bool,
-        out: &'o mut [u8],
-    ) -> Option<Fetched<'o>> {
-        Store::fetch(self.cache, now, key, take, out)
-    }
-
+impl TicketKeySink for Held {
     fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
         self.keys
             .offer(self.now, crate::tickets::TicketKey::new(period, secret));
@@ -763,17 +738,18 @@ fn ticket_keys_travel_sealed_and_reach_stores_that_keep_them() {
         !buf[..len].windows(32).any(|w| w == [0x5c; 32]),
         "a ticket key in clear"
     );
-    let mut cache_b = cache(4);
     let mut store = WithTicketKeys {
-        cache: &mut cache_b,
-        keys: TicketKeys::new(),
-        now: 7,
+        store: cache(4),
+        keys: Held {
+            keys: TicketKeys::new(),
+            now: 7,
+        },
     };
     let handled = b.handle(at(1), &buf[..len], &mut store).unwrap();
     assert_eq!(handled.ticket_keys, 2);
-    assert_eq!(store.keys.len(), 2);
+    assert_eq!(store.keys.keys.len(), 2);
     assert_eq!(
-        store.keys.sealing(7).unwrap().id(),
+        store.keys.keys.sealing(7).unwrap().id(),
         held.sealing(7).unwrap().id()
     );
     // A store without ticket keys (the cache) counts and ignores them.

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use cachet_core::sync::bootstrap::Step;
 use cachet_core::sync::{
-    BootstrapAnswer, ControlKind, Destination, Greeted, Greetings, SyncCounters,
+    BootstrapAnswer, ControlKind, Destination, Greeted, Greetings, SyncCounters, WithTicketKeys,
 };
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
@@ -26,7 +26,7 @@ use super::keys::Keys;
 use super::outbound::send_counted;
 use super::peers::{PeerTable, MAX_PEERS};
 use super::region_store::RegionStore;
-use super::ticket_keys::{ReceiverStore, TicketHolder, TicketKeyFigures};
+use super::ticket_keys::{TicketHolder, TicketKeyFigures};
 use super::RouterNode;
 use crate::clock;
 use crate::shared::SharedRegion;
@@ -219,9 +219,9 @@ pub async fn run(
             slot.received_datagrams.fetch_add(1, Ordering::Relaxed);
             slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
-        let mut store = ReceiverStore {
-            cache: RegionStore(region),
-            tickets: tickets.as_mut(),
+        let mut store = WithTicketKeys {
+            store: RegionStore(region),
+            keys: tickets.as_mut(),
         };
         let outcome = node.handle(clock::now(), &buf[..len], &mut store);
         // Answers to the pull requests it carried, to where it came from.

@@ -17,8 +17,7 @@
 //! [`STARTUP_WAIT`] passed (no peer answers: the first router of a
 //! cluster). The router serves only once it holds keys.
 
-use cachet_core::cache::{Fetched, Refused, Stored};
-use cachet_core::sync::Store;
+use cachet_core::sync::TicketKeySink;
 use cachet_core::tickets::{KeyId, Offered, Rotation, TicketKey, TicketKeys, SECRET_LEN};
 use cachet_core::{Duration, Instant};
 use tokio::sync::watch;
@@ -214,42 +213,9 @@ impl TicketHolder {
     }
 }
 
-/// The receiver's store: the shared cache for sessions, and the holder
-/// (when the router runs ticket keys) for the ticket keys peers send.
-pub struct ReceiverStore<'h, S> {
-    pub cache: S,
-    pub tickets: Option<&'h mut TicketHolder>,
-}
-
-impl<S: Store> Store for ReceiverStore<'_, S> {
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused> {
-        self.cache.put(now, key, value, lifetime)
-    }
-
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        self.cache.delete(now, key)
-    }
-
-    fn fetch<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        take: bool,
-        out: &'o mut [u8],
-    ) -> Option<Fetched<'o>> {
-        self.cache.fetch(now, key, take, out)
-    }
-
+impl TicketKeySink for TicketHolder {
     fn ticket_key(&mut self, period: u64, secret: &[u8; SECRET_LEN]) {
-        if let Some(holder) = self.tickets.as_deref_mut() {
-            holder.receive(period, secret);
-        }
+        self.receive(period, secret);
     }
 }
 
@@ -294,24 +260,7 @@ mod tests {
         holder.tick(&mut node);
         assert!(!*ready.borrow(), "proposed while waiting for its peers");
         let period = rotation.period_at(clock::unix_ms());
-        let mut store = ReceiverStore {
-            cache: cachet_core::Cache::format(
-                vec![
-                    0u8;
-                    cachet_core::cache::Layout::new(4, 256)
-                        .unwrap()
-                        .total_bytes()
-                ],
-                &cachet_core::Config {
-                    capacity: 4,
-                    block_size: 256,
-                    hash_key: [0; 16],
-                },
-            )
-            .unwrap(),
-            tickets: Some(&mut holder),
-        };
-        store.ticket_key(period, &[9; SECRET_LEN]);
+        holder.ticket_key(period, &[9; SECRET_LEN]);
         holder.tick(&mut node);
         assert!(*ready.borrow());
         let figures = holder.figures();
