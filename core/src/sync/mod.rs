@@ -51,6 +51,7 @@ mod tests;
 use core::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
+use zeroize::Zeroize;
 
 use crate::cache::{Cache, Fetched, Refused, Stored, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
@@ -474,7 +475,7 @@ impl<
         if builder.is_empty() {
             return None;
         }
-        let count = builder.records().len() as u64;
+        let (count, used) = (builder.records().len() as u64, builder.len());
         let len = seal_next(
             &mut self.keys,
             self.sender,
@@ -483,9 +484,13 @@ impl<
             self.next_record,
             builder.records(),
             buf,
-        )?;
-        self.next_record += count;
-        Some(len)
+        );
+        // The keys in clear leave no copy behind.
+        self.scratch[..used].zeroize();
+        if len.is_some() {
+            self.next_record += count;
+        }
+        len
     }
 
     fn enqueue(&mut self, entry: &Entry<'_>) -> Result<(), QueueError> {
@@ -853,6 +858,10 @@ impl<
             }
         }
         self.counters.control_records += control;
+        if handled.ticket_keys > 0 {
+            // The keys in clear leave no copy behind.
+            self.scratch[..body_len].zeroize();
+        }
         Ok(handled)
     }
 
