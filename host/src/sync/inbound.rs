@@ -197,9 +197,8 @@ pub async fn run(
             _ = greeting.tick() => {
                 greet(&mut node, &socket, peers, &mut greetings, &mut out);
                 if let Some(holder) = &mut tickets {
-                    holder.tick(&mut node);
+                    tick_ticket_keys(holder, &mut node, &figures);
                     share_ticket_keys(holder, &mut node, &socket, peers, &mut out);
-                    figures.lock().expect("figures lock").ticket_keys = Some(holder.figures());
                 }
                 follower.publish(&node);
                 continue;
@@ -265,7 +264,7 @@ pub async fn run(
             }
         }
         if let Some(holder) = &mut tickets {
-            holder.tick(&mut node);
+            tick_ticket_keys(holder, &mut node, &figures);
         }
         // Publishing after each datagram keeps stats exact; it is a copy
         // of a few hundred bytes under an uncontended lock.
@@ -273,10 +272,16 @@ pub async fn run(
         let mut f = figures.lock().expect("figures lock");
         f.node = *node.counters();
         f.count_source(from.ip(), len);
-        if let Some(holder) = &tickets {
-            f.ticket_keys = Some(holder.figures());
-        }
     }
+}
+
+/// Runs the ticket key holder's turn, then shows its figures, and only
+/// then says the router holds keys (so stats show them as soon as the
+/// router serves).
+fn tick_ticket_keys(holder: &mut TicketHolder, node: &mut RouterNode, figures: &Figures) {
+    holder.tick(node);
+    figures.lock().expect("figures lock").ticket_keys = Some(holder.figures());
+    holder.announce_ready();
 }
 
 /// Sends the ticket keys held to every peer (each second: peers that

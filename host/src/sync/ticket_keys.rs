@@ -65,35 +65,62 @@ pub struct TicketHolder {
     changed: bool,
     ready: watch::Sender<bool>,
     figures: TicketKeyFigures,
+    /// The wall clock (Unix milliseconds) periods follow, and the
+    /// monotonic one the startup wait runs on: the system's, or a test's.
+    clocks: Clocks,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    wall: fn() -> u64,
+    monotonic: fn() -> Instant,
+}
+
+impl Clocks {
+    const SYSTEM: Clocks = Clocks {
+        wall: clock::unix_ms,
+        monotonic: clock::now,
+    };
 }
 
 impl TicketHolder {
     /// A holder with periods of `rotation` publishing on `board`; it waits
     /// for peers' keys first when `peers` are configured. The receiver of
-    /// the returned watch learns when the router holds keys.
+    /// the returned watch learns when the router holds keys (see
+    /// [`TicketHolder::announce_ready`]).
     pub fn new(
         rotation: Rotation,
         board: &'static TicketBoard,
         peers: bool,
+    ) -> (TicketHolder, watch::Receiver<bool>) {
+        Self::with_clocks(rotation, board, peers, Clocks::SYSTEM)
+    }
+
+    fn with_clocks(
+        rotation: Rotation,
+        board: &'static TicketBoard,
+        peers: bool,
+        clocks: Clocks,
     ) -> (TicketHolder, watch::Receiver<bool>) {
         let (ready, ready_rx) = watch::channel(false);
         let holder = TicketHolder {
             keys: TicketKeys::new(),
             rotation,
             board,
-            waiting_until: peers.then(|| clock::now() + STARTUP_WAIT),
+            waiting_until: peers.then(|| (clocks.monotonic)() + STARTUP_WAIT),
             changed: false,
             ready,
             figures: TicketKeyFigures {
                 rotate_secs: rotation.length_ms() / 1000,
                 ..TicketKeyFigures::default()
             },
+            clocks,
         };
         (holder, ready_rx)
     }
 
     fn period_now(&self) -> u64 {
-        self.rotation.period_at(clock::unix_ms())
+        self.rotation.period_at((self.clocks.wall)())
     }
 
     /// A key a peer sent.
@@ -126,14 +153,14 @@ impl TicketHolder {
     /// on the board (sealed by `node`) if they changed. Call every second
     /// and after every datagram.
     pub fn tick(&mut self, node: &mut RouterNode) {
-        let unix_ms = clock::unix_ms();
+        let unix_ms = (self.clocks.wall)();
         let now = self.rotation.period_at(unix_ms);
         if self.keys.expire(now) > 0 {
             self.changed = true;
         }
         if self
             .waiting_until
-            .is_some_and(|until| clock::now() >= until)
+            .is_some_and(|until| (self.clocks.monotonic)() >= until)
         {
             self.waiting_until = None;
             info!("no peer sent ticket keys: this router makes them");
@@ -192,8 +219,13 @@ impl TicketHolder {
         self.figures.period = now;
         self.figures.sealing = sealing;
         self.figures.keys = self.keys.iter().map(|k| (k.period(), k.id())).collect();
-        if !self.keys.is_empty() {
-            self.figures.ready = true;
+        self.figures.ready |= !self.keys.is_empty();
+    }
+
+    /// Tells whoever waits to serve that the router holds keys, once it
+    /// does (after [`TicketHolder::tick`] published them).
+    pub fn announce_ready(&self) {
+        if self.figures.ready && !*self.ready.borrow() {
             self.ready.send_replace(true);
         }
     }
@@ -235,13 +267,28 @@ mod tests {
         Box::leak(Box::default())
     }
 
+    const HOUR: u64 = 3_600_000;
+    /// A second into period 500 000 of an hour each; the startup wait
+    /// never ends.
+    const CLOCKS: Clocks = Clocks {
+        wall: || 500_000 * HOUR + 1_000,
+        monotonic: || Instant::from_millis(1),
+    };
+
+    fn start(peers: bool) -> (TicketHolder, watch::Receiver<bool>, &'static TicketBoard) {
+        let board = board();
+        let rotation = Rotation::new(HOUR).unwrap();
+        let (holder, ready) = TicketHolder::with_clocks(rotation, board, peers, CLOCKS);
+        (holder, ready, board)
+    }
+
     #[test]
     fn a_router_alone_makes_keys_at_once_and_publishes_them() {
-        let board = board();
-        let rotation = Rotation::new(3_600_000).unwrap();
-        let (mut holder, ready) = TicketHolder::new(rotation, board, false);
+        let (mut holder, ready, board) = start(false);
         let mut node = node();
         holder.tick(&mut node);
+        assert!(!*ready.borrow(), "ready before the figures were shown");
+        holder.announce_ready();
         assert!(*ready.borrow());
         assert_eq!(board.generation(), 1);
         let figures = holder.figures();
@@ -254,14 +301,15 @@ mod tests {
 
     #[test]
     fn a_starting_router_waits_for_its_peers_keys() {
-        let rotation = Rotation::new(3_600_000).unwrap();
-        let (mut holder, ready) = TicketHolder::new(rotation, board(), true);
+        let (mut holder, ready, _) = start(true);
         let mut node = node();
         holder.tick(&mut node);
+        holder.announce_ready();
         assert!(!*ready.borrow(), "proposed while waiting for its peers");
-        let period = rotation.period_at(clock::unix_ms());
+        let period = 500_000;
         holder.ticket_key(period, &[9; SECRET_LEN]);
         holder.tick(&mut node);
+        holder.announce_ready();
         assert!(*ready.borrow());
         let figures = holder.figures();
         assert_eq!((figures.proposed, figures.received), (0, 1));
@@ -271,9 +319,10 @@ mod tests {
         );
 
         // A peer that answered without keys ends the wait too.
-        let (mut other, ready) = TicketHolder::new(rotation, board(), true);
+        let (mut other, ready, _) = start(true);
         other.bootstrap_answered();
         other.tick(&mut node);
+        other.announce_ready();
         assert!(*ready.borrow());
         assert_eq!(other.figures().proposed, 1);
     }
