@@ -517,6 +517,22 @@ mod tests {
         assert!(Rotation::new(0).is_none());
     }
 
+    proptest::proptest! {
+        /// Whatever a client offers as a ticket: no panic, nothing opened
+        /// but what was sealed, nothing left in the output.
+        #[test]
+        fn any_offered_bytes_are_refused_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            now in 0u64..4,
+        ) {
+            let mut keys = TicketKeys::new();
+            keys.offer(1, key(1, 7));
+            let mut out = [0u8; 300];
+            proptest::prop_assert!(keys.open(now, &bytes, &mut out).is_err());
+            proptest::prop_assert!(out.iter().all(|&b| b == 0));
+        }
+    }
+
     #[test]
     fn no_key_in_debug_output() {
         let key = key(1, 0xab);

@@ -186,6 +186,7 @@ fn ticket_keys(figures: &TicketKeyFigures) -> Value {
         "proposed": figures.proposed,
         "received": figures.received,
         "rotations": figures.rotations,
+        "too_early": figures.too_early,
         "ready": figures.ready,
     })
 }

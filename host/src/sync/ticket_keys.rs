@@ -49,6 +49,9 @@ pub struct TicketKeyFigures {
     pub received: u64,
     /// Times the sealing key changed.
     pub rotations: u64,
+    /// Keys refused from peers for a period more than two periods ahead
+    /// of this router's clock.
+    pub too_early: u64,
     /// Whether the startup wait is over (keys held, or made).
     pub ready: bool,
 }
@@ -133,10 +136,18 @@ impl TicketHolder {
                 // A peer's keys end the startup wait.
                 self.waiting_until = None;
             }
-            Offered::TooEarly => warn!(
-                period,
-                now, "a peer sent a ticket key for a period far ahead: is its clock off?"
-            ),
+            Offered::TooEarly => {
+                // Every second from such a peer: said once, then counted.
+                if self.figures.too_early == 0 {
+                    warn!(
+                        period,
+                        now,
+                        "a peer sent a ticket key for a period more than two ahead: is its \
+                         clock off? (counted in stats as ticket_keys.too_early from now on)"
+                    );
+                }
+                self.figures.too_early += 1;
+            }
             Offered::Known | Offered::Expired | Offered::Outranked => {}
         }
     }
