@@ -198,6 +198,7 @@ pub async fn run(
                 greet(&mut node, &socket, peers, &mut greetings, &mut out);
                 if let Some(holder) = &mut tickets {
                     tick_ticket_keys(holder, &mut node, &figures);
+                    holder.take_unshared();
                     share_ticket_keys(holder, &mut node, &socket, peers, &mut out);
                 }
                 follower.publish(&node);
@@ -265,6 +266,9 @@ pub async fn run(
         }
         if let Some(holder) = &mut tickets {
             tick_ticket_keys(holder, &mut node, &figures);
+            if holder.take_unshared() {
+                share_ticket_keys(holder, &mut node, &socket, peers, &mut out);
+            }
         }
         // Publishing after each datagram keeps stats exact; it is a copy
         // of a few hundred bytes under an uncontended lock.
@@ -284,8 +288,9 @@ fn tick_ticket_keys(holder: &mut TicketHolder, node: &mut RouterNode, figures: &
     holder.announce_ready();
 }
 
-/// Sends the ticket keys held to every peer (each second: peers that
-/// missed a proposal, or joined since, get it within a second).
+/// Sends the ticket keys held to every peer: when a key was added, and
+/// each second (so that peers that missed it, or joined since, get it
+/// within a second).
 fn share_ticket_keys(
     holder: &TicketHolder,
     node: &mut RouterNode,

@@ -66,6 +66,8 @@ pub struct TicketHolder {
     waiting_until: Option<Instant>,
     /// The keys changed since the board was last written.
     changed: bool,
+    /// A key was added since the keys were last sent to the peers.
+    unshared: bool,
     ready: watch::Sender<bool>,
     figures: TicketKeyFigures,
     /// The wall clock (Unix milliseconds) periods follow, and the
@@ -112,6 +114,7 @@ impl TicketHolder {
             board,
             waiting_until: peers.then(|| (clocks.monotonic)() + STARTUP_WAIT),
             changed: false,
+            unshared: false,
             ready,
             figures: TicketKeyFigures {
                 rotate_secs: rotation.length_ms() / 1000,
@@ -132,6 +135,7 @@ impl TicketHolder {
         match self.keys.offer(now, TicketKey::new(period, secret)) {
             Offered::Added => {
                 self.changed = true;
+                self.unshared = true;
                 self.figures.received += 1;
                 // A peer's keys end the startup wait.
                 self.waiting_until = None;
@@ -203,6 +207,7 @@ impl TicketHolder {
         let id = key.id();
         if self.keys.offer(now, key) == Offered::Added {
             self.changed = true;
+            self.unshared = true;
             self.figures.proposed += 1;
             info!(period, key = %id.fingerprint(), "ticket key proposed");
         }
@@ -239,6 +244,14 @@ impl TicketHolder {
         if self.figures.ready && !*self.ready.borrow() {
             self.ready.send_replace(true);
         }
+    }
+
+    /// Whether a key was added (proposed here, or from a peer) since the
+    /// last call: the keys are then sent to every peer at once rather
+    /// than at the next second, so that a ticket sealed under a new key
+    /// an instant ago opens on whichever router the client tries next.
+    pub fn take_unshared(&mut self) -> bool {
+        std::mem::take(&mut self.unshared)
     }
 
     /// Writes the keys held as one sealed datagram into `buf`, for a peer
@@ -305,6 +318,11 @@ mod tests {
         let figures = holder.figures();
         assert_eq!((figures.proposed, figures.rotations), (1, 1));
         assert!(figures.sealing.is_some());
+        assert!(
+            holder.take_unshared(),
+            "a proposal goes to the peers at once"
+        );
+        assert!(!holder.take_unshared());
         // Nothing new: nothing published again.
         holder.tick(&mut node);
         assert_eq!(board.generation(), 1);
