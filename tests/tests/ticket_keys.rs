@@ -354,6 +354,22 @@ async fn tickets_resume_everywhere_across_rotations_restarts_and_skew() {
                 == sealing),
         "router 0 seals under {sealing}, a key it never shared"
     );
+    // The epoch in Prometheus text too: the period, and the sealing key by
+    // fingerprint.
+    for node in &nodes {
+        let metrics = node.metrics();
+        let epoch = period(node);
+        let shown = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("cachet_ticket_key_period "))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no ticket key period in:\n{metrics}"));
+        assert!(shown.abs_diff(epoch) <= 1, "{shown} against {epoch}");
+        assert!(
+            metrics.contains("cachet_ticket_key_sealing{key=\""),
+            "{metrics}"
+        );
+    }
     let secrets: Vec<&[u8]> = shared.iter().map(|(_, secret)| &secret[..]).collect();
     for node in &nodes {
         assert_secrets_absent(node.pid(), &node.log(), &secrets);
