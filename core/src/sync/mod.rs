@@ -441,19 +441,9 @@ impl<
             ControlKind::BootstrapRequest => Record::BootstrapRequest,
             ControlKind::BootstrapEnd => Record::BootstrapEnd,
         };
-        let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
-        builder.push(&record).ok()?;
-        let len = seal_next(
-            &mut self.keys,
-            self.sender,
-            &mut self.next_sequence,
-            &mut self.counters,
-            self.next_record,
-            builder.records(),
-            buf,
-        )?;
-        self.next_record += 1;
-        Some(len)
+        self.transmit_records(buf, |builder| {
+            let _ = builder.push(&record);
+        })
     }
 
     /// Writes a datagram carrying `keys` (each a period and its secret)
@@ -465,13 +455,26 @@ impl<
         keys: impl IntoIterator<Item = (u64, &'k [u8; crate::tickets::SECRET_LEN])>,
         buf: &mut [u8],
     ) -> Option<usize> {
+        self.transmit_records(buf, |builder| {
+            for (period, secret) in keys {
+                if builder.push(&Record::TicketKey { period, secret }).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Seals the records `fill` writes as this node's next datagram into
+    /// `buf`, numbered from the next record number, ahead of any queued
+    /// change; its length, or `None` when `fill` wrote nothing.
+    fn transmit_records(
+        &mut self,
+        buf: &mut [u8],
+        fill: impl FnOnce(&mut RecordsBuilder<'_>),
+    ) -> Option<usize> {
         let room = self.settings.max_datagram - MIN_LEN - 10;
         let mut builder = RecordsBuilder::new(&mut self.scratch[..room]);
-        for (period, secret) in keys {
-            if builder.push(&Record::TicketKey { period, secret }).is_err() {
-                break;
-            }
-        }
+        fill(&mut builder);
         if builder.is_empty() {
             return None;
         }
@@ -485,7 +488,7 @@ impl<
             builder.records(),
             buf,
         );
-        // The keys in clear leave no copy behind.
+        // No copy in clear left behind (ticket keys travel this way).
         self.scratch[..used].zeroize();
         if len.is_some() {
             self.next_record += count;
