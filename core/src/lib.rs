@@ -13,6 +13,8 @@
 //! * [`sync`]: a sans-IO replication node: it turns local cache changes into
 //!   datagrams and peers' datagrams into cache operations, with replay
 //!   protection, and never touches a socket.
+//! * [`tickets`]: cluster ticket keys: stateless TLS tickets sealed under
+//!   keys the cluster proposes, agrees on and rotates by period.
 //! * [`time`]: the millisecond [`time::Instant`] and [`time::Duration`] every
 //!   time-dependent call takes from its caller.
 //! * `selfcheck` (feature `selfcheck`): named checks of all of the above that
@@ -36,6 +38,7 @@ pub mod hello;
 #[cfg(any(test, feature = "selfcheck"))]
 pub mod selfcheck;
 pub mod sync;
+pub mod tickets;
 pub mod time;
 pub mod wire;
 

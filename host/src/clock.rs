@@ -28,12 +28,19 @@ pub fn monotonic_micros() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000) + (ts.tv_nsec as u64) / 1000
 }
 
+/// Milliseconds since the Unix epoch: the wall clock, which only ticket
+/// key periods follow (they must mean the same on every router; see
+/// `cachet_core::tickets`). Everything else runs on [`now`].
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Seconds since the Unix epoch at which the monotonic `instant` happened,
 /// for figures that uWSGI reports as Unix times.
 pub fn unix_seconds_at(instant: Instant) -> u64 {
-    let unix_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let unix_now = unix_ms();
     let ago = (now() - instant).as_millis();
     unix_now.saturating_sub(ago) / 1000
 }

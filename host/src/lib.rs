@@ -32,6 +32,7 @@ pub mod status_line;
 pub mod store;
 pub mod sync;
 pub mod systemd;
+pub mod tickets;
 pub mod tls;
 pub mod uwsgi;
 pub mod worker;

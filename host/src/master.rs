@@ -105,6 +105,13 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
             args.to_vec(),
         ));
 
+        // The receiver first: with ticket keys, workers serve only once the
+        // router holds them (from a peer, or made here).
+        let sync =
+            crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
+        if let Some(sync) = &sync {
+            sync.ticket_keys_ready().await?;
+        }
         let mut keepers = Vec::new();
         for id in 1..=processes {
             keepers.push(tokio::spawn(keep_alive(
@@ -118,12 +125,11 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         wait_until_ready(region, &slots, processes, &stop).await?;
 
         // The master sweeps the cache and reads its figures; it serves no
-        // handshake, so it needs neither the mesh's sender nor Redis.
+        // handshake, so it needs neither the mesh's sender, nor Redis, nor
+        // a ticketer.
         let store =
-            crate::store::SessionStore::new(region, config.ssl_sessions_timeout, None, None)
+            crate::store::SessionStore::new(region, config.ssl_sessions_timeout, None, None, None)
                 .map(Arc::new);
-        let sync =
-            crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
         if let Some(store) = &store {
             router::spawn_sweeper(Arc::clone(store), stop.clone());
         }
@@ -149,7 +155,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
                         })
                         .collect(),
                     backends: backends.figures(),
-                    sync: router::sync_figures(sync.as_ref(), region),
+                    sync: router::sync_figures(sync.as_ref().map(|s| &s.figures), region),
                     redis: redis.clone(),
                 }
             })

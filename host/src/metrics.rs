@@ -66,6 +66,9 @@ pub struct Counters {
     pulls: PullCounters,
     /// The Redis tier's commands, failures and latency.
     redis: RedisCounters,
+    /// Stateless tickets (`ssl-session-tickets = keys`): sealed, opened,
+    /// and refused by reason (see [`crate::tickets`]).
+    tickets: TicketCounters,
     /// Pid of the worker serving from this block once it accepts
     /// connections; 0 before (the master waits for it).
     ready: AtomicU64,
@@ -97,6 +100,63 @@ pub struct MetricsSnapshot {
     pub sync_skipped: u64,
     pub pulls: PullFigures,
     pub redis: RedisFigures,
+    pub tickets: TicketFigures,
+}
+
+/// What a process's ticketer did. `repr(C)`, all atomics.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct TicketCounters {
+    issued: AtomicU64,
+    unissued: AtomicU64,
+    opened: AtomicU64,
+    expired: AtomicU64,
+    unknown_key: AtomicU64,
+    invalid: AtomicU64,
+}
+
+/// A copy of [`TicketCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TicketFigures {
+    /// Tickets sealed.
+    pub issued: u64,
+    /// Tickets not sealed: no key for the current period.
+    pub unissued: u64,
+    /// Tickets opened (a resumption follows, unless rustls refuses the
+    /// session for another reason: SNI, cipher suite).
+    pub opened: u64,
+    /// Tickets refused: sealed more than two periods ago.
+    pub expired: u64,
+    /// Tickets refused: a key id this router never held (another
+    /// cluster's, or one it could not learn).
+    pub unknown_key: u64,
+    /// Tickets refused: truncated, forged or damaged.
+    pub invalid: u64,
+}
+
+impl TicketFigures {
+    /// Both added up.
+    pub fn plus(&self, other: &TicketFigures) -> TicketFigures {
+        TicketFigures {
+            issued: self.issued + other.issued,
+            unissued: self.unissued + other.unissued,
+            opened: self.opened + other.opened,
+            expired: self.expired + other.expired,
+            unknown_key: self.unknown_key + other.unknown_key,
+            invalid: self.invalid + other.invalid,
+        }
+    }
+}
+
+/// What became of one ticket the ticketer was asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketEvent {
+    Issued,
+    Unissued,
+    Opened,
+    Expired,
+    UnknownKey,
+    Invalid,
 }
 
 impl MetricsSnapshot {
@@ -254,6 +314,20 @@ impl Metrics {
         &self.c.redis
     }
 
+    /// Counts what the ticketer did with one ticket.
+    pub fn ticket(&self, event: TicketEvent) {
+        let t = &self.c.tickets;
+        let counter = match event {
+            TicketEvent::Issued => &t.issued,
+            TicketEvent::Unissued => &t.unissued,
+            TicketEvent::Opened => &t.opened,
+            TicketEvent::Expired => &t.expired,
+            TicketEvent::UnknownKey => &t.unknown_key,
+            TicketEvent::Invalid => &t.invalid,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
     pub fn sync_skipped(&self) {
         self.c.sync_skipped.fetch_add(1, Relaxed);
     }
@@ -283,6 +357,17 @@ impl Metrics {
             sync_skipped: self.c.sync_skipped.load(Relaxed),
             pulls: self.c.pulls.snapshot(),
             redis: self.c.redis.snapshot(),
+            tickets: {
+                let t = &self.c.tickets;
+                TicketFigures {
+                    issued: t.issued.load(Relaxed),
+                    unissued: t.unissued.load(Relaxed),
+                    opened: t.opened.load(Relaxed),
+                    expired: t.expired.load(Relaxed),
+                    unknown_key: t.unknown_key.load(Relaxed),
+                    invalid: t.invalid.load(Relaxed),
+                }
+            },
         }
     }
 }

@@ -310,6 +310,13 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
         show(running.ssl_sessions_timeout.as_secs()),
         show(new.ssl_sessions_timeout.as_secs()),
     );
+    // Ticket keys are made and held by the running receiver; switching
+    // modes or periods would strand what clients hold.
+    check(
+        "ssl-session-tickets",
+        show(running.tickets),
+        show(new.tickets),
+    );
     check("stats", show_option(running.stats), show_option(new.stats));
     check(
         "stats-http",
@@ -540,6 +547,21 @@ mod tests {
         assert!(Arc::ptr_eq(&endpoints[0].current(), &second));
         assert_eq!(proxy.pool.backends().len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_ticket_mode_and_period_take_a_restart() {
+        let running = read_config(&["--https".into(), "127.0.0.1:0".into()]).unwrap();
+        let mut new = running.clone();
+        new.tickets = crate::config::TicketMode::Keys {
+            rotate: std::time::Duration::from_secs(60),
+        };
+        let refused = fixed_changes(&running, &new).join("\n");
+        assert!(
+            refused.contains("`ssl-session-tickets` changed") && refused.contains("60s"),
+            "{refused}"
+        );
+        assert!(fixed_changes(&new, &new.clone()).is_empty());
     }
 
     #[test]

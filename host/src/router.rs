@@ -25,6 +25,7 @@ use crate::shared::{CacheGeometry, SharedRegion};
 use crate::shutdown::{Shutdown, Tracker};
 use crate::stats::{self, Snapshot, SnapshotSource, WorkerFigures};
 use crate::store::SessionStore;
+use crate::tickets::Ticketer;
 use crate::tls::{Endpoint, Sessions};
 
 /// The shared region for `config`, created once per router (by the lone
@@ -47,7 +48,9 @@ pub fn create_region(config: &Config) -> Result<&'static SharedRegion> {
 /// The session store over `region`, if the region has a cache, feeding
 /// sessions to the cluster and pulling from it when given, and to Redis
 /// when `cache-redis` is on (this process's link to it starts here; call
-/// inside the runtime).
+/// inside the runtime). With `ssl-session-tickets = keys` and a cluster,
+/// its tickets are sealed under the ticket keys the receiver publishes,
+/// counted in `metrics`.
 pub fn session_store(
     config: &Config,
     region: &'static SharedRegion,
@@ -64,7 +67,16 @@ pub fn session_store(
         )),
         _ => None,
     };
-    SessionStore::new(region, config.ssl_sessions_timeout, cluster, redis).map(Arc::new)
+    let ticketer = match (crate::sync::ticket_rotation(config), &cluster) {
+        (Some(rotation), Some(cluster)) => Some(Ticketer::new(
+            region.peers().tickets(),
+            Arc::clone(&cluster.keys),
+            rotation,
+            metrics,
+        )),
+        _ => None,
+    };
+    SessionStore::new(region, config.ssl_sessions_timeout, cluster, redis, ticketer).map(Arc::new)
 }
 
 /// Serves `listeners` alone: HTTPS, stats and the sweeper in this process.
@@ -76,9 +88,12 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
     // One process, one set of keys: its sender and its receiver follow it.
     let keys = crate::sync::keys(config, region, 0);
     let cluster = crate::sync::start_outbound(config, region, metrics, keys.as_ref(), &shutdown)?;
-    let store = session_store(config, region, metrics, cluster, &shutdown);
     let sync =
         crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &shutdown)?;
+    if let Some(sync) = &sync {
+        sync.ticket_keys_ready().await?;
+    }
+    let store = session_store(config, region, metrics, cluster, &shutdown);
     if let Some(store) = &store {
         spawn_sweeper(Arc::clone(store), shutdown.clone());
     }
@@ -101,7 +116,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
                 metrics: metrics.snapshot(),
             }],
             backends: proxy.pool.figures(),
-            sync: sync_figures(sync.as_ref(), region),
+            sync: sync_figures(sync.as_ref().map(|s| &s.figures), region),
             redis: redis.clone(),
         })
     };

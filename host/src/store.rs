@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cachet_core::cache::{Layout, MAX_KEY_LEN};
 use cachet_core::Duration as CacheDuration;
-use rustls::server::StoresServerSessions;
+use rustls::server::{ProducesTickets, StoresServerSessions};
 
 use crate::clock;
 use crate::proxy::client_hello::{Offer, Resumption};
@@ -33,6 +33,7 @@ use crate::stats::CacheFigures;
 use crate::sync::outbound::ClusterLink;
 use crate::sync::pull::Pulled;
 use crate::sync::Change;
+use crate::tickets::Ticketer;
 
 /// The process's handle on the session cache.
 #[derive(Debug)]
@@ -42,6 +43,9 @@ pub struct SessionStore {
     lifetime: CacheDuration,
     cluster: Option<ClusterLink>,
     redis: Option<RedisTier>,
+    /// Stateless tickets under the cluster's ticket keys
+    /// (`ssl-session-tickets = keys`): no TLS 1.3 ticket is then stored.
+    ticketer: Option<Arc<Ticketer>>,
 }
 
 impl SessionStore {
@@ -60,12 +64,14 @@ impl SessionStore {
     /// session stored is pushed to the peers, and offered sessions the
     /// cache lacks are pulled from them. With `redis`, sessions are
     /// written to Redis and offered ones the cache lacks read (or, for
-    /// tickets, taken) from it (see [`crate::redis`]).
+    /// tickets, taken) from it (see [`crate::redis`]). With `ticketer`,
+    /// TLS tickets are stateless, sealed by it.
     pub fn new(
         region: &'static SharedRegion,
         timeout: Duration,
         cluster: Option<ClusterLink>,
         redis: Option<RedisTier>,
+        ticketer: Option<Arc<Ticketer>>,
     ) -> Option<Self> {
         Some(SessionStore {
             layout: *region.cache_layout()?,
@@ -73,7 +79,16 @@ impl SessionStore {
             lifetime: CacheDuration::from_millis(timeout.as_millis() as u64),
             cluster,
             redis,
+            ticketer,
         })
+    }
+
+    /// The ticketer every TLS configuration installs, when tickets are
+    /// stateless.
+    pub fn ticketer(&self) -> Option<Arc<dyn ProducesTickets>> {
+        self.ticketer
+            .as_ref()
+            .map(|t| Arc::clone(t) as Arc<dyn ProducesTickets>)
     }
 
     /// Storage for one session context.
@@ -85,6 +100,7 @@ impl SessionStore {
             lifetime: self.lifetime,
             cluster: self.cluster.clone(),
             redis: self.redis.clone(),
+            stateless_tickets: self.ticketer.is_some(),
         })
     }
 
@@ -137,6 +153,8 @@ pub struct ContextStorage {
     prefix: Prefix,
     lifetime: CacheDuration,
     cluster: Option<ClusterLink>,
+    /// Tickets are sealed state, in no cache: never pulled.
+    stateless_tickets: bool,
     redis: Option<RedisTier>,
 }
 
@@ -202,6 +220,12 @@ impl ContextStorage {
         // that a ClientHello costs the fleet one lookup at most.
         let (kind, id) = match offer.resumption_by(tls13) {
             Resumption::None => return None,
+            // A stateless ticket carries its session: nothing to pull (and
+            // rustls, offered a TLS 1.2 ticket, never looks the id up).
+            Resumption::Tickets(_) if self.stateless_tickets => return None,
+            Resumption::SessionId(_) if self.stateless_tickets && offer.tls12_ticket => {
+                return None
+            }
             Resumption::SessionId(id) => (Kind::Session, id),
             Resumption::Tickets(tickets) => (Kind::Ticket, tickets.first()?.as_slice()),
         };
@@ -332,7 +356,7 @@ mod tests {
             block_size: 64,
         };
         let region = Box::leak(Box::new(SharedRegion::create(Some(geometry)).unwrap()));
-        SessionStore::new(region, timeout, None, None).unwrap()
+        SessionStore::new(region, timeout, None, None, None).unwrap()
     }
 
     #[test]

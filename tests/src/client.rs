@@ -12,6 +12,7 @@ use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
+use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
@@ -34,13 +35,28 @@ pub enum Tls {
 /// given ALPN protocols, with its own session store (so resumption is per
 /// config, as with one browser).
 pub fn config(pki: &Pki, version: Tls, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    config_with_clock(pki, version, alpn, Arc::new(DefaultTimeProvider))
+}
+
+/// [`config`] with the clock `time`: a client whose clock stands still
+/// offers its tickets however old they are (as a client replaying a
+/// captured ticket would), so a test sees the server refuse them.
+pub fn config_with_clock(
+    pki: &Pki,
+    version: Tls,
+    alpn: &[&[u8]],
+    time: Arc<dyn TimeProvider>,
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone()).unwrap();
     let versions: &[&'static rustls::SupportedProtocolVersion] = match version {
         Tls::V12 => &[&rustls::version::TLS12],
         Tls::V13 => &[&rustls::version::TLS13],
     };
-    let mut config = ClientConfig::builder_with_protocol_versions(versions)
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_details(provider, time)
+        .with_protocol_versions(versions)
+        .expect("the default provider speaks TLS 1.2 and 1.3")
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();

@@ -14,7 +14,8 @@ use std::time::Duration;
 use rustls::client::{
     ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, NamedGroup};
 use serde_json::Value;
 
@@ -272,7 +273,13 @@ pub fn start_node(args: &[String]) -> Router {
 }
 
 pub fn try_node(args: &[String]) -> Result<Router, NotReady> {
-    let router = Router::try_start(args)?;
+    try_node_with_env(args, &[])
+}
+
+/// [`try_node`] with extra environment variables.
+pub fn try_node_with_env(args: &[String], env: &[(&str, String)]) -> Result<Router, NotReady> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let router = Router::try_start_with_env(args, &env)?;
     assert!(
         router.sync.is_some() || !args.iter().any(|a| a == "--cache-udp-server"),
         "no `cachet: listening sync` line:\n{}",
@@ -315,11 +322,20 @@ pub fn mesh_of(
     count: usize,
     args: impl Fn(usize, SocketAddr, &[SocketAddr]) -> Vec<String>,
 ) -> (Vec<Router>, Vec<SocketAddr>) {
+    mesh_with_env(count, args, |_| Vec::new())
+}
+
+/// [`mesh_of`], node `i` started with the extra environment `env(i)`.
+pub fn mesh_with_env(
+    count: usize,
+    args: impl Fn(usize, SocketAddr, &[SocketAddr]) -> Vec<String>,
+    env: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> (Vec<Router>, Vec<SocketAddr>) {
     on_free_udp_ports(count, |addrs| {
         let mut nodes = Vec::new();
         for (i, &addr) in addrs.iter().enumerate() {
             let peers: Vec<SocketAddr> = addrs.iter().copied().filter(|&a| a != addr).collect();
-            let node = try_node(&args(i, addr, &peers))?;
+            let node = try_node_with_env(&args(i, addr, &peers), &env(i))?;
             assert_eq!(sync_addr(&node), addrs[i]);
             nodes.push(node);
         }
@@ -403,9 +419,36 @@ impl ClientSessionStore for FifoSessions {
 /// A client trusting the test CA, pinned to `version`, HTTP/1.1, with its
 /// own [`FifoSessions`].
 pub fn fifo_config(pki: &Pki, version: Tls) -> Arc<ClientConfig> {
-    let mut config = (*client::config(pki, version, &[b"http/1.1"])).clone();
+    with_fifo_sessions(&client::config(pki, version, &[b"http/1.1"]))
+}
+
+/// [`fifo_config`] for a client whose clock stopped when it was made: it
+/// offers every ticket it holds however old (what a client replaying a
+/// captured ticket does), so only the server can refuse it.
+pub fn stopped_clock_config(pki: &Pki, version: Tls) -> Arc<ClientConfig> {
+    let clock = Arc::new(StoppedClock(UnixTime::now()));
+    with_fifo_sessions(&client::config_with_clock(
+        pki,
+        version,
+        &[b"http/1.1"],
+        clock,
+    ))
+}
+
+fn with_fifo_sessions(config: &ClientConfig) -> Arc<ClientConfig> {
+    let mut config = config.clone();
     config.resumption = Resumption::store(Arc::new(FifoSessions::default()));
     Arc::new(config)
+}
+
+/// A clock that always says the same time.
+#[derive(Debug)]
+pub struct StoppedClock(pub UnixTime);
+
+impl TimeProvider for StoppedClock {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(self.0)
+    }
 }
 
 /// One GET through `addr`; returns whether the handshake resumed.

@@ -1,7 +1,8 @@
 //! A cluster peer that only listens: a UDP socket a router is told to
 //! replicate to, which opens what arrives with the cluster key and keeps
 //! the set records, so a test can see exactly which sessions were on the
-//! wire at a given moment (the router's own stats only count datagrams).
+//! wire at a given moment (the router's own stats only count datagrams),
+//! and the cluster ticket keys the router shares with its peers.
 
 use std::collections::HashSet;
 use std::io::ErrorKind;
@@ -16,6 +17,8 @@ pub struct SyncTap {
     /// (sender, record number) of every set seen: a batch's repeat carries
     /// the same numbers, so each set counts once.
     sets: HashSet<(u64, u64)>,
+    /// Every distinct cluster ticket key seen: (period, key).
+    ticket_keys: Vec<(u64, [u8; 32])>,
     /// Datagrams that did not open with the key.
     unreadable: u64,
 }
@@ -29,6 +32,7 @@ impl SyncTap {
             socket,
             key: ClusterKey::new(secret),
             sets: HashSet::new(),
+            ticket_keys: Vec::new(),
             unreadable: 0,
         }
     }
@@ -40,6 +44,18 @@ impl SyncTap {
     /// Reads every datagram already waiting, without waiting for more;
     /// returns how many distinct set records arrived so far.
     pub fn sets_arrived(&mut self) -> usize {
+        self.read_waiting();
+        self.sets.len()
+    }
+
+    /// Reads every datagram already waiting; returns every distinct
+    /// cluster ticket key (period, key) that arrived so far.
+    pub fn ticket_keys(&mut self) -> &[(u64, [u8; 32])] {
+        self.read_waiting();
+        &self.ticket_keys
+    }
+
+    fn read_waiting(&mut self) {
         let mut buf = vec![0u8; 65_536];
         let mut scratch = vec![0u8; 65_536];
         loop {
@@ -57,8 +73,17 @@ impl SyncTap {
                 continue;
             };
             for (number, record) in (repr.first_record..).zip(repr.records) {
-                if matches!(record, Record::Set { .. }) {
-                    self.sets.insert((repr.sender, number));
+                match record {
+                    Record::Set { .. } => {
+                        self.sets.insert((repr.sender, number));
+                    }
+                    Record::TicketKey { period, secret } => {
+                        let key = (period, secret.try_into().expect("a 32-byte ticket key"));
+                        if !self.ticket_keys.contains(&key) {
+                            self.ticket_keys.push(key);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -66,6 +91,5 @@ impl SyncTap {
             self.unreadable, 0,
             "datagrams the cluster key does not open"
         );
-        self.sets.len()
     }
 }

@@ -29,6 +29,7 @@ use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
     key_hex, key_secret, mesh_of, pushed_sets, resumes, serial, sync, write_keys, Harness, SETTLE,
 };
+use cachet_tests::open_files::{assert_secrets_absent, assert_secrets_not_shown};
 use cachet_tests::{counter, wait_until, Router};
 use serde_json::{json, Value};
 
@@ -324,23 +325,7 @@ async fn a_bad_key_file_keeps_the_running_keys_and_a_stranger_key_is_rejected() 
     // open (the shared region's memfd included: keys live only in each
     // process's own memory), nor in what it logged.
     for node in &cluster.nodes {
-        let files = open_files(node.pid());
-        assert!(
-            files.iter().any(|(name, _)| name.starts_with("/memfd:")),
-            "the shared region was not among the open files: {:?}",
-            files.iter().map(|(name, _)| name).collect::<Vec<_>>()
-        );
-        for secret in [&key, &stranger] {
-            let hex = key_hex(secret);
-            for (name, bytes) in &files {
-                assert!(!contains(bytes, secret), "the raw key is in {name}");
-                assert!(
-                    !contains(bytes, hex.as_bytes()),
-                    "the key's hex is in {name}"
-                );
-            }
-            assert!(!node.log().contains(&hex), "the key's hex is in the log");
-        }
+        assert_secrets_absent(node.pid(), &node.log(), &[&key, &stranger]);
     }
 
     // Stats name keys by fingerprint only: no key's hex in either form.
@@ -350,71 +335,6 @@ async fn a_bad_key_file_keeps_the_running_keys_and_a_stranger_key_is_rejected() 
             node.stats().to_string(),
             node.metrics(),
         ];
-        for secret in [&key, &stranger] {
-            let hex = key_hex(secret);
-            for text in &outputs {
-                for window in [&hex[..16], &hex[16..32], &hex[32..48], &hex[48..]] {
-                    assert!(!text.contains(window), "key bytes in stats:\n{text}");
-                }
-            }
-        }
+        assert_secrets_not_shown(&outputs, &[&key, &stranger]);
     }
-}
-
-/// Whether `needle` occurs in `haystack`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
-
-/// The processes of the router whose main process is `pid`: it and its
-/// workers (its children).
-fn process_tree(pid: u32) -> Vec<u32> {
-    let mut tree = vec![pid];
-    for entry in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The parent pid is the second field after the parenthesised name.
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|ppid| ppid.parse::<u32>().ok());
-        if parent == Some(pid) {
-            tree.push(child);
-        }
-    }
-    tree
-}
-
-/// Every file (regular or memfd) the processes of the router `pid` hold
-/// open, each read once through `/proc/PID/fd` (its processes share the
-/// shared region's memfd).
-fn open_files(pid: u32) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for process in process_tree(pid) {
-        let dir = format!("/proc/{process}/fd");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(target) = std::fs::read_link(entry.path()) else {
-                continue;
-            };
-            let name = target.to_string_lossy().into_owned();
-            // Sockets, pipes and anonymous inodes are not files.
-            if !name.starts_with('/')
-                || name.starts_with("/dev/")
-                || files.iter().any(|(seen, _)| *seen == name)
-            {
-                continue;
-            }
-            if let Ok(bytes) = std::fs::read(entry.path()) {
-                files.push((name, bytes));
-            }
-        }
-    }
-    files
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Debian packages the checks need, and what needs them.
-pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 13] = [
+pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 14] = [
     (
         "openssl",
         "s_client and s_time in the tests and the bench smoke run",
@@ -52,6 +52,10 @@ pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 13] = [
         "systemd-analyze, which checks the example unit file",
     ),
     ("stress", "keeping both cores busy in `cargo xtask soak`"),
+    (
+        "faketime",
+        "a router whose wall clock runs ahead (libfaketime), in the replay and ticket key tests",
+    ),
     ("procps", "kill, which the tests signal processes with"),
 ];
 

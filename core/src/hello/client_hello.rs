@@ -182,6 +182,16 @@ impl<T: AsRef<[u8]>> ClientHello<T> {
             .is_some_and(|extension| offers_tls13(extension.data) == Ok(true))
     }
 
+    /// The ticket of the `session_ticket` extension (RFC 5077), when it
+    /// holds one: a TLS 1.2 client resuming by ticket (an empty extension
+    /// only says it would take one). A server that opens tickets resumes
+    /// by it and never looks the session id up.
+    pub fn session_ticket(&self) -> Option<&[u8]> {
+        self.extension(extension::SESSION_TICKET)
+            .map(|extension| extension.data)
+            .filter(|ticket| !ticket.is_empty())
+    }
+
     /// The identities of the `pre_shared_key` extension, in the client's
     /// order (none without the extension): a TLS 1.3 client resuming offers
     /// its tickets here.

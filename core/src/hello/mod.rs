@@ -69,6 +69,8 @@ pub mod extension {
     pub const SERVER_NAME: u16 = 0;
     /// `pre_shared_key` (RFC 8446 4.2.11).
     pub const PRE_SHARED_KEY: u16 = 41;
+    /// `session_ticket` (RFC 5077): a TLS 1.2 client's ticket.
+    pub const SESSION_TICKET: u16 = 35;
     /// `supported_versions` (RFC 8446 4.2.1).
     pub const SUPPORTED_VERSIONS: u16 = 43;
 }

@@ -323,7 +323,26 @@ fn crafted_client_hellos_follow_the_rules() {
     assert_eq!(hello.server_name(), None);
     assert!(!hello.offers_tls13());
     assert_eq!(hello.psk_identities().count(), 0);
+    assert_eq!(hello.session_ticket(), None);
     assert_eq!(hello.cipher_suites().collect::<Vec<_>>(), [0x1301]);
+    // A TLS 1.2 client that takes tickets (empty) and one offering one.
+    let wants = craft(&[9; 32], Some(&[(extension::SESSION_TICKET, Vec::new())]));
+    assert_eq!(
+        ClientHello::new_checked(&wants[..])
+            .unwrap()
+            .session_ticket(),
+        None
+    );
+    let offers = craft(
+        &[9; 32],
+        Some(&[(extension::SESSION_TICKET, std::vec![5; 80])]),
+    );
+    assert_eq!(
+        ClientHello::new_checked(&offers[..])
+            .unwrap()
+            .session_ticket(),
+        Some(&[5u8; 80][..])
+    );
     // An empty block is allowed too.
     check(&craft(&[], Some(&[]))).unwrap();
 

@@ -125,6 +125,9 @@ pub struct SyncCounters {
     /// Peers' pull requests left unanswered: the answer did not fit, or
     /// the caller had not taken the previous message.
     pub pull_answers_dropped: u64,
+    /// Cluster ticket keys received (see [`crate::tickets`]), whatever the
+    /// store made of them.
+    pub ticket_keys_received: u64,
     /// Rejected: truncated.
     pub rejected_truncated: u64,
     /// Rejected: oversize.

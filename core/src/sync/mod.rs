@@ -59,6 +59,7 @@ mod tests;
 use core::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
+use zeroize::Zeroize;
 
 use crate::cache::{Cache, Fetched, Refused, Stored, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
@@ -109,6 +110,12 @@ pub trait Store {
         let _ = out;
         0
     }
+    /// A cluster ticket key a peer sent ([`crate::tickets`]). A store that
+    /// keeps no ticket keys (the default) ignores it; [`WithTicketKeys`]
+    /// hands it on.
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        let _ = (period, secret);
+    }
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
@@ -134,6 +141,70 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>> {
         Cache::fetch(self, now, key, out, take).ok().flatten()
+    }
+}
+
+/// Where the cluster ticket keys a node receives go ([`crate::tickets`]).
+pub trait TicketKeySink {
+    /// A key a peer sent for `period`.
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]);
+}
+
+impl<K: TicketKeySink> TicketKeySink for Option<K> {
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        if let Some(keys) = self {
+            keys.ticket_key(period, secret);
+        }
+    }
+}
+
+impl<K: TicketKeySink + ?Sized> TicketKeySink for &mut K {
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        (**self).ticket_key(period, secret);
+    }
+}
+
+/// A [`Store`] that also keeps ticket keys: entries go to `store`, ticket
+/// keys to `keys`.
+#[derive(Debug)]
+pub struct WithTicketKeys<S, K> {
+    /// Where entries go.
+    pub store: S,
+    /// Where ticket keys go.
+    pub keys: K,
+}
+
+impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
+    fn put(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        value: &[u8],
+        lifetime: Duration,
+    ) -> Result<Stored, Refused> {
+        self.store.put(now, key, value, lifetime)
+    }
+
+    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
+        self.store.delete(now, key)
+    }
+
+    fn fetch<'o>(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        take: bool,
+        out: &'o mut [u8],
+    ) -> Option<Fetched<'o>> {
+        self.store.fetch(now, key, take, out)
+    }
+
+    fn members(&mut self, out: &mut [Member]) -> usize {
+        self.store.members(out)
+    }
+
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.keys.ticket_key(period, secret);
     }
 }
 
@@ -249,6 +320,8 @@ pub struct Handled {
     /// with this node's vouches; a node answering the sender's bootstrap
     /// request proves itself under it ([`Node::prove`]).
     pub challenge: Option<u64>,
+    /// Cluster ticket keys handed to the store.
+    pub ticket_keys: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -454,16 +527,57 @@ impl<
         };
         let nonce = matches!(kind, ControlKind::BootstrapRequest | ControlKind::Challenge)
             .then(|| self.issued.issue(now));
-        let prefix = self.prefix();
-        let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
-        let records = [
-            prefix,
-            nonce.map(|nonce| Record::Challenge { nonce }),
-            record,
-        ];
-        for record in records.iter().flatten() {
-            builder.push(record).ok()?;
+        let records = [nonce.map(|nonce| Record::Challenge { nonce }), record];
+        let len = self.transmit_records(buf, |builder| {
+            for record in records.iter().flatten() {
+                let _ = builder.push(record);
+            }
+        })?;
+        if nonce.is_some() {
+            self.counters.challenges_sent += 1;
         }
+        Some(len)
+    }
+
+    /// Writes a datagram carrying `keys` (each a period and its secret)
+    /// into `buf`, as many as fit, and returns its length; `None` when
+    /// there are none. Like control messages, sent once: the caller sends
+    /// its keys again each second.
+    pub fn transmit_ticket_keys<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = (u64, &'k [u8; crate::tickets::SECRET_LEN])>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        self.transmit_records(buf, |builder| {
+            for (period, secret) in keys {
+                if builder.push(&Record::TicketKey { period, secret }).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Seals the records `fill` writes as this node's next datagram into
+    /// `buf`, after this node's vouch when it proves itself, numbered from
+    /// the next record number, ahead of any queued change; its length, or
+    /// `None` when `fill` wrote nothing.
+    fn transmit_records(
+        &mut self,
+        buf: &mut [u8],
+        fill: impl FnOnce(&mut RecordsBuilder<'_>),
+    ) -> Option<usize> {
+        let prefix = self.prefix();
+        let room = self.settings.max_datagram - MIN_LEN - 10;
+        let mut builder = RecordsBuilder::new(&mut self.scratch[..room]);
+        if let Some(prefix) = &prefix {
+            builder.push(prefix).ok()?;
+        }
+        let before = builder.records().len();
+        fill(&mut builder);
+        if builder.records().len() == before {
+            return None;
+        }
+        let (count, used) = (builder.records().len() as u64, builder.len());
         let len = seal_next(
             &mut self.keys,
             self.sender,
@@ -472,12 +586,13 @@ impl<
             self.next_record,
             builder.records(),
             buf,
-        )?;
-        self.next_record += builder.records().len() as u64;
-        if nonce.is_some() {
-            self.counters.challenges_sent += 1;
+        );
+        // No copy in clear left behind (ticket keys travel this way).
+        self.scratch[..used].zeroize();
+        if len.is_some() {
+            self.next_record += count;
         }
-        Some(len)
+        len
     }
 
     fn enqueue(&mut self, entry: &Entry<'_>) -> Result<(), QueueError> {
@@ -873,9 +988,21 @@ impl<
                         self.counters.late_pull_answers += 1;
                     }
                 }
+                Record::TicketKey { period, secret } => {
+                    self.counters.ticket_keys_received += 1;
+                    // A key of another length is no key of ours: skipped.
+                    if let Ok(secret) = secret.try_into() {
+                        store.ticket_key(period, secret);
+                        handled.ticket_keys += 1;
+                    }
+                }
             }
         }
         self.counters.control_records += control;
+        if handled.ticket_keys > 0 {
+            // The keys in clear leave no copy behind.
+            self.scratch[..body_len].zeroize();
+        }
         if let Some(nonce) = handled.challenge {
             self.answer_challenge(sender, nonce, store);
         }

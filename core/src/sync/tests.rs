@@ -1034,3 +1034,63 @@ fn a_bootstrap_answer_proves_itself_in_every_datagram_whatever_the_order() {
     assert_eq!(cache_b.items(), 0);
     assert_eq!(b.counters().stale_vouches, datagrams.len() as u64);
 }
+
+/// Ticket keys kept as a router's holder would, at period `now`.
+struct Held {
+    keys: crate::tickets::TicketKeys,
+    now: u64,
+}
+
+impl TicketKeySink for Held {
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.keys
+            .offer(self.now, crate::tickets::TicketKey::new(period, secret));
+    }
+}
+
+#[test]
+fn ticket_keys_travel_sealed_and_reach_stores_that_keep_them() {
+    use crate::tickets::{TicketKey, TicketKeys};
+    let (mut a, mut b) = (node(1), node(2));
+    let mut held = TicketKeys::new();
+    held.offer(7, TicketKey::new(7, &[0x5c; 32]));
+    held.offer(7, TicketKey::new(8, &[0x6d; 32]));
+    let mut buf = [0u8; MTU];
+    let len = a
+        .transmit_ticket_keys(held.iter().map(|k| (k.period(), k.secret())), &mut buf)
+        .unwrap();
+    assert!(
+        !buf[..len].windows(32).any(|w| w == [0x5c; 32]),
+        "a ticket key in clear"
+    );
+    let mut store = WithTicketKeys {
+        store: cache(4),
+        keys: Held {
+            keys: TicketKeys::new(),
+            now: 7,
+        },
+    };
+    let handled = b.handle(at(1), &buf[..len], &mut store).unwrap();
+    assert_eq!(handled.ticket_keys, 2);
+    assert_eq!(store.keys.keys.len(), 2);
+    assert_eq!(
+        store.keys.keys.sealing(7).unwrap().id(),
+        held.sealing(7).unwrap().id()
+    );
+    // A store without ticket keys (the cache) counts and ignores them.
+    let len = a
+        .transmit_ticket_keys(held.iter().map(|k| (k.period(), k.secret())), &mut buf)
+        .unwrap();
+    let mut plain = cache(4);
+    assert_eq!(
+        b.handle(at(2), &buf[..len], &mut plain)
+            .unwrap()
+            .ticket_keys,
+        2
+    );
+    assert_eq!(b.counters().ticket_keys_received, 4);
+    assert_eq!(plain.items(), 0);
+    assert!(a
+        .transmit_ticket_keys(core::iter::empty(), &mut buf)
+        .is_none());
+}

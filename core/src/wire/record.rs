@@ -79,6 +79,16 @@ pub enum Record<'a> {
         /// Its first sequence number known to be fresh.
         since: u64,
     },
+    /// A cluster ticket key for `period` (see [`crate::tickets`]): sent to
+    /// every peer each second, in answer to a bootstrap request, and to
+    /// the router's own workers through its shared region.
+    TicketKey {
+        /// The period whose tickets it seals.
+        period: u64,
+        /// The key, [`crate::tickets::SECRET_LEN`] bytes.
+        #[serde(borrow)]
+        secret: &'a [u8],
+    },
 }
 
 /// Validated, encoded records: iterating yields each one in order.
@@ -245,8 +255,13 @@ mod tests {
         };
         builder.push(&Record::Challenge { nonce: 1 << 40 }).unwrap();
         builder.push(&vouch).unwrap();
+        let ticket_key = Record::TicketKey {
+            period: 1_234,
+            secret: &[5; 32],
+        };
+        builder.push(&ticket_key).unwrap();
         let records = Records::parse(builder.records().as_bytes()).unwrap();
-        assert_eq!(records.len(), 8);
+        assert_eq!(records.len(), 9);
         let mut iter = records.iter();
         assert_eq!(iter.next(), Some(set));
         assert_eq!(iter.next(), Some(Record::Delete { key: b"gone" }));
@@ -256,6 +271,7 @@ mod tests {
         assert_eq!(iter.next(), Some(Record::PullNone { id: 8 }));
         assert_eq!(iter.next(), Some(Record::Challenge { nonce: 1 << 40 }));
         assert_eq!(iter.next(), Some(vouch));
+        assert_eq!(iter.next(), Some(ticket_key));
         assert_eq!(iter.next(), None);
 
         assert_eq!(Records::parse(&[0x7F]), Err(crate::wire::Error::Malformed));

@@ -31,6 +31,17 @@ pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 /// what a client waits when peers are slow or gone (and once a peer missed
 /// a deadline, later pulls do not wait for it until it answers again).
 pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_millis(20);
+/// Default `ssl-session-ticket-rotate`: an hour, as Cloudflare and Caddy
+/// rotate (RFC 8446 §4.6.1 caps a ticket at 7 days; a ticket here lives
+/// one to two periods).
+pub const DEFAULT_TICKET_ROTATE: Duration = Duration::from_secs(3600);
+/// Shortest `ssl-session-ticket-rotate`: routers agree while their clocks
+/// are less than half a period apart, less the second or two a proposal
+/// takes to reach every peer; 15 s keeps 5 s of skew safe.
+pub const MIN_TICKET_ROTATE_SECS: usize = 15;
+/// Longest `ssl-session-ticket-rotate`: two periods (a ticket's longest
+/// life, the lifetime told to clients) stay within TLS 1.3's 7 days.
+pub const MAX_TICKET_ROTATE_SECS: usize = 302_400;
 /// Longest `https-session-context` accepted (OpenSSL's SSL_MAX_SID_CTX_LENGTH).
 pub const MAX_SESSION_CONTEXT: usize = 32;
 
@@ -90,6 +101,8 @@ pub struct Config {
     pub ssl_sessions_use_cache: bool,
     pub ssl_sessions_timeout: Duration,
     pub https_session_context: Option<String>,
+    /// How TLS tickets resume (`ssl-session-tickets`).
+    pub tickets: TicketMode,
     pub stats: Option<SocketAddr>,
     pub stats_http: Option<SocketAddr>,
     pub cluster: ClusterConfig,
@@ -97,6 +110,18 @@ pub struct Config {
     pub redis: Option<crate::redis::RedisConfig>,
     /// `access-log`, when on.
     pub access_log: Option<AccessLogConfig>,
+}
+
+/// `ssl-session-tickets`: where what a TLS ticket resumes lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TicketMode {
+    /// Stateful, single-use TLS 1.3 tickets in the session cache (and
+    /// rustls' default for TLS 1.2: no tickets, session ids).
+    #[default]
+    Cache,
+    /// Stateless TLS 1.2 and 1.3 tickets sealed under cluster ticket keys,
+    /// a new one every `rotate` (`ssl-session-ticket-rotate`).
+    Keys { rotate: Duration },
 }
 
 /// One `https` socket.
@@ -252,6 +277,17 @@ impl Config {
                 })
                 .unwrap_or(DEFAULT_SESSION_TIMEOUT),
             https_session_context: read.single("https-session-context", parse_context),
+            tickets: match read.single("ssl-session-tickets", parse_ticket_mode) {
+                Some(TicketMode::Keys { .. }) => TicketMode::Keys {
+                    rotate: read
+                        .single("ssl-session-ticket-rotate", |v| {
+                            parse_count(v, MIN_TICKET_ROTATE_SECS, MAX_TICKET_ROTATE_SECS)
+                                .map(|secs| Duration::from_secs(secs as u64))
+                        })
+                        .unwrap_or(DEFAULT_TICKET_ROTATE),
+                },
+                _ => TicketMode::Cache,
+            },
             stats: read.single("stats", parse_addr),
             stats_http: read.single("stats-http", parse_addr),
             cluster: ClusterConfig {
@@ -369,6 +405,27 @@ impl Config {
                  add `cache = ITEMS` and `ssl-sessions-use-cache = true`"
                     .to_owned(),
             ));
+        }
+        let keys_mode = raw
+            .single("ssl-session-tickets")
+            .is_some_and(|s| s.value == "keys");
+        if keys_mode && !(given("cache-udp-server") && given("cache-udp-key")) {
+            problems.push(ConfigError::Usage(
+                "`ssl-session-tickets = keys` needs `cache-udp-server` and `cache-udp-key`: \
+                 the ticket keys are created by the cluster, arrive from peers on the sync \
+                 socket and travel only sealed under the cluster key (a router alone is a \
+                 cluster of one: `cache-udp-server = 127.0.0.1:0` and no `cache-udp-node`)"
+                    .to_owned(),
+            ));
+        }
+        if !keys_mode {
+            if let Some(setting) = raw.single("ssl-session-ticket-rotate") {
+                problems.push(invalid(
+                    "ssl-session-ticket-rotate",
+                    setting,
+                    "there are no ticket keys to rotate: add `ssl-session-tickets = keys`",
+                ));
+            }
         }
         if !syncs {
             if let Some(setting) = raw.single("cache-udp-pull-timeout") {
@@ -667,6 +724,16 @@ fn access_log_target(setting: &Setting) -> AccessLogTarget {
     }
 }
 
+fn parse_ticket_mode(value: &str) -> Result<TicketMode, String> {
+    match value {
+        "cache" => Ok(TicketMode::Cache),
+        "keys" => Ok(TicketMode::Keys {
+            rotate: DEFAULT_TICKET_ROTATE,
+        }),
+        _ => Err("expected `cache` or `keys`".to_owned()),
+    }
+}
+
 fn parse_context(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > MAX_SESSION_CONTEXT {
         return Err(format!("must be 1 to {MAX_SESSION_CONTEXT} bytes long"));
@@ -893,6 +960,66 @@ mod tests {
         let args = [&cluster[..], &["--cache-udp-pull-timeout", "35"]].concat();
         let error = config(&args).unwrap_err().to_string();
         assert!(!error.contains("cache-udp-pull-timeout"), "{error}");
+    }
+
+    #[test]
+    fn ticket_keys_need_a_cluster_and_a_sane_period() {
+        let dir = std::env::temp_dir().join(format!("cachet-tickets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("cluster.key");
+        std::fs::write(&key, "cd".repeat(32)).unwrap();
+        let cluster = [
+            "--https",
+            "127.0.0.1:0",
+            "--cache",
+            "100",
+            "--ssl-sessions-use-cache",
+            "--cache-udp-server",
+            "127.0.0.1:0",
+            "--cache-udp-key",
+            key.to_str().unwrap(),
+            "--ssl-session-tickets",
+            "keys",
+        ];
+        let default = config(&cluster).unwrap();
+        assert_eq!(
+            default.tickets,
+            TicketMode::Keys {
+                rotate: DEFAULT_TICKET_ROTATE
+            }
+        );
+        let args = [&cluster[..], &["--ssl-session-ticket-rotate", "60"]].concat();
+        assert_eq!(
+            config(&args).unwrap().tickets,
+            TicketMode::Keys {
+                rotate: Duration::from_secs(60)
+            }
+        );
+        for bad in ["14", "302401", "hourly"] {
+            let args = [&cluster[..], &["--ssl-session-ticket-rotate", bad]].concat();
+            let error = config(&args).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("`ssl-session-ticket-rotate` = `{bad}`")),
+                "{error}"
+            );
+        }
+        let error = config(&["--https", ":8443", "--ssl-session-tickets", "keys"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("needs `cache-udp-server`"), "{error}");
+        let error = config(&["--https", ":8443", "--ssl-session-ticket-rotate", "60"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no ticket keys to rotate"), "{error}");
+        let error = config(&["--https", ":8443", "--ssl-session-tickets", "stateless"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected `cache` or `keys`"), "{error}");
+        assert_eq!(
+            config(&["--https", ":8443"]).unwrap().tickets,
+            TicketMode::Cache
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

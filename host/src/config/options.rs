@@ -113,6 +113,18 @@ pub const OPTIONS: &[OptionSpec] = &[
         "lifetime of a cached TLS session (default 300)",
     ),
     spec(
+        "ssl-session-tickets",
+        Kind::Single,
+        "cache|keys",
+        "how TLS session tickets resume: `cache` (default) keeps each TLS 1.3 ticket in the session cache, single-use; `keys` seals TLS 1.2 and 1.3 tickets statelessly under ticket keys the cluster creates, shares over the sealed sync channel and rotates (needs `cache-udp-server` and `cache-udp-key`; a ticket then resumes any number of times until its key is erased)",
+    ),
+    spec(
+        "ssl-session-ticket-rotate",
+        Kind::Single,
+        "SECONDS",
+        "with `ssl-session-tickets = keys`: a new ticket key every SECONDS (default 3600, 15..302400), each erased after two periods, so a ticket resumes for one to two periods; routers agree while their clocks are less than half a period (less 2 s) apart",
+    ),
+    spec(
         "https-session-context",
         Kind::Single,
         "TEXT",

@@ -43,6 +43,9 @@ pub struct Offer {
     pub tls13: bool,
     /// The `pre_shared_key` identities, in the client's order.
     pub psk_identities: Vec<Vec<u8>>,
+    /// Whether a TLS 1.2 ticket is offered (`session_ticket`, RFC 5077):
+    /// a server with stateless tickets resumes by it, never by the id.
+    pub tls12_ticket: bool,
 }
 
 /// What a server speaking TLS 1.3 looks up to resume the connection.
@@ -95,6 +98,7 @@ impl Offer {
                 .psk_identities()
                 .map(|psk| psk.identity.to_vec())
                 .collect(),
+            tls12_ticket: hello.session_ticket().is_some(),
         }
     }
 }
@@ -605,6 +609,7 @@ mod tests {
             session_id: SessionId::new(&[0xab, 0x01]),
             tls13: true,
             psk_identities: vec![vec![1, 2], vec![0xff]],
+            tls12_ticket: false,
         };
         assert_eq!(
             offer.to_string(),

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use super::{CacheFigures, Snapshot};
 use crate::redis::counters::RedisFigures;
 use crate::sync::pull::PullFigures;
+use crate::sync::ticket_keys::TicketKeyFigures;
 
 /// Name of the one cache, as uWSGI names its default cache.
 const CACHE_NAME: &str = "default";
@@ -33,6 +34,16 @@ pub fn render_json(snapshot: &Snapshot) -> String {
                 .iter()
                 .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
                 .collect::<serde_json::Map<_, _>>(),
+            "tickets": {
+                "issued": totals.tickets.issued,
+                "unissued": totals.tickets.unissued,
+                "opened": totals.tickets.opened,
+                "refused": {
+                    "expired": totals.tickets.expired,
+                    "unknown_key": totals.tickets.unknown_key,
+                    "invalid": totals.tickets.invalid,
+                },
+            },
         },
         "sessions": sessions(snapshot),
         "proxy_protocol": {
@@ -178,11 +189,31 @@ fn sync(snapshot: &Snapshot) -> Value {
             "sealed": key.sealed,
             "opened": key.opened,
         })).collect::<Vec<_>>(),
+        "ticket_keys": sync.inbound.ticket_keys.as_ref().map(ticket_keys),
     });
     for (reason, count) in sync.rejections() {
         object[format!("rejected_{reason}")] = json!(count);
     }
     object
+}
+
+/// The ticket keys' epoch: periods and key ids (public: every ticket
+/// carries its key's id), never a key.
+fn ticket_keys(figures: &TicketKeyFigures) -> Value {
+    json!({
+        "rotate_s": figures.rotate_secs,
+        "period": figures.period,
+        "sealing": figures.sealing.map(|id| id.fingerprint().to_string()),
+        "keys": figures.keys.iter().map(|(period, id)| json!({
+            "period": period,
+            "fingerprint": id.fingerprint().to_string(),
+        })).collect::<Vec<_>>(),
+        "proposed": figures.proposed,
+        "received": figures.received,
+        "rotations": figures.rotations,
+        "too_early": figures.too_early,
+        "ready": figures.ready,
+    })
 }
 
 /// The pulls this router's processes made, and those it answered.

@@ -159,6 +159,7 @@ impl Snapshot {
                     sync_skipped: sum.sync_skipped + m.sync_skipped,
                     pulls: sum.pulls.plus(&m.pulls),
                     redis: sum.redis.plus(&m.redis),
+                    tickets: sum.tickets.plus(&m.tickets),
                 }
             })
     }

@@ -127,6 +127,21 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             .map(|(reason, count)| (reason.as_str(), count)),
     );
     out.counter_by(
+        "cachet_tls_tickets_total",
+        "Stateless TLS tickets (ssl-session-tickets = keys): issued, not issued (no key for the \
+         period), opened, and refused by reason (expired: sealed more than two periods ago; \
+         unknown_key; invalid).",
+        "outcome",
+        [
+            ("issued", totals.tickets.issued),
+            ("unissued", totals.tickets.unissued),
+            ("opened", totals.tickets.opened),
+            ("expired", totals.tickets.expired),
+            ("unknown_key", totals.tickets.unknown_key),
+            ("invalid", totals.tickets.invalid),
+        ],
+    );
+    out.counter_by(
         "cachet_proxy_protocol_headers_total",
         "Valid PROXY protocol headers, by whether they named the client or kept the real peer.",
         "source",
@@ -297,6 +312,9 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
 
 fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
     key_families(out, sync);
+    if let Some(tickets) = &sync.inbound.ticket_keys {
+        ticket_key_families(out, tickets);
+    }
     let n = &sync.inbound.node;
     out.single(
         "cachet_sync_received_datagrams_total",
@@ -499,6 +517,50 @@ fn key_families(out: &mut Exposition, sync: &super::SyncFigures) {
             processes,
         );
     }
+}
+
+/// The ticket keys' epoch: the period, the sealing key's fingerprint as
+/// a label of an info-style gauge, and the keys held.
+fn ticket_key_families(out: &mut Exposition, tickets: &crate::sync::ticket_keys::TicketKeyFigures) {
+    out.single(
+        "cachet_ticket_key_period",
+        "gauge",
+        "The current ticket key period (Unix time / ssl-session-ticket-rotate).",
+        tickets.period,
+    );
+    out.family(
+        "cachet_ticket_key_sealing",
+        "gauge",
+        "1 for the key (by fingerprint) this period's tickets are sealed under.",
+    );
+    if let Some(id) = tickets.sealing {
+        out.sample(
+            "cachet_ticket_key_sealing",
+            &[("key", &id.fingerprint().to_string())],
+            1,
+        );
+    }
+    out.single(
+        "cachet_ticket_keys",
+        "gauge",
+        "Ticket keys held (proposals for the previous, current and next periods).",
+        tickets.keys.len() as u64,
+    );
+    out.counter_by(
+        "cachet_ticket_keys_total",
+        "Ticket keys this router proposed, and keys from peers it took.",
+        "source",
+        [
+            ("proposed", tickets.proposed),
+            ("received", tickets.received),
+        ],
+    );
+    out.single(
+        "cachet_ticket_key_rotations_total",
+        "counter",
+        "Times the sealing ticket key changed.",
+        tickets.rotations,
+    );
 }
 
 fn pull_families(out: &mut Exposition, sync: &super::SyncFigures, made: &PullFigures) {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use cachet_core::sync::bootstrap::Step;
 use cachet_core::sync::{
-    BootstrapAnswer, ControlKind, Destination, Greeted, Greetings, SyncCounters,
+    BootstrapAnswer, ControlKind, Destination, Greeted, Greetings, SyncCounters, WithTicketKeys,
 };
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
@@ -34,6 +34,7 @@ use super::keys::Keys;
 use super::outbound::send_counted;
 use super::peers::{PeerTable, MAX_PEERS};
 use super::region_store::RegionStore;
+use super::ticket_keys::{TicketHolder, TicketKeyFigures};
 use super::RouterNode;
 use crate::clock;
 use crate::shared::SharedRegion;
@@ -67,6 +68,8 @@ pub struct InboundFigures {
     /// Datagrams and bytes received, by source IP. (A peer's workers send
     /// from ports of their own, so the IP is what identifies the peer.)
     pub received_from: Vec<SourceFigures>,
+    /// The ticket keys, when the router runs them.
+    pub ticket_keys: Option<TicketKeyFigures>,
 }
 
 /// What arrived from one source IP.
@@ -155,13 +158,15 @@ fn enlarge_receive_buffer(socket: &StdUdpSocket) {
 const MAX_ANSWERS: usize = 4;
 
 /// Runs the receiver until `shutdown`, following `keys` (the nodes that
-/// answer bootstrap requests take the keys in force when they start).
+/// answer bootstrap requests take the keys in force when they start), and
+/// holding the ticket keys with `tickets` when the router runs them.
 pub async fn run(
     socket: StdUdpSocket,
     keys: Arc<Keys>,
     region: &'static SharedRegion,
     configured: Vec<SocketAddr>,
     figures: Figures,
+    mut tickets: Option<TicketHolder>,
     mut shutdown: Shutdown,
 ) -> Result<()> {
     let mut follower = keys.follow();
@@ -199,6 +204,11 @@ pub async fn run(
             },
             _ = greeting.tick() => {
                 greet(&mut node, &socket, peers, &mut greetings, &mut out);
+                if let Some(holder) = &mut tickets {
+                    tick_ticket_keys(holder, &mut node, &figures);
+                    holder.take_unshared();
+                    share_ticket_keys(holder, &mut node, &socket, peers, &mut out);
+                }
                 follower.publish(&node);
                 continue;
             }
@@ -217,7 +227,11 @@ pub async fn run(
             slot.received_datagrams.fetch_add(1, Ordering::Relaxed);
             slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
-        let outcome = node.handle(clock::now(), &buf[..len], &mut RegionStore(region));
+        let mut store = WithTicketKeys {
+            store: RegionStore(region),
+            keys: tickets.as_mut(),
+        };
+        let outcome = node.handle(clock::now(), &buf[..len], &mut store);
         // Answers to the pull requests it carried, to where it came from.
         while let Some(message) = node.poll_message(&mut out) {
             if let Destination::Sender(_) = message.destination {
@@ -236,8 +250,10 @@ pub async fn run(
                         .bootstrap_entries_received += u64::from(handled.sets);
                 }
             }
-            if handled.control.bootstrap_end {
-                greetings.answered(from);
+            if handled.control.bootstrap_end && greetings.answered(from) {
+                if let Some(holder) = &mut tickets {
+                    holder.bootstrap_answered();
+                }
             }
             if handled.control.hello && known.is_none() {
                 match peers.add(from) {
@@ -246,11 +262,24 @@ pub async fn run(
                 }
             }
             if handled.control.bootstrap_request {
+                // The ticket keys first, at once: a router that restarts
+                // serves as soon as it has them.
+                if let Some(holder) = &tickets {
+                    if let Some(len) = holder.datagram(&mut node, &mut out) {
+                        send_to(&socket, &out[..len], from, peers, known);
+                    }
+                }
                 let request = Request {
                     from,
                     challenge: handled.challenge,
                 };
                 spawn_answer(&socket, &keys, region, request, &answering, &figures);
+            }
+        }
+        if let Some(holder) = &mut tickets {
+            tick_ticket_keys(holder, &mut node, &figures);
+            if holder.take_unshared() {
+                share_ticket_keys(holder, &mut node, &socket, peers, &mut out);
             }
         }
         // Publishing after each datagram keeps stats exact; it is a copy
@@ -259,6 +288,32 @@ pub async fn run(
         let mut f = figures.lock().expect("figures lock");
         f.node = *node.counters();
         f.count_source(from.ip(), len);
+    }
+}
+
+/// Runs the ticket key holder's turn, then shows its figures, and only
+/// then says the router holds keys (so stats show them as soon as the
+/// router serves).
+fn tick_ticket_keys(holder: &mut TicketHolder, node: &mut RouterNode, figures: &Figures) {
+    holder.tick(node);
+    figures.lock().expect("figures lock").ticket_keys = Some(holder.figures());
+    holder.announce_ready();
+}
+
+/// Sends the ticket keys held to every peer: when a key was added, and
+/// each second (so that peers that missed it, or joined since, get it
+/// within a second).
+fn share_ticket_keys(
+    holder: &TicketHolder,
+    node: &mut RouterNode,
+    socket: &UdpSocket,
+    peers: &PeerTable,
+    out: &mut [u8],
+) {
+    for (index, addr) in peers.peers() {
+        if let Some(len) = holder.datagram(node, out) {
+            send_to(socket, &out[..len], addr, peers, Some(index));
+        }
     }
 }
 

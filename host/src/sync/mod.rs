@@ -36,6 +36,7 @@ pub mod peers;
 pub mod pull;
 mod region_store;
 pub mod senders;
+pub mod ticket_keys;
 
 use std::sync::Arc;
 
@@ -134,27 +135,74 @@ pub fn start_outbound(
     outbound::spawn(keys, region, timeout, receives, metrics, shutdown.clone()).map(Some)
 }
 
+/// The receiver, once started: its figures for stats, and whether the
+/// router holds ticket keys yet (when it runs them).
+#[derive(Debug)]
+pub struct Inbound {
+    pub figures: inbound::Figures,
+    pub ticket_keys: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// How long a router may wait for ticket keys before it gives up starting:
+/// the holder makes its own after [`ticket_keys::STARTUP_WAIT`], so only a
+/// receiver that cannot run at all reaches this.
+const TICKET_KEYS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Inbound {
+    /// Waits until the router holds ticket keys, when it runs them: a
+    /// router serves no handshake before (its tickets would be sealed
+    /// under keys the cluster does not know, or not at all).
+    pub async fn ticket_keys_ready(&self) -> anyhow::Result<()> {
+        let Some(ready) = &self.ticket_keys else {
+            return Ok(());
+        };
+        let mut ready = ready.clone();
+        let held = tokio::time::timeout(TICKET_KEYS_DEADLINE, ready.wait_for(|held| *held))
+            .await
+            .map(|waited| waited.map(|_| ()));
+        match held {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => anyhow::bail!("the sync receiver stopped before it held ticket keys"),
+            Err(_) => anyhow::bail!(
+                "no ticket keys after {} s: neither received from a peer nor made",
+                TICKET_KEYS_DEADLINE.as_secs()
+            ),
+        }
+    }
+}
+
 /// Starts the receiver on `cache-udp-server`, if configured, announcing
-/// `cachet: listening sync ADDR`; returns its figures for stats.
+/// `cachet: listening sync ADDR`, holding the ticket keys when
+/// `ssl-session-tickets = keys`.
 pub fn start_inbound(
     config: &Config,
     socket: Option<std::net::UdpSocket>,
     region: &'static SharedRegion,
     keys: Option<&Arc<keys::Keys>>,
     shutdown: &Shutdown,
-) -> anyhow::Result<Option<inbound::Figures>> {
+) -> anyhow::Result<Option<Inbound>> {
     let (Some(socket), Some(keys)) = (socket, keys) else {
         return Ok(None);
     };
     let local: SocketAddr = socket.local_addr()?;
     crate::listen::announce("sync", local);
     let figures = inbound::Figures::default();
+    let (holder, ticket_keys) = match ticket_rotation(config) {
+        Some(rotation) => {
+            let peers = !config.cluster.udp_nodes.is_empty();
+            let (holder, ready) =
+                ticket_keys::TicketHolder::new(rotation, region.peers().tickets(), peers);
+            (Some(holder), Some(ready))
+        }
+        None => (None, None),
+    };
     let run = inbound::run(
         socket,
         Arc::clone(keys),
         region,
         config.cluster.udp_nodes.clone(),
         figures.clone(),
+        holder,
         shutdown.clone(),
     );
     tokio::spawn(async move {
@@ -162,5 +210,18 @@ pub fn start_inbound(
             tracing::error!("sync receiver stopped: {e:#}");
         }
     });
-    Ok(Some(figures))
+    Ok(Some(Inbound {
+        figures,
+        ticket_keys,
+    }))
+}
+
+/// The ticket key periods, when `ssl-session-tickets = keys`.
+pub fn ticket_rotation(config: &Config) -> Option<cachet_core::tickets::Rotation> {
+    match config.tickets {
+        crate::config::TicketMode::Keys { rotate } => {
+            cachet_core::tickets::Rotation::new(rotate.as_millis() as u64)
+        }
+        crate::config::TicketMode::Cache => None,
+    }
 }

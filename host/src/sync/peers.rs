@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::keys::KeyTable;
 use super::senders::SenderTable;
+use crate::tickets::board::TicketBoard;
 
 /// Most peers a router tracks.
 pub const MAX_PEERS: usize = 64;
@@ -64,6 +65,9 @@ pub struct PeerTable {
     keys: KeyTable,
     /// Each process's sync sender, which the master vouches for.
     senders: SenderTable,
+    /// The ticket keys, sealed, for every serving process
+    /// (`ssl-session-tickets = keys`).
+    tickets: TicketBoard,
 }
 
 /// A snapshot of one peer's counters.
@@ -149,6 +153,11 @@ impl PeerTable {
     /// Each process's sync sender.
     pub fn senders(&self) -> &SenderTable {
         &self.senders
+    }
+
+    /// The board the receiver publishes the ticket keys on.
+    pub fn tickets(&self) -> &TicketBoard {
+        &self.tickets
     }
 
     /// The counters of slot `index`.
@@ -294,6 +303,7 @@ mod tests {
             slots: std::array::from_fn(|_| PeerSlot::default()),
             keys: KeyTable::default(),
             senders: SenderTable::default(),
+            tickets: TicketBoard::default(),
         })
     }
 

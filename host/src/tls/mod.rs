@@ -255,8 +255,8 @@ impl SiteBuilder<'_> {
             .context("the private key does not suit the certificate")?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         // rustls' default ticketer never produces stateless tickets, so with
-        // the cache on, TLS 1.3 tickets are stateful and land in the cache
-        // like TLS 1.2 session ids do. On a reload, a site whose context is
+        // the cache on (and `ssl-session-tickets = cache`), TLS 1.3 tickets
+        // are stateful and land in the cache like TLS 1.2 session ids do. On a reload, a site whose context is
         // unchanged keeps the storage it had (with rustls' in-memory default
         // too), so its sessions keep resuming; a new certificate means a new
         // context, under which older sessions are never found.
@@ -279,6 +279,15 @@ impl SiteBuilder<'_> {
             let storage = store.for_context(&context.0);
             config.session_storage = storage.clone();
             sessions = Some(storage);
+        }
+        // With cluster ticket keys (`ssl-session-tickets = keys`), TLS 1.2
+        // and 1.3 tickets are stateless: sealed by the ticketer, stored
+        // nowhere, opened on any router of the cluster. (rustls then keeps
+        // 0-RTT off: stateless tickets cannot be made single-use.)
+        if let Sessions::Cache(store) = self.sessions {
+            if let Some(ticketer) = store.ticketer() {
+                config.ticketer = ticketer;
+            }
         }
         info!(
             socket = %self.socket.addr,
