@@ -76,7 +76,14 @@ pub fn session_store(
         )),
         _ => None,
     };
-    SessionStore::new(region, config.ssl_sessions_timeout, cluster, redis, ticketer).map(Arc::new)
+    SessionStore::new(
+        region,
+        config.ssl_sessions_timeout,
+        cluster,
+        redis,
+        ticketer,
+    )
+    .map(Arc::new)
 }
 
 /// Serves `listeners` alone: HTTPS, stats and the sweeper in this process.
