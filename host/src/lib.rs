@@ -3,8 +3,9 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line, sets up logging and
 //! hands a validated [`config::Config`] to [`router::run`]. Everything else lives
-//! in this library so that the master/worker process model, the fuzz targets and
-//! the end-to-end tests can reach the same code.
+//! in this library so that the master/worker process model, the benchmarks and
+//! the end-to-end tests can reach the same code. (The fuzz targets exercise
+//! `cachet-core`, where the parsers of untrusted bytes live.)
 
 pub mod access_log;
 pub mod bench;

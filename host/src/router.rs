@@ -134,7 +134,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: Shutdown) -> R
         store,
         proxy,
         shutdown,
-        true,
+        Listening::Announce,
         || {
             listen::announce_ready();
             crate::systemd::ready();
@@ -170,17 +170,27 @@ pub fn proxy(config: &Config, metrics: Metrics) -> Result<Arc<Proxy>> {
     }))
 }
 
+/// Whether a process serving HTTPS says where it listens
+/// (`cachet: listening https ADDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// The lone process: it is the router, it says so.
+    Announce,
+    /// A worker: its master announced the sockets it handed down.
+    Quiet,
+}
+
 /// Serves the HTTPS sockets until `shutdown`, then waits up to the drain
-/// deadline for open connections to finish. `announce` prints the listening
-/// lines (a worker leaves that to its master); `ready` runs once every
-/// socket accepts.
+/// deadline for open connections to finish. With [`Listening::Announce`]
+/// it prints the listening lines (a worker leaves that to its master);
+/// `ready` runs once every socket accepts.
 pub async fn serve_https(
     config: &Config,
     https: Vec<std::net::TcpListener>,
     store: Option<Arc<SessionStore>>,
     proxy: Arc<Proxy>,
     mut shutdown: Shutdown,
-    announce: bool,
+    listening: Listening,
     ready: impl FnOnce(),
 ) -> Result<()> {
     let sessions = match (&store, config.ssl_sessions_use_cache) {
@@ -221,7 +231,7 @@ pub async fn serve_https(
 
     let tracker = Tracker::default();
     for (listener, socket) in sockets {
-        if announce {
+        if listening == Listening::Announce {
             listen::announce("https", socket.local);
         }
         tokio::spawn(accept_loop(

@@ -82,7 +82,16 @@ pub fn run(mut config: Config, id: usize) -> Result<()> {
         let proxy = router::proxy(&config, metrics)?;
         // Telling the master this worker accepts connections.
         let ready = || metrics.set_ready(std::process::id());
-        router::serve_https(&config, https, store, proxy, stop, false, ready).await
+        router::serve_https(
+            &config,
+            https,
+            store,
+            proxy,
+            stop,
+            router::Listening::Quiet,
+            ready,
+        )
+        .await
     })
 }
 
@@ -95,8 +104,7 @@ fn die_with_master() -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_PDEATHSIG)");
     }
     // The master may have died before the call above took effect.
-    // SAFETY: getppid has no preconditions.
-    if unsafe { libc::getppid() } == 1 {
+    if std::os::unix::process::parent_id() == 1 {
         bail!("the master is gone");
     }
     Ok(())

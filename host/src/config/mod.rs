@@ -409,9 +409,9 @@ impl Config {
         let keys_mode = raw
             .single("ssl-session-tickets")
             .is_some_and(|s| s.value == "keys");
-        if keys_mode && !(given("cache-udp-server") && given("cache-udp-key")) {
+        if keys_mode && !(given("cache-udp-server") && keyed) {
             problems.push(ConfigError::Usage(
-                "`ssl-session-tickets = keys` needs `cache-udp-server` and `cache-udp-key`: \
+                "`ssl-session-tickets = keys` needs `cache-udp-server` and `cluster-key`: \
                  the ticket keys are created by the cluster, arrive from peers on the sync \
                  socket and travel only sealed under the cluster key (a router alone is a \
                  cluster of one: `cache-udp-server = 127.0.0.1:0` and no `cache-udp-node`)"
@@ -988,6 +988,15 @@ mod tests {
                 rotate: DEFAULT_TICKET_ROTATE
             }
         );
+        // The key file under its new name does as well as under its alias.
+        let renamed: Vec<&str> = cluster
+            .iter()
+            .map(|&arg| match arg {
+                "--cache-udp-key" => "--cluster-key",
+                other => other,
+            })
+            .collect();
+        assert_eq!(config(&renamed).unwrap().tickets, default.tickets);
         let args = [&cluster[..], &["--ssl-session-ticket-rotate", "60"]].concat();
         assert_eq!(
             config(&args).unwrap().tickets,

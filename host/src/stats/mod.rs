@@ -2,8 +2,8 @@
 //! same figures as Prometheus text.
 //!
 //! Rendering works on a plain [`Snapshot`], so whoever gathers the figures (a
-//! single router today, a master adding up its workers later) is free to
-//! assemble it however it likes.
+//! lone process, or a master adding up its workers' blocks in shared
+//! memory) is free to assemble it however it likes.
 
 mod json;
 mod prometheus;
