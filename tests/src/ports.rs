@@ -12,7 +12,7 @@
 //!   moment ago and, should one of them have been taken meanwhile, starts
 //!   everything again on fresh ones.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Socket, Type};
 
@@ -53,6 +53,20 @@ impl Default for Refusing {
     fn default() -> Self {
         Refusing::new()
     }
+}
+
+/// A TCP port on loopback that was free a moment ago, for a server that
+/// takes its port on the command line (and may find it taken: retry).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Whether TCP `port` on loopback is free now.
+pub fn tcp_port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// A UDP port on loopback that was free a moment ago.

@@ -4,11 +4,12 @@
 //! own. A test can kill, stop, continue and restart a server on its port,
 //! and read everything a server holds.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::ports::{free_tcp_port, tcp_port_free};
 use crate::tools;
 
 /// How long a server may take to answer its first PING, or a cluster to
@@ -235,15 +236,4 @@ impl RedisCluster {
         let nodes: Vec<String> = self.nodes.iter().map(|n| n.addr().to_string()).collect();
         format!("redis+cluster://{}", nodes.join(","))
     }
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn tcp_port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }

@@ -16,6 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -29,18 +30,37 @@ tokio::task_local! {
 /// The writes to Redis a connection's handshake started and has not seen
 /// end. Cheap to clone; one per connection, only with the Redis tier on.
 #[derive(Debug, Clone, Default)]
-pub struct SessionWrites(Arc<Mutex<Vec<oneshot::Receiver<()>>>>);
+pub struct SessionWrites(Arc<Pending>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    writes: Mutex<Vec<oneshot::Receiver<()>>>,
+    /// The handshake is over: nothing registers any more.
+    closed: AtomicBool,
+}
 
 impl SessionWrites {
     /// Runs `future` (a handshake) with this set as the one
     /// [`register`] adds to.
     pub async fn scope<F: Future>(&self, future: F) -> F::Output {
-        CURRENT.scope(self.clone(), future).await
+        let output = CURRENT.scope(self.clone(), future).await;
+        self.0.closed.store(true, Ordering::Release);
+        output
+    }
+
+    /// Whether no write can be registered any more and none is pending.
+    fn settled(&self) -> bool {
+        self.0.closed.load(Ordering::Acquire)
+            && self
+                .0
+                .writes
+                .lock()
+                .map_or(true, |pending| pending.is_empty())
     }
 
     /// Ready once every registered write has ended.
     fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Ok(mut pending) = self.0.lock() else {
+        let Ok(mut pending) = self.0.writes.lock() else {
             return Poll::Ready(());
         };
         // A dropped sender (the write's task ended without a word) ends
@@ -59,7 +79,7 @@ impl SessionWrites {
 pub fn register(write: oneshot::Receiver<()>) -> bool {
     CURRENT
         .try_with(|writes| {
-            if let Ok(mut pending) = writes.0.lock() {
+            if let Ok(mut pending) = writes.0.writes.lock() {
                 pending.push(write);
             }
         })
@@ -84,11 +104,17 @@ impl<S> Held<S> {
         &self.inner
     }
 
-    fn poll_writes_done(&self, cx: &mut Context<'_>) -> Poll<()> {
-        match &self.writes {
-            Some(writes) => writes.poll_done(cx),
-            None => Poll::Ready(()),
+    fn poll_writes_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(writes) = &self.writes else {
+            return Poll::Ready(());
+        };
+        std::task::ready!(writes.poll_done(cx));
+        // Once the handshake is over and its writes have ended, the rest
+        // of the connection's bytes pass without a look.
+        if writes.settled() {
+            self.writes = None;
         }
+        Poll::Ready(())
     }
 }
 
@@ -164,7 +190,8 @@ mod tests {
         done.send(()).unwrap();
         far.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"finished");
-        writer.await.unwrap();
+        let held = writer.await.unwrap();
+        assert!(held.writes.is_none(), "settled: later bytes pass unchecked");
     }
 
     #[tokio::test]
