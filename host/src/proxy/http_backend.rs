@@ -30,19 +30,31 @@ pub async fn forward(
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
     let (mut parts, body) = request.into_parts();
-    let host = request_host(&parts.uri, &parts.headers, conn);
+    // An HTTP/1.1 client's Host header goes on as it is; only a request
+    // without one (HTTP/2's authority, or the SNI name) gets one made.
+    let host = match parts.headers.get(header::HOST) {
+        Some(_) => None,
+        None => Some(request_host(&parts.uri, &parts.headers, conn)),
+    };
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;
     // Origin form: the backend gets the path, the authority goes in Host.
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .parse()
-        .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad request target".into()))?;
-    let host = HeaderValue::from_str(&host)
-        .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
-    parts.headers.insert(header::HOST, host);
+    // An HTTP/1.1 request target is in origin form already.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .parse()
+            .map_err(|_| {
+                ForwardError::Client(StatusCode::BAD_REQUEST, "bad request target".into())
+            })?;
+    }
+    if let Some(host) = host {
+        let host = HeaderValue::from_str(&host)
+            .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
+        parts.headers.insert(header::HOST, host);
+    }
     append_forwarded_for(&mut parts.headers, conn);
     parts
         .headers
@@ -117,15 +129,14 @@ fn no_response(error: hyper::Error) -> ForwardError {
 
 /// Appends the client's address to any X-Forwarded-For it sent.
 fn append_forwarded_for(headers: &mut http::HeaderMap, conn: &ConnInfo) {
-    let client = conn.peer.ip().to_string();
     let value = match headers
         .get(&X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
     {
-        Some(previous) => format!("{previous}, {client}"),
-        None => client,
+        Some(previous) => HeaderValue::from_str(&format!("{previous}, {}", conn.peer.ip())).ok(),
+        None => Some(conn.client_ip.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
     }
 }

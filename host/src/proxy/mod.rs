@@ -43,6 +43,9 @@ pub struct ConnInfo {
     /// The client: the address a PROXY protocol header gave
     /// (`enable-proxy-protocol`), else the TCP peer.
     pub peer: SocketAddr,
+    /// `peer`'s address as a header value, made once per connection: what
+    /// X-Forwarded-For gets on each of its requests.
+    pub client_ip: HeaderValue,
     /// The https socket's own address.
     pub local: SocketAddr,
     /// The SNI name the client asked for.
@@ -57,6 +60,25 @@ pub struct TlsInfo {
     pub version: &'static str,
     /// Whether the handshake resumed a session.
     pub resumed: bool,
+}
+
+impl ConnInfo {
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        server_name: Option<String>,
+        tls: TlsInfo,
+    ) -> Self {
+        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self {
+            peer,
+            client_ip,
+            local,
+            server_name,
+            tls,
+        }
+    }
 }
 
 impl TlsInfo {

@@ -134,8 +134,13 @@ async fn connection(
             }
         }
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-        let server_name = start.client_hello().server_name().map(str::to_owned);
-        let tls = start.into_stream(site.config.clone()).await?;
+        let hello = start.client_hello();
+        let server_name = hello.server_name().map(str::to_owned);
+        let choice = site
+            .configs
+            .choice(hello.cipher_suites(), !offer.psk_identities.is_empty());
+        let config = Arc::clone(site.configs.get(choice));
+        let tls = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((tls, server_name))
     };
     let handshake = async {
@@ -169,12 +174,12 @@ async fn connection(
     metrics.handshake_completed(session);
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
 
-    let conn = Arc::new(ConnInfo {
+    let conn = Arc::new(ConnInfo::new(
         peer,
-        local: socket.local,
+        socket.local,
         server_name,
-        tls: TlsInfo::of(session),
-    });
+        TlsInfo::of(session),
+    ));
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = Arc::clone(&activity);

@@ -409,15 +409,15 @@ mod tests {
     use crate::uwsgi::decode_vars;
 
     fn conn() -> ConnInfo {
-        ConnInfo {
-            peer: "192.0.2.7:5555".parse().unwrap(),
-            local: "127.0.0.1:8443".parse().unwrap(),
-            server_name: Some("sni.test".into()),
-            tls: crate::proxy::TlsInfo {
+        ConnInfo::new(
+            "192.0.2.7:5555".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+            Some("sni.test".into()),
+            crate::proxy::TlsInfo {
                 version: "TLSv1.3",
                 resumed: false,
             },
-        }
+        )
     }
 
     #[test]

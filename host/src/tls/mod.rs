@@ -7,7 +7,9 @@
 //! of which certificate was served.
 
 pub mod certs;
+pub mod cipher_order;
 pub mod context;
+pub mod variants;
 
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +21,7 @@ use tracing::info;
 
 pub use certs::Identity;
 pub use context::SessionContext;
+pub use variants::Variants;
 
 use crate::config::{HttpsSocket, SniCertificate};
 use crate::store::{ContextStorage, SessionStore};
@@ -42,7 +45,8 @@ pub enum Sessions<'a> {
 /// clone: a connection keeps the one it started with.)
 #[derive(Clone, Debug)]
 pub struct Site {
-    pub config: Arc<ServerConfig>,
+    /// The rustls configurations, by what the ClientHello offers.
+    pub configs: Variants,
     pub context: SessionContext,
     /// The session cache's view for this context, when sessions live there
     /// (the same storage as `config.session_storage`): what a connection
@@ -82,7 +86,9 @@ pub struct Endpoint {
 /// Settings shared by every configuration of a socket.
 struct SiteBuilder<'a> {
     socket: &'a HttpsSocket,
+    /// The suites in the router's order, and with ChaCha20 first.
     provider: Arc<CryptoProvider>,
+    chacha_first: Arc<CryptoProvider>,
     versions: Vec<&'static SupportedProtocolVersion>,
     explicit_context: Option<&'a str>,
     sessions: Sessions<'a>,
@@ -162,11 +168,14 @@ impl Sites {
         sessions: Sessions<'_>,
         previous: Option<&Sites>,
     ) -> Result<Self> {
-        let provider = Arc::new(provider_for(socket.ciphers.as_deref())?);
+        let provider = provider_for(socket.ciphers.as_deref())?;
+        let chacha_first = Arc::new(cipher_order::chacha_first(&provider));
+        let provider = Arc::new(provider);
         let versions = versions_of(&provider);
         let builder = SiteBuilder {
             socket,
             provider,
+            chacha_first,
             versions,
             explicit_context,
             sessions,
@@ -234,30 +243,12 @@ impl Sites {
 impl SiteBuilder<'_> {
     fn site(&self, identity: Identity, sni_name: Option<&str>) -> Result<Site> {
         let context = SessionContext::derive(self.explicit_context, sni_name, &identity.chain);
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
-            .with_protocol_versions(&self.versions)
-            .context("no usable protocol version for these cipher suites")?;
-        let builder = match &self.socket.client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let roots = certs::load_roots(path)?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    Arc::clone(&self.provider),
-                )
-                .build()
-                .with_context(|| format!("client CA `{}`", path.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder
-            .with_single_cert(identity.chain, identity.key)
-            .context("the private key does not suit the certificate")?;
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        let mut config = self.config(&self.provider, identity.clone())?;
+        let chacha_first = self.config(&self.chacha_first, identity)?;
         // rustls' default ticketer never produces stateless tickets, so with
         // the cache on (and `ssl-session-tickets = cache`), TLS 1.3 tickets
-        // are stateful and land in the cache like TLS 1.2 session ids do. On a reload, a site whose context is
-        // unchanged keeps the storage it had (with rustls' in-memory default
+        // are stateful and land in the cache like TLS 1.2 session ids do.
+        // On a reload, a site whose context is unchanged keeps the storage it had (with rustls' in-memory default
         // too), so its sessions keep resuming; a new certificate means a new
         // context, under which older sessions are never found.
         let kept = self.previous.and_then(|previous| {
@@ -266,7 +257,7 @@ impl SiteBuilder<'_> {
                 .find(|site| site.context == context)
                 .map(|site| {
                     (
-                        Arc::clone(&site.config.session_storage),
+                        Arc::clone(&site.configs.config().session_storage),
                         site.sessions.clone(),
                     )
                 })
@@ -296,20 +287,48 @@ impl SiteBuilder<'_> {
             "tls certificate loaded"
         );
         Ok(Site {
-            config: Arc::new(config),
+            configs: Variants::new(config, chacha_first),
             context,
             sessions,
             tls13: self.versions.contains(&&rustls::version::TLS13),
         })
     }
+
+    /// The socket's settings over `provider`'s suites, serving `identity`
+    /// (session storage and ticketer are the site's to set).
+    fn config(&self, provider: &Arc<CryptoProvider>, identity: Identity) -> Result<ServerConfig> {
+        let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
+            .with_protocol_versions(&self.versions)
+            .context("no usable protocol version for these cipher suites")?;
+        let builder = match &self.socket.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let roots = certs::load_roots(path)?;
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(provider),
+                )
+                .build()
+                .with_context(|| format!("client CA `{}`", path.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(identity.chain, identity.key)
+            .context("the private key does not suit the certificate")?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
 }
 
 /// aws-lc-rs with the cipher suites named in `ciphers` (colon-separated
 /// IANA names as rustls spells them, e.g. `TLS13_AES_128_GCM_SHA256:
-/// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`), or its defaults.
+/// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`) in that order, or its
+/// defaults in the router's order ([`cipher_order`]).
 fn provider_for(ciphers: Option<&str>) -> Result<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
     let Some(ciphers) = ciphers else {
+        cipher_order::default_order(&mut provider.cipher_suites);
         return Ok(provider);
     };
     let available = aws_lc_rs::ALL_CIPHER_SUITES;
@@ -381,7 +400,7 @@ mod tests {
             Endpoint::build(&no_certificate(), &[], None, Sessions::RustlsDefault).unwrap();
         let current = endpoint.current();
         let site = |context: u8| Site {
-            config: Arc::clone(&current.default.config),
+            configs: current.default.configs.clone(),
             context: SessionContext([context; 16]),
             sessions: None,
             tls13: true,
@@ -430,8 +449,8 @@ mod tests {
             .unwrap();
         assert_eq!(rebuilt.default.context, before.default.context);
         assert!(Arc::ptr_eq(
-            &rebuilt.default.config.session_storage,
-            &before.default.config.session_storage
+            &rebuilt.default.configs.config().session_storage,
+            &before.default.configs.config().session_storage
         ));
         endpoint.replace(rebuilt);
         // What a connection already holds is untouched by the swap.
@@ -455,8 +474,8 @@ mod tests {
             .unwrap();
         assert_eq!(same.default.context, before.default.context);
         assert!(Arc::ptr_eq(
-            &same.default.config.session_storage,
-            &before.default.config.session_storage
+            &same.default.configs.config().session_storage,
+            &before.default.configs.config().session_storage
         ));
 
         // New certificate in the same files.
@@ -468,8 +487,8 @@ mod tests {
             .unwrap();
         assert_ne!(swapped.default.context, before.default.context);
         assert!(!Arc::ptr_eq(
-            &swapped.default.config.session_storage,
-            &before.default.config.session_storage
+            &swapped.default.configs.config().session_storage,
+            &before.default.configs.config().session_storage
         ));
 
         // A key that is not a key: the rebuild fails naming the file, and
