@@ -413,7 +413,7 @@ mod tests {
             peer: "192.0.2.7:5555".parse().unwrap(),
             local: "127.0.0.1:8443".parse().unwrap(),
             server_name: Some("sni.test".into()),
-            tls: crate::proxy::TlsInfo {
+            tls: crate::access_log::TlsInfo {
                 version: "TLSv1.3",
                 resumed: false,
             },
