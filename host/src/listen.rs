@@ -1,9 +1,11 @@
-//! Binding the listening sockets.
+//! Binding the listening sockets: every one the router listens on (https,
+//! stats, `cache-udp-server`) is bound here, and only here.
 //!
 //! Sockets are bound before any runtime or worker exists, as plain std
 //! listeners, so that a master process can bind once and hand them to its
-//! workers. Port 0 is allowed; the bound address is announced on stderr in a
-//! fixed form (see [`announce`]) for scripts and tests.
+//! workers. Port 0 is allowed; the bound addresses are announced on stderr
+//! in a fixed form (see [`Addresses::announce_ready`]) for scripts and
+//! tests, once the router serves.
 //!
 //! By default a master's workers share each https socket: a worker that is
 //! stuck (stopped, or busy in a long computation) leaves new connections

@@ -12,8 +12,8 @@
 
 mod handoff;
 mod https;
-pub mod master;
-pub mod single;
+mod master;
+mod single;
 mod startup;
 pub mod worker;
 
