@@ -59,7 +59,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
         );
     }
     let region = startup::create_region(config)?;
-    shared::inheritable(region.fd()).context("sharing the region with workers")?;
+    crate::sys::fd::inheritable(region.fd()).context("sharing the region with workers")?;
     // With `reuse-port`, each worker's own https sockets, kept open here
     // for the master's life so that connections queued on a dead worker's
     // socket wait for its replacement; else one set shared by all.
@@ -73,7 +73,8 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
     for sockets in &worker_sockets {
         let mut fds = Vec::new();
         for listener in sockets {
-            shared::inheritable(std::os::fd::AsFd::as_fd(listener)).context("sharing a socket")?;
+            crate::sys::fd::inheritable(std::os::fd::AsFd::as_fd(listener))
+                .context("sharing a socket")?;
             fds.push(listener.as_raw_fd().to_string());
         }
         https_fds.push(fds.join(","));

@@ -36,8 +36,6 @@ use crate::sys::robust_mutex::{Acquired, Guard, RobustMutex, MUTEX_SIZE};
 use crate::sys::shm::SharedMemory;
 use peers::PeerTable;
 
-pub use crate::sys::fd::inheritable;
-
 /// Most processes that can count in the region: workers are numbered from
 /// 1, block 0 belongs to a process serving on its own (or the master).
 pub const MAX_WORKERS: usize = 1024;
@@ -60,7 +58,6 @@ const _: () = assert!(MUTEX_SIZE <= CONTROL_LEN);
 pub const TEST_HOLD_LOCK_ENV: &str = "CACHET_TEST_HOLD_CACHE_LOCK";
 
 /// The shared region, as one process maps it.
-#[derive(Debug)]
 pub struct SharedRegion {
     memory: &'static SharedMemory,
     /// Guards the cache bytes (none when the region has no cache).
@@ -70,6 +67,16 @@ pub struct SharedRegion {
     layout: Option<Layout>,
     /// Armed by [`TEST_HOLD_LOCK_ENV`] for this process.
     hold_lock_for_test: bool,
+}
+
+impl std::fmt::Debug for SharedRegion {
+    // Not the thousand counter blocks and the peer table.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRegion")
+            .field("bytes", &self.memory.len())
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The geometry of the cache to create.
@@ -95,7 +102,7 @@ impl SharedRegion {
         let memory =
             SharedMemory::create("cachet-shared", len).context("creating shared memory")?;
         let lock = memory
-            .new_mutex(0, CACHE_AT..len)?
+            .new_mutex(0, CACHE_AT..len)
             .context("initialising the cache lock")?;
         let region = SharedRegion {
             memory,

@@ -199,8 +199,7 @@ mod tests {
     #[test]
     fn a_dead_owner_releases_the_lock_and_is_reported() {
         let memory = SharedMemory::create("cachet-lock-test", 4096).unwrap();
-        let lock: &'static RobustMutex =
-            Box::leak(Box::new(memory.new_mutex(0, 64..128).unwrap().unwrap()));
+        let lock: &'static RobustMutex = Box::leak(Box::new(memory.new_mutex(0, 64..128).unwrap()));
         {
             let mut guard = lock.lock().unwrap();
             assert_eq!(guard.acquired(), Acquired::Clean);

@@ -100,6 +100,15 @@ pub enum PlaceError {
     },
 }
 
+/// Why a robust mutex cannot be formatted.
+#[derive(Debug, thiserror::Error)]
+pub enum NewMutexError {
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    #[error("pthread refused the robust process-shared mutex: {0}")]
+    Init(#[from] io::Error),
+}
+
 impl SharedMemory {
     /// A new zero-filled memory file of `len` bytes, mapped for the life
     /// of the process. The descriptor is inherited by child processes (no
@@ -199,11 +208,11 @@ impl SharedMemory {
         &'static self,
         at: usize,
         guards: Range<usize>,
-    ) -> Result<io::Result<RobustMutex>, PlaceError> {
+    ) -> Result<RobustMutex, NewMutexError> {
         let (mutex, bytes) = self.mutex_places(at, guards)?;
         // SAFETY: both places are inside the mapping, never unmapped, and
         // handed out only to this mutex; no other process maps it yet.
-        Ok(unsafe { RobustMutex::init(mutex, bytes) })
+        Ok(unsafe { RobustMutex::init(mutex, bytes) }?)
     }
 
     /// The robust mutex another process formatted at `at`, guarding `guards`.
