@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use cachet::access_log::TlsInfo;
 use cachet::access_log::{AccessLog, AccessLogConfig, Client, Entry, Format, Request, Target};
-use cachet::proxy::TlsInfo;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {

@@ -163,12 +163,34 @@ pub struct Request {
     pub version: http::Version,
 }
 
+/// How the client's TLS connection was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// Whether the handshake resumed a session.
+    pub resumed: bool,
+}
+
+impl TlsInfo {
+    pub fn of(connection: &rustls::ServerConnection) -> TlsInfo {
+        TlsInfo {
+            version: match connection.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "TLS?",
+            },
+            resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        }
+    }
+}
+
 /// What the connection knows: who the client is and how it connected.
 #[derive(Clone, Copy, Debug)]
 pub struct Client<'a> {
     pub addr: SocketAddr,
     pub server_name: Option<&'a str>,
-    pub tls: crate::proxy::TlsInfo,
+    pub tls: TlsInfo,
 }
 
 /// One finished request.
@@ -504,7 +526,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::TlsInfo;
 
     fn entry_parts() -> (Request, Client<'static>) {
         (

@@ -15,17 +15,7 @@ pub fn now() -> Instant {
 /// `CLOCK_MONOTONIC` in microseconds: the cache's timeline, and the one
 /// systemd expects in `MONOTONIC_USEC` when a service reloads.
 pub fn monotonic_micros() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes one `timespec` through a pointer to a
-    // live, properly aligned local; CLOCK_MONOTONIC is always supported on
-    // Linux, so the call cannot fail.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000) + (ts.tv_nsec as u64) / 1000
+    crate::sys::clock::monotonic_micros()
 }
 
 /// Milliseconds since the Unix epoch: the wall clock, which only ticket

@@ -28,6 +28,7 @@ pub struct LatencyCounters {
     buckets: [AtomicU64; BUCKETS],
     sum_us: AtomicU64,
 }
+crate::sys::shm::zeroable!(LatencyCounters { buckets, sum_us });
 
 impl LatencyCounters {
     pub fn record(&self, took: Duration) {

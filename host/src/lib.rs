@@ -2,38 +2,39 @@
 //! process or node.
 //!
 //! The binary (`src/main.rs`) only parses the command line, sets up logging and
-//! hands a validated [`config::Config`] to [`router::run`]. Everything else lives
+//! hands a validated [`config::Config`] to [`mode::run`]. Everything else lives
 //! in this library so that the master/worker process model, the benchmarks and
-//! the end-to-end tests can reach the same code. (The fuzz targets exercise
+//! the integration tests can reach the same code. (The fuzz targets exercise
 //! `cachet-core`, where the parsers of untrusted bytes live.)
+
+// `unsafe` lives in `sys` alone, behind safe functions.
+#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod bench;
 pub mod check;
 pub mod clock;
 pub mod config;
-pub mod hex;
-pub mod latency;
-pub mod limits;
+pub(crate) mod hex;
+pub(crate) mod latency;
+pub(crate) mod limits;
 pub mod lines;
-pub mod listen;
-pub mod master;
-pub mod metrics;
-pub mod proxy;
-pub mod redis;
-pub mod reload;
-pub mod robust_lock;
-pub mod router;
-pub mod session_key;
+pub(crate) mod listen;
+pub(crate) mod metrics;
+pub mod mode;
+pub(crate) mod proxy;
+pub(crate) mod redis;
+pub(crate) mod reload;
+pub(crate) mod session_key;
 pub mod shared;
-pub mod shm;
-pub mod shutdown;
-pub mod stats;
-pub mod status_line;
-pub mod store;
+pub(crate) mod shutdown;
+pub(crate) mod stats;
+pub(crate) mod status_line;
+pub(crate) mod store;
 pub mod sync;
-pub mod systemd;
-pub mod tickets;
-pub mod tls;
+#[allow(unsafe_code)]
+pub mod sys;
+pub(crate) mod systemd;
+pub(crate) mod tickets;
+pub(crate) mod tls;
 pub mod uwsgi;
-pub mod worker;

@@ -1,9 +1,11 @@
-//! Binding the listening sockets.
+//! Binding the listening sockets: every one the router listens on (https,
+//! stats, `cache-udp-server`) is bound here, and only here.
 //!
 //! Sockets are bound before any runtime or worker exists, as plain std
 //! listeners, so that a master process can bind once and hand them to its
-//! workers. Port 0 is allowed; the bound address is announced on stderr in a
-//! fixed form (see [`announce`]) for scripts and tests.
+//! workers. Port 0 is allowed; the bound addresses are announced on stderr
+//! in a fixed form (see [`Addresses::announce_ready`]) for scripts and
+//! tests, once the router serves.
 //!
 //! By default a master's workers share each https socket: a worker that is
 //! stuck (stopped, or busy in a long computation) leaves new connections
@@ -15,7 +17,7 @@
 //! share waiting for it. The master keeps every socket open, so a dead
 //! worker's queue of pending connections is served by its replacement.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 use anyhow::{Context, Result};
 
@@ -28,7 +30,7 @@ pub struct Listeners {
     pub stats: Option<TcpListener>,
     pub stats_http: Option<TcpListener>,
     /// `cache-udp-server`, when the router replicates sessions.
-    pub sync: Option<std::net::UdpSocket>,
+    pub sync: Option<UdpSocket>,
 }
 
 impl Listeners {
@@ -50,12 +52,9 @@ impl Listeners {
                 .stats_http
                 .map(|addr| bind("stats-http", addr, false))
                 .transpose()?,
-            sync: match config.cluster.udp_server {
-                Some(addr) if crate::sync::enabled(config) => {
-                    Some(crate::sync::inbound::bind(addr)?)
-                }
-                _ => None,
-            },
+            // The configuration accepts `cache-udp-server` only with a
+            // cluster key: given, it replicates.
+            sync: config.cluster.udp_server.map(bind_udp).transpose()?,
         })
     }
 }
@@ -101,13 +100,78 @@ fn bind(option: &str, addr: SocketAddr, reuse_port: bool) -> Result<TcpListener>
     Ok(socket.into())
 }
 
-/// Prints `cachet: listening KIND ADDR` on stderr. The format is an interface:
-/// tests and scripts parse it to learn ports chosen with port 0.
-pub fn announce(kind: &str, addr: SocketAddr) {
-    crate::say!("cachet: listening {kind} {addr}");
+/// Receive buffer asked for on `cache-udp-server`: bursts (bootstrap
+/// answers from several peers, many workers pushing at once) must not
+/// overflow the kernel's default of about 200 KB.
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+
+/// Binds `cache-udp-server`. A multicast group address is joined on every
+/// interface, with the socket bound to the group's port.
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket> {
+    let socket = if addr.ip().is_multicast() {
+        let any: IpAddr = if addr.is_ipv4() {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(any, addr.port()))
+            .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?;
+        match addr.ip() {
+            IpAddr::V4(group) => socket.join_multicast_v4(&group, &[0, 0, 0, 0].into()),
+            IpAddr::V6(group) => socket.join_multicast_v6(&group, 0),
+        }
+        .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot join the group"))?;
+        socket
+    } else {
+        UdpSocket::bind(addr)
+            .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?
+    };
+    socket.set_nonblocking(true)?;
+    enlarge_receive_buffer(&socket);
+    Ok(socket)
 }
 
-/// Printed once every listener serves.
-pub fn announce_ready() {
-    crate::say!("cachet: ready");
+/// Asks for [`RECEIVE_BUFFER`] bytes of receive buffer: beyond the
+/// system's limit when privileged, else up to it. A smaller buffer only
+/// drops more datagrams in a burst, which replication tolerates.
+fn enlarge_receive_buffer(socket: &UdpSocket) {
+    if crate::sys::socket::force_receive_buffer(socket, RECEIVE_BUFFER).is_err() {
+        tracing::warn!("cache-udp-server: could not enlarge the receive buffer");
+    }
+}
+
+/// Where the router listens, kept once the sockets went to their tasks.
+#[derive(Debug, Clone)]
+pub struct Addresses(Vec<(&'static str, SocketAddr)>);
+
+impl Listeners {
+    /// The bound addresses, in the order they are announced.
+    pub fn addresses(&self) -> Result<Addresses> {
+        let mut all = Vec::new();
+        if let Some(sync) = &self.sync {
+            all.push(("sync", sync.local_addr()?));
+        }
+        for (kind, listener) in [("stats", &self.stats), ("stats-http", &self.stats_http)] {
+            if let Some(listener) = listener {
+                all.push((kind, listener.local_addr()?));
+            }
+        }
+        for listener in &self.https {
+            all.push(("https", listener.local_addr()?));
+        }
+        Ok(Addresses(all))
+    }
+}
+
+impl Addresses {
+    /// Prints `cachet: listening KIND ADDR` for every socket, then
+    /// `cachet: ready`, on stderr: once the router serves. The format is
+    /// an interface: tests and scripts parse it to learn ports chosen with
+    /// port 0, and wait for `ready`.
+    pub fn announce_ready(&self) {
+        for (kind, addr) in &self.0 {
+            crate::say!("cachet: listening {kind} {addr}");
+        }
+        crate::say!("cachet: ready");
+    }
 }

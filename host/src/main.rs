@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use cachet::config::{options, Command, Config};
 use cachet::lines::Whole;
-use cachet::listen::Listeners;
-use cachet::{master, router, shutdown, worker};
+use cachet::mode::{self, worker};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -57,7 +56,7 @@ fn main() -> ExitCode {
         };
     }
 
-    match serve(&config, &args) {
+    match mode::run(&config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             cachet::say!("cachet: error: {error:#}");
@@ -108,21 +107,4 @@ fn check(config: &Config) -> ExitCode {
 fn usage_error(error: &dyn std::fmt::Display) -> ExitCode {
     cachet::say!("cachet: error: {error}\n(see `cachet --help`)");
     ExitCode::from(2)
-}
-
-fn serve(config: &Config, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
-    // SIGHUP reloads, once the router watches for it; until then its default
-    // action would kill the process. Workers inherit the setting.
-    shutdown::ignore_hangups_for_now();
-    // Bound before any runtime or worker exists, so that a master hands the
-    // same sockets to all its workers.
-    let under_master = config.master || config.http_processes > 1;
-    let listeners = Listeners::bind(config, under_master && config.reuse_port)?;
-    if under_master {
-        return master::run(config, listeners, args);
-    }
-    shutdown::runtime("cachet")?.block_on(async {
-        let shutdown = shutdown::on_termination_signal();
-        router::run(config, listeners, shutdown).await
-    })
 }

@@ -73,6 +73,33 @@ pub struct Counters {
     /// connections; 0 before (the master waits for it).
     ready: AtomicU64,
 }
+crate::sys::shm::zeroable!(Counters {
+    tls12_full,
+    tls12_resumed,
+    tls13_full,
+    tls13_resumed,
+    handshake_failures,
+    handshake_timeouts,
+    offered_session_ids,
+    offered_psks,
+    client_hello_malformed,
+    client_hello_oversized,
+    connections,
+    open_connections,
+    requests,
+    bad_gateway,
+    gateway_timeout,
+    proxy_headers,
+    proxy_headers_local,
+    proxy_missing,
+    proxy_malformed,
+    proxy_timeouts,
+    sync_skipped,
+    pulls,
+    redis,
+    tickets,
+    ready
+});
 
 /// A copy of the counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,6 +141,14 @@ struct TicketCounters {
     unknown_key: AtomicU64,
     invalid: AtomicU64,
 }
+crate::sys::shm::zeroable!(TicketCounters {
+    issued,
+    unissued,
+    opened,
+    expired,
+    unknown_key,
+    invalid
+});
 
 /// A copy of [`TicketCounters`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -151,9 +151,5 @@ impl Tracker {
 /// the default: its workers start unprotected, and the master passes
 /// SIGHUP on only to workers that are ready (see `master`).
 pub fn ignore_hangups_for_now() {
-    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
-    // code and touches no memory.
-    unsafe {
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
-    }
+    crate::sys::process::ignore_hangups();
 }

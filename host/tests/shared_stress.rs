@@ -9,7 +9,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::Duration as StdDuration;
 
-use cachet::shared::{inheritable, CacheGeometry, SharedRegion};
+use cachet::shared::{CacheGeometry, SharedRegion};
+use cachet::sys::fd::inheritable;
 use cachet_core::{Duration, Instant};
 
 const FD_ENV: &str = "STRESS_FD";

@@ -47,10 +47,6 @@ impl IdleConnections {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Parks `sender` once its connection can take another request: after
     /// the response being streamed now has been read to its end. A
     /// connection that fails or closes meanwhile is dropped.

@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::warn;
 
-use crate::access_log::{self, AccessLog};
+use crate::access_log::{self, AccessLog, TlsInfo};
 use crate::config::BackendProtocol;
 use crate::metrics::Metrics;
 use pool::{BackendPool, BackendState, Link};
@@ -53,15 +53,6 @@ pub struct ConnInfo {
     pub tls: TlsInfo,
 }
 
-/// How the client's TLS connection was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// `TLSv1.2` or `TLSv1.3`.
-    pub version: &'static str,
-    /// Whether the handshake resumed a session.
-    pub resumed: bool,
-}
-
 impl ConnInfo {
     pub fn new(
         peer: SocketAddr,
@@ -77,19 +68,6 @@ impl ConnInfo {
             local,
             server_name,
             tls,
-        }
-    }
-}
-
-impl TlsInfo {
-    pub fn of(connection: &rustls::ServerConnection) -> TlsInfo {
-        TlsInfo {
-            version: match connection.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                _ => "TLS?",
-            },
-            resumed: connection.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         }
     }
 }

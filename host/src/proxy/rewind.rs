@@ -30,11 +30,6 @@ impl<S> Rewind<S> {
             inner,
         }
     }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

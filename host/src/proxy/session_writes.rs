@@ -100,10 +100,6 @@ impl<S> Held<S> {
         Held { inner, writes }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     fn poll_writes_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(writes) = &self.writes else {
             return Poll::Ready(());

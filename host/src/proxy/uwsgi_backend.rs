@@ -413,7 +413,7 @@ mod tests {
             "192.0.2.7:5555".parse().unwrap(),
             "127.0.0.1:8443".parse().unwrap(),
             Some("sni.test".into()),
-            crate::proxy::TlsInfo {
+            crate::access_log::TlsInfo {
                 version: "TLSv1.3",
                 resumed: false,
             },

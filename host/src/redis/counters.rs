@@ -96,6 +96,11 @@ pub struct RedisCounters {
     /// How long commands took, answered or not.
     latency: LatencyCounters,
 }
+crate::sys::shm::zeroable!(RedisCounters {
+    events,
+    up,
+    latency
+});
 
 impl RedisCounters {
     pub fn count(&self, event: Event) {

@@ -95,11 +95,6 @@ impl RedisTier {
         }
     }
 
-    /// Whether the tier is up: sessions then go to Redis.
-    pub fn is_up(&self) -> bool {
-        self.link.is_up()
-    }
-
     /// Seals and names with `keys` from now on (a reload).
     pub fn rekey(&self, keys: &ClusterKeys) {
         if let Ok(mut sealer) = self.sealer.write() {

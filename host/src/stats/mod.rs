@@ -100,11 +100,11 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncFigures {
     pub inbound: crate::sync::inbound::InboundFigures,
-    pub peers: Vec<crate::sync::peers::PeerFigures>,
+    pub peers: Vec<crate::shared::peers::PeerFigures>,
     /// What each cluster key sealed and opened, by fingerprint.
-    pub keys: Vec<crate::sync::keys::KeyFigures>,
+    pub keys: Vec<crate::shared::key_table::KeyFigures>,
     /// The key rings the router's processes hold.
-    pub keyrings: Vec<crate::sync::keys::RingFigures>,
+    pub keyrings: Vec<crate::shared::key_table::RingFigures>,
 }
 
 impl SyncFigures {

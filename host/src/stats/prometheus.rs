@@ -402,7 +402,7 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         &'static str,
         &'static str,
         &'static str,
-        fn(&crate::sync::peers::PeerFigures) -> u64,
+        fn(&crate::shared::peers::PeerFigures) -> u64,
     );
     let peer_families: [PeerFamily; 10] = [
         (

@@ -14,7 +14,7 @@
 //! (`cachet_core::sync::challenge`): the node challenges senders it has not
 //! verified, and answers peers' challenges (the one in a bootstrap request
 //! among them) with its vouch and one for each of the router's processes
-//! ([`super::senders`]), so that a peer that (re)starts verifies the whole
+//! ([`crate::shared::senders`]), so that a peer that (re)starts verifies the whole
 //! router in one round trip; a bootstrap answer proves itself under the
 //! request's challenge in every datagram.
 
@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cachet_core::sync::bootstrap::Step;
 use cachet_core::sync::{
     BootstrapAnswer, ControlKind, Destination, Greeted, Greetings, SyncCounters, WithTicketKeys,
@@ -32,22 +32,13 @@ use tracing::{info, warn};
 
 use super::keys::Keys;
 use super::outbound::send_counted;
-use super::peers::{PeerTable, MAX_PEERS};
 use super::region_store::RegionStore;
 use super::ticket_keys::{TicketHolder, TicketKeyFigures};
 use super::RouterNode;
 use crate::clock;
+use crate::shared::peers::{PeerTable, MAX_PEERS};
 use crate::shared::SharedRegion;
 use crate::shutdown::Shutdown;
-
-/// Datagrams a bootstrap answer sends before pausing a millisecond, so
-/// that the requester's socket buffer keeps up even when several peers
-/// answer at once.
-const BOOTSTRAP_BURST: usize = 8;
-/// Receive buffer asked for on `cache-udp-server`: bursts (bootstrap
-/// answers from several peers, many workers pushing at once) must not
-/// overflow the kernel's default of about 200 KB.
-const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 /// How often hello and bootstrap requests go again to configured peers
 /// that have not answered yet (they may be down, or the datagram lost),
 /// and how many times at most.
@@ -103,56 +94,10 @@ impl InboundFigures {
 /// Shared with the stats endpoints.
 pub type Figures = Arc<Mutex<InboundFigures>>;
 
-/// Binds `cache-udp-server`. A multicast group address is joined on every
-/// interface, with the socket bound to the group's port.
-pub fn bind(addr: SocketAddr) -> Result<StdUdpSocket> {
-    let socket = if addr.ip().is_multicast() {
-        let any: IpAddr = if addr.is_ipv4() {
-            IpAddr::from([0u8; 4])
-        } else {
-            IpAddr::from([0u16; 8])
-        };
-        let socket = StdUdpSocket::bind(SocketAddr::new(any, addr.port()))
-            .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?;
-        match addr.ip() {
-            IpAddr::V4(group) => socket.join_multicast_v4(&group, &[0, 0, 0, 0].into()),
-            IpAddr::V6(group) => socket.join_multicast_v6(&group, 0),
-        }
-        .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot join the group"))?;
-        socket
-    } else {
-        StdUdpSocket::bind(addr)
-            .with_context(|| format!("option `cache-udp-server` = `{addr}`: cannot listen"))?
-    };
-    socket.set_nonblocking(true)?;
-    enlarge_receive_buffer(&socket);
-    Ok(socket)
-}
-
-/// Asks for [`RECEIVE_BUFFER`] bytes of receive buffer: beyond the
-/// system's limit when privileged (`SO_RCVBUFFORCE`), else up to it.
-fn enlarge_receive_buffer(socket: &StdUdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size = RECEIVE_BUFFER;
-    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt reads one c_int from a live local for the
-        // length given; the descriptor is the socket's own.
-        let done = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
-        if done {
-            return;
-        }
-    }
-    warn!("cache-udp-server: could not enlarge the receive buffer");
-}
-
+/// Datagrams a bootstrap answer sends before pausing a millisecond, so
+/// that the requester's socket buffer keeps up even when several peers
+/// answer at once.
+const BOOTSTRAP_BURST: usize = 8;
 /// Bootstrap answers under way at once at most; a requester beyond asks
 /// again a second later.
 const MAX_ANSWERS: usize = 4;

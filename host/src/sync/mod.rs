@@ -20,7 +20,8 @@
 //! Replay protection survives a restart: a router applies a peer's changes
 //! only from senders it verified since it started, by their vouch under a
 //! fresh challenge of its own (`cachet_core::sync::challenge`); each
-//! process publishes its sender and sequence number ([`senders`]) for the
+//! process publishes its sender and sequence number
+//! ([`crate::shared::senders`]) for the
 //! master to vouch for the whole router at once.
 //!
 //! TLS 1.3 tickets are never replicated: the router that issued one is its
@@ -32,10 +33,8 @@
 pub mod inbound;
 pub mod keys;
 pub mod outbound;
-pub mod peers;
 pub mod pull;
 mod region_store;
-pub mod senders;
 pub mod ticket_keys;
 
 use std::sync::Arc;
@@ -47,8 +46,9 @@ use cachet_core::Duration;
 /// The sync node a router process runs: 1400-byte datagrams, up to 64
 /// senders tracked (nodes times workers), 1024 remembered deletions, and
 /// as many pulls in flight as the router allows in all (see
-/// [`peers::MAX_PULLS_IN_FLIGHT`]).
-pub type RouterNode = Node<1400, 64, 1024, 65536, { peers::MAX_PULLS_IN_FLIGHT as usize }>;
+/// [`crate::shared::peers::MAX_PULLS_IN_FLIGHT`]).
+pub type RouterNode =
+    Node<1400, 64, 1024, 65536, { crate::shared::peers::MAX_PULLS_IN_FLIGHT as usize }>;
 
 /// A local change to push to the peers: a TLS 1.2 session stored under
 /// `key` for `lifetime`. (Nothing is ever deleted cluster-wide: TLS 1.2
@@ -80,8 +80,6 @@ pub fn generate_key_hex() -> anyhow::Result<String> {
     aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness for a key"))?;
     Ok(crate::hex::Hex(&key).to_string())
 }
-
-use std::net::SocketAddr;
 
 use crate::config::Config;
 use crate::shared::SharedRegion;
@@ -171,8 +169,7 @@ impl Inbound {
     }
 }
 
-/// Starts the receiver on `cache-udp-server`, if configured, announcing
-/// `cachet: listening sync ADDR`, holding the ticket keys when
+/// Starts the receiver on `cache-udp-server`, if configured, holding the ticket keys when
 /// `ssl-session-tickets = keys`.
 pub fn start_inbound(
     config: &Config,
@@ -184,8 +181,6 @@ pub fn start_inbound(
     let (Some(socket), Some(keys)) = (socket, keys) else {
         return Ok(None);
     };
-    let local: SocketAddr = socket.local_addr()?;
-    crate::listen::announce("sync", local);
     let figures = inbound::Figures::default();
     let (holder, ticket_keys) = match ticket_rotation(config) {
         Some(rotation) => {

@@ -12,7 +12,7 @@
 //! the router has heard from it (at once for the peers up when it starts),
 //! which makes the peer challenge it back (it is new there) and admit it on
 //! its vouch, before its first push; and around every datagram it seals it
-//! publishes its next sequence number ([`super::senders`]), for the master
+//! publishes its next sequence number ([`crate::shared::senders`]), for the master
 //! to vouch for it to a peer that starts after it.
 
 use std::collections::HashSet;
@@ -27,12 +27,12 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::keys::{KeyFollower, Keys};
-use super::peers::PeerTable;
 use super::pull::{Ask, PullBook, Pulled, Puller, ASK_QUEUE};
 use super::region_store::RegionStore;
 use super::{Change, RouterNode};
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::shared::peers::PeerTable;
 use crate::shared::SharedRegion;
 use crate::shutdown::Shutdown;
 
@@ -286,7 +286,7 @@ impl Task {
     }
 
     /// Runs `seal` on the node, publishing its next sequence number as
-    /// being sealed meanwhile and as idle after (see [`super::senders`]).
+    /// being sealed meanwhile and as idle after (see [`crate::shared::senders`]).
     fn sealing<T>(&mut self, seal: impl FnOnce(&mut RouterNode) -> T) -> T {
         let senders = self.peers.senders();
         let sender = self.node.sender();

@@ -5,7 +5,7 @@
 //! for at most `cache-udp-pull-timeout`, while other connections go on.
 //! The task (see [`super::outbound`]) owns the process's sync node and
 //! sockets: it sends the request (`cachet_core::sync::pull`) to every peer
-//! that is answering, within the bounds of [`super::peers`], receives the
+//! that is answering, within the bounds of [`crate::shared::peers`], receives the
 //! answers on the same sockets, and tells the connection how the pull
 //! ended; a session found is in the shared cache by then, where rustls
 //! finds it.
@@ -23,10 +23,10 @@ use cachet_core::sync::{PullId, PullOutcome};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::peers::PeerTable;
 use crate::clock;
 use crate::latency::{Latency, LatencyCounters};
 use crate::metrics::Metrics;
+use crate::shared::peers::PeerTable;
 
 /// Connections waiting to hand their pull to the sync task; beyond, a miss
 /// gets a full handshake at once (the router-wide bound on pulls in flight
@@ -135,7 +135,7 @@ impl PullBook {
             peers,
             timeout,
             waiting: Vec::new(),
-            heard: vec![0; super::peers::MAX_PEERS],
+            heard: vec![0; crate::shared::peers::MAX_PEERS],
         }
     }
 
@@ -244,6 +244,14 @@ pub struct PullCounters {
     dropped: AtomicU64,
     wait: LatencyCounters,
 }
+crate::sys::shm::zeroable!(PullCounters {
+    asked,
+    found,
+    not_found,
+    timed_out,
+    dropped,
+    wait
+});
 
 /// Pull figures of one process, or of all added up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

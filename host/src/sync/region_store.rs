@@ -17,7 +17,7 @@ pub struct RegionStore(pub &'static SharedRegion);
 
 impl Store for RegionStore {
     /// The router's processes, each with the number its next datagram
-    /// will carry at least (see [`super::senders`]).
+    /// will carry at least (see [`crate::shared::senders`]).
     fn members(&mut self, out: &mut [Member]) -> usize {
         self.0.peers().senders().members(out)
     }

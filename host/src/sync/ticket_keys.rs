@@ -26,7 +26,7 @@ use zeroize::Zeroize;
 
 use super::RouterNode;
 use crate::clock;
-use crate::tickets::board::TicketBoard;
+use crate::shared::ticket_board::TicketBoard;
 
 /// How long a starting router waits for its peers' keys before it makes
 /// its own: a few greeting rounds (one a second), so that a peer that
@@ -279,7 +279,8 @@ impl TicketKeySink for TicketHolder {
 mod tests {
     use super::*;
     use crate::config::key_file::ClusterKeys;
-    use crate::sync::keys::{KeyTable, Keys};
+    use crate::shared::key_table::KeyTable;
+    use crate::sync::keys::Keys;
 
     fn node() -> RouterNode {
         let keys = ClusterKeys::parse(&"5a".repeat(32)).unwrap();

@@ -5,7 +5,7 @@
 //! installs in its TLS configurations: rustls then seals TLS 1.2 and 1.3
 //! session state into the ticket itself instead of storing it, and opens
 //! whatever ticket a client offers. The keys come from the router's
-//! [`board`] (the sync receiver publishes them there, sealed under the
+//! [`TicketBoard`] (the sync receiver publishes them there, sealed under the
 //! cluster key, whenever they change): each process opens the board again
 //! when its generation moves, checked at every ticket, so a process never
 //! uses keys older than the receiver's last publication, and never a key
@@ -14,8 +14,6 @@
 //!
 //! The cipher and the key schedule are `cachet_core::tickets`; here are
 //! only randomness, the wall clock, the board and the counters.
-
-pub mod board;
 
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +25,8 @@ use zeroize::Zeroize;
 
 use crate::clock;
 use crate::metrics::{Metrics, TicketEvent};
+use crate::shared::ticket_board::TicketBoard;
 use crate::sync::keys::Keys;
-use board::TicketBoard;
 
 /// The longest ticket lifetime TLS 1.3 allows clients to be told (RFC 8446
 /// §4.6.1): 7 days.
@@ -187,7 +185,7 @@ impl ProducesTickets for Ticketer {
 mod tests {
     use super::*;
     use crate::config::key_file::ClusterKeys;
-    use crate::sync::keys::KeyTable;
+    use crate::shared::key_table::KeyTable;
 
     fn cluster(byte: u8) -> Arc<Keys> {
         let keys = ClusterKeys::parse(&format!("{byte:02x}").repeat(32)).unwrap();

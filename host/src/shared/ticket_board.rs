@@ -29,6 +29,11 @@ pub struct TicketBoard {
     len: AtomicU64,
     words: [AtomicU64; WORDS],
 }
+crate::sys::shm::zeroable!(TicketBoard {
+    sequence,
+    len,
+    words
+});
 
 impl Default for TicketBoard {
     fn default() -> Self {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachet_core::sync::Member;
 
-use crate::shared::MAX_WORKERS;
+use super::MAX_WORKERS;
 
 /// One slot per process (0 for the master or a lone process, then the
 /// workers' numbers): its sync node's sender id and next sequence number.
@@ -31,6 +31,7 @@ use crate::shared::MAX_WORKERS;
 pub struct SenderTable {
     slots: [SenderSlot; MAX_WORKERS + 1],
 }
+crate::sys::shm::zeroable!(SenderTable { slots });
 
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -40,6 +41,7 @@ struct SenderSlot {
     /// datagram with that number is being sealed.
     next: AtomicU64,
 }
+crate::sys::shm::zeroable!(SenderSlot { sender, next });
 
 impl Default for SenderTable {
     fn default() -> Self {

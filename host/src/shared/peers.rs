@@ -18,9 +18,9 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::keys::KeyTable;
+use super::key_table::KeyTable;
 use super::senders::SenderTable;
-use crate::tickets::board::TicketBoard;
+use super::ticket_board::TicketBoard;
 
 /// Most peers a router tracks.
 pub const MAX_PEERS: usize = 64;
@@ -51,6 +51,23 @@ pub struct PeerSlot {
     /// 0 while it answers.
     silent_since: AtomicU64,
 }
+crate::sys::shm::zeroable!(PeerSlot {
+    state,
+    ip_hi,
+    ip_lo,
+    port_family,
+    sent_datagrams,
+    sent_bytes,
+    send_errors,
+    received_datagrams,
+    received_bytes,
+    pulls_sent,
+    pull_answers,
+    pull_timeouts,
+    pulls_skipped,
+    pulls_in_flight,
+    silent_since
+});
 
 /// The table. `repr(C)`, all atomics, valid when zeroed.
 #[repr(C)]
@@ -69,6 +86,14 @@ pub struct PeerTable {
     /// (`ssl-session-tickets = keys`).
     tickets: TicketBoard,
 }
+crate::sys::shm::zeroable!(PeerTable {
+    generation,
+    pulls_in_flight,
+    slots,
+    keys,
+    senders,
+    tickets
+});
 
 /// A snapshot of one peer's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,39 +1,52 @@
 //! Everything the master and its workers share: one memory file holding the
-//! robust lock, each worker's counters and the session cache.
+//! robust lock, each process's counters, the sync tables and the session
+//! cache.
 //!
 //! ```text
-//! +--------------+-----------------------------+------------+-------------------+
-//! | control page | counters: MAX_WORKERS blocks| sync peers | cachet-core cache |
-//! | robust mutex | (metrics::Counters, atomics)| (atomics)  | (optional)        |
-//! +--------------+-----------------------------+------------+-------------------+
+//! +--------------+------------------------------+--------------------+-------------------+
+//! | control page | counters: MAX_WORKERS+1      | peers: PeerTable   | cachet-core cache |
+//! | robust mutex | blocks (metrics::Counters)   | (peers, key_table, | (optional), under |
+//! |              |                              |  senders, tickets) | the robust mutex  |
+//! +--------------+------------------------------+--------------------+-------------------+
 //! ```
 //!
 //! The master creates and formats the region before any worker exists and
-//! hands its descriptor to each worker, which maps it. Cache operations run
+//! hands its descriptor to each worker, which maps it. Counters and tables
+//! are atomics, read and written without a lock. Cache operations run
 //! under the robust mutex: every one attaches a [`Cache`] view (O(1)) to the
 //! bytes while holding it. A worker that dies holding the lock costs nothing
 //! but a repair: the next locker hears `EOWNERDEAD` and rebuilds the
 //! table's derived state from its slots before going on.
+//!
+//! The modules below are the tables that live in the region (and only
+//! that: what a process does with them lives with that process's code).
 
-use std::io;
+pub mod key_table;
+pub mod peers;
+pub mod senders;
+pub mod ticket_board;
+
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use anyhow::{anyhow, Context as _, Result};
 use cachet_core::cache::{Cache, Config, Layout};
 
 use crate::metrics::{Counters, Metrics};
-use crate::robust_lock::{Acquired, RobustMutex, MUTEX_SIZE};
-use crate::shm::SharedMemory;
-use crate::sync::peers::PeerTable;
+use crate::sys::robust_mutex::{Acquired, Guard, RobustMutex, MUTEX_SIZE};
+use crate::sys::shm::SharedMemory;
+use peers::PeerTable;
 
 /// Most processes that can count in the region: workers are numbered from
-/// 1, block 0 belongs to a process serving on its own.
+/// 1, block 0 belongs to a process serving on its own (or the master).
 pub const MAX_WORKERS: usize = 1024;
+
+/// Every process's counters, by process number.
+type CounterBlocks = [Counters; MAX_WORKERS + 1];
 
 const PAGE: usize = 4096;
 const CONTROL_LEN: usize = PAGE;
 const COUNTERS_AT: usize = CONTROL_LEN;
-const COUNTERS_LEN: usize = (MAX_WORKERS + 1) * std::mem::size_of::<Counters>();
+const COUNTERS_LEN: usize = std::mem::size_of::<CounterBlocks>();
 const PEERS_AT: usize = (COUNTERS_AT + COUNTERS_LEN).div_ceil(PAGE) * PAGE;
 const PEERS_LEN: usize = std::mem::size_of::<PeerTable>();
 const CACHE_AT: usize = (PEERS_AT + PEERS_LEN).div_ceil(PAGE) * PAGE;
@@ -44,14 +57,26 @@ const _: () = assert!(MUTEX_SIZE <= CONTROL_LEN);
 /// kill it there. Never set outside tests.
 pub const TEST_HOLD_LOCK_ENV: &str = "CACHET_TEST_HOLD_CACHE_LOCK";
 
-/// The shared region.
-#[derive(Debug)]
+/// The shared region, as one process maps it.
 pub struct SharedRegion {
-    memory: SharedMemory,
+    memory: &'static SharedMemory,
+    /// Guards the cache bytes (none when the region has no cache).
     lock: RobustMutex,
+    counters: &'static CounterBlocks,
+    peers: &'static PeerTable,
     layout: Option<Layout>,
     /// Armed by [`TEST_HOLD_LOCK_ENV`] for this process.
     hold_lock_for_test: bool,
+}
+
+impl std::fmt::Debug for SharedRegion {
+    // Not the thousand counter blocks and the peer table.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRegion")
+            .field("bytes", &self.memory.len())
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The geometry of the cache to create.
@@ -76,14 +101,14 @@ impl SharedRegion {
         let len = CACHE_AT + layout.map_or(0, |l| l.total_bytes());
         let memory =
             SharedMemory::create("cachet-shared", len).context("creating shared memory")?;
-        // SAFETY: the control page starts the fresh, page-aligned mapping,
-        // which `memory` keeps alive as long as the region; nobody else uses
-        // it yet.
-        let lock =
-            unsafe { RobustMutex::init(memory.as_ptr()) }.context("initialising the cache lock")?;
-        let mut region = SharedRegion {
+        let lock = memory
+            .new_mutex(0, CACHE_AT..len)
+            .context("initialising the cache lock")?;
+        let region = SharedRegion {
             memory,
             lock,
+            counters: memory.place(COUNTERS_AT)?,
+            peers: memory.place(PEERS_AT)?,
             layout,
             hold_lock_for_test: false,
         };
@@ -96,8 +121,8 @@ impl SharedRegion {
                 block_size: g.block_size,
                 hash_key,
             };
-            let bytes = region.cache_bytes_mut().expect("the layout was just made");
-            Cache::format(bytes, &config).map_err(|e| anyhow!("{e}"))?;
+            let mut bytes = region.lock.lock().context("cache lock")?;
+            Cache::format(&mut bytes[..], &config).map_err(|e| anyhow!("{e}"))?;
         }
         Ok(region)
     }
@@ -112,25 +137,20 @@ impl SharedRegion {
                 memory.len()
             ));
         }
-        // SAFETY: the master initialised the mutex at the start of this
-        // mapping before starting any worker; `memory` outlives the handle.
-        let lock = unsafe { RobustMutex::attach(memory.as_ptr()) };
         let mut region = SharedRegion {
             memory,
-            lock,
+            lock: memory.attach_mutex(0, CACHE_AT..memory.len())?,
+            counters: memory.place(COUNTERS_AT)?,
+            peers: memory.place(PEERS_AT)?,
             layout: None,
             hold_lock_for_test: std::env::var(TEST_HOLD_LOCK_ENV)
                 .is_ok_and(|n| n == worker.to_string()),
         };
-        if region.memory.len() > CACHE_AT {
-            let bytes = region
-                .cache_bytes_mut()
-                .expect("the region has a cache part");
-            region.layout = Some(
-                *Cache::attach(bytes)
-                    .map_err(|e| anyhow!("shared cache: {e}"))?
-                    .layout(),
-            );
+        if memory.len() > CACHE_AT {
+            // The geometry is the header's, written once before any worker
+            // started; reading it under the lock repairs, like any use.
+            let layout = region.locked_cache(|cache| *cache.layout())?;
+            region.layout = Some(layout);
         }
         Ok(region)
     }
@@ -145,52 +165,48 @@ impl SharedRegion {
         self.layout.as_ref()
     }
 
-    /// The counters of process `slot` (0 for a lone process, else the worker
-    /// number).
-    pub fn metrics(&'static self, slot: usize) -> Metrics {
-        assert!(slot <= MAX_WORKERS, "worker {slot} beyond {MAX_WORKERS}");
-        let at = COUNTERS_AT + slot * std::mem::size_of::<Counters>();
-        // SAFETY: the block lies inside the mapping (checked above and at
-        // creation), is 8-byte aligned (page + a multiple of the size of a
-        // struct of u64 atomics), and is all atomics, for which the zeroed
-        // bytes the kernel gave us are valid. `self` is 'static, so the
-        // mapping outlives the reference; atomics make concurrent use from
-        // several processes sound.
-        let counters = unsafe { &*self.memory.as_ptr().add(at).cast::<Counters>() };
-        Metrics::on(counters)
+    /// The counters of process `process` (0 for a lone process or the
+    /// master, else the worker number).
+    pub fn metrics(&'static self, process: usize) -> Metrics {
+        assert!(
+            process <= MAX_WORKERS,
+            "worker {process} beyond {MAX_WORKERS}"
+        );
+        Metrics::on(&self.counters[process])
     }
 
     /// The sync peers table.
     pub fn peers(&'static self) -> &'static PeerTable {
-        // SAFETY: the table lies inside the mapping at a page boundary, is
-        // all atomics (valid when zeroed, as the kernel gave the pages), and
-        // `self` is 'static so the mapping outlives the reference.
-        unsafe { &*self.memory.as_ptr().add(PEERS_AT).cast::<PeerTable>() }
+        self.peers
     }
 
     /// Runs `f` on the cache, holding the process-shared lock; `None` when
     /// the region has no cache.
     pub fn with_cache<R>(&self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
-        let layout = self.layout?;
-        let acquired = match self.lock.lock() {
-            Ok(acquired) => acquired,
-            Err(error) => panic!("cache lock failed: {error}"),
-        };
-        let guard = Unlock(&self.lock);
-        if self.hold_lock_for_test {
-            crate::say!("cachet: test hook: holding the cache lock");
-            loop {
-                std::thread::park();
+        self.layout?;
+        let result = self.locked_cache(|cache| {
+            if self.hold_lock_for_test {
+                crate::say!("cachet: test hook: holding the cache lock");
+                loop {
+                    std::thread::park();
+                }
             }
+            f(cache)
+        });
+        match result {
+            Ok(result) => Some(result),
+            Err(error) => panic!("{error:#}"),
         }
-        // SAFETY: the cache part lies inside the mapping, and holding the
-        // process-shared lock makes this the only live reference to those
-        // bytes in any process until `guard` drops.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(self.memory.as_ptr().add(CACHE_AT), layout.total_bytes())
-        };
-        let mut cache = Cache::attach(bytes).expect("the shared region holds a formatted cache");
-        if acquired == Acquired::PreviousOwnerDied || cache.needs_repair() {
+    }
+
+    /// Runs `f` on the cache under the lock, repairing it first when a
+    /// process died holding the lock or in the middle of a change.
+    fn locked_cache<R>(&self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Result<R> {
+        let mut guard: Guard<'_> = self.lock.lock().context("cache lock failed")?;
+        let owner_died = guard.acquired() == Acquired::PreviousOwnerDied;
+        let mut cache = Cache::attach(&mut guard[..])
+            .map_err(|e| anyhow!("the shared region holds no formatted cache: {e}"))?;
+        if owner_died || cache.needs_repair() {
             let report = cache.repair();
             tracing::warn!(
                 kept = report.kept,
@@ -198,41 +214,8 @@ impl SharedRegion {
                 "session cache repaired after a process died holding it"
             );
         }
-        let result = f(&mut cache);
-        drop(guard);
-        Some(result)
+        Ok(f(&mut cache))
     }
-
-    fn cache_bytes_mut(&mut self) -> Option<&mut [u8]> {
-        let len = self.memory.len().checked_sub(CACHE_AT).filter(|&n| n > 0)?;
-        // SAFETY: inside the mapping; `&mut self` and no worker yet (create)
-        // or no other use in this process yet (open) make it exclusive here.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.memory.as_ptr().add(CACHE_AT), len) })
-    }
-}
-
-/// Releases the lock however the critical section ends.
-struct Unlock<'a>(&'a RobustMutex);
-
-impl Drop for Unlock<'_> {
-    fn drop(&mut self) {
-        self.0.unlock();
-    }
-}
-
-/// Clears close-on-exec on `fd` so a worker started next inherits it.
-pub fn inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain fcntl on a valid descriptor.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

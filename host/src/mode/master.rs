@@ -4,7 +4,7 @@
 //! Workers are started by re-executing this binary with the same arguments
 //! (never by forking a process that already runs threads), inheriting the
 //! listening sockets and the shared region's descriptor; see
-//! [`crate::worker`]. The master prints `cachet: worker N pid P` for each
+//! [`super::worker`] and [`super::handoff`]. The master prints `cachet: worker N pid P` for each
 //! worker it starts (an interface for tests and scripts, like the listening
 //! lines) and `cachet: ready` once every worker accepts connections.
 //!
@@ -23,13 +23,14 @@ use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 use tracing::{error, info, warn};
 
+use super::handoff::{self, GENERATED_CERTS_ENV, HTTPS_FDS_ENV, SHARED_FD_ENV, WORKER_ENV};
+use super::startup;
 use crate::config::Config;
-use crate::listen::{self, Listeners};
+use crate::limits;
+use crate::listen::Listeners;
 use crate::shared::{self, SharedRegion};
 use crate::shutdown::{self, Shutdown};
-use crate::stats::{Snapshot, SnapshotSource, WorkerFigures};
-use crate::worker::{self, GENERATED_CERTS_ENV, HTTPS_FDS_ENV, SHARED_FD_ENV, WORKER_ENV};
-use crate::{limits, router};
+use crate::stats::WorkerFigures;
 
 /// How long workers may take to start accepting connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -48,7 +49,8 @@ type Slots = Arc<Mutex<Vec<Slot>>>;
 
 /// Runs the master with `processes` workers until SIGTERM or SIGINT.
 pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<()> {
-    let started_at = router::unix_now();
+    let started_at = startup::unix_now();
+    let addresses = listeners.addresses()?;
     let processes = config.http_processes.max(1);
     if processes > shared::MAX_WORKERS {
         bail!(
@@ -56,9 +58,8 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
             shared::MAX_WORKERS
         );
     }
-    let region = router::create_region(config)?;
-    crate::sync::register_peers(config, region);
-    shared::inheritable(region.fd()).context("sharing the region with workers")?;
+    let region = startup::create_region(config)?;
+    crate::sys::fd::inheritable(region.fd()).context("sharing the region with workers")?;
     // With `reuse-port`, each worker's own https sockets, kept open here
     // for the master's life so that connections queued on a dead worker's
     // socket wait for its replacement; else one set shared by all.
@@ -72,7 +73,8 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
     for sockets in &worker_sockets {
         let mut fds = Vec::new();
         for listener in sockets {
-            shared::inheritable(std::os::fd::AsFd::as_fd(listener)).context("sharing a socket")?;
+            crate::sys::fd::inheritable(std::os::fd::AsFd::as_fd(listener))
+                .context("sharing a socket")?;
             fds.push(listener.as_raw_fd().to_string());
         }
         https_fds.push(fds.join(","));
@@ -107,11 +109,8 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
 
         // The receiver first: with ticket keys, workers serve only once the
         // router holds them (from a peer, or made here).
-        let sync =
-            crate::sync::start_inbound(config, listeners.sync, region, keys.as_ref(), &stop)?;
-        if let Some(sync) = &sync {
-            sync.ticket_keys_ready().await?;
-        }
+        let inbound =
+            startup::start_receiver(config, listeners.sync, region, keys.as_ref(), &stop).await?;
         let mut keepers = Vec::new();
         for id in 1..=processes {
             keepers.push(tokio::spawn(keep_alive(
@@ -131,40 +130,31 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
             crate::store::SessionStore::new(region, config.ssl_sessions_timeout, None, None, None)
                 .map(Arc::new);
         if let Some(store) = &store {
-            router::spawn_sweeper(Arc::clone(store), stop.clone());
+            startup::spawn_sweeper(Arc::clone(store), stop.clone());
         }
-        let source: SnapshotSource = {
-            let slots = Arc::clone(&slots);
-            let sessions_in_cache = config.ssl_sessions_use_cache && store.is_some();
-            let backends = Arc::clone(&backends);
-            let redis = router::redis_target(config);
-            Arc::new(move || {
-                let slots = slots.lock().expect("slots lock").clone();
-                Snapshot {
-                    version: env!("CARGO_PKG_VERSION"),
-                    pid: std::process::id(),
-                    started_at,
-                    cache: store.as_ref().map(|store| store.figures()),
-                    sessions_in_cache,
-                    workers: (1..slots.len())
-                        .map(|id| WorkerFigures {
-                            id: id as u32,
-                            pid: slots[id].pid.unwrap_or(0),
-                            restarts: slots[id].restarts,
-                            metrics: region.metrics(id).snapshot(),
-                        })
-                        .collect(),
-                    backends: backends.figures(),
-                    sync: router::sync_figures(sync.as_ref().map(|s| &s.figures), region),
-                    redis: redis.clone(),
-                }
-            })
+        let stats = startup::StatsSource {
+            started_at,
+            config: config.clone(),
+            region,
+            store,
+            inbound,
         };
-        router::spawn_stats(listeners.stats, listeners.stats_http, source, &stop)?;
-        for listener in &listeners.https {
-            listen::announce("https", listener.local_addr()?);
-        }
-        listen::announce_ready();
+        let source = stats.snapshots(
+            move || {
+                let slots = slots.lock().expect("slots lock").clone();
+                (1..slots.len())
+                    .map(|id| WorkerFigures {
+                        id: id as u32,
+                        pid: slots[id].pid.unwrap_or(0),
+                        restarts: slots[id].restarts,
+                        metrics: region.metrics(id).snapshot(),
+                    })
+                    .collect()
+            },
+            move || backends.figures(),
+        );
+        startup::spawn_stats(listeners.stats, listeners.stats_http, source, &stop)?;
+        addresses.announce_ready();
         crate::systemd::ready();
         info!(workers = processes, "master started");
 
@@ -183,7 +173,7 @@ pub fn run(config: &Config, listeners: Listeners, args: &[OsString]) -> Result<(
 fn check_certificates(config: &Config, generated: Option<&GeneratedCertificates>) -> Result<()> {
     let mut config = config.clone();
     if let Some(generated) = generated {
-        worker::use_generated_certificates(&mut config, &generated.dir);
+        handoff::use_generated_certificates(&mut config, &generated.dir);
     }
     let problems = crate::check::certificate_problems(&config);
     if problems.is_empty() {
@@ -426,14 +416,9 @@ async fn hang_up_when_ready(region: &'static SharedRegion, slots: Slots, id: usi
     signal(pid, libc::SIGHUP);
 }
 
+/// Signals one of this master's workers.
 fn signal(pid: u32, signal: libc::c_int) {
-    if pid == 0 {
-        return;
-    }
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
-    }
+    crate::sys::process::signal(pid, signal);
 }
 
 /// Self-signed certificates made once by the master, so that every worker
@@ -456,7 +441,7 @@ impl GeneratedCertificates {
                 continue;
             }
             let (chain, key) = crate::tls::certs::self_signed_pem(socket.addr)?;
-            let files = worker::generated_certificate(&generated.dir, index);
+            let files = handoff::generated_certificate(&generated.dir, index);
             write_private(&files.chain, chain.as_bytes())?;
             write_private(&files.key, key.as_bytes())?;
         }

@@ -1,0 +1,42 @@
+//! How a `cachet` process runs: one of three modes over one start-up.
+//!
+//! ```text
+//!              main ── run ──┬── single (http-processes = 1, no master)
+//!                            ├── master (binds, re-executes itself as …)
+//!   (CACHET_WORKER set) ─────┴── worker (inherits sockets and region)
+//! ```
+//!
+//! What two modes do alike lives in [`startup`] (region, store, backends,
+//! receiver, stats, sweeper) and [`https`] (serving); what a master hands
+//! its workers, in [`handoff`]. No mode calls into another.
+
+mod handoff;
+mod https;
+mod master;
+mod single;
+mod startup;
+pub mod worker;
+
+use crate::config::Config;
+use crate::listen::Listeners;
+use crate::shutdown;
+
+/// Runs the router `config` describes (as a lone process or as a master
+/// with its workers) until SIGTERM or SIGINT. `args` are the command line,
+/// which a master passes on to its workers.
+pub fn run(config: &Config, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    // SIGHUP reloads, once the router watches for it; until then its default
+    // action would kill the process. Workers inherit the setting.
+    shutdown::ignore_hangups_for_now();
+    // Bound before any runtime or worker exists, so that a master hands the
+    // same sockets to all its workers.
+    let under_master = config.master || config.http_processes > 1;
+    let listeners = Listeners::bind(config, under_master && config.reuse_port)?;
+    if under_master {
+        return master::run(config, listeners, args);
+    }
+    shutdown::runtime("cachet")?.block_on(async {
+        let shutdown = shutdown::on_termination_signal();
+        single::run(config, listeners, shutdown).await
+    })
+}
