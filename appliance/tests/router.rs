@@ -372,7 +372,7 @@ async fn a_restarted_router_gets_its_sessions_back_from_the_appliance() {
         snapshot.items
     );
     assert!(snapshot.counters.sync.applied_sets >= made);
-    assert_eq!(snapshot.counters.sync.rejected(), 0, "{snapshot:#?}");
+    assert_eq!(snapshot.counters.sync.rejected.total(), 0, "{snapshot:#?}");
 
     // A stops; a fresh A, on the same addresses (the appliance knows it by
     // them), asks the appliance for the sessions.

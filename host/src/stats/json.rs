@@ -154,7 +154,7 @@ fn sync(snapshot: &Snapshot) -> Value {
         "challenges_answered": n.challenges_answered,
         "senders_verified": n.senders_verified,
         "stale_vouches": n.stale_vouches,
-        "rejected": n.rejected(),
+        "rejected": n.rejected.total(),
         "skipped": snapshot.totals().sync_skipped,
         "bootstrap_entries_sent": sync.inbound.bootstrap_entries_sent,
         "bootstrap_requests_answered": sync.inbound.bootstrap_requests_answered,
@@ -191,7 +191,7 @@ fn sync(snapshot: &Snapshot) -> Value {
         })).collect::<Vec<_>>(),
         "ticket_keys": sync.inbound.ticket_keys.as_ref().map(ticket_keys),
     });
-    for (reason, count) in sync.rejections() {
+    for (reason, count) in n.rejected.iter() {
         object[format!("rejected_{reason}")] = json!(count);
     }
     object

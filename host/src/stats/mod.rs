@@ -107,27 +107,6 @@ pub struct SyncFigures {
     pub keyrings: Vec<crate::sync::keys::RingFigures>,
 }
 
-impl SyncFigures {
-    /// Rejected datagrams by reason, named as in `rejected_<reason>`.
-    pub fn rejections(&self) -> [(&'static str, u64); 11] {
-        use cachet_core::sync::Reject;
-        let n = &self.inbound.node;
-        [
-            (Reject::Truncated.as_str(), n.rejected_truncated),
-            (Reject::Oversized.as_str(), n.rejected_oversize),
-            (Reject::BadMagic.as_str(), n.rejected_magic),
-            (Reject::UnsupportedVersion.as_str(), n.rejected_version),
-            (Reject::UnknownKey.as_str(), n.rejected_unknown_key),
-            (Reject::Authentication.as_str(), n.rejected_authentication),
-            (Reject::Malformed.as_str(), n.rejected_malformed),
-            (Reject::Replayed.as_str(), n.rejected_replay),
-            (Reject::Stale.as_str(), n.rejected_stale),
-            (Reject::Own.as_str(), n.rejected_own),
-            (Reject::Unverified.as_str(), n.rejected_unverified),
-        ]
-    }
-}
-
 impl Snapshot {
     /// The workers' counters added up.
     pub fn totals(&self) -> MetricsSnapshot {

@@ -342,8 +342,12 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         "counter",
         "Sync datagrams rejected, by reason.",
     );
-    for (reason, count) in sync.rejections() {
-        out.sample("cachet_sync_rejected_total", &[("reason", reason)], count);
+    for (reason, count) in n.rejected.iter() {
+        out.sample(
+            "cachet_sync_rejected_total",
+            &[("reason", reason.as_str())],
+            count,
+        );
     }
     out.family(
         "cachet_sync_challenges_total",
