@@ -254,7 +254,9 @@ pub async fn serve_https(
     );
 
     shutdown.requested().await;
-    let open = metrics.snapshot().open_connections;
+    let open = metrics
+        .snapshot()
+        .get(crate::metrics::Metric::OpenConnections);
     info!(
         open_connections = open,
         "shutting down: no new connections, draining"
@@ -267,7 +269,9 @@ pub async fn serve_https(
         info!("drained");
     } else {
         warn!(
-            open_connections = metrics.snapshot().open_connections,
+            open_connections = metrics
+                .snapshot()
+                .get(crate::metrics::Metric::OpenConnections),
             deadline_secs = limits::DRAIN_DEADLINE.as_secs(),
             "drain deadline passed; closing the remaining connections"
         );

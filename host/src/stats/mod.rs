@@ -5,6 +5,7 @@
 //! lone process, or a master adding up its workers' blocks in shared
 //! memory) is free to assemble it however it likes.
 
+pub(crate) mod exposition;
 mod json;
 mod prometheus;
 mod server;
@@ -113,33 +114,7 @@ impl Snapshot {
         self.workers
             .iter()
             .fold(MetricsSnapshot::default(), |sum, worker| {
-                let m = &worker.metrics;
-                MetricsSnapshot {
-                    tls12_full: sum.tls12_full + m.tls12_full,
-                    tls12_resumed: sum.tls12_resumed + m.tls12_resumed,
-                    tls13_full: sum.tls13_full + m.tls13_full,
-                    tls13_resumed: sum.tls13_resumed + m.tls13_resumed,
-                    handshake_failures: sum.handshake_failures + m.handshake_failures,
-                    handshake_timeouts: sum.handshake_timeouts + m.handshake_timeouts,
-                    offered_session_ids: sum.offered_session_ids + m.offered_session_ids,
-                    offered_psks: sum.offered_psks + m.offered_psks,
-                    client_hello_malformed: sum.client_hello_malformed + m.client_hello_malformed,
-                    client_hello_oversized: sum.client_hello_oversized + m.client_hello_oversized,
-                    connections: sum.connections + m.connections,
-                    open_connections: sum.open_connections + m.open_connections,
-                    requests: sum.requests + m.requests,
-                    bad_gateway: sum.bad_gateway + m.bad_gateway,
-                    gateway_timeout: sum.gateway_timeout + m.gateway_timeout,
-                    proxy_headers: sum.proxy_headers + m.proxy_headers,
-                    proxy_headers_local: sum.proxy_headers_local + m.proxy_headers_local,
-                    proxy_missing: sum.proxy_missing + m.proxy_missing,
-                    proxy_malformed: sum.proxy_malformed + m.proxy_malformed,
-                    proxy_timeouts: sum.proxy_timeouts + m.proxy_timeouts,
-                    sync_skipped: sum.sync_skipped + m.sync_skipped,
-                    pulls: sum.pulls.plus(&m.pulls),
-                    redis: sum.redis.plus(&m.redis),
-                    tickets: sum.tickets.plus(&m.tickets),
-                }
+                sum.plus(&worker.metrics)
             })
     }
 }

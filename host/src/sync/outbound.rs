@@ -207,7 +207,10 @@ impl Task {
             self.keys.apply(&mut self.node);
             self.keys.publish(&self.node);
             // One line per burst of losses, not one per change.
-            let skipped = self.metrics.snapshot().sync_skipped;
+            let skipped = self
+                .metrics
+                .snapshot()
+                .get(crate::metrics::Metric::SyncSkipped);
             if skipped > reported_skips {
                 warn!(
                     skipped,
