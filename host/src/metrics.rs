@@ -16,7 +16,7 @@ use crate::stats::exposition::{Family, Kind};
 use crate::sync::pull::{PullCounters, PullFigures, Pulled};
 
 /// Everything one router process counts, in the order of [`TABLE`]: the
-/// index of its atomic in a [`Counters`] block.
+/// index of its atomic in a [`ProcessCounters`] block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
     Tls12Full,
@@ -302,7 +302,7 @@ pub const TABLE: [Line; 27] = {
 /// A handle on one process's counters; cheap to bump from any task.
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
-    c: &'static Counters,
+    c: &'static ProcessCounters,
 }
 
 impl Default for Metrics {
@@ -316,7 +316,7 @@ impl Default for Metrics {
 /// shared memory fresh from the kernel is a set of zeroed counters.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct Counters {
+pub struct ProcessCounters {
     /// One per [`Metric`].
     counts: [AtomicU64; TABLE.len()],
     /// Sessions pulled from the peers before handshakes.
@@ -405,7 +405,7 @@ impl Drop for OpenConnection<'_> {
 
 impl Metrics {
     /// A handle on counters that live elsewhere (in shared memory).
-    pub fn on(counters: &'static Counters) -> Metrics {
+    pub fn on(counters: &'static ProcessCounters) -> Metrics {
         Metrics { c: counters }
     }
 

@@ -2,10 +2,11 @@
 //! robust lock, each worker's counters and the session cache.
 //!
 //! ```text
-//! +--------------+-----------------------------+------------+-------------------+
-//! | control page | counters: MAX_WORKERS blocks| sync peers | cachet-core cache |
-//! | robust mutex | (metrics::Counters, atomics)| (atomics)  | (optional)        |
-//! +--------------+-----------------------------+------------+-------------------+
+//! +--------------+-------------------------------+------------+-------------------+
+//! | control page | counters: MAX_WORKERS blocks  | sync peers | cachet-core cache |
+//! | robust mutex | (metrics::ProcessCounters,    | (atomics)  | (optional)        |
+//! |              |  atomics)                     |            |                   |
+//! +--------------+-------------------------------+------------+-------------------+
 //! ```
 //!
 //! The master creates and formats the region before any worker exists and
@@ -21,7 +22,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use anyhow::{anyhow, Context as _, Result};
 use cachet_core::cache::{Cache, Config, Layout};
 
-use crate::metrics::{Counters, Metrics};
+use crate::metrics::{Metrics, ProcessCounters};
 use crate::robust_lock::{Acquired, RobustMutex, MUTEX_SIZE};
 use crate::shm::SharedMemory;
 use crate::sync::peers::PeerTable;
@@ -33,7 +34,7 @@ pub const MAX_WORKERS: usize = 1024;
 const PAGE: usize = 4096;
 const CONTROL_LEN: usize = PAGE;
 const COUNTERS_AT: usize = CONTROL_LEN;
-const COUNTERS_LEN: usize = (MAX_WORKERS + 1) * std::mem::size_of::<Counters>();
+const COUNTERS_LEN: usize = (MAX_WORKERS + 1) * std::mem::size_of::<ProcessCounters>();
 const PEERS_AT: usize = (COUNTERS_AT + COUNTERS_LEN).div_ceil(PAGE) * PAGE;
 const PEERS_LEN: usize = std::mem::size_of::<PeerTable>();
 const CACHE_AT: usize = (PEERS_AT + PEERS_LEN).div_ceil(PAGE) * PAGE;
@@ -149,14 +150,14 @@ impl SharedRegion {
     /// number).
     pub fn metrics(&'static self, slot: usize) -> Metrics {
         assert!(slot <= MAX_WORKERS, "worker {slot} beyond {MAX_WORKERS}");
-        let at = COUNTERS_AT + slot * std::mem::size_of::<Counters>();
+        let at = COUNTERS_AT + slot * std::mem::size_of::<ProcessCounters>();
         // SAFETY: the block lies inside the mapping (checked above and at
         // creation), is 8-byte aligned (page + a multiple of the size of a
         // struct of u64 atomics), and is all atomics, for which the zeroed
         // bytes the kernel gave us are valid. `self` is 'static, so the
         // mapping outlives the reference; atomics make concurrent use from
         // several processes sound.
-        let counters = unsafe { &*self.memory.as_ptr().add(at).cast::<Counters>() };
+        let counters = unsafe { &*self.memory.as_ptr().add(at).cast::<ProcessCounters>() };
         Metrics::on(counters)
     }
 
