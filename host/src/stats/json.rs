@@ -261,7 +261,7 @@ mod tests {
         };
         let value: Value = serde_json::from_str(&render_json(&snapshot)).unwrap();
         assert_eq!(value["caches"][0]["hits"], 3);
-        assert_eq!(value["caches"][0]["items"], Value::Null);
+        assert_eq!(value["caches"][0]["items"], 0);
         assert_eq!(value["cache"]["max_items"], 10);
         assert_eq!(value["tls"]["handshakes"]["tls13"]["resumed"], 2);
         assert_eq!(value["workers"][0]["handshakes"], 3);

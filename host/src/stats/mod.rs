@@ -18,8 +18,7 @@ use std::sync::Arc;
 
 use crate::metrics::MetricsSnapshot;
 
-/// The session cache's figures. Fields the current storage cannot know are
-/// `None` and render as `null`.
+/// The session cache's figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheFigures {
     /// Capacity in entries (`cache`).
@@ -31,7 +30,7 @@ pub struct CacheFigures {
     /// Longest key, in bytes (0 when not fixed).
     pub keysize: u64,
     /// Entries held now.
-    pub items: Option<u64>,
+    pub items: u64,
     /// Lookups that found a live session.
     pub hits: u64,
     /// Lookups that found nothing (or only an expired session).
@@ -43,7 +42,7 @@ pub struct CacheFigures {
     /// Sessions removed on request (TLS 1.3 tickets are single-use).
     pub deletes: u64,
     /// Sessions pushed out to make room.
-    pub evictions: Option<u64>,
+    pub evictions: u64,
     /// Sessions that reached `ssl-sessions-timeout`.
     pub expired: u64,
     /// Stores refused because the value exceeded `cache-blocksize`.

@@ -19,14 +19,12 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             "Capacity of the session cache.",
             cache.max_items,
         );
-        if let Some(items) = cache.items {
-            out.single(
-                "cachet_cache_items",
-                "gauge",
-                "Sessions in the cache.",
-                items,
-            );
-        }
+        out.single(
+            "cachet_cache_items",
+            "gauge",
+            "Sessions in the cache.",
+            cache.items,
+        );
         for (name, help, value) in [
             ("hits", "Lookups that found a live session.", cache.hits),
             ("misses", "Lookups that found no live session.", cache.miss),
@@ -41,14 +39,12 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
                 value,
             );
         }
-        if let Some(evictions) = cache.evictions {
-            out.single(
-                "cachet_cache_evictions_total",
-                "counter",
-                "Sessions pushed out to make room.",
-                evictions,
-            );
-        }
+        out.single(
+            "cachet_cache_evictions_total",
+            "counter",
+            "Sessions pushed out to make room.",
+            cache.evictions,
+        );
         out.family(
             "cachet_cache_refused_total",
             "counter",
