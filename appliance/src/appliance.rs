@@ -10,7 +10,8 @@ use smoltcp::socket::udp::{self, SendError};
 use smoltcp::wire::IpEndpoint;
 
 use crate::{
-    smoltcp_instant, ApplianceNode, Config, Counters, Error, Timing, MAX_PEERS, MAX_WAITING, MTU,
+    smoltcp_instant, ApplianceCounters, ApplianceNode, Config, Error, Timing, MAX_PEERS,
+    MAX_WAITING, MTU,
 };
 
 /// The bootstrap answer in progress.
@@ -42,7 +43,7 @@ pub struct Appliance<S> {
     next_sweep: Instant,
     /// The `now` of the last poll.
     now: Instant,
-    counters: Counters,
+    counters: ApplianceCounters,
 }
 
 impl<S> core::fmt::Debug for Appliance<S> {
@@ -89,7 +90,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
             stash: None,
             next_sweep: Instant::ZERO,
             now: Instant::ZERO,
-            counters: Counters::default(),
+            counters: ApplianceCounters::default(),
         })
     }
 
@@ -109,8 +110,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Appliance<S> {
     }
 
     /// What the appliance and its sync node counted.
-    pub fn counters(&self) -> Counters {
-        Counters {
+    pub fn counters(&self) -> ApplianceCounters {
+        ApplianceCounters {
             sync: *self.node.counters(),
             ..self.counters
         }

@@ -7,7 +7,7 @@ use cachet_core::sync::SyncCounters;
 /// rejected by reason, duplicates) is the sync node's [`SyncCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Counters {
+pub struct ApplianceCounters {
     /// Datagrams read from the socket, accepted or not.
     pub received_datagrams: u64,
     /// Datagrams handed to the socket.

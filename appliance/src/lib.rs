@@ -93,7 +93,7 @@ use smoltcp::socket::udp::BindError;
 use smoltcp::wire::IpEndpoint;
 
 pub use appliance::Appliance;
-pub use counters::Counters;
+pub use counters::ApplianceCounters;
 
 /// Largest sync datagram sent or accepted: the routers' size, which an
 /// Ethernet MTU carries unfragmented.

@@ -9,7 +9,9 @@ use std::vec::Vec;
 
 use cachet_core::cache::{Config as CacheConfig, Layout};
 use cachet_core::sync::bootstrap::Step;
-use cachet_core::sync::{BootstrapAnswer, ControlKind, Destination, Node, PullOutcome, Settings};
+use cachet_core::sync::{
+    BootstrapAnswer, ControlKind, Destination, Node, PullOutcome, Reject, Settings,
+};
 use cachet_core::wire::ClusterKey;
 use cachet_core::{Cache, Duration, Instant};
 use smoltcp::iface::{
@@ -310,7 +312,14 @@ fn applies_pushes_rejects_junk_and_expires_by_its_own_clock() {
     // Under its key's id (one byte of a digest of the key) or another:
     // rejected either way, before anything changes.
     let sync = a.app.counters().sync;
-    assert_eq!(sync.rejected_authentication + sync.rejected_unknown_key, 1);
+    assert_eq!(
+        sync.rejected
+            .get(Reject::Wire(cachet_core::wire::Error::Authentication))
+            + sync
+                .rejected
+                .get(Reject::Wire(cachet_core::wire::Error::UnknownKey)),
+        1
+    );
     assert_eq!(a.app.cache().items(), 19);
 
     // Lifetimes run on the appliance's clock: no lookup needed to free the
@@ -335,8 +344,8 @@ fn a_replayed_datagram_is_rejected() {
     a.turn(at(2));
     let counters = a.app.counters();
     assert_eq!(counters.received_datagrams, 2);
-    assert_eq!(counters.sync.rejected_replay, 1);
-    assert_eq!(counters.sync.rejected(), 1);
+    assert_eq!(counters.sync.rejected.get(Reject::Replayed), 1);
+    assert_eq!(counters.sync.rejected.total(), 1);
 }
 
 #[test]

@@ -42,5 +42,5 @@ pub mod tickets;
 pub mod time;
 pub mod wire;
 
-pub use cache::{Cache, Config, Counters};
+pub use cache::{Cache, CacheCounters, Config};
 pub use time::{Duration, Instant};

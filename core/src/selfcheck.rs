@@ -24,7 +24,7 @@ use crate::cache::{
 use crate::hello::{self, ClientHello, Reassembly};
 use crate::sync::{Node, Reject, Settings, WINDOW};
 use crate::time::{Duration, Instant};
-use crate::wire::{ClusterKey, Error, Packet, Record, RecordsBuilder, Repr, HEADER_LEN};
+use crate::wire::{self, ClusterKey, Error, Packet, Record, RecordsBuilder, Repr, HEADER_LEN};
 
 /// One named self-check.
 #[derive(Debug, Clone, Copy)]
@@ -1042,7 +1042,7 @@ fn sync_replay_rejected() -> Result<(), Failure> {
     // not cover it.
     good[14] ^= 0x80;
     ensure(
-        b.handle(at(0), good, &mut cache) == Err(Reject::Authentication),
+        b.handle(at(0), good, &mut cache) == Err(Reject::Wire(wire::Error::Authentication)),
         "datagram with a forged sequence accepted",
     )?;
     good[14] ^= 0x80;
@@ -1064,13 +1064,16 @@ fn sync_replay_rejected() -> Result<(), Failure> {
     let n = b.counters();
     ensure(
         (
-            n.rejected_replay,
-            n.rejected_authentication,
-            n.rejected_stale,
+            n.rejected.get(Reject::Replayed),
+            n.rejected.get(Reject::Wire(wire::Error::Authentication)),
+            n.rejected.get(Reject::Stale),
         ) == (1, 1, 1),
         "rejections not counted by reason",
     )?;
-    ensure(a.counters().rejected_own == 1, "own datagram not counted")
+    ensure(
+        a.counters().rejected.get(Reject::Own) == 1,
+        "own datagram not counted",
+    )
 }
 
 /// A datagram captured before the receiver (re)started is refused as from
@@ -1127,7 +1130,7 @@ fn sync_verification() -> Result<(), Failure> {
         "a verified sender's set lost",
     )?;
     ensure(
-        b.counters().rejected_unverified == 1,
+        b.counters().rejected.get(Reject::Unverified) == 1,
         "unverified rejection not counted",
     )
 }
@@ -1155,12 +1158,15 @@ fn sync_foreign_cluster() -> Result<(), Failure> {
         "value travels in clear",
     )?;
     ensure(
-        b.handle(at(0), &buf[..len], &mut cache) == Err(Reject::Authentication),
+        b.handle(at(0), &buf[..len], &mut cache) == Err(Reject::Wire(wire::Error::Authentication)),
         "datagram from another cluster accepted",
     )?;
     ensure(cache.items() == 0, "another cluster's entry stored")?;
     ensure(
-        b.counters().rejected_authentication == 1,
+        b.counters()
+            .rejected
+            .get(Reject::Wire(wire::Error::Authentication))
+            == 1,
         "foreign datagram not counted",
     )
 }

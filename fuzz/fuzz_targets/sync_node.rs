@@ -182,7 +182,7 @@ fuzz_target!(|input: Input| {
         let after = *node.counters();
         match outcome {
             Ok(_) => assert_eq!(after.received_datagrams, before.received_datagrams + 1),
-            Err(_) => assert_eq!(after.rejected(), before.rejected() + 1),
+            Err(_) => assert_eq!(after.rejected.total(), before.rejected.total() + 1),
         }
         cache.verify().expect("cache invariants after a datagram");
         // Answers to the pull requests it carried fit a datagram.

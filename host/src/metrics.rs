@@ -12,12 +12,297 @@ use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 use crate::proxy::client_hello::{self, Offer, Resumption};
 use crate::proxy::proxy_header::{Rejection, Source};
 use crate::redis::counters::{RedisCounters, RedisFigures};
+use crate::stats::exposition::{Family, Kind};
 use crate::sync::pull::{PullCounters, PullFigures, Pulled};
+
+/// Everything one router process counts, in the order of [`TABLE`]: the
+/// index of its atomic in a [`ProcessCounters`] block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Tls12Full,
+    Tls12Resumed,
+    Tls13Full,
+    Tls13Resumed,
+    HandshakeFailures,
+    HandshakeTimeouts,
+    /// ClientHellos offering something to resume: a TLS 1.2 session id, or
+    /// TLS 1.3 PSKs (tickets; see [`Offer::resumption`]).
+    OfferedSessionIds,
+    OfferedPsks,
+    /// Connections closed for their ClientHello, by reason (also counted
+    /// in `HandshakeFailures`).
+    ClientHelloMalformed,
+    ClientHelloOversized,
+    /// Stateless tickets (`ssl-session-tickets = keys`): sealed...
+    TicketsIssued,
+    /// ...not sealed: no key for the current period...
+    TicketsUnissued,
+    /// ...opened (a resumption follows, unless rustls refuses the session
+    /// for another reason: SNI, cipher suite)...
+    TicketsOpened,
+    /// ...refused: sealed more than two periods ago...
+    TicketsExpired,
+    /// ...refused: a key id this router never held (another cluster's, or
+    /// one it could not learn)...
+    TicketsUnknownKey,
+    /// ...refused: truncated, forged or damaged (see [`crate::tickets`]).
+    TicketsInvalid,
+    /// PROXY protocol headers accepted (`enable-proxy-protocol`) that named
+    /// the client, and those that kept the real peer (v2 LOCAL, v1 UNKNOWN).
+    ProxyHeadersClient,
+    ProxyHeadersLocal,
+    /// Connections refused for their PROXY header, by reason.
+    ProxyMissing,
+    ProxyMalformed,
+    ProxyTimeouts,
+    Connections,
+    OpenConnections,
+    Requests,
+    BadGateway,
+    GatewayTimeout,
+    /// Local changes not replicated: too large for a datagram, or the
+    /// sync queue was full.
+    SyncSkipped,
+}
+
+/// Where one metric shows: its place in the JSON document (`None`: not
+/// at the top level), and its Prometheus family with the values of the
+/// family's labels (`None`: not exposed).
+pub struct Line {
+    pub metric: Metric,
+    pub json: Option<&'static [&'static str]>,
+    pub prometheus: Option<(&'static Family, &'static [&'static str])>,
+}
+
+const fn line(
+    metric: Metric,
+    json: Option<&'static [&'static str]>,
+    prometheus: Option<(&'static Family, &'static [&'static str])>,
+) -> Line {
+    Line {
+        metric,
+        json,
+        prometheus,
+    }
+}
+
+const HANDSHAKES: Family = Family::new(
+    "cachet_tls_handshakes_total",
+    Kind::Counter,
+    "Completed TLS handshakes by protocol version and kind.",
+    &["version", "kind"],
+);
+const HANDSHAKE_FAILURES: Family = Family::new(
+    "cachet_tls_handshake_failures_total",
+    Kind::Counter,
+    "TLS handshakes that failed.",
+    &[],
+);
+const HANDSHAKE_TIMEOUTS: Family = Family::new(
+    "cachet_tls_handshake_timeouts_total",
+    Kind::Counter,
+    "TLS handshakes that did not finish in time.",
+    &[],
+);
+const RESUMPTION_OFFERED: Family = Family::new(
+    "cachet_tls_resumption_offered_total",
+    Kind::Counter,
+    "ClientHellos offering a session to resume: a TLS 1.2 session id from a client without TLS 1.3, or TLS 1.3 PSKs.",
+    &["kind"],
+);
+const CLIENT_HELLO_REJECTED: Family = Family::new(
+    "cachet_tls_client_hello_rejected_total",
+    Kind::Counter,
+    "Connections closed for their ClientHello, by reason (also counted as failed handshakes).",
+    &["reason"],
+);
+const TICKETS: Family = Family::new(
+    "cachet_tls_tickets_total",
+    Kind::Counter,
+    "Stateless TLS tickets (ssl-session-tickets = keys): issued, not issued (no key for the \
+     period), opened, and refused by reason (expired: sealed more than two periods ago; \
+     unknown_key; invalid).",
+    &["outcome"],
+);
+const PROXY_HEADERS: Family = Family::new(
+    "cachet_proxy_protocol_headers_total",
+    Kind::Counter,
+    "Valid PROXY protocol headers, by whether they named the client or kept the real peer.",
+    &["source"],
+);
+const PROXY_REJECTED: Family = Family::new(
+    "cachet_proxy_protocol_rejected_total",
+    Kind::Counter,
+    "Connections closed for their PROXY protocol header, by reason.",
+    &["reason"],
+);
+const CONNECTIONS: Family = Family::new(
+    "cachet_connections_total",
+    Kind::Counter,
+    "Client TCP connections accepted.",
+    &[],
+);
+const OPEN_CONNECTIONS: Family = Family::new(
+    "cachet_open_connections",
+    Kind::Gauge,
+    "Client connections open now.",
+    &[],
+);
+const REQUESTS: Family = Family::new(
+    "cachet_http_requests_total",
+    Kind::Counter,
+    "HTTP requests received from clients.",
+    &[],
+);
+const HTTP_ERRORS: Family = Family::new(
+    "cachet_http_errors_total",
+    Kind::Counter,
+    "Requests answered by the router itself because of a backend problem.",
+    &["status"],
+);
+
+/// Every metric, where it shows in JSON and Prometheus: the one list of
+/// names. Lines of one family follow each other, in the order Prometheus
+/// lists them.
+pub const TABLE: [Line; 27] = {
+    use client_hello::Rejection as Hello;
+    use Metric::*;
+    use Rejection as Proxy;
+    [
+        line(
+            Tls12Full,
+            Some(&["tls", "handshakes", "tls12", "full"]),
+            Some((&HANDSHAKES, &["1.2", "full"])),
+        ),
+        line(
+            Tls12Resumed,
+            Some(&["tls", "handshakes", "tls12", "resumed"]),
+            Some((&HANDSHAKES, &["1.2", "resumed"])),
+        ),
+        line(
+            Tls13Full,
+            Some(&["tls", "handshakes", "tls13", "full"]),
+            Some((&HANDSHAKES, &["1.3", "full"])),
+        ),
+        line(
+            Tls13Resumed,
+            Some(&["tls", "handshakes", "tls13", "resumed"]),
+            Some((&HANDSHAKES, &["1.3", "resumed"])),
+        ),
+        line(
+            HandshakeFailures,
+            Some(&["tls", "failures"]),
+            Some((&HANDSHAKE_FAILURES, &[])),
+        ),
+        line(
+            HandshakeTimeouts,
+            Some(&["tls", "timeouts"]),
+            Some((&HANDSHAKE_TIMEOUTS, &[])),
+        ),
+        line(
+            OfferedSessionIds,
+            Some(&["tls", "offered", "tls12_session_id"]),
+            Some((&RESUMPTION_OFFERED, &["tls12_session_id"])),
+        ),
+        line(
+            OfferedPsks,
+            Some(&["tls", "offered", "tls13_psk"]),
+            Some((&RESUMPTION_OFFERED, &["tls13_psk"])),
+        ),
+        line(
+            ClientHelloMalformed,
+            Some(&["tls", "client_hello_rejected", Hello::Malformed.as_str()]),
+            Some((&CLIENT_HELLO_REJECTED, &[Hello::Malformed.as_str()])),
+        ),
+        line(
+            ClientHelloOversized,
+            Some(&["tls", "client_hello_rejected", Hello::Oversized.as_str()]),
+            Some((&CLIENT_HELLO_REJECTED, &[Hello::Oversized.as_str()])),
+        ),
+        line(
+            TicketsIssued,
+            Some(&["tls", "tickets", "issued"]),
+            Some((&TICKETS, &["issued"])),
+        ),
+        line(
+            TicketsUnissued,
+            Some(&["tls", "tickets", "unissued"]),
+            Some((&TICKETS, &["unissued"])),
+        ),
+        line(
+            TicketsOpened,
+            Some(&["tls", "tickets", "opened"]),
+            Some((&TICKETS, &["opened"])),
+        ),
+        line(
+            TicketsExpired,
+            Some(&["tls", "tickets", "refused", "expired"]),
+            Some((&TICKETS, &["expired"])),
+        ),
+        line(
+            TicketsUnknownKey,
+            Some(&["tls", "tickets", "refused", "unknown_key"]),
+            Some((&TICKETS, &["unknown_key"])),
+        ),
+        line(
+            TicketsInvalid,
+            Some(&["tls", "tickets", "refused", "invalid"]),
+            Some((&TICKETS, &["invalid"])),
+        ),
+        // JSON shows all headers (`proxy_protocol.headers`, added up by
+        // `render_json`) and the local ones.
+        line(
+            ProxyHeadersClient,
+            None,
+            Some((&PROXY_HEADERS, &["client"])),
+        ),
+        line(
+            ProxyHeadersLocal,
+            Some(&["proxy_protocol", "local"]),
+            Some((&PROXY_HEADERS, &["local"])),
+        ),
+        line(
+            ProxyMissing,
+            Some(&["proxy_protocol", "rejected", Proxy::Missing.as_str()]),
+            Some((&PROXY_REJECTED, &[Proxy::Missing.as_str()])),
+        ),
+        line(
+            ProxyMalformed,
+            Some(&["proxy_protocol", "rejected", Proxy::Malformed.as_str()]),
+            Some((&PROXY_REJECTED, &[Proxy::Malformed.as_str()])),
+        ),
+        line(
+            ProxyTimeouts,
+            Some(&["proxy_protocol", "rejected", Proxy::Timeout.as_str()]),
+            Some((&PROXY_REJECTED, &[Proxy::Timeout.as_str()])),
+        ),
+        // Per worker in JSON (see `render_json`).
+        line(Connections, None, Some((&CONNECTIONS, &[]))),
+        line(OpenConnections, None, Some((&OPEN_CONNECTIONS, &[]))),
+        line(
+            Requests,
+            Some(&["http", "requests"]),
+            Some((&REQUESTS, &[])),
+        ),
+        line(
+            BadGateway,
+            Some(&["http", "bad_gateway"]),
+            Some((&HTTP_ERRORS, &["502"])),
+        ),
+        line(
+            GatewayTimeout,
+            Some(&["http", "gateway_timeout"]),
+            Some((&HTTP_ERRORS, &["504"])),
+        ),
+        // In the JSON `sync` object, when replication is on.
+        line(SyncSkipped, None, None),
+    ]
+};
 
 /// A handle on one process's counters; cheap to bump from any task.
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
-    c: &'static Counters,
+    c: &'static ProcessCounters,
 }
 
 impl Default for Metrics {
@@ -31,155 +316,73 @@ impl Default for Metrics {
 /// shared memory fresh from the kernel is a set of zeroed counters.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct Counters {
-    tls12_full: AtomicU64,
-    tls12_resumed: AtomicU64,
-    tls13_full: AtomicU64,
-    tls13_resumed: AtomicU64,
-    handshake_failures: AtomicU64,
-    handshake_timeouts: AtomicU64,
-    /// ClientHellos offering something to resume: a TLS 1.2 session id, or
-    /// TLS 1.3 PSKs (tickets; see [`Offer::resumption`]).
-    offered_session_ids: AtomicU64,
-    offered_psks: AtomicU64,
-    /// Connections closed for their ClientHello, by reason (also counted
-    /// in `handshake_failures`).
-    client_hello_malformed: AtomicU64,
-    client_hello_oversized: AtomicU64,
-    connections: AtomicU64,
-    open_connections: AtomicU64,
-    requests: AtomicU64,
-    bad_gateway: AtomicU64,
-    gateway_timeout: AtomicU64,
-    /// PROXY protocol headers accepted (`enable-proxy-protocol`), and those
-    /// of them that kept the real peer (v2 LOCAL, v1 UNKNOWN).
-    proxy_headers: AtomicU64,
-    proxy_headers_local: AtomicU64,
-    /// Connections refused for their PROXY header, by reason.
-    proxy_missing: AtomicU64,
-    proxy_malformed: AtomicU64,
-    proxy_timeouts: AtomicU64,
-    /// Local changes not replicated: too large for a datagram, or the
-    /// sync queue was full.
-    sync_skipped: AtomicU64,
+pub struct ProcessCounters {
+    /// One per [`Metric`].
+    counts: [AtomicU64; TABLE.len()],
     /// Sessions pulled from the peers before handshakes.
     pulls: PullCounters,
     /// The Redis tier's commands, failures and latency.
     redis: RedisCounters,
-    /// Stateless tickets (`ssl-session-tickets = keys`): sealed, opened,
-    /// and refused by reason (see [`crate::tickets`]).
-    tickets: TicketCounters,
     /// Pid of the worker serving from this block once it accepts
     /// connections; 0 before (the master waits for it).
     ready: AtomicU64,
 }
-crate::sys::shm::zeroable!(Counters {
-    tls12_full,
-    tls12_resumed,
-    tls13_full,
-    tls13_resumed,
-    handshake_failures,
-    handshake_timeouts,
-    offered_session_ids,
-    offered_psks,
-    client_hello_malformed,
-    client_hello_oversized,
-    connections,
-    open_connections,
-    requests,
-    bad_gateway,
-    gateway_timeout,
-    proxy_headers,
-    proxy_headers_local,
-    proxy_missing,
-    proxy_malformed,
-    proxy_timeouts,
-    sync_skipped,
+crate::sys::shm::zeroable!(ProcessCounters {
+    counts,
     pulls,
     redis,
-    tickets,
     ready
 });
 
 /// A copy of the counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
-    pub tls12_full: u64,
-    pub tls12_resumed: u64,
-    pub tls13_full: u64,
-    pub tls13_resumed: u64,
-    pub handshake_failures: u64,
-    pub handshake_timeouts: u64,
-    pub offered_session_ids: u64,
-    pub offered_psks: u64,
-    pub client_hello_malformed: u64,
-    pub client_hello_oversized: u64,
-    pub connections: u64,
-    pub open_connections: u64,
-    pub requests: u64,
-    pub bad_gateway: u64,
-    pub gateway_timeout: u64,
-    pub proxy_headers: u64,
-    pub proxy_headers_local: u64,
-    pub proxy_missing: u64,
-    pub proxy_malformed: u64,
-    pub proxy_timeouts: u64,
-    pub sync_skipped: u64,
+    counts: [u64; TABLE.len()],
     pub pulls: PullFigures,
     pub redis: RedisFigures,
-    pub tickets: TicketFigures,
 }
 
-/// What a process's ticketer did. `repr(C)`, all atomics.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct TicketCounters {
-    issued: AtomicU64,
-    unissued: AtomicU64,
-    opened: AtomicU64,
-    expired: AtomicU64,
-    unknown_key: AtomicU64,
-    invalid: AtomicU64,
-}
-crate::sys::shm::zeroable!(TicketCounters {
-    issued,
-    unissued,
-    opened,
-    expired,
-    unknown_key,
-    invalid
-});
+impl MetricsSnapshot {
+    pub fn get(&self, metric: Metric) -> u64 {
+        self.counts[metric as usize]
+    }
 
-/// A copy of [`TicketCounters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TicketFigures {
-    /// Tickets sealed.
-    pub issued: u64,
-    /// Tickets not sealed: no key for the current period.
-    pub unissued: u64,
-    /// Tickets opened (a resumption follows, unless rustls refuses the
-    /// session for another reason: SNI, cipher suite).
-    pub opened: u64,
-    /// Tickets refused: sealed more than two periods ago.
-    pub expired: u64,
-    /// Tickets refused: a key id this router never held (another
-    /// cluster's, or one it could not learn).
-    pub unknown_key: u64,
-    /// Tickets refused: truncated, forged or damaged.
-    pub invalid: u64,
-}
+    /// The same figures with `metric` set to `value` (for tests of what
+    /// renders them).
+    pub fn with(mut self, metric: Metric, value: u64) -> MetricsSnapshot {
+        self.counts[metric as usize] = value;
+        self
+    }
 
-impl TicketFigures {
+    /// Every metric's line in [`TABLE`] with its count.
+    pub fn lines(&self) -> impl Iterator<Item = (&'static Line, u64)> + '_ {
+        TABLE.iter().map(|line| (line, self.get(line.metric)))
+    }
+
     /// Both added up.
-    pub fn plus(&self, other: &TicketFigures) -> TicketFigures {
-        TicketFigures {
-            issued: self.issued + other.issued,
-            unissued: self.unissued + other.unissued,
-            opened: self.opened + other.opened,
-            expired: self.expired + other.expired,
-            unknown_key: self.unknown_key + other.unknown_key,
-            invalid: self.invalid + other.invalid,
+    pub fn plus(&self, other: &MetricsSnapshot) -> MetricsSnapshot {
+        MetricsSnapshot {
+            counts: std::array::from_fn(|i| self.counts[i] + other.counts[i]),
+            pulls: self.pulls.plus(&other.pulls),
+            redis: self.redis.plus(&other.redis),
         }
+    }
+
+    pub fn handshakes(&self) -> u64 {
+        [
+            Metric::Tls12Full,
+            Metric::Tls12Resumed,
+            Metric::Tls13Full,
+            Metric::Tls13Resumed,
+        ]
+        .into_iter()
+        .map(|metric| self.get(metric))
+        .sum()
+    }
+
+    /// Valid PROXY protocol headers, whatever they named.
+    pub fn proxy_headers(&self) -> u64 {
+        self.get(Metric::ProxyHeadersClient) + self.get(Metric::ProxyHeadersLocal)
     }
 }
 
@@ -194,55 +397,36 @@ pub enum TicketEvent {
     Invalid,
 }
 
-impl MetricsSnapshot {
-    pub fn handshakes(&self) -> u64 {
-        self.tls12_full + self.tls12_resumed + self.tls13_full + self.tls13_resumed
-    }
-
-    /// Connections closed for their ClientHello, by reason.
-    pub fn client_hello_rejections(&self) -> [(client_hello::Rejection, u64); 2] {
-        [
-            (
-                client_hello::Rejection::Malformed,
-                self.client_hello_malformed,
-            ),
-            (
-                client_hello::Rejection::Oversized,
-                self.client_hello_oversized,
-            ),
-        ]
-    }
-
-    /// Connections refused for their PROXY header, by reason.
-    pub fn proxy_rejections(&self) -> [(Rejection, u64); 3] {
-        [
-            (Rejection::Missing, self.proxy_missing),
-            (Rejection::Malformed, self.proxy_malformed),
-            (Rejection::Timeout, self.proxy_timeouts),
-        ]
-    }
-}
-
 /// Keeps `open_connections` right however a connection task ends.
 #[derive(Debug)]
 pub struct OpenConnection<'a>(&'a Metrics);
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.0.c.open_connections.fetch_sub(1, Relaxed);
+        self.0
+            .counter(Metric::OpenConnections)
+            .fetch_sub(1, Relaxed);
     }
 }
 
 impl Metrics {
     /// A handle on counters that live elsewhere (in shared memory).
-    pub fn on(counters: &'static Counters) -> Metrics {
+    pub fn on(counters: &'static ProcessCounters) -> Metrics {
         Metrics { c: counters }
+    }
+
+    fn counter(&self, metric: Metric) -> &AtomicU64 {
+        &self.c.counts[metric as usize]
+    }
+
+    fn count(&self, metric: Metric) {
+        self.counter(metric).fetch_add(1, Relaxed);
     }
 
     /// Forgets the connections a dead process left open: it can no longer
     /// close them, and a replacement starts with none.
     pub fn reset_open_connections(&self) {
-        self.c.open_connections.store(0, Relaxed);
+        self.counter(Metric::OpenConnections).store(0, Relaxed);
     }
 
     /// Marks the block's process as serving (its pid), or not (0).
@@ -257,8 +441,8 @@ impl Metrics {
 
     /// Counts an accepted TCP connection until the guard is dropped.
     pub fn connection_opened(&self) -> OpenConnection<'_> {
-        self.c.connections.fetch_add(1, Relaxed);
-        self.c.open_connections.fetch_add(1, Relaxed);
+        self.count(Metric::Connections);
+        self.count(Metric::OpenConnections);
         OpenConnection(self)
     }
 
@@ -266,33 +450,28 @@ impl Metrics {
     /// A HelloRetryRequest round trip is still a full handshake.
     pub fn handshake_completed(&self, connection: &ServerConnection) {
         let resumed = connection.handshake_kind() == Some(HandshakeKind::Resumed);
-        let counter = match (connection.protocol_version(), resumed) {
-            (Some(ProtocolVersion::TLSv1_3), false) => &self.c.tls13_full,
-            (Some(ProtocolVersion::TLSv1_3), true) => &self.c.tls13_resumed,
-            (_, false) => &self.c.tls12_full,
-            (_, true) => &self.c.tls12_resumed,
-        };
-        counter.fetch_add(1, Relaxed);
+        self.count(match (connection.protocol_version(), resumed) {
+            (Some(ProtocolVersion::TLSv1_3), false) => Metric::Tls13Full,
+            (Some(ProtocolVersion::TLSv1_3), true) => Metric::Tls13Resumed,
+            (_, false) => Metric::Tls12Full,
+            (_, true) => Metric::Tls12Resumed,
+        });
     }
 
     pub fn handshake_failed(&self) {
-        self.c.handshake_failures.fetch_add(1, Relaxed);
+        self.count(Metric::HandshakeFailures);
     }
 
     pub fn handshake_timed_out(&self) {
-        self.c.handshake_timeouts.fetch_add(1, Relaxed);
+        self.count(Metric::HandshakeTimeouts);
     }
 
     /// Counts what a ClientHello offers to resume.
     pub fn client_hello_read(&self, offer: &Offer) {
         match offer.resumption() {
             Resumption::None => {}
-            Resumption::SessionId(_) => {
-                self.c.offered_session_ids.fetch_add(1, Relaxed);
-            }
-            Resumption::Tickets(_) => {
-                self.c.offered_psks.fetch_add(1, Relaxed);
-            }
+            Resumption::SessionId(_) => self.count(Metric::OfferedSessionIds),
+            Resumption::Tickets(_) => self.count(Metric::OfferedPsks),
         }
     }
 
@@ -300,45 +479,42 @@ impl Metrics {
     /// and why.
     pub fn client_hello_rejected(&self, reason: client_hello::Rejection) {
         self.handshake_failed();
-        let counter = match reason {
-            client_hello::Rejection::Malformed => &self.c.client_hello_malformed,
-            client_hello::Rejection::Oversized => &self.c.client_hello_oversized,
-        };
-        counter.fetch_add(1, Relaxed);
+        self.count(match reason {
+            client_hello::Rejection::Malformed => Metric::ClientHelloMalformed,
+            client_hello::Rejection::Oversized => Metric::ClientHelloOversized,
+        });
     }
 
     pub fn request(&self) {
-        self.c.requests.fetch_add(1, Relaxed);
+        self.count(Metric::Requests);
     }
 
     pub fn bad_gateway(&self) {
-        self.c.bad_gateway.fetch_add(1, Relaxed);
+        self.count(Metric::BadGateway);
     }
 
     pub fn gateway_timeout(&self) {
-        self.c.gateway_timeout.fetch_add(1, Relaxed);
+        self.count(Metric::GatewayTimeout);
     }
 
     /// Counts a valid PROXY protocol header; `source` says whether it named
     /// the client or kept the real peer.
     pub fn proxy_header_accepted(&self, source: Source) {
-        self.c.proxy_headers.fetch_add(1, Relaxed);
-        if source == Source::Local {
-            self.c.proxy_headers_local.fetch_add(1, Relaxed);
-        }
+        self.count(match source {
+            Source::Local => Metric::ProxyHeadersLocal,
+            Source::Client(_) => Metric::ProxyHeadersClient,
+        });
     }
 
     /// Counts a connection closed for its PROXY protocol header.
     pub fn proxy_header_rejected(&self, reason: Rejection) {
-        let counter = match reason {
-            Rejection::Missing => &self.c.proxy_missing,
-            Rejection::Malformed => &self.c.proxy_malformed,
-            Rejection::Timeout => &self.c.proxy_timeouts,
-        };
-        counter.fetch_add(1, Relaxed);
+        self.count(match reason {
+            Rejection::Missing => Metric::ProxyMissing,
+            Rejection::Malformed => Metric::ProxyMalformed,
+            Rejection::Timeout => Metric::ProxyTimeouts,
+        });
     }
 
-    /// Counts a local change that could not be replicated.
     /// A connection's pull ended after `waited`.
     pub fn pulled(&self, pulled: Pulled, waited: std::time::Duration) {
         self.c.pulls.count(pulled, waited);
@@ -351,58 +527,53 @@ impl Metrics {
 
     /// Counts what the ticketer did with one ticket.
     pub fn ticket(&self, event: TicketEvent) {
-        let t = &self.c.tickets;
-        let counter = match event {
-            TicketEvent::Issued => &t.issued,
-            TicketEvent::Unissued => &t.unissued,
-            TicketEvent::Opened => &t.opened,
-            TicketEvent::Expired => &t.expired,
-            TicketEvent::UnknownKey => &t.unknown_key,
-            TicketEvent::Invalid => &t.invalid,
-        };
-        counter.fetch_add(1, Relaxed);
+        self.count(match event {
+            TicketEvent::Issued => Metric::TicketsIssued,
+            TicketEvent::Unissued => Metric::TicketsUnissued,
+            TicketEvent::Opened => Metric::TicketsOpened,
+            TicketEvent::Expired => Metric::TicketsExpired,
+            TicketEvent::UnknownKey => Metric::TicketsUnknownKey,
+            TicketEvent::Invalid => Metric::TicketsInvalid,
+        });
     }
 
+    /// Counts a local change that could not be replicated.
     pub fn sync_skipped(&self) {
-        self.c.sync_skipped.fetch_add(1, Relaxed);
+        self.count(Metric::SyncSkipped);
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            tls12_full: self.c.tls12_full.load(Relaxed),
-            tls12_resumed: self.c.tls12_resumed.load(Relaxed),
-            tls13_full: self.c.tls13_full.load(Relaxed),
-            tls13_resumed: self.c.tls13_resumed.load(Relaxed),
-            handshake_failures: self.c.handshake_failures.load(Relaxed),
-            handshake_timeouts: self.c.handshake_timeouts.load(Relaxed),
-            offered_session_ids: self.c.offered_session_ids.load(Relaxed),
-            offered_psks: self.c.offered_psks.load(Relaxed),
-            client_hello_malformed: self.c.client_hello_malformed.load(Relaxed),
-            client_hello_oversized: self.c.client_hello_oversized.load(Relaxed),
-            connections: self.c.connections.load(Relaxed),
-            open_connections: self.c.open_connections.load(Relaxed),
-            requests: self.c.requests.load(Relaxed),
-            bad_gateway: self.c.bad_gateway.load(Relaxed),
-            gateway_timeout: self.c.gateway_timeout.load(Relaxed),
-            proxy_headers: self.c.proxy_headers.load(Relaxed),
-            proxy_headers_local: self.c.proxy_headers_local.load(Relaxed),
-            proxy_missing: self.c.proxy_missing.load(Relaxed),
-            proxy_malformed: self.c.proxy_malformed.load(Relaxed),
-            proxy_timeouts: self.c.proxy_timeouts.load(Relaxed),
-            sync_skipped: self.c.sync_skipped.load(Relaxed),
+            counts: std::array::from_fn(|i| self.c.counts[i].load(Relaxed)),
             pulls: self.c.pulls.snapshot(),
             redis: self.c.redis.snapshot(),
-            tickets: {
-                let t = &self.c.tickets;
-                TicketFigures {
-                    issued: t.issued.load(Relaxed),
-                    unissued: t.unissued.load(Relaxed),
-                    opened: t.opened.load(Relaxed),
-                    expired: t.expired.load(Relaxed),
-                    unknown_key: t.unknown_key.load(Relaxed),
-                    invalid: t.invalid.load(Relaxed),
-                }
-            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_indexes_every_metric_once() {
+        for (index, line) in TABLE.iter().enumerate() {
+            assert_eq!(line.metric as usize, index, "{:?}", line.metric);
+            if let Some((family, values)) = line.prometheus {
+                assert_eq!(family.labels.len(), values.len(), "{:?}", line.metric);
+            }
+        }
+        // A family's lines follow each other, so that its header is
+        // written once.
+        let names: Vec<&str> = TABLE
+            .iter()
+            .filter_map(|line| Some(line.prometheus?.0.name))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            assert!(
+                !names[..i].contains(name) || names[i - 1] == *name,
+                "{name} split"
+            );
         }
     }
 }

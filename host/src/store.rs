@@ -125,13 +125,13 @@ impl SessionStore {
             blocksize: u64::from(layout.block_size()),
             blocks: u64::from(layout.chunk_count()),
             keysize: cachet_core::cache::MAX_KEY_LEN as u64,
-            items: Some(u64::from(n.items)),
+            items: u64::from(n.items),
             hits: n.hits,
             miss: n.miss,
             full: n.full,
             sets: n.sets,
             deletes: n.deletes + n.takes,
-            evictions: Some(n.evictions),
+            evictions: n.evictions,
             expired: n.expired,
             refused_too_large: n.refused_value_too_large + n.refused_key_too_long,
             refused_full: 0,
@@ -370,7 +370,7 @@ mod tests {
         let figures = store.figures();
         assert_eq!(
             (figures.hits, figures.miss, figures.sets, figures.items),
-            (1, 1, 1, Some(1))
+            (1, 1, 1, 1)
         );
     }
 
@@ -506,6 +506,6 @@ mod tests {
         assert_eq!(a.get(b"id"), None);
         assert_eq!(store.sweep(100), 1);
         let figures = store.figures();
-        assert_eq!((figures.expired, figures.items), (2, Some(0)));
+        assert_eq!((figures.expired, figures.items), (2, 0));
     }
 }

@@ -16,6 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cachet_core::wire::{self, Packet};
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
     key_secret, mesh, pushed_sets, resumes, run_bounded, serial, start_node, sync, sync_addr,
@@ -613,12 +614,10 @@ const JUNK_KINDS: [Junk; 8] = [
 
 /// The header of a datagram: magic, version, key id, sender, sequence.
 fn header(version: u8, key_id: u8, sender: u64, sequence: u64) -> Vec<u8> {
-    let mut datagram = b"CSYN".to_vec();
-    datagram.push(version);
-    datagram.push(key_id);
-    datagram.extend(sender.to_le_bytes());
-    datagram.extend(sequence.to_le_bytes());
-    datagram
+    let mut packet = Packet::new_unchecked(vec![0; wire::HEADER_LEN]);
+    packet.fill_header(key_id, sender, sequence);
+    packet.set_version(version);
+    packet.into_inner()
 }
 
 /// Pads `datagram` with random bytes up to `len`.
@@ -630,47 +629,59 @@ fn padded(mut datagram: Vec<u8>, len: usize, rng: &mut XorShift) -> Vec<u8> {
 }
 
 fn make_junk(kind: Junk, i: u64, captured: &[Vec<u8>], rng: &mut XorShift) -> Vec<u8> {
-    let key_id = captured[0][5];
-    let any_len = |rng: &mut XorShift, max: u64| 38 + rng.below(max - 38) as usize;
+    let key_id = Packet::new_unchecked(&captured[0]).key_id();
+    let any_len = |rng: &mut XorShift, max: u64| {
+        wire::MIN_LEN + rng.below(max - wire::MIN_LEN as u64) as usize
+    };
     match kind {
         Junk::Magic => {
             let len = any_len(rng, 200);
             let mut d = padded(Vec::new(), len, rng);
-            if d.starts_with(b"CSYN") {
+            if d.starts_with(&wire::MAGIC) {
                 d[0] = b'X';
             }
             d
         }
         Junk::Truncated => {
-            let len = 1 + rng.below(37) as usize;
-            let mut d = header(1, key_id, rng.next_u64(), 1 + i);
-            d.resize(22.min(len), 0);
+            let len = 1 + rng.below(wire::MIN_LEN as u64 - 1) as usize;
+            let mut d = header(wire::VERSION, key_id, rng.next_u64(), 1 + i);
+            d.truncate(len);
             padded(d, len, rng)
         }
         Junk::Version => {
-            let version = [0u8, 2, 3, 0xff][rng.below(4) as usize];
+            let version = [0u8, wire::VERSION + 1, wire::VERSION + 2, 0xff][rng.below(4) as usize];
             let len = any_len(rng, 200);
             padded(header(version, key_id, rng.next_u64(), 1 + i), len, rng)
         }
         Junk::Oversize => {
-            let len = 1401 + rng.below(600) as usize;
-            padded(header(1, key_id, rng.next_u64(), 1 + i), len, rng)
+            let len = wire::DEFAULT_DATAGRAM_LEN + 1 + rng.below(600) as usize;
+            padded(
+                header(wire::VERSION, key_id, rng.next_u64(), 1 + i),
+                len,
+                rng,
+            )
         }
         Junk::UnknownKey => {
             let other = key_id.wrapping_add(1 + rng.below(255) as u8);
             let len = any_len(rng, 300);
-            padded(header(1, other, rng.next_u64(), 1 + i), len, rng)
+            padded(
+                header(wire::VERSION, other, rng.next_u64(), 1 + i),
+                len,
+                rng,
+            )
         }
         Junk::Forged => {
             let len = any_len(rng, 300);
-            padded(header(1, key_id, rng.next_u64(), 1 + i), len, rng)
+            padded(
+                header(wire::VERSION, key_id, rng.next_u64(), 1 + i),
+                len,
+                rng,
+            )
         }
         Junk::Tampered => {
-            let mut d = captured[i as usize % captured.len()].clone();
-            let sequence = u64::from_le_bytes(d[14..22].try_into().unwrap());
-            let fresh = sequence + 1_000_000 + i;
-            d[14..22].copy_from_slice(&fresh.to_le_bytes());
-            d
+            let mut packet = Packet::new_unchecked(captured[i as usize % captured.len()].clone());
+            packet.set_sequence(packet.sequence() + 1_000_000 + i);
+            packet.into_inner()
         }
         Junk::Replayed => captured[i as usize % captured.len()].clone(),
     }
@@ -712,7 +723,7 @@ async fn junk_datagrams_are_rejected_and_counted_by_reason() {
     // which nothing below looks at.
     let captured = relay.captured();
     assert!(captured.len() >= 20, "captured {}", captured.len());
-    assert!(captured.iter().all(|d| d.starts_with(b"CSYN")));
+    assert!(captured.iter().all(|d| d.starts_with(&wire::MAGIC)));
 
     let base = sync(&b);
 

@@ -37,7 +37,7 @@ impl Counter {
 /// found no free slot, each followed by an eviction, rather than failed sets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Counters {
+pub struct CacheCounters {
     /// Live entries now (expired entries not yet swept included).
     pub items: u32,
     /// Lookups (`get` or `take`) that found a live entry.
@@ -72,7 +72,7 @@ pub struct Counters {
     pub repair_dropped: u64,
 }
 
-impl Counters {
+impl CacheCounters {
     /// Total puts refused, all reasons together.
     pub fn refused(&self) -> u64 {
         self.refused_empty_key
@@ -81,8 +81,8 @@ impl Counters {
             + self.refused_zero_lifetime
     }
 
-    pub(crate) fn from_fn(items: u32, read: impl Fn(Counter) -> u64) -> Counters {
-        Counters {
+    pub(crate) fn from_fn(items: u32, read: impl Fn(Counter) -> u64) -> CacheCounters {
+        CacheCounters {
             items,
             hits: read(Counter::Hits),
             miss: read(Counter::Misses),

@@ -51,8 +51,8 @@ use siphasher::sip::SipHasher13;
 
 use crate::bytes::{read_u32, read_u64, write_u32, write_u64};
 use crate::time::{Duration, Instant};
+pub use counters::CacheCounters;
 use counters::Counter;
-pub use counters::Counters;
 use layout::{chunk, header, slot, HEADER_LEN};
 pub use layout::{GeometryError, Layout, MAX_CAPACITY, MAX_KEY_LEN};
 pub use repair::{Inconsistency, RepairReport};
@@ -345,8 +345,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
     }
 
     /// A snapshot of the counters.
-    pub fn counters(&self) -> Counters {
-        Counters::from_fn(self.items(), |c| self.counter(c))
+    pub fn counters(&self) -> CacheCounters {
+        CacheCounters::from_fn(self.items(), |c| self.counter(c))
     }
 
     /// Whether a mutation was interrupted (its process died between starting

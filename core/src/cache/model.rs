@@ -12,7 +12,7 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use super::{Cache, Config, Counters, Layout, Refused, Stored, Sweep, MAX_KEY_LEN};
+use super::{Cache, CacheCounters, Config, Layout, Refused, Stored, Sweep, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -35,7 +35,7 @@ pub struct Model {
     hand: usize,
     cursor: usize,
     /// The counters the cache should report.
-    pub n: Counters,
+    pub n: CacheCounters,
 }
 
 impl Model {
@@ -47,7 +47,7 @@ impl Model {
             high: 0,
             hand: 0,
             cursor: 0,
-            n: Counters::default(),
+            n: CacheCounters::default(),
         }
     }
 

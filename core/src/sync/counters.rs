@@ -1,23 +1,14 @@
 //! What a sync node counts.
 
-/// Why an incoming datagram was rejected.
+use crate::wire;
+
+/// Why an incoming datagram was rejected: the datagram itself (see
+/// [`wire::Error`]), or what the node knows of its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Reject {
-    /// Shorter than a header and a tag.
-    Truncated,
-    /// Longer than this node's datagram size.
-    Oversized,
-    /// Wrong magic: not a cachet sync datagram.
-    BadMagic,
-    /// Another wire version.
-    UnsupportedVersion,
-    /// Sealed under a key id this node does not hold.
-    UnknownKey,
-    /// Failed authentication: forged, damaged or another cluster's key.
-    Authentication,
-    /// Authentic but undecodable.
-    Malformed,
+    /// Its size, header, key id, tag or body.
+    Wire(wire::Error),
     /// A datagram already received from that sender.
     Replayed,
     /// Older than the sender's replay window.
@@ -31,21 +22,41 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// The reason as used in counter names (`rejected_<reason>`).
-    pub fn as_str(self) -> &'static str {
+    /// Every reason counted, in the order stats list them. A receiver
+    /// never sees [`wire::Error::BufferTooSmall`] apart from `Malformed`
+    /// (same name), so it has no place of its own.
+    pub const ALL: [Reject; 11] = [
+        Reject::Wire(wire::Error::Truncated),
+        Reject::Wire(wire::Error::Oversized),
+        Reject::Wire(wire::Error::BadMagic),
+        Reject::Wire(wire::Error::UnsupportedVersion),
+        Reject::Wire(wire::Error::UnknownKey),
+        Reject::Wire(wire::Error::Authentication),
+        Reject::Wire(wire::Error::Malformed),
+        Reject::Replayed,
+        Reject::Stale,
+        Reject::Own,
+        Reject::Unverified,
+    ];
+
+    /// The reason as used in counter names (`rejected_<reason>`) and the
+    /// `reason` label.
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Reject::Truncated => "truncated",
-            Reject::Oversized => "oversize",
-            Reject::BadMagic => "magic",
-            Reject::UnsupportedVersion => "version",
-            Reject::UnknownKey => "unknown_key",
-            Reject::Authentication => "authentication",
-            Reject::Malformed => "malformed",
+            Reject::Wire(error) => error.name(),
             Reject::Replayed => "replay",
             Reject::Stale => "stale",
             Reject::Own => "own",
             Reject::Unverified => "unverified",
         }
+    }
+
+    /// Where the reason is counted in [`Rejections`]: the place of the
+    /// reason in [`Reject::ALL`] of the same name.
+    fn index(self) -> Option<usize> {
+        Reject::ALL
+            .iter()
+            .position(|reason| reason.as_str() == self.as_str())
     }
 }
 
@@ -55,17 +66,38 @@ impl core::fmt::Display for Reject {
     }
 }
 
-impl From<crate::wire::Error> for Reject {
-    fn from(e: crate::wire::Error) -> Reject {
-        use crate::wire::Error;
-        match e {
-            Error::Truncated => Reject::Truncated,
-            Error::Oversized => Reject::Oversized,
-            Error::BadMagic => Reject::BadMagic,
-            Error::UnsupportedVersion => Reject::UnsupportedVersion,
-            Error::UnknownKey => Reject::UnknownKey,
-            Error::Authentication => Reject::Authentication,
-            Error::Malformed | Error::BufferTooSmall => Reject::Malformed,
+impl From<wire::Error> for Reject {
+    fn from(error: wire::Error) -> Reject {
+        Reject::Wire(error)
+    }
+}
+
+impl core::error::Error for Reject {}
+
+/// Datagrams rejected, by reason (in [`Reject::ALL`] order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Rejections([u64; Reject::ALL.len()]);
+
+impl Rejections {
+    /// Datagrams rejected for `reason`.
+    pub fn get(&self, reason: Reject) -> u64 {
+        reason.index().map_or(0, |i| self.0[i])
+    }
+
+    /// Every reason with its count, in [`Reject::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Reject, u64)> + '_ {
+        Reject::ALL.into_iter().zip(self.0)
+    }
+
+    /// Datagrams rejected for any reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    fn count(&mut self, reason: Reject) {
+        if let Some(i) = reason.index() {
+            self.0[i] += 1;
         }
     }
 }
@@ -128,28 +160,8 @@ pub struct SyncCounters {
     /// Cluster ticket keys received (see [`crate::tickets`]), whatever the
     /// store made of them.
     pub ticket_keys_received: u64,
-    /// Rejected: truncated.
-    pub rejected_truncated: u64,
-    /// Rejected: oversize.
-    pub rejected_oversize: u64,
-    /// Rejected: bad magic.
-    pub rejected_magic: u64,
-    /// Rejected: unsupported version.
-    pub rejected_version: u64,
-    /// Rejected: unknown key id.
-    pub rejected_unknown_key: u64,
-    /// Rejected: failed authentication.
-    pub rejected_authentication: u64,
-    /// Rejected: authentic but malformed.
-    pub rejected_malformed: u64,
-    /// Rejected: replayed.
-    pub rejected_replay: u64,
-    /// Rejected: stale.
-    pub rejected_stale: u64,
-    /// Rejected: our own datagram.
-    pub rejected_own: u64,
-    /// Rejected: changes from a sender not verified yet.
-    pub rejected_unverified: u64,
+    /// Datagrams rejected, by reason.
+    pub rejected: Rejections,
     /// Challenges this node sent (on its own, in bootstrap requests, or
     /// to a sender not verified yet).
     pub challenges_sent: u64,
@@ -164,36 +176,24 @@ pub struct SyncCounters {
 
 impl SyncCounters {
     pub(crate) fn count_rejection(&mut self, reason: Reject) {
-        let counter = match reason {
-            Reject::Truncated => &mut self.rejected_truncated,
-            Reject::Oversized => &mut self.rejected_oversize,
-            Reject::BadMagic => &mut self.rejected_magic,
-            Reject::UnsupportedVersion => &mut self.rejected_version,
-            Reject::UnknownKey => &mut self.rejected_unknown_key,
-            Reject::Authentication => &mut self.rejected_authentication,
-            Reject::Malformed => &mut self.rejected_malformed,
-            Reject::Replayed => &mut self.rejected_replay,
-            Reject::Stale => &mut self.rejected_stale,
-            Reject::Own => &mut self.rejected_own,
-            Reject::Unverified => &mut self.rejected_unverified,
-        };
-        *counter += 1;
-    }
-
-    /// Datagrams rejected for any reason.
-    pub fn rejected(&self) -> u64 {
-        self.rejected_truncated
-            + self.rejected_oversize
-            + self.rejected_magic
-            + self.rejected_version
-            + self.rejected_unknown_key
-            + self.rejected_authentication
-            + self.rejected_malformed
-            + self.rejected_replay
-            + self.rejected_stale
-            + self.rejected_own
-            + self.rejected_unverified
+        self.rejected.count(reason);
     }
 }
 
-impl core::error::Error for Reject {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_place_and_a_name_of_its_own() {
+        for (i, reason) in Reject::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), Some(i), "{reason:?}");
+        }
+        let mut rejections = Rejections::default();
+        rejections.count(Reject::Wire(wire::Error::BufferTooSmall));
+        rejections.count(Reject::Own);
+        assert_eq!(rejections.get(Reject::Wire(wire::Error::Malformed)), 1);
+        assert_eq!(rejections.get(Reject::Own), 1);
+        assert_eq!(rejections.total(), 2);
+    }
+}

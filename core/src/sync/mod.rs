@@ -69,7 +69,7 @@ use crate::wire::{
 pub use bootstrap::BootstrapAnswer;
 pub use challenge::Member;
 use challenge::{Issued, MAX_MEMBERS, RECHALLENGE_AFTER};
-pub use counters::{Reject, SyncCounters};
+pub use counters::{Reject, Rejections, SyncCounters};
 pub use greeting::{Greeted, Greetings};
 use message::Outgoing;
 pub use message::{Destination, Message};
@@ -826,7 +826,7 @@ impl<
         store: &mut St,
     ) -> Result<Handled, Reject> {
         if datagram.len() > self.settings.max_datagram {
-            return Err(Reject::Oversized);
+            return Err(Reject::Wire(crate::wire::Error::Oversized));
         }
         let packet = Packet::new_checked(datagram)?;
         let sender = packet.sender();

@@ -6,7 +6,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::cache::{Config, Layout};
-use crate::wire::{ClusterKey, DEFAULT_DATAGRAM_LEN as MTU};
+use crate::wire::{self, ClusterKey, DEFAULT_DATAGRAM_LEN as MTU};
 
 const SECRET: [u8; 32] = [0x42; 32];
 
@@ -107,28 +107,37 @@ fn every_rejection_is_counted_by_reason() {
     b.handle(at(0), &good, &mut c).unwrap();
 
     assert_eq!(b.handle(at(0), &good, &mut c), Err(Reject::Replayed));
-    assert_eq!(b.handle(at(0), &good[..10], &mut c), Err(Reject::Truncated));
+    assert_eq!(
+        b.handle(at(0), &good[..10], &mut c),
+        Err(Reject::Wire(wire::Error::Truncated))
+    );
     assert_eq!(
         b.handle(at(0), &[0u8; MTU + 1], &mut c),
-        Err(Reject::Oversized)
+        Err(Reject::Wire(wire::Error::Oversized))
     );
-    assert_eq!(b.handle(at(0), &[0u8; 64], &mut c), Err(Reject::BadMagic));
+    assert_eq!(
+        b.handle(at(0), &[0u8; 64], &mut c),
+        Err(Reject::Wire(wire::Error::BadMagic))
+    );
     let mut future = good.clone();
     future[4] = 2;
     assert_eq!(
         b.handle(at(0), &future, &mut c),
-        Err(Reject::UnsupportedVersion)
+        Err(Reject::Wire(wire::Error::UnsupportedVersion))
     );
     let mut forged = good.clone();
     forged[14] ^= 0x80; // a new sequence number the tag does not cover
     assert_eq!(
         b.handle(at(0), &forged, &mut c),
-        Err(Reject::Authentication)
+        Err(Reject::Wire(wire::Error::Authentication))
     );
     // The replay check comes first, so the key id test needs a fresh datagram.
     let mut rekeyed = drain(&mut a, at(1000)).remove(0);
     rekeyed[5] = rekeyed[5].wrapping_add(1);
-    assert_eq!(b.handle(at(0), &rekeyed, &mut c), Err(Reject::UnknownKey));
+    assert_eq!(
+        b.handle(at(0), &rekeyed, &mut c),
+        Err(Reject::Wire(wire::Error::UnknownKey))
+    );
     assert_eq!(a.handle(at(0), &good, &mut c), Err(Reject::Own));
 
     // Push the window past the first datagram: it becomes stale.
@@ -146,19 +155,20 @@ fn every_rejection_is_counted_by_reason() {
     let n = b.counters();
     assert_eq!(
         (
-            n.rejected_replay,
-            n.rejected_truncated,
-            n.rejected_oversize,
-            n.rejected_magic,
-            n.rejected_version,
-            n.rejected_authentication,
-            n.rejected_unknown_key,
-            n.rejected_stale
+            n.rejected.get(Reject::Replayed),
+            n.rejected.get(Reject::Wire(wire::Error::Truncated)),
+            n.rejected.get(Reject::Wire(wire::Error::Oversized)),
+            n.rejected.get(Reject::Wire(wire::Error::BadMagic)),
+            n.rejected
+                .get(Reject::Wire(wire::Error::UnsupportedVersion)),
+            n.rejected.get(Reject::Wire(wire::Error::Authentication)),
+            n.rejected.get(Reject::Wire(wire::Error::UnknownKey)),
+            n.rejected.get(Reject::Stale)
         ),
         (1, 1, 1, 1, 1, 1, 1, 1)
     );
-    assert_eq!(a.counters().rejected_own, 1);
-    assert_eq!(n.rejected(), 8);
+    assert_eq!(a.counters().rejected.get(Reject::Own), 1);
+    assert_eq!(n.rejected.total(), 8);
 }
 
 #[test]
@@ -171,7 +181,10 @@ fn another_cluster_can_neither_inject_nor_read() {
         .unwrap();
     for d in drain(&mut outsider, at(0)) {
         assert!(!d.windows(7).any(|w| w == b"payload"));
-        assert_eq!(b.handle(at(0), &d, &mut c), Err(Reject::Authentication));
+        assert_eq!(
+            b.handle(at(0), &d, &mut c),
+            Err(Reject::Wire(wire::Error::Authentication))
+        );
     }
     assert_eq!(c.items(), 0);
 }
@@ -417,12 +430,16 @@ fn three_nodes_over_a_lossy_reordering_duplicating_link() {
             o.resurrected,
             o.taken
         );
-        let replays: u64 = o.counters.iter().map(|c| c.rejected_replay).sum();
+        let replays: u64 = o
+            .counters
+            .iter()
+            .map(|c| c.rejected.get(Reject::Replayed))
+            .sum();
         let duplicates: u64 = o.counters.iter().map(|c| c.duplicate_records).sum();
         let rejected: u64 = o
             .counters
             .iter()
-            .map(|c| c.rejected() - c.rejected_replay)
+            .map(|c| c.rejected.total() - c.rejected.get(Reject::Replayed))
             .sum();
         assert!(replays > 0, "duplicated datagrams are rejected as replays");
         assert!(duplicates > 0, "repeats are recognised record by record");
@@ -630,7 +647,7 @@ fn pull_answers_from_another_cluster_are_rejected() {
     // The stranger cannot even read the request.
     assert_eq!(
         stranger.handle(now, &request[0].1, &mut theirs),
-        Err(Reject::Authentication)
+        Err(Reject::Wire(wire::Error::Authentication))
     );
     assert!(!has(&mut mine, now, b"id"));
 }
@@ -694,7 +711,7 @@ fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
         b.set_keyring(step.clone());
         assert!(send(&mut a, &mut b, &mut cache_b), "both after");
     }
-    assert_eq!(b.counters().rejected(), 0);
+    assert_eq!(b.counters().rejected.total(), 0);
     // A's figures for the new key went on across the changes: one
     // datagram per send under it since step 2.
     let uses: Vec<_> = a.keyring().uses().collect();
@@ -711,12 +728,12 @@ fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
         .unwrap();
     let datagram = drain(&mut stale, at(0)).remove(0);
     let reason = if old.id() == new.id() {
-        Reject::Authentication
+        Reject::Wire(wire::Error::Authentication)
     } else {
-        Reject::UnknownKey
+        Reject::Wire(wire::Error::UnknownKey)
     };
     assert_eq!(b.handle(at(0), &datagram, &mut cache_b), Err(reason));
-    assert_eq!(b.counters().rejected(), 1);
+    assert_eq!(b.counters().rejected.total(), 1);
     assert!(!has(&mut cache_b, at(0), b"late"));
 }
 
@@ -851,12 +868,12 @@ fn a_push_replayed_after_the_receiver_restarts_is_rejected() {
     let n = b.counters();
     assert_eq!(
         (
-            n.rejected_unverified,
-            n.rejected_replay,
+            n.rejected.get(Reject::Unverified),
+            n.rejected.get(Reject::Replayed),
             n.challenges_sent,
             n.senders_verified,
             n.applied_sets,
-            n.rejected()
+            n.rejected.total()
         ),
         (2, 1, 1, 1, 1, 3)
     );
@@ -931,7 +948,7 @@ fn a_master_vouches_for_its_workers_in_one_round_trip() {
         b.handle(at(7), &datagram, &mut cache_b).unwrap();
     }
     assert!(has(&mut cache_b, at(7), b"new"));
-    assert_eq!(b.counters().rejected_unverified, 0);
+    assert_eq!(b.counters().rejected.get(Reject::Unverified), 0);
 }
 
 #[test]
@@ -1019,7 +1036,7 @@ fn a_bootstrap_answer_proves_itself_in_every_datagram_whatever_the_order() {
     }
     assert!(ended);
     assert_eq!(cache_b.items(), 40);
-    assert_eq!(b.counters().rejected(), 0);
+    assert_eq!(b.counters().rejected.total(), 0);
     assert_eq!(b.counters().senders_verified, 1);
 
     // Replayed to B restarted, the answer applies nothing.

@@ -99,4 +99,22 @@ impl core::fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// A short name for the error, as in counter names and metric labels
+    /// (`rejected_<name>`, `reason="<name>"`). A receiver cannot tell a
+    /// buffer too small for the body from a body that does not decode, so
+    /// both are `malformed`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Error::Truncated => "truncated",
+            Error::Oversized => "oversize",
+            Error::BadMagic => "magic",
+            Error::UnsupportedVersion => "version",
+            Error::UnknownKey => "unknown_key",
+            Error::Authentication => "authentication",
+            Error::Malformed | Error::BufferTooSmall => "malformed",
+        }
+    }
+}
+
 impl core::error::Error for Error {}

@@ -105,6 +105,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         write_u64(data, field::SEQUENCE, sequence);
     }
 
+    /// Overwrites the wire format version (a test of a receiver's checks
+    /// writes one it does not speak).
+    pub fn set_version(&mut self, version: u8) {
+        self.buffer.as_mut()[field::VERSION] = version;
+    }
+
+    /// Overwrites the sender's datagram counter (the header is
+    /// authenticated: a changed sequence fails to open).
+    pub fn set_sequence(&mut self, sequence: u64) {
+        write_u64(self.buffer.as_mut(), field::SEQUENCE, sequence);
+    }
+
     /// Header, body and tag, split for sealing in place.
     pub(crate) fn parts_mut(&mut self) -> (&[u8], &mut [u8], &mut [u8]) {
         let data = self.buffer.as_mut();
@@ -139,7 +151,10 @@ mod tests {
             (3, 0xAABB, 7)
         );
         assert_eq!(packet.sealed_body().len(), 0);
-        buf[4] = VERSION + 1;
+        let mut packet = Packet::new_unchecked(&mut buf[..]);
+        packet.set_sequence(8);
+        assert_eq!(packet.sequence(), 8);
+        packet.set_version(VERSION + 1);
         assert_eq!(
             Packet::new_checked(&buf[..]).err(),
             Some(Error::UnsupportedVersion)

@@ -20,6 +20,7 @@ pub use source::{Invocation, Origin, RawOptions, Setting};
 use crate::access_log::{AccessLogConfig, Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::limits;
 use key_file::ClusterKeys;
+use options::OptionName;
 
 /// Default `cache-blocksize`: rustls session values are 70-130 bytes, and
 /// 4 KiB leaves room for sessions that carry client certificate chains.
@@ -56,14 +57,14 @@ pub enum ConfigError {
     },
     #[error("option `{option}` = `{value}` ({origin}): {reason}")]
     Invalid {
-        option: &'static str,
+        option: OptionName,
         value: String,
         origin: Origin,
         reason: String,
     },
     #[error("option `{option}` takes one value but is given twice ({first}, {second})")]
     Repeated {
-        option: &'static str,
+        option: OptionName,
         first: Origin,
         second: Origin,
     },
@@ -241,46 +242,46 @@ impl Config {
             raw,
             problems: Problems::default(),
         };
-        let cache = read.single("cache", |v| parse_count(v, 1, 1 << 26));
-        let access_log_format = read.single("access-log-format", parse_access_log_format);
+        let cache = read.single(OptionName::Cache, |v| parse_count(v, 1, 1 << 26));
+        let access_log_format = read.single(OptionName::AccessLogFormat, parse_access_log_format);
         let access_log = read
             .raw
-            .single("access-log")
+            .single(OptionName::AccessLog)
             .map(|setting| AccessLogConfig {
                 target: access_log_target(setting),
                 format: access_log_format.unwrap_or(AccessLogFormat::Plain),
             });
-        let blocksize = read.single("cache-blocksize", |v| parse_count(v, 256, 1 << 20));
-        let redis_timeout = read.single("cache-redis-timeout", |v| {
+        let blocksize = read.single(OptionName::CacheBlocksize, |v| parse_count(v, 256, 1 << 20));
+        let redis_timeout = read.single(OptionName::CacheRedisTimeout, |v| {
             // Like the pull's: a full handshake must still fit after it.
             let max = limits::HANDSHAKE_TIMEOUT.as_millis() as usize / 2;
             parse_count(v, 1, max).map(|ms| Duration::from_millis(ms as u64))
         });
         let config = Config {
-            master: read.switch("master"),
-            reuse_port: read.switch("reuse-port"),
-            https: read.all("https", parse_https),
-            enable_proxy_protocol: read.switch("enable-proxy-protocol"),
-            sni: read.all("sni", parse_sni),
-            backends: read.all("http-to", parse_backend),
+            master: read.switch(OptionName::Master),
+            reuse_port: read.switch(OptionName::ReusePort),
+            https: read.all(OptionName::Https, parse_https),
+            enable_proxy_protocol: read.switch(OptionName::EnableProxyProtocol),
+            sni: read.all(OptionName::Sni, parse_sni),
+            backends: read.all(OptionName::HttpTo, parse_backend),
             http_processes: read
-                .single("http-processes", |v| parse_count(v, 1, 1024))
+                .single(OptionName::HttpProcesses, |v| parse_count(v, 1, 1024))
                 .unwrap_or(1),
             cache: cache.map(|items| CacheConfig {
                 items,
                 blocksize: blocksize.unwrap_or(DEFAULT_BLOCKSIZE),
             }),
-            ssl_sessions_use_cache: read.switch("ssl-sessions-use-cache"),
+            ssl_sessions_use_cache: read.switch(OptionName::SslSessionsUseCache),
             ssl_sessions_timeout: read
-                .single("ssl-sessions-timeout", |v| {
+                .single(OptionName::SslSessionsTimeout, |v| {
                     parse_count(v, 1, 7 * 24 * 3600).map(|secs| Duration::from_secs(secs as u64))
                 })
                 .unwrap_or(DEFAULT_SESSION_TIMEOUT),
-            https_session_context: read.single("https-session-context", parse_context),
-            tickets: match read.single("ssl-session-tickets", parse_ticket_mode) {
+            https_session_context: read.single(OptionName::HttpsSessionContext, parse_context),
+            tickets: match read.single(OptionName::SslSessionTickets, parse_ticket_mode) {
                 Some(TicketMode::Keys { .. }) => TicketMode::Keys {
                     rotate: read
-                        .single("ssl-session-ticket-rotate", |v| {
+                        .single(OptionName::SslSessionTicketRotate, |v| {
                             parse_count(v, MIN_TICKET_ROTATE_SECS, MAX_TICKET_ROTATE_SECS)
                                 .map(|secs| Duration::from_secs(secs as u64))
                         })
@@ -288,15 +289,15 @@ impl Config {
                 },
                 _ => TicketMode::Cache,
             },
-            stats: read.single("stats", parse_addr),
-            stats_http: read.single("stats-http", parse_addr),
+            stats: read.single(OptionName::Stats, parse_addr),
+            stats_http: read.single(OptionName::StatsHttp, parse_addr),
             cluster: ClusterConfig {
-                udp_server: read.single("cache-udp-server", parse_addr),
-                udp_nodes: read.all("cache-udp-node", |s| {
-                    with_origin("cache-udp-node", s, parse_addr(&s.value))
+                udp_server: read.single(OptionName::CacheUdpServer, parse_addr),
+                udp_nodes: read.all(OptionName::CacheUdpNode, |s| {
+                    with_origin(OptionName::CacheUdpNode, s, parse_addr(&s.value))
                 }),
                 pull_timeout: read
-                    .single("cache-udp-pull-timeout", |v| {
+                    .single(OptionName::CacheUdpPullTimeout, |v| {
                         // At most half the handshake's budget, so that a
                         // full handshake still fits after a pull that ran
                         // out its time.
@@ -308,7 +309,7 @@ impl Config {
                     .and_then(|(name, s)| read.problems.check(parse_cluster_key(name, s))),
             },
             redis: read
-                .single("cache-redis", crate::redis::target::Target::parse)
+                .single(OptionName::CacheRedis, crate::redis::target::Target::parse)
                 .map(|target| crate::redis::RedisConfig {
                     target,
                     timeout: redis_timeout.unwrap_or(crate::redis::DEFAULT_TIMEOUT),
@@ -324,41 +325,41 @@ impl Config {
     /// given rather than at what parsed, so that an option with a bad value
     /// is reported once, for its value, and not again as missing.
     fn check_combinations(&self, raw: &RawOptions, problems: &mut Problems) {
-        let given = |name: &str| !raw.all(name).is_empty();
-        if !given("https") {
+        let given = |option: OptionName| !raw.all(option).is_empty();
+        if !given(OptionName::Https) {
             problems.push(ConfigError::Usage(
                 "no `https` socket: add e.g. `--https 127.0.0.1:8443,crt.pem,key.pem` \
                  (or just `--https 127.0.0.1:8443` for a self-signed certificate)"
                     .to_owned(),
             ));
         }
-        if self.ssl_sessions_use_cache && !given("cache") {
+        if self.ssl_sessions_use_cache && !given(OptionName::Cache) {
             problems.push(ConfigError::Usage(
                 "option `ssl-sessions-use-cache` needs a cache to use: add `cache = ITEMS`"
                     .to_owned(),
             ));
         }
-        if !given("cache") {
-            if let Some(setting) = raw.single("cache-blocksize") {
+        if !given(OptionName::Cache) {
+            if let Some(setting) = raw.single(OptionName::CacheBlocksize) {
                 problems.push(invalid(
-                    "cache-blocksize",
+                    OptionName::CacheBlocksize,
                     setting,
                     "there is no cache to size: add `cache = ITEMS`",
                 ));
             }
         }
-        if !given("access-log") {
-            if let Some(setting) = raw.single("access-log-format") {
+        if !given(OptionName::AccessLog) {
+            if let Some(setting) = raw.single(OptionName::AccessLogFormat) {
                 problems.push(invalid(
-                    "access-log-format",
+                    OptionName::AccessLogFormat,
                     setting,
                     "there is no access log to format: add `access-log = stderr` or `access-log = FILE`",
                 ));
             }
         }
-        let syncs = given("cache-udp-server") || given("cache-udp-node");
-        let keyed = given("cluster-key") || given("cache-udp-key");
-        if given("cluster-key") && given("cache-udp-key") {
+        let syncs = given(OptionName::CacheUdpServer) || given(OptionName::CacheUdpNode);
+        let keyed = given(OptionName::ClusterKey) || given(OptionName::CacheUdpKey);
+        if given(OptionName::ClusterKey) && given(OptionName::CacheUdpKey) {
             problems.push(ConfigError::Usage(
                 "`cluster-key` and `cache-udp-key` name the same file (one is an alias of \
                  the other): give one"
@@ -374,7 +375,7 @@ impl Config {
                     .to_owned(),
             ));
         }
-        let redis = given("cache-redis");
+        let redis = given(OptionName::CacheRedis);
         if redis && !keyed {
             problems.push(ConfigError::Usage(
                 "`cache-redis` needs `cluster-key = FILE`: session values are sealed before \
@@ -383,7 +384,7 @@ impl Config {
                     .to_owned(),
             ));
         }
-        if redis && !(given("cache") && self.ssl_sessions_use_cache) {
+        if redis && !(given(OptionName::Cache) && self.ssl_sessions_use_cache) {
             problems.push(ConfigError::Usage(
                 "`cache-redis` is the second tier of the TLS session cache: add \
                  `cache = ITEMS` and `ssl-sessions-use-cache = true`"
@@ -391,15 +392,15 @@ impl Config {
             ));
         }
         if !redis {
-            if let Some(setting) = raw.single("cache-redis-timeout") {
+            if let Some(setting) = raw.single(OptionName::CacheRedisTimeout) {
                 problems.push(invalid(
-                    "cache-redis-timeout",
+                    OptionName::CacheRedisTimeout,
                     setting,
                     "there is no Redis tier: add `cache-redis = redis://HOST:PORT`",
                 ));
             }
         }
-        if syncs && !(given("cache") && self.ssl_sessions_use_cache) {
+        if syncs && !(given(OptionName::Cache) && self.ssl_sessions_use_cache) {
             problems.push(ConfigError::Usage(
                 "`cache-udp-server`/`cache-udp-node` replicate the TLS session cache: \
                  add `cache = ITEMS` and `ssl-sessions-use-cache = true`"
@@ -407,9 +408,9 @@ impl Config {
             ));
         }
         let keys_mode = raw
-            .single("ssl-session-tickets")
+            .single(OptionName::SslSessionTickets)
             .is_some_and(|s| s.value == "keys");
-        if keys_mode && !(given("cache-udp-server") && keyed) {
+        if keys_mode && !(given(OptionName::CacheUdpServer) && keyed) {
             problems.push(ConfigError::Usage(
                 "`ssl-session-tickets = keys` needs `cache-udp-server` and `cluster-key`: \
                  the ticket keys are created by the cluster, arrive from peers on the sync \
@@ -419,18 +420,18 @@ impl Config {
             ));
         }
         if !keys_mode {
-            if let Some(setting) = raw.single("ssl-session-ticket-rotate") {
+            if let Some(setting) = raw.single(OptionName::SslSessionTicketRotate) {
                 problems.push(invalid(
-                    "ssl-session-ticket-rotate",
+                    OptionName::SslSessionTicketRotate,
                     setting,
                     "there are no ticket keys to rotate: add `ssl-session-tickets = keys`",
                 ));
             }
         }
         if !syncs {
-            if let Some(setting) = raw.single("cache-udp-pull-timeout") {
+            if let Some(setting) = raw.single(OptionName::CacheUdpPullTimeout) {
                 problems.push(invalid(
-                    "cache-udp-pull-timeout",
+                    OptionName::CacheUdpPullTimeout,
                     setting,
                     "there is no cluster to pull from: add `cache-udp-node = ADDR`",
                 ));
@@ -500,7 +501,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn switch(&mut self, option: &'static str) -> bool {
+    fn switch(&mut self, option: OptionName) -> bool {
         self.raw
             .single(option)
             .and_then(|setting| self.problems.check(parse_switch(option, setting)))
@@ -509,7 +510,7 @@ impl Reader<'_> {
 
     fn single<T>(
         &mut self,
-        option: &'static str,
+        option: OptionName,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<T> {
         let setting = self.raw.single(option)?;
@@ -519,7 +520,7 @@ impl Reader<'_> {
 
     fn all<T>(
         &mut self,
-        option: &'static str,
+        option: OptionName,
         parse: impl Fn(&Setting) -> Result<T, ConfigError>,
     ) -> Vec<T> {
         self.raw
@@ -530,7 +531,7 @@ impl Reader<'_> {
     }
 }
 
-fn invalid(option: &'static str, setting: &Setting, reason: impl Into<String>) -> ConfigError {
+fn invalid(option: OptionName, setting: &Setting, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         option,
         value: setting.value.clone(),
@@ -540,14 +541,14 @@ fn invalid(option: &'static str, setting: &Setting, reason: impl Into<String>) -
 }
 
 fn with_origin<T>(
-    option: &'static str,
+    option: OptionName,
     setting: &Setting,
     result: Result<T, String>,
 ) -> Result<T, ConfigError> {
     result.map_err(|reason| invalid(option, setting, reason))
 }
 
-fn parse_switch(option: &'static str, setting: &Setting) -> Result<bool, ConfigError> {
+fn parse_switch(option: OptionName, setting: &Setting) -> Result<bool, ConfigError> {
     source::parse_bool(&setting.value)
         .ok_or_else(|| invalid(option, setting, "expected true or false"))
 }
@@ -588,7 +589,7 @@ pub fn parse_addr(value: &str) -> Result<SocketAddr, String> {
 /// Checks that a file named in an option exists, so a typo fails at startup.
 fn existing_file(
     setting: &Setting,
-    option: &'static str,
+    option: OptionName,
     name: &str,
 ) -> Result<PathBuf, ConfigError> {
     let path = setting.path(name);
@@ -607,33 +608,33 @@ fn parse_https(setting: &Setting) -> Result<HttpsSocket, ConfigError> {
     let fields: Vec<&str> = setting.value.split(',').map(str::trim).collect();
     if fields.len() > 5 {
         return Err(invalid(
-            "https",
+            OptionName::Https,
             setting,
             "expected ADDR[,CRT,KEY[,CIPHERS[,CLIENT_CA]]]",
         ));
     }
     let field = |i: usize| fields.get(i).copied().filter(|f| !f.is_empty());
-    let addr = with_origin("https", setting, parse_addr(fields[0]))?;
+    let addr = with_origin(OptionName::Https, setting, parse_addr(fields[0]))?;
     let certificate = match (field(1), field(2)) {
         (None, None) => None,
         (Some(chain), Some(key)) => Some(CertificateFiles {
-            chain: existing_file(setting, "https", chain)?,
-            key: existing_file(setting, "https", key)?,
+            chain: existing_file(setting, OptionName::Https, chain)?,
+            key: existing_file(setting, OptionName::Https, key)?,
         }),
         _ => {
             return Err(invalid(
-                "https",
+                OptionName::Https,
                 setting,
                 "a certificate needs both CRT and KEY",
             ))
         }
     };
     let client_ca = field(4)
-        .map(|ca| existing_file(setting, "https", ca))
+        .map(|ca| existing_file(setting, OptionName::Https, ca))
         .transpose()?;
     if certificate.is_none() && (field(3).is_some() || client_ca.is_some()) {
         return Err(invalid(
-            "https",
+            OptionName::Https,
             setting,
             "ciphers and a client CA need a certificate: ADDR,CRT,KEY,CIPHERS,CLIENT_CA",
         ));
@@ -648,7 +649,7 @@ fn parse_https(setting: &Setting) -> Result<HttpsSocket, ConfigError> {
 
 fn parse_sni(setting: &Setting) -> Result<SniCertificate, ConfigError> {
     let Some((name, files)) = setting.value.split_once(char::is_whitespace) else {
-        return Err(invalid("sni", setting, "expected `NAME CRT,KEY`"));
+        return Err(invalid(OptionName::Sni, setting, "expected `NAME CRT,KEY`"));
     };
     let name = name.to_ascii_lowercase();
     let bare = name.strip_prefix("*.").unwrap_or(&name);
@@ -661,19 +662,19 @@ fn parse_sni(setting: &Setting) -> Result<SniCertificate, ConfigError> {
     };
     if name.len() > 253 || !bare.split('.').all(valid_label) {
         return Err(invalid(
-            "sni",
+            OptionName::Sni,
             setting,
             format!("`{name}` is not a DNS name or `*.` pattern"),
         ));
     }
     let Some((chain, key)) = files.trim().split_once(',') else {
-        return Err(invalid("sni", setting, "expected `NAME CRT,KEY`"));
+        return Err(invalid(OptionName::Sni, setting, "expected `NAME CRT,KEY`"));
     };
     Ok(SniCertificate {
         name,
         certificate: CertificateFiles {
-            chain: existing_file(setting, "sni", chain.trim())?,
-            key: existing_file(setting, "sni", key.trim())?,
+            chain: existing_file(setting, OptionName::Sni, chain.trim())?,
+            key: existing_file(setting, OptionName::Sni, key.trim())?,
         },
     })
 }
@@ -685,7 +686,7 @@ fn parse_backend(setting: &Setting) -> Result<Backend, ConfigError> {
         Some(("http", rest)) => (BackendProtocol::Http, rest.trim_end_matches('/')),
         Some((scheme, _)) => {
             return Err(invalid(
-                "http-to",
+                OptionName::HttpTo,
                 setting,
                 format!("unsupported scheme `{scheme}`: use HOST:PORT (uwsgi) or http://HOST:PORT"),
             ))
@@ -693,12 +694,12 @@ fn parse_backend(setting: &Setting) -> Result<Backend, ConfigError> {
     };
     if authority.contains('/') {
         return Err(invalid(
-            "http-to",
+            OptionName::HttpTo,
             setting,
             "a backend is an address without a path",
         ));
     }
-    let addr = with_origin("http-to", setting, parse_addr(authority))?;
+    let addr = with_origin(OptionName::HttpTo, setting, parse_addr(authority))?;
     Ok(Backend {
         name: value.to_owned(),
         addr,
@@ -743,13 +744,13 @@ fn parse_context(value: &str) -> Result<String, String> {
 
 /// The cluster key file's setting and the name it was given under:
 /// `cluster-key`, or its older alias `cache-udp-key`.
-fn cluster_key_setting(raw: &RawOptions) -> Option<(&'static str, &Setting)> {
-    ["cluster-key", "cache-udp-key"]
+fn cluster_key_setting(raw: &RawOptions) -> Option<(OptionName, &Setting)> {
+    [OptionName::ClusterKey, OptionName::CacheUdpKey]
         .into_iter()
         .find_map(|name| raw.single(name).map(|setting| (name, setting)))
 }
 
-fn parse_cluster_key(option: &'static str, setting: &Setting) -> Result<ClusterKeys, ConfigError> {
+fn parse_cluster_key(option: OptionName, setting: &Setting) -> Result<ClusterKeys, ConfigError> {
     let path = existing_file(setting, option, &setting.value)?;
     let text = std::fs::read_to_string(&path).map_err(|error| {
         invalid(

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::options::{self, Kind, OptionSpec};
+use super::options::{self, Kind, OptionName, OptionSpec};
 use super::{ConfigError, ConfigErrors, Problems};
 
 /// Where a value came from, so that errors can point at it.
@@ -71,13 +71,15 @@ pub struct RawOptions {
 
 impl RawOptions {
     /// The setting of a single-valued option or switch.
-    pub fn single(&self, name: &str) -> Option<&Setting> {
-        self.settings.get(name).and_then(|all| all.first())
+    pub fn single(&self, option: OptionName) -> Option<&Setting> {
+        self.all(option).first()
     }
 
     /// Every setting of a repeatable option.
-    pub fn all(&self, name: &str) -> &[Setting] {
-        self.settings.get(name).map_or(&[], Vec::as_slice)
+    pub fn all(&self, option: OptionName) -> &[Setting] {
+        self.settings
+            .get(option.as_str())
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -151,7 +153,7 @@ where
                 Some(value) => value,
                 None => {
                     problems.push(ConfigError::Invalid {
-                        option: spec.name,
+                        option: spec.option,
                         value: String::new(),
                         origin: Origin::CommandLine,
                         reason: format!("expects a value: --{} {}", spec.name, spec.value),
@@ -170,7 +172,10 @@ where
     }
 
     let mut from_files = Vec::new();
-    for (_, setting) in command_line.iter().filter(|(spec, _)| spec.name == "ini") {
+    for (_, setting) in command_line
+        .iter()
+        .filter(|(spec, _)| spec.option == OptionName::Ini)
+    {
         from_files.extend(read_ini(&PathBuf::from(&setting.value), &mut problems));
     }
     let merged = merge(from_files, command_line, &mut problems);
@@ -202,7 +207,7 @@ fn read_ini(path: &Path, problems: &mut Problems) -> Vec<(&'static OptionSpec, S
         Ok(text) => parse_ini(path, &text, problems),
         Err(source) => {
             problems.push(ConfigError::Invalid {
-                option: "ini",
+                option: OptionName::Ini,
                 value: path.display().to_string(),
                 origin: Origin::CommandLine,
                 reason: format!("cannot read the file: {source}"),
@@ -260,9 +265,9 @@ fn parse_ini(
         let Some(spec) = problems.check(known(key.trim(), &origin)) else {
             continue;
         };
-        if spec.name == "ini" {
+        if spec.option == OptionName::Ini {
             problems.push(ConfigError::Invalid {
-                option: "ini",
+                option: OptionName::Ini,
                 value: value.trim().to_owned(),
                 origin,
                 reason: "ini files cannot include other ini files; pass each with --ini".to_owned(),
@@ -300,21 +305,22 @@ fn merge(
 ) -> RawOptions {
     let mut files: BTreeMap<&'static str, Vec<Setting>> = BTreeMap::new();
     let mut cli: BTreeMap<&'static str, Vec<Setting>> = BTreeMap::new();
-    let mut kinds = BTreeMap::new();
+    // By name, so that problems come in the same order whatever the input's.
+    let mut specs = BTreeMap::new();
     for (spec, setting) in from_files {
-        kinds.insert(spec.name, spec.kind);
+        specs.insert(spec.name, spec);
         files.entry(spec.name).or_default().push(setting);
     }
     for (spec, setting) in command_line {
-        kinds.insert(spec.name, spec.kind);
+        specs.insert(spec.name, spec);
         cli.entry(spec.name).or_default().push(setting);
     }
 
     let mut merged = RawOptions::default();
-    for (name, kind) in kinds {
+    for (name, spec) in specs {
         let from_file = files.remove(name).unwrap_or_default();
         let from_cli = cli.remove(name).unwrap_or_default();
-        let chosen = if kind == Kind::Repeatable {
+        let chosen = if spec.kind == Kind::Repeatable {
             from_file.into_iter().chain(from_cli).collect()
         } else {
             let source = if from_cli.is_empty() {
@@ -324,7 +330,7 @@ fn merge(
             };
             if let [first, second, ..] = source.as_slice() {
                 problems.push(ConfigError::Repeated {
-                    option: name,
+                    option: spec.option,
                     first: first.origin.clone(),
                     second: second.origin.clone(),
                 });
@@ -359,10 +365,10 @@ mod tests {
     #[test]
     fn switches_are_bare_or_valued() {
         let raw = run(&["--master", "--https", "127.0.0.1:0"]).unwrap();
-        assert_eq!(raw.single("master").unwrap().value, "true");
+        assert_eq!(raw.single(OptionName::Master).unwrap().value, "true");
         let raw = run(&["--master", "false", "--cache=10"]).unwrap();
-        assert_eq!(raw.single("master").unwrap().value, "false");
-        assert_eq!(raw.single("cache").unwrap().value, "10");
+        assert_eq!(raw.single(OptionName::Master).unwrap().value, "false");
+        assert_eq!(raw.single(OptionName::Cache).unwrap().value, "10");
     }
 
     #[test]
@@ -430,8 +436,8 @@ mod tests {
             value: value.into(),
             origin: Origin::CommandLine,
         };
-        let cache = options::lookup("cache").unwrap();
-        let to = options::lookup("http-to").unwrap();
+        let cache = OptionName::Cache.spec();
+        let to = OptionName::HttpTo.spec();
         let mut problems = Problems::default();
         let raw = merge(
             vec![(cache, file("1", 1)), (to, file("a:1", 2))],
@@ -439,9 +445,9 @@ mod tests {
             &mut problems,
         );
         problems.into_result(()).unwrap();
-        assert_eq!(raw.single("cache").unwrap().value, "2");
+        assert_eq!(raw.single(OptionName::Cache).unwrap().value, "2");
         let backends: Vec<_> = raw
-            .all("http-to")
+            .all(OptionName::HttpTo)
             .iter()
             .map(|s| s.value.as_str())
             .collect();

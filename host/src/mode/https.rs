@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::limits;
+use crate::metrics::Metric;
 use crate::proxy::serve::{accept_loop, Socket};
 use crate::proxy::Proxy;
 use crate::shutdown::{Shutdown, Tracker};
@@ -89,7 +90,7 @@ pub async fn serve(
     );
 
     shutdown.requested().await;
-    let open = metrics.snapshot().open_connections;
+    let open = metrics.snapshot().get(Metric::OpenConnections);
     info!(
         open_connections = open,
         "shutting down: no new connections, draining"
@@ -102,7 +103,7 @@ pub async fn serve(
         info!("drained");
     } else {
         warn!(
-            open_connections = metrics.snapshot().open_connections,
+            open_connections = metrics.snapshot().get(Metric::OpenConnections),
             deadline_secs = limits::DRAIN_DEADLINE.as_secs(),
             "drain deadline passed; closing the remaining connections"
         );

@@ -158,7 +158,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The reason as stats name it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Rejection::Malformed => "malformed",
             Rejection::Oversized => "oversized",

@@ -71,7 +71,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The reason as stats name it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Rejection::Missing => "missing",
             Rejection::Malformed => "malformed",

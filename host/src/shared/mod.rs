@@ -5,7 +5,7 @@
 //! ```text
 //! +--------------+------------------------------+--------------------+-------------------+
 //! | control page | counters: MAX_WORKERS+1      | peers: PeerTable   | cachet-core cache |
-//! | robust mutex | blocks (metrics::Counters)   | (peers, key_table, | (optional), under |
+//! | robust mutex | blocks (ProcessCounters)     | (peers, key_table, | (optional), under |
 //! |              |                              |  senders, tickets) | the robust mutex  |
 //! +--------------+------------------------------+--------------------+-------------------+
 //! ```
@@ -31,7 +31,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use anyhow::{anyhow, Context as _, Result};
 use cachet_core::cache::{Cache, Config, Layout};
 
-use crate::metrics::{Counters, Metrics};
+use crate::metrics::{Metrics, ProcessCounters};
 use crate::sys::robust_mutex::{Acquired, Guard, RobustMutex, MUTEX_SIZE};
 use crate::sys::shm::SharedMemory;
 use peers::PeerTable;
@@ -41,7 +41,7 @@ use peers::PeerTable;
 pub const MAX_WORKERS: usize = 1024;
 
 /// Every process's counters, by process number.
-type CounterBlocks = [Counters; MAX_WORKERS + 1];
+type CounterBlocks = [ProcessCounters; MAX_WORKERS + 1];
 
 const PAGE: usize = 4096;
 const CONTROL_LEN: usize = PAGE;

@@ -4,7 +4,7 @@
 //! announce themselves with an authenticated hello); every worker reads it
 //! before sending and counts what it sent to each peer. Everything is an
 //! atomic, so the table can live in shared memory and be read without a
-//! lock; a slot is published by storing its address first and its state
+//! lock; a entry is published by storing its address first and its state
 //! last (release), and read in the opposite order (acquire).
 //!
 //! Pulls keep their books here too, since every process pulls and all of
@@ -28,7 +28,7 @@ pub const MAX_PEERS: usize = 64;
 /// One peer's address and counters.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct PeerSlot {
+pub struct PeerEntry {
     state: AtomicU64,
     ip_hi: AtomicU64,
     ip_lo: AtomicU64,
@@ -51,7 +51,7 @@ pub struct PeerSlot {
     /// 0 while it answers.
     silent_since: AtomicU64,
 }
-crate::sys::shm::zeroable!(PeerSlot {
+crate::sys::shm::zeroable!(PeerEntry {
     state,
     ip_hi,
     ip_lo,
@@ -77,7 +77,7 @@ pub struct PeerTable {
     generation: AtomicU64,
     /// Pulls in flight from all processes of this router.
     pulls_in_flight: AtomicU64,
-    slots: [PeerSlot; MAX_PEERS],
+    entries: [PeerEntry; MAX_PEERS],
     /// The cluster keys' figures, shared by the processes the same way.
     keys: KeyTable,
     /// Each process's sync sender, which the master vouches for.
@@ -89,7 +89,7 @@ pub struct PeerTable {
 crate::sys::shm::zeroable!(PeerTable {
     generation,
     pulls_in_flight,
-    slots,
+    entries,
     keys,
     senders,
     tickets
@@ -124,42 +124,42 @@ const USED: u64 = 1;
 const IPV4: u64 = 1 << 16;
 
 impl PeerTable {
-    /// Adds `addr` unless present; returns its slot, or `None` when full.
+    /// Adds `addr` unless present; returns its entry, or `None` when full.
     /// Only one task (the master's sync receiver) may add.
     pub fn add(&self, addr: SocketAddr) -> Option<usize> {
         if let Some(index) = self.find(addr) {
             return Some(index);
         }
         let index = self
-            .slots
+            .entries
             .iter()
             .position(|s| s.state.load(Ordering::Acquire) != USED)?;
-        let slot = &self.slots[index];
+        let entry = &self.entries[index];
         let (hi, lo, port_family) = encode(addr);
-        slot.ip_hi.store(hi, Ordering::Relaxed);
-        slot.ip_lo.store(lo, Ordering::Relaxed);
-        slot.port_family.store(port_family, Ordering::Relaxed);
-        slot.state.store(USED, Ordering::Release);
+        entry.ip_hi.store(hi, Ordering::Relaxed);
+        entry.ip_lo.store(lo, Ordering::Relaxed);
+        entry.port_family.store(port_family, Ordering::Relaxed);
+        entry.state.store(USED, Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
         Some(index)
     }
 
-    /// The slot of `addr`, if it is a peer.
+    /// The entry of `addr`, if it is a peer.
     pub fn find(&self, addr: SocketAddr) -> Option<usize> {
         self.peers().find(|&(_, a)| a == addr).map(|(i, _)| i)
     }
 
-    /// Every peer with its slot.
+    /// Every peer with its entry.
     pub fn peers(&self) -> impl Iterator<Item = (usize, SocketAddr)> + '_ {
-        self.slots
+        self.entries
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.state.load(Ordering::Acquire) == USED)
-            .map(|(i, slot)| {
+            .filter(|(_, entry)| entry.state.load(Ordering::Acquire) == USED)
+            .map(|(i, entry)| {
                 let addr = decode(
-                    slot.ip_hi.load(Ordering::Relaxed),
-                    slot.ip_lo.load(Ordering::Relaxed),
-                    slot.port_family.load(Ordering::Relaxed),
+                    entry.ip_hi.load(Ordering::Relaxed),
+                    entry.ip_lo.load(Ordering::Relaxed),
+                    entry.port_family.load(Ordering::Relaxed),
                 );
                 (i, addr)
             })
@@ -185,20 +185,20 @@ impl PeerTable {
         &self.tickets
     }
 
-    /// The counters of slot `index`.
-    pub fn slot(&self, index: usize) -> &PeerSlot {
-        &self.slots[index]
+    /// The counters of entry `index`.
+    pub fn entry(&self, index: usize) -> &PeerEntry {
+        &self.entries[index]
     }
 
     /// Whether pulls should wait for peer `index`.
     pub fn is_answering(&self, index: usize) -> bool {
-        self.slots[index].silent_since.load(Ordering::Relaxed) == 0
+        self.entries[index].silent_since.load(Ordering::Relaxed) == 0
     }
 
     /// Peer `index` let a pull's deadline pass at `now_ms`: later pulls do
     /// not wait for it until it is heard from again.
     pub fn mark_silent(&self, index: usize, now_ms: u64) {
-        let _ = self.slots[index].silent_since.compare_exchange(
+        let _ = self.entries[index].silent_since.compare_exchange(
             0,
             now_ms.max(1),
             Ordering::Relaxed,
@@ -208,8 +208,8 @@ impl PeerTable {
 
     /// A datagram from peer `index` arrived: it answers again.
     pub fn mark_answering(&self, index: usize) {
-        if self.slots[index].silent_since.load(Ordering::Relaxed) != 0 {
-            self.slots[index].silent_since.store(0, Ordering::Relaxed);
+        if self.entries[index].silent_since.load(Ordering::Relaxed) != 0 {
+            self.entries[index].silent_since.store(0, Ordering::Relaxed);
         }
     }
 
@@ -225,12 +225,12 @@ impl PeerTable {
 
     /// Reserves a pull in flight to peer `index`; `false` at the bound.
     pub fn reserve_peer_pull(&self, index: usize) -> bool {
-        reserve(&self.slots[index].pulls_in_flight, MAX_PULLS_PER_PEER)
+        reserve(&self.entries[index].pulls_in_flight, MAX_PULLS_PER_PEER)
     }
 
     /// Releases what [`PeerTable::reserve_peer_pull`] reserved.
     pub fn release_peer_pull(&self, index: usize) {
-        release(&self.slots[index].pulls_in_flight);
+        release(&self.entries[index].pulls_in_flight);
     }
 
     /// Forgets the pulls in flight a dead process left: it can no longer
@@ -238,8 +238,8 @@ impl PeerTable {
     /// counts are approximate for a moment, which only loosens a bound.)
     pub fn reset_pulls_in_flight(&self) {
         self.pulls_in_flight.store(0, Ordering::Relaxed);
-        for slot in &self.slots {
-            slot.pulls_in_flight.store(0, Ordering::Relaxed);
+        for entry in &self.entries {
+            entry.pulls_in_flight.store(0, Ordering::Relaxed);
         }
     }
 
@@ -247,7 +247,7 @@ impl PeerTable {
     pub fn figures(&self) -> Vec<PeerFigures> {
         self.peers()
             .map(|(i, addr)| {
-                let s = &self.slots[i];
+                let s = &self.entries[i];
                 PeerFigures {
                     addr,
                     sent_datagrams: s.sent_datagrams.load(Ordering::Relaxed),
@@ -317,7 +317,10 @@ mod tests {
         assert_eq!(table.add(a), Some(0));
         assert_eq!(table.generation(), 2);
         assert_eq!(table.peers().collect::<Vec<_>>(), [(0, a), (1, b)]);
-        table.slot(1).sent_datagrams.fetch_add(3, Ordering::Relaxed);
+        table
+            .entry(1)
+            .sent_datagrams
+            .fetch_add(3, Ordering::Relaxed);
         assert_eq!(table.figures()[1].sent_datagrams, 3);
     }
 
@@ -325,7 +328,7 @@ mod tests {
         Box::new(PeerTable {
             generation: AtomicU64::new(0),
             pulls_in_flight: AtomicU64::new(0),
-            slots: std::array::from_fn(|_| PeerSlot::default()),
+            entries: std::array::from_fn(|_| PeerEntry::default()),
             keys: KeyTable::default(),
             senders: SenderTable::default(),
             tickets: TicketBoard::default(),

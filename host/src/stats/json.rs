@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{CacheFigures, Snapshot};
+use crate::metrics::Metric;
 use crate::redis::counters::RedisFigures;
 use crate::sync::pull::PullFigures;
 use crate::sync::ticket_keys::TicketKeyFigures;
@@ -18,50 +19,14 @@ pub fn render_json(snapshot: &Snapshot) -> String {
         "pid": snapshot.pid,
         "started_at": snapshot.started_at,
         "caches": snapshot.cache.iter().map(uwsgi_cache).collect::<Vec<_>>(),
-        "tls": {
-            "handshakes": {
-                "tls12": { "full": totals.tls12_full, "resumed": totals.tls12_resumed },
-                "tls13": { "full": totals.tls13_full, "resumed": totals.tls13_resumed },
-            },
-            "failures": totals.handshake_failures,
-            "timeouts": totals.handshake_timeouts,
-            "offered": {
-                "tls12_session_id": totals.offered_session_ids,
-                "tls13_psk": totals.offered_psks,
-            },
-            "client_hello_rejected": totals
-                .client_hello_rejections()
-                .iter()
-                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
-                .collect::<serde_json::Map<_, _>>(),
-            "tickets": {
-                "issued": totals.tickets.issued,
-                "unissued": totals.tickets.unissued,
-                "opened": totals.tickets.opened,
-                "refused": {
-                    "expired": totals.tickets.expired,
-                    "unknown_key": totals.tickets.unknown_key,
-                    "invalid": totals.tickets.invalid,
-                },
-            },
-        },
         "sessions": sessions(snapshot),
-        "proxy_protocol": {
-            "headers": totals.proxy_headers,
-            "local": totals.proxy_headers_local,
-            "rejected": totals
-                .proxy_rejections()
-                .iter()
-                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
-                .collect::<serde_json::Map<_, _>>(),
-        },
         "workers": snapshot.workers.iter().map(|worker| json!({
             "id": worker.id,
             "pid": worker.pid,
-            "requests": worker.metrics.requests,
+            "requests": worker.metrics.get(Metric::Requests),
             "handshakes": worker.metrics.handshakes(),
-            "connections": worker.metrics.connections,
-            "open_connections": worker.metrics.open_connections,
+            "connections": worker.metrics.get(Metric::Connections),
+            "open_connections": worker.metrics.get(Metric::OpenConnections),
             "restarts": worker.restarts,
         })).collect::<Vec<_>>(),
         "backends": snapshot.backends.iter().map(|backend| json!({
@@ -72,13 +37,17 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             "down": backend.down,
             "idle": backend.idle,
         })).collect::<Vec<_>>(),
-        "http": {
-            "requests": totals.requests,
-            "bad_gateway": totals.bad_gateway,
-            "gateway_timeout": totals.gateway_timeout,
-        },
         "sync": sync(snapshot),
     });
+    for (line, count) in totals.lines() {
+        if let Some(path) = line.json {
+            let place = path
+                .iter()
+                .fold(&mut document, |value, key| &mut value[*key]);
+            *place = json!(count);
+        }
+    }
+    document["proxy_protocol"]["headers"] = json!(totals.proxy_headers());
     if let Some(target) = &snapshot.redis {
         document["redis"] = redis(target, &totals.redis);
     }
@@ -154,8 +123,8 @@ fn sync(snapshot: &Snapshot) -> Value {
         "challenges_answered": n.challenges_answered,
         "senders_verified": n.senders_verified,
         "stale_vouches": n.stale_vouches,
-        "rejected": n.rejected(),
-        "skipped": snapshot.totals().sync_skipped,
+        "rejected": n.rejected.total(),
+        "skipped": snapshot.totals().get(Metric::SyncSkipped),
         "bootstrap_entries_sent": sync.inbound.bootstrap_entries_sent,
         "bootstrap_requests_answered": sync.inbound.bootstrap_requests_answered,
         "bootstrap_entries_received": sync.inbound.bootstrap_entries_received,
@@ -191,7 +160,7 @@ fn sync(snapshot: &Snapshot) -> Value {
         })).collect::<Vec<_>>(),
         "ticket_keys": sync.inbound.ticket_keys.as_ref().map(ticket_keys),
     });
-    for (reason, count) in sync.rejections() {
+    for (reason, count) in n.rejected.iter() {
         object[format!("rejected_{reason}")] = json!(count);
     }
     object
@@ -276,17 +245,15 @@ mod tests {
                 id: 1,
                 pid: 7,
                 restarts: 0,
-                metrics: MetricsSnapshot {
-                    tls13_resumed: 2,
-                    tls12_full: 1,
-                    proxy_headers: 4,
-                    proxy_headers_local: 1,
-                    proxy_malformed: 2,
-                    offered_session_ids: 5,
-                    offered_psks: 6,
-                    client_hello_oversized: 7,
-                    ..MetricsSnapshot::default()
-                },
+                metrics: MetricsSnapshot::default()
+                    .with(Metric::Tls13Resumed, 2)
+                    .with(Metric::Tls12Full, 1)
+                    .with(Metric::ProxyHeadersClient, 3)
+                    .with(Metric::ProxyHeadersLocal, 1)
+                    .with(Metric::ProxyMalformed, 2)
+                    .with(Metric::OfferedSessionIds, 5)
+                    .with(Metric::OfferedPsks, 6)
+                    .with(Metric::ClientHelloOversized, 7),
             }],
             backends: vec![],
             sync: None,
@@ -294,7 +261,7 @@ mod tests {
         };
         let value: Value = serde_json::from_str(&render_json(&snapshot)).unwrap();
         assert_eq!(value["caches"][0]["hits"], 3);
-        assert_eq!(value["caches"][0]["items"], Value::Null);
+        assert_eq!(value["caches"][0]["items"], 0);
         assert_eq!(value["cache"]["max_items"], 10);
         assert_eq!(value["tls"]["handshakes"]["tls13"]["resumed"], 2);
         assert_eq!(value["workers"][0]["handshakes"], 3);

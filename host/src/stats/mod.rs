@@ -5,6 +5,7 @@
 //! lone process, or a master adding up its workers' blocks in shared
 //! memory) is free to assemble it however it likes.
 
+pub(crate) mod exposition;
 mod json;
 mod prometheus;
 mod server;
@@ -17,8 +18,7 @@ use std::sync::Arc;
 
 use crate::metrics::MetricsSnapshot;
 
-/// The session cache's figures. Fields the current storage cannot know are
-/// `None` and render as `null`.
+/// The session cache's figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheFigures {
     /// Capacity in entries (`cache`).
@@ -30,7 +30,7 @@ pub struct CacheFigures {
     /// Longest key, in bytes (0 when not fixed).
     pub keysize: u64,
     /// Entries held now.
-    pub items: Option<u64>,
+    pub items: u64,
     /// Lookups that found a live session.
     pub hits: u64,
     /// Lookups that found nothing (or only an expired session).
@@ -42,7 +42,7 @@ pub struct CacheFigures {
     /// Sessions removed on request (TLS 1.3 tickets are single-use).
     pub deletes: u64,
     /// Sessions pushed out to make room.
-    pub evictions: Option<u64>,
+    pub evictions: u64,
     /// Sessions that reached `ssl-sessions-timeout`.
     pub expired: u64,
     /// Stores refused because the value exceeded `cache-blocksize`.
@@ -107,60 +107,13 @@ pub struct SyncFigures {
     pub keyrings: Vec<crate::shared::key_table::RingFigures>,
 }
 
-impl SyncFigures {
-    /// Rejected datagrams by reason, named as in `rejected_<reason>`.
-    pub fn rejections(&self) -> [(&'static str, u64); 11] {
-        use cachet_core::sync::Reject;
-        let n = &self.inbound.node;
-        [
-            (Reject::Truncated.as_str(), n.rejected_truncated),
-            (Reject::Oversized.as_str(), n.rejected_oversize),
-            (Reject::BadMagic.as_str(), n.rejected_magic),
-            (Reject::UnsupportedVersion.as_str(), n.rejected_version),
-            (Reject::UnknownKey.as_str(), n.rejected_unknown_key),
-            (Reject::Authentication.as_str(), n.rejected_authentication),
-            (Reject::Malformed.as_str(), n.rejected_malformed),
-            (Reject::Replayed.as_str(), n.rejected_replay),
-            (Reject::Stale.as_str(), n.rejected_stale),
-            (Reject::Own.as_str(), n.rejected_own),
-            (Reject::Unverified.as_str(), n.rejected_unverified),
-        ]
-    }
-}
-
 impl Snapshot {
     /// The workers' counters added up.
     pub fn totals(&self) -> MetricsSnapshot {
         self.workers
             .iter()
             .fold(MetricsSnapshot::default(), |sum, worker| {
-                let m = &worker.metrics;
-                MetricsSnapshot {
-                    tls12_full: sum.tls12_full + m.tls12_full,
-                    tls12_resumed: sum.tls12_resumed + m.tls12_resumed,
-                    tls13_full: sum.tls13_full + m.tls13_full,
-                    tls13_resumed: sum.tls13_resumed + m.tls13_resumed,
-                    handshake_failures: sum.handshake_failures + m.handshake_failures,
-                    handshake_timeouts: sum.handshake_timeouts + m.handshake_timeouts,
-                    offered_session_ids: sum.offered_session_ids + m.offered_session_ids,
-                    offered_psks: sum.offered_psks + m.offered_psks,
-                    client_hello_malformed: sum.client_hello_malformed + m.client_hello_malformed,
-                    client_hello_oversized: sum.client_hello_oversized + m.client_hello_oversized,
-                    connections: sum.connections + m.connections,
-                    open_connections: sum.open_connections + m.open_connections,
-                    requests: sum.requests + m.requests,
-                    bad_gateway: sum.bad_gateway + m.bad_gateway,
-                    gateway_timeout: sum.gateway_timeout + m.gateway_timeout,
-                    proxy_headers: sum.proxy_headers + m.proxy_headers,
-                    proxy_headers_local: sum.proxy_headers_local + m.proxy_headers_local,
-                    proxy_missing: sum.proxy_missing + m.proxy_missing,
-                    proxy_malformed: sum.proxy_malformed + m.proxy_malformed,
-                    proxy_timeouts: sum.proxy_timeouts + m.proxy_timeouts,
-                    sync_skipped: sum.sync_skipped + m.sync_skipped,
-                    pulls: sum.pulls.plus(&m.pulls),
-                    redis: sum.redis.plus(&m.redis),
-                    tickets: sum.tickets.plus(&m.tickets),
-                }
+                sum.plus(&worker.metrics)
             })
     }
 }

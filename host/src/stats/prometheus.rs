@@ -1,197 +1,16 @@
 //! Prometheus text exposition (format 0.0.4) of the same snapshot.
 
-use std::fmt::Write;
-
+use super::exposition::Exposition;
 use super::{BackendFigures, Snapshot, WorkerFigures};
-use crate::latency::Latency;
 use crate::redis::counters::{Event, RedisFigures};
 use crate::sync::pull::PullFigures;
-
-/// Accumulates metric families, writing HELP and TYPE once per family.
-struct Exposition {
-    text: String,
-}
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        // Writing to a String cannot fail.
-        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.text.push_str(name);
-        if !labels.is_empty() {
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
-                .collect();
-            let _ = write!(self.text, "{{{}}}", labels.join(","));
-        }
-        let _ = writeln!(self.text, " {value}");
-    }
-
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
-
-    /// A counter family with one sample per value of a single `label`.
-    fn counter_by<'a>(
-        &mut self,
-        name: &str,
-        help: &str,
-        label: &str,
-        samples: impl IntoIterator<Item = (&'a str, u64)>,
-    ) {
-        self.family(name, "counter", help);
-        for (value, count) in samples {
-            self.sample(name, &[(label, value)], count);
-        }
-    }
-
-    /// A histogram family in seconds: cumulative buckets, sum and count.
-    fn histogram(&mut self, name: &str, help: &str, latency: &Latency) {
-        self.family(name, "histogram", help);
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0;
-        for (bound, count) in crate::latency::BOUNDS_US.iter().zip(latency.buckets) {
-            cumulative += count;
-            let le = format!("{}", *bound as f64 / 1e6);
-            self.sample(&bucket, &[("le", &le)], cumulative);
-        }
-        self.sample(&bucket, &[("le", "+Inf")], latency.count());
-        let _ = writeln!(self.text, "{name}_sum {}", latency.sum_us as f64 / 1e6);
-        self.sample(&format!("{name}_count"), &[], latency.count());
-    }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// Renders the snapshot served at `stats-http` `/metrics`.
 pub fn render_prometheus(snapshot: &Snapshot) -> String {
     let totals = snapshot.totals();
-    let mut out = Exposition {
-        text: String::new(),
-    };
+    let mut out = Exposition::default();
 
-    out.family(
-        "cachet_tls_handshakes_total",
-        "counter",
-        "Completed TLS handshakes by protocol version and kind.",
-    );
-    for (version, kind, value) in [
-        ("1.2", "full", totals.tls12_full),
-        ("1.2", "resumed", totals.tls12_resumed),
-        ("1.3", "full", totals.tls13_full),
-        ("1.3", "resumed", totals.tls13_resumed),
-    ] {
-        out.sample(
-            "cachet_tls_handshakes_total",
-            &[("version", version), ("kind", kind)],
-            value,
-        );
-    }
-    out.single(
-        "cachet_tls_handshake_failures_total",
-        "counter",
-        "TLS handshakes that failed.",
-        totals.handshake_failures,
-    );
-    out.single(
-        "cachet_tls_handshake_timeouts_total",
-        "counter",
-        "TLS handshakes that did not finish in time.",
-        totals.handshake_timeouts,
-    );
-    out.counter_by(
-        "cachet_tls_resumption_offered_total",
-        "ClientHellos offering a session to resume: a TLS 1.2 session id from a client without TLS 1.3, or TLS 1.3 PSKs.",
-        "kind",
-        [
-            ("tls12_session_id", totals.offered_session_ids),
-            ("tls13_psk", totals.offered_psks),
-        ],
-    );
-    out.counter_by(
-        "cachet_tls_client_hello_rejected_total",
-        "Connections closed for their ClientHello, by reason (also counted as failed handshakes).",
-        "reason",
-        totals
-            .client_hello_rejections()
-            .into_iter()
-            .map(|(reason, count)| (reason.as_str(), count)),
-    );
-    out.counter_by(
-        "cachet_tls_tickets_total",
-        "Stateless TLS tickets (ssl-session-tickets = keys): issued, not issued (no key for the \
-         period), opened, and refused by reason (expired: sealed more than two periods ago; \
-         unknown_key; invalid).",
-        "outcome",
-        [
-            ("issued", totals.tickets.issued),
-            ("unissued", totals.tickets.unissued),
-            ("opened", totals.tickets.opened),
-            ("expired", totals.tickets.expired),
-            ("unknown_key", totals.tickets.unknown_key),
-            ("invalid", totals.tickets.invalid),
-        ],
-    );
-    out.counter_by(
-        "cachet_proxy_protocol_headers_total",
-        "Valid PROXY protocol headers, by whether they named the client or kept the real peer.",
-        "source",
-        [
-            ("client", totals.proxy_headers - totals.proxy_headers_local),
-            ("local", totals.proxy_headers_local),
-        ],
-    );
-    out.counter_by(
-        "cachet_proxy_protocol_rejected_total",
-        "Connections closed for their PROXY protocol header, by reason.",
-        "reason",
-        totals
-            .proxy_rejections()
-            .into_iter()
-            .map(|(reason, count)| (reason.as_str(), count)),
-    );
-    out.single(
-        "cachet_connections_total",
-        "counter",
-        "Client TCP connections accepted.",
-        totals.connections,
-    );
-    out.single(
-        "cachet_open_connections",
-        "gauge",
-        "Client connections open now.",
-        totals.open_connections,
-    );
-    out.single(
-        "cachet_http_requests_total",
-        "counter",
-        "HTTP requests received from clients.",
-        totals.requests,
-    );
-    out.family(
-        "cachet_http_errors_total",
-        "counter",
-        "Requests answered by the router itself because of a backend problem.",
-    );
-    out.sample(
-        "cachet_http_errors_total",
-        &[("status", "502")],
-        totals.bad_gateway,
-    );
-    out.sample(
-        "cachet_http_errors_total",
-        &[("status", "504")],
-        totals.gateway_timeout,
-    );
+    out.table(&totals);
 
     if let Some(cache) = &snapshot.cache {
         out.single(
@@ -200,14 +19,12 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             "Capacity of the session cache.",
             cache.max_items,
         );
-        if let Some(items) = cache.items {
-            out.single(
-                "cachet_cache_items",
-                "gauge",
-                "Sessions in the cache.",
-                items,
-            );
-        }
+        out.single(
+            "cachet_cache_items",
+            "gauge",
+            "Sessions in the cache.",
+            cache.items,
+        );
         for (name, help, value) in [
             ("hits", "Lookups that found a live session.", cache.hits),
             ("misses", "Lookups that found no live session.", cache.miss),
@@ -222,14 +39,12 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
                 value,
             );
         }
-        if let Some(evictions) = cache.evictions {
-            out.single(
-                "cachet_cache_evictions_total",
-                "counter",
-                "Sessions pushed out to make room.",
-                evictions,
-            );
-        }
+        out.single(
+            "cachet_cache_evictions_total",
+            "counter",
+            "Sessions pushed out to make room.",
+            cache.evictions,
+        );
         out.family(
             "cachet_cache_refused_total",
             "counter",
@@ -253,7 +68,7 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             "cachet_worker_requests_total",
             "counter",
             "HTTP requests per router process.",
-            |worker| worker.metrics.requests,
+            |worker| worker.metrics.get(crate::metrics::Metric::Requests),
         ),
         (
             "cachet_worker_restarts_total",
@@ -342,8 +157,12 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         "counter",
         "Sync datagrams rejected, by reason.",
     );
-    for (reason, count) in sync.rejections() {
-        out.sample("cachet_sync_rejected_total", &[("reason", reason)], count);
+    for (reason, count) in n.rejected.iter() {
+        out.sample(
+            "cachet_sync_rejected_total",
+            &[("reason", reason.as_str())],
+            count,
+        );
     }
     out.family(
         "cachet_sync_challenges_total",
@@ -649,6 +468,7 @@ fn redis_families(out: &mut Exposition, redis: &RedisFigures) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{Metric, MetricsSnapshot};
     use crate::stats::CacheFigures;
 
     #[test]
@@ -666,14 +486,12 @@ mod tests {
                 id: 1,
                 pid: 1,
                 restarts: 0,
-                metrics: crate::metrics::MetricsSnapshot {
-                    proxy_headers: 5,
-                    proxy_headers_local: 2,
-                    proxy_timeouts: 1,
-                    offered_psks: 3,
-                    client_hello_malformed: 4,
-                    ..Default::default()
-                },
+                metrics: MetricsSnapshot::default()
+                    .with(Metric::ProxyHeadersClient, 3)
+                    .with(Metric::ProxyHeadersLocal, 2)
+                    .with(Metric::ProxyTimeouts, 1)
+                    .with(Metric::OfferedPsks, 3)
+                    .with(Metric::ClientHelloMalformed, 4),
             }],
             sync: None,
             redis: None,

@@ -168,9 +168,9 @@ pub async fn run(
         };
         let known = peers.find(from);
         if let Some(index) = known {
-            let slot = peers.slot(index);
-            slot.received_datagrams.fetch_add(1, Ordering::Relaxed);
-            slot.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            let peer = peers.entry(index);
+            peer.received_datagrams.fetch_add(1, Ordering::Relaxed);
+            peer.received_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
         let mut store = WithTicketKeys {
             store: RegionStore(region),

@@ -207,7 +207,10 @@ impl Task {
             self.keys.apply(&mut self.node);
             self.keys.publish(&self.node);
             // One line per burst of losses, not one per change.
-            let skipped = self.metrics.snapshot().sync_skipped;
+            let skipped = self
+                .metrics
+                .snapshot()
+                .get(crate::metrics::Metric::SyncSkipped);
             if skipped > reported_skips {
                 warn!(
                     skipped,
@@ -306,7 +309,7 @@ impl Task {
             let heard = !self.receives
                 || self
                     .peers
-                    .slot(index)
+                    .entry(index)
                     .received_datagrams
                     .load(Ordering::Relaxed)
                     > 0;
@@ -358,15 +361,15 @@ pub(crate) fn send_counted(
     peers: &PeerTable,
     index: usize,
 ) {
-    let slot = peers.slot(index);
+    let peer = peers.entry(index);
     match socket.map(|s| s.try_send_to(datagram, addr)) {
         Some(Ok(_)) => {
-            slot.sent_datagrams.fetch_add(1, Ordering::Relaxed);
-            slot.sent_bytes
+            peer.sent_datagrams.fetch_add(1, Ordering::Relaxed);
+            peer.sent_bytes
                 .fetch_add(datagram.len() as u64, Ordering::Relaxed);
         }
         _ => {
-            slot.send_errors.fetch_add(1, Ordering::Relaxed);
+            peer.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

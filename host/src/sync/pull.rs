@@ -118,7 +118,7 @@ pub struct PullBook {
     peers: &'static PeerTable,
     timeout: Duration,
     waiting: Vec<Waiting>,
-    /// When each peer slot was last heard from (clock milliseconds).
+    /// When each peer entry was last heard from (clock milliseconds).
     heard: Vec<u64>,
 }
 
@@ -148,12 +148,12 @@ impl PullBook {
         }
         let mut asked = Vec::new();
         for (index, addr) in self.peers.peers() {
-            let slot = self.peers.slot(index);
+            let peer = self.peers.entry(index);
             if self.peers.is_answering(index) && self.peers.reserve_peer_pull(index) {
-                slot.pulls_sent.fetch_add(1, Relaxed);
+                peer.pulls_sent.fetch_add(1, Relaxed);
                 asked.push((index, addr));
             } else {
-                slot.pulls_skipped.fetch_add(1, Relaxed);
+                peer.pulls_skipped.fetch_add(1, Relaxed);
             }
         }
         if asked.is_empty() {
@@ -192,7 +192,7 @@ impl PullBook {
         self.peers.mark_answering(index);
         if answers > 0 {
             self.peers
-                .slot(index)
+                .entry(index)
                 .pull_answers
                 .fetch_add(u64::from(answers), Relaxed);
         }
@@ -210,7 +210,7 @@ impl PullBook {
             let now_ms = clock::now().as_millis();
             for &peer in &waiting.asked {
                 if self.heard[peer] < waiting.started_ms {
-                    self.peers.slot(peer).pull_timeouts.fetch_add(1, Relaxed);
+                    self.peers.entry(peer).pull_timeouts.fetch_add(1, Relaxed);
                     self.peers.mark_silent(peer, now_ms);
                     debug!(
                         slot = peer,

@@ -213,7 +213,12 @@ mod tests {
         );
         // Nothing published yet: no ticket.
         assert_eq!(a.encrypt(b"state"), None);
-        assert_eq!(a.metrics.snapshot().tickets.unissued, 1);
+        assert_eq!(
+            a.metrics
+                .snapshot()
+                .get(crate::metrics::Metric::TicketsUnissued),
+            1
+        );
 
         let now = rotation.period_at(clock::unix_ms());
         let mut held = TicketKeys::new();
@@ -234,16 +239,16 @@ mod tests {
         let mut old = ticket;
         old[..8].copy_from_slice(&(now - 2).to_be_bytes());
         assert_eq!(b.decrypt(&old), None);
-        let figures = b.metrics.snapshot().tickets;
-        assert_eq!(
-            (
-                figures.opened,
-                figures.invalid,
-                figures.unknown_key,
-                figures.expired
-            ),
-            (1, 1, 1, 1)
-        );
+        let figures = b.metrics.snapshot();
+        use crate::metrics::Metric::*;
+        for metric in [
+            TicketsOpened,
+            TicketsInvalid,
+            TicketsUnknownKey,
+            TicketsExpired,
+        ] {
+            assert_eq!(figures.get(metric), 1, "{metric:?}");
+        }
 
         // A board sealed under another cluster key is not taken: the keys
         // loaded before stay.
