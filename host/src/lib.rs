@@ -8,7 +8,6 @@
 //! `cachet-core`, where the parsers of untrusted bytes live.)
 
 pub mod access_log;
-pub mod bench;
 pub mod check;
 pub mod clock;
 pub mod config;
