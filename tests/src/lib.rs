@@ -37,6 +37,7 @@ pub mod redis_server;
 pub mod sync_tap;
 pub mod tools;
 pub mod udp_proxy;
+pub mod uwsgi;
 pub mod uwsgi_app;
 
 use std::io::{BufRead, BufReader, Read, Write};
