@@ -52,6 +52,12 @@ pub fn s_client(
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
+/// [`s_client`] to `localhost` offering the session saved in `session`,
+/// and saving what replaces it there (TLS 1.3 tickets are single use).
+pub fn s_client_again(addr: SocketAddr, tls: &str, ca: &Path, session: &Path) -> (Session, String) {
+    s_client(addr, tls, "localhost", ca, Some(session), session)
+}
+
 /// [`s_client`] for callers that carry on after a failure (xtask): the
 /// session and what s_client printed on stdout.
 pub fn try_s_client(

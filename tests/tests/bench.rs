@@ -11,7 +11,7 @@ use cachet_bench::report::TicketRace;
 use cachet_bench::stats::ErrorKind;
 use cachet_bench::Report;
 use cachet_tests::ports::Refusing;
-use cachet_tests::{backends, cachet_bin, Pki, Router};
+use cachet_tests::{backends, cached_router_args, cachet_bin, Pki, Router};
 
 /// Concurrent clients of each run.
 const CLIENTS: u64 = 4;
@@ -27,17 +27,9 @@ const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn start_router(pki: &Pki, backend: &backends::Backend) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
-    Router::start(&[
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.http_to(),
-        "--cache".to_owned(),
-        // Far more than a run's tickets: no session is evicted before its
-        // client offers it.
-        "10000".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-    ])
+    // A cache far larger than a run's tickets: no session is evicted
+    // before its client offers it.
+    Router::start(&cached_router_args(&leaf, backend.http_to(), 10_000, &[]))
 }
 
 /// Runs `cachet bench ARGS` to completion; its exit code and stdout.

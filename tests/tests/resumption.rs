@@ -4,7 +4,7 @@
 
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{Pki, Router};
+use cachet_tests::{cached_router_args, Pki, Router};
 
 const RECONNECTIONS: usize = 25;
 
@@ -91,19 +91,8 @@ async fn sessions_do_not_cross_certificates() {
     let backend = backends::uwsgi("app").await;
     let one = pki.leaf("one", &["127.0.0.1"]);
     let two = pki.leaf("two", &["127.0.0.1"]);
-    let router = Router::start(&[
-        "--https".to_owned(),
-        one.https("127.0.0.1:0"),
-        "--https".to_owned(),
-        two.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "100".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    ]);
+    let second = ["--https", &two.https("127.0.0.1:0")];
+    let router = Router::start(&cached_router_args(&one, backend.uwsgi_to(), 100, &second));
     for version in [Tls::V12, Tls::V13] {
         let config = client::config(&pki, version, &[b"http/1.1"]);
         let first = client::get(&config, router.https[0], "127.0.0.1", "/").await;
