@@ -119,19 +119,13 @@ async fn sni_selects_certificates_and_keeps_sessions_apart() {
     let default = pki.leaf("default", &["localhost"]);
     let alpha = pki.leaf("alpha", &["alpha.test"]);
     let beta = pki.leaf("beta", &["*.beta.test"]);
-    let router = Router::start(&[
-        "--https".to_owned(),
-        default.https("127.0.0.1:0"),
-        "--sni".to_owned(),
-        alpha.sni("alpha.test"),
-        "--sni".to_owned(),
-        beta.sni("*.beta.test"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "100".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-    ]);
+    let sni = [
+        "--sni",
+        &alpha.sni("alpha.test"),
+        "--sni",
+        &beta.sni("*.beta.test"),
+    ];
+    let router = Router::start(&cached_router_args(&default, backend.uwsgi_to(), 100, &sni));
     for version in [Tls::V12, Tls::V13] {
         // The client verifies the certificate against the name it asked
         // for, so each successful exchange proves SNI chose the right one.

@@ -77,13 +77,7 @@ fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result
 
     for key_type in KEY_TYPES {
         writeln!(w, "### {}\n", key_type.label())?;
-        let mut header = String::from("| figure | cachet |");
-        let mut rule = String::from("|---|---:|");
-        for peer in &peers {
-            write!(header, " {} | cachet / {} |", peer.name(), peer.name())?;
-            rule.push_str("---:|---:|");
-        }
-        writeln!(w, "{header}\n{rule}")?;
+        table_head(w, "figure", &peers)?;
         for load in Load::ALL {
             let Some(ours) = results.median(key_type, load, Kind::Cachet) else {
                 continue;
@@ -169,13 +163,7 @@ fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result
          and a different concurrency, so compare the ratios, not the absolute rates.\n",
         plan.s_time_seconds
     )?;
-    let mut header = String::from("| connections/s | cachet |");
-    let mut rule = String::from("|---|---:|");
-    for peer in &peers {
-        write!(header, " {} | cachet / {} |", peer.name(), peer.name())?;
-        rule.push_str("---:|---:|");
-    }
-    writeln!(w, "{header}\n{rule}")?;
+    table_head(w, "connections/s", &peers)?;
     for (label, _) in super::load::S_TIME_LOADS {
         let of = |kind: Kind| {
             results
@@ -217,6 +205,20 @@ fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result
         }
     }
     Ok(())
+}
+
+/// The head of a table of cachet's figures beside each peer's and the
+/// ratio: `first` names the row labels.
+fn table_head(w: &mut String, first: &str, peers: &[Kind]) -> fmt::Result {
+    write!(w, "| {first} | cachet |")?;
+    for peer in peers {
+        write!(w, " {} | cachet / {} |", peer.name(), peer.name())?;
+    }
+    write!(w, "\n|---|---:|")?;
+    for _ in peers {
+        w.push_str("---:|---:|");
+    }
+    writeln!(w)
 }
 
 /// One line per target: met, or short by how much.
