@@ -11,17 +11,21 @@ use std::time::{Duration, Instant};
 /// Panics unless `program ARGS` runs and exits 0, naming the Debian
 /// package that provides it.
 pub fn require(program: &str, args: &[&str], package: &str) {
-    let found = Command::new(program)
+    assert!(
+        installed(program, args),
+        "`{program}` is not installed; these tests need it (apt-get install {package})"
+    );
+}
+
+/// Whether `program ARGS` (a version query) runs and exits 0.
+pub fn installed(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        found,
-        "`{program}` is not installed; these tests need it (apt-get install {package})"
-    );
+        .is_ok_and(|status| status.success())
 }
 
 /// Why [`try_run_bounded`] got no output.

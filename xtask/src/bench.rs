@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{anyhow, Context, Result};
 
+use crate::processes::target_dir;
 use crate::{compare, run};
 
 /// Benchmark groups of `core/benches/cache.rs` and what they measure.
@@ -226,11 +227,6 @@ fn handshake_table(root: &Path) -> Result<(String, u64, u64)> {
         json["connections"].as_u64().unwrap_or(0),
         json["seconds_each"].as_u64().unwrap_or(0),
     ))
-}
-
-/// Where cargo puts build output (and the benchmarks their results).
-fn target_dir(root: &Path) -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
 }
 
 /// Criterion's median estimate, in nanoseconds.

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 
 /// Bound on a server's start.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -213,15 +213,11 @@ impl Drop for Group {
 
 /// Fails unless `program ARGS` runs and succeeds.
 pub(crate) fn require(program: &str, args: &[&str]) -> Result<()> {
-    match Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => Ok(()),
-        _ => Err(anyhow!("`{program}` is needed and not installed")),
-    }
+    ensure!(
+        cachet_tests::tools::installed(program, args),
+        "`{program}` is needed and not installed"
+    );
+    Ok(())
 }
 
 /// Where cargo puts its output: `CARGO_TARGET_DIR` or `target/`.
