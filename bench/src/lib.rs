@@ -19,6 +19,8 @@
 //! It runs as `cachet bench`, a subcommand of the router's one binary, which
 //! hands its arguments to [`main`]; it shares no code with the router.
 
+#![forbid(unsafe_code)]
+
 #[macro_use]
 mod say;
 
