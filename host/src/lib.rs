@@ -11,7 +11,6 @@
 #![deny(unsafe_code)]
 
 pub mod access_log;
-pub mod bench;
 pub mod check;
 pub mod clock;
 pub mod config;

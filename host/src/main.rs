@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         return keygen(&args[1..]);
     }
     if args.first().is_some_and(|a| a == "bench") {
-        return cachet::bench::main(&args[1..]);
+        return cachet_bench::main(&args[1..]);
     }
     let config = match Config::load(args.iter().cloned()) {
         Ok(Command::Run(config)) => config,

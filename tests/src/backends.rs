@@ -1,11 +1,12 @@
 //! In-process backends that answer every request with what they received,
 //! as JSON, so tests can check what the router sent.
 //!
-//! The uwsgi backend decodes the protocol with its own code (not the
-//! router's), so the two implementations check each other.
+//! The uwsgi backend decodes the protocol with [`crate::uwsgi`] (not the
+//! router's code), so the two implementations check each other.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::uwsgi;
 
 /// A running test backend.
 #[derive(Clone, Debug)]
@@ -112,29 +115,14 @@ async fn uwsgi_exchange(
     name: &str,
     served: &AtomicUsize,
 ) -> std::io::Result<()> {
-    let mut header = [0u8; 4];
+    let mut header = [0u8; uwsgi::HEADER_LEN];
     stream.read_exact(&mut header).await?;
-    assert_eq!(header[0], 0, "modifier1");
-    assert_eq!(header[3], 0, "modifier2");
-    let size = usize::from(u16::from_le_bytes([header[1], header[2]]));
-    let mut block = vec![0u8; size];
+    let mut block = vec![0u8; uwsgi::block_len(header).map_err(io::Error::other)?];
     stream.read_exact(&mut block).await?;
-    let mut vars = BTreeMap::new();
-    let mut rest = block.as_slice();
-    let field = |rest: &mut &[u8]| {
-        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
-        let value = String::from_utf8_lossy(&rest[2..2 + len]).into_owned();
-        *rest = &rest[2 + len..];
-        value
-    };
-    while !rest.is_empty() {
-        let key = field(&mut rest);
-        let value = field(&mut rest);
-        vars.insert(key, value);
-    }
-    let length: usize = vars
-        .get("CONTENT_LENGTH")
-        .map_or(0, |l| l.parse().expect("numeric CONTENT_LENGTH"));
+    let vars = uwsgi::var_map(&block).map_err(io::Error::other)?;
+    let length = uwsgi::content_length(&vars)
+        .and_then(|length| usize::try_from(length).ok())
+        .ok_or_else(|| io::Error::other(format!("CONTENT_LENGTH {:?}", vars["CONTENT_LENGTH"])))?;
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await?;
     served.fetch_add(1, Relaxed);

@@ -25,6 +25,11 @@ pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A request body hyper's client can send from a spawned connection task.
+pub trait RequestBody: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
+impl<B> RequestBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tls {
     V12,
@@ -163,9 +168,7 @@ pub async fn send<B>(
     request: Request<B>,
 ) -> Exchange
 where
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    B: RequestBody,
 {
     bounded(addr, async {
         let tcp = TcpStream::connect(addr).await?;
@@ -182,9 +185,7 @@ pub async fn send_over<B>(
     request: Request<B>,
 ) -> Exchange
 where
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    B: RequestBody,
 {
     let peer = tcp.peer_addr().expect("a connected socket");
     bounded(peer, exchange(config, tcp, server_name, request)).await
@@ -209,9 +210,7 @@ async fn exchange<B>(
     mut request: Request<B>,
 ) -> Result<Exchange, BoxError>
 where
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    B: RequestBody,
 {
     let local = tcp.local_addr()?;
     let tls = handshake(config, tcp, server_name).await?;

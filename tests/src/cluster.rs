@@ -302,6 +302,17 @@ pub fn sync(router: &Router) -> Value {
     stats["sync"].clone()
 }
 
+/// `router`'s entry for the peer at sync address `addr`, if it lists one.
+pub fn peer(router: &Router, addr: SocketAddr) -> Option<Value> {
+    let addr = addr.to_string();
+    sync(router)["peers"]
+        .as_array()
+        .expect("sync.peers is a list")
+        .iter()
+        .find(|peer| peer["addr"] == addr.as_str())
+        .cloned()
+}
+
 /// Sets `router` applied from peers' pushes, leaving out the sessions
 /// that came as answers to its bootstrap requests (a node that started
 /// before its peers keeps asking until they answer, at times of their

@@ -37,6 +37,7 @@ pub mod redis_server;
 pub mod sync_tap;
 pub mod tools;
 pub mod udp_proxy;
+pub mod uwsgi;
 pub mod uwsgi_app;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -85,6 +86,29 @@ pub fn wait_until_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -
         std::thread::sleep(POLL);
     }
     check()
+}
+
+/// The router most resumption tests start: `leaf` on an HTTPS socket,
+/// `--http-to to`, a cache of `items` sessions that TLS sessions go to and a
+/// stats socket, then the test's own `extra` options.
+pub fn cached_router_args(leaf: &pki::Leaf, to: String, items: u32, extra: &[&str]) -> Vec<String> {
+    let items = items.to_string();
+    let common = [
+        "--https",
+        &leaf.https("127.0.0.1:0"),
+        "--http-to",
+        &to,
+        "--cache",
+        &items,
+        "--ssl-sessions-use-cache",
+        "--stats",
+        "127.0.0.1:0",
+    ];
+    common
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect()
 }
 
 /// One HTTP/1.1 GET to `addr` (a stats-http socket): the response head and

@@ -24,6 +24,19 @@ pub enum Session {
     Reused,
 }
 
+/// Why [`try_s_client`] could not tell a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SClientError {
+    #[error(transparent)]
+    Run(#[from] tools::RunError),
+    #[error("no New/Reused line from s_client to {addr}; stdout:\n{stdout}\nstderr:\n{stderr}")]
+    NoSession {
+        addr: SocketAddr,
+        stdout: String,
+        stderr: String,
+    },
+}
+
 /// Runs one `openssl s_client` exchange: handshake, a GET, and the whole
 /// response (`-ign_eof` keeps reading until the router closes, so TLS 1.3
 /// tickets arrive before `-sess_out` is written).
@@ -35,6 +48,26 @@ pub fn s_client(
     sess_in: Option<&Path>,
     sess_out: &Path,
 ) -> (Session, String) {
+    try_s_client(addr, tls, server_name, ca, sess_in, sess_out)
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// [`s_client`] to `localhost` offering the session saved in `session`,
+/// and saving what replaces it there (TLS 1.3 tickets are single use).
+pub fn s_client_again(addr: SocketAddr, tls: &str, ca: &Path, session: &Path) -> (Session, String) {
+    s_client(addr, tls, "localhost", ca, Some(session), session)
+}
+
+/// [`s_client`] for callers that carry on after a failure (xtask): the
+/// session and what s_client printed on stdout.
+pub fn try_s_client(
+    addr: SocketAddr,
+    tls: &str,
+    server_name: &str,
+    ca: &Path,
+    sess_in: Option<&Path>,
+    sess_out: &Path,
+) -> Result<(Session, String), SClientError> {
     let mut command = s_client_command(addr, server_name, ca);
     command.arg(tls).arg("-sess_out").arg(sess_out);
     if let Some(sess_in) = sess_in {
@@ -42,19 +75,20 @@ pub fn s_client(
     }
     let request = format!("GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
     // Bounded: the router closes after its response.
-    let output = tools::run_bounded(&mut command, request.as_bytes(), TIMEOUT);
+    let output = tools::try_run_bounded(&mut command, request.as_bytes(), TIMEOUT)?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let session = if stdout.lines().any(|line| line.starts_with("Reused,")) {
         Session::Reused
     } else if stdout.lines().any(|line| line.starts_with("New,")) {
         Session::New
     } else {
-        panic!(
-            "no New/Reused line from s_client; stdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        return Err(SClientError::NoSession {
+            addr,
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
     };
-    (session, stdout)
+    Ok((session, stdout))
 }
 
 /// Offers the ALPN protocols `alpn` (comma-separated, preferred first),

@@ -7,9 +7,11 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use cachet_bench::report::TicketRace;
+use cachet_bench::stats::ErrorKind;
+use cachet_bench::Report;
 use cachet_tests::ports::Refusing;
-use cachet_tests::{backends, cachet_bin, Pki, Router};
-use serde_json::Value;
+use cachet_tests::{backends, cached_router_args, cachet_bin, Pki, Router};
 
 /// Concurrent clients of each run.
 const CLIENTS: u64 = 4;
@@ -25,17 +27,9 @@ const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn start_router(pki: &Pki, backend: &backends::Backend) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
-    Router::start(&[
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.http_to(),
-        "--cache".to_owned(),
-        // Far more than a run's tickets: no session is evicted before its
-        // client offers it.
-        "10000".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-    ])
+    // A cache far larger than a run's tickets: no session is evicted
+    // before its client offers it.
+    Router::start(&cached_router_args(&leaf, backend.http_to(), 10_000, &[]))
 }
 
 /// Runs `cachet bench ARGS` to completion; its exit code and stdout.
@@ -67,7 +61,7 @@ async fn bench(args: &[String]) -> (Option<i32>, String) {
 
 /// `cachet bench --json --timeout .. --ca .. ARGS TARGETS`, which must
 /// succeed; the parsed report.
-async fn report(pki: &Pki, args: &[&str], targets: &[&Router]) -> Value {
+async fn report(pki: &Pki, args: &[&str], targets: &[&Router]) -> Report {
     let mut all: Vec<String> = [
         "--json",
         "--timeout",
@@ -82,12 +76,17 @@ async fn report(pki: &Pki, args: &[&str], targets: &[&Router]) -> Value {
     all.extend(targets.iter().map(|router| router.addr().to_string()));
     let (code, stdout) = bench(&all).await;
     assert_eq!(code, Some(0), "cachet bench {all:?}:\n{stdout}");
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("cachet bench printed no JSON ({e}):\n{stdout}"))
+    parse(&stdout)
+}
+
+/// The report `cachet bench --json` printed.
+fn parse(stdout: &str) -> Report {
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("cachet bench printed no JSON report ({e}):\n{stdout}"))
 }
 
 /// `cachet bench --json` with the smoke settings; the parsed report.
-async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
+async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Report {
     let (clients, handshakes) = (CLIENTS.to_string(), HANDSHAKES.to_string());
     let mut args = vec![
         "--handshakes",
@@ -101,34 +100,24 @@ async fn bench_json(pki: &Pki, extra: &[&str], targets: &[&Router]) -> Value {
     report(pki, &args, targets).await
 }
 
-fn count(report: &Value, pointer: &str) -> u64 {
-    report
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no count at {pointer}: {report:#}"))
-}
-
 /// The smoke assertions: sessions resume, requests go through, nothing fails.
-fn assert_resumes(report: &Value, requests: bool) {
+fn assert_resumes(report: &Report, requests: bool) {
     // The run reached its count; each client's first handshake was its
     // only full one, every later one resumed.
-    assert!(
-        count(report, "/handshakes/total") >= HANDSHAKES,
-        "{report:#}"
-    );
-    let full = count(report, "/handshakes/full");
-    assert!((1..=CLIENTS).contains(&full), "{report:#}");
-    assert_eq!(count(report, "/errors/total"), 0, "{report:#}");
+    assert!(report.handshakes.total >= HANDSHAKES, "{report:#?}");
+    let full = report.handshakes.full;
+    assert!((1..=CLIENTS).contains(&full), "{report:#?}");
+    assert_eq!(report.errors.total, 0, "{report:#?}");
     if requests {
-        assert!(count(report, "/requests/total") > 0, "{report:#}");
-        assert!(
-            report["latency_ms"]["request"]["p99"].is_f64(),
-            "{report:#}"
-        );
+        assert!(report.requests.total > 0, "{report:#?}");
+        assert!(report.latency_ms.request.p99.is_some(), "{report:#?}");
     } else {
-        assert_eq!(count(report, "/requests/total"), 0, "{report:#}");
+        assert_eq!(report.requests.total, 0, "{report:#?}");
     }
-    assert!(report["latency_ms"]["handshake_resumed"]["p50"].is_f64());
+    assert!(
+        report.latency_ms.handshake_resumed.p50.is_some(),
+        "{report:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,10 +127,10 @@ async fn tls12_sessions_resume_under_load() {
     let router = start_router(&pki, &backend);
     let report = bench_json(&pki, &["--tls", "1.2", "--resume"], &[&router]).await;
     assert_resumes(&report, true);
-    assert_eq!(report["settings"]["tls"], "1.2");
+    assert_eq!(report.settings.tls.as_str(), "1.2");
     // Every request counted reached the backend; a few more may have
     // been in flight when the run ended, uncounted.
-    let counted = count(&report, "/requests/total") as usize;
+    let counted = report.requests.total as usize;
     assert!(
         backend.served() >= counted,
         "{} served < {counted} counted",
@@ -163,10 +152,10 @@ async fn tls13_tickets_resume_under_load_with_keep_alive() {
     assert_resumes(&report, true);
     // Keep-alive: three requests on every connection but each client's
     // last, which the end of the run may cut short.
-    let handshakes = count(&report, "/handshakes/total");
+    let handshakes = report.handshakes.total;
     assert!(
-        count(&report, "/requests/total") >= 3 * (handshakes - CLIENTS),
-        "{report:#}"
+        report.requests.total >= 3 * (handshakes - CLIENTS),
+        "{report:#?}"
     );
 }
 
@@ -192,13 +181,10 @@ async fn no_resume_makes_every_handshake_full() {
     let router = start_router(&pki, &backend);
     for tls in ["1.2", "1.3"] {
         let report = bench_json(&pki, &["--tls", tls, "--no-resume"], &[&router]).await;
-        assert!(
-            count(&report, "/handshakes/full") >= HANDSHAKES,
-            "{report:#}"
-        );
-        assert_eq!(count(&report, "/handshakes/resumed"), 0, "{report:#}");
-        assert_eq!(report["handshakes"]["resumption_ratio"], 0.0, "{report:#}");
-        assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+        assert!(report.handshakes.full >= HANDSHAKES, "{report:#?}");
+        assert_eq!(report.handshakes.resumed, 0, "{report:#?}");
+        assert_eq!(report.handshakes.resumption_ratio, Some(0.0), "{report:#?}");
+        assert_eq!(report.errors.total, 0, "{report:#?}");
     }
 }
 
@@ -209,20 +195,20 @@ async fn two_targets_share_the_load_round_robin() {
     let first = start_router(&pki, &backend);
     let second = start_router(&pki, &backend);
     let report = bench_json(&pki, &["--tls", "1.2"], &[&first, &second]).await;
-    assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
-    assert!(count(&report, "/requests/total") > 0, "{report:#}");
-    let per_target = report["per_target"].as_array().expect("per_target");
-    assert_eq!(per_target.len(), 2, "{report:#}");
-    let handshakes: Vec<u64> = per_target
+    assert_eq!(report.errors.total, 0, "{report:#?}");
+    assert!(report.requests.total > 0, "{report:#?}");
+    assert_eq!(report.per_target.len(), 2, "{report:#?}");
+    let handshakes: Vec<u64> = report
+        .per_target
         .iter()
-        .map(|t| t["full"].as_u64().unwrap() + t["resumed"].as_u64().unwrap())
+        .map(|t| t.full + t.resumed)
         .collect();
     // Round-robin: neither target gets more than one more connection per
     // client than the other.
-    assert!(handshakes.iter().all(|&n| n > 0), "{report:#}");
+    assert!(handshakes.iter().all(|&n| n > 0), "{report:#?}");
     assert!(
         handshakes[0].abs_diff(handshakes[1]) <= 4,
-        "uneven spread {handshakes:?}: {report:#}"
+        "uneven spread {handshakes:?}: {report:#?}"
     );
 }
 
@@ -246,10 +232,13 @@ async fn an_unreachable_target_is_counted_not_fatal() {
     let (code, stdout) = bench(&args).await;
     // No handshake succeeded: exit 1, with the report still printed.
     assert_eq!(code, Some(1), "{stdout}");
-    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
-    assert!(count(&report, "/errors/connect") > 0, "{report:#}");
-    assert_eq!(count(&report, "/handshakes/total"), 0, "{report:#}");
-    assert!(report["errors"]["examples"]["connect"].is_string());
+    let report = parse(&stdout);
+    assert!(report.errors.connect > 0, "{report:#?}");
+    assert_eq!(report.handshakes.total, 0, "{report:#?}");
+    assert!(
+        report.errors.examples.contains_key(&ErrorKind::Connect),
+        "{report:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,8 +266,16 @@ async fn option_mistakes_exit_2_and_name_the_option() {
 }
 
 /// `cachet bench --ticket-race ROUNDS --json` over `targets`; the report.
-async fn race_json(pki: &Pki, rounds: u64, targets: &[&Router]) -> Value {
+async fn race_json(pki: &Pki, rounds: u64, targets: &[&Router]) -> Report {
     report(pki, &["--ticket-race", &rounds.to_string()], targets).await
+}
+
+/// The ticket race's part of a `--ticket-race` report, which must be there.
+fn race_of(report: &Report) -> &TicketRace {
+    report
+        .ticket_race
+        .as_ref()
+        .unwrap_or_else(|| panic!("no ticket_race in a race's report: {report:#?}"))
 }
 
 /// The ticket race counts what the servers did with one ticket offered to
@@ -299,27 +296,27 @@ async fn a_ticket_race_counts_resumptions_per_round() {
     );
 
     let report = race_json(&pki, ROUNDS, &[&a, &b, &c]).await;
-    let race = &report["ticket_race"];
-    assert_eq!(race["rounds"], ROUNDS, "{report:#}");
-    assert_eq!(race["resumed_nowhere"], ROUNDS, "{report:#}");
-    assert_eq!(race["double_resumptions"], 0, "{report:#}");
-    assert_eq!(race["no_ticket"], 0, "{report:#}");
+    let race = race_of(&report);
+    assert_eq!(race.rounds, ROUNDS, "{report:#?}");
+    assert_eq!(race.resumed_nowhere, ROUNDS, "{report:#?}");
+    assert_eq!(race.double_resumptions, 0, "{report:#?}");
+    assert_eq!(race.no_ticket, 0, "{report:#?}");
     // One full handshake per round, and two offers.
-    assert_eq!(count(&report, "/handshakes/full"), 3 * ROUNDS, "{report:#}");
-    assert_eq!(count(&report, "/handshakes/offered"), 2 * ROUNDS);
-    assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    assert_eq!(report.handshakes.full, 3 * ROUNDS, "{report:#?}");
+    assert_eq!(report.handshakes.offered, 2 * ROUNDS, "{report:#?}");
+    assert_eq!(report.errors.total, 0, "{report:#?}");
     // Round-robin: each router issued a third of the tickets and was
     // offered the others' (a full handshake each): one per round.
-    for target in report["per_target"].as_array().expect("per_target") {
-        assert_eq!(target["full"], ROUNDS, "{report:#}");
+    for target in &report.per_target {
+        assert_eq!(target.full, ROUNDS, "{report:#?}");
     }
 
     let report = race_json(&pki, ROUNDS, &[&a, &a, &a]).await;
-    let race = &report["ticket_race"];
-    assert_eq!(race["resumed_once"], ROUNDS, "{report:#}");
-    assert_eq!(race["resumed_per_round"], serde_json::json!([0, ROUNDS, 0]));
-    assert_eq!(count(&report, "/handshakes/resumed"), ROUNDS, "{report:#}");
-    assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+    let race = race_of(&report);
+    assert_eq!(race.resumed_once, ROUNDS, "{report:#?}");
+    assert_eq!(race.resumed_per_round, [0, ROUNDS, 0], "{report:#?}");
+    assert_eq!(report.handshakes.resumed, ROUNDS, "{report:#?}");
+    assert_eq!(report.errors.total, 0, "{report:#?}");
     assert_eq!(backend.served(), 0);
 }
 
@@ -351,14 +348,10 @@ async fn a_client_offers_what_its_last_target_issued() {
             RUN_BOUND,
         ];
         let report = report(&pki, &args, &[&routers[0], &routers[1], &routers[2]]).await;
-        let total = count(&report, "/handshakes/total");
-        assert!(total >= 30, "{report:#}");
-        assert_eq!(count(&report, "/handshakes/offered"), total - 1);
-        assert_eq!(
-            count(&report, "/handshakes/resumed"),
-            0,
-            "TLS {tls}: {report:#}"
-        );
-        assert_eq!(count(&report, "/errors/total"), 0, "{report:#}");
+        let total = report.handshakes.total;
+        assert!(total >= 30, "{report:#?}");
+        assert_eq!(report.handshakes.offered, total - 1, "{report:#?}");
+        assert_eq!(report.handshakes.resumed, 0, "TLS {tls}: {report:#?}");
+        assert_eq!(report.errors.total, 0, "{report:#?}");
     }
 }

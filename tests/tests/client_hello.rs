@@ -15,7 +15,7 @@ use std::time::Duration;
 use cachet_tests::backends::{self, Backend};
 use cachet_tests::client::{self, Tls, EXCHANGE_TIMEOUT};
 use cachet_tests::openssl::{require_openssl, s_client, saved_session, Session};
-use cachet_tests::{counter, Pki, Router};
+use cachet_tests::{cached_router_args, counter, Pki, Router};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind};
 use serde_json::json;
@@ -31,20 +31,9 @@ const LOG_WAIT: Duration = Duration::from_secs(30);
 /// debug lines in the log.
 fn start(pki: &Pki, backend: &Backend) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
+    let stats_http = ["--stats-http", "127.0.0.1:0"];
     Router::start_with_env(
-        &[
-            "--https".to_owned(),
-            leaf.https("127.0.0.1:0"),
-            "--http-to".to_owned(),
-            backend.uwsgi_to(),
-            "--cache".to_owned(),
-            "100".to_owned(),
-            "--ssl-sessions-use-cache".to_owned(),
-            "--stats".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--stats-http".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ],
+        &cached_router_args(&leaf, backend.uwsgi_to(), 100, &stats_http),
         &[("RUST_LOG", "info,cachet::proxy::serve=debug")],
     )
 }

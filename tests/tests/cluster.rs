@@ -13,13 +13,14 @@
 //! (a process-wide lock) rather than all at once on a small machine.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachet_core::wire::{self, Packet};
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    key_secret, mesh, pushed_sets, resumes, run_bounded, serial, start_node, sync, sync_addr,
+    key_secret, mesh, peer, pushed_sets, resumes, run_bounded, serial, start_node, sync, sync_addr,
     try_node, write_key, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
@@ -267,6 +268,17 @@ async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
     let mut ledger = Ledger::new(&all);
     let (full, resumed) = (Handshake::Full(Tls::V13), Handshake::Resumed(Tls::V13));
     let dir = h.pki.dir();
+    // One TLS 1.3 s_client offering the ticket in `sess_in`.
+    let offer = |node: &Router, sess_in: &Path, sess_out: &Path| {
+        s_client(
+            node.addr(),
+            "-tls1_3",
+            NAME,
+            &h.pki.ca_pem,
+            Some(sess_in),
+            sess_out,
+        )
+    };
     for round in 0..3 {
         let made = dir.join(format!("made{round}.pem"));
         let from_b = dir.join(format!("from_b{round}.pem"));
@@ -276,57 +288,24 @@ async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
         ledger.made(0, full);
         assert!(ledger.settle(&all).await, "{:#}", sync(c));
 
-        let (kind, out) = s_client(
-            b.addr(),
-            "-tls1_3",
-            NAME,
-            &h.pki.ca_pem,
-            Some(&made),
-            &from_b,
-        );
+        let (kind, out) = offer(b, &made, &from_b);
         assert_eq!(kind, Session::Reused, "round {round}, B:\n{out}");
         // B took the ticket from A (and issued two of its own, kept).
         ledger.made(1, resumed);
-        let (kind, out) = s_client(
-            c.addr(),
-            "-tls1_3",
-            NAME,
-            &h.pki.ca_pem,
-            Some(&made),
-            &scratch,
-        );
-        assert_eq!(
-            kind,
-            Session::New,
-            "round {round}: a used ticket resumed on C:\n{out}"
-        );
-        assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
-        ledger.made(2, full);
-        // Nor on A, where it was made.
-        let (kind, out) = s_client(
-            a.addr(),
-            "-tls1_3",
-            NAME,
-            &h.pki.ca_pem,
-            Some(&made),
-            &scratch,
-        );
-        assert_eq!(
-            kind,
-            Session::New,
-            "round {round}: a used ticket resumed on A:\n{out}"
-        );
-        ledger.made(0, full);
+        // The used ticket resumes neither on C nor on A, where it was made.
+        for (i, node, name) in [(2, c, "C"), (0, a, "A")] {
+            let (kind, out) = offer(node, &made, &scratch);
+            assert_eq!(
+                kind,
+                Session::New,
+                "round {round}: a used ticket resumed on {name}:\n{out}"
+            );
+            assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+            ledger.made(i, full);
+        }
         // The ticket B issued instead resumes on C.
         ledger.settle(&all).await;
-        let (kind, out) = s_client(
-            c.addr(),
-            "-tls1_3",
-            NAME,
-            &h.pki.ca_pem,
-            Some(&from_b),
-            &scratch,
-        );
+        let (kind, out) = offer(c, &from_b, &scratch);
         assert_eq!(
             kind,
             Session::Reused,
@@ -893,14 +872,7 @@ async fn a_node_with_another_key_can_neither_inject_nor_read() {
     };
     // Datagrams `from` sent `to` so far (sessions, repeats, hellos).
     let sent = |from: &Router, to: &Router| -> u64 {
-        let to = sync_addr(to).to_string();
-        sync(from)["peers"]
-            .as_array()
-            .expect("peers")
-            .iter()
-            .filter(|peer| peer["addr"] == to.as_str())
-            .map(|peer| counter(peer, "sent_datagrams"))
-            .sum()
+        peer(from, sync_addr(to)).map_or(0, |peer| counter(&peer, "sent_datagrams"))
     };
     // Both sides received the other's datagrams (hello, bootstrap request,
     // sessions, their repeats) and refused every one: each has refused at
@@ -966,12 +938,7 @@ async fn a_node_added_later_sends_and_receives_without_restarts() {
     }
     // A and B now know D.
     for (node, name) in [(a, "A"), (b, "B")] {
-        let knows = wait_until(SETTLE, || {
-            sync(node)["peers"]
-                .as_array()
-                .is_some_and(|peers| peers.iter().any(|p| p["addr"] == d_addr.to_string()))
-        })
-        .await;
+        let knows = wait_until(SETTLE, || peer(node, d_addr).is_some()).await;
         assert!(knows, "{name} never listed D ({d_addr}): {:#}", sync(node));
     }
 

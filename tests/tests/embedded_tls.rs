@@ -33,6 +33,7 @@ use cachet_tests::backends::{self, Backend};
 use cachet_tests::pki::Leaf;
 use cachet_tests::{Pki, Router};
 use embedded_io_adapters::std::FromStd;
+use embedded_tls::alert::AlertDescription;
 use embedded_tls::blocking::{
     Aes128GcmSha256, Aes256GcmSha384, Certificate, CertificateEntryRef, CertificateRef,
     CertificateVerifyRef, CryptoProvider, MaxFragmentLength, TlsCipherSuite, TlsConfig,
@@ -65,8 +66,19 @@ const TLS_AES_256_GCM_SHA384: u16 = 0x1302;
 const SECP256R1: u16 = 0x0017;
 
 /// A router with one https socket (optionally pinned to `ciphers`) in front
-/// of `backend`, with a stats socket; and its certificate.
-fn start_router(pki: &Pki, backend: &Backend, ciphers: Option<&str>) -> (Router, Leaf) {
+/// of an HTTP backend, with a stats socket; its certificate, and a client
+/// setup that trusts its CA.
+struct Running {
+    pki: Pki,
+    backend: Backend,
+    router: Router,
+    leaf: Leaf,
+    setup: Setup,
+}
+
+async fn running(ciphers: Option<&str>) -> Running {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
     let leaf = pki.leaf("localhost", &["localhost"]);
     let mut https = leaf.https("127.0.0.1:0");
     if let Some(ciphers) = ciphers {
@@ -80,7 +92,28 @@ fn start_router(pki: &Pki, backend: &Backend, ciphers: Option<&str>) -> (Router,
         "--stats".to_owned(),
         "127.0.0.1:0".to_owned(),
     ]);
-    (router, leaf)
+    let setup = Setup::new(router.addr(), &pki);
+    Running {
+        pki,
+        backend,
+        router,
+        leaf,
+        setup,
+    }
+}
+
+/// Panics unless the handshake failed the way `expected` accepts; `what`
+/// says what the client offered or was offered.
+fn assert_refused<T>(
+    outcome: &Result<T, TlsError>,
+    expected: impl FnOnce(&TlsError) -> bool,
+    what: &str,
+) {
+    match outcome {
+        Err(error) if expected(error) => {}
+        Err(other) => panic!("{what}: refused, but with {other:?}"),
+        Ok(_) => panic!("{what} was accepted"),
+    }
 }
 
 /// Runs the blocking client `f` on a blocking thread, bounded in time.
@@ -483,10 +516,13 @@ fn stats_until(router: &Router, check: impl Fn(&serde_json::Value) -> bool) -> s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_get_with_connection_close() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let (router, leaf) = start_router(&pki, &backend, None);
-    let setup = Setup::new(router.addr(), &pki);
+    let Running {
+        pki: _pki,
+        backend,
+        router,
+        leaf,
+        setup,
+    } = running(None).await;
     let (path, probe) = (
         format!("/embedded-tls/{}?q={}", random_hex(), random_hex()),
         random_hex(),
@@ -538,9 +574,12 @@ async fn verified_get_with_connection_close() {
 /// is refused during the handshake, and no request reaches the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca_is_refused() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let (router, _) = start_router(&pki, &backend, None);
+    let Running {
+        pki: _pki,
+        backend,
+        router,
+        ..
+    } = running(None).await;
     let setup = Setup::new(router.addr(), &Pki::new());
     let run = bounded(move || {
         session::<Aes128GcmSha256, _>(setup, |tls| {
@@ -549,11 +588,11 @@ async fn certificate_from_another_ca_is_refused() {
         })
     })
     .await;
-    match run.outcome {
-        Err(TlsError::InvalidCertificate) => {}
-        Err(other) => panic!("expected InvalidCertificate, got {other:?}"),
-        Ok(_) => panic!("a certificate from another CA was accepted"),
-    }
+    assert_refused(
+        &run.outcome,
+        |error| matches!(error, TlsError::InvalidCertificate),
+        "a certificate from another CA",
+    );
     assert_eq!(run.chain_len, 2, "the router sent its chain");
     assert_eq!(backend.served(), 0);
 }
@@ -565,10 +604,13 @@ async fn certificate_from_another_ca_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_requests_share_one_handshake() {
     const REQUESTS: usize = 5;
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let (router, _) = start_router(&pki, &backend, None);
-    let setup = Setup::new(router.addr(), &pki);
+    let Running {
+        pki: _pki,
+        backend,
+        router,
+        setup,
+        ..
+    } = running(None).await;
     let padding = "p".repeat(6000);
     let exchanges: Vec<(String, String)> = (0..REQUESTS)
         .map(|i| (format!("/keep-alive/{i}/{}", random_hex()), random_hex()))
@@ -630,10 +672,13 @@ async fn keep_alive_requests_share_one_handshake() {
 /// TLS_AES_128_GCM_SHA256 with a handshake_failure alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let (router, _) = start_router(&pki, &backend, Some("TLS13_AES_256_GCM_SHA384"));
-    let setup = Setup::new(router.addr(), &pki);
+    let Running {
+        pki: _pki,
+        backend,
+        router: _router,
+        setup,
+        ..
+    } = running(Some("TLS13_AES_256_GCM_SHA384")).await;
     let (path, probe) = (format!("/aes256/{}", random_hex()), random_hex());
 
     let run = {
@@ -661,14 +706,16 @@ async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
     assert_eq!(run.scheme, Some(SignatureScheme::EcdsaSecp256r1Sha256));
 
     let refused = bounded(move || session::<Aes128GcmSha256, _>(setup, |_| Ok(()))).await;
-    match refused.outcome {
-        Err(TlsError::HandshakeAborted(
-            _,
-            embedded_tls::alert::AlertDescription::HandshakeFailure,
-        )) => {}
-        Err(other) => panic!("expected a handshake_failure alert, got {other:?}"),
-        Ok(()) => panic!("a suite the router was not given was negotiated"),
-    }
+    assert_refused(
+        &refused.outcome,
+        |error| {
+            matches!(
+                error,
+                TlsError::HandshakeAborted(_, AlertDescription::HandshakeFailure)
+            )
+        },
+        "a suite the router was not given",
+    );
     assert_eq!(backend.served(), 1);
 }
 
@@ -682,10 +729,13 @@ async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_fragment_length_is_not_negotiated() {
     const FRAGMENT: usize = 4096;
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let (router, _) = start_router(&pki, &backend, None);
-    let mut setup = Setup::new(router.addr(), &pki);
+    let Running {
+        pki: _pki,
+        backend: _backend,
+        router: _router,
+        mut setup,
+        ..
+    } = running(None).await;
     setup.max_fragment_length = Some(MaxFragmentLength::Bits12);
     // Large enough that however the router splits the body into writes, one
     // of them is well over the fragment asked for.

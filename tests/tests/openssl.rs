@@ -2,27 +2,16 @@
 //! 1.3, and an SNI name's session does not resume under another certificate.
 
 use cachet_tests::backends;
-use cachet_tests::openssl::{require_openssl, s_client, Session};
-use cachet_tests::{Pki, Router};
+use cachet_tests::openssl::{require_openssl, s_client, s_client_again, Session};
+use cachet_tests::{cached_router_args, Pki, Router};
 
 const RECONNECTIONS: usize = 10;
 
 fn start(pki: &Pki, backend: &backends::Backend) -> Router {
     let default = pki.leaf("default", &["localhost"]);
     let alpha = pki.leaf("alpha", &["alpha.test"]);
-    Router::start(&[
-        "--https".to_owned(),
-        default.https("127.0.0.1:0"),
-        "--sni".to_owned(),
-        alpha.sni("alpha.test"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "100".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    ])
+    let sni = ["--sni", &alpha.sni("alpha.test")];
+    Router::start(&cached_router_args(&default, backend.uwsgi_to(), 100, &sni))
 }
 
 fn resumes(tls: &str, stats_key: &str) {
@@ -39,14 +28,7 @@ fn resumes(tls: &str, stats_key: &str) {
     for i in 1..RECONNECTIONS {
         // TLS 1.3 tickets are single-use: each run saves the fresh ticket
         // it received for the next one.
-        let (kind, output) = s_client(
-            router.addr(),
-            tls,
-            "localhost",
-            &pki.ca_pem,
-            Some(&session),
-            &session,
-        );
+        let (kind, output) = s_client_again(router.addr(), tls, &pki.ca_pem, &session);
         assert_eq!(
             kind,
             Session::Reused,

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    fifo_config, mesh, resumes, serial, start_node, sync, sync_addr, ticket_race, try_node,
+    fifo_config, mesh, peer, resumes, serial, start_node, sync, sync_addr, ticket_race, try_node,
     without, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
@@ -151,15 +151,9 @@ async fn a_silent_peer_is_skipped_until_it_answers_again() {
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 3);
     let (b, c) = (&nodes[1], &nodes[2]);
-    let c_addr = sync_addr(c).to_string();
+    let c_addr = sync_addr(c);
     let peer_c = |router: &Router| -> Value {
-        sync(router)["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["addr"] == c_addr.as_str())
-            .cloned()
-            .unwrap_or_else(|| panic!("C is not B's peer: {:#}", sync(router)))
+        peer(router, c_addr).unwrap_or_else(|| panic!("C is not B's peer: {:#}", sync(router)))
     };
     let stranger = outsider(&h);
     c.signal("STOP");

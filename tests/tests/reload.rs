@@ -67,6 +67,37 @@ impl Setup {
     }
 }
 
+/// Where most reload tests start: two certificates for `localhost`, A
+/// served and B to install, and a router on A in front of the uwsgi backend
+/// "app", with the ini lines `rest` after its `http-to`.
+struct OnA {
+    pki: Pki,
+    a: Leaf,
+    b: Leaf,
+    backend: backends::Backend,
+    setup: Setup,
+    router: Router,
+}
+
+impl OnA {
+    async fn start(rest: &str) -> OnA {
+        let pki = Pki::new();
+        let a = pki.leaf("a", &["localhost"]);
+        let b = pki.leaf("b", &["localhost"]);
+        let backend = backends::uwsgi("app").await;
+        let setup = Setup::new(&a);
+        let router = setup.start(&format!("http-to = {}\n{rest}", backend.uwsgi_to()));
+        OnA {
+            pki,
+            a,
+            b,
+            backend,
+            setup,
+            router,
+        }
+    }
+}
+
 fn copy(from: &Path, to: &Path) {
     std::fs::copy(from, to)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
@@ -130,15 +161,15 @@ impl Kept {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_a_certificate_without_breaking_an_open_connection() {
-    let pki = Pki::new();
-    let a = pki.leaf("a", &["localhost"]);
-    let b = pki.leaf("b", &["localhost"]);
-    let backend = backends::uwsgi("app").await;
-    let setup = Setup::new(&a);
-    let router = setup.start(&format!(
-        "http-to = {}\ncache = 100\nssl-sessions-use-cache = true\n",
-        backend.uwsgi_to()
-    ));
+    let OnA {
+        pki,
+        a,
+        b,
+        setup,
+        router,
+        // Bound, so that it lives as long as the test.
+        backend: _backend,
+    } = OnA::start("cache = 100\nssl-sessions-use-cache = true\n").await;
 
     for version in [Tls::V12, Tls::V13] {
         let config = client::config(&pki, version, &[b"http/1.1"]);
@@ -173,12 +204,14 @@ async fn sighup_swaps_a_certificate_without_breaking_an_open_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_certificate_changes_nothing() {
-    let pki = Pki::new();
-    let a = pki.leaf("a", &["localhost"]);
-    let b = pki.leaf("b", &["localhost"]);
-    let backend = backends::uwsgi("app").await;
-    let setup = Setup::new(&a);
-    let router = setup.start(&format!("http-to = {}\n", backend.uwsgi_to()));
+    let OnA {
+        pki,
+        a,
+        b,
+        backend: _backend,
+        setup,
+        router,
+    } = OnA::start("").await;
     let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
     let mut kept = Kept::open(&config, &router).await;
 
@@ -277,15 +310,18 @@ async fn a_new_backend_list_takes_effect_and_sessions_survive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_reloads() {
     const WORKERS: usize = 2;
-    let pki = Pki::new();
-    let a = pki.leaf("a", &["localhost"]);
-    let b = pki.leaf("b", &["localhost"]);
-    let backend = backends::uwsgi("app").await;
-    let setup = Setup::new(&a);
-    let router = setup.start(&format!(
-        "http-to = {}\ncache = 100\nssl-sessions-use-cache = true\nhttp-processes = {WORKERS}\n",
-        backend.uwsgi_to()
-    ));
+    let OnA {
+        pki,
+        a,
+        b,
+        setup,
+        router,
+        // Bound, so that it lives as long as the test.
+        backend: _backend,
+    } = OnA::start(&format!(
+        "cache = 100\nssl-sessions-use-cache = true\nhttp-processes = {WORKERS}\n"
+    ))
+    .await;
     let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
     let mut kept = Kept::open(&config, &router).await;
     assert_eq!(kept.leaf, a.der);

@@ -4,7 +4,7 @@
 
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{Pki, Router};
+use cachet_tests::{cached_router_args, Pki, Router};
 
 const RECONNECTIONS: usize = 25;
 
@@ -91,19 +91,8 @@ async fn sessions_do_not_cross_certificates() {
     let backend = backends::uwsgi("app").await;
     let one = pki.leaf("one", &["127.0.0.1"]);
     let two = pki.leaf("two", &["127.0.0.1"]);
-    let router = Router::start(&[
-        "--https".to_owned(),
-        one.https("127.0.0.1:0"),
-        "--https".to_owned(),
-        two.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "100".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    ]);
+    let second = ["--https", &two.https("127.0.0.1:0")];
+    let router = Router::start(&cached_router_args(&one, backend.uwsgi_to(), 100, &second));
     for version in [Tls::V12, Tls::V13] {
         let config = client::config(&pki, version, &[b"http/1.1"]);
         let first = client::get(&config, router.https[0], "127.0.0.1", "/").await;
@@ -130,19 +119,13 @@ async fn sni_selects_certificates_and_keeps_sessions_apart() {
     let default = pki.leaf("default", &["localhost"]);
     let alpha = pki.leaf("alpha", &["alpha.test"]);
     let beta = pki.leaf("beta", &["*.beta.test"]);
-    let router = Router::start(&[
-        "--https".to_owned(),
-        default.https("127.0.0.1:0"),
-        "--sni".to_owned(),
-        alpha.sni("alpha.test"),
-        "--sni".to_owned(),
-        beta.sni("*.beta.test"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "100".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-    ]);
+    let sni = [
+        "--sni",
+        &alpha.sni("alpha.test"),
+        "--sni",
+        &beta.sni("*.beta.test"),
+    ];
+    let router = Router::start(&cached_router_args(&default, backend.uwsgi_to(), 100, &sni));
     for version in [Tls::V12, Tls::V13] {
         // The client verifies the certificate against the name it asked
         // for, so each successful exchange proves SNI chose the right one.

@@ -4,28 +4,15 @@ use std::net::TcpStream;
 
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{http_get, Pki, Router};
+use cachet_tests::{cached_router_args, http_get, Pki, Router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_prometheus_agree_with_the_client() {
     let pki = Pki::new();
     let backend = backends::uwsgi("u").await;
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let router = Router::start(&[
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "500".to_owned(),
-        "--cache-blocksize".to_owned(),
-        "2048".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--stats-http".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    ]);
+    let extra = ["--cache-blocksize", "2048", "--stats-http", "127.0.0.1:0"];
+    let router = Router::start(&cached_router_args(&leaf, backend.uwsgi_to(), 500, &extra));
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
     for _ in 0..5 {
         client::get(&config, router.addr(), "localhost", "/").await;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cachet_tests::client::{self, Tls};
-use cachet_tests::openssl::{require_openssl, s_client, Session};
+use cachet_tests::openssl::{require_openssl, s_client, s_client_again, Session};
 use cachet_tests::{backends, counter, send_signal as kill, wait_until, Pki, Router};
 
 /// Bound on waiting for a worker's replacement, a repair, a sweep.
@@ -108,14 +108,7 @@ async fn openssl_sessions_resume_across_workers() {
         let maker_pid = router.worker_pids()[&(maker as usize)];
         kill(maker_pid, "STOP");
         for _ in 0..5 {
-            let (kind, out) = s_client(
-                router.addr(),
-                tls,
-                "localhost",
-                &pki.ca_pem,
-                Some(&session),
-                &session,
-            );
+            let (kind, out) = s_client_again(router.addr(), tls, &pki.ca_pem, &session);
             assert_eq!(kind, Session::Reused, "{tls} on the other worker:\n{out}");
         }
         kill(maker_pid, "CONT");

@@ -6,6 +6,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::{anyhow, Context, Result};
+
+use crate::processes::target_dir;
 use crate::{compare, run};
 
 /// Benchmark groups of `core/benches/cache.rs` and what they measure.
@@ -35,19 +38,19 @@ const USAGE: &str =
 /// `--smoke`: the comparison's every step on cachet alone, its report and
 /// chart written under the target directory, and a check that each figure
 /// was measured, so that the comparison cannot rot between full runs.
-pub(crate) fn smoke_run(root: &Path) -> Result<(), String> {
+pub(crate) fn smoke_run(root: &Path) -> Result<()> {
     let plan = compare::Plan::smoke();
     let results = compare::run(root, plan)?;
     let dir = target_dir(root).join("bench-smoke");
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     compare::chart::draw(
         &dir.join(CHART),
         "smoke run",
         &compare::report::bars(&results),
     )?;
     let path = dir.join("BENCHMARKS.md");
-    fs::write(&path, compare::report::markdown(&results, &plan))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::write(&path, compare::report::markdown(&results, &plan)?)
+        .with_context(|| format!("{}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
     compare::report::check_smoke(&results)
 }
@@ -56,7 +59,7 @@ pub(crate) fn smoke_run(root: &Path) -> Result<(), String> {
 const CHART: &str = "bench-ratios.svg";
 
 /// `cargo xtask bench ARGS`.
-pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
+pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
     let (mut install, mut quick, mut skip_micro, mut smoke) = (false, false, false, false);
     let mut access_log = false;
     for arg in args {
@@ -66,7 +69,7 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
             "--skip-micro" => skip_micro = true,
             "--smoke" => smoke = true,
             "--access-log" => access_log = true,
-            other => return Err(format!("bench: unknown option `{other}`\n{USAGE}")),
+            other => return Err(anyhow!("bench: unknown option `{other}`\n{USAGE}")),
         }
     }
     if smoke {
@@ -98,14 +101,14 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
     };
     let results = compare::run(root, plan)?;
     let docs = root.join("docs");
-    fs::create_dir_all(&docs).map_err(|e| format!("docs/: {e}"))?;
+    fs::create_dir_all(&docs).context("docs/")?;
     compare::chart::draw(
         &docs.join(CHART),
         "cachet / peer, medians on loopback (lines: 1x, and 1.5x for resumption)",
         &compare::report::bars(&results),
     )?;
     let micro = micro_sections(root).unwrap_or_else(|e| {
-        format!("## Session cache and router microbenchmarks\n\nNot available: {e}\n")
+        format!("## Session cache and router microbenchmarks\n\nNot available: {e:#}\n")
     });
     let doc = format!(
         "# Benchmarks\n\n\
@@ -115,10 +118,10 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
          {comparison}\n{micro}",
         flags = if quick { " --quick" } else { "" },
         machine = machine(),
-        comparison = compare::report::markdown(&results, &plan),
+        comparison = compare::report::markdown(&results, &plan)?,
     );
     let path = docs.join("BENCHMARKS.md");
-    fs::write(&path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::write(&path, doc).with_context(|| format!("{}", path.display()))?;
     eprintln!("xtask: wrote {} and docs/{CHART}", path.display());
     for line in compare::report::verdicts(&results, &plan) {
         eprintln!("xtask: {line}");
@@ -127,7 +130,7 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<(), String> {
 }
 
 /// The criterion and router sections, from the benchmarks' result files.
-fn micro_sections(root: &Path) -> Result<String, String> {
+fn micro_sections(root: &Path) -> Result<String> {
     let handshakes = handshake_table(root)?;
     let criterion = target_dir(root).join("criterion");
     let mut table = String::from(
@@ -173,11 +176,11 @@ fn micro_sections(root: &Path) -> Result<String, String> {
 
 /// The table of `target/bench-handshakes.json`, with the client count and
 /// seconds per row.
-fn handshake_table(root: &Path) -> Result<(String, u64, u64), String> {
+fn handshake_table(root: &Path) -> Result<(String, u64, u64)> {
     let path = target_dir(root).join("bench-handshakes.json");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
     let mut table = String::from(
         "| handshake | per second | full | resumed | errors |\n|---|---:|---:|---:|---:|\n",
     );
@@ -226,23 +229,18 @@ fn handshake_table(root: &Path) -> Result<(String, u64, u64), String> {
     ))
 }
 
-/// Where cargo puts build output (and the benchmarks their results).
-fn target_dir(root: &Path) -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
-}
-
 /// Criterion's median estimate, in nanoseconds.
-fn median_ns(criterion: &Path, group: &str, function: &str) -> Result<f64, String> {
+fn median_ns(criterion: &Path, group: &str, function: &str) -> Result<f64> {
     let path = criterion
         .join(group)
         .join(function)
         .join("new/estimates.json");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
     json["median"]["point_estimate"]
         .as_f64()
-        .ok_or_else(|| format!("{}: no median.point_estimate", path.display()))
+        .with_context(|| format!("{}: no median.point_estimate", path.display()))
 }
 
 /// CPU model, core count and compiler, for the record.

@@ -12,10 +12,14 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Context, Result};
+use cachet_tests::openssl::{self, Session};
+use cachet_tests::uwsgi;
 
 use crate::processes::{release_cachet, require, Processes, Ready};
 
@@ -51,8 +55,6 @@ const CLIENTS_PER_VERSION: usize = 12;
 const CONNECTIONS_PER_CLIENT: usize = 8;
 /// s_client processes at once.
 const PARALLEL: usize = 4;
-/// Bound on one s_client run.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 struct Node {
     ini: &'static str,
@@ -61,7 +63,7 @@ struct Node {
     stats: &'static str,
 }
 
-pub(crate) fn run(root: &Path) -> Result<(), String> {
+pub(crate) fn run(root: &Path) -> Result<()> {
     require("openssl", &["version"])?;
     ports_free()?;
     let bin = release_cachet(root)?;
@@ -93,7 +95,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     };
 
     let scratch = std::env::temp_dir().join(format!("cachet-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    std::fs::create_dir_all(&scratch).with_context(|| format!("{}", scratch.display()))?;
     let started = Instant::now();
     let load = load(&entry, &certificate, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
@@ -159,7 +161,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     );
     drop(processes);
     if load.tls12.failed + load.tls13.failed > 0 {
-        return Err("some client connections failed (see above)".to_owned());
+        return Err(anyhow!("some client connections failed (see above)"));
     }
     Ok(())
 }
@@ -174,19 +176,16 @@ fn percent(part: usize, whole: usize) -> f64 {
 
 /// Every fixed port of the example must be free: a clear message beats a
 /// router failing to bind.
-fn ports_free() -> Result<(), String> {
+fn ports_free() -> Result<()> {
     let mut tcp: Vec<&str> = vec![BACKEND, FRONTEND];
     tcp.extend(NODES.iter().flat_map(|n| [n.https, n.stats]));
     for addr in tcp {
         TcpListener::bind(addr)
-            .map_err(|e| format!("TCP {addr} is in use ({e}): is a cluster already running?"))?;
+            .with_context(|| format!("TCP {addr} is in use: is a cluster already running?"))?;
     }
     for node in &NODES {
-        UdpSocket::bind(node.sync).map_err(|e| {
-            format!(
-                "UDP {} is in use ({e}): is a cluster already running?",
-                node.sync
-            )
+        UdpSocket::bind(node.sync).with_context(|| {
+            format!("UDP {} is in use: is a cluster already running?", node.sync)
         })?;
     }
     Ok(())
@@ -195,8 +194,8 @@ fn ports_free() -> Result<(), String> {
 /// A uwsgi backend on [`BACKEND`]: reads the packet header, the variables
 /// and CONTENT_LENGTH bytes of body, answers a short HTTP response. Lives
 /// until xtask exits. Returns the count of requests served.
-fn start_backend() -> Result<Arc<AtomicUsize>, String> {
-    let listener = TcpListener::bind(BACKEND).map_err(|e| format!("backend on {BACKEND}: {e}"))?;
+fn start_backend() -> Result<Arc<AtomicUsize>> {
+    let listener = TcpListener::bind(BACKEND).with_context(|| format!("backend on {BACKEND}"))?;
     let served = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&served);
     std::thread::spawn(move || {
@@ -213,16 +212,14 @@ fn start_backend() -> Result<Arc<AtomicUsize>, String> {
     Ok(served)
 }
 
-fn answer_uwsgi(mut stream: TcpStream) -> std::io::Result<()> {
+fn answer_uwsgi(mut stream: TcpStream) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut header = [0u8; 4];
+    let mut header = [0u8; uwsgi::HEADER_LEN];
     stream.read_exact(&mut header)?;
-    let size = u16::from_le_bytes([header[1], header[2]]) as usize;
-    let mut vars = vec![0u8; size];
-    stream.read_exact(&mut vars)?;
-    let content_length = uwsgi_var(&vars, b"CONTENT_LENGTH")
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
-        .unwrap_or(0);
+    let mut block = vec![0u8; uwsgi::block_len(header)?];
+    stream.read_exact(&mut block)?;
+    let vars = uwsgi::var_map(&block)?;
+    let content_length = uwsgi::content_length(&vars).context("CONTENT_LENGTH is not a number")?;
     std::io::copy(
         &mut (&mut stream).take(content_length),
         &mut std::io::sink(),
@@ -233,25 +230,8 @@ fn answer_uwsgi(mut stream: TcpStream) -> std::io::Result<()> {
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
-    stream.flush()
-}
-
-/// The value of `name` in a uwsgi variable block.
-fn uwsgi_var<'a>(mut vars: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    fn take<'b>(data: &mut &'b [u8]) -> Option<&'b [u8]> {
-        let len = u16::from_le_bytes([*data.first()?, *data.get(1)?]) as usize;
-        let value = data.get(2..2 + len)?;
-        *data = &data[2 + len..];
-        Some(value)
-    }
-    while !vars.is_empty() {
-        let key = take(&mut vars)?;
-        let value = take(&mut vars)?;
-        if key == name {
-            return Some(value);
-        }
-    }
-    None
+    stream.flush()?;
+    Ok(())
 }
 
 /// What the clients of one TLS version saw.
@@ -274,13 +254,13 @@ struct Load {
 /// entry address (HAProxy) the balancer picks the router; with several,
 /// connection k of client c goes to router (c + k) mod 3, so consecutive
 /// connections always land on different routers.
-fn load(entry: &[String], ca: &Path, scratch: &Path) -> Result<Load, String> {
+fn load(entry: &[String], ca: &Path, scratch: &Path) -> Result<Load> {
     let jobs: Vec<(usize, &'static str)> = (0..2 * CLIENTS_PER_VERSION)
         .map(|c| (c, if c % 2 == 0 { "-tls1_2" } else { "-tls1_3" }))
         .collect();
     let jobs = Arc::new(Mutex::new(jobs));
     let results = Arc::new(Mutex::new(Load::default()));
-    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let first_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL {
             let jobs = Arc::clone(&jobs);
@@ -319,11 +299,11 @@ fn load(entry: &[String], ca: &Path, scratch: &Path) -> Result<Load, String> {
         }
     });
     if let Some(e) = first_error.lock().unwrap().take() {
-        eprintln!("xtask: first client failure: {e}");
+        eprintln!("xtask: first client failure: {e:#}");
     }
     let load = std::mem::take(&mut *results.lock().unwrap());
     if load.tls12.new + load.tls13.new == 0 {
-        return Err("no client connection succeeded".to_owned());
+        return Err(anyhow!("no client connection succeeded"));
     }
     Ok(load)
 }
@@ -336,79 +316,30 @@ fn s_client(
     ca: &Path,
     sess_in: Option<&PathBuf>,
     sess_out: &Path,
-) -> Result<bool, String> {
-    let mut command = Command::new("openssl");
-    command
-        .args([
-            "s_client",
-            "-connect",
-            addr,
-            tls,
-            "-servername",
-            "localhost",
-        ])
-        .arg("-ign_eof")
-        .arg("-CAfile")
-        .arg(ca)
-        .arg("-sess_out")
-        .arg(sess_out);
-    if let Some(sess_in) = sess_in {
-        command.arg("-sess_in").arg(sess_in);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start openssl: {e}"))?;
-    let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let _ = stdin.write_all(request.as_bytes());
-    drop(stdin);
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "s_client to {addr} did not finish in {CLIENT_TIMEOUT:?}"
-                ));
-            }
-        }
-    }
-    let text = reader.join().unwrap_or_default();
-    if !text.contains("HTTP/1.1 200 OK") {
-        return Err(format!("s_client to {addr} got no 200:\n{text}"));
-    }
-    if text.lines().any(|l| l.starts_with("Reused,")) {
-        Ok(true)
-    } else if text.lines().any(|l| l.starts_with("New,")) {
-        Ok(false)
-    } else {
-        Err(format!("s_client to {addr}: no New/Reused line:\n{text}"))
-    }
+) -> Result<bool> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{addr:?} is not an address"))?;
+    let sess_in = sess_in.map(PathBuf::as_path);
+    let (session, stdout) = openssl::try_s_client(addr, tls, "localhost", ca, sess_in, sess_out)?;
+    ensure!(
+        stdout.contains("HTTP/1.1 200 OK"),
+        "s_client to {addr} got no 200:\n{stdout}"
+    );
+    Ok(session == Session::Reused)
 }
 
 /// One stats document from a `stats` socket.
-pub(crate) fn read_stats(addr: &str) -> Result<serde_json::Value, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("stats {addr}: {e}"))?;
+pub(crate) fn read_stats(addr: &str) -> Result<serde_json::Value> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("stats {addr}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .with_context(|| format!("stats {addr}"))?;
     let mut text = String::new();
     stream
         .read_to_string(&mut text)
-        .map_err(|e| format!("stats {addr}: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("stats {addr} is not JSON ({e}): {text}"))
+        .with_context(|| format!("stats {addr}"))?;
+    serde_json::from_str(&text).with_context(|| format!("stats {addr} is not JSON: {text}"))
 }
 
 /// A table row from one router's stats.
@@ -445,23 +376,4 @@ fn row(node: &Node, stats: &serde_json::Value) -> String {
         num(&pulls["answered_found"]),
         rejected
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uwsgi_var;
-
-    #[test]
-    fn finds_uwsgi_variables() {
-        let mut vars = Vec::new();
-        for (k, v) in [("REQUEST_METHOD", "GET"), ("CONTENT_LENGTH", "12")] {
-            vars.extend((k.len() as u16).to_le_bytes());
-            vars.extend(k.as_bytes());
-            vars.extend((v.len() as u16).to_le_bytes());
-            vars.extend(v.as_bytes());
-        }
-        assert_eq!(uwsgi_var(&vars, b"CONTENT_LENGTH"), Some(&b"12"[..]));
-        assert_eq!(uwsgi_var(&vars, b"HTTP_HOST"), None);
-        assert_eq!(uwsgi_var(&vars[..5], b"CONTENT_LENGTH"), None);
-    }
 }

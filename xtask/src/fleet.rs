@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, Context, Result};
+
 use crate::cluster::read_stats;
 use crate::compare::load::{self, Load, Pressure, Tls};
 use crate::compare::{backend, certs, memory, servers};
@@ -58,7 +60,7 @@ struct Tier {
     servers: Vec<SocketAddr>,
 }
 
-pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut plan = Plan {
         routers: 8,
         attempts: 10_000,
@@ -73,20 +75,20 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
                     .next()
                     .and_then(|n| n.parse().ok())
                     .filter(|&n| n >= 3)
-                    .ok_or("--routers takes a number, 3 or more")?;
+                    .context("--routers takes a number, 3 or more")?;
             }
             "--redis-timeout" => {
                 plan.redis_timeout = Some(
                     args.next()
                         .and_then(|n| n.parse().ok())
-                        .ok_or("--redis-timeout takes milliseconds")?,
+                        .context("--redis-timeout takes milliseconds")?,
                 );
             }
             "--quick" => {
                 plan.attempts = 1_000;
                 plan.races = 100;
             }
-            other => return Err(format!("fleet: unknown argument {other:?}")),
+            other => return Err(anyhow!("fleet: unknown argument {other:?}")),
         }
     }
     require("redis-server", &["--version"])?;
@@ -94,20 +96,20 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     require("openssl", &["version"])?;
     let bin = release_cachet(root)?;
     let dir = std::env::temp_dir().join(format!("cachet-fleet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     let result = fleet(&bin, &dir, &plan);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn fleet(bin: &Path, dir: &Path, plan: &Plan) -> Result<(), String> {
+fn fleet(bin: &Path, dir: &Path, plan: &Plan) -> Result<()> {
     let certificate = certs::make(dir, certs::KeyType::EcdsaP256)?;
     let key = dir.join("cluster.key");
     let generated = Command::new(bin)
         .arg("keygen")
         .output()
-        .map_err(|e| format!("cachet keygen: {e}"))?;
-    std::fs::write(&key, &generated.stdout).map_err(|e| format!("{}: {e}", key.display()))?;
+        .context("cachet keygen")?;
+    std::fs::write(&key, &generated.stdout).with_context(|| format!("{}", key.display()))?;
     let backend = backend::start()?;
     let setup = Setup {
         redis_timeout: plan.redis_timeout,
@@ -140,11 +142,9 @@ fn fleet(bin: &Path, dir: &Path, plan: &Plan) -> Result<(), String> {
     create.args(["--cluster", "create"]);
     create.args(nodes.iter().map(SocketAddr::to_string));
     create.args(["--cluster-replicas", "0", "--cluster-yes"]);
-    let created = create
-        .output()
-        .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+    let created = create.output().context("redis-cli --cluster create")?;
     if !created.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&created.stdout)
         ));
@@ -180,7 +180,7 @@ fn start_redis(
     name: &str,
     port: Option<SocketAddr>,
     cluster: bool,
-) -> Result<SocketAddr, String> {
+) -> Result<SocketAddr> {
     let addr = match port {
         Some(addr) => addr,
         None => loop {
@@ -192,7 +192,7 @@ fn start_redis(
         },
     };
     let data: PathBuf = dir.join(name);
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    std::fs::create_dir_all(&data).with_context(|| format!("{}", data.display()))?;
     let mut command = Command::new("redis-server");
     command
         .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
@@ -221,7 +221,7 @@ fn start_fleet(
     setup: &Setup<'_>,
     tier: &Tier,
     count: usize,
-) -> Result<Vec<Router>, String> {
+) -> Result<Vec<Router>> {
     let cert = setup.certificate;
     let mut routers = Vec::new();
     for i in 0..count {
@@ -247,11 +247,11 @@ fn start_fleet(
         }
         let pid = processes.start_cachet(&name, command)?;
         let log = processes.log(&name);
-        let listening = |what: &str| -> Result<SocketAddr, String> {
+        let listening = |what: &str| -> Result<SocketAddr> {
             let prefix = format!("cachet: listening {what} ");
             log.lines()
                 .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
-                .ok_or_else(|| format!("{name} printed no `{prefix}ADDR` line:\n{log}"))
+                .with_context(|| format!("{name} printed no `{prefix}ADDR` line:\n{log}"))
         };
         routers.push(Router {
             pid,
@@ -267,15 +267,15 @@ fn start_fleet(
     Ok(routers)
 }
 
-fn stats(router: &Router) -> Result<serde_json::Value, String> {
+fn stats(router: &Router) -> Result<serde_json::Value> {
     read_stats(&router.stats.to_string())
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Result<(), String> {
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}"));
+            return Err(anyhow!("timed out waiting for {what}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -283,7 +283,7 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Result<(), String> {
 }
 
 /// The resumption loads, the ticket race and the table per router.
-fn measure(setup: &Setup<'_>, tier: &Tier, plan: &Plan) -> Result<(), String> {
+fn measure(setup: &Setup<'_>, tier: &Tier, plan: &Plan) -> Result<()> {
     let mut processes = Processes::default();
     let routers = start_fleet(&mut processes, setup, tier, plan.routers)?;
     let addrs: Vec<SocketAddr> = routers.iter().map(|r| r.https).collect();
@@ -306,22 +306,22 @@ fn measure(setup: &Setup<'_>, tier: &Tier, plan: &Plan) -> Result<(), String> {
         println!(
             "  TLS {}: {} of {} attempts resumed ({:.2}%), {} errors, {:.0} handshakes/s",
             tls.as_str(),
-            outcome.offered_resumed,
-            outcome.offered,
-            100.0 * outcome.resumption_ratio,
-            outcome.errors,
-            outcome.handshakes_per_s
+            outcome.handshakes.offered_resumed,
+            outcome.handshakes.offered,
+            100.0 * outcome.handshakes.resumption_ratio.unwrap_or(0.0),
+            outcome.errors.total,
+            outcome.handshakes.per_s
         );
     }
     let race = load::ticket_race(setup.bin, &addrs, plan.races, TIMEOUT)?;
     println!(
         "  ticket race: {} tickets each offered to {} routers at once: {} resumed once, \
          {} nowhere, {} twice or more ({} errors)",
-        race.rounds,
+        race.counts.rounds,
         plan.routers - 1,
-        race.resumed_once,
-        race.resumed_nowhere,
-        race.double,
+        race.counts.resumed_once,
+        race.counts.resumed_nowhere,
+        race.counts.double_resumptions,
         race.errors
     );
     let mut table = String::new();
@@ -405,7 +405,7 @@ fn measure(setup: &Setup<'_>, tier: &Tier, plan: &Plan) -> Result<(), String> {
 
 /// Memory per router at 2 routers and at `routers`, each router under the
 /// same load: with Redis, what a router holds does not grow with the fleet.
-fn memory_by_fleet_size(setup: &Setup<'_>, tier: &Tier, routers: usize) -> Result<(), String> {
+fn memory_by_fleet_size(setup: &Setup<'_>, tier: &Tier, routers: usize) -> Result<()> {
     println!(
         "\nmemory per router, {CLIENTS_PER_ROUTER} clients and {RATE_PER_ROUTER} new sessions/s \
          per router for {MEMORY_LOAD:?}:"
@@ -433,12 +433,12 @@ fn memory_by_fleet_size(setup: &Setup<'_>, tier: &Tier, routers: usize) -> Resul
         let items: u64 = fleet
             .iter()
             .map(|r| stats(r).map(|s| s["cache"]["items"].as_u64().unwrap_or(0)))
-            .sum::<Result<u64, String>>()?;
+            .sum::<Result<u64>>()?;
         let mean = rss.iter().sum::<f64>() / rss.len() as f64;
         println!(
             "  {count} routers: {:.0} new TLS 1.2 sessions/s in all; RSS per router {mean:.1} MiB \
              (min {:.1}, max {:.1}); sessions in each router's cache {}",
-            outcome.handshakes_per_s,
+            outcome.handshakes.per_s,
             rss.iter().copied().fold(f64::MAX, f64::min),
             rss.iter().copied().fold(0.0, f64::max),
             items / count as u64
@@ -464,7 +464,7 @@ fn redis_killed_under_load(
     routers: usize,
     redis: &mut Processes,
     addr: SocketAddr,
-) -> Result<(), String> {
+) -> Result<()> {
     const LOAD: Duration = Duration::from_secs(11);
     const KILL_AT: Duration = Duration::from_secs(3);
     const BACK_AT: Duration = Duration::from_secs(6);
@@ -481,7 +481,7 @@ fn redis_killed_under_load(
         timeout: TIMEOUT,
     };
     // (failed, full, resumed) summed over the fleet.
-    let handshakes = || -> Result<(u64, u64, u64), String> {
+    let handshakes = || -> Result<(u64, u64, u64)> {
         let mut sum = (0, 0, 0);
         for router in &fleet {
             let s = stats(router)?;
@@ -494,7 +494,7 @@ fn redis_killed_under_load(
         Ok(sum)
     };
     let started = Instant::now();
-    let (series, failed, reconnected) = std::thread::scope(|scope| -> Result<_, String> {
+    let (series, failed, reconnected) = std::thread::scope(|scope| -> Result<_> {
         let load = scope.spawn(|| load::run(setup.bin, &addrs, Load::Resumed(Tls::V13), pressure));
         std::thread::sleep(KILL_AT);
         redis.kill("redis");
@@ -522,7 +522,7 @@ fn redis_killed_under_load(
             last = now;
         }
         let failed = handshakes()?.0;
-        load.join().map_err(|_| "the load panicked".to_owned())??;
+        load.join().map_err(|_| anyhow!("the load panicked"))??;
         Ok((series, failed, reconnected))
     })?;
     let series: Vec<String> = series.iter().map(|r| format!("{r:.1}%")).collect();

@@ -21,6 +21,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
+use anyhow::{anyhow, Context, Result};
+
 mod bench;
 mod cluster;
 mod compare;
@@ -43,7 +45,7 @@ fn main() {
             let seconds = match args.get(1).map(|s| s.parse::<u32>()) {
                 None => Ok(30),
                 Some(Ok(n)) => Ok(n),
-                Some(Err(_)) => Err(format!(
+                Some(Err(_)) => Err(anyhow!(
                     "fuzz: SECONDS must be a whole number, got {:?}",
                     args[1]
                 )),
@@ -54,11 +56,12 @@ fn main() {
         Some("cluster") => cluster::run(&root()),
         Some("fleet") => fleet::run(&root(), &args[1..]),
         Some("qemu") => qemu::run(&root()),
-        Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
-        None => Err(USAGE.to_string()),
+        Some(other) => Err(anyhow!("unknown task {other:?}\n\n{USAGE}")),
+        None => Err(anyhow!(USAGE)),
     };
-    if let Err(message) = result {
-        eprintln!("xtask: {message}");
+    if let Err(error) = result {
+        // `{:#}`: the whole chain, each context before its cause.
+        eprintln!("xtask: {error:#}");
         process::exit(1);
     }
 }
@@ -91,7 +94,7 @@ pub(crate) fn root() -> PathBuf {
 }
 
 /// Runs a command in `dir`, failing with the command line if it fails.
-pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
     let mut command = Command::new(program);
     command.args(args).current_dir(dir);
     run_command(command)
@@ -99,7 +102,7 @@ pub(crate) fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String
 
 /// Runs `command`, echoing it first, failing with the command line if it
 /// fails.
-pub(crate) fn run_command(mut command: Command) -> Result<(), String> {
+pub(crate) fn run_command(mut command: Command) -> Result<()> {
     let line = std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|part| part.to_string_lossy())
@@ -108,15 +111,15 @@ pub(crate) fn run_command(mut command: Command) -> Result<(), String> {
     eprintln!("xtask: $ {line}");
     let status = command
         .status()
-        .map_err(|e| format!("cannot start `{line}`: {e}"))?;
+        .with_context(|| format!("cannot start `{line}`"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{line}` failed ({status})"))
+        Err(anyhow!("`{line}` failed ({status})"))
     }
 }
 
-fn ci() -> Result<(), String> {
+fn ci() -> Result<()> {
     let root = root();
     prepare::run()?;
     run(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
@@ -135,7 +138,7 @@ fn ci() -> Result<(), String> {
     let (tally, passed) = run_tests(&root)?;
     if !passed {
         println!("tests: {} passed, {} failed", tally.passed, tally.failed);
-        return Err("`cargo test --workspace` failed".to_owned());
+        return Err(anyhow!("`cargo test --workspace` failed"));
     }
     // The comparison with nginx, HAProxy and hitch, every step once on
     // cachet alone, so that it cannot rot between full runs.
@@ -173,7 +176,7 @@ pub(crate) struct Tally {
 
 /// `cargo test --workspace`, echoing its output and adding up the
 /// `test result:` lines; whether it passed.
-pub(crate) fn run_tests(root: &Path) -> Result<(Tally, bool), String> {
+pub(crate) fn run_tests(root: &Path) -> Result<(Tally, bool)> {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -183,20 +186,18 @@ pub(crate) fn run_tests(root: &Path) -> Result<(Tally, bool), String> {
         .current_dir(root)
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start cargo: {e}"))?;
+        .context("cannot start cargo")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut tally = Tally::default();
     for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
+        let line = line.context("reading cargo test output")?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             tally.passed += count_before(rest, " passed");
             tally.failed += count_before(rest, " failed");
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for cargo test: {e}"))?;
+    let status = child.wait().context("waiting for cargo test")?;
     Ok((tally, status.success()))
 }
 
@@ -217,7 +218,7 @@ fn count_before(text: &str, label: &str) -> u64 {
 /// Runs each fuzz target for `seconds`. Uses nightly when it is installed
 /// (libFuzzer needs sanitizer flags only nightly accepts), else stable
 /// without sanitizers (`-s none`).
-fn fuzz(seconds: u32) -> Result<(), String> {
+fn fuzz(seconds: u32) -> Result<()> {
     let fuzz_dir = root().join("fuzz");
     let nightly = Command::new("cargo")
         .args(["+nightly", "--version"])

@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use anyhow::{anyhow, Context, Result};
+
 /// Debian packages the checks need, and what needs them.
 pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 14] = [
     (
@@ -64,13 +66,13 @@ pub(crate) const DEBIAN_PACKAGES: [(&str, &str); 14] = [
 pub(crate) const TARGETS: [&str; 2] = [crate::EMBEDDED_TARGET, crate::qemu::TARGET];
 
 /// Installs whatever of the above is missing, or says how.
-pub(crate) fn run() -> Result<(), String> {
+pub(crate) fn run() -> Result<()> {
     debian_packages()?;
     targets()?;
     cargo_fuzz()
 }
 
-fn debian_packages() -> Result<(), String> {
+fn debian_packages() -> Result<()> {
     let names: Vec<&str> = DEBIAN_PACKAGES.iter().map(|(name, _)| *name).collect();
     if !succeeds("dpkg-query", &["--version"]) {
         eprintln!(
@@ -90,7 +92,7 @@ fn debian_packages() -> Result<(), String> {
     }
     let install = format!("apt-get install -y {}", missing.join(" "));
     if !is_root() {
-        return Err(format!(
+        return Err(anyhow!(
             "these Debian packages are missing: {}\nrun this, then `cargo xtask ci` again:\n\n    \
              sudo apt-get update && sudo {install}\n\n{}",
             missing.join(", "),
@@ -115,7 +117,7 @@ fn debian_packages() -> Result<(), String> {
     args.extend(&missing);
     apt(&args)?;
     match missing.iter().find(|name| !installed(name)) {
-        Some(name) => Err(format!("`{install}` left {name} uninstalled")),
+        Some(name) => Err(anyhow!("`{install}` left {name} uninstalled")),
         None => Ok(()),
     }
 }
@@ -150,7 +152,7 @@ fn is_root() -> bool {
     })
 }
 
-fn targets() -> Result<(), String> {
+fn targets() -> Result<()> {
     let sysroot = sysroot()?;
     let missing: Vec<&str> = TARGETS
         .into_iter()
@@ -160,7 +162,7 @@ fn targets() -> Result<(), String> {
         return Ok(());
     }
     if !succeeds("rustup", &["--version"]) {
-        return Err(format!(
+        return Err(anyhow!(
             "the Rust targets {} are missing and rustup is not there to add them; \
              install them for the toolchain in {}",
             missing.join(", "),
@@ -175,11 +177,11 @@ fn targets() -> Result<(), String> {
 }
 
 /// The toolchain's directory, where each target's standard library is.
-pub(crate) fn sysroot() -> Result<PathBuf, String> {
+pub(crate) fn sysroot() -> Result<PathBuf> {
     let output = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
-        .map_err(|e| format!("cannot start rustc: {e}"))?;
+        .context("cannot start rustc")?;
     Ok(PathBuf::from(
         String::from_utf8_lossy(&output.stdout).trim().to_owned(),
     ))
@@ -190,7 +192,7 @@ pub(crate) fn target_installed(sysroot: &Path, target: &str) -> bool {
     sysroot.join("lib/rustlib").join(target).is_dir()
 }
 
-fn cargo_fuzz() -> Result<(), String> {
+fn cargo_fuzz() -> Result<()> {
     if succeeds("cargo", &["fuzz", "--version"]) {
         return Ok(());
     }

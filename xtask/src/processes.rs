@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, ensure, Context, Result};
+
 /// Bound on a server's start.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -40,7 +42,7 @@ pub(crate) enum Ready<'a> {
 
 impl Processes {
     /// Starts `cachet --ini INI` and waits (bounded) for `cachet: ready`.
-    pub(crate) fn start_router(&mut self, bin: &Path, ini: &Path) -> Result<u32, String> {
+    pub(crate) fn start_router(&mut self, bin: &Path, ini: &Path) -> Result<u32> {
         let mut command = Command::new(bin);
         command.arg("--ini").arg(ini);
         let name = ini
@@ -51,7 +53,7 @@ impl Processes {
 
     /// Starts a `cachet` command line (quiet unless `RUST_LOG` says
     /// otherwise) and waits (bounded) for `cachet: ready`.
-    pub(crate) fn start_cachet(&mut self, name: &str, mut command: Command) -> Result<u32, String> {
+    pub(crate) fn start_cachet(&mut self, name: &str, mut command: Command) -> Result<u32> {
         command.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -66,13 +68,13 @@ impl Processes {
         name: &str,
         mut command: Command,
         ready: Ready<'_>,
-    ) -> Result<u32, String> {
+    ) -> Result<u32> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
+            .with_context(|| format!("cannot start {name}"))?;
         let pid = child.id();
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));
@@ -107,7 +109,7 @@ impl Processes {
             Ready::Accepts(addr) => self.wait_accepting(name, addr),
         };
         if !ready {
-            return Err(format!(
+            return Err(anyhow!(
                 "{name} exited or did not become ready within {START_TIMEOUT:?}:\n{}",
                 log.lock().unwrap()
             ));
@@ -186,12 +188,12 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    pub(crate) fn spawn(mut command: Command) -> Result<Group, String> {
+    pub(crate) fn spawn(mut command: Command) -> Result<Group> {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let program = command.get_program().to_string_lossy().into_owned();
         let child = command
             .spawn()
-            .map_err(|e| format!("cannot start {program}: {e}"))?;
+            .with_context(|| format!("cannot start {program}"))?;
         Ok(Group { child })
     }
 }
@@ -210,16 +212,12 @@ impl Drop for Group {
 }
 
 /// Fails unless `program ARGS` runs and succeeds.
-pub(crate) fn require(program: &str, args: &[&str]) -> Result<(), String> {
-    match Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => Ok(()),
-        _ => Err(format!("`{program}` is needed and not installed")),
-    }
+pub(crate) fn require(program: &str, args: &[&str]) -> Result<()> {
+    ensure!(
+        cachet_tests::tools::installed(program, args),
+        "`{program}` is needed and not installed"
+    );
+    Ok(())
 }
 
 /// Where cargo puts its output: `CARGO_TARGET_DIR` or `target/`.
@@ -228,21 +226,21 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// Builds `cachet` in release; the binary's path.
-pub(crate) fn release_cachet(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn release_cachet(root: &Path) -> Result<PathBuf> {
     build_cachet(root, "release", &["--release"])
 }
 
 /// Builds `cachet` in the dev profile (what the tests build too).
-pub(crate) fn debug_cachet(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn debug_cachet(root: &Path) -> Result<PathBuf> {
     build_cachet(root, "debug", &[])
 }
 
-fn build_cachet(root: &Path, profile_dir: &str, flags: &[&str]) -> Result<PathBuf, String> {
+fn build_cachet(root: &Path, profile_dir: &str, flags: &[&str]) -> Result<PathBuf> {
     crate::run(root, "cargo", &[&["build", "-p", "cachet"], flags].concat())?;
     let bin = target_dir(root).join(profile_dir).join("cachet");
     if bin.is_file() {
         Ok(bin)
     } else {
-        Err(format!("no cachet binary at {}", bin.display()))
+        Err(anyhow!("no cachet binary at {}", bin.display()))
     }
 }

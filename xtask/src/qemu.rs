@@ -15,6 +15,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, Context, Result};
+
 use crate::processes::Group;
 
 pub(crate) const TARGET: &str = "thumbv7m-none-eabi";
@@ -25,7 +27,7 @@ const EMULATOR: &str = "qemu-system-arm";
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Builds and runs the self-check firmware; fails unless every check passed.
-pub fn run(root: &Path) -> Result<(), String> {
+pub fn run(root: &Path) -> Result<()> {
     let dir = root.join("qemu");
     check_tools()?;
     // Built apart from the run, so that the timeout measures the emulated
@@ -35,10 +37,10 @@ pub fn run(root: &Path) -> Result<(), String> {
     let summary = lines.iter().rev().find_map(|line| tally(line));
     match summary {
         Some((passed, 0)) if passed > 0 && status.success() => Ok(()),
-        Some((passed, failed)) => Err(format!(
+        Some((passed, failed)) => Err(anyhow!(
             "qemu self-checks: {passed} passed, {failed} failed (cargo run: {status})"
         )),
-        None => Err(format!(
+        None => Err(anyhow!(
             "qemu self-checks: no `N passed, M failed` line; the firmware stopped early \
              (cargo run: {status})"
         )),
@@ -46,9 +48,9 @@ pub fn run(root: &Path) -> Result<(), String> {
 }
 
 /// Fails with the command that installs what is missing.
-fn check_tools() -> Result<(), String> {
+fn check_tools() -> Result<()> {
     if !crate::prepare::target_installed(&crate::prepare::sysroot()?, TARGET) {
-        return Err(format!(
+        return Err(anyhow!(
             "the {TARGET} target is not installed; add it with `rustup target add {TARGET}`"
         ));
     }
@@ -57,7 +59,7 @@ fn check_tools() -> Result<(), String> {
         .stdout(Stdio::null())
         .status();
     if !emulator.is_ok_and(|s| s.success()) {
-        return Err(format!(
+        return Err(anyhow!(
             "{EMULATOR} not found; on Debian or Ubuntu: `apt-get install qemu-system-arm`"
         ));
     }
@@ -66,7 +68,7 @@ fn check_tools() -> Result<(), String> {
 
 /// `cargo run --release` in `dir`, echoing and collecting its standard
 /// output, killed if it outlasts [`TIMEOUT`].
-fn run_firmware(dir: &Path) -> Result<(Vec<String>, std::process::ExitStatus), String> {
+fn run_firmware(dir: &Path) -> Result<(Vec<String>, std::process::ExitStatus)> {
     eprintln!("xtask: $ cargo run --release   (in qemu/, {TIMEOUT:?} at most)");
     let mut command = Command::new("cargo");
     command
@@ -98,16 +100,13 @@ fn run_firmware(dir: &Path) -> Result<(Vec<String>, std::process::ExitStatus), S
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 drop(group);
-                return Err(format!(
+                return Err(anyhow!(
                     "qemu self-checks did not finish within {TIMEOUT:?}; killed"
                 ));
             }
         }
     }
-    let status = group
-        .child
-        .wait()
-        .map_err(|e| format!("waiting for cargo run: {e}"))?;
+    let status = group.child.wait().context("waiting for cargo run")?;
     Ok((lines, status))
 }
 

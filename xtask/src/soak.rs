@@ -12,6 +12,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use anyhow::{anyhow, bail, Context, Result};
+
 use crate::processes::Group;
 use crate::{bench, run_tests, Tally};
 
@@ -24,13 +26,13 @@ const USAGE: &str = "usage: cargo xtask soak [ROUNDS]
   runs `cargo test --workspace` and the bench smoke run ROUNDS times (default 3)
   while `stress --cpu N` keeps every core busy (N: the number of cores)";
 
-pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let rounds = match args {
         [] => DEFAULT_ROUNDS,
-        [n] => n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+        [n] => n.parse().ok().filter(|&n| n > 0).with_context(|| {
             format!("soak: ROUNDS must be a whole number above 0, got {n:?}\n{USAGE}")
         })?,
-        _ => return Err(USAGE.to_owned()),
+        _ => bail!(USAGE),
     };
     crate::prepare::run()?;
     // Built unloaded: the tests and the binary they start.
@@ -49,12 +51,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             let smoke = bench::smoke_run(root);
             match (passed, smoke) {
                 (true, Ok(())) => Ok(()),
-                (false, _) => Err("`cargo test --workspace` failed".to_owned()),
+                (false, _) => Err(anyhow!("`cargo test --workspace` failed")),
                 (true, Err(e)) => Err(e),
             }
         });
         if let Err(error) = outcome {
-            eprintln!("xtask: soak round {round}/{rounds} failed: {error}");
+            eprintln!("xtask: soak round {round}/{rounds} failed: {error:#}");
             failed_rounds.push(round);
         }
     }
@@ -63,14 +65,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         eprintln!("xtask: soak: {rounds} rounds passed with {cores} cores busy");
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "soak: round(s) {failed_rounds:?} of {rounds} failed (see above)"
         ))
     }
 }
 
 /// `stress --cpu N`, stopped with its workers when dropped.
-fn stress(cores: usize, rounds: u32) -> Result<Group, String> {
+fn stress(cores: usize, rounds: u32) -> Result<Group> {
     let mut command = Command::new("stress");
     command
         .args(["--quiet", "--cpu", &cores.to_string(), "--timeout"])

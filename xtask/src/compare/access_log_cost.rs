@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::{anyhow, Context, Result};
+
 use super::load::{self, Load};
 use super::servers::{self, Setup};
 use super::{backend, certs, cpu, median, KeyType, Plan};
@@ -35,7 +37,7 @@ struct Sample {
 }
 
 /// Runs the comparison and prints a table; `quick` shortens it.
-pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
+pub(crate) fn run(root: &Path, quick: bool) -> Result<String> {
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let rounds = plan.rounds.max(5);
     let scratch = tempdir(root)?;
@@ -74,17 +76,18 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
             let meter = cpu::Meter::start(&[*pid])?;
             let outcome = load::run(&cachet, &[*addr], Load::Proxied, pressure)?;
             let spent = meter.spent()?;
-            if outcome.errors > 0 || outcome.requests == 0 {
-                return Err(format!(
+            if outcome.errors.total > 0 || outcome.requests.total == 0 {
+                return Err(anyhow!(
                     "{label}: {} errors, {} requests",
-                    outcome.errors, outcome.requests
+                    outcome.errors.total,
+                    outcome.requests.total
                 ));
             }
             // Round 0 warms every router up and is not counted.
             if round > 0 {
                 samples[index].push(Sample {
-                    requests_per_s: outcome.requests_per_s,
-                    cpu_us_per_request: cpu::per_operation_us(spent, outcome.requests)
+                    requests_per_s: outcome.requests.per_s,
+                    cpu_us_per_request: cpu::per_operation_us(spent, outcome.requests.total)
                         .unwrap_or(0.0),
                 });
             }
@@ -118,9 +121,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
     Ok(table)
 }
 
-fn tempdir(root: &Path) -> Result<std::path::PathBuf, String> {
+fn tempdir(root: &Path) -> Result<std::path::PathBuf> {
     let dir =
         crate::processes::target_dir(root).join(format!("bench-access-log-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     Ok(dir)
 }

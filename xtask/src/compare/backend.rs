@@ -7,6 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use anyhow::{Context, Result};
+
 const BODY: &str = "hello from the benchmark backend\n";
 
 /// A running backend; it lives until the xtask process ends.
@@ -23,9 +25,9 @@ impl Backend {
 }
 
 /// Starts the backend on a free loopback port.
-pub(crate) fn start() -> Result<Backend, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("backend: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| format!("backend: {e}"))?;
+pub(crate) fn start() -> Result<Backend> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("backend")?;
+    let addr = listener.local_addr().context("backend")?;
     let served = Arc::new(AtomicU64::new(0));
     let count = Arc::clone(&served);
     std::thread::spawn(move || {

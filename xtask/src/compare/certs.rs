@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{anyhow, Context, Result};
+
 /// The key types a comparison runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeyType {
@@ -46,7 +48,7 @@ pub(crate) struct Certificate {
 }
 
 /// Makes the certificate for `key_type` in `dir`.
-pub(crate) fn make(dir: &Path, key_type: KeyType) -> Result<Certificate, String> {
+pub(crate) fn make(dir: &Path, key_type: KeyType) -> Result<Certificate> {
     let stem = key_type.file_stem();
     let cert = dir.join(format!("{stem}.crt"));
     let key = dir.join(format!("{stem}.key"));
@@ -68,18 +70,18 @@ pub(crate) fn make(dir: &Path, key_type: KeyType) -> Result<Certificate, String>
         .arg("-out")
         .arg(&cert)
         .output()
-        .map_err(|e| format!("cannot run openssl: {e}"))?;
+        .context("cannot run openssl")?;
     if !output.status.success() {
-        return Err(format!(
+        return Err(anyhow!(
             "openssl req for {} failed: {}",
             key_type.label(),
             String::from_utf8_lossy(&output.stderr)
         ));
     }
     let read =
-        |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+        |path: &Path| std::fs::read_to_string(path).with_context(|| format!("{}", path.display()));
     let both = format!("{}{}", read(&cert)?, read(&key)?);
-    std::fs::write(&combined, both).map_err(|e| format!("{}: {e}", combined.display()))?;
+    std::fs::write(&combined, both).with_context(|| format!("{}", combined.display()))?;
     Ok(Certificate {
         key_type,
         cert,

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use anyhow::{anyhow, Result};
+
 use plotters::prelude::*;
 
 use super::servers::{Kind, PEERS};
@@ -28,8 +30,8 @@ fn colour(peer: Kind) -> RGBColor {
 }
 
 /// Draws `bars` (top to bottom) into an SVG file at `path`.
-pub(crate) fn draw(path: &Path, title: &str, bars: &[Bar]) -> Result<(), String> {
-    draw_inner(path, title, bars).map_err(|e| format!("{}: {e}", path.display()))
+pub(crate) fn draw(path: &Path, title: &str, bars: &[Bar]) -> Result<()> {
+    draw_inner(path, title, bars).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 fn draw_inner(path: &Path, title: &str, bars: &[Bar]) -> Result<(), Box<dyn std::error::Error>> {

@@ -6,10 +6,12 @@
 use std::fs;
 use std::time::Duration;
 
+use anyhow::{anyhow, Context, Result};
+
 use super::memory::tree;
 
 /// User + system time spent so far by `root` and its descendants.
-pub(crate) fn of_tree(root: u32) -> Result<Duration, String> {
+pub(crate) fn of_tree(root: u32) -> Result<Duration> {
     // Ticks are 1/CLK_TCK s (100 on usual kernels); ask rather than assume.
     let ticks_per_s = clock_ticks()?;
     let mut ticks = 0u64;
@@ -19,11 +21,11 @@ pub(crate) fn of_tree(root: u32) -> Result<Duration, String> {
             continue; // exited between listing and reading
         };
         ticks += user_and_system_ticks(&stat)
-            .ok_or_else(|| format!("/proc/{pid}/stat is not as expected: {stat}"))?;
+            .with_context(|| format!("/proc/{pid}/stat is not as expected: {stat}"))?;
         seen += 1;
     }
     if seen == 0 {
-        return Err(format!("process {root} is gone"));
+        return Err(anyhow!("process {root} is gone"));
     }
     Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_s as f64))
 }
@@ -36,19 +38,19 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    pub(crate) fn start(roots: &[u32]) -> Result<Meter, String> {
+    pub(crate) fn start(roots: &[u32]) -> Result<Meter> {
         Ok(Meter {
             roots: roots.to_vec(),
             start: of_trees(roots)?,
         })
     }
 
-    pub(crate) fn spent(&self) -> Result<Duration, String> {
+    pub(crate) fn spent(&self) -> Result<Duration> {
         Ok(of_trees(&self.roots)?.saturating_sub(self.start))
     }
 }
 
-fn of_trees(roots: &[u32]) -> Result<Duration, String> {
+fn of_trees(roots: &[u32]) -> Result<Duration> {
     roots.iter().map(|root| of_tree(*root)).sum()
 }
 
@@ -67,15 +69,15 @@ fn user_and_system_ticks(stat: &str) -> Option<u64> {
     Some(user + system)
 }
 
-fn clock_ticks() -> Result<u64, String> {
+fn clock_ticks() -> Result<u64> {
     let output = std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
-        .map_err(|e| format!("getconf CLK_TCK: {e}"))?;
+        .context("getconf CLK_TCK")?;
     String::from_utf8_lossy(&output.stdout)
         .trim()
         .parse()
-        .map_err(|e| format!("getconf CLK_TCK: {e}"))
+        .context("getconf CLK_TCK")
 }
 
 #[cfg(test)]

@@ -6,6 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::{bail, Context, Result};
+use cachet_bench::report::TicketRace;
+use cachet_bench::Report;
+
 /// One kind of load, the same for every server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Load {
@@ -17,20 +21,8 @@ pub(crate) enum Load {
     Proxied,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Tls {
-    V12,
-    V13,
-}
-
-impl Tls {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Tls::V12 => "1.2",
-            Tls::V13 => "1.3",
-        }
-    }
-}
+/// The TLS version of a load, as `cachet bench --tls` takes it.
+pub(crate) use cachet_bench::options::TlsVersion as Tls;
 
 /// Requests per connection for [`Load::Proxied`].
 const KEEP_ALIVE_REQUESTS: u32 = 100;
@@ -78,10 +70,10 @@ impl Load {
 
     /// What the server's CPU time is divided by: handshakes (all of them,
     /// in a resumed load mostly resumed ones) or requests.
-    pub(crate) fn operations(self, outcome: &Outcome) -> u64 {
+    pub(crate) fn operations(self, outcome: &Report) -> u64 {
         match self {
-            Load::New(_) | Load::Resumed(_) => outcome.handshakes,
-            Load::Proxied => outcome.requests,
+            Load::New(_) | Load::Resumed(_) => outcome.handshakes.total,
+            Load::Proxied => outcome.requests.total,
         }
     }
 
@@ -94,30 +86,13 @@ impl Load {
     }
 
     /// The figure this load is judged by.
-    pub(crate) fn figure(self, outcome: &Outcome) -> f64 {
+    pub(crate) fn figure(self, outcome: &Report) -> f64 {
         match self {
-            Load::New(_) => outcome.handshakes_per_s,
-            Load::Resumed(_) => outcome.resumed_per_s,
-            Load::Proxied => outcome.requests_per_s,
+            Load::New(_) => outcome.handshakes.per_s,
+            Load::Resumed(_) => outcome.handshakes.resumed_per_s,
+            Load::Proxied => outcome.requests.per_s,
         }
     }
-}
-
-/// What one run of `cachet bench` reported.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Outcome {
-    pub handshakes_per_s: f64,
-    pub resumed_per_s: f64,
-    pub requests_per_s: f64,
-    pub requests: u64,
-    pub resumption_ratio: f64,
-    pub handshakes: u64,
-    pub full: u64,
-    /// Handshakes that offered a session (each client's but its first),
-    /// and how many of them resumed.
-    pub offered: u64,
-    pub offered_resumed: u64,
-    pub errors: u64,
 }
 
 /// How hard and how long to push.
@@ -150,7 +125,7 @@ pub(crate) fn run(
     targets: &[SocketAddr],
     load: Load,
     pressure: Pressure,
-) -> Result<Outcome, String> {
+) -> Result<Report> {
     let mut command = bench_command(cachet, pressure.timeout);
     command
         .arg("--connections")
@@ -165,45 +140,22 @@ pub(crate) fn run(
         command.arg("--handshakes").arg(handshakes.to_string());
     }
     command.args(targets.iter().map(SocketAddr::to_string));
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run cachet bench: {e}"))?;
+    let output = command.output().context("cannot run cachet bench")?;
     if output.stdout.is_empty() {
-        return Err(format!(
+        bail!(
             "cachet bench printed nothing ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
-        ));
+        );
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("cachet bench's JSON: {e}"))?;
-    let number = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    let errors = json["errors"]["total"].as_u64().unwrap_or(0);
-    Ok(Outcome {
-        handshakes_per_s: number(&json["handshakes"]["per_s"]),
-        resumed_per_s: number(&json["handshakes"]["resumed_per_s"]),
-        requests_per_s: number(&json["requests"]["per_s"]),
-        requests: json["requests"]["total"].as_u64().unwrap_or(0),
-        resumption_ratio: number(&json["handshakes"]["resumption_ratio"]),
-        handshakes: json["handshakes"]["total"].as_u64().unwrap_or(0),
-        full: json["handshakes"]["full"].as_u64().unwrap_or(0),
-        offered: json["handshakes"]["offered"].as_u64().unwrap_or(0),
-        offered_resumed: json["handshakes"]["offered_resumed"].as_u64().unwrap_or(0),
-        errors,
-    })
+    serde_json::from_slice(&output.stdout).context("cachet bench's JSON report")
 }
 
 /// What `cachet bench --ticket-race` counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Race {
-    /// Rounds in which the ticket was offered.
-    pub rounds: u64,
-    pub resumed_nowhere: u64,
-    pub resumed_once: u64,
-    /// Rounds in which two or more servers resumed the one ticket.
-    pub double: u64,
-    /// Rounds whose first handshake gave no ticket.
-    pub no_ticket: u64,
+    pub counts: TicketRace,
+    /// Failed connections over all rounds.
     pub errors: u64,
 }
 
@@ -213,7 +165,7 @@ pub(crate) fn ticket_race(
     targets: &[SocketAddr],
     rounds: u64,
     timeout: Duration,
-) -> Result<Race, String> {
+) -> Result<Race> {
     let mut command = bench_command(cachet, timeout);
     command
         .arg("--ticket-race")
@@ -221,27 +173,24 @@ pub(crate) fn ticket_race(
         .args(targets.iter().map(SocketAddr::to_string));
     let output = command
         .output()
-        .map_err(|e| format!("cannot run cachet bench --ticket-race: {e}"))?;
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+        .context("cannot run cachet bench --ticket-race")?;
+    let report: Report = serde_json::from_slice(&output.stdout).with_context(|| {
         format!(
-            "cachet bench --ticket-race printed no JSON ({e}; {}): {}",
+            "cachet bench --ticket-race printed no JSON report ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         )
     })?;
-    parse_race(&json)
-        .ok_or_else(|| format!("cachet bench --ticket-race's JSON lacks counts: {json}"))
+    race_of(report)
 }
 
-fn parse_race(json: &serde_json::Value) -> Option<Race> {
-    let race = &json["ticket_race"];
-    Some(Race {
-        rounds: race["rounds"].as_u64()?,
-        resumed_nowhere: race["resumed_nowhere"].as_u64()?,
-        resumed_once: race["resumed_once"].as_u64()?,
-        double: race["double_resumptions"].as_u64()?,
-        no_ticket: race["no_ticket"].as_u64()?,
-        errors: json["errors"]["total"].as_u64()?,
+fn race_of(report: Report) -> Result<Race> {
+    let counts = report
+        .ticket_race
+        .context("cachet bench --ticket-race's report has no ticket_race")?;
+    Ok(Race {
+        counts,
+        errors: report.errors.total,
     })
 }
 
@@ -253,7 +202,7 @@ pub(crate) const S_TIME_LOADS: [(&str, &[&str]); 3] = [
 ];
 
 /// Connections per second `openssl s_time` made in `seconds`.
-pub(crate) fn s_time(addr: SocketAddr, flags: &[&str], seconds: u32) -> Result<f64, String> {
+pub(crate) fn s_time(addr: SocketAddr, flags: &[&str], seconds: u32) -> Result<f64> {
     let output = Command::new("openssl")
         .arg("s_time")
         .arg("-connect")
@@ -262,9 +211,9 @@ pub(crate) fn s_time(addr: SocketAddr, flags: &[&str], seconds: u32) -> Result<f
         .arg("-time")
         .arg(seconds.to_string())
         .output()
-        .map_err(|e| format!("cannot run openssl s_time: {e}"))?;
+        .context("cannot run openssl s_time")?;
     let text = String::from_utf8_lossy(&output.stdout);
-    parse_s_time(&text).ok_or_else(|| {
+    parse_s_time(&text).with_context(|| {
         format!(
             "openssl s_time {flags:?} against {addr} printed no rate: {text}{}",
             String::from_utf8_lossy(&output.stderr)
@@ -300,26 +249,27 @@ mod tests {
 
     #[test]
     fn reads_a_ticket_race() {
-        let json = serde_json::json!({
-            "errors": {"total": 2},
-            "ticket_race": {"rounds": 10, "resumed_nowhere": 1, "resumed_once": 8,
-                            "double_resumptions": 1, "no_ticket": 0,
-                            "resumed_per_round": [1, 8, 1]},
-        });
-        assert_eq!(
-            parse_race(&json),
-            Some(Race {
-                rounds: 10,
-                resumed_nowhere: 1,
-                resumed_once: 8,
-                double: 1,
-                no_ticket: 0,
-                errors: 2
-            })
-        );
-        assert_eq!(
-            parse_race(&serde_json::json!({"errors": {"total": 0}})),
-            None
-        );
+        use cachet_bench::options::Options;
+        use cachet_bench::stats::Stats;
+
+        let options = Options {
+            targets: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            ..Options::default()
+        };
+        let mut report = Report::new(&options, &Stats::new(2), Duration::from_secs(1));
+        let error = race_of(report.clone()).unwrap_err();
+        assert!(error.to_string().contains("no ticket_race"), "{error}");
+        let counts = TicketRace {
+            rounds: 10,
+            resumed_per_round: vec![1, 8, 1],
+            resumed_nowhere: 1,
+            resumed_once: 8,
+            double_resumptions: 1,
+            no_ticket: 0,
+        };
+        report.ticket_race = Some(counts.clone());
+        report.errors.total = 2;
+        let race = race_of(report).unwrap();
+        assert_eq!(race, Race { counts, errors: 2 });
     }
 }

@@ -7,6 +7,8 @@
 
 use std::fs;
 
+use anyhow::{anyhow, Result};
+
 /// Memory of a process tree, in KiB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Footprint {
@@ -16,7 +18,7 @@ pub(crate) struct Footprint {
 }
 
 /// The footprint of `root` and all its descendants.
-pub(crate) fn of_tree(root: u32) -> Result<Footprint, String> {
+pub(crate) fn of_tree(root: u32) -> Result<Footprint> {
     let mut footprint = Footprint::default();
     for pid in tree(root) {
         let path = format!("/proc/{pid}/smaps_rollup");
@@ -29,7 +31,7 @@ pub(crate) fn of_tree(root: u32) -> Result<Footprint, String> {
         footprint.processes += 1;
     }
     if footprint.processes == 0 {
-        return Err(format!("process {root} is gone"));
+        return Err(anyhow!("process {root} is gone"));
     }
     Ok(footprint)
 }

@@ -36,8 +36,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::{Context, Result};
+
+use cachet_bench::Report;
 pub(crate) use certs::KeyType;
-use load::{Load, Outcome, Pressure, Tls};
+use load::{Load, Pressure, Tls};
 pub(crate) use memory::Footprint;
 use pulls::Pulls;
 use servers::{ClusterNode, Kind, Server, Setup};
@@ -259,7 +262,7 @@ pub(crate) fn median(samples: &[f64]) -> f64 {
 }
 
 /// Installs the missing peers from Debian's packages.
-pub(crate) fn install() -> Result<(), String> {
+pub(crate) fn install() -> Result<()> {
     let missing: Vec<&str> = servers::PEERS
         .iter()
         .filter(|kind| kind.version().is_none())
@@ -275,7 +278,7 @@ pub(crate) fn install() -> Result<(), String> {
 }
 
 /// Runs the whole comparison.
-pub(crate) fn run(root: &Path, plan: Plan) -> Result<Results, String> {
+pub(crate) fn run(root: &Path, plan: Plan) -> Result<Results> {
     crate::processes::require("openssl", &["version"])?;
     let cachet = if plan.release {
         release_cachet(root)?
@@ -334,7 +337,7 @@ fn compare_one_key_type(
     setup: &Setup<'_>,
     plan: Plan,
     extras: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let key_type = setup.certificate.key_type;
     let mut processes = Processes::default();
     let mut running: Vec<Server> = Vec::new();
@@ -346,7 +349,7 @@ fn compare_one_key_type(
             Err(e) if kind == Kind::Cachet => return Err(e),
             Err(e) => results
                 .failures
-                .push(format!("{} did not start: {e}", kind.name())),
+                .push(format!("{} did not start: {e:#}", kind.name())),
         }
     }
     eprintln!(
@@ -389,7 +392,7 @@ fn compare_one_key_type(
                     server.kind.name(),
                     load.label(),
                     load.figure(&outcome),
-                    outcome.errors,
+                    outcome.errors.total,
                     cpu_us.map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
                     load.operation()
                 );
@@ -406,7 +409,7 @@ fn compare_one_key_type(
                         load: label,
                         per_second,
                     }),
-                    Err(e) => results.failures.push(e),
+                    Err(e) => results.failures.push(format!("{e:#}")),
                 }
             }
         }
@@ -428,7 +431,7 @@ fn record(
     key_type: KeyType,
     load: Load,
     kind: Kind,
-    outcome: &Outcome,
+    outcome: &Report,
     cpu_us: Option<f64>,
 ) {
     let index = match results
@@ -453,8 +456,8 @@ fn record(
     let entry = &mut results.throughput[index];
     entry.samples.push(load.figure(outcome));
     entry.cpu_us.extend(cpu_us);
-    entry.errors += outcome.errors;
-    entry.resumption_ratio = outcome.resumption_ratio;
+    entry.errors += outcome.errors.total;
+    entry.resumption_ratio = outcome.handshakes.resumption_ratio.unwrap_or(0.0);
 }
 
 /// Errors and warnings a server logged, counted, with the first one
@@ -484,7 +487,7 @@ fn log_summary(log: &str) -> Option<String> {
 
 /// The footprint of a freshly started server, then after it stored
 /// `plan.sessions` sessions (full TLS 1.2 handshakes, no resumption).
-fn memory_figure(cachet: &Path, server: &Server, plan: Plan) -> Result<MemoryFigure, String> {
+fn memory_figure(cachet: &Path, server: &Server, plan: Plan) -> Result<MemoryFigure> {
     let idle = memory::of_tree(server.pid)?;
     let mut sessions = 0;
     // Paced so that a slow server still gets every handshake done; repeated
@@ -503,7 +506,7 @@ fn memory_figure(cachet: &Path, server: &Server, plan: Plan) -> Result<MemoryFig
             timeout: plan.timeout,
         };
         let outcome = load::run(cachet, &[server.addr], Load::New(Tls::V12), pressure)?;
-        sessions += outcome.full;
+        sessions += outcome.handshakes.full;
     }
     // Let workers finish what they were doing before reading.
     std::thread::sleep(Duration::from_millis(500));
@@ -541,13 +544,13 @@ const CROSS_NODE_BOUND: Duration = Duration::from_secs(300);
 
 /// Three nodes of each kind, one worker each, behind round-robin: the
 /// cross-node runs, the ticket race, and on cachet the pull figures.
-fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<(), String> {
+fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<()> {
     let key_file = setup.scratch.join("cluster.key");
     let key = Command::new(setup.cachet)
         .arg("keygen")
         .output()
-        .map_err(|e| format!("cachet keygen: {e}"))?;
-    std::fs::write(&key_file, &key.stdout).map_err(|e| format!("{}: {e}", key_file.display()))?;
+        .context("cachet keygen")?;
+    std::fs::write(&key_file, &key.stdout).with_context(|| format!("{}", key_file.display()))?;
     let kinds: Vec<Kind> = results.compared().collect();
     for kind in kinds {
         let Some(cluster) = three_nodes(results, setup, kind, &key_file)? else {
@@ -578,18 +581,18 @@ fn cross_node(results: &mut Results, setup: &Setup<'_>, plan: Plan) -> Result<()
                     "xtask: three {} nodes, ticket race: double resumptions {} of {} rounds \
                      (once {}, nowhere {}, no ticket {}, {} errors)",
                     kind.name(),
-                    race.double,
-                    race.rounds,
-                    race.resumed_once,
-                    race.resumed_nowhere,
-                    race.no_ticket,
+                    race.counts.double_resumptions,
+                    race.counts.rounds,
+                    race.counts.resumed_once,
+                    race.counts.resumed_nowhere,
+                    race.counts.no_ticket,
                     race.errors
                 );
                 results.races.push(RaceFigure { kind, race });
             }
             Err(e) => results
                 .failures
-                .push(format!("three {} nodes, ticket race: {e}", kind.name())),
+                .push(format!("three {} nodes, ticket race: {e:#}", kind.name())),
         }
         if kind == Kind::Cachet {
             results.pulls = pull_figures(results, &cluster.stats);
@@ -608,7 +611,7 @@ fn one_client_pulls(
     setup: &Setup<'_>,
     plan: Plan,
     key_file: &Path,
-) -> Result<Vec<Pulls>, String> {
+) -> Result<Vec<Pulls>> {
     let Some(cluster) = three_nodes(results, setup, Kind::Cachet, key_file)? else {
         return Ok(Vec::new());
     };
@@ -626,7 +629,7 @@ fn one_client_pulls(
     eprintln!(
         "xtask: three cachet nodes, one client: {} of {} attempts resumed, pull wait p99 up to \
          {worst:?} us",
-        outcome.offered_resumed, outcome.offered
+        outcome.handshakes.offered_resumed, outcome.handshakes.offered
     );
     Ok(figures)
 }
@@ -642,7 +645,7 @@ fn cross_node_run(
     kind: Kind,
     tls: Tls,
     pace: Option<u32>,
-) -> Result<CrossNode, String> {
+) -> Result<CrossNode> {
     let pressure = Pressure {
         connections: plan.connections,
         duration: CROSS_NODE_BOUND,
@@ -652,26 +655,26 @@ fn cross_node_run(
     };
     let meter = cpu::Meter::start(pids)?;
     let outcome = load::run(setup.cachet, addrs, Load::Resumed(tls), pressure)?;
-    let cpu_us = cpu::per_operation_us(meter.spent()?, outcome.handshakes);
+    let cpu_us = cpu::per_operation_us(meter.spent()?, outcome.handshakes.total);
     eprintln!(
         "xtask: three {} nodes, TLS {}, {}: {} of {} attempts resumed ({:.1}%), {} errors",
         kind.name(),
         tls.as_str(),
         pace_label(pace),
-        outcome.offered_resumed,
-        outcome.offered,
-        100.0 * outcome.resumption_ratio,
-        outcome.errors
+        outcome.handshakes.offered_resumed,
+        outcome.handshakes.offered,
+        100.0 * outcome.handshakes.resumption_ratio.unwrap_or(0.0),
+        outcome.errors.total
     );
     Ok(CrossNode {
         kind,
         tls,
         pace,
-        ratio: outcome.resumption_ratio,
-        attempts: outcome.offered,
-        resumed: outcome.offered_resumed,
-        handshakes: outcome.handshakes,
-        errors: outcome.errors,
+        ratio: outcome.handshakes.resumption_ratio.unwrap_or(0.0),
+        attempts: outcome.handshakes.offered,
+        resumed: outcome.handshakes.offered_resumed,
+        handshakes: outcome.handshakes.total,
+        errors: outcome.errors.total,
         cpu_us,
     })
 }
@@ -692,7 +695,7 @@ fn pull_figures(results: &mut Results, stats: &[SocketAddr]) -> Vec<Pulls> {
             Err(e) => {
                 results
                     .failures
-                    .push(format!("cachet node {} pull figures: {e}", i + 1));
+                    .push(format!("cachet node {} pull figures: {e:#}", i + 1));
                 return Vec::new();
             }
         }
@@ -717,7 +720,7 @@ fn three_nodes(
     setup: &Setup<'_>,
     kind: Kind,
     key_file: &Path,
-) -> Result<Option<Cluster>, String> {
+) -> Result<Option<Cluster>> {
     const ATTEMPTS: usize = 5;
     for attempt in 1..=ATTEMPTS {
         let mut processes = Processes::default();
@@ -742,10 +745,16 @@ fn three_nodes(
                     nodes.push(server);
                     stats.extend(cluster.map(|c| c.stats));
                 }
-                Err(e) if e.contains("Address already in use") && attempt < ATTEMPTS => break,
+                // The server's own words, somewhere in the chain.
+                Err(e)
+                    if format!("{e:#}").contains("Address already in use")
+                        && attempt < ATTEMPTS =>
+                {
+                    break
+                }
                 Err(e) => {
                     results.failures.push(format!(
-                        "{} node {} did not start: {e}",
+                        "{} node {} did not start: {e:#}",
                         kind.name(),
                         i + 1
                     ));
@@ -769,9 +778,9 @@ fn three_nodes(
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Scratch, String> {
+    fn new() -> Result<Scratch> {
         let dir = std::env::temp_dir().join(format!("cachet-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
         Ok(Scratch(dir))
     }
 }

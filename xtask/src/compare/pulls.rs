@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use anyhow::{anyhow, Context, Result};
+
 /// One node's pull counters. The waits are from asking to the answer (or
 /// the deadline), each the upper bound of the histogram bucket holding
 /// the percentile: `None` without pulls, or beyond the last bucket's
@@ -28,7 +30,7 @@ pub(crate) const WAIT_P99_TARGET_US: u64 = 1_000;
 /// A node's pull counters from its stats document: `None` when it has no
 /// `sync.pulls` (a router from before pulls), an error when the object is
 /// there but lacks a counter.
-pub(crate) fn from_stats(stats: &Value) -> Result<Option<Pulls>, String> {
+pub(crate) fn from_stats(stats: &Value) -> Result<Option<Pulls>> {
     let Some(pulls) = stats.get("sync").and_then(|sync| sync.get("pulls")) else {
         return Ok(None);
     };
@@ -36,7 +38,7 @@ pub(crate) fn from_stats(stats: &Value) -> Result<Option<Pulls>, String> {
         pulls
             .get(name)
             .and_then(Value::as_u64)
-            .ok_or_else(|| format!("sync.pulls has no count `{name}`: {pulls}"))
+            .with_context(|| format!("sync.pulls has no count `{name}`: {pulls}"))
     };
     // A percentile is null when there is none to tell.
     let wait = |name: &str| match pulls.get(name) {
@@ -44,8 +46,8 @@ pub(crate) fn from_stats(stats: &Value) -> Result<Option<Pulls>, String> {
         Some(value) => value
             .as_u64()
             .map(Some)
-            .ok_or_else(|| format!("sync.pulls `{name}` is not a count: {value}")),
-        None => Err(format!("sync.pulls has no `{name}`: {pulls}")),
+            .with_context(|| format!("sync.pulls `{name}` is not a count: {value}")),
+        None => Err(anyhow!("sync.pulls has no `{name}`: {pulls}")),
     };
     Ok(Some(Pulls {
         asked: count("asked")?,
@@ -114,8 +116,8 @@ mod tests {
             "wait_p50_us": 128, "wait_p99_us": 512, "wait_sum_us": 20000,
             "wait_buckets": [{"le_us": 64, "count": 3}]}}});
         assert_eq!(
-            from_stats(&stats),
-            Ok(Some(Pulls {
+            from_stats(&stats).unwrap(),
+            Some(Pulls {
                 asked: 120,
                 found: 117,
                 not_found: 2,
@@ -124,7 +126,7 @@ mod tests {
                 answered: 98,
                 wait_p50_us: Some(128),
                 wait_p99_us: Some(512),
-            }))
+            })
         );
         // No pull yet: no percentile.
         let stats = json!({"sync": {"pulls": {
@@ -138,16 +140,28 @@ mod tests {
 
     #[test]
     fn an_older_router_has_none_and_a_torn_object_is_named() {
-        assert_eq!(from_stats(&json!({"sync": {"enabled": true}})), Ok(None));
-        assert_eq!(from_stats(&json!({"sync": {"enabled": false}})), Ok(None));
-        assert_eq!(from_stats(&json!({})), Ok(None));
-        let error = from_stats(&json!({"sync": {"pulls": {"asked": 1}}})).unwrap_err();
+        assert_eq!(
+            from_stats(&json!({"sync": {"enabled": true}})).unwrap(),
+            None
+        );
+        assert_eq!(
+            from_stats(&json!({"sync": {"enabled": false}})).unwrap(),
+            None
+        );
+        assert_eq!(from_stats(&json!({})).unwrap(), None);
+        let error = from_stats(&json!({"sync": {"pulls": {"asked": 1}}}))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("`found`"), "{error}");
-        let error = from_stats(&json!({"sync": {"pulls": {"asked": -1}}})).unwrap_err();
+        let error = from_stats(&json!({"sync": {"pulls": {"asked": -1}}}))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("`asked`"), "{error}");
         let counts = json!({"asked": 1, "found": 1, "not_found": 0, "timed_out": 0,
                             "dropped": 0, "answered": 0, "wait_p50_us": "fast"});
-        let error = from_stats(&json!({"sync": {"pulls": counts}})).unwrap_err();
+        let error = from_stats(&json!({"sync": {"pulls": counts}}))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("`wait_p50_us` is not a count"), "{error}");
     }
 

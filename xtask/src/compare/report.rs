@@ -1,7 +1,9 @@
 //! The comparison as Markdown tables, the verdict on each target, and the
 //! bars of the chart.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+
+use anyhow::{anyhow, Context, Result};
 
 use super::chart::Bar;
 use super::load::{Load, Tls};
@@ -31,28 +33,30 @@ fn cpu_target(load: Load) -> Option<f64> {
 const KEY_TYPES: [KeyType; 2] = [KeyType::EcdsaP256, KeyType::Rsa2048];
 
 /// The comparison sections of `docs/BENCHMARKS.md`.
-pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
+pub(crate) fn markdown(results: &Results, plan: &Plan) -> Result<String> {
     let mut doc = String::new();
-    let w = &mut doc;
+    write_markdown(&mut doc, results, plan).context("formatting the comparison's markdown")?;
+    Ok(doc)
+}
+
+fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result {
     let peers: Vec<Kind> = results.compared().filter(|k| *k != Kind::Cachet).collect();
 
-    writeln!(w, "## Side by side with nginx, HAProxy and hitch\n").unwrap();
+    writeln!(w, "## Side by side with nginx, HAProxy and hitch\n")?;
     writeln!(
         w,
         "Servers, each with {} workers (processes or threads):\n",
         plan.workers
-    )
-    .unwrap();
+    )?;
     for (_, version) in &results.servers {
-        writeln!(w, "- {version}").unwrap();
+        writeln!(w, "- {version}")?;
     }
     for kind in &results.missing {
         writeln!(
             w,
             "- {} is not installed (`cargo xtask bench --install` installs it)",
             kind.name()
-        )
-        .unwrap();
+        )?;
     }
     writeln!(
         w,
@@ -69,18 +73,11 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
         c = plan.connections,
         d = plan.run.as_secs_f64(),
         r = plan.rounds,
-    )
-    .unwrap();
+    )?;
 
     for key_type in KEY_TYPES {
-        writeln!(w, "### {}\n", key_type.label()).unwrap();
-        let mut header = String::from("| figure | cachet |");
-        let mut rule = String::from("|---|---:|");
-        for peer in &peers {
-            write!(header, " {} | cachet / {} |", peer.name(), peer.name()).unwrap();
-            rule.push_str("---:|---:|");
-        }
-        writeln!(w, "{header}\n{rule}").unwrap();
+        writeln!(w, "### {}\n", key_type.label())?;
+        table_head(w, "figure", &peers)?;
         for load in Load::ALL {
             let Some(ours) = results.median(key_type, load, Kind::Cachet) else {
                 continue;
@@ -89,18 +86,18 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
             for peer in &peers {
                 match results.median(key_type, load, *peer) {
                     Some(theirs) if theirs > 0.0 => {
-                        write!(row, " {theirs:.0} | {:.2}x |", ours / theirs).unwrap()
+                        write!(row, " {theirs:.0} | {:.2}x |", ours / theirs)?
                     }
                     Some(_) => row.push_str(" 0 | n/a |"),
                     None => row.push_str(" — | — |"),
                 }
             }
-            writeln!(w, "{row}").unwrap();
+            writeln!(w, "{row}")?;
             if let Some(row) = cpu_row(results, key_type, load, &peers) {
-                writeln!(w, "{row}").unwrap();
+                writeln!(w, "{row}")?;
             }
         }
-        writeln!(w).unwrap();
+        writeln!(w)?;
         let errors: Vec<String> = results
             .throughput
             .iter()
@@ -108,7 +105,7 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
             .map(|t| format!("{} {}: {}", t.kind.name(), t.load.label(), t.errors))
             .collect();
         if !errors.is_empty() {
-            writeln!(w, "Client errors counted: {}.\n", errors.join("; ")).unwrap();
+            writeln!(w, "Client errors counted: {}.\n", errors.join("; "))?;
         }
         let weak: Vec<String> = results
             .throughput
@@ -125,27 +122,25 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
             })
             .collect();
         if !weak.is_empty() {
-            writeln!(w, "Resumption that did not happen: {}.\n", weak.join("; ")).unwrap();
+            writeln!(w, "Resumption that did not happen: {}.\n", weak.join("; "))?;
         }
     }
 
-    cross_node_section(w, results, plan);
-    race_section(w, results, plan);
-    pull_section(w, results);
-    writeln!(w, "\n### Memory with {} cached sessions\n", plan.sessions).unwrap();
+    cross_node_section(w, results, plan)?;
+    race_section(w, results, plan)?;
+    pull_section(w, results)?;
+    writeln!(w, "\n### Memory with {} cached sessions\n", plan.sessions)?;
     writeln!(
         w,
         "The whole process tree of each server, freshly started, then after that many \
          full TLS 1.2 handshakes (each stores one session). PSS counts a shared page once \
          (shared among the processes that map it); RSS counts it in every process.\n"
-    )
-    .unwrap();
+    )?;
     writeln!(
         w,
         "| server | processes | PSS idle (MiB) | PSS loaded (MiB) | PSS growth (MiB) | RSS loaded (MiB) | sessions made |"
-    )
-    .unwrap();
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    )?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
     for m in &results.memory {
         let mib = |kib: u64| kib as f64 / 1024.0;
         writeln!(
@@ -158,25 +153,17 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
             mib(m.loaded.pss_kib.saturating_sub(m.idle.pss_kib)),
             mib(m.loaded.rss_kib),
             m.sessions
-        )
-        .unwrap();
+        )?;
     }
 
-    writeln!(w, "\n### Cross-check with `openssl s_time` (ECDSA P-256)\n").unwrap();
+    writeln!(w, "\n### Cross-check with `openssl s_time` (ECDSA P-256)\n")?;
     writeln!(
         w,
         "One OpenSSL client, one connection at a time, {} s per row: a different client \
          and a different concurrency, so compare the ratios, not the absolute rates.\n",
         plan.s_time_seconds
-    )
-    .unwrap();
-    let mut header = String::from("| connections/s | cachet |");
-    let mut rule = String::from("|---|---:|");
-    for peer in &peers {
-        write!(header, " {} | cachet / {} |", peer.name(), peer.name()).unwrap();
-        rule.push_str("---:|---:|");
-    }
-    writeln!(w, "{header}\n{rule}").unwrap();
+    )?;
+    table_head(w, "connections/s", &peers)?;
     for (label, _) in super::load::S_TIME_LOADS {
         let of = |kind: Kind| {
             results
@@ -192,32 +179,46 @@ pub(crate) fn markdown(results: &Results, plan: &Plan) -> String {
         for peer in &peers {
             match of(*peer) {
                 Some(theirs) if theirs > 0.0 => {
-                    write!(row, " {theirs:.0} | {:.2}x |", ours / theirs).unwrap()
+                    write!(row, " {theirs:.0} | {:.2}x |", ours / theirs)?
                 }
                 _ => row.push_str(" — | — |"),
             }
         }
-        writeln!(w, "{row}").unwrap();
+        writeln!(w, "{row}")?;
     }
 
-    writeln!(w, "\n### Targets\n").unwrap();
+    writeln!(w, "\n### Targets\n")?;
     for line in verdicts(results, plan) {
-        writeln!(w, "- {line}").unwrap();
+        writeln!(w, "- {line}")?;
     }
     if !results.failures.is_empty() {
-        writeln!(w, "\n### Problems seen during the run\n").unwrap();
+        writeln!(w, "\n### Problems seen during the run\n")?;
         for failure in &results.failures {
             let line: String = failure.replace('\n', " ").chars().take(600).collect();
-            writeln!(w, "- {line}").unwrap();
+            writeln!(w, "- {line}")?;
         }
     }
     if !results.notes.is_empty() {
-        writeln!(w, "\n### What the servers logged\n").unwrap();
+        writeln!(w, "\n### What the servers logged\n")?;
         for note in &results.notes {
-            writeln!(w, "- {note}").unwrap();
+            writeln!(w, "- {note}")?;
         }
     }
-    doc
+    Ok(())
+}
+
+/// The head of a table of cachet's figures beside each peer's and the
+/// ratio: `first` names the row labels.
+fn table_head(w: &mut String, first: &str, peers: &[Kind]) -> fmt::Result {
+    write!(w, "| {first} | cachet |")?;
+    for peer in peers {
+        write!(w, " {} | cachet / {} |", peer.name(), peer.name())?;
+    }
+    write!(w, "\n|---|---:|")?;
+    for _ in peers {
+        w.push_str("---:|---:|");
+    }
+    writeln!(w)
 }
 
 /// One line per target: met, or short by how much.
@@ -279,9 +280,9 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
     for r in results.races.iter().filter(|r| r.kind == Kind::Cachet) {
         lines.push(format!(
             "single use under a race: double resumptions: {} of {}, target 0: {}",
-            r.race.double,
-            r.race.rounds,
-            met(r.race.double == 0 && r.race.rounds > 0)
+            r.race.counts.double_resumptions,
+            r.race.counts.rounds,
+            met(r.race.counts.double_resumptions == 0 && r.race.counts.rounds > 0)
         ));
     }
     if results.compared().any(|kind| kind == Kind::Cachet) && !results.cross_node.is_empty() {
@@ -314,7 +315,7 @@ fn cpu_row(results: &Results, key_type: KeyType, load: Load, peers: &[Kind]) -> 
     for peer in peers {
         match results.cpu_median(key_type, load, *peer) {
             Some(theirs) if theirs > 0.0 => {
-                write!(row, " {theirs:.1} | {:.2}x |", ours / theirs).unwrap()
+                row.push_str(&format!(" {theirs:.1} | {:.2}x |", ours / theirs));
             }
             Some(_) => row.push_str(" 0 | n/a |"),
             None => row.push_str(" — | — |"),
@@ -323,12 +324,11 @@ fn cpu_row(results: &Results, key_type: KeyType, load: Load, peers: &[Kind]) -> 
     Some(row)
 }
 
-fn cross_node_section(w: &mut String, results: &Results, plan: &Plan) {
+fn cross_node_section(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result {
     writeln!(
         w,
         "### Cross-node resumption, three nodes behind round-robin\n"
-    )
-    .unwrap();
+    )?;
     writeln!(
         w,
         "Each node one worker; {c} clients, each connection going to the next node \
@@ -347,15 +347,13 @@ fn cross_node_section(w: &mut String, results: &Results, plan: &Plan) {
          process trees over the run, per handshake.\n",
         c = plan.connections,
         a = plan.cross_node_attempts,
-    )
-    .unwrap();
+    )?;
     writeln!(
         w,
         "| nodes | clients reconnect | TLS 1.2 resumed | TLS 1.2 attempts | TLS 1.3 resumed | \
          TLS 1.3 attempts | errors | server CPU per handshake, 1.2 / 1.3 (us) |"
-    )
-    .unwrap();
-    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    )?;
+    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|")?;
     for kind in results.compared() {
         for pace in paces(results) {
             let of = |tls: Tls| {
@@ -380,17 +378,17 @@ fn cross_node_section(w: &mut String, results: &Results, plan: &Plan) {
                 v12.errors + v13.errors,
                 cpu(v12.cpu_us),
                 cpu(v13.cpu_us)
-            )
-            .unwrap();
+            )?;
         }
     }
+    Ok(())
 }
 
-fn race_section(w: &mut String, results: &Results, plan: &Plan) {
+fn race_section(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result {
     if results.races.is_empty() {
-        return;
+        return Ok(());
     }
-    writeln!(w, "\n### Single use under a race\n").unwrap();
+    writeln!(w, "\n### Single use under a race\n")?;
     writeln!(
         w,
         "The same three nodes of each; {} rounds (`cachet bench --ticket-race`). Each \
@@ -401,43 +399,40 @@ fn race_section(w: &mut String, results: &Results, plan: &Plan) {
          cluster: a round in which both resumed is a double resumption. Independent \
          nodes know only their own tickets and resume none.\n",
         plan.race_rounds
-    )
-    .unwrap();
+    )?;
     writeln!(
         w,
         "| nodes | rounds | resumed nowhere | resumed once | double resumptions | \
          rounds without a ticket | errors |"
-    )
-    .unwrap();
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    )?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|")?;
     for r in &results.races {
         writeln!(
             w,
             "| 3 × {} | {} | {} | {} | {} | {} | {} |",
             r.kind.name(),
-            r.race.rounds,
-            r.race.resumed_nowhere,
-            r.race.resumed_once,
-            r.race.double,
-            r.race.no_ticket,
+            r.race.counts.rounds,
+            r.race.counts.resumed_nowhere,
+            r.race.counts.resumed_once,
+            r.race.counts.double_resumptions,
+            r.race.counts.no_ticket,
             r.race.errors
-        )
-        .unwrap();
+        )?;
     }
+    Ok(())
 }
 
-fn pull_section(w: &mut String, results: &Results) {
+fn pull_section(w: &mut String, results: &Results) -> fmt::Result {
     if !results.compared().any(|k| k == Kind::Cachet) || results.cross_node.is_empty() {
-        return;
+        return Ok(());
     }
-    writeln!(w, "\n### Pulls in the cachet cluster\n").unwrap();
+    writeln!(w, "\n### Pulls in the cachet cluster\n")?;
     if results.pulls.is_empty() {
         writeln!(
             w,
             "No pull figures: this cachet publishes no `sync.pulls` in its stats."
-        )
-        .unwrap();
-        return;
+        )?;
+        return Ok(());
     }
     writeln!(
         w,
@@ -446,23 +441,20 @@ fn pull_section(w: &mut String, results: &Results) {
          hold), how that ended, and the pulls it answered for its peers. The wait runs \
          from asking to the answer (or the deadline), as the upper bound of the histogram \
          bucket holding the percentile.\n"
-    )
-    .unwrap();
+    )?;
     writeln!(
         w,
         "A second, fresh cluster then takes TLS 1.3 resumptions from one client, one \
          connection at a time, round-robin (so nearly every attempt is a pull): the wait \
          a pull costs when the load generator and the other nodes do not saturate this \
          machine's cores.\n"
-    )
-    .unwrap();
+    )?;
     writeln!(
         w,
         "| run | node | asked | found | not found | timed out | dropped | answered | \
          wait p50 (us) | wait p99 (us) |"
-    )
-    .unwrap();
-    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+    )?;
+    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     let runs = [
         ("cross-node load", &results.pulls),
         ("one client", &results.pulls_one_client),
@@ -488,9 +480,9 @@ fn pull_section(w: &mut String, results: &Results) {
             i + 1,
             pulls::wait_cell(p, *wait_p50_us),
             pulls::wait_cell(p, *wait_p99_us),
-        )
-        .unwrap();
+        )?;
     }
+    Ok(())
 }
 
 /// The cross-node paces measured, in the order first run.
@@ -556,7 +548,7 @@ pub(crate) fn bars(results: &Results) -> Vec<Bar> {
 /// What a smoke run must show: every load measured on cachet with both
 /// key types and no client errors, the memory and `s_time` figures, TLS 1.2
 /// sessions resuming across a cluster, and no server problems.
-pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
+pub(crate) fn check_smoke(results: &Results) -> Result<()> {
     let mut missing = Vec::new();
     for key_type in KEY_TYPES {
         for load in Load::ALL {
@@ -618,10 +610,10 @@ pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
     }
     // Also measured, not judged: the full run reports double resumptions.
     match results.races.iter().find(|r| r.kind == Kind::Cachet) {
-        Some(r) if r.race.rounds > 0 && r.race.errors == 0 => {}
+        Some(r) if r.race.counts.rounds > 0 && r.race.errors == 0 => {}
         Some(r) => missing.push(format!(
             "ticket race: {} rounds raced, {} without a ticket, {} errors",
-            r.race.rounds, r.race.no_ticket, r.race.errors
+            r.race.counts.rounds, r.race.counts.no_ticket, r.race.errors
         )),
         None => missing.push("ticket race: not run".to_owned()),
     }
@@ -629,7 +621,7 @@ pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "bench smoke run incomplete:\n  {}",
             missing.join("\n  ")
         ))
@@ -638,6 +630,8 @@ pub(crate) fn check_smoke(results: &Results) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use cachet_bench::report::TicketRace;
+
     use super::*;
     use crate::compare::{load, CrossNode, RaceFigure};
 
@@ -670,10 +664,13 @@ mod tests {
         results.races.push(RaceFigure {
             kind: Kind::Cachet,
             race: load::Race {
-                rounds: 1000,
-                resumed_once: 998,
-                double: 2,
-                ..load::Race::default()
+                counts: TicketRace {
+                    rounds: 1000,
+                    resumed_once: 998,
+                    double_resumptions: 2,
+                    ..TicketRace::default()
+                },
+                errors: 0,
             },
         });
         let lines = verdicts(&results, &plan).join("\n");
@@ -715,7 +712,7 @@ mod tests {
             lines.contains("one client at a time: no (p99 up to 2500 us)"),
             "{lines}"
         );
-        let doc = markdown(&results, &plan);
+        let doc = markdown(&results, &plan).unwrap();
         assert!(
             doc.contains(
                 "| 3 × cachet | back to back | 100.0% | 10016 | 99.9% | 10016 | 0 | 150 / 150 |"

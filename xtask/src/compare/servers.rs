@@ -13,6 +13,8 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::{Context, Result};
+
 use super::certs::Certificate;
 use crate::processes::{Processes, Ready};
 
@@ -116,10 +118,10 @@ pub(crate) fn start(
     name: &str,
     setup: &Setup<'_>,
     cluster: Option<&ClusterNode<'_>>,
-) -> Result<Server, String> {
+) -> Result<Server> {
     let addr = free_tcp_port()?;
     let dir = setup.scratch.join(name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     let pid = match kind {
         Kind::Cachet => {
             let mut command = Command::new(setup.cachet);
@@ -299,8 +301,8 @@ backend app
     )
 }
 
-fn write(path: &Path, text: &str) -> Result<PathBuf, String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+fn write(path: &Path, text: &str) -> Result<PathBuf> {
+    std::fs::write(path, text).with_context(|| format!("{}", path.display()))?;
     Ok(path.to_owned())
 }
 
@@ -310,15 +312,15 @@ fn is_root() -> bool {
 }
 
 /// A loopback port free a moment ago (the servers bind it themselves).
-pub(crate) fn free_tcp_port() -> Result<SocketAddr, String> {
+pub(crate) fn free_tcp_port() -> Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free TCP port: {e}"))
+        .context("no free TCP port")
 }
 
 /// A loopback UDP port free a moment ago.
-pub(crate) fn free_udp_port() -> Result<SocketAddr, String> {
+pub(crate) fn free_udp_port() -> Result<SocketAddr> {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
-        .map_err(|e| format!("no free UDP port: {e}"))
+        .context("no free UDP port")
 }

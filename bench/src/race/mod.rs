@@ -50,26 +50,22 @@ pub struct Race {
 impl Race {
     /// Prints the report; the exit status: failure when no round raced.
     pub fn print(&self, options: &Options) -> ExitCode {
-        let report = Report {
-            options,
-            stats: &self.stats,
-            elapsed: self.elapsed,
-        };
+        let mut report = Report::new(options, &self.stats, self.elapsed);
+        let ticket_race = self.tally.report();
         if options.json {
-            let mut json = report.to_json();
-            json["ticket_race"] = self.tally.to_json();
-            println!("{json:#}");
+            report.ticket_race = Some(ticket_race);
+            println!("{}", report.to_json());
         } else {
             print!(
                 "cachet bench: ticket race over {} targets, TLS 1.3, {:.1} s\n{}{}",
                 options.targets.len(),
                 self.elapsed.as_secs_f64(),
                 report.figures_text(),
-                self.tally.to_text()
+                ticket_race.to_text()
             );
         }
         if self.tally.rounds() == 0 {
-            crate::say!("cachet bench: no round got a ticket to race");
+            say!("cachet bench: no round got a ticket to race");
             return ExitCode::FAILURE;
         }
         ExitCode::SUCCESS

@@ -15,6 +15,14 @@
 //! - [`stats`]: counts and latency histograms.
 //! - [`progress`]: the live bar on a terminal.
 //! - [`report`]: the JSON and text reports.
+//!
+//! It runs as `cachet bench`, a subcommand of the router's one binary, which
+//! hands its arguments to [`main`]; it shares no code with the router.
+
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod say;
 
 pub mod client;
 pub mod http;
@@ -24,6 +32,8 @@ pub mod race;
 pub mod report;
 pub mod stats;
 pub mod tls;
+
+pub use report::Report;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -37,7 +47,6 @@ use anyhow::{anyhow, Context, Result};
 use self::client::Run;
 use self::options::{Options, Parsed};
 use self::progress::{Live, Progress};
-use self::report::Report;
 use self::stats::Stats;
 
 /// `cachet bench ARGS`: parses, runs, prints the report.
@@ -49,7 +58,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            crate::say!("cachet bench: error: {error}\n(see `cachet bench --help`)");
+            say!("cachet bench: error: {error}\n(see `cachet bench --help`)");
             return ExitCode::from(2);
         }
     };
@@ -60,7 +69,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            crate::say!("cachet bench: error: starting the async runtime: {error}");
+            say!("cachet bench: error: starting the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -68,7 +77,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         return match runtime.block_on(race::run(&options, rounds)) {
             Ok(race) => race.print(&options),
             Err(error) => {
-                crate::say!("cachet bench: error: {error:#}");
+                say!("cachet bench: error: {error:#}");
                 ExitCode::FAILURE
             }
         };
@@ -76,22 +85,18 @@ pub fn main(args: &[OsString]) -> ExitCode {
     let (stats, elapsed) = match runtime.block_on(run(&options)) {
         Ok(done) => done,
         Err(error) => {
-            crate::say!("cachet bench: error: {error:#}");
+            say!("cachet bench: error: {error:#}");
             return ExitCode::FAILURE;
         }
     };
-    let report = Report {
-        options: &options,
-        stats: &stats,
-        elapsed,
-    };
+    let report = Report::new(&options, &stats, elapsed);
     if options.json {
-        println!("{:#}", report.to_json());
+        println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
     }
     if stats.full + stats.resumed == 0 {
-        crate::say!("cachet bench: no handshake succeeded");
+        say!("cachet bench: no handshake succeeded");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
-/// Why a connection or a request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a connection or a request failed. Named in the report as
+/// [`ErrorKind::name`] spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ErrorKind {
     /// TCP connect refused or failed.
     Connect,

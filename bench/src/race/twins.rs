@@ -193,8 +193,8 @@ impl ClientSessionStore for Shelf {
 mod tests {
     use super::super::seeded;
     use super::*;
-    use crate::bench::options::Options;
-    use crate::bench::tls;
+    use crate::options::Options;
+    use crate::tls;
     use rustls::server::ServerSessionMemoryCache;
     use rustls::{ServerConfig, ServerConnection};
 

@@ -2,7 +2,7 @@
 //! servers offered the ticket at once resumed it. One is what a cluster
 //! that honours single use allows; two or more is a double resumption.
 
-use serde_json::{json, Value};
+use crate::report::TicketRace;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -54,29 +54,16 @@ impl Tally {
         self.per_round.iter().skip(2).sum()
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "rounds": self.rounds(),
-            "resumed_per_round": self.per_round,
-            "resumed_nowhere": self.none(),
-            "resumed_once": self.once(),
-            "double_resumptions": self.double(),
-            "no_ticket": self.no_ticket,
-        })
-    }
-
-    pub fn to_text(&self) -> String {
-        format!(
-            "ticket race  {} rounds: resumed nowhere {}, once {}, twice or more {} \
-             (double resumptions: {} of {}); {} rounds without a ticket\n",
-            self.rounds(),
-            self.none(),
-            self.once(),
-            self.double(),
-            self.double(),
-            self.rounds(),
-            self.no_ticket,
-        )
+    /// The rounds as the report gives them.
+    pub fn report(&self) -> TicketRace {
+        TicketRace {
+            rounds: self.rounds(),
+            resumed_per_round: self.per_round.clone(),
+            resumed_nowhere: self.none(),
+            resumed_once: self.once(),
+            double_resumptions: self.double(),
+            no_ticket: self.no_ticket,
+        }
     }
 }
 
@@ -94,11 +81,11 @@ mod tests {
         assert_eq!(tally.rounds(), 6);
         assert_eq!((tally.none(), tally.once(), tally.double()), (2, 3, 1));
         assert_eq!(tally.no_ticket, 1);
-        let json = tally.to_json();
-        assert_eq!(json["resumed_per_round"], json!([2, 3, 1]));
-        assert_eq!(json["double_resumptions"], 1);
-        assert_eq!(json["no_ticket"], 1);
-        let text = tally.to_text();
+        let report = tally.report();
+        assert_eq!(report.resumed_per_round, [2, 3, 1]);
+        assert_eq!(report.double_resumptions, 1);
+        assert_eq!(report.no_ticket, 1);
+        let text = report.to_text();
         assert!(text.contains("double resumptions: 1 of 6"), "{text}");
     }
 
@@ -109,7 +96,7 @@ mod tests {
         let mut tally = Tally::new(1);
         tally.raced(3);
         assert_eq!(tally.double(), 1);
-        assert_eq!(tally.to_json()["resumed_per_round"], json!([0, 0, 0, 1]));
+        assert_eq!(tally.report().resumed_per_round, [0, 0, 0, 1]);
     }
 
     #[test]

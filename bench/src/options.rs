@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
 
-/// The TLS version every client is pinned to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The TLS version every client is pinned to; in the report as
+/// [`TlsVersion::as_str`] spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TlsVersion {
+    #[serde(rename = "1.2")]
     V12,
+    #[serde(rename = "1.3")]
     V13,
 }
 
