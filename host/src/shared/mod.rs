@@ -248,8 +248,20 @@ mod tests {
             .unwrap();
         assert_eq!(got.as_deref(), Some(&b"v"[..]));
         region.metrics(3).request();
-        assert_eq!(other.metrics(3).snapshot().requests, 1);
-        assert_eq!(other.metrics(2).snapshot().requests, 0);
+        assert_eq!(
+            other
+                .metrics(3)
+                .snapshot()
+                .get(crate::metrics::Metric::Requests),
+            1
+        );
+        assert_eq!(
+            other
+                .metrics(2)
+                .snapshot()
+                .get(crate::metrics::Metric::Requests),
+            0
+        );
     }
 
     #[test]
@@ -259,6 +271,12 @@ mod tests {
         assert!(region.cache_layout().is_none());
         assert!(region.with_cache(|c| c.items()).is_none());
         region.metrics(0).request();
-        assert_eq!(region.metrics(0).snapshot().requests, 1);
+        assert_eq!(
+            region
+                .metrics(0)
+                .snapshot()
+                .get(crate::metrics::Metric::Requests),
+            1
+        );
     }
 }
