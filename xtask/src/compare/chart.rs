@@ -25,6 +25,7 @@ fn colour(peer: Kind) -> RGBColor {
         Kind::Nginx => RGBColor(0x00, 0x96, 0x39),
         Kind::Haproxy => RGBColor(0x1f, 0x5f, 0xa8),
         Kind::Hitch => RGBColor(0xd9, 0x7a, 0x00),
+        Kind::Sozu => RGBColor(0x8e, 0x44, 0xad),
         Kind::Cachet => RGBColor(0x55, 0x55, 0x55),
     }
 }

@@ -30,6 +30,7 @@ pub(crate) mod memory;
 pub(crate) mod pulls;
 pub(crate) mod report;
 pub(crate) mod servers;
+mod syscalls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -157,6 +158,8 @@ pub(crate) struct Results {
     pub pulls_one_client: Vec<Pulls>,
     pub memory: Vec<MemoryFigure>,
     pub s_time: Vec<STime>,
+    /// System calls per proxied request, per server (ECDSA).
+    pub syscalls: Vec<(Kind, f64)>,
     /// Servers that failed to start or to serve, and why.
     pub failures: Vec<String>,
     /// What the servers logged on the way, summarised.
@@ -261,20 +264,25 @@ pub(crate) fn median(samples: &[f64]) -> f64 {
     }
 }
 
-/// Installs the missing peers from Debian's packages.
+/// Installs the missing peers: Debian's packages, and Sozu with `cargo
+/// install` (after the package its build needs).
 pub(crate) fn install() -> Result<()> {
     let missing: Vec<&str> = servers::PEERS
         .iter()
         .filter(|kind| kind.version().is_none())
         .filter_map(|kind| kind.package())
         .collect();
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        crate::run(Path::new("/"), "apt-get", &["update", "-q"])?;
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(&missing);
+        crate::run(Path::new("/"), "apt-get", &args)?;
     }
-    crate::run(Path::new("/"), "apt-get", &["update", "-q"])?;
-    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-    args.extend(&missing);
-    crate::run(Path::new("/"), "apt-get", &args)
+    if Kind::Sozu.version().is_none() {
+        let sozu = format!("sozu@{}", servers::SOZU_VERSION);
+        crate::run(Path::new("/"), "cargo", &["install", "--locked", &sozu])?;
+    }
+    Ok(())
 }
 
 /// Runs the whole comparison.
@@ -411,6 +419,18 @@ fn compare_one_key_type(
                     }),
                     Err(e) => results.failures.push(format!("{e:#}")),
                 }
+            }
+        }
+    }
+    // Under strace, so after every timed figure; not in the smoke run,
+    // whose machine may not allow tracing.
+    if extras && plan.peers {
+        for server in &running {
+            match syscalls::per_request(setup.cachet, server, pressure, setup.scratch) {
+                Ok(calls) => results.syscalls.push((server.kind, calls)),
+                Err(e) => results
+                    .failures
+                    .push(format!("system calls of {}: {e:#}", server.kind.name())),
             }
         }
     }

@@ -28,9 +28,14 @@ pub(crate) enum Kind {
     Nginx,
     Haproxy,
     Hitch,
+    Sozu,
 }
 
-pub(crate) const PEERS: [Kind; 3] = [Kind::Nginx, Kind::Haproxy, Kind::Hitch];
+pub(crate) const PEERS: [Kind; 4] = [Kind::Nginx, Kind::Haproxy, Kind::Hitch, Kind::Sozu];
+
+/// The Sozu release compared, built by `cargo install` (it is not packaged
+/// by Debian).
+pub(crate) const SOZU_VERSION: &str = "2.3.3";
 
 impl Kind {
     pub(crate) fn name(self) -> &'static str {
@@ -39,6 +44,7 @@ impl Kind {
             Kind::Nginx => "nginx",
             Kind::Haproxy => "HAProxy",
             Kind::Hitch => "hitch",
+            Kind::Sozu => "Sozu",
         }
     }
 
@@ -48,13 +54,15 @@ impl Kind {
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
             Kind::Hitch => "hitch",
+            Kind::Sozu => "sozu",
         }
     }
 
-    /// The Debian package that provides it.
+    /// The Debian package that provides it (Sozu: the one its build needs).
     pub(crate) fn package(self) -> Option<&'static str> {
         match self {
             Kind::Cachet => None,
+            Kind::Sozu => Some("protobuf-compiler"),
             Kind::Nginx => Some("nginx"),
             Kind::Haproxy => Some("haproxy"),
             Kind::Hitch => Some("hitch"),
@@ -67,7 +75,7 @@ impl Kind {
         let flag = match self {
             Kind::Cachet => return None,
             Kind::Nginx | Kind::Haproxy => "-v",
-            Kind::Hitch => "--version",
+            Kind::Hitch | Kind::Sozu => "--version",
         };
         let output = Command::new(self.program()).arg(flag).output().ok()?;
         // nginx prints its version on stderr.
@@ -159,6 +167,12 @@ pub(crate) fn start(
                 command.arg("--user=nobody");
             }
             command.arg(&setup.certificate.combined);
+            processes.start(name, command, Ready::Accepts(addr))?
+        }
+        Kind::Sozu => {
+            let conf = write(&dir.join("sozu.toml"), &sozu_conf(setup, addr, &dir))?;
+            let mut command = Command::new("sozu");
+            command.arg("start").arg("-c").arg(conf);
             processes.start(name, command, Ready::Accepts(addr))?
         }
     };
@@ -297,6 +311,45 @@ backend app
         workers = setup.workers,
         sessions = CACHE_SESSIONS,
         pem = setup.certificate.combined.display(),
+        backend = setup.backend,
+    )
+}
+
+/// Sozu's defaults but for what the comparison fixes for every server:
+/// workers, the one certificate, HTTP/1.1 by ALPN, the backend (kept
+/// alive, as Sozu always does). Its workers are separate processes, each
+/// with rustls' in-memory session store: no cache shared among them, the
+/// reason a client resumes only when it lands on the worker that holds
+/// its session.
+fn sozu_conf(setup: &Setup<'_>, addr: SocketAddr, dir: &Path) -> String {
+    let cert = setup.certificate;
+    format!(
+        r#"command_socket = "{dir}/sozu.sock"
+log_level = "error"
+log_target = "stdout"
+worker_count = {workers}
+worker_automatic_restart = false
+max_connections = 4096
+max_buffers = 8192
+
+[[listeners]]
+protocol = "https"
+address = "{addr}"
+tls_versions = ["TLS_V12", "TLS_V13"]
+alpn_protocols = ["http/1.1"]
+
+[clusters.app]
+protocol = "http"
+load_balancing = "ROUND_ROBIN"
+frontends = [
+  {{ address = "{addr}", hostname = "localhost", certificate = "{crt}", key = "{key}", certificate_chain = "{crt}" }},
+]
+backends = [ {{ address = "{backend}" }} ]
+"#,
+        dir = dir.display(),
+        workers = setup.workers,
+        crt = cert.cert.display(),
+        key = cert.key.display(),
         backend = setup.backend,
     )
 }
