@@ -91,6 +91,10 @@ fn bind(option: &str, addr: SocketAddr, reuse_port: bool) -> Result<TcpListener>
     if reuse_port {
         socket.set_reuse_port(true).with_context(cannot)?;
     }
+    // Accepted sockets inherit TCP_NODELAY from the listening one on
+    // Linux: set here once, it costs no system call per connection.
+    // Small responses and handshake flights must not wait for an ACK.
+    socket.set_tcp_nodelay(true).with_context(cannot)?;
     socket.bind(&addr.into()).with_context(cannot)?;
     socket.listen(BACKLOG).with_context(cannot)?;
     // tokio requires non-blocking sockets.
@@ -173,5 +177,20 @@ impl Addresses {
             crate::say!("cachet: listening {kind} {addr}");
         }
         crate::say!("cachet: ready");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_come_with_nodelay() {
+        let listener = bind("https", "127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY not inherited");
     }
 }

@@ -26,7 +26,7 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
 
 const USAGE: &str =
     "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke] [--access-log]
-  --install     install nginx, HAProxy and hitch from Debian's packages if missing
+  --install     install nginx, HAProxy and hitch from Debian, Sozu with cargo install, if missing
   --quick       short runs (a few minutes in all), for trying the setup
   --skip-micro  skip the criterion benchmarks (their last results are reused)
   --smoke       every step of the comparison once, briefly, cachet alone, on the

@@ -14,7 +14,7 @@
 //! * `qemu`: those self-checks alone (`qemu-system-arm`, `thumbv7m-none-eabi`).
 //! * `fuzz [SECONDS]`: each fuzz target for SECONDS (default 30).
 //! * `bench [--install] [--quick] [--skip-micro] [--smoke]`: the criterion benchmarks
-//!   and cachet side by side with nginx, HAProxy and hitch, then
+//!   and cachet side by side with nginx, HAProxy, hitch and Sozu, then
 //!   `docs/BENCHMARKS.md` and its chart from the results.
 
 use std::env;
@@ -73,7 +73,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   soak [ROUNDS]   the tests ROUNDS times (default 3) with every core kept busy
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30)
   bench [--install] [--quick] [--skip-micro] [--smoke]
-                  benchmarks, cachet against nginx/HAProxy/hitch; writes docs/BENCHMARKS.md
+                  benchmarks, cachet against nginx/HAProxy/hitch/Sozu; writes docs/BENCHMARKS.md
   cluster         three routers, a backend and HAProxy on loopback, a short resumption load
   fleet [--routers N] [--quick] [--redis-timeout MS]
                   N routers (default 8) sharing sessions through Redis, then a Redis

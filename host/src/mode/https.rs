@@ -68,6 +68,7 @@ pub async fn serve(
         shutdown.clone(),
     );
 
+    super::timer_anchor::spawn(shutdown.clone());
     let tracker = Tracker::default();
     for (listener, socket) in sockets {
         tokio::spawn(accept_loop(

@@ -15,6 +15,7 @@ mod https;
 mod master;
 mod single;
 mod startup;
+mod timer_anchor;
 pub mod worker;
 
 use crate::config::Config;

@@ -78,8 +78,8 @@ pub(crate) fn per_request(
     waited.context("waiting for strace")?;
     let text = std::fs::read_to_string(&summary)
         .with_context(|| format!("strace's summary {}", summary.display()))?;
-    let calls = total_calls(&text)
-        .ok_or_else(|| anyhow!("no total line in strace's summary:\n{text}"))?;
+    let calls =
+        total_calls(&text).ok_or_else(|| anyhow!("no total line in strace's summary:\n{text}"))?;
     let requests = Load::Proxied.operations(&outcome);
     if requests == 0 {
         bail!("{}: no request completed under strace", server.name);
