@@ -68,8 +68,32 @@ pub fn try_s_client(
     sess_in: Option<&Path>,
     sess_out: &Path,
 ) -> Result<(Session, String), SClientError> {
+    try_s_client_with(addr, &[tls], server_name, ca, sess_in, sess_out)
+}
+
+/// [`s_client`] with more options than the version (`-ciphersuites`,
+/// `-cipher`, ...), to `localhost`.
+pub fn s_client_with(
+    addr: SocketAddr,
+    options: &[&str],
+    ca: &Path,
+    sess_in: Option<&Path>,
+    sess_out: &Path,
+) -> (Session, String) {
+    try_s_client_with(addr, options, "localhost", ca, sess_in, sess_out)
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn try_s_client_with(
+    addr: SocketAddr,
+    options: &[&str],
+    server_name: &str,
+    ca: &Path,
+    sess_in: Option<&Path>,
+    sess_out: &Path,
+) -> Result<(Session, String), SClientError> {
     let mut command = s_client_command(addr, server_name, ca);
-    command.arg(tls).arg("-sess_out").arg(sess_out);
+    command.args(options).arg("-sess_out").arg(sess_out);
     if let Some(sess_in) = sess_in {
         command.arg("-sess_in").arg(sess_in);
     }

@@ -1,0 +1,106 @@
+//! The router chooses the cipher suite (AES-128-GCM first, ChaCha20 for a
+//! client that lists it first) and sends two TLS 1.3 tickets after a full
+//! handshake, one after a resumption, as OpenSSL does: checked with
+//! `openssl s_client`, which lists AES-256-GCM first by default.
+
+use cachet_tests::backends;
+use cachet_tests::openssl::{require_openssl, s_client_with, Session};
+use cachet_tests::{cached_router_args, Pki, Router};
+
+struct Running {
+    router: Router,
+    pki: Pki,
+    _backend: backends::Backend,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn running() -> Running {
+    require_openssl();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(backends::uwsgi("app"));
+    let pki = Pki::new();
+    let leaf = pki.leaf("default", &["localhost"]);
+    let router = Router::start(&cached_router_args(&leaf, backend.uwsgi_to(), 100, &[]));
+    Running {
+        router,
+        pki,
+        _backend: backend,
+        _runtime: runtime,
+    }
+}
+
+/// The suite s_client reports for a handshake offering `options`.
+fn negotiated(running: &Running, options: &[&str]) -> String {
+    let session = running.pki.dir().join("suite.pem");
+    let (kind, output) = s_client_with(
+        running.router.addr(),
+        options,
+        &running.pki.ca_pem,
+        None,
+        &session,
+    );
+    assert_eq!(kind, Session::New, "{output}");
+    output
+        .lines()
+        .find_map(|line| {
+            line.split_once("Cipher is ")
+                .map(|(_, suite)| suite.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no cipher line in:\n{output}"))
+}
+
+#[test]
+fn the_router_prefers_aes_128_unless_the_client_puts_chacha_first() {
+    let running = running();
+    let aes_256_first =
+        "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
+    assert_eq!(
+        negotiated(&running, &["-tls1_3", "-ciphersuites", aes_256_first]),
+        "TLS_AES_128_GCM_SHA256"
+    );
+    let chacha_first = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
+    assert_eq!(
+        negotiated(&running, &["-tls1_3", "-ciphersuites", chacha_first]),
+        "TLS_CHACHA20_POLY1305_SHA256"
+    );
+    // A client offering AES-256 only still gets it.
+    assert_eq!(
+        negotiated(
+            &running,
+            &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"]
+        ),
+        "TLS_AES_256_GCM_SHA384"
+    );
+    let tls12 = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:\
+                 ECDHE-ECDSA-CHACHA20-POLY1305";
+    assert_eq!(
+        negotiated(&running, &["-tls1_2", "-cipher", tls12]),
+        "ECDHE-ECDSA-AES128-GCM-SHA256"
+    );
+    let tls12_chacha = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384";
+    assert_eq!(
+        negotiated(&running, &["-tls1_2", "-cipher", tls12_chacha]),
+        "ECDHE-ECDSA-CHACHA20-POLY1305"
+    );
+}
+
+#[test]
+fn two_tickets_after_a_full_handshake_one_after_a_resumption() {
+    let running = running();
+    let session = running.pki.dir().join("tickets.pem");
+    let tickets = |output: &str| {
+        output
+            .matches("Post-Handshake New Session Ticket arrived")
+            .count()
+    };
+    let addr = running.router.addr();
+    let ca = &running.pki.ca_pem;
+    let (kind, output) = s_client_with(addr, &["-tls1_3"], ca, None, &session);
+    assert_eq!(kind, Session::New, "{output}");
+    assert_eq!(tickets(&output), 2, "{output}");
+    for _ in 0..3 {
+        let (kind, output) = s_client_with(addr, &["-tls1_3"], ca, Some(&session), &session);
+        assert_eq!(kind, Session::Reused, "{output}");
+        assert_eq!(tickets(&output), 1, "{output}");
+    }
+}
