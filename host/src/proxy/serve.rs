@@ -204,7 +204,12 @@ async fn connection(
     let builder = http_builder(alpn.as_deref());
     let mut served = Box::pin(builder.serve_connection(TokioIo::new(tls), service));
     let mut closing = false;
-    let mut idle_check = tokio::time::interval(limits::IDLE_TIMEOUT / 4);
+    // First check one period from now: an interval's immediate first tick
+    // would arm a timer due at once, which wakes the runtime's driver
+    // (`mode::timer_anchor`), for a check that cannot find the connection
+    // idle anyway.
+    let period = limits::IDLE_TIMEOUT / 4;
+    let mut idle_check = tokio::time::interval_at(Instant::now() + period, period);
     loop {
         tokio::select! {
             result = served.as_mut() => {
