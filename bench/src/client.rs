@@ -26,7 +26,7 @@ use super::stats::{ErrorKind, Stats};
 
 /// How long a finished connection waits for the server's close, after
 /// its own close_notify, before it is dropped.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// What all clients of a run share.
 pub struct Run {

@@ -163,10 +163,11 @@ impl Failure {
 }
 
 /// The round's first connection: the twins' full handshake with `addr`,
-/// closed at once, then read until the server closes (or `bound` runs
-/// out), which is when its tickets have come. How long the handshake took.
+/// closed at once, then read until the server closes (or `bound`, or
+/// after the handshake [`client::CLOSE_WAIT`], runs out), which is when
+/// its tickets have come. How long the handshake took.
 async fn issue(twins: &mut Twins, addr: SocketAddr, bound: Duration) -> Result<Duration, Failure> {
-    let deadline = tokio::time::Instant::now() + bound;
+    let mut deadline = tokio::time::Instant::now() + bound;
     let started = Instant::now();
     let mut tcp = match timeout_at(deadline, client::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
@@ -190,6 +191,10 @@ async fn issue(twins: &mut Twins, addr: SocketAddr, bound: Duration) -> Result<D
             // As a handshake-only client does; the tickets and the
             // server's close follow.
             twins.send_close_notify();
+            // A server that does not close after close_notify (Sozu) must
+            // not hold the round for the whole bound: the wait for its
+            // tickets and close is the polite close's.
+            deadline = deadline.min(tokio::time::Instant::now() + client::CLOSE_WAIT);
             continue;
         }
         match timeout_at(deadline, tcp.read(&mut buffer)).await {

@@ -1,5 +1,5 @@
-//! System calls per proxied request: every thread of a server's process
-//! tree under `strace -f -c` for one proxied run, the calls counted divided
+//! System calls per proxied request: every process (and thread) of a
+//! server's tree under `strace -f -c` for one proxied run, the calls counted divided
 //! by the requests the load completed.
 //!
 //! strace slows the server down many times over, so the run's rate means
@@ -29,18 +29,17 @@ pub(crate) fn per_request(
     pressure: Pressure,
     scratch: &Path,
 ) -> Result<f64> {
-    let threads: Vec<u32> = tree(server.pid)
-        .into_iter()
-        .flat_map(|pid| threads_of(pid).unwrap_or_default())
-        .collect();
-    if threads.is_empty() {
-        bail!("{} has no threads to trace", server.name);
+    let processes = tree(server.pid);
+    if processes.is_empty() {
+        bail!("{} has no process to trace", server.name);
     }
     let summary = scratch.join(format!("{}.strace", server.name));
+    // `-p` takes every thread of a process along; `-f` adds children and
+    // threads started later.
     let mut command = Command::new("strace");
     command.arg("-f").arg("-c").arg("-o").arg(&summary);
-    for tid in &threads {
-        command.arg("-p").arg(tid.to_string());
+    for pid in &processes {
+        command.arg("-p").arg(pid.to_string());
     }
     let mut strace = command
         .stdin(Stdio::null())
@@ -48,8 +47,9 @@ pub(crate) fn per_request(
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run strace (Debian package `strace`)")?;
-    // strace says "Process N attached" for each thread; only once all are
-    // traced does the load start, or early calls would go uncounted.
+    // strace says "Process N attached" (with "with M threads" for a
+    // threaded one) for each process; only once all are traced does the
+    // load start, or early calls would go uncounted.
     let stderr = strace.stderr.take().expect("piped");
     let (attached, seen) = mpsc::channel();
     std::thread::spawn(move || {
@@ -59,11 +59,11 @@ pub(crate) fn per_request(
             }
         }
     });
-    for _ in &threads {
+    for _ in &processes {
         if seen.recv_timeout(ATTACH_TIMEOUT).is_err() {
             let _ = strace.kill();
             let _ = strace.wait();
-            bail!("strace did not attach to every thread of {}", server.name);
+            bail!("strace did not attach to every process of {}", server.name);
         }
     }
     let outcome = load::run(cachet, &[server.addr], Load::Proxied, pressure);
@@ -85,16 +85,6 @@ pub(crate) fn per_request(
         bail!("{}: no request completed under strace", server.name);
     }
     Ok(calls as f64 / requests as f64)
-}
-
-fn threads_of(pid: u32) -> Result<Vec<u32>> {
-    let mut tids = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        if let Some(tid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
-            tids.push(tid);
-        }
-    }
-    Ok(tids)
 }
 
 /// The calls column of the `total` line of `strace -c`'s table.
