@@ -174,7 +174,47 @@ pub struct WithTicketKeys<S, K> {
     pub keys: K,
 }
 
-impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
+impl<S: Store, K: TicketKeySink> Delegate for WithTicketKeys<S, K> {
+    type Entries = S;
+
+    fn entries(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.keys.ticket_key(period, secret);
+    }
+}
+
+/// A [`Store`] that keeps its entries in another one and may add to it
+/// (the senders it vouches for, where ticket keys go): `put`, `delete`
+/// and `fetch` go to [`Delegate::entries`], so a wrapper writes only what
+/// it adds.
+pub trait Delegate {
+    /// The store holding the entries.
+    type Entries: Store + ?Sized;
+    /// Where `put`, `delete` and `fetch` go.
+    fn entries(&mut self) -> &mut Self::Entries;
+    /// As [`Store::members`]; the entries' store's by default.
+    fn members(&mut self, out: &mut [Member]) -> usize {
+        self.entries().members(out)
+    }
+    /// As [`Store::ticket_key`]; the entries' store's by default.
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.entries().ticket_key(period, secret);
+    }
+}
+
+/// A store borrowed is the store itself.
+impl<S: Store + ?Sized> Delegate for &mut S {
+    type Entries = S;
+
+    fn entries(&mut self) -> &mut S {
+        self
+    }
+}
+
+impl<D: Delegate> Store for D {
     fn put(
         &mut self,
         now: Instant,
@@ -182,11 +222,11 @@ impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
         value: &[u8],
         lifetime: Duration,
     ) -> Result<Stored, Refused> {
-        self.store.put(now, key, value, lifetime)
+        self.entries().put(now, key, value, lifetime)
     }
 
     fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        self.store.delete(now, key)
+        self.entries().delete(now, key)
     }
 
     fn fetch<'o>(
@@ -196,17 +236,18 @@ impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
         take: bool,
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>> {
-        self.store.fetch(now, key, take, out)
+        self.entries().fetch(now, key, take, out)
     }
 
     fn members(&mut self, out: &mut [Member]) -> usize {
-        self.store.members(out)
+        Delegate::members(self, out)
     }
 
     fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
-        self.keys.ticket_key(period, secret);
+        Delegate::ticket_key(self, period, secret);
     }
 }
+
 
 /// Tunables of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
