@@ -25,7 +25,6 @@
 pub mod counters;
 mod link;
 pub mod sealed;
-pub mod target;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -36,21 +35,9 @@ use tokio::sync::oneshot;
 use self::counters::{Event, RedisCounters};
 use self::link::Link;
 use self::sealed::Sealer;
-use self::target::Target;
 use crate::config::key_file::ClusterKeys;
+use crate::config::redis::RedisConfig;
 use crate::shutdown::Shutdown;
-
-/// Default `cache-redis-timeout`: several round trips on a LAN, short
-/// enough that a slow Redis costs a handshake little.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10);
-
-/// The `cache-redis*` options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    pub target: Target,
-    /// The longest a handshake waits for Redis (`cache-redis-timeout`).
-    pub timeout: Duration,
-}
 
 /// A session found in Redis.
 #[derive(Debug)]
