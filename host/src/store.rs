@@ -31,7 +31,7 @@ use crate::session_key::{self, Kind, Prefix};
 use crate::shared::SharedRegion;
 use crate::stats::CacheFigures;
 use crate::sync::outbound::ClusterLink;
-use crate::sync::pull::Pulled;
+use crate::metrics::pulls::Pulled;
 use crate::sync::Change;
 use crate::tickets::Ticketer;
 

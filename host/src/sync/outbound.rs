@@ -27,7 +27,8 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::keys::{KeyFollower, Keys};
-use super::pull::{Ask, PullBook, Pulled, Puller, ASK_QUEUE};
+use super::pull::{Ask, PullBook, Puller, ASK_QUEUE};
+use crate::metrics::pulls::Pulled;
 use super::region_store::RegionStore;
 use super::{Change, RouterNode};
 use crate::clock;
