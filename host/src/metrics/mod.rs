@@ -5,16 +5,17 @@
 //! worker, see [`crate::shared`]), so the master reads every worker's
 //! figures directly; a single process keeps its block on the heap.
 
+pub mod family;
+pub mod pulls;
+pub mod redis;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
-pub mod family;
-pub mod pulls;
-
 pub use self::family::{Family, Kind};
 use self::pulls::{PullCounters, PullFigures, Pulled};
-use crate::redis::counters::{RedisCounters, RedisFigures};
+use self::redis::{RedisCounters, RedisFigures};
 
 /// Everything one router process counts, in the order of [`TABLE`]: the
 /// index of its atomic in a [`ProcessCounters`] block.

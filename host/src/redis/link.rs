@@ -20,7 +20,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tracing::{info, warn};
 
-use super::counters::{Event, RedisCounters};
+use crate::metrics::redis::{Event, RedisCounters};
 use crate::config::redis::Target;
 use crate::shutdown::Shutdown;
 

@@ -22,7 +22,6 @@
 //! longer than `cache-redis-timeout` for Redis; while Redis is down,
 //! handshakes do not wait at all ([`link`]).
 
-pub mod counters;
 mod link;
 pub mod sealed;
 
@@ -32,7 +31,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
-use self::counters::{Event, RedisCounters};
+use crate::metrics::redis::{Event, RedisCounters};
 use self::link::Link;
 use self::sealed::Sealer;
 use crate::config::key_file::ClusterKeys;

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::{CacheFigures, Snapshot};
 use crate::metrics::Metric;
-use crate::redis::counters::RedisFigures;
+use crate::metrics::redis::RedisFigures;
 use crate::metrics::pulls::PullFigures;
 use crate::sync::ticket_keys::TicketKeyFigures;
 

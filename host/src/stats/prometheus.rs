@@ -2,7 +2,7 @@
 
 use super::exposition::Exposition;
 use super::{BackendFigures, Snapshot, WorkerFigures};
-use crate::redis::counters::{Event, RedisFigures};
+use crate::metrics::redis::{Event, RedisFigures};
 use crate::metrics::pulls::PullFigures;
 
 /// Renders the snapshot served at `stats-http` `/metrics`.
