@@ -24,8 +24,8 @@ use cachet_core::Duration as CacheDuration;
 use rustls::server::{ProducesTickets, StoresServerSessions};
 
 use crate::clock;
-use crate::proxy::client_hello::{Offer, Resumption};
-use crate::proxy::session_writes;
+use crate::client_hello::{Offer, Resumption};
+use crate::session_writes;
 use crate::redis::{self, RedisTier};
 use crate::session_key::{self, Kind, Prefix};
 use crate::shared::SharedRegion;

@@ -28,7 +28,7 @@ pub enum Metric {
     HandshakeFailures,
     HandshakeTimeouts,
     /// ClientHellos offering something to resume: a TLS 1.2 session id, or
-    /// TLS 1.3 PSKs (tickets; see `proxy::client_hello::Offer::resumption`).
+    /// TLS 1.3 PSKs (tickets; see [`crate::client_hello::Offer::resumption`]).
     OfferedSessionIds,
     OfferedPsks,
     /// Connections closed for their ClientHello, by reason (also counted

@@ -6,7 +6,7 @@
 //!
 //! * **a new session** is written to Redis (`SET … PX lifetime`) while its
 //!   handshake runs, and the connection holds back its next bytes until
-//!   Redis has answered ([`crate::proxy::session_writes`]), so a client
+//!   Redis has answered ([`crate::session_writes`]), so a client
 //!   that reconnects through the balancer the instant its handshake ends
 //!   finds the session on any router;
 //! * **a TLS 1.2 session** the cache lacks is read (`GET`) and copied into
