@@ -248,7 +248,6 @@ impl<D: Delegate> Store for D {
     }
 }
 
-
 /// Tunables of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -624,12 +623,9 @@ impl<
             return None;
         }
         let (count, used) = (builder.records().len() as u64, builder.len());
-        let len = self.seal.next(
-            &mut self.counters,
-            self.next_record,
-            builder.records(),
-            buf,
-        );
+        let len = self
+            .seal
+            .next(&mut self.counters, self.next_record, builder.records(), buf);
         // No copy in clear left behind (ticket keys travel this way).
         self.scratch[..used].zeroize();
         if len.is_some() {
@@ -794,12 +790,9 @@ impl<
             }
             count += 1;
         }
-        let len = self.seal.next(
-            &mut self.counters,
-            self.next_record,
-            builder.records(),
-            buf,
-        )?;
+        let len = self
+            .seal
+            .next(&mut self.counters, self.next_record, builder.records(), buf)?;
         self.pending.pop_front(count);
         self.repeat_first = self.next_record;
         self.next_record += (count + usize::from(prefix.is_some())) as u64;
@@ -946,7 +939,8 @@ impl<
                 Record::Delete { key } => {
                     store.delete(now, key);
                     let until = now + self.settings.tombstone_lifetime;
-                    self.tombstones.bury(fingerprint(self.seal.sender, key), until);
+                    self.tombstones
+                        .bury(fingerprint(self.seal.sender, key), until);
                     self.counters.applied_deletes += 1;
                     handled.deletes += 1;
                 }

@@ -933,9 +933,7 @@ mod tests {
         let config = config(&good).unwrap();
         let redis = config.redis.unwrap();
         assert_eq!(redis.timeout, Duration::from_millis(25));
-        assert!(
-            matches!(redis.target, redis::Target::Cluster(ref n) if n.len() == 2)
-        );
+        assert!(matches!(redis.target, redis::Target::Cluster(ref n) if n.len() == 2));
         assert!(config.cluster.key.is_some(), "`cluster-key` read");
         std::fs::remove_dir_all(dir).unwrap();
     }

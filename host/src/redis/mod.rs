@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
-use crate::metrics::redis::{Event, RedisCounters};
 use self::link::Link;
 use self::sealed::Sealer;
 use crate::config::key_file::ClusterKeys;
 use crate::config::redis::RedisConfig;
+use crate::metrics::redis::{Event, RedisCounters};
 use crate::shutdown::Shutdown;
 
 /// A session found in Redis.
