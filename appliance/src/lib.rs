@@ -212,3 +212,13 @@ impl core::error::Error for Error {}
 pub fn smoltcp_instant(now: Instant) -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_millis(i64::try_from(now.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// What a device that carries bare IPv4 packets over an Ethernet-sized
+/// link (1500 bytes, so that an [`MTU`]-byte datagram goes unfragmented)
+/// tells smoltcp: a firmware's IP-level device, or a test's wire.
+pub fn ip_device_capabilities() -> smoltcp::phy::DeviceCapabilities {
+    let mut caps = smoltcp::phy::DeviceCapabilities::default();
+    caps.medium = smoltcp::phy::Medium::Ip;
+    caps.max_transmission_unit = 1500;
+    caps
+}

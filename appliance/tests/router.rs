@@ -28,7 +28,7 @@ use cachet_appliance::cachet_core::{self, Config as CacheConfig};
 use cachet_appliance::smoltcp::iface::{
     Config as IfaceConfig, Interface, SocketSet, SocketStorage,
 };
-use cachet_appliance::smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use cachet_appliance::smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities};
 use cachet_appliance::smoltcp::socket::udp;
 use cachet_appliance::smoltcp::wire::{
     HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
@@ -107,10 +107,7 @@ impl phy::Device for Bridge {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
+        cachet_appliance::ip_device_capabilities()
     }
 }
 

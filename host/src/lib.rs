@@ -12,6 +12,7 @@
 
 pub mod access_log;
 pub mod check;
+pub(crate) mod client_hello;
 pub mod clock;
 pub mod config;
 pub(crate) mod hex;
@@ -25,6 +26,7 @@ pub(crate) mod proxy;
 pub(crate) mod redis;
 pub(crate) mod reload;
 pub(crate) mod session_key;
+pub(crate) mod session_writes;
 pub mod shared;
 pub(crate) mod shutdown;
 pub(crate) mod stats;

@@ -23,15 +23,15 @@ use cachet_core::cache::{Layout, MAX_KEY_LEN};
 use cachet_core::Duration as CacheDuration;
 use rustls::server::{ProducesTickets, StoresServerSessions};
 
+use crate::client_hello::{Offer, Resumption};
 use crate::clock;
-use crate::proxy::client_hello::{Offer, Resumption};
-use crate::proxy::session_writes;
+use crate::metrics::pulls::Pulled;
 use crate::redis::{self, RedisTier};
 use crate::session_key::{self, Kind, Prefix};
+use crate::session_writes;
 use crate::shared::SharedRegion;
 use crate::stats::CacheFigures;
 use crate::sync::outbound::ClusterLink;
-use crate::sync::pull::Pulled;
 use crate::sync::Change;
 use crate::tickets::Ticketer;
 

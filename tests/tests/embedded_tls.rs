@@ -469,6 +469,25 @@ enum Closed {
     Other(String),
 }
 
+/// One GET with `Connection: close` (and the header lines `extra`) over a
+/// fresh embedded-tls connection offering only `CS`: the run, whose
+/// outcome is all the router sent until it closed, and how it closed.
+async fn get_to_close<CS: TlsCipherSuite + 'static>(
+    setup: Setup,
+    path: &str,
+    probe: &str,
+    extra: &str,
+) -> Run<(Vec<u8>, Closed)> {
+    let request = request(path, probe, extra, true);
+    bounded(move || {
+        session::<CS, _>(setup, |tls| {
+            write_all(tls, &request)?;
+            Ok(read_to_close(tls))
+        })
+    })
+    .await
+}
+
 /// Reads everything until the router closes the connection.
 fn read_to_close<CS: TlsCipherSuite + 'static>(
     tls: &mut TlsConnection<'_, FromStd<Tap>, CS>,
@@ -528,16 +547,7 @@ async fn verified_get_with_connection_close() {
         random_hex(),
     );
 
-    let run = {
-        let (path, probe) = (path.clone(), probe.clone());
-        bounded(move || {
-            session::<Aes128GcmSha256, _>(setup, |tls| {
-                write_all(tls, &request(&path, &probe, "", true))?;
-                Ok(read_to_close(tls))
-            })
-        })
-        .await
-    };
+    let run = get_to_close::<Aes128GcmSha256>(setup, &path, &probe, "").await;
     let (data, closed) = run.outcome.as_ref().expect("the TLS exchange failed");
     let (response, used) = parse_response(data, true).expect("a complete response");
     assert_eq!(used, data.len(), "bytes after the response");
@@ -581,13 +591,7 @@ async fn certificate_from_another_ca_is_refused() {
         ..
     } = running(None).await;
     let setup = Setup::new(router.addr(), &Pki::new());
-    let run = bounded(move || {
-        session::<Aes128GcmSha256, _>(setup, |tls| {
-            write_all(tls, &request("/never", "x", "", true))?;
-            Ok(read_to_close(tls))
-        })
-    })
-    .await;
+    let run = get_to_close::<Aes128GcmSha256>(setup, "/never", "x", "").await;
     assert_refused(
         &run.outcome,
         |error| matches!(error, TlsError::InvalidCertificate),
@@ -681,16 +685,7 @@ async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
     } = running(Some("TLS13_AES_256_GCM_SHA384")).await;
     let (path, probe) = (format!("/aes256/{}", random_hex()), random_hex());
 
-    let run = {
-        let (setup, path, probe) = (setup.clone(), path.clone(), probe.clone());
-        bounded(move || {
-            session::<Aes256GcmSha384, _>(setup, |tls| {
-                write_all(tls, &request(&path, &probe, "", true))?;
-                Ok(read_to_close(tls))
-            })
-        })
-        .await
-    };
+    let run = get_to_close::<Aes256GcmSha384>(setup.clone(), &path, &probe, "").await;
     let (data, closed) = run.outcome.as_ref().expect("the TLS exchange failed");
     let (response, _) = parse_response(data, true).expect("a complete response");
     assert_echo(&response, &path, &probe);
@@ -743,17 +738,7 @@ async fn max_fragment_length_is_not_negotiated() {
     let (path, probe) = (format!("/mfl/{}", random_hex()), random_hex());
 
     // A full-record read buffer: served, whatever was asked.
-    let run = {
-        let (setup, path, probe, padding) =
-            (setup.clone(), path.clone(), probe.clone(), padding.clone());
-        bounded(move || {
-            session::<Aes128GcmSha256, _>(setup, |tls| {
-                write_all(tls, &request(&path, &probe, &padding, true))?;
-                Ok(read_to_close(tls))
-            })
-        })
-        .await
-    };
+    let run = get_to_close::<Aes128GcmSha256>(setup.clone(), &path, &probe, &padding).await;
     let (data, closed) = run.outcome.as_ref().expect("the TLS exchange failed");
     let (response, _) = parse_response(data, true).expect("a complete response");
     assert_echo(&response, &path, &probe);
@@ -777,13 +762,7 @@ async fn max_fragment_length_is_not_negotiated() {
     // fragment it asked for cannot read that record.
     setup.read_buffer = FRAGMENT + 256 + 5;
     let (path, probe) = (format!("/mfl/{}", random_hex()), random_hex());
-    let small = bounded(move || {
-        session::<Aes128GcmSha256, _>(setup, |tls| {
-            write_all(tls, &request(&path, &probe, &padding, true))?;
-            Ok(read_to_close(tls))
-        })
-    })
-    .await;
+    let small = get_to_close::<Aes128GcmSha256>(setup, &path, &probe, &padding).await;
     eprintln!(
         "max_fragment_length 2^12 asked for; application-data records {application_data:?}; \
          a {}-byte read buffer ended with {:?}",

@@ -20,7 +20,7 @@ use cachet_appliance::cachet_core::{Config as CacheConfig, Instant};
 use cachet_appliance::smoltcp::iface::{
     Config as IfaceConfig, Interface, SocketSet, SocketStorage,
 };
-use cachet_appliance::smoltcp::phy::{self, DeviceCapabilities, Medium};
+use cachet_appliance::smoltcp::phy::{self, DeviceCapabilities};
 use cachet_appliance::smoltcp::socket::udp;
 use cachet_appliance::smoltcp::time as phy_time;
 use cachet_appliance::smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
@@ -184,10 +184,7 @@ impl phy::Device for NullDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
+        cachet_appliance::ip_device_capabilities()
     }
 }
 

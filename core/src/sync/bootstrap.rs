@@ -15,7 +15,7 @@
 //! for control messages and answers, so this holds.
 
 use crate::cache::{BufferTooSmall, Cache, Exported, MAX_KEY_LEN};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 use super::{ControlKind, Node, QueueError};
 
@@ -149,7 +149,14 @@ impl BootstrapAnswer {
                 return Ok(Step::Transmit(len));
             }
             if !self.exported {
-                self.feed(now, source, node, buf);
+                let room = node.batch_room();
+                self.feed(
+                    now,
+                    source,
+                    room,
+                    |key, value, remaining| node.record_set(now, key, value, remaining),
+                    buf,
+                );
                 continue;
             }
             // Everything went out once; the end marker must not overtake
@@ -167,21 +174,16 @@ impl BootstrapAnswer {
     /// Hands the node as many entries as surely fit in one datagram (by an
     /// upper bound on their encoded size), so that each batch the node
     /// seals carries exactly them; or marks the export finished.
-    fn feed<
-        E: Export + ?Sized,
-        const MTU: usize,
-        const PEERS: usize,
-        const TOMBSTONES: usize,
-        const QUEUE: usize,
-        const PULLS: usize,
-    >(
+    /// `room` is the node's [`Node::batch_room`], `record` its
+    /// [`Node::record_set`] (passed apart so that this needs no node type).
+    fn feed<E: Export + ?Sized>(
         &mut self,
         now: Instant,
         source: &mut E,
-        node: &mut Node<MTU, PEERS, TOMBSTONES, QUEUE, PULLS>,
+        room: usize,
+        mut record: impl FnMut(&[u8], &[u8], Duration) -> Result<(), QueueError>,
         scratch: &mut [u8],
     ) {
-        let room = node.batch_room();
         let mut key = [0u8; MAX_KEY_LEN];
         let mut fed = 0;
         loop {
@@ -205,7 +207,7 @@ impl BootstrapAnswer {
                 // a leftover would otherwise travel in a batch of its own.
                 return;
             }
-            match node.record_set(now, entry.key, entry.value, entry.remaining) {
+            match record(entry.key, entry.value, entry.remaining) {
                 Ok(()) => {
                     self.entries += 1;
                     fed += len;

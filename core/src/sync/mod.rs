@@ -174,7 +174,47 @@ pub struct WithTicketKeys<S, K> {
     pub keys: K,
 }
 
-impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
+impl<S: Store, K: TicketKeySink> Delegate for WithTicketKeys<S, K> {
+    type Entries = S;
+
+    fn entries(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.keys.ticket_key(period, secret);
+    }
+}
+
+/// A [`Store`] that keeps its entries in another one and may add to it
+/// (the senders it vouches for, where ticket keys go): `put`, `delete`
+/// and `fetch` go to [`Delegate::entries`], so a wrapper writes only what
+/// it adds.
+pub trait Delegate {
+    /// The store holding the entries.
+    type Entries: Store + ?Sized;
+    /// Where `put`, `delete` and `fetch` go.
+    fn entries(&mut self) -> &mut Self::Entries;
+    /// As [`Store::members`]; the entries' store's by default.
+    fn members(&mut self, out: &mut [Member]) -> usize {
+        self.entries().members(out)
+    }
+    /// As [`Store::ticket_key`]; the entries' store's by default.
+    fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
+        self.entries().ticket_key(period, secret);
+    }
+}
+
+/// A store borrowed is the store itself.
+impl<S: Store + ?Sized> Delegate for &mut S {
+    type Entries = S;
+
+    fn entries(&mut self) -> &mut S {
+        self
+    }
+}
+
+impl<D: Delegate> Store for D {
     fn put(
         &mut self,
         now: Instant,
@@ -182,11 +222,11 @@ impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
         value: &[u8],
         lifetime: Duration,
     ) -> Result<Stored, Refused> {
-        self.store.put(now, key, value, lifetime)
+        self.entries().put(now, key, value, lifetime)
     }
 
     fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        self.store.delete(now, key)
+        self.entries().delete(now, key)
     }
 
     fn fetch<'o>(
@@ -196,15 +236,15 @@ impl<S: Store, K: TicketKeySink> Store for WithTicketKeys<S, K> {
         take: bool,
         out: &'o mut [u8],
     ) -> Option<Fetched<'o>> {
-        self.store.fetch(now, key, take, out)
+        self.entries().fetch(now, key, take, out)
     }
 
     fn members(&mut self, out: &mut [Member]) -> usize {
-        self.store.members(out)
+        Delegate::members(self, out)
     }
 
     fn ticket_key(&mut self, period: u64, secret: &[u8; crate::tickets::SECRET_LEN]) {
-        self.keys.ticket_key(period, secret);
+        Delegate::ticket_key(self, period, secret);
     }
 }
 
@@ -225,6 +265,14 @@ pub struct Settings {
     /// started (see [`challenge`]). Off only where no datagram can be
     /// captured and replayed to the node, as in tests of other rules.
     pub verify_senders: bool,
+}
+
+impl Settings {
+    /// Bytes of records a datagram may take, vouch included: the sealed
+    /// body less its first record number (a varint of 10 bytes at most).
+    fn body_room(&self) -> usize {
+        self.max_datagram - MIN_LEN - 10
+    }
 }
 
 impl Default for Settings {
@@ -346,10 +394,8 @@ pub struct Node<
     const QUEUE: usize = 8192,
     const PULLS: usize = 8,
 > {
-    keys: Keyring,
-    sender: u64,
+    seal: Sealer,
     settings: Settings,
-    next_sequence: u64,
     next_record: u64,
     peers: heapless::Vec<Peer, PEERS>,
     tombstones: Tombstones<TOMBSTONES>,
@@ -377,8 +423,8 @@ impl<
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Node")
-            .field("sender", &self.sender)
-            .field("next_sequence", &self.next_sequence)
+            .field("sender", &self.seal.sender)
+            .field("next_sequence", &self.seal.next_sequence)
             .field("peers", &self.peers.len())
             .finish_non_exhaustive()
     }
@@ -400,10 +446,12 @@ impl<
     pub fn new(keys: impl Into<Keyring>, sender: u64, mut settings: Settings) -> Self {
         settings.max_datagram = settings.max_datagram.clamp(MIN_LEN, MTU);
         Node {
-            keys: keys.into(),
-            sender,
+            seal: Sealer {
+                keys: keys.into(),
+                sender,
+                next_sequence: 1,
+            },
             settings,
-            next_sequence: 1,
             next_record: 1,
             peers: heapless::Vec::new(),
             tombstones: Tombstones::new(),
@@ -424,7 +472,7 @@ impl<
     /// call that seals ([`Node::poll_transmit`], [`Node::poll_message`],
     /// [`Node::transmit_control`]) seals one and takes it.
     pub fn next_sequence(&self) -> u64 {
-        self.next_sequence
+        self.seal.next_sequence
     }
 
     /// Vouches for this node under `nonce` in every datagram it seals from
@@ -433,14 +481,14 @@ impl<
     /// answers a bootstrap request ([`Handled::challenge`]). Call before
     /// queueing anything: it takes room from every datagram.
     pub fn prove(&mut self, nonce: u64) {
-        self.proof = Some((nonce, self.next_sequence));
+        self.proof = Some((nonce, self.seal.next_sequence));
     }
 
     /// The vouch every datagram begins with, if the node proves itself.
     fn prefix(&self) -> Option<Record<'static>> {
         self.proof.map(|(nonce, since)| Record::Vouch {
             nonce,
-            sender: self.sender,
+            sender: self.seal.sender,
             since,
         })
     }
@@ -448,12 +496,12 @@ impl<
     /// Bytes of records a batch of changes may take.
     pub fn batch_room(&self) -> usize {
         let prefix = if self.proof.is_some() { VOUCH_LEN } else { 0 };
-        self.settings.max_datagram - MIN_LEN - 10 - prefix
+        self.settings.body_room() - prefix
     }
 
     /// This node's sender id.
     pub fn sender(&self) -> u64 {
-        self.sender
+        self.seal.sender
     }
 
     /// The settings in force.
@@ -468,7 +516,7 @@ impl<
 
     /// The keys in force, with what each sealed and opened.
     pub fn keyring(&self) -> &Keyring {
-        &self.keys
+        &self.seal.keys
     }
 
     /// Seals and opens with `keys` from now on (a key rollover step). The
@@ -476,8 +524,8 @@ impl<
     /// the old key and the new one, which is harmless (a nonce must be
     /// unique per key). Keys in both rings keep their counts.
     pub fn set_keyring(&mut self, mut keys: Keyring) {
-        keys.carry_counts(&self.keys);
-        self.keys = keys;
+        keys.carry_counts(&self.seal.keys);
+        self.seal.keys = keys;
     }
 
     /// Largest key plus value that fits in one datagram.
@@ -567,26 +615,17 @@ impl<
         fill: impl FnOnce(&mut RecordsBuilder<'_>),
     ) -> Option<usize> {
         let prefix = self.prefix();
-        let room = self.settings.max_datagram - MIN_LEN - 10;
-        let mut builder = RecordsBuilder::new(&mut self.scratch[..room]);
-        if let Some(prefix) = &prefix {
-            builder.push(prefix).ok()?;
-        }
+        let room = self.settings.body_room();
+        let mut builder = records_after(&mut self.scratch[..room], prefix.as_ref())?;
         let before = builder.records().len();
         fill(&mut builder);
         if builder.records().len() == before {
             return None;
         }
         let (count, used) = (builder.records().len() as u64, builder.len());
-        let len = seal_next(
-            &mut self.keys,
-            self.sender,
-            &mut self.next_sequence,
-            &mut self.counters,
-            self.next_record,
-            builder.records(),
-            buf,
-        );
+        let len = self
+            .seal
+            .next(&mut self.counters, self.next_record, builder.records(), buf);
         // No copy in clear left behind (ticket keys travel this way).
         self.scratch[..used].zeroize();
         if len.is_some() {
@@ -658,7 +697,7 @@ impl<
             key,
             take,
         };
-        let room = self.settings.max_datagram - MIN_LEN - 10;
+        let room = self.settings.body_room();
         if self.message.push(&request, room).is_err() {
             // A cache key always fits; this only keeps the books straight.
             self.message.copies_left = 0;
@@ -711,10 +750,7 @@ impl<
         if !self.message.is_waiting() || buf.len() < self.settings.max_datagram {
             return None;
         }
-        let len = seal_next(
-            &mut self.keys,
-            self.sender,
-            &mut self.next_sequence,
+        let len = self.seal.next(
             &mut self.counters,
             self.message.first_record,
             self.message.records(),
@@ -742,14 +778,11 @@ impl<
         if self.pending.is_empty() {
             return None;
         }
-        let body_room = self.settings.max_datagram - MIN_LEN - 10;
+        let body_room = self.settings.body_room();
         let keep = self.settings.repeat_after.is_some();
         self.repeat.clear();
         let prefix = self.prefix();
-        let mut builder = RecordsBuilder::new(&mut self.scratch[..body_room]);
-        if let Some(prefix) = &prefix {
-            builder.push(prefix).ok()?;
-        }
+        let mut builder = records_after(&mut self.scratch[..body_room], prefix.as_ref())?;
         let mut count = 0;
         for entry in self.pending.iter() {
             if builder.push(&entry.record(now)).is_err() || (keep && !self.repeat.push(&entry)) {
@@ -757,15 +790,9 @@ impl<
             }
             count += 1;
         }
-        let len = seal_next(
-            &mut self.keys,
-            self.sender,
-            &mut self.next_sequence,
-            &mut self.counters,
-            self.next_record,
-            builder.records(),
-            buf,
-        )?;
+        let len = self
+            .seal
+            .next(&mut self.counters, self.next_record, builder.records(), buf)?;
         self.pending.pop_front(count);
         self.repeat_first = self.next_record;
         self.next_record += (count + usize::from(prefix.is_some())) as u64;
@@ -776,19 +803,13 @@ impl<
     fn transmit_repeat(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.repeat_due = None;
         let prefix = self.prefix();
-        let mut builder = RecordsBuilder::new(&mut self.scratch[..]);
-        if let Some(prefix) = &prefix {
-            builder.push(prefix).ok()?;
-        }
+        let mut builder = records_after(&mut self.scratch[..], prefix.as_ref())?;
         for entry in self.repeat.iter() {
             // Each entry fitted in the first copy, whose lifetimes were no
             // shorter to write, so it fits again.
             builder.push(&entry.record(now)).ok()?;
         }
-        let len = seal_next(
-            &mut self.keys,
-            self.sender,
-            &mut self.next_sequence,
+        let len = self.seal.next(
             &mut self.counters,
             self.repeat_first,
             builder.records(),
@@ -830,7 +851,7 @@ impl<
         }
         let packet = Packet::new_checked(datagram)?;
         let sender = packet.sender();
-        if sender == self.sender {
+        if sender == self.seal.sender {
             return Err(Reject::Own);
         }
         let known = self.peers.iter().position(|p| p.sender == sender);
@@ -845,14 +866,14 @@ impl<
         // short datagram, so most of the buffer is left).
         let body_len = datagram.len().saturating_sub(MIN_LEN).min(MTU);
         let (body_buf, spare) = self.scratch.split_at_mut(body_len);
-        let repr = self.keys.parse(&packet, body_buf)?;
+        let repr = self.seal.keys.parse(&packet, body_buf)?;
 
         // Authentic from here on: only now may it change any state.
         admit_vouched(
             &mut self.peers,
             &self.issued,
             &mut self.counters,
-            (self.sender, now),
+            (self.seal.sender, now),
             repr.records,
         );
         // (Vouches may have added senders: the table moved.)
@@ -902,7 +923,7 @@ impl<
                         self.counters.expired_sets += 1;
                     } else if self
                         .tombstones
-                        .is_buried(fingerprint(self.sender, key), now)
+                        .is_buried(fingerprint(self.seal.sender, key), now)
                     {
                         self.counters.tombstoned_sets += 1;
                     } else if store
@@ -918,7 +939,8 @@ impl<
                 Record::Delete { key } => {
                     store.delete(now, key);
                     let until = now + self.settings.tombstone_lifetime;
-                    self.tombstones.bury(fingerprint(self.sender, key), until);
+                    self.tombstones
+                        .bury(fingerprint(self.seal.sender, key), until);
                     self.counters.applied_deletes += 1;
                     handled.deletes += 1;
                 }
@@ -948,7 +970,7 @@ impl<
                     let answer = Answer {
                         now,
                         asker: sender,
-                        room: self.settings.max_datagram - MIN_LEN - 10,
+                        room: self.settings.body_room(),
                         copies: self.settings.message_copies,
                     };
                     answer.pull(
@@ -1036,8 +1058,8 @@ impl<
     /// the message to `asker`.
     fn answer_challenge<St: Store>(&mut self, asker: u64, nonce: u64, store: &mut St) {
         let own = Member {
-            sender: self.sender,
-            since: self.next_sequence,
+            sender: self.seal.sender,
+            since: self.seal.next_sequence,
         };
         let mut members = [Member::default(); MAX_MEMBERS];
         let count = store.members(&mut members).min(MAX_MEMBERS);
@@ -1067,7 +1089,7 @@ impl<
     }
 
     fn fingerprint(&self, key: &[u8]) -> u64 {
-        fingerprint(self.sender, key)
+        fingerprint(self.seal.sender, key)
     }
 }
 
@@ -1125,30 +1147,52 @@ impl Answer {
     }
 }
 
-/// Seals `records` as this sender's next datagram into `buf`, advancing
-/// the sequence and counting what was sent. (Fields are passed apart so the
-/// records may borrow the node's scratch buffer meanwhile.)
-fn seal_next(
-    keys: &mut Keyring,
+/// A builder of a datagram's records over `scratch`, starting with the
+/// node's vouch when it proves itself; `None` when even that does not fit.
+fn records_after<'s>(
+    scratch: &'s mut [u8],
+    prefix: Option<&Record<'_>>,
+) -> Option<RecordsBuilder<'s>> {
+    let mut builder = RecordsBuilder::new(scratch);
+    if let Some(prefix) = prefix {
+        builder.push(prefix).ok()?;
+    }
+    Some(builder)
+}
+
+/// What a node seals with: its keyring, its sender id for this start and
+/// the sequence number its next datagram carries.
+struct Sealer {
+    keys: Keyring,
     sender: u64,
-    next_sequence: &mut u64,
-    counters: &mut SyncCounters,
-    first_record: u64,
-    records: Records<'_>,
-    buf: &mut [u8],
-) -> Option<usize> {
-    let repr = Repr {
-        sender,
-        sequence: *next_sequence,
-        first_record,
-        records,
-    };
-    let len = keys.emit(&repr, buf).ok()?;
-    *next_sequence += 1;
-    counters.sent_datagrams += 1;
-    counters.sent_bytes += len as u64;
-    counters.sent_records += records.len() as u64;
-    Some(len)
+    next_sequence: u64,
+}
+
+impl Sealer {
+    /// Seals `records` as this sender's next datagram into `buf`, advancing
+    /// the sequence and counting what was sent. (Apart from the node's
+    /// other fields, so the records may borrow its scratch buffer
+    /// meanwhile.)
+    fn next(
+        &mut self,
+        counters: &mut SyncCounters,
+        first_record: u64,
+        records: Records<'_>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let repr = Repr {
+            sender: self.sender,
+            sequence: self.next_sequence,
+            first_record,
+            records,
+        };
+        let len = self.keys.emit(&repr, buf).ok()?;
+        self.next_sequence += 1;
+        counters.sent_datagrams += 1;
+        counters.sent_bytes += len as u64;
+        counters.sent_records += records.len() as u64;
+        Some(len)
+    }
 }
 
 /// A key's tombstone fingerprint. Keys are session ids the servers chose at
@@ -1244,7 +1288,7 @@ fn message_to<const MTU: usize>(
     sender: u64,
     record: &Record<'_>,
 ) -> bool {
-    let room = settings.max_datagram - MIN_LEN - 10;
+    let room = settings.body_room();
     let numbering = (next_record, settings.message_copies, room);
     message.append(Destination::Sender(sender), numbering, record)
 }

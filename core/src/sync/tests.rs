@@ -776,29 +776,11 @@ struct Roster<'c> {
     members: Vec<Member>,
 }
 
-impl Store for Roster<'_> {
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused> {
-        self.cache.put(now, key, value, lifetime)
-    }
+impl<'c> Delegate for Roster<'c> {
+    type Entries = Cache<Vec<u8>>;
 
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        self.cache.delete(now, key)
-    }
-
-    fn fetch<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        take: bool,
-        out: &'o mut [u8],
-    ) -> Option<Fetched<'o>> {
-        Store::fetch(self.cache, now, key, take, out)
+    fn entries(&mut self) -> &mut Cache<Vec<u8>> {
+        self.cache
     }
 
     fn members(&mut self, out: &mut [Member]) -> usize {

@@ -7,6 +7,7 @@
 
 pub mod key_file;
 pub mod options;
+pub mod redis;
 pub mod source;
 
 use std::ffi::OsString;
@@ -108,7 +109,7 @@ pub struct Config {
     pub stats_http: Option<SocketAddr>,
     pub cluster: ClusterConfig,
     /// The Redis tier (`cache-redis`), when on.
-    pub redis: Option<crate::redis::RedisConfig>,
+    pub redis: Option<redis::RedisConfig>,
     /// `access-log`, when on.
     pub access_log: Option<AccessLogConfig>,
 }
@@ -309,10 +310,10 @@ impl Config {
                     .and_then(|(name, s)| read.problems.check(parse_cluster_key(name, s))),
             },
             redis: read
-                .single(OptionName::CacheRedis, crate::redis::target::Target::parse)
-                .map(|target| crate::redis::RedisConfig {
+                .single(OptionName::CacheRedis, redis::Target::parse)
+                .map(|target| redis::RedisConfig {
                     target,
-                    timeout: redis_timeout.unwrap_or(crate::redis::DEFAULT_TIMEOUT),
+                    timeout: redis_timeout.unwrap_or(redis::DEFAULT_TIMEOUT),
                 }),
             access_log,
         };
@@ -932,9 +933,7 @@ mod tests {
         let config = config(&good).unwrap();
         let redis = config.redis.unwrap();
         assert_eq!(redis.timeout, Duration::from_millis(25));
-        assert!(
-            matches!(redis.target, crate::redis::target::Target::Cluster(ref n) if n.len() == 2)
-        );
+        assert!(matches!(redis.target, redis::Target::Cluster(ref n) if n.len() == 2));
         assert!(config.cluster.key.is_some(), "`cluster-key` read");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -7,7 +7,6 @@
 //! either the uwsgi protocol ([`uwsgi_backend`]) or HTTP/1.1
 //! ([`http_backend`]) to it.
 
-pub mod client_hello;
 pub mod headers;
 pub mod http_backend;
 pub mod keepalive;
@@ -15,8 +14,11 @@ pub mod pool;
 pub mod proxy_header;
 pub mod rewind;
 pub mod serve;
-pub mod session_writes;
 pub mod uwsgi_backend;
+
+// The ClientHello read before rustls and the bytes held for Redis sit below
+// the session store, which needs them; named here too for the serving loop.
+pub(crate) use crate::{client_hello, session_writes};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

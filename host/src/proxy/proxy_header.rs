@@ -27,6 +27,8 @@ use std::net::SocketAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::metrics::{Metric, Outcome};
+
 /// Longest v1 header, CRLF included (the protocol's own limit).
 pub const V1_MAX: usize = 107;
 /// Longest v2 header accepted, fixed part included: room for every address
@@ -56,6 +58,15 @@ pub enum Source {
     Local,
 }
 
+impl Outcome for Source {
+    fn metric(&self) -> Option<Metric> {
+        Some(match self {
+            Source::Local => Metric::ProxyHeadersLocal,
+            Source::Client(_) => Metric::ProxyHeadersClient,
+        })
+    }
+}
+
 /// Why a connection was refused for its header: the counters' reasons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -69,14 +80,13 @@ pub enum Rejection {
     Timeout,
 }
 
-impl Rejection {
-    /// The reason as stats name it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Rejection::Missing => "missing",
-            Rejection::Malformed => "malformed",
-            Rejection::Timeout => "timeout",
-        }
+impl Outcome for Rejection {
+    fn metric(&self) -> Option<Metric> {
+        Some(match self {
+            Rejection::Missing => Metric::ProxyMissing,
+            Rejection::Malformed => Metric::ProxyMalformed,
+            Rejection::Timeout => Metric::ProxyTimeouts,
+        })
     }
 }
 

@@ -20,8 +20,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tracing::{info, warn};
 
-use super::counters::{Event, RedisCounters};
-use super::target::Target;
+use crate::config::redis::Target;
+use crate::metrics::redis::{Event, RedisCounters};
 use crate::shutdown::Shutdown;
 
 /// How long a connection attempt or a probe may take: longer than a

@@ -6,7 +6,7 @@
 //!
 //! * **a new session** is written to Redis (`SET … PX lifetime`) while its
 //!   handshake runs, and the connection holds back its next bytes until
-//!   Redis has answered ([`crate::proxy::session_writes`]), so a client
+//!   Redis has answered ([`crate::session_writes`]), so a client
 //!   that reconnects through the balancer the instant its handshake ends
 //!   finds the session on any router;
 //! * **a TLS 1.2 session** the cache lacks is read (`GET`) and copied into
@@ -22,10 +22,8 @@
 //! longer than `cache-redis-timeout` for Redis; while Redis is down,
 //! handshakes do not wait at all ([`link`]).
 
-pub mod counters;
 mod link;
 pub mod sealed;
-pub mod target;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -33,24 +31,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
-use self::counters::{Event, RedisCounters};
 use self::link::Link;
 use self::sealed::Sealer;
-use self::target::Target;
 use crate::config::key_file::ClusterKeys;
+use crate::config::redis::RedisConfig;
+use crate::metrics::redis::{Event, RedisCounters};
 use crate::shutdown::Shutdown;
-
-/// Default `cache-redis-timeout`: several round trips on a LAN, short
-/// enough that a slow Redis costs a handshake little.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10);
-
-/// The `cache-redis*` options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    pub target: Target,
-    /// The longest a handshake waits for Redis (`cache-redis-timeout`).
-    pub timeout: Duration,
-}
 
 /// A session found in Redis.
 #[derive(Debug)]

@@ -3,9 +3,9 @@
 use serde_json::{json, Value};
 
 use super::{CacheFigures, Snapshot};
+use crate::metrics::pulls::PullFigures;
+use crate::metrics::redis::RedisFigures;
 use crate::metrics::Metric;
-use crate::redis::counters::RedisFigures;
-use crate::sync::pull::PullFigures;
 use crate::sync::ticket_keys::TicketKeyFigures;
 
 /// Name of the one cache, as uWSGI names its default cache.

@@ -2,8 +2,8 @@
 
 use super::exposition::Exposition;
 use super::{BackendFigures, Snapshot, WorkerFigures};
-use crate::redis::counters::{Event, RedisFigures};
-use crate::sync::pull::PullFigures;
+use crate::metrics::pulls::PullFigures;
+use crate::metrics::redis::{Event, RedisFigures};
 
 /// Renders the snapshot served at `stats-http` `/metrics`.
 pub fn render_prometheus(snapshot: &Snapshot) -> String {

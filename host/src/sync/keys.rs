@@ -225,6 +225,17 @@ mod tests {
         super::super::new_node(keys.current()).unwrap()
     }
 
+    /// Has `node` seal one datagram (a hello), counted under its sealing key.
+    fn seal_one(node: &mut RouterNode) {
+        let mut buf = [0u8; 1400];
+        node.transmit_control(
+            cachet_core::Instant::ZERO,
+            cachet_core::sync::ControlKind::Hello,
+            &mut buf,
+        )
+        .unwrap();
+    }
+
     #[test]
     fn nodes_follow_a_change_and_counts_add_up_across_it() {
         let table = table();
@@ -233,13 +244,7 @@ mod tests {
         let mut follower = process.follow();
         let mut a = node(&process);
         a.set_keyring(follower.initial());
-        let mut buf = vec![0u8; 1400];
-        a.transmit_control(
-            cachet_core::Instant::ZERO,
-            cachet_core::sync::ControlKind::Hello,
-            &mut buf,
-        )
-        .unwrap();
+        seal_one(&mut a);
         follower.publish(&a);
         follower.publish(&a);
 
@@ -249,12 +254,7 @@ mod tests {
         block_on(follower.changed());
         follower.apply(&mut a);
         assert_eq!(a.keyring().sealing().fingerprint(), sealing);
-        a.transmit_control(
-            cachet_core::Instant::ZERO,
-            cachet_core::sync::ControlKind::Hello,
-            &mut buf,
-        )
-        .unwrap();
+        seal_one(&mut a);
         follower.publish(&a);
         // Applying again without a change does nothing.
         follower.apply(&mut a);
@@ -286,12 +286,7 @@ mod tests {
 
         // A finished node's counts are added once.
         let mut b = node(&process);
-        b.transmit_control(
-            cachet_core::Instant::ZERO,
-            cachet_core::sync::ControlKind::Hello,
-            &mut buf,
-        )
-        .unwrap();
+        seal_one(&mut b);
         process.count_finished(&b);
         assert_eq!(table.figures()[1].sealed, 2);
     }

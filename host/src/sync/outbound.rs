@@ -27,10 +27,11 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::keys::{KeyFollower, Keys};
-use super::pull::{Ask, PullBook, Pulled, Puller, ASK_QUEUE};
+use super::pull::{Ask, PullBook, Puller, ASK_QUEUE};
 use super::region_store::RegionStore;
 use super::{Change, RouterNode};
 use crate::clock;
+use crate::metrics::pulls::Pulled;
 use crate::metrics::Metrics;
 use crate::shared::peers::PeerTable;
 use crate::shared::SharedRegion;

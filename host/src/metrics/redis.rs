@@ -1,4 +1,4 @@
-//! The Redis tier's figures: one table of events, so that the atomics,
+//! The Redis tier's figures ([`crate::redis`]): one table of events, so that the atomics,
 //! the JSON stats and the Prometheus families cannot disagree on a name.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

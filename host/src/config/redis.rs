@@ -1,4 +1,5 @@
-//! Where the Redis tier lives: `cache-redis = URL`.
+//! The `cache-redis*` options: where the Redis tier lives
+//! (`cache-redis = URL`) and how long a handshake waits for it.
 //!
 //! * `redis://HOST:PORT[/DB]`: one Redis (or Valkey) server, or a proxy in
 //!   front of several;
@@ -11,6 +12,19 @@
 //! sealed already, and names reveal nothing.
 
 use std::fmt;
+use std::time::Duration;
+
+/// Default `cache-redis-timeout`: several round trips on a LAN, short
+/// enough that a slow Redis costs a handshake little.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// The `cache-redis*` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub target: Target,
+    /// The longest a handshake waits for Redis (`cache-redis-timeout`).
+    pub timeout: Duration,
+}
 
 /// A parsed `cache-redis` value.
 #[derive(Clone, PartialEq, Eq)]

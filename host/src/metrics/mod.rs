@@ -5,15 +5,17 @@
 //! worker, see [`crate::shared`]), so the master reads every worker's
 //! figures directly; a single process keeps its block on the heap.
 
+pub mod family;
+pub mod pulls;
+pub mod redis;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rustls::{HandshakeKind, ProtocolVersion, ServerConnection};
 
-use crate::proxy::client_hello::{self, Offer, Resumption};
-use crate::proxy::proxy_header::{Rejection, Source};
-use crate::redis::counters::{RedisCounters, RedisFigures};
-use crate::stats::exposition::{Family, Kind};
-use crate::sync::pull::{PullCounters, PullFigures, Pulled};
+pub use self::family::{Family, Kind};
+use self::pulls::{PullCounters, PullFigures, Pulled};
+use self::redis::{RedisCounters, RedisFigures};
 
 /// Everything one router process counts, in the order of [`TABLE`]: the
 /// index of its atomic in a [`ProcessCounters`] block.
@@ -26,7 +28,7 @@ pub enum Metric {
     HandshakeFailures,
     HandshakeTimeouts,
     /// ClientHellos offering something to resume: a TLS 1.2 session id, or
-    /// TLS 1.3 PSKs (tickets; see [`Offer::resumption`]).
+    /// TLS 1.3 PSKs (tickets; see [`crate::client_hello::Offer::resumption`]).
     OfferedSessionIds,
     OfferedPsks,
     /// Connections closed for their ClientHello, by reason (also counted
@@ -165,9 +167,7 @@ const HTTP_ERRORS: Family = Family::new(
 /// names. Lines of one family follow each other, in the order Prometheus
 /// lists them.
 pub const TABLE: [Line; 27] = {
-    use client_hello::Rejection as Hello;
     use Metric::*;
-    use Rejection as Proxy;
     [
         line(
             Tls12Full,
@@ -211,13 +211,13 @@ pub const TABLE: [Line; 27] = {
         ),
         line(
             ClientHelloMalformed,
-            Some(&["tls", "client_hello_rejected", Hello::Malformed.as_str()]),
-            Some((&CLIENT_HELLO_REJECTED, &[Hello::Malformed.as_str()])),
+            Some(&["tls", "client_hello_rejected", "malformed"]),
+            Some((&CLIENT_HELLO_REJECTED, &["malformed"])),
         ),
         line(
             ClientHelloOversized,
-            Some(&["tls", "client_hello_rejected", Hello::Oversized.as_str()]),
-            Some((&CLIENT_HELLO_REJECTED, &[Hello::Oversized.as_str()])),
+            Some(&["tls", "client_hello_rejected", "oversized"]),
+            Some((&CLIENT_HELLO_REJECTED, &["oversized"])),
         ),
         line(
             TicketsIssued,
@@ -263,18 +263,18 @@ pub const TABLE: [Line; 27] = {
         ),
         line(
             ProxyMissing,
-            Some(&["proxy_protocol", "rejected", Proxy::Missing.as_str()]),
-            Some((&PROXY_REJECTED, &[Proxy::Missing.as_str()])),
+            Some(&["proxy_protocol", "rejected", "missing"]),
+            Some((&PROXY_REJECTED, &["missing"])),
         ),
         line(
             ProxyMalformed,
-            Some(&["proxy_protocol", "rejected", Proxy::Malformed.as_str()]),
-            Some((&PROXY_REJECTED, &[Proxy::Malformed.as_str()])),
+            Some(&["proxy_protocol", "rejected", "malformed"]),
+            Some((&PROXY_REJECTED, &["malformed"])),
         ),
         line(
             ProxyTimeouts,
-            Some(&["proxy_protocol", "rejected", Proxy::Timeout.as_str()]),
-            Some((&PROXY_REJECTED, &[Proxy::Timeout.as_str()])),
+            Some(&["proxy_protocol", "rejected", "timeout"]),
+            Some((&PROXY_REJECTED, &["timeout"])),
         ),
         // Per worker in JSON (see `render_json`).
         line(Connections, None, Some((&CONNECTIONS, &[]))),
@@ -386,6 +386,16 @@ impl MetricsSnapshot {
     }
 }
 
+/// Something that happened to a connection which one metric counts (what a
+/// ClientHello offers, a PROXY header's source, why either was refused).
+/// Implemented where the outcome is decided, which knows its metric, so
+/// that the counters need not know the modules that produce them.
+pub trait Outcome {
+    /// The metric counting it; `None` when nothing is counted (a
+    /// ClientHello offering nothing to resume).
+    fn metric(&self) -> Option<Metric>;
+}
+
 /// What became of one ticket the ticketer was asked about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TicketEvent {
@@ -466,23 +476,23 @@ impl Metrics {
         self.count(Metric::HandshakeTimeouts);
     }
 
-    /// Counts what a ClientHello offers to resume.
-    pub fn client_hello_read(&self, offer: &Offer) {
-        match offer.resumption() {
-            Resumption::None => {}
-            Resumption::SessionId(_) => self.count(Metric::OfferedSessionIds),
-            Resumption::Tickets(_) => self.count(Metric::OfferedPsks),
-        }
+    /// Counts what a ClientHello offers to resume, if anything.
+    pub fn client_hello_read(&self, offer: &impl Outcome) {
+        self.counted(offer);
     }
 
     /// Counts a connection closed for its ClientHello: a failed handshake,
     /// and why.
-    pub fn client_hello_rejected(&self, reason: client_hello::Rejection) {
+    pub fn client_hello_rejected(&self, reason: impl Outcome) {
         self.handshake_failed();
-        self.count(match reason {
-            client_hello::Rejection::Malformed => Metric::ClientHelloMalformed,
-            client_hello::Rejection::Oversized => Metric::ClientHelloOversized,
-        });
+        self.counted(&reason);
+    }
+
+    /// Counts `outcome` under its metric, if it has one.
+    fn counted(&self, outcome: &impl Outcome) {
+        if let Some(metric) = outcome.metric() {
+            self.count(metric);
+        }
     }
 
     pub fn request(&self) {
@@ -497,22 +507,15 @@ impl Metrics {
         self.count(Metric::GatewayTimeout);
     }
 
-    /// Counts a valid PROXY protocol header; `source` says whether it named
-    /// the client or kept the real peer.
-    pub fn proxy_header_accepted(&self, source: Source) {
-        self.count(match source {
-            Source::Local => Metric::ProxyHeadersLocal,
-            Source::Client(_) => Metric::ProxyHeadersClient,
-        });
+    /// Counts a valid PROXY protocol header by what it named (the client,
+    /// or the real peer kept).
+    pub fn proxy_header_accepted(&self, source: impl Outcome) {
+        self.counted(&source);
     }
 
     /// Counts a connection closed for its PROXY protocol header.
-    pub fn proxy_header_rejected(&self, reason: Rejection) {
-        self.count(match reason {
-            Rejection::Missing => Metric::ProxyMissing,
-            Rejection::Malformed => Metric::ProxyMalformed,
-            Rejection::Timeout => Metric::ProxyTimeouts,
-        });
+    pub fn proxy_header_rejected(&self, reason: impl Outcome) {
+        self.counted(&reason);
     }
 
     /// A connection's pull ended after `waited`.

@@ -8,7 +8,7 @@
 //! up to [`MAX_CLIENT_HELLO_READ`]) until they hold the whole ClientHello,
 //! which `cachet_core::hello` reassembles and parses without copying (a
 //! ClientHello fragmented over several records is joined at the end of the
-//! same buffer). The caller hands rustls a [`super::rewind::Rewind`] stream
+//! same buffer). The caller hands rustls a [`crate::proxy::rewind::Rewind`] stream
 //! that replays those bytes, so rustls reads exactly what the client sent.
 //!
 //! What is kept is an [`Offer`]: the SNI name, the TLS 1.2 session id, the
@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::hex::Hex;
 use crate::limits::{MAX_CLIENT_HELLO, MAX_CLIENT_HELLO_READ};
+use crate::metrics::{Metric, Outcome};
 
 /// Bytes asked of the socket by the first read: every common client's
 /// whole ClientHello, so it takes one system call.
@@ -145,6 +146,17 @@ impl SessionId {
     }
 }
 
+/// Counted by what it offers to resume ([`Offer::resumption`]).
+impl Outcome for Offer {
+    fn metric(&self) -> Option<Metric> {
+        match self.resumption() {
+            Resumption::None => None,
+            Resumption::SessionId(_) => Some(Metric::OfferedSessionIds),
+            Resumption::Tickets(_) => Some(Metric::OfferedPsks),
+        }
+    }
+}
+
 /// Why a connection was refused for its ClientHello: the counters' reasons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -156,13 +168,12 @@ pub enum Rejection {
     Oversized,
 }
 
-impl Rejection {
-    /// The reason as stats name it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Rejection::Malformed => "malformed",
-            Rejection::Oversized => "oversized",
-        }
+impl Outcome for Rejection {
+    fn metric(&self) -> Option<Metric> {
+        Some(match self {
+            Rejection::Malformed => Metric::ClientHelloMalformed,
+            Rejection::Oversized => Metric::ClientHelloOversized,
+        })
     }
 }
 
