@@ -16,10 +16,6 @@ pub mod rewind;
 pub mod serve;
 pub mod uwsgi_backend;
 
-// The ClientHello read before rustls and the bytes held for Redis sit below
-// the session store, which needs them; named here too for the serving loop.
-pub(crate) use crate::{client_hello, session_writes};
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -21,14 +21,14 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
-use super::client_hello::{self, Offer};
 use super::proxy_header::{self, Rejection, Source};
 use super::rewind::Rewind;
-use super::session_writes::{Held, SessionWrites};
 use super::{ConnInfo, Proxy};
 use crate::access_log::TlsInfo;
+use crate::client_hello::{self, Offer};
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::session_writes::{Held, SessionWrites};
 use crate::shutdown::{Shutdown, Tracked};
 use crate::tls::Endpoint;
 
