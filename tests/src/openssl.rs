@@ -48,7 +48,7 @@ pub fn s_client(
     sess_in: Option<&Path>,
     sess_out: &Path,
 ) -> (Session, String) {
-    try_s_client(addr, tls, server_name, ca, sess_in, sess_out)
+    try_s_client(addr, &[tls], server_name, ca, sess_in, sess_out)
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
@@ -56,19 +56,6 @@ pub fn s_client(
 /// and saving what replaces it there (TLS 1.3 tickets are single use).
 pub fn s_client_again(addr: SocketAddr, tls: &str, ca: &Path, session: &Path) -> (Session, String) {
     s_client(addr, tls, "localhost", ca, Some(session), session)
-}
-
-/// [`s_client`] for callers that carry on after a failure (xtask): the
-/// session and what s_client printed on stdout.
-pub fn try_s_client(
-    addr: SocketAddr,
-    tls: &str,
-    server_name: &str,
-    ca: &Path,
-    sess_in: Option<&Path>,
-    sess_out: &Path,
-) -> Result<(Session, String), SClientError> {
-    try_s_client_with(addr, &[tls], server_name, ca, sess_in, sess_out)
 }
 
 /// [`s_client`] with more options than the version (`-ciphersuites`,
@@ -80,11 +67,14 @@ pub fn s_client_with(
     sess_in: Option<&Path>,
     sess_out: &Path,
 ) -> (Session, String) {
-    try_s_client_with(addr, options, "localhost", ca, sess_in, sess_out)
+    try_s_client(addr, options, "localhost", ca, sess_in, sess_out)
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-fn try_s_client_with(
+/// [`s_client`] for callers that carry on after a failure (xtask), with
+/// any options (the version first): the session and what s_client printed
+/// on stdout.
+pub fn try_s_client(
     addr: SocketAddr,
     options: &[&str],
     server_name: &str,

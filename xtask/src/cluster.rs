@@ -321,7 +321,8 @@ fn s_client(
         .parse()
         .with_context(|| format!("{addr:?} is not an address"))?;
     let sess_in = sess_in.map(PathBuf::as_path);
-    let (session, stdout) = openssl::try_s_client(addr, tls, "localhost", ca, sess_in, sess_out)?;
+    let (session, stdout) =
+        openssl::try_s_client(addr, &[tls], "localhost", ca, sess_in, sess_out)?;
     ensure!(
         stdout.contains("HTTP/1.1 200 OK"),
         "s_client to {addr} got no 200:\n{stdout}"
