@@ -264,14 +264,18 @@ pub(crate) fn median(samples: &[f64]) -> f64 {
     }
 }
 
-/// Installs the missing peers: Debian's packages, and Sozu with `cargo
-/// install` (after the package its build needs).
+/// Installs the missing peers: Debian's packages (and strace), and Sozu
+/// with `cargo install` (after the package its build needs).
 pub(crate) fn install() -> Result<()> {
-    let missing: Vec<&str> = servers::PEERS
+    let mut missing: Vec<&str> = servers::PEERS
         .iter()
         .filter(|kind| kind.version().is_none())
         .filter_map(|kind| kind.package())
         .collect();
+    // For the system calls per proxied request.
+    if !cachet_tests::tools::installed("strace", &["-V"]) {
+        missing.push("strace");
+    }
     if !missing.is_empty() {
         crate::run(Path::new("/"), "apt-get", &["update", "-q"])?;
         let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
