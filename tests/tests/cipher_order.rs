@@ -104,3 +104,48 @@ fn two_tickets_after_a_full_handshake_one_after_a_resumption() {
         assert_eq!(tickets(&output), 1, "{output}");
     }
 }
+
+/// A socket with a client CA (`https = ADDR,CRT,KEY,,CA`): both of a
+/// site's configurations (router's order, ChaCha20 first) verify clients
+/// against it, and a client without a certificate is refused.
+#[test]
+fn both_configurations_ask_for_a_client_certificate() {
+    require_openssl();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backend = runtime.block_on(backends::uwsgi("app"));
+    let pki = Pki::new();
+    let leaf = pki.leaf("default", &["localhost"]);
+    let client = pki.leaf("client", &["client.test"]);
+    let https = format!("{},,{}", leaf.https("127.0.0.1:0"), pki.ca_pem.display());
+    let router = Router::start(&["--https", &https, "--http-to", &backend.uwsgi_to()]);
+    let session = pki.dir().join("client.pem");
+    let (crt, key) = (client.crt.to_str().unwrap(), client.key.to_str().unwrap());
+    for suites in [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+    ] {
+        let options = [
+            "-tls1_3",
+            "-ciphersuites",
+            suites,
+            "-cert",
+            crt,
+            "-key",
+            key,
+        ];
+        let (kind, output) = s_client_with(router.addr(), &options, &pki.ca_pem, None, &session);
+        assert_eq!(kind, Session::New, "{output}");
+        assert!(output.contains("HTTP/1.1 200 OK"), "{suites}:\n{output}");
+        let (_, output) = s_client_with(
+            router.addr(),
+            &["-tls1_3", "-ciphersuites", suites],
+            &pki.ca_pem,
+            None,
+            &session,
+        );
+        assert!(
+            !output.contains("HTTP/1.1 200 OK"),
+            "{suites}: served without a client certificate:\n{output}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{anyhow, bail, Context, Result};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ServerConfig, SupportedProtocolVersion};
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use tracing::info;
 
 pub use certs::Identity;
@@ -89,6 +89,9 @@ struct SiteBuilder<'a> {
     /// The suites in the router's order, and with ChaCha20 first.
     provider: Arc<CryptoProvider>,
     chacha_first: Arc<CryptoProvider>,
+    /// `client_ca`'s certificates, read once for every configuration of
+    /// the socket.
+    client_roots: Option<Arc<RootCertStore>>,
     versions: Vec<&'static SupportedProtocolVersion>,
     explicit_context: Option<&'a str>,
     sessions: Sessions<'a>,
@@ -172,10 +175,16 @@ impl Sites {
         let chacha_first = Arc::new(cipher_order::chacha_first(&provider));
         let provider = Arc::new(provider);
         let versions = versions_of(&provider);
+        let client_roots = socket
+            .client_ca
+            .as_deref()
+            .map(|path| certs::load_roots(path).map(Arc::new))
+            .transpose()?;
         let builder = SiteBuilder {
             socket,
             provider,
             chacha_first,
+            client_roots,
             versions,
             explicit_context,
             sessions,
@@ -300,18 +309,17 @@ impl SiteBuilder<'_> {
         let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
             .with_protocol_versions(&self.versions)
             .context("no usable protocol version for these cipher suites")?;
-        let builder = match &self.socket.client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let roots = certs::load_roots(path)?;
+        let builder = match (&self.socket.client_ca, &self.client_roots) {
+            (Some(path), Some(roots)) => {
                 let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
+                    Arc::clone(roots),
                     Arc::clone(provider),
                 )
                 .build()
                 .with_context(|| format!("client CA `{}`", path.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
+            _ => builder.with_no_client_auth(),
         };
         let mut config = builder
             .with_single_cert(identity.chain, identity.key)
