@@ -41,6 +41,18 @@ pub struct Options<'a> {
     pub processes: u32,
     /// More uWSGI options, added as they are (`--cgi-mode`...).
     pub extra: &'a [&'a str],
+    /// What uWSGI speaks on its socket.
+    pub protocol: Protocol,
+}
+
+/// The protocol of uWSGI's socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The uwsgi binary protocol (`--socket`), what uWSGI's own router
+    /// speaks to its nodes.
+    Uwsgi,
+    /// HTTP/1.1 with keep-alive (`--http11-socket`).
+    Http11,
 }
 
 impl Options<'_> {
@@ -50,6 +62,7 @@ impl Options<'_> {
             wsgi_file,
             processes: 2,
             extra: &[],
+            protocol: Protocol::Uwsgi,
         }
     }
 }
@@ -58,6 +71,7 @@ impl Options<'_> {
 pub struct UwsgiApp {
     child: Child,
     pub addr: SocketAddr,
+    protocol: Protocol,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -78,7 +92,13 @@ impl UwsgiApp {
             // Unknown options are errors, not warnings.
             .arg("--strict")
             .args(["--plugin", "python3"])
-            .args(["--socket", "127.0.0.1:0"])
+            .args([
+                match options.protocol {
+                    Protocol::Uwsgi => "--socket",
+                    Protocol::Http11 => "--http11-socket",
+                },
+                "127.0.0.1:0",
+            ])
             .arg("--wsgi-file")
             .arg(&options.wsgi_file)
             .arg("--need-app")
@@ -101,6 +121,7 @@ impl UwsgiApp {
         let mut app = UwsgiApp {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            protocol: options.protocol,
             log,
             _dir: dir,
         };
@@ -108,9 +129,12 @@ impl UwsgiApp {
         app
     }
 
-    /// `--http-to` value for the router.
-    pub fn uwsgi_to(&self) -> String {
-        self.addr.to_string()
+    /// The router's `--http-to` value for this uWSGI.
+    pub fn http_to(&self) -> String {
+        match self.protocol {
+            Protocol::Uwsgi => self.addr.to_string(),
+            Protocol::Http11 => format!("http://{}", self.addr),
+        }
     }
 
     /// Everything uWSGI logged so far.

@@ -294,10 +294,11 @@ async fn a_parked_connection_the_backend_closed_is_not_an_error() {
     assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 10);
 }
 
-/// HTTP backends' status lines are read by hyper, which takes what nginx
-/// takes from an HTTP/1.1 upstream: HTTP/1.0, no reason phrase, an own
-/// reason phrase (passed on to HTTP/1.x clients). The client always gets
-/// the router's HTTP version.
+/// HTTP backends' status lines are read as nginx reads an HTTP/1.1
+/// upstream's: HTTP/1.0, no reason phrase, an own reason phrase (passed on
+/// to HTTP/1.x clients), interim 1xx responses before the final one. The
+/// client always gets the router's HTTP version. A head without a status
+/// line (fine from a uwsgi backend) is a bad gateway from an HTTP one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_status_lines_are_read_leniently() {
     curl::require_curl();
@@ -320,6 +321,13 @@ async fn http_backend_status_lines_are_read_leniently() {
             299,
             "HTTP/1.1 299",
         ),
+        (
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            200,
+            "HTTP/1.1 200 OK",
+        ),
     ] {
         let (addr, _) = raw_http_backend(response).await;
         let router = start(&pki, &[format!("http://{addr}")]);
@@ -331,4 +339,17 @@ async fn http_backend_status_lines_are_read_leniently() {
         assert_eq!(fetched.status_line(), line, "{what}");
         assert_eq!(fetched.body, b"ok", "{what}");
     }
+    let (addr, _) = raw_http_backend(b"Status: 200\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = start(&pki, &[format!("http://{addr}")]);
+    let fetched = tokio::task::block_in_place(|| {
+        curl::fetch(router.addr(), &pki.ca_pem, Http::V11, "/", &[], b"")
+    });
+    assert_eq!(fetched.status, 502, "{}", fetched.head);
+    assert!(
+        fetched
+            .text()
+            .contains("does not start with an HTTP status line"),
+        "{}",
+        fetched.text()
+    );
 }

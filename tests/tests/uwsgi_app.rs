@@ -5,6 +5,11 @@
 //! reports the WSGI environ it got and a digest of the body it read, and
 //! sends large bodies with a digest of what it sent.
 //!
+//! The same uWSGI also serves over HTTP/1.1 (`--http11-socket`, an
+//! `http-to http://...` backend) where a test says so: request bodies of
+//! unknown length then reach it chunked, and its keep-alive connections
+//! are parked and reused.
+//!
 //! uWSGI writes its status line with the SERVER_PROTOCOL it is given, so
 //! each client protocol gets a differently versioned response head back
 //! (`HTTP/2.0 200 OK` for HTTP/2 clients); and it is the only backend here
@@ -16,7 +21,7 @@ use cachet_tests::curl::{self, Fetched, Http};
 use cachet_tests::h2load::{self, Load};
 use cachet_tests::openssl::{require_openssl, s_client_alpn};
 use cachet_tests::udp_proxy::XorShift;
-use cachet_tests::uwsgi_app::{app_path, Options, UwsgiApp};
+use cachet_tests::uwsgi_app::{app_path, Options, Protocol, UwsgiApp};
 use cachet_tests::{counter, Pki, Router};
 use http::Request;
 use http_body_util::Full;
@@ -33,10 +38,16 @@ struct Setup {
 
 impl Setup {
     fn start(uwsgi_options: &[&str]) -> Setup {
+        Self::start_speaking(Protocol::Uwsgi, uwsgi_options)
+    }
+
+    /// A uWSGI whose socket speaks `protocol`.
+    fn start_speaking(protocol: Protocol, uwsgi_options: &[&str]) -> Setup {
         curl::require_curl();
         let pki = Pki::new();
         let app = UwsgiApp::start(&Options {
             extra: uwsgi_options,
+            protocol,
             ..Options::new(app_path("echo.py"))
         });
         let leaf = pki.leaf("localhost", &["localhost"]);
@@ -44,7 +55,7 @@ impl Setup {
             "--https".to_owned(),
             leaf.https("127.0.0.1:0"),
             "--http-to".to_owned(),
-            app.uwsgi_to(),
+            app.http_to(),
             "--stats".to_owned(),
             "127.0.0.1:0".to_owned(),
         ]);
@@ -188,7 +199,21 @@ async fn the_rustls_client_over_every_alpn_protocol() {
 
 #[test]
 fn request_bodies_of_every_framing_reach_the_app_and_come_back() {
-    let setup = Setup::start(&[]);
+    for protocol in [Protocol::Uwsgi, Protocol::Http11] {
+        let setup = Setup::start_speaking(protocol, &[]);
+        uploads_come_back(&setup, protocol);
+        if protocol == Protocol::Http11 {
+            // Every response was read to its end: the connections the
+            // requests went over are parked for the next ones.
+            let idle = counter(&setup.router.stats()["backends"][0], "idle");
+            assert!(idle >= 1, "nothing parked: {}", setup.logs());
+        }
+    }
+}
+
+/// Uploads of every framing to `/echo` and `/mirror`, each checked by the
+/// digest of what the application read.
+fn uploads_come_back(setup: &Setup, protocol: Protocol) {
     let body = pseudo_random(300_000, 2);
     let digest = sha256_hex(&body);
     let length = body.len().to_string();
@@ -211,36 +236,56 @@ fn request_bodies_of_every_framing_reach_the_app_and_come_back() {
         (Http::V11, chunked, "POST"),
     ];
     for (http, args, method) in uploads {
-        let what = format!("{http:?} {args:?}");
+        let what = format!("{protocol:?} {http:?} {args:?}");
         let fetched = setup.curl(http, "/echo", args, &body);
         assert_eq!(fetched.status, 200, "{what}: {}", fetched.text());
         let document = fetched.json();
         let environ = environ(&document);
         assert_eq!(environ["REQUEST_METHOD"], method, "{what}");
-        assert_eq!(environ["CONTENT_LENGTH"], length.as_str(), "{what}");
-        // The body reaches the application de-chunked, so it must not be
-        // told otherwise: Werkzeug ignores CONTENT_LENGTH when it is.
-        assert_eq!(environ.get("HTTP_TRANSFER_ENCODING"), None, "{what}");
+        if protocol == Protocol::Http11 && args != sized {
+            // HTTP/1.1 carries a body of unknown length chunked.
+            assert_eq!(environ["HTTP_TRANSFER_ENCODING"], "chunked", "{what}");
+            assert_eq!(environ.get("CONTENT_LENGTH"), None, "{what}");
+        } else {
+            assert_eq!(environ["CONTENT_LENGTH"], length.as_str(), "{what}");
+            // The body reaches a uwsgi application de-chunked, so it must
+            // not be told otherwise: Werkzeug ignores CONTENT_LENGTH when
+            // it is.
+            assert_eq!(environ.get("HTTP_TRANSFER_ENCODING"), None, "{what}");
+        }
         assert_eq!(document["body_len"], body.len(), "{what}");
         assert_eq!(document["body_sha256"], digest.as_str(), "{what}");
     }
     for http in Http::ALL {
         let fetched = setup.curl(http, "/mirror", sized, &body);
-        assert_eq!(fetched.status, 200, "{http:?}: {}", fetched.text());
+        assert_eq!(
+            fetched.status,
+            200,
+            "{protocol:?} {http:?}: {}",
+            fetched.text()
+        );
         assert_eq!(fetched.header("x-body-sha256"), Some(digest.as_str()));
-        assert!(fetched.body == body, "{http:?}: the body came back altered");
+        assert!(
+            fetched.body == body,
+            "{protocol:?} {http:?}: the body came back altered"
+        );
     }
 }
 
 #[test]
 fn a_large_response_arrives_intact_with_and_without_a_length() {
-    let setup = Setup::start(&[]);
+    for protocol in [Protocol::Uwsgi, Protocol::Http11] {
+        large_responses_arrive_intact(&Setup::start_speaking(protocol, &[]), protocol);
+    }
+}
+
+fn large_responses_arrive_intact(setup: &Setup, protocol: Protocol) {
     const SIZE: usize = 6 * 1024 * 1024;
     for (seed, with_length) in [(7, true), (8, false)] {
         let query = if with_length { "" } else { "&length=no" };
         let path = format!("/large?size={SIZE}&seed={seed}{query}");
         for http in Http::ALL {
-            let what = format!("{http:?} {path}");
+            let what = format!("{protocol:?} {http:?} {path}");
             let fetched = setup.curl(http, &path, &[], b"");
             assert_eq!(fetched.status, 200, "{what}: {}", fetched.head);
             assert_eq!(fetched.body.len(), SIZE, "{what}");
@@ -264,7 +309,13 @@ fn a_large_response_arrives_intact_with_and_without_a_length() {
 
 #[test]
 fn the_app_s_status_line_reaches_the_client() {
-    let setup = Setup::start(&[]);
+    for protocol in [Protocol::Uwsgi, Protocol::Http11] {
+        let setup = Setup::start_speaking(protocol, &[]);
+        status_lines_reach_the_client(&setup);
+    }
+}
+
+fn status_lines_reach_the_client(setup: &Setup) {
     for http in Http::ALL {
         let fetched = setup.curl(http, "/status?299%20Custom%20Reason", &[], b"");
         assert_eq!(fetched.status, 299, "{http:?}");

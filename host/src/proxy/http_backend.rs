@@ -1,28 +1,33 @@
 //! Forwarding a request to an HTTP/1.1 backend (`http-to http://host:port`).
+//!
+//! The request's own task writes the head, reads the response head and
+//! then streams the body to the client ([`super::response_body`]); there is
+//! no connection task between them, and no channel: a proxied request
+//! costs the router one write and one read on the backend socket, and the
+//! connection is parked for the next request the moment its response has
+//! been read ([`super::keepalive`]).
 
-use std::future::Future;
+use std::sync::Arc;
 
+use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper::ext::ReasonPhrase;
-use hyper_util::rt::TokioIo;
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::{Body, Incoming};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::headers::{own_reason, strip_hop_by_hop};
+use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, StatusLine};
+use super::headers::strip_hop_by_hop;
 use super::pool::{BackendState, Link};
-use super::{request_host, BoxError, ConnInfo, ForwardError, ProxyBody};
-use crate::limits;
+use super::response_body::{self, AfterBody};
+use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Sends `request` to `backend` as HTTP/1.1 over `link`; bodies stream both
-/// ways. The connection is parked for reuse once the response has been
-/// read to its end.
+/// ways.
 pub async fn forward(
     backend: &BackendState,
     link: Link,
@@ -32,99 +37,138 @@ pub async fn forward(
     let (mut parts, body) = request.into_parts();
     // An HTTP/1.1 client's Host header goes on as it is; only a request
     // without one (HTTP/2's authority, or the SNI name) gets one made.
-    let host = match parts.headers.get(header::HOST) {
-        Some(_) => None,
-        None => Some(request_host(&parts.uri, &parts.headers, conn)),
-    };
-    strip_hop_by_hop(&mut parts.headers);
-    parts.version = Version::HTTP_11;
-    // Origin form: the backend gets the path, the authority goes in Host.
-    // An HTTP/1.1 request target is in origin form already.
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .parse()
-            .map_err(|_| {
-                ForwardError::Client(StatusCode::BAD_REQUEST, "bad request target".into())
-            })?;
-    }
-    if let Some(host) = host {
+    if !parts.headers.contains_key(header::HOST) {
+        let host = request_host(&parts.uri, &parts.headers, conn);
         let host = HeaderValue::from_str(&host)
             .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
         parts.headers.insert(header::HOST, host);
     }
+    strip_hop_by_hop(&mut parts.headers);
     append_forwarded_for(&mut parts.headers, conn);
     parts
         .headers
         .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-
-    let request = Request::from_parts(parts, body);
-    let (sender, response) = match link {
-        Link::Reused(mut sender) => match within_timeout(sender.try_send_request(request)).await? {
-            Ok(response) => (sender, response),
-            // The backend closed the idle connection before the request
-            // went out: nothing was sent, so it is safe to send it anew.
-            Err(mut error) => match error.take_message() {
-                Some(request) => {
-                    let stream = backend.connect().await.map_err(ForwardError::Backend)?;
-                    send_on_new_connection(stream, request).await?
-                }
-                None => return Err(no_response(error.into_error())),
-            },
-        },
-        Link::Fresh(stream) => send_on_new_connection(stream, request).await?,
+    let encoding = body_encoding(&parts, &body);
+    let head = request_head(&parts, encoding);
+    let body = encoding.map(|encoding| (body, encoding));
+    let request = Exchange {
+        head: &head,
+        request_was_head: parts.method == Method::HEAD,
     };
-    backend.idle.park_when_ready(sender);
 
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    // The client gets the router's HTTP version, not the backend's (an
-    // HTTP/1.0 backend must not make an HTTP/1.1 client's response 1.0);
-    // hyper answers an HTTP/1.0 client in HTTP/1.0 by itself.
-    parts.version = Version::HTTP_11;
-    // hyper reports any reason phrase but the canonical one, an absent one
-    // included (as empty): the same rule as for uwsgi backends decides.
-    let reason = parts.extensions.remove::<ReasonPhrase>();
-    if let Some(reason) = own_reason(parts.status, reason.as_ref().map(ReasonPhrase::as_bytes)) {
-        parts.extensions.insert(reason);
-    }
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(BoxError::from).boxed_unsync(),
-    ))
-}
-
-/// Starts HTTP/1.1 on `stream` and sends `request` on it.
-async fn send_on_new_connection(
-    stream: TcpStream,
-    request: Request<Incoming>,
-) -> Result<(SendRequest<Incoming>, Response<Incoming>), ForwardError> {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| ForwardError::Backend(format!("HTTP handshake failed: {error}")))?;
-    // Drives the backend connection for as long as it lives, parked or not.
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%error, "HTTP backend connection ended with an error");
+    let (stream, reused) = match link {
+        Link::Fresh(stream) => (stream, false),
+        Link::Reused(stream) => (stream, true),
+    };
+    let retriable = reused && body.is_none() && parts.method.is_idempotent();
+    let exchanged = within_response_timeout(async {
+        match request.run(stream, body).await {
+            // An idle connection the backend closed just as it was taken:
+            // an idempotent request without a body may go again, on a new
+            // connection (RFC 9110 section 9.2.2).
+            Err(HeadError::NothingBack(what)) if retriable => {
+                debug!(backend = %backend.backend.name, %what, "idle connection gone; retrying on a new one");
+                let stream = backend.connect().await.map_err(ForwardError::Backend)?;
+                Ok(request.run(stream, None).await?)
+            }
+            done => Ok(done?),
         }
-    });
-    let response = within_timeout(sender.send_request(request))
-        .await?
-        .map_err(no_response)?;
-    Ok((sender, response))
+    })
+    .await?;
+    let (
+        stream,
+        buf,
+        Head {
+            response,
+            persistent,
+        },
+    ) = exchanged;
+    let after = if persistent {
+        AfterBody::Park(Arc::clone(&backend.idle))
+    } else {
+        AfterBody::Close
+    };
+    Ok(response_body::relay(response, stream, buf, after))
 }
 
-/// `sending`, bounded by the backend response timeout.
-async fn within_timeout<T>(sending: impl Future<Output = T>) -> Result<T, ForwardError> {
-    tokio::time::timeout(limits::BACKEND_RESPONSE_TIMEOUT, sending)
-        .await
-        .map_err(|_| ForwardError::Timeout(limits::BACKEND_RESPONSE_TIMEOUT.as_secs()))
+/// One request's trip to the backend, up to the response head.
+struct Exchange<'a> {
+    head: &'a [u8],
+    request_was_head: bool,
 }
 
-fn no_response(error: hyper::Error) -> ForwardError {
-    ForwardError::Backend(format!("no valid response: {error}"))
+impl Exchange<'_> {
+    async fn run(
+        &self,
+        stream: TcpStream,
+        body: Option<(Incoming, BodyEncoding)>,
+    ) -> Result<(BackendStream, BytesMut, Head), HeadError> {
+        let mut stream = BackendStream::send(stream, self.head, body)
+            .await
+            .map_err(|error| {
+                HeadError::NothingBack(format!("sending the request failed: {error}"))
+            })?;
+        let mut buf = BytesMut::new();
+        let head = stream
+            .read_head(&mut buf, self.request_was_head, StatusLine::Required)
+            .await?;
+        Ok((stream, buf, head))
+    }
+}
+
+/// How the request body goes out, or `None` when there is none.
+fn body_encoding(parts: &Parts, body: &Incoming) -> Option<BodyEncoding> {
+    if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // hyper has checked the length, and delivers exactly that much.
+        return (!body.is_end_stream()).then_some(BodyEncoding::Raw);
+    }
+    if body.is_end_stream() {
+        return None;
+    }
+    // HTTP/2 or a chunked HTTP/1.1 request: the length is not known yet.
+    Some(BodyEncoding::Chunked)
+}
+
+/// The request head in HTTP/1.1: origin-form target (an HTTP/2 request's
+/// authority is in Host by now), the headers as they are, and the framing
+/// of the body.
+fn request_head(parts: &Parts, encoding: Option<BodyEncoding>) -> Vec<u8> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let headers_size: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let mut head =
+        Vec::with_capacity(parts.method.as_str().len() + target.len() + headers_size + 64);
+    head.extend_from_slice(parts.method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    match encoding {
+        Some(BodyEncoding::Chunked) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // Some servers answer a POST without a length with 411 even when
+        // it has no body; an explicit zero costs nothing.
+        None if expects_body(&parts.method)
+            && !parts.headers.contains_key(header::CONTENT_LENGTH) =>
+        {
+            head.extend_from_slice(b"content-length: 0\r\n")
+        }
+        _ => {}
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Methods whose requests normally carry a body.
+fn expects_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
 /// Appends the client's address to any X-Forwarded-For it sent.
@@ -138,5 +182,37 @@ fn append_forwarded_for(headers: &mut http::HeaderMap, conn: &ConnInfo) {
     };
     if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(request: Request<()>) -> Parts {
+        request.into_parts().0
+    }
+
+    #[test]
+    fn heads_in_origin_form_with_their_framing() {
+        let get = parts(
+            Request::get("https://example.test/a?b=1")
+                .header("host", "example.test")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(
+            request_head(&get, None),
+            b"GET /a?b=1 HTTP/1.1\r\nhost: example.test\r\n\r\n"
+        );
+        let post = parts(Request::post("/up").body(()).unwrap());
+        assert_eq!(
+            request_head(&post, Some(BodyEncoding::Chunked)),
+            b"POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            request_head(&post, None),
+            b"POST /up HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+        );
     }
 }

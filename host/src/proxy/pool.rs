@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
@@ -36,7 +34,7 @@ pub enum Link {
     /// A new TCP connection.
     Fresh(TcpStream),
     /// An idle keep-alive HTTP/1.1 connection.
-    Reused(SendRequest<Incoming>),
+    Reused(TcpStream),
 }
 
 #[derive(Debug, Default)]
@@ -152,9 +150,9 @@ impl BackendPool {
             .partition(|state| state.available(now));
         let mut attempts = Vec::new();
         for state in available.into_iter().chain(backing_off) {
-            if let Some(sender) = state.idle.take() {
+            if let Some(stream) = state.idle.take() {
                 state.requests.fetch_add(1, Relaxed);
-                return Ok((Arc::clone(state), Link::Reused(sender)));
+                return Ok((Arc::clone(state), Link::Reused(stream)));
             }
             match state.connect().await {
                 Ok(stream) => {

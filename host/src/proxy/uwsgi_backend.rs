@@ -1,22 +1,18 @@
 //! Forwarding a request to a uwsgi-protocol backend (bare `http-to host:port`).
 
-use std::io;
-
 use bytes::{Bytes, BytesMut};
-use futures_util::stream;
 use http::request::Parts;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper::body::{Body, Frame, Incoming};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body, Incoming};
 use tokio::net::TcpStream;
-use tracing::debug;
 
-use super::headers::{own_reason, strip_hop_by_hop};
-use super::{request_host, BoxError, ConnInfo, ForwardError, ProxyBody};
+use super::backend_stream::{BackendStream, BodyEncoding, StatusLine};
+use super::headers::strip_hop_by_hop;
+use super::response_body::{self, AfterBody};
+use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
-use crate::uwsgi::{self, ChunkedDecoder, Decoded, Framing, ResponseHead, UwsgiError, Vars};
+use crate::uwsgi::{UwsgiError, Vars};
 
 /// Sends `request` over `stream` and returns the backend's response, whose
 /// body is streamed from the socket as the client reads it.
@@ -41,54 +37,35 @@ pub async fn forward(
         )
     })?;
 
-    let (mut read, mut write) = stream.into_split();
-    write
-        .write_all(&vars.into_packet())
-        .await
-        .map_err(|error| ForwardError::Backend(format!("sending the request failed: {error}")))?;
     // The body goes out while the response comes in: a backend may answer
     // before it has read everything.
-    tokio::spawn(send_body(body, write));
-
-    let mut buf = BytesMut::with_capacity(8 * 1024);
-    let head = tokio::time::timeout(
-        limits::BACKEND_RESPONSE_TIMEOUT,
-        read_head(&mut read, &mut buf, request_was_head),
+    let body = match body {
+        RequestBody::Empty => None,
+        RequestBody::Buffered(bytes) => Some(Either::Left(Full::new(bytes))),
+        RequestBody::Streamed(body) => Some(Either::Right(body)),
+    };
+    let mut stream = BackendStream::send(
+        stream,
+        &vars.into_packet(),
+        body.map(|body| (body, BodyEncoding::Raw)),
     )
     .await
-    .map_err(|_| ForwardError::Timeout(limits::BACKEND_RESPONSE_TIMEOUT.as_secs()))??;
+    .map_err(|error| ForwardError::Backend(format!("sending the request failed: {error}")))?;
 
-    let ResponseHead {
-        status,
-        reason,
-        mut headers,
-        framing,
-    } = head;
-    strip_hop_by_hop(&mut headers);
-    if !matches!(framing, Framing::Length(_) | Framing::Empty) {
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    let reader = BodyReader {
-        read,
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let head = within_response_timeout(async {
+        Ok(stream
+            .read_head(&mut buf, request_was_head, StatusLine::Optional)
+            .await?)
+    })
+    .await?;
+    // One request per connection: the uwsgi protocol has no keep-alive.
+    Ok(response_body::relay(
+        head.response,
+        stream,
         buf,
-        state: match framing {
-            Framing::Empty | Framing::Length(0) => BodyState::Done,
-            Framing::Length(length) => BodyState::Length(length),
-            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
-            Framing::UntilClose => BodyState::UntilClose,
-        },
-    };
-    let frames = stream::unfold(reader, |mut reader| async move {
-        let chunk = reader.next_chunk().await?;
-        Some((chunk.map(Frame::data).map_err(BoxError::from), reader))
-    });
-    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    if let Some(reason) = own_reason(status, reason.as_deref()) {
-        response.extensions_mut().insert(reason);
-    }
-    Ok(response)
+        AfterBody::Close,
+    ))
 }
 
 /// The request body to send, and its length for CONTENT_LENGTH.
@@ -142,151 +119,6 @@ async fn request_body(
         })?
         .to_bytes();
     Ok((collected.len() as u64, RequestBody::Buffered(collected)))
-}
-
-async fn send_body(body: RequestBody, mut write: OwnedWriteHalf) {
-    let sent: Result<(), BoxError> = async {
-        match body {
-            RequestBody::Empty => {}
-            RequestBody::Buffered(bytes) => write.write_all(&bytes).await?,
-            RequestBody::Streamed(mut body) => {
-                while let Some(frame) = body.frame().await {
-                    if let Ok(data) = frame?.into_data() {
-                        write.write_all(&data).await?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(error) = sent {
-        debug!(%error, "request body not fully sent to the uwsgi backend");
-    }
-    // Dropping the write half would half-close the socket; some backends
-    // read that as the client going away. Keep it open until the response
-    // has been read and the read half is dropped.
-    write.forget();
-}
-
-async fn read_head(
-    read: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-    request_was_head: bool,
-) -> Result<ResponseHead, ForwardError> {
-    loop {
-        match uwsgi::parse_response_head(buf, request_was_head) {
-            Ok(Some((head, length))) => {
-                let _ = buf.split_to(length);
-                return Ok(head);
-            }
-            Ok(None) if buf.len() >= limits::MAX_BACKEND_HEAD => {
-                return Err(ForwardError::Backend(format!(
-                    "response head larger than {} bytes",
-                    limits::MAX_BACKEND_HEAD
-                )))
-            }
-            Ok(None) => {}
-            Err(error) => return Err(ForwardError::Backend(error.to_string())),
-        }
-        let read = read
-            .read_buf(buf)
-            .await
-            .map_err(|error| ForwardError::Backend(format!("reading the response: {error}")))?;
-        if read == 0 {
-            return Err(ForwardError::Backend(
-                "the connection closed before a complete response head".to_owned(),
-            ));
-        }
-    }
-}
-
-enum BodyState {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
-    Done,
-}
-
-/// Reads a response body off the backend socket, chunk by chunk.
-struct BodyReader {
-    read: OwnedReadHalf,
-    /// Bytes read but not yet handed out.
-    buf: BytesMut,
-    state: BodyState,
-}
-
-impl BodyReader {
-    async fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
-        let Self { read, buf, state } = self;
-        loop {
-            match state {
-                BodyState::Done => return None,
-                BodyState::Length(remaining) => {
-                    if buf.is_empty() {
-                        match fill(read, buf).await {
-                            Ok(0) => {
-                                *state = BodyState::Done;
-                                return Some(Err(truncated()));
-                            }
-                            Ok(_) => {}
-                            Err(error) => return Some(Err(error)),
-                        }
-                    }
-                    let take = usize::try_from(*remaining)
-                        .unwrap_or(usize::MAX)
-                        .min(buf.len());
-                    let data = buf.split_to(take).freeze();
-                    *remaining -= take as u64;
-                    if *remaining == 0 {
-                        *state = BodyState::Done;
-                    }
-                    return Some(Ok(data));
-                }
-                BodyState::UntilClose => {
-                    if buf.is_empty() {
-                        match fill(read, buf).await {
-                            Ok(0) => {
-                                *state = BodyState::Done;
-                                return None;
-                            }
-                            Ok(_) => {}
-                            Err(error) => return Some(Err(error)),
-                        }
-                    }
-                    return Some(Ok(buf.split().freeze()));
-                }
-                BodyState::Chunked(decoder) => match decoder.decode(buf) {
-                    Ok(Decoded::Data(data)) => return Some(Ok(data)),
-                    Ok(Decoded::Done) => *state = BodyState::Done,
-                    Ok(Decoded::NeedMore) => match fill(read, buf).await {
-                        Ok(0) => {
-                            *state = BodyState::Done;
-                            return Some(Err(truncated()));
-                        }
-                        Ok(_) => {}
-                        Err(error) => return Some(Err(error)),
-                    },
-                    Err(error) => {
-                        *state = BodyState::Done;
-                        return Some(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
-                    }
-                },
-            }
-        }
-    }
-}
-
-async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
-    buf.reserve(16 * 1024);
-    read.read_buf(buf).await
-}
-
-fn truncated() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the uwsgi backend closed the connection in the middle of the response body",
-    )
 }
 
 /// The CGI-style variables uWSGI's router sends for a request.

@@ -1,0 +1,335 @@
+//! A backend connection as one request uses it: the head written and the
+//! response read in the request's own task, and a request body, if any,
+//! sent by a task of its own meanwhile.
+//!
+//! The body goes out while the response comes in because a backend may
+//! answer before it has read everything (an early 413, a redirect); waiting
+//! for the body to be sent first would deadlock with a backend that stops
+//! reading. The socket is split for that, and a connection whose request
+//! and response both went through whole is put back together for
+//! keep-alive.
+//!
+//! Reads go through tokio's `AsyncRead`, which takes a short read as proof
+//! that the socket is drained (as nginx does): the next read of a parked
+//! connection then waits for epoll instead of costing a system call that
+//! finds nothing.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header;
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::BoxError;
+use crate::limits;
+use crate::uwsgi::{self, ResponseHead};
+
+/// How much the buffer grows by before a read.
+const READ_RESERVE: usize = 16 * 1024;
+
+/// A backend connection with a request on it.
+#[derive(Debug)]
+pub enum BackendStream {
+    /// The request is all out (it had no body).
+    Whole(TcpStream),
+    /// A task is sending the request body; it hands the write half back,
+    /// with whether the body went out whole. The write half is kept (not
+    /// dropped, which would half-close the socket) until the response has
+    /// been read: some backends take a half-close for a client gone away.
+    Sending {
+        read: OwnedReadHalf,
+        sender: JoinHandle<(OwnedWriteHalf, bool)>,
+    },
+}
+
+/// How the request body is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// As it comes: its length was given in the head.
+    Raw,
+    /// In chunked transfer coding (HTTP/1.1, length unknown).
+    Chunked,
+}
+
+impl BackendStream {
+    /// Writes the request `head` on `stream` and starts sending `body`.
+    pub async fn send<B>(
+        mut stream: TcpStream,
+        head: &[u8],
+        body: Option<(B, BodyEncoding)>,
+    ) -> io::Result<Self>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError> + Send,
+    {
+        stream.write_all(head).await?;
+        let Some((body, encoding)) = body else {
+            return Ok(Self::Whole(stream));
+        };
+        let (read, mut write) = stream.into_split();
+        let sender = tokio::spawn(async move {
+            let sent = match send_body(&mut write, body, encoding).await {
+                Ok(()) => true,
+                Err(error) => {
+                    debug!(%error, "request body not fully sent to the backend");
+                    false
+                }
+            };
+            (write, sent)
+        });
+        Ok(Self::Sending { read, sender })
+    }
+
+    /// Reads what the backend sent into `buf`; 0 at the end of the stream.
+    pub async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_some(cx, buf)).await
+    }
+
+    /// [`Self::read_some`] for `poll` callers (a response body).
+    pub fn poll_read_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        buf.reserve(READ_RESERVE);
+        match self {
+            Self::Whole(stream) => tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf),
+            Self::Sending { read, .. } => tokio_util::io::poll_read_buf(Pin::new(read), cx, buf),
+        }
+    }
+
+    /// Reads the response head into `buf` (which keeps what follows it).
+    /// `status_line`: whether the head must start with one (HTTP) or may
+    /// be CGI-style (uwsgi). Interim 1xx responses of an HTTP backend (100
+    /// Continue, 103 Early Hints) are read past: the final one follows.
+    pub async fn read_head(
+        &mut self,
+        buf: &mut BytesMut,
+        request_was_head: bool,
+        status_line: StatusLine,
+    ) -> Result<Head, HeadError> {
+        let mut received = false;
+        loop {
+            if let Some(head) = parse_head(buf, request_was_head, status_line)? {
+                if !(status_line == StatusLine::Required && head.response.status.is_informational())
+                {
+                    return Ok(head);
+                }
+                if head.response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(HeadError::Bad(
+                        "the backend switched protocols, which the router does not relay".into(),
+                    ));
+                }
+                continue;
+            }
+            let closed = match self.read_some(buf).await {
+                Ok(0) => "the connection closed".to_owned(),
+                Ok(_) => {
+                    received = true;
+                    continue;
+                }
+                Err(error) => format!("reading the response: {error}"),
+            };
+            return Err(if received {
+                HeadError::Bad(format!("{closed} before a complete response head"))
+            } else {
+                HeadError::NothingBack(closed)
+            });
+        }
+    }
+
+    /// The connection, whole, when the request body (if any) went out
+    /// whole: what keep-alive may park.
+    pub fn into_idle(self) -> Option<TcpStream> {
+        match self {
+            Self::Whole(stream) => Some(stream),
+            Self::Sending { read, sender } => {
+                // Still sending: the backend answered before reading the
+                // whole body, so what it reads next would be the rest of
+                // that body, not a new request.
+                if !sender.is_finished() {
+                    return None;
+                }
+                let (write, sent) = futures_util::FutureExt::now_or_never(sender)?.ok()?;
+                sent.then(|| read.reunite(write).ok()).flatten()
+            }
+        }
+    }
+}
+
+/// Whether a response head must start with a status line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusLine {
+    /// An HTTP/1.x server's response.
+    Required,
+    /// A uwsgi backend may answer CGI-style, its status in a header.
+    Optional,
+}
+
+/// A response head as read off the connection.
+#[derive(Debug)]
+pub struct Head {
+    pub response: ResponseHead,
+    /// Whether the backend keeps the connection open after this response
+    /// (HTTP/1.1 unless it says `close`; HTTP/1.0 only if it says
+    /// `keep-alive`).
+    pub persistent: bool,
+}
+
+#[derive(Debug)]
+pub enum HeadError {
+    /// The connection ended before any byte of a response came back: the
+    /// backend may never have read the request.
+    NothingBack(String),
+    /// What came back is not a usable response head.
+    Bad(String),
+}
+
+impl From<HeadError> for super::ForwardError {
+    fn from(error: HeadError) -> Self {
+        match error {
+            HeadError::NothingBack(what) => Self::Backend(format!("{what} before any response")),
+            HeadError::Bad(what) => Self::Backend(what),
+        }
+    }
+}
+
+/// The head at the start of `buf`, taken off it, or `None` when more bytes
+/// are needed.
+fn parse_head(
+    buf: &mut BytesMut,
+    request_was_head: bool,
+    status_line: StatusLine,
+) -> Result<Option<Head>, HeadError> {
+    const PREFIX: &[u8] = b"HTTP/";
+    if status_line == StatusLine::Required
+        && !buf.starts_with(&PREFIX[..buf.len().min(PREFIX.len())])
+    {
+        return Err(HeadError::Bad(
+            "the response does not start with an HTTP status line".into(),
+        ));
+    }
+    match uwsgi::parse_response_head(buf, request_was_head) {
+        Ok(Some((response, length))) => {
+            let persistent = persistent(&buf[..length], &response.headers);
+            buf.advance(length);
+            Ok(Some(Head {
+                response,
+                persistent,
+            }))
+        }
+        Ok(None) if buf.len() >= limits::MAX_BACKEND_HEAD => Err(HeadError::Bad(format!(
+            "response head larger than {} bytes",
+            limits::MAX_BACKEND_HEAD
+        ))),
+        Ok(None) => Ok(None),
+        Err(error) => Err(HeadError::Bad(error.to_string())),
+    }
+}
+
+/// RFC 9112 section 9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only
+/// with `keep-alive`. `head` is the raw head, for its version.
+fn persistent(head: &[u8], headers: &http::HeaderMap) -> bool {
+    let mut tokens = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim);
+    if head.starts_with(b"HTTP/1.0") || head.starts_with(b"HTTP/0.") {
+        tokens.any(|token| token.eq_ignore_ascii_case("keep-alive"))
+    } else {
+        !tokens.any(|token| token.eq_ignore_ascii_case("close"))
+    }
+}
+
+async fn send_body<B>(
+    write: &mut OwnedWriteHalf,
+    mut body: B,
+    encoding: BodyEncoding,
+) -> Result<(), BoxError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    while let Some(frame) = body.frame().await {
+        // Trailers are not forwarded; only data frames go out.
+        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match encoding {
+            BodyEncoding::Raw => write.write_all(&data).await?,
+            BodyEncoding::Chunked => write.write_all(&chunk(&data)).await?,
+        }
+    }
+    if encoding == BodyEncoding::Chunked {
+        write.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// `data` as one chunk, in one buffer: one write instead of three.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let head = format!("{:x}\r\n", data.len());
+    let mut chunk = Vec::with_capacity(head.len() + data.len() + 2);
+    chunk.extend_from_slice(head.as_bytes());
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, status_line: StatusLine) -> Result<Option<Head>, HeadError> {
+        parse_head(&mut BytesMut::from(text), false, status_line)
+    }
+
+    #[test]
+    fn persistence_follows_version_and_connection() {
+        let persistent = |text: &str| {
+            head(text, StatusLine::Required)
+                .unwrap()
+                .expect("a whole head")
+                .persistent
+        };
+        assert!(persistent("HTTP/1.1 200 OK\r\n\r\n"));
+        assert!(!persistent(
+            "HTTP/1.1 200 OK\r\nConnection: x, Close\r\n\r\n"
+        ));
+        assert!(!persistent("HTTP/1.0 200 OK\r\n\r\n"));
+        assert!(persistent(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn an_http_backend_must_send_a_status_line() {
+        assert!(matches!(
+            head("Status: 200\r\n\r\n", StatusLine::Required),
+            Err(HeadError::Bad(_))
+        ));
+        assert!(matches!(head("HTT", StatusLine::Required), Ok(None)));
+        assert!(head("Status: 200\r\n\r\n", StatusLine::Optional)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn chunks_carry_their_size_in_hexadecimal() {
+        assert_eq!(chunk(&[7; 255])[..4], *b"ff\r\n");
+        assert_eq!(chunk(b"x"), b"1\r\nx\r\n");
+    }
+}
