@@ -185,7 +185,7 @@ async fn connection(
         server_name,
         TlsInfo::of(session),
     ));
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::default());
     let service = {
         let activity = Arc::clone(&activity);
         let proxy = Arc::clone(&socket.proxy);
@@ -210,6 +210,7 @@ async fn connection(
     // idle anyway.
     let period = limits::IDLE_TIMEOUT / 4;
     let mut idle_check = tokio::time::interval_at(Instant::now() + period, period);
+    let mut idle_watch = IdleWatch::new(Instant::now());
     loop {
         tokio::select! {
             result = served.as_mut() => {
@@ -223,8 +224,8 @@ async fn connection(
                 served.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = idle_check.tick(), if !closing => {
-                if activity.idle_for() >= limits::IDLE_TIMEOUT {
+            now = idle_check.tick(), if !closing => {
+                if idle_watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT {
                     served.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -344,14 +345,14 @@ fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
     }
 }
 
-/// Requests in flight on a connection and when the last one ended, for the
-/// idle timeout: a connection is idle only when nothing is in flight.
-#[derive(Debug)]
+/// Requests on a connection, for the idle timeout: counted, not timed, so
+/// that a request costs no clock read; the connection's periodic check
+/// ([`IdleWatch`]) does the timing.
+#[derive(Debug, Default)]
 struct Activity {
-    started: Instant,
     in_flight: AtomicUsize,
-    /// Milliseconds since `started` when a request last began or ended.
-    last_ms: AtomicU64,
+    /// Requests begun so far.
+    begun: AtomicU64,
 }
 
 /// Marks a request in flight until dropped (even if the handler is cancelled).
@@ -360,36 +361,43 @@ struct Busy(Arc<Activity>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
-        self.0.touch();
     }
 }
 
 impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let elapsed = self.started.elapsed().as_millis() as u64;
-        self.last_ms.store(elapsed, Relaxed);
-    }
-
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Relaxed);
-        self.touch();
+        self.begun.fetch_add(1, Relaxed);
         Busy(Arc::clone(self))
     }
+}
 
-    fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Relaxed) > 0 {
-            return Duration::ZERO;
+/// What a connection's idle check saw last: a connection is quiet from
+/// the first check that finds nothing in flight and no request begun since
+/// the check before, so it closes between one and one and a quarter idle
+/// timeouts after its last request (checks come every quarter).
+#[derive(Debug)]
+struct IdleWatch {
+    begun: u64,
+    quiet_since: Instant,
+}
+
+impl IdleWatch {
+    fn new(now: Instant) -> Self {
+        Self {
+            begun: 0,
+            quiet_since: now,
         }
-        let last = Duration::from_millis(self.last_ms.load(Relaxed));
-        self.started.elapsed().saturating_sub(last)
+    }
+
+    /// How long the connection has been quiet, as of `now`.
+    fn quiet_for(&mut self, activity: &Activity, now: Instant) -> Duration {
+        let begun = activity.begun.load(Relaxed);
+        if activity.in_flight.load(Relaxed) > 0 || begun != self.begun {
+            self.begun = begun;
+            self.quiet_since = now;
+        }
+        now.saturating_duration_since(self.quiet_since)
     }
 }
 
@@ -413,5 +421,27 @@ mod tests {
         assert_eq!(tls::ALPN[0], b"h2", "HTTP/2 is preferred");
         assert_eq!(http_mode(Some(b"http/1.0")), HttpMode::Http1);
         assert_eq!(http_mode(None), HttpMode::Detect);
+    }
+
+    #[test]
+    fn quiet_counts_from_the_first_check_that_sees_no_request() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let activity = Arc::new(Activity::default());
+        let mut watch = IdleWatch::new(start);
+        assert_eq!(watch.quiet_for(&activity, at(15)), Duration::from_secs(15));
+        let busy = activity.begin();
+        assert_eq!(watch.quiet_for(&activity, at(30)), Duration::ZERO);
+        assert_eq!(
+            watch.quiet_for(&activity, at(45)),
+            Duration::ZERO,
+            "in flight"
+        );
+        drop(busy);
+        assert_eq!(watch.quiet_for(&activity, at(60)), Duration::from_secs(15));
+        // A request that begins and ends between two checks still counts.
+        drop(activity.begin());
+        assert_eq!(watch.quiet_for(&activity, at(75)), Duration::ZERO);
+        assert_eq!(watch.quiet_for(&activity, at(135)), Duration::from_secs(60));
     }
 }
