@@ -143,16 +143,14 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_ca_file_is_named() {
-        let dir = std::env::temp_dir().join(format!("cachet-bench-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let missing = dir.join("missing.pem");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
         let error = format!("{:#}", roots(&missing).unwrap_err());
         assert!(error.contains("missing.pem"), "{error}");
-        let empty = dir.join("empty.pem");
+        let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let error = format!("{:#}", roots(&empty).unwrap_err());
         assert!(error.contains("empty.pem"), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
