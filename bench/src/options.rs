@@ -204,23 +204,12 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
         };
         match name {
             "--connections" => {
-                let n: usize = number(name, &value()?)?;
-                if n == 0 || n > MAX_CONNECTIONS {
-                    return Err(error(format!(
-                        "`--connections`: `{n}` is not between 1 and {MAX_CONNECTIONS}"
-                    )));
-                }
-                options.connections = n;
+                options.connections = one_to(MAX_CONNECTIONS, name, &value()?)?;
             }
             "--duration" => options.duration = seconds(name, &value()?)?,
             "--handshakes" => {
-                let n: u64 = number(name, &value()?)?;
-                if n == 0 {
-                    return Err(error(
-                        "`--handshakes`: `0` would stop before the first; omit it to run for `--duration`",
-                    ));
-                }
-                options.handshakes = Some(n);
+                let why = "would stop before the first; omit it to run for `--duration`";
+                options.handshakes = Some(not_zero(why, name, &value()?)?);
             }
             "--timeout" => options.timeout = seconds(name, &value()?)?,
             "--requests-per-connection" => {
@@ -265,22 +254,11 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
             }
             "--ca" => ca = Some(PathBuf::from(value()?)),
             "--rate" => {
-                let rate: u32 = number(name, &value()?)?;
-                if rate == 0 {
-                    return Err(error(
-                        "`--rate`: `0` would open no connection; omit `--rate` for no cap",
-                    ));
-                }
-                options.rate = Some(rate);
+                let why = "would open no connection; omit `--rate` for no cap";
+                options.rate = Some(not_zero(why, name, &value()?)?);
             }
             "--ticket-race" => {
-                let rounds: u64 = number(name, &value()?)?;
-                if rounds == 0 || rounds > MAX_RACE_ROUNDS {
-                    return Err(error(format!(
-                        "`--ticket-race`: `{rounds}` is not between 1 and {MAX_RACE_ROUNDS}"
-                    )));
-                }
-                options.ticket_race = Some(rounds);
+                options.ticket_race = Some(one_to(MAX_RACE_ROUNDS, name, &value()?)?);
             }
             _ => return Err(error(format!("unknown option `{name}`"))),
         }
@@ -327,6 +305,30 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, OptionErro
     value
         .parse()
         .map_err(|_| error(format!("`{name}`: `{value}` is not a whole number")))
+}
+
+/// A whole number from 1 to `max`.
+fn one_to<T>(max: T, name: &str, value: &str) -> Result<T, OptionError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display,
+{
+    let n: T = number(name, value)?;
+    if n < T::from(1) || n > max {
+        return Err(error(format!("`{name}`: `{n}` is not between 1 and {max}")));
+    }
+    Ok(n)
+}
+
+/// A whole number other than 0, which `why` says makes no sense.
+fn not_zero<T>(why: &str, name: &str, value: &str) -> Result<T, OptionError>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+{
+    let n: T = number(name, value)?;
+    if n == T::from(0) {
+        return Err(error(format!("`{name}`: `0` {why}")));
+    }
+    Ok(n)
 }
 
 fn seconds(name: &str, value: &str) -> Result<Duration, OptionError> {
@@ -504,43 +506,37 @@ mod tests {
         assert_eq!(parse_strs(&["--connections", "x", "-h"]), Ok(Parsed::Help));
     }
 
+    fn assert_fails_with(args: &[&str], expected: &str) {
+        let message = fails(args);
+        assert!(
+            message.contains(expected),
+            "{args:?}: `{message}` does not contain `{expected}`"
+        );
+    }
+
     #[test]
     fn errors_name_the_option_and_value() {
+        let bad_values = [
+            ("--connections", "many"),
+            ("--connections", "0"),
+            ("--duration", "-1"),
+            ("--duration", "soon"),
+            ("--tls", "1.1"),
+            ("--rate", "0"),
+            ("--handshakes", "0"),
+            ("--handshakes", "-3"),
+            ("--path", "index.html"),
+            ("--server-name", "a b"),
+        ];
+        for (option, value) in bad_values {
+            let args = [option, value, "--insecure", "h:1"];
+            assert_fails_with(&args, &format!("`{option}`: `{value}`"));
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong_with_the_command_line() {
         let cases: &[(&[&str], &str)] = &[
-            (
-                &["--connections", "many", "--insecure", "h:1"],
-                "`--connections`: `many`",
-            ),
-            (
-                &["--connections", "0", "--insecure", "h:1"],
-                "`--connections`: `0`",
-            ),
-            (
-                &["--duration", "-1", "--insecure", "h:1"],
-                "`--duration`: `-1`",
-            ),
-            (
-                &["--duration", "soon", "--insecure", "h:1"],
-                "`--duration`: `soon`",
-            ),
-            (&["--tls", "1.1", "--insecure", "h:1"], "`--tls`: `1.1`"),
-            (&["--rate", "0", "--insecure", "h:1"], "`--rate`: `0`"),
-            (
-                &["--handshakes", "0", "--insecure", "h:1"],
-                "`--handshakes`: `0`",
-            ),
-            (
-                &["--handshakes", "-3", "--insecure", "h:1"],
-                "`--handshakes`: `-3`",
-            ),
-            (
-                &["--path", "index.html", "--insecure", "h:1"],
-                "`--path`: `index.html`",
-            ),
-            (
-                &["--server-name", "a b", "--insecure", "h:1"],
-                "`--server-name`: `a b`",
-            ),
             (
                 &["--insecure", "--connections"],
                 "`--connections` needs a value",
@@ -564,11 +560,7 @@ mod tests {
             ),
         ];
         for (args, expected) in cases {
-            let message = fails(args);
-            assert!(
-                message.contains(expected),
-                "{args:?}: `{message}` does not contain `{expected}`"
-            );
+            assert_fails_with(args, expected);
         }
     }
 }
