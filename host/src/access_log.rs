@@ -332,6 +332,23 @@ enum Field<'a> {
     Millis(&'static str, Duration),
 }
 
+impl Field<'_> {
+    /// The field's JSON key (the first, for a field that JSON splits:
+    /// the client's port and the request line's parts follow it).
+    fn key(&self) -> &'static str {
+        match self {
+            Field::Time => "time",
+            Field::Client(_) => "client",
+            Field::Resumed(_) => "resumed",
+            Field::Request(..) => "method",
+            Field::Text(key, _)
+            | Field::Word(key, _)
+            | Field::Number(key, _)
+            | Field::Millis(key, _) => key,
+        }
+    }
+}
+
 /// What a line says of `entry`, in order.
 fn fields<'a>(entry: &'a Entry<'a>) -> [Field<'a>; 10] {
     let request = entry.request;
@@ -398,30 +415,23 @@ fn json_line(out: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime, stamp: &mut 
         if index > 0 {
             out.push(b',');
         }
+        json_key(out, field.key());
         match field {
             Field::Time => {
-                out.extend_from_slice(b"\"time\":\"");
+                out.push(b'"');
                 stamp.write(out, now);
                 out.push(b'"');
             }
             Field::Client(addr) => {
-                let _ = write!(out, "\"client\":\"{}\",\"client_port\":", addr.ip());
+                let _ = write!(out, "\"{}\",\"client_port\":", addr.ip());
                 push_decimal(out, u64::from(addr.port()));
             }
-            Field::Text(key, text) => {
-                json_key(out, key);
-                json_string_or_null(out, text);
-            }
-            Field::Word(key, word) => {
-                json_key(out, key);
-                json_word(out, word);
-            }
+            Field::Text(_, text) => json_string_or_null(out, text),
+            Field::Word(_, word) => json_word(out, word),
             Field::Resumed(resumed) => {
-                json_key(out, "resumed");
                 out.extend_from_slice(if resumed { b"true" } else { b"false" });
             }
             Field::Request(method, target, version) => {
-                json_key(out, "method");
                 json_string(out, method);
                 out.push(b',');
                 json_key(out, "path");
@@ -430,14 +440,8 @@ fn json_line(out: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime, stamp: &mut 
                 json_key(out, "protocol");
                 json_word(out, version);
             }
-            Field::Number(key, n) => {
-                json_key(out, key);
-                push_decimal(out, n);
-            }
-            Field::Millis(key, elapsed) => {
-                json_key(out, key);
-                push_millis(out, elapsed);
-            }
+            Field::Number(_, n) => push_decimal(out, n),
+            Field::Millis(_, elapsed) => push_millis(out, elapsed),
         }
     }
     out.extend_from_slice(b"}\n");
