@@ -47,20 +47,14 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             "Sessions pushed out to make room.",
             cache.evictions,
         );
-        out.family(
+        out.counter_by(
             "cachet_cache_refused_total",
-            "counter",
             "Sessions the cache refused to store, by reason.",
-        );
-        out.sample(
-            "cachet_cache_refused_total",
-            &[("reason", "too_large")],
-            cache.refused_too_large,
-        );
-        out.sample(
-            "cachet_cache_refused_total",
-            &[("reason", "full")],
-            cache.refused_full,
+            "reason",
+            [
+                ("too_large", cache.refused_too_large),
+                ("full", cache.refused_full),
+            ],
         );
     }
 
@@ -135,20 +129,11 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         "Sync datagrams accepted from peers.",
         n.received_datagrams,
     );
-    out.family(
+    out.counter_by(
         "cachet_sync_applied_total",
-        "counter",
         "Replicated changes applied to the cache.",
-    );
-    out.sample(
-        "cachet_sync_applied_total",
-        &[("op", "set")],
-        n.applied_sets,
-    );
-    out.sample(
-        "cachet_sync_applied_total",
-        &[("op", "delete")],
-        n.applied_deletes,
+        "op",
+        [("set", n.applied_sets), ("delete", n.applied_deletes)],
     );
     out.counter_by(
         "cachet_sync_rejected_total",
@@ -158,20 +143,14 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
             .iter()
             .map(|(reason, count)| (reason.as_str(), count)),
     );
-    out.family(
+    out.counter_by(
         "cachet_sync_challenges_total",
-        "counter",
         "Challenges to peers' senders sent, and peers' challenges answered.",
-    );
-    out.sample(
-        "cachet_sync_challenges_total",
-        &[("op", "sent")],
-        n.challenges_sent,
-    );
-    out.sample(
-        "cachet_sync_challenges_total",
-        &[("op", "answered")],
-        n.challenges_answered,
+        "op",
+        [
+            ("sent", n.challenges_sent),
+            ("answered", n.challenges_answered),
+        ],
     );
     out.single(
         "cachet_sync_senders_verified_total",
