@@ -34,7 +34,7 @@ pub fn config_with_provider(
     options: &Options,
     provider: Arc<CryptoProvider>,
 ) -> Result<ClientConfig> {
-    let version: &'static rustls::SupportedProtocolVersion = match options.tls {
+    let version: &'static rustls::SupportedProtocolVersion = match options.settings.tls {
         TlsVersion::V12 => &rustls::version::TLS12,
         TlsVersion::V13 => &rustls::version::TLS13,
     };
@@ -156,10 +156,8 @@ mod tests {
     #[test]
     fn insecure_config_builds_for_both_versions() {
         for tls in [TlsVersion::V12, TlsVersion::V13] {
-            let options = Options {
-                tls,
-                ..Options::default()
-            };
+            let mut options = Options::default();
+            options.settings.tls = tls;
             let base = base_config(&options).unwrap();
             assert_eq!(base.alpn_protocols, [b"http/1.1".to_vec()]);
             client_config(&base, true);
