@@ -57,23 +57,30 @@ impl Run {
         deadline: Instant,
         live: Arc<Live>,
     ) -> anyhow::Result<Run> {
-        let server_name = ServerName::try_from(options.server_name.clone()).with_context(|| {
-            format!("`{}` is not a DNS name or IP address", options.server_name)
-        })?;
-        let host = options.server_name.as_str();
+        let server_name =
+            ServerName::try_from(options.settings.server_name.clone()).with_context(|| {
+                format!(
+                    "`{}` is not a DNS name or IP address",
+                    options.settings.server_name
+                )
+            })?;
+        let host = options.settings.server_name.as_str();
         Ok(Run {
             targets,
             server_name,
-            path: options.path.clone(),
-            requests_per_connection: options.requests_per_connection,
-            request_keep_alive: http::get_request(&options.path, host, false),
-            request_close: http::get_request(&options.path, host, true),
+            path: options.settings.path.clone(),
+            requests_per_connection: options.settings.requests_per_connection,
+            request_keep_alive: http::get_request(&options.settings.path, host, false),
+            request_close: http::get_request(&options.settings.path, host, true),
             timeout: options.timeout,
             deadline,
-            handshake_limit: options.handshakes,
+            handshake_limit: options.settings.handshakes,
             handshakes: AtomicU64::new(0),
             enough: watch::Sender::new(false),
-            pacer: options.rate.map(|rate| Pacer::new(rate, Instant::now())),
+            pacer: options
+                .settings
+                .rate
+                .map(|rate| Pacer::new(rate, Instant::now())),
             live,
             next_target: AtomicUsize::new(0),
         })
@@ -342,10 +349,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_run_ends_at_the_handshake_limit() {
-        let options = Options {
-            handshakes: Some(3),
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        options.settings.handshakes = Some(3);
         let run = Run::new(
             vec!["127.0.0.1:1".parse().unwrap()],
             &options,

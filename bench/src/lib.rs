@@ -73,7 +73,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(rounds) = options.ticket_race {
+    if let Some(rounds) = options.settings.ticket_race {
         return match runtime.block_on(race::run(&options, rounds)) {
             Ok(race) => race.print(&options),
             Err(error) => {
@@ -105,26 +105,26 @@ pub fn main(args: &[OsString]) -> ExitCode {
 /// Runs every client to the deadline; returns the merged stats and how
 /// long the run took.
 pub async fn run(options: &Options) -> Result<(Stats, Duration)> {
-    let targets = resolve(&options.targets).await?;
+    let targets = resolve(&options.settings.targets).await?;
     let base = tls::base_config(options)?;
     let live = Arc::new(Live::default());
     let started = Instant::now();
     let run = Arc::new(Run::new(
         targets,
         options,
-        started + options.duration,
+        started + options.settings.duration,
         Arc::clone(&live),
     )?);
     // Only for a person watching: never into a pipe or next to JSON.
     let progress = (!options.json && std::io::stderr().is_terminal())
-        .then(|| Progress::start(Arc::clone(&live), options.duration));
-    let clients: Vec<_> = (0..options.connections)
+        .then(|| Progress::start(Arc::clone(&live), options.settings.duration));
+    let clients: Vec<_> = (0..options.settings.connections)
         .map(|_| {
-            let config = tls::client_config(&base, options.resume);
+            let config = tls::client_config(&base, options.settings.resume);
             tokio::spawn(client::client(Arc::clone(&run), config))
         })
         .collect();
-    let mut stats = Stats::new(options.targets.len());
+    let mut stats = Stats::new(options.settings.targets.len());
     let mut failure = None;
     for client in clients {
         match client.await {

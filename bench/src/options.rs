@@ -37,11 +37,15 @@ pub enum Trust {
     AnyCertificate,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
+/// The options that shape what a run measures: the report carries them
+/// as they were.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
     /// `host:port`, as given; resolved once when the run starts.
     pub targets: Vec<String>,
     pub connections: usize,
+    /// In the report as `duration_s`, seconds.
+    #[serde(rename = "duration_s", with = "seconds")]
     pub duration: Duration,
     /// Stop once this many handshakes completed, over all clients, if
     /// that comes before the end of `duration`.
@@ -52,20 +56,16 @@ pub struct Options {
     pub resume: bool,
     pub path: String,
     pub server_name: String,
-    pub trust: Trust,
-    pub json: bool,
     /// New connections per second across all clients.
     pub rate: Option<u32>,
-    /// Bound on connect + handshake, and on each request.
-    pub timeout: Duration,
     /// `--ticket-race N`: N rounds of one TLS 1.3 ticket offered to every
     /// target but its issuer at once, instead of a load.
     pub ticket_race: Option<u64>,
 }
 
-impl Default for Options {
+impl Default for Settings {
     fn default() -> Self {
-        Options {
+        Settings {
             targets: Vec::new(),
             connections: 16,
             duration: Duration::from_secs(10),
@@ -75,11 +75,50 @@ impl Default for Options {
             resume: true,
             path: "/".to_owned(),
             server_name: "localhost".to_owned(),
+            rate: None,
+            ticket_race: None,
+        }
+    }
+}
+
+/// A [`Duration`] as a number of seconds, as the report writes it.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(duration.as_secs_f64())
+    }
+
+    /// Refuses what is no duration (negative, not finite, too large)
+    /// instead of panicking on a damaged report.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(|error| {
+            serde::de::Error::custom(format!("`{secs}` is not a number of seconds: {error}"))
+        })
+    }
+}
+
+/// Everything the command line sets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub settings: Settings,
+    pub trust: Trust,
+    /// Print the report as JSON.
+    pub json: bool,
+    /// Bound on connect + handshake, and on each request.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settings: Settings::default(),
             trust: Trust::AnyCertificate,
             json: false,
-            rate: None,
             timeout: Duration::from_secs(10),
-            ticket_race: None,
         }
     }
 }
@@ -179,7 +218,7 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
             .to_str()
             .ok_or_else(|| error(format!("argument `{}` is not UTF-8", arg.to_string_lossy())))?;
         if !arg.starts_with('-') {
-            options.targets.push(parse_target(arg)?);
+            options.settings.targets.push(parse_target(arg)?);
             continue;
         }
         // `--name=value` and `--name value` are both accepted.
@@ -204,30 +243,19 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
         };
         match name {
             "--connections" => {
-                let n: usize = number(name, &value()?)?;
-                if n == 0 || n > MAX_CONNECTIONS {
-                    return Err(error(format!(
-                        "`--connections`: `{n}` is not between 1 and {MAX_CONNECTIONS}"
-                    )));
-                }
-                options.connections = n;
+                options.settings.connections = one_to(MAX_CONNECTIONS, name, &value()?)?;
             }
-            "--duration" => options.duration = seconds(name, &value()?)?,
+            "--duration" => options.settings.duration = seconds(name, &value()?)?,
             "--handshakes" => {
-                let n: u64 = number(name, &value()?)?;
-                if n == 0 {
-                    return Err(error(
-                        "`--handshakes`: `0` would stop before the first; omit it to run for `--duration`",
-                    ));
-                }
-                options.handshakes = Some(n);
+                let why = "would stop before the first; omit it to run for `--duration`";
+                options.settings.handshakes = Some(not_zero(why, name, &value()?)?);
             }
             "--timeout" => options.timeout = seconds(name, &value()?)?,
             "--requests-per-connection" => {
-                options.requests_per_connection = number(name, &value()?)?;
+                options.settings.requests_per_connection = number(name, &value()?)?;
             }
             "--tls" => {
-                options.tls = match value()?.as_str() {
+                options.settings.tls = match value()?.as_str() {
                     "1.2" => TlsVersion::V12,
                     "1.3" => TlsVersion::V13,
                     other => {
@@ -240,8 +268,8 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
             "--resume" | "--no-resume" | "--insecure" | "--json" if inline.is_some() => {
                 return Err(error(format!("`{name}` takes no value")));
             }
-            "--resume" => options.resume = true,
-            "--no-resume" => options.resume = false,
+            "--resume" => options.settings.resume = true,
+            "--no-resume" => options.settings.resume = false,
             "--insecure" => insecure = true,
             "--json" => options.json = true,
             "--path" => {
@@ -252,7 +280,7 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
                         "`--path`: `{path}` is not a request path (it starts with `/` and has no spaces)"
                     )));
                 }
-                options.path = path;
+                options.settings.path = path;
             }
             "--server-name" => {
                 let name_value = value()?;
@@ -261,26 +289,15 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
                         "`--server-name`: `{name_value}` is not a DNS name or IP address"
                     )));
                 }
-                options.server_name = name_value;
+                options.settings.server_name = name_value;
             }
             "--ca" => ca = Some(PathBuf::from(value()?)),
             "--rate" => {
-                let rate: u32 = number(name, &value()?)?;
-                if rate == 0 {
-                    return Err(error(
-                        "`--rate`: `0` would open no connection; omit `--rate` for no cap",
-                    ));
-                }
-                options.rate = Some(rate);
+                let why = "would open no connection; omit `--rate` for no cap";
+                options.settings.rate = Some(not_zero(why, name, &value()?)?);
             }
             "--ticket-race" => {
-                let rounds: u64 = number(name, &value()?)?;
-                if rounds == 0 || rounds > MAX_RACE_ROUNDS {
-                    return Err(error(format!(
-                        "`--ticket-race`: `{rounds}` is not between 1 and {MAX_RACE_ROUNDS}"
-                    )));
-                }
-                options.ticket_race = Some(rounds);
+                options.settings.ticket_race = Some(one_to(MAX_RACE_ROUNDS, name, &value()?)?);
             }
             _ => return Err(error(format!("unknown option `{name}`"))),
         }
@@ -294,10 +311,10 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, OptionError> {
                 "no way to check server certificates: give `--ca FILE` (PEM roots) or `--insecure`",
             )),
         };
-    if options.targets.is_empty() {
+    if options.settings.targets.is_empty() {
         return Err(error("no TARGET: give at least one host:port"));
     }
-    if options.ticket_race.is_some() {
+    if options.settings.ticket_race.is_some() {
         check_race(&options, &given)?;
     }
     Ok(Parsed::Run(options))
@@ -310,12 +327,12 @@ fn check_race(options: &Options, given: &[String]) -> Result<(), OptionError> {
             "`{name}` shapes a load and does not apply to `--ticket-race`"
         )));
     }
-    if options.tls != TlsVersion::V13 {
+    if options.settings.tls != TlsVersion::V13 {
         return Err(error(
             "`--ticket-race` races TLS 1.3 tickets: `--tls 1.2` has none",
         ));
     }
-    if options.targets.len() < 2 {
+    if options.settings.targets.len() < 2 {
         return Err(error(
             "`--ticket-race` offers each ticket to the targets that did not issue it: give two TARGETs or more",
         ));
@@ -327,6 +344,30 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, OptionErro
     value
         .parse()
         .map_err(|_| error(format!("`{name}`: `{value}` is not a whole number")))
+}
+
+/// A whole number from 1 to `max`.
+fn one_to<T>(max: T, name: &str, value: &str) -> Result<T, OptionError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display,
+{
+    let n: T = number(name, value)?;
+    if n < T::from(1) || n > max {
+        return Err(error(format!("`{name}`: `{n}` is not between 1 and {max}")));
+    }
+    Ok(n)
+}
+
+/// A whole number other than 0, which `why` says makes no sense.
+fn not_zero<T>(why: &str, name: &str, value: &str) -> Result<T, OptionError>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+{
+    let n: T = number(name, value)?;
+    if n == T::from(0) {
+        return Err(error(format!("`{name}`: `0` {why}")));
+    }
+    Ok(n)
 }
 
 fn seconds(name: &str, value: &str) -> Result<Duration, OptionError> {
@@ -390,19 +431,19 @@ mod tests {
     #[test]
     fn defaults() {
         let options = run(&["--insecure", "127.0.0.1:8443"]);
-        assert_eq!(options.connections, 16);
-        assert_eq!(options.duration, Duration::from_secs(10));
-        assert_eq!(options.requests_per_connection, 1);
-        assert_eq!(options.tls, TlsVersion::V13);
-        assert!(options.resume);
-        assert_eq!(options.path, "/");
-        assert_eq!(options.server_name, "localhost");
+        assert_eq!(options.settings.connections, 16);
+        assert_eq!(options.settings.duration, Duration::from_secs(10));
+        assert_eq!(options.settings.requests_per_connection, 1);
+        assert_eq!(options.settings.tls, TlsVersion::V13);
+        assert!(options.settings.resume);
+        assert_eq!(options.settings.path, "/");
+        assert_eq!(options.settings.server_name, "localhost");
         assert_eq!(options.trust, Trust::AnyCertificate);
         assert!(!options.json);
-        assert_eq!(options.rate, None);
-        assert_eq!(options.handshakes, None);
-        assert_eq!(options.ticket_race, None);
-        assert_eq!(options.targets, ["127.0.0.1:8443"]);
+        assert_eq!(options.settings.rate, None);
+        assert_eq!(options.settings.handshakes, None);
+        assert_eq!(options.settings.ticket_race, None);
+        assert_eq!(options.settings.targets, ["127.0.0.1:8443"]);
     }
 
     #[test]
@@ -420,8 +461,8 @@ mod tests {
             "127.0.0.1:2",
             "127.0.0.1:3",
         ]);
-        assert_eq!(options.ticket_race, Some(300));
-        assert_eq!(options.targets.len(), 3);
+        assert_eq!(options.settings.ticket_race, Some(300));
+        assert_eq!(options.settings.targets.len(), 3);
         assert_eq!(options.timeout, Duration::from_secs(5));
         let cases: &[(&[&str], &str)] = &[
             (&["--ticket-race", "0"], "`--ticket-race`: `0`"),
@@ -483,19 +524,19 @@ mod tests {
             "a.example:443",
             "[::1]:8443",
         ]);
-        assert_eq!(options.connections, 4);
-        assert_eq!(options.duration, Duration::from_millis(2500));
-        assert_eq!(options.requests_per_connection, 0);
-        assert_eq!(options.tls, TlsVersion::V12);
-        assert!(!options.resume);
-        assert_eq!(options.path, "/health?x=1");
-        assert_eq!(options.server_name, "example.com");
+        assert_eq!(options.settings.connections, 4);
+        assert_eq!(options.settings.duration, Duration::from_millis(2500));
+        assert_eq!(options.settings.requests_per_connection, 0);
+        assert_eq!(options.settings.tls, TlsVersion::V12);
+        assert!(!options.settings.resume);
+        assert_eq!(options.settings.path, "/health?x=1");
+        assert_eq!(options.settings.server_name, "example.com");
         assert_eq!(options.trust, Trust::Roots("/tmp/ca.pem".into()));
         assert!(options.json);
-        assert_eq!(options.rate, Some(100));
+        assert_eq!(options.settings.rate, Some(100));
         assert_eq!(options.timeout, Duration::from_secs(3));
-        assert_eq!(options.handshakes, Some(40));
-        assert_eq!(options.targets, ["a.example:443", "[::1]:8443"]);
+        assert_eq!(options.settings.handshakes, Some(40));
+        assert_eq!(options.settings.targets, ["a.example:443", "[::1]:8443"]);
     }
 
     #[test]
@@ -504,43 +545,37 @@ mod tests {
         assert_eq!(parse_strs(&["--connections", "x", "-h"]), Ok(Parsed::Help));
     }
 
+    fn assert_fails_with(args: &[&str], expected: &str) {
+        let message = fails(args);
+        assert!(
+            message.contains(expected),
+            "{args:?}: `{message}` does not contain `{expected}`"
+        );
+    }
+
     #[test]
     fn errors_name_the_option_and_value() {
+        let bad_values = [
+            ("--connections", "many"),
+            ("--connections", "0"),
+            ("--duration", "-1"),
+            ("--duration", "soon"),
+            ("--tls", "1.1"),
+            ("--rate", "0"),
+            ("--handshakes", "0"),
+            ("--handshakes", "-3"),
+            ("--path", "index.html"),
+            ("--server-name", "a b"),
+        ];
+        for (option, value) in bad_values {
+            let args = [option, value, "--insecure", "h:1"];
+            assert_fails_with(&args, &format!("`{option}`: `{value}`"));
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong_with_the_command_line() {
         let cases: &[(&[&str], &str)] = &[
-            (
-                &["--connections", "many", "--insecure", "h:1"],
-                "`--connections`: `many`",
-            ),
-            (
-                &["--connections", "0", "--insecure", "h:1"],
-                "`--connections`: `0`",
-            ),
-            (
-                &["--duration", "-1", "--insecure", "h:1"],
-                "`--duration`: `-1`",
-            ),
-            (
-                &["--duration", "soon", "--insecure", "h:1"],
-                "`--duration`: `soon`",
-            ),
-            (&["--tls", "1.1", "--insecure", "h:1"], "`--tls`: `1.1`"),
-            (&["--rate", "0", "--insecure", "h:1"], "`--rate`: `0`"),
-            (
-                &["--handshakes", "0", "--insecure", "h:1"],
-                "`--handshakes`: `0`",
-            ),
-            (
-                &["--handshakes", "-3", "--insecure", "h:1"],
-                "`--handshakes`: `-3`",
-            ),
-            (
-                &["--path", "index.html", "--insecure", "h:1"],
-                "`--path`: `index.html`",
-            ),
-            (
-                &["--server-name", "a b", "--insecure", "h:1"],
-                "`--server-name`: `a b`",
-            ),
             (
                 &["--insecure", "--connections"],
                 "`--connections` needs a value",
@@ -564,11 +599,7 @@ mod tests {
             ),
         ];
         for (args, expected) in cases {
-            let message = fails(args);
-            assert!(
-                message.contains(expected),
-                "{args:?}: `{message}` does not contain `{expected}`"
-            );
+            assert_fails_with(args, expected);
         }
     }
 }

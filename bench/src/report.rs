@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::options::{Options, TlsVersion};
+use super::options::{Options, Settings};
 use super::stats::{ErrorKind, Latency, Stats};
 
 /// Everything measured, with the settings that produced it.
@@ -27,22 +27,6 @@ pub struct Report {
     /// Only in a `--ticket-race` report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_race: Option<TicketRace>,
-}
-
-/// The options that shaped the run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    pub targets: Vec<String>,
-    pub connections: usize,
-    pub duration_s: f64,
-    pub handshakes: Option<u64>,
-    pub requests_per_connection: u32,
-    pub tls: TlsVersion,
-    pub resume: bool,
-    pub path: String,
-    pub server_name: String,
-    pub rate: Option<u32>,
-    pub ticket_race: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,19 +123,7 @@ impl Report {
         };
         let total = stats.full + stats.resumed;
         Report {
-            settings: Settings {
-                targets: options.targets.clone(),
-                connections: options.connections,
-                duration_s: options.duration.as_secs_f64(),
-                handshakes: options.handshakes,
-                requests_per_connection: options.requests_per_connection,
-                tls: options.tls,
-                resume: options.resume,
-                path: options.path.clone(),
-                server_name: options.server_name.clone(),
-                rate: options.rate,
-                ticket_race: options.ticket_race,
-            },
+            settings: options.settings.clone(),
             elapsed_s: secs,
             handshakes: Handshakes {
                 total,
@@ -187,6 +159,7 @@ impl Report {
                     .collect(),
             },
             per_target: options
+                .settings
                 .targets
                 .iter()
                 .zip(&stats.per_target)
@@ -347,10 +320,8 @@ mod tests {
     use super::*;
 
     fn sample() -> Report {
-        let options = Options {
-            targets: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        options.settings.targets = vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()];
         let mut stats = Stats::new(2);
         stats.handshake(0, false, false, Duration::from_millis(4));
         stats.handshake(1, true, true, Duration::from_millis(1));
@@ -368,6 +339,7 @@ mod tests {
         assert_eq!(json["settings"]["tls"], "1.3");
         assert_eq!(json["settings"]["targets"][1], "127.0.0.1:2");
         assert_eq!(json["settings"]["rate"], Value::Null);
+        assert_eq!(json["settings"]["duration_s"], 10.0);
         assert_eq!(json["elapsed_s"], 2.0);
         let handshakes = &json["handshakes"];
         assert_eq!(handshakes["total"], 4);
@@ -454,12 +426,24 @@ mod tests {
         assert!(error.to_string().contains("`full`"), "{error}");
     }
 
+    /// A damaged duration is refused with its value, never a panic.
+    #[test]
+    fn a_negative_duration_is_an_error() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json["settings"]["duration_s"] = (-1.0).into();
+        let error = serde_json::from_value::<Report>(json).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`-1` is not a number of seconds"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn an_empty_run_has_nulls_not_panics() {
-        let options = Options {
-            targets: vec!["127.0.0.1:1".into()],
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        options.settings.targets = vec!["127.0.0.1:1".into()];
         let report = Report::new(&options, &Stats::new(1), Duration::ZERO);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["handshakes"]["resumption_ratio"], Value::Null);

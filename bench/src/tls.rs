@@ -34,7 +34,7 @@ pub fn config_with_provider(
     options: &Options,
     provider: Arc<CryptoProvider>,
 ) -> Result<ClientConfig> {
-    let version: &'static rustls::SupportedProtocolVersion = match options.tls {
+    let version: &'static rustls::SupportedProtocolVersion = match options.settings.tls {
         TlsVersion::V12 => &rustls::version::TLS12,
         TlsVersion::V13 => &rustls::version::TLS13,
     };
@@ -143,25 +143,21 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_ca_file_is_named() {
-        let dir = std::env::temp_dir().join(format!("cachet-bench-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let missing = dir.join("missing.pem");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
         let error = format!("{:#}", roots(&missing).unwrap_err());
         assert!(error.contains("missing.pem"), "{error}");
-        let empty = dir.join("empty.pem");
+        let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let error = format!("{:#}", roots(&empty).unwrap_err());
         assert!(error.contains("empty.pem"), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn insecure_config_builds_for_both_versions() {
         for tls in [TlsVersion::V12, TlsVersion::V13] {
-            let options = Options {
-                tls,
-                ..Options::default()
-            };
+            let mut options = Options::default();
+            options.settings.tls = tls;
             let base = base_config(&options).unwrap();
             assert_eq!(base.alpn_protocols, [b"http/1.1".to_vec()]);
             client_config(&base, true);

@@ -311,78 +311,155 @@ fn http_version_name(version: http::Version) -> &'static str {
     }
 }
 
+/// One field of a line. Both formats write the same fields, in the order
+/// [`fields`] gives them; each names, separates and escapes them its own
+/// way. The names are the JSON keys.
+enum Field<'a> {
+    /// When the line is written.
+    Time,
+    /// The client's address and port.
+    Client(SocketAddr),
+    /// Text the client chose (or a backend's name), escaped; `None`: unknown.
+    Text(&'static str, Option<&'a str>),
+    /// Text the router chose (a TLS version), written as it is.
+    Word(&'static str, &'static str),
+    /// Whether the TLS session was resumed.
+    Resumed(bool),
+    /// The request line: method, target (escaped) and HTTP version.
+    Request(&'a str, &'a str, &'static str),
+    Number(&'static str, u64),
+    /// A duration in milliseconds.
+    Millis(&'static str, Duration),
+}
+
+impl Field<'_> {
+    /// The field's JSON key (the first, for a field that JSON splits:
+    /// the client's port and the request line's parts follow it).
+    fn key(&self) -> &'static str {
+        match self {
+            Field::Time => "time",
+            Field::Client(_) => "client",
+            Field::Resumed(_) => "resumed",
+            Field::Request(..) => "method",
+            Field::Text(key, _)
+            | Field::Word(key, _)
+            | Field::Number(key, _)
+            | Field::Millis(key, _) => key,
+        }
+    }
+}
+
+/// What a line says of `entry`, in order.
+fn fields<'a>(entry: &'a Entry<'a>) -> [Field<'a>; 10] {
+    let request = entry.request;
+    let client = entry.client;
+    [
+        Field::Time,
+        Field::Client(client.addr),
+        Field::Text("sni", client.server_name),
+        Field::Word("tls", client.tls.version),
+        Field::Resumed(client.tls.resumed),
+        Field::Request(
+            request.method.as_str(),
+            request.target.as_str(),
+            http_version_name(request.version),
+        ),
+        Field::Number("status", u64::from(entry.status)),
+        Field::Number("bytes", entry.bytes),
+        Field::Text("backend", entry.backend),
+        Field::Millis("duration_ms", request.started.elapsed()),
+    ]
+}
+
 /// `TIME CLIENT SNI TLS RESUMED "METHOD TARGET VERSION" STATUS BYTES BACKEND MS`,
 /// with `-` for what is unknown; quoted and text fields escaped so that a
 /// client cannot forge a line or a field. Written byte by byte rather than
 /// through `format!`: this runs once per request.
 fn plain_line(out: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime, stamp: &mut Stamp) {
-    let request = entry.request;
-    let client = entry.client;
-    stamp.write(out, now);
-    out.push(b' ');
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{}", client.addr);
-    out.push(b' ');
-    escape_plain(out, client.server_name.unwrap_or("-"));
-    out.push(b' ');
-    out.extend_from_slice(client.tls.version.as_bytes());
-    out.extend_from_slice(if client.tls.resumed {
-        b" resumed \""
-    } else {
-        b" full \""
-    });
-    escape_plain(out, request.method.as_str());
-    out.push(b' ');
-    escape_plain(out, request.target.as_str());
-    out.push(b' ');
-    out.extend_from_slice(http_version_name(request.version).as_bytes());
-    out.extend_from_slice(b"\" ");
-    push_decimal(out, u64::from(entry.status));
-    out.push(b' ');
-    push_decimal(out, entry.bytes);
-    out.push(b' ');
-    escape_plain(out, entry.backend.unwrap_or("-"));
-    out.push(b' ');
-    push_millis(out, request.started.elapsed());
+    for (index, field) in fields(entry).into_iter().enumerate() {
+        if index > 0 {
+            out.push(b' ');
+        }
+        match field {
+            Field::Time => stamp.write(out, now),
+            Field::Client(addr) => {
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{addr}");
+            }
+            Field::Text(_, text) => escape_plain(out, text.unwrap_or("-")),
+            Field::Word(_, word) => out.extend_from_slice(word.as_bytes()),
+            Field::Resumed(resumed) => {
+                out.extend_from_slice(if resumed { b"resumed" } else { b"full" });
+            }
+            Field::Request(method, target, version) => {
+                out.push(b'"');
+                escape_plain(out, method);
+                out.push(b' ');
+                escape_plain(out, target);
+                out.push(b' ');
+                out.extend_from_slice(version.as_bytes());
+                out.push(b'"');
+            }
+            Field::Number(_, n) => push_decimal(out, n),
+            Field::Millis(_, elapsed) => push_millis(out, elapsed),
+        }
+    }
     out.push(b'\n');
 }
 
 /// One JSON object per line, written field by field (no intermediate
 /// value: this runs once per request).
 fn json_line(out: &mut Vec<u8>, entry: &Entry<'_>, now: SystemTime, stamp: &mut Stamp) {
-    let request = entry.request;
-    let client = entry.client;
-    out.extend_from_slice(b"{\"time\":\"");
-    stamp.write(out, now);
-    let _ = write!(
-        out,
-        "\",\"client\":\"{}\",\"client_port\":",
-        client.addr.ip()
-    );
-    push_decimal(out, u64::from(client.addr.port()));
-    out.extend_from_slice(b",\"sni\":");
-    json_string_or_null(out, client.server_name);
-    out.extend_from_slice(b",\"tls\":\"");
-    out.extend_from_slice(client.tls.version.as_bytes());
-    out.extend_from_slice(if client.tls.resumed {
-        b"\",\"resumed\":true,\"method\":"
-    } else {
-        b"\",\"resumed\":false,\"method\":"
-    });
-    json_string(out, request.method.as_str());
-    out.extend_from_slice(b",\"path\":");
-    json_string(out, request.target.as_str());
-    out.extend_from_slice(b",\"protocol\":\"");
-    out.extend_from_slice(http_version_name(request.version).as_bytes());
-    out.extend_from_slice(b"\",\"status\":");
-    push_decimal(out, u64::from(entry.status));
-    out.extend_from_slice(b",\"bytes\":");
-    push_decimal(out, entry.bytes);
-    out.extend_from_slice(b",\"backend\":");
-    json_string_or_null(out, entry.backend);
-    out.extend_from_slice(b",\"duration_ms\":");
-    push_millis(out, request.started.elapsed());
+    out.push(b'{');
+    for (index, field) in fields(entry).into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        json_key(out, field.key());
+        match field {
+            Field::Time => {
+                out.push(b'"');
+                stamp.write(out, now);
+                out.push(b'"');
+            }
+            Field::Client(addr) => {
+                let _ = write!(out, "\"{}\",\"client_port\":", addr.ip());
+                push_decimal(out, u64::from(addr.port()));
+            }
+            Field::Text(_, text) => json_string_or_null(out, text),
+            Field::Word(_, word) => json_word(out, word),
+            Field::Resumed(resumed) => {
+                out.extend_from_slice(if resumed { b"true" } else { b"false" });
+            }
+            Field::Request(method, target, version) => {
+                json_string(out, method);
+                out.push(b',');
+                json_key(out, "path");
+                json_string(out, target);
+                out.push(b',');
+                json_key(out, "protocol");
+                json_word(out, version);
+            }
+            Field::Number(_, n) => push_decimal(out, n),
+            Field::Millis(_, elapsed) => push_millis(out, elapsed),
+        }
+    }
     out.extend_from_slice(b"}\n");
+}
+
+/// A word the router chose (a TLS or HTTP version) as a JSON string: it
+/// needs no escaping.
+fn json_word(out: &mut Vec<u8>, word: &str) {
+    out.push(b'"');
+    out.extend_from_slice(word.as_bytes());
+    out.push(b'"');
+}
+
+/// `"key":`, for a key of this module's own (nothing to escape).
+fn json_key(out: &mut Vec<u8>, key: &str) {
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 fn json_string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
@@ -527,23 +604,47 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
-    fn entry_parts() -> (Request, Client<'static>) {
-        (
-            Request {
-                started: Instant::now(),
-                method: http::Method::POST,
-                target: http::uri::PathAndQuery::from_static("/a%20b\"c?x=1"),
-                version: http::Version::HTTP_2,
-            },
-            Client {
+    /// A POST with a quote in its target, arrived now.
+    fn request() -> Request {
+        Request {
+            started: Instant::now(),
+            method: http::Method::POST,
+            target: http::uri::PathAndQuery::from_static("/a%20b\"c?x=1"),
+            version: http::Version::HTTP_2,
+        }
+    }
+
+    /// `request` from a resumed TLS 1.3 client, answered so.
+    fn entry<'a>(
+        request: &'a Request,
+        status: u16,
+        bytes: u64,
+        backend: Option<&'static str>,
+    ) -> Entry<'a> {
+        const RESUMED_TLS13: TlsInfo = TlsInfo {
+            version: "TLSv1.3",
+            resumed: true,
+        };
+        Entry {
+            client: Client {
                 addr: "127.0.0.2:40000".parse().unwrap(),
                 server_name: Some("example.test"),
-                tls: TlsInfo {
-                    version: "TLSv1.3",
-                    resumed: true,
-                },
+                tls: RESUMED_TLS13,
             },
-        )
+            request,
+            status,
+            bytes,
+            backend,
+        }
+    }
+
+    type WriteLine = fn(&mut Vec<u8>, &Entry<'_>, SystemTime, &mut Stamp);
+
+    /// The line `write_line` writes for `entry` at the epoch.
+    fn line_at_epoch(write_line: WriteLine, entry: &Entry<'_>) -> String {
+        let mut line = Vec::new();
+        write_line(&mut line, entry, UNIX_EPOCH, &mut Stamp::default());
+        String::from_utf8(line).unwrap()
     }
 
     #[test]
@@ -562,17 +663,9 @@ mod tests {
 
     #[test]
     fn plain_lines_escape_what_could_split_a_field() {
-        let (request, client) = entry_parts();
-        let entry = Entry {
-            client,
-            request: &request,
-            status: 200,
-            bytes: 1234,
-            backend: Some("127.0.0.1:3031"),
-        };
-        let mut line = Vec::new();
-        plain_line(&mut line, &entry, UNIX_EPOCH, &mut Stamp::default());
-        let line = String::from_utf8(line).unwrap();
+        let request = request();
+        let entry = entry(&request, 200, 1234, Some("127.0.0.1:3031"));
+        let line = line_at_epoch(plain_line, &entry);
         let fields: Vec<&str> = line.trim_end().split(' ').collect();
         assert_eq!(
             &fields[..11],
@@ -597,17 +690,10 @@ mod tests {
 
     #[test]
     fn json_lines_parse() {
-        let (request, client) = entry_parts();
-        let entry = Entry {
-            client,
-            request: &request,
-            status: 502,
-            bytes: 0,
-            backend: None,
-        };
-        let mut line = Vec::new();
-        json_line(&mut line, &entry, UNIX_EPOCH, &mut Stamp::default());
-        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let request = request();
+        let entry = entry(&request, 502, 0, None);
+        let value: serde_json::Value =
+            serde_json::from_str(&line_at_epoch(json_line, &entry)).unwrap();
         assert_eq!(value["client"], "127.0.0.2");
         assert_eq!(value["client_port"], 40000);
         assert_eq!(value["path"], "/a%20b\"c?x=1");
@@ -623,6 +709,33 @@ mod tests {
         assert_eq!(value["resumed"], true);
         assert_eq!(value["backend"], serde_json::Value::Null);
         assert_eq!(value["status"], 502);
+    }
+
+    /// Both formats, byte for byte up to the duration (which the clock
+    /// decides): the field order and every separator.
+    #[test]
+    fn lines_are_exactly_the_documented_fields() {
+        let request = request();
+        let entry = entry(&request, 200, 5, None);
+        let cases: [(WriteLine, &str); 2] = [
+            (
+                plain_line,
+                "1970-01-01T00:00:00.000Z 127.0.0.2:40000 example.test TLSv1.3 resumed \
+                 \"POST /a%20b\\x22c?x=1 HTTP/2.0\" 200 5 - ",
+            ),
+            (
+                json_line,
+                "{\"time\":\"1970-01-01T00:00:00.000Z\",\"client\":\"127.0.0.2\",\
+                 \"client_port\":40000,\"sni\":\"example.test\",\"tls\":\"TLSv1.3\",\
+                 \"resumed\":true,\"method\":\"POST\",\"path\":\"/a%20b\\\"c?x=1\",\
+                 \"protocol\":\"HTTP/2.0\",\"status\":200,\"bytes\":5,\"backend\":null,\
+                 \"duration_ms\":",
+            ),
+        ];
+        for (write_line, expected) in cases {
+            let line = line_at_epoch(write_line, &entry);
+            assert!(line.starts_with(expected), "{line}\nis not\n{expected}…");
+        }
     }
 
     #[test]
@@ -644,27 +757,20 @@ mod tests {
 
     #[test]
     fn file_lines_arrive_on_flush_and_reopen_follows_rotation() {
-        let dir = std::env::temp_dir().join(format!("cachet-access-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
         let log = AccessLog::open(&AccessLogConfig {
             target: Target::File(path.clone()),
             format: Format::Json,
         })
         .unwrap();
-        let (request, client) = entry_parts();
-        let entry = Entry {
-            client,
-            request: &request,
-            status: 200,
-            bytes: 1,
-            backend: None,
-        };
+        let request = request();
+        let entry = entry(&request, 200, 1, None);
         log.record(&entry);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         log.flush();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
-        let rotated = dir.join("access.log.1");
+        let rotated = dir.path().join("access.log.1");
         std::fs::rename(&path, &rotated).unwrap();
         log.record(&entry);
         log.reopen().unwrap();
@@ -675,6 +781,5 @@ mod tests {
             2
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -275,7 +275,9 @@ pub fn read_config(args: &[OsString]) -> Result<Config> {
 /// Changes to options that a running process cannot apply, one message each.
 fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
     let mut refused = Vec::new();
-    let mut check = |option: &str, running: String, new: String| {
+    // Each option is shown the same way for both configurations.
+    let mut check = |option: &str, shown: fn(&Config) -> String| {
+        let (running, new) = (shown(running), shown(new));
         if running != new {
             refused.push(format!(
                 "option `{option}` changed to {new}, which takes a restart; \
@@ -283,76 +285,36 @@ fn fixed_changes(running: &Config, new: &Config) -> Vec<String> {
             ));
         }
     };
-    check("master", show(running.master), show(new.master));
-    check("reuse-port", show(running.reuse_port), show(new.reuse_port));
-    check(
-        "http-processes",
-        show(running.http_processes),
-        show(new.http_processes),
-    );
-    check(
-        "cache",
-        show_option(running.cache.map(|c| c.items)),
-        show_option(new.cache.map(|c| c.items)),
-    );
-    check(
-        "cache-blocksize",
-        show_option(running.cache.map(|c| c.blocksize)),
-        show_option(new.cache.map(|c| c.blocksize)),
-    );
-    check(
-        "ssl-sessions-use-cache",
-        show(running.ssl_sessions_use_cache),
-        show(new.ssl_sessions_use_cache),
-    );
-    check(
-        "ssl-sessions-timeout",
-        show(running.ssl_sessions_timeout.as_secs()),
-        show(new.ssl_sessions_timeout.as_secs()),
-    );
+    check("master", |c| show(c.master));
+    check("reuse-port", |c| show(c.reuse_port));
+    check("http-processes", |c| show(c.http_processes));
+    check("cache", |c| show_option(c.cache.map(|c| c.items)));
+    check("cache-blocksize", |c| {
+        show_option(c.cache.map(|c| c.blocksize))
+    });
+    check("ssl-sessions-use-cache", |c| show(c.ssl_sessions_use_cache));
+    check("ssl-sessions-timeout", |c| {
+        show(c.ssl_sessions_timeout.as_secs())
+    });
     // Ticket keys are made and held by the running receiver; switching
     // modes or periods would strand what clients hold.
-    check(
-        "ssl-session-tickets",
-        show(running.tickets),
-        show(new.tickets),
-    );
-    check("stats", show_option(running.stats), show_option(new.stats));
-    check(
-        "stats-http",
-        show_option(running.stats_http),
-        show_option(new.stats_http),
-    );
-    check(
-        "cache-udp-server",
-        show_option(running.cluster.udp_server),
-        show_option(new.cluster.udp_server),
-    );
-    check(
-        "cache-udp-node",
-        show(&running.cluster.udp_nodes),
-        show(&new.cluster.udp_nodes),
-    );
-    check(
-        "cache-redis",
-        show_option(running.redis.as_ref().map(|r| &r.target)),
-        show_option(new.redis.as_ref().map(|r| &r.target)),
-    );
-    check(
-        "cache-redis-timeout",
-        show_option(running.redis.as_ref().map(|r| r.timeout.as_millis())),
-        show_option(new.redis.as_ref().map(|r| r.timeout.as_millis())),
-    );
-    check(
-        "access-log",
-        show(running.access_log.as_ref().map(|log| &log.target)),
-        show(new.access_log.as_ref().map(|log| &log.target)),
-    );
-    check(
-        "access-log-format",
-        show_option(running.access_log.as_ref().map(|log| log.format.name())),
-        show_option(new.access_log.as_ref().map(|log| log.format.name())),
-    );
+    check("ssl-session-tickets", |c| show(c.tickets));
+    check("stats", |c| show_option(c.stats));
+    check("stats-http", |c| show_option(c.stats_http));
+    check("cache-udp-server", |c| show_option(c.cluster.udp_server));
+    check("cache-udp-node", |c| show(&c.cluster.udp_nodes));
+    check("cache-redis", |c| {
+        show_option(c.redis.as_ref().map(|r| &r.target))
+    });
+    check("cache-redis-timeout", |c| {
+        show_option(c.redis.as_ref().map(|r| r.timeout.as_millis()))
+    });
+    check("access-log", |c| {
+        show(c.access_log.as_ref().map(|log| &log.target))
+    });
+    check("access-log-format", |c| {
+        show_option(c.access_log.as_ref().map(|log| log.format.name()))
+    });
     // The keys themselves may change (a rollover, see
     // `crate::sync::keys`); turning the cluster on takes a restart.
     if running.cluster.key.is_none() && new.cluster.key.is_some() {
@@ -423,16 +385,7 @@ mod tests {
     use super::*;
     use crate::config::{Backend, BackendProtocol};
     use crate::proxy::pool::BackendPool;
-    use std::path::{Path, PathBuf};
-
-    /// A fresh directory for one test's files.
-    fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("cachet-reload-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use std::path::Path;
 
     /// Writes a self-signed certificate for `localhost` as crt.pem and key.pem.
     fn write_certificate(dir: &Path) {
@@ -492,10 +445,10 @@ mod tests {
 
     #[test]
     fn certificates_and_backends_swap_and_failures_change_nothing() {
-        let dir = scratch("swap");
-        write_certificate(&dir);
+        let dir = tempfile::tempdir().unwrap();
+        write_certificate(dir.path());
         let args = write_ini(
-            &dir,
+            dir.path(),
             "https = 127.0.0.1:0,crt.pem,key.pem\nhttp-to = 127.0.0.1:1\n",
         );
         let (reloader, endpoints, proxy) = reloader(args);
@@ -511,9 +464,9 @@ mod tests {
         );
 
         // A new certificate and another backend.
-        write_certificate(&dir);
+        write_certificate(dir.path());
         write_ini(
-            &dir,
+            dir.path(),
             "https = 127.0.0.1:0,crt.pem,key.pem\nhttp-to = 127.0.0.1:1\nhttp-to = 127.0.0.1:2\n",
         );
         let done = reloader.reload().unwrap();
@@ -530,9 +483,9 @@ mod tests {
         );
 
         // A missing key file: an error naming it, and nothing changes.
-        std::fs::remove_file(dir.join("key.pem")).unwrap();
+        std::fs::remove_file(dir.path().join("key.pem")).unwrap();
         write_ini(
-            &dir,
+            dir.path(),
             "https = 127.0.0.1:0,crt.pem,key.pem\nhttp-to = 127.0.0.1:3\n",
         );
         let error = format!("{:#}", reloader.reload().unwrap_err());
@@ -541,12 +494,15 @@ mod tests {
         assert_eq!(proxy.pool.backends().len(), 2);
 
         // A key that does not parse: likewise.
-        std::fs::write(dir.join("key.pem"), "-----BEGIN PRIVATE KEY-----\nnope\n").unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nnope\n",
+        )
+        .unwrap();
         let error = format!("{:#}", reloader.reload().unwrap_err());
         assert!(error.contains("key.pem"), "{error}");
         assert!(Arc::ptr_eq(&endpoints[0].current(), &second));
         assert_eq!(proxy.pool.backends().len(), 2);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -566,12 +522,12 @@ mod tests {
 
     #[test]
     fn changes_that_need_a_restart_are_refused_and_the_rest_applies() {
-        let dir = scratch("refuse");
-        let args = write_ini(&dir, "https = 127.0.0.1:0\ncache = 100\n");
+        let dir = tempfile::tempdir().unwrap();
+        let args = write_ini(dir.path(), "https = 127.0.0.1:0\ncache = 100\n");
         let (reloader, endpoints, proxy) = reloader(args);
         let generated = endpoints[0].current();
         write_ini(
-            &dir,
+            dir.path(),
             "https = 127.0.0.1:0\nhttps = 127.0.0.1:1\ncache = 200\nstats = 127.0.0.1:0\n\
              http-to = 127.0.0.1:9\n",
         );
@@ -594,46 +550,46 @@ mod tests {
         );
 
         // The only socket gone from the configuration: it keeps serving.
-        write_ini(&dir, "https = 127.0.0.1:7\ncache = 100\n");
+        write_ini(dir.path(), "https = 127.0.0.1:7\ncache = 100\n");
         let done = reloader.reload().unwrap();
         assert_eq!(done.sockets, 0);
         assert_eq!(done.refused.len(), 2, "{:?}", done.refused);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn proxy_protocol_follows_the_configuration() {
-        let dir = scratch("proxy-protocol");
-        let args = write_ini(&dir, "https = 127.0.0.1:0\n");
+        let dir = tempfile::tempdir().unwrap();
+        let args = write_ini(dir.path(), "https = 127.0.0.1:0\n");
         let (reloader, _endpoints, _proxy) = reloader(args);
         let switch = Arc::clone(&reloader.proxy_protocol[0]);
         assert!(!switch.load(Relaxed));
-        write_ini(&dir, "https = 127.0.0.1:0\nenable-proxy-protocol = true\n");
+        write_ini(
+            dir.path(),
+            "https = 127.0.0.1:0\nenable-proxy-protocol = true\n",
+        );
         let done = reloader.reload().unwrap();
         assert!(done.proxy_protocol && switch.load(Relaxed));
         assert!(done.refused.is_empty(), "{:?}", done.refused);
         // A broken configuration leaves it as it was.
         write_ini(
-            &dir,
+            dir.path(),
             "https = 127.0.0.1:0\nenable-proxy-protocol = perhaps\n",
         );
         assert!(reloader.reload().is_err());
         assert!(switch.load(Relaxed));
-        write_ini(&dir, "https = 127.0.0.1:0\n");
+        write_ini(dir.path(), "https = 127.0.0.1:0\n");
         assert!(!reloader.reload().unwrap().proxy_protocol);
         assert!(!switch.load(Relaxed));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_broken_configuration_changes_nothing() {
-        let dir = scratch("broken");
-        let args = write_ini(&dir, "https = 127.0.0.1:0\nhttp-to = 127.0.0.1:1\n");
+        let dir = tempfile::tempdir().unwrap();
+        let args = write_ini(dir.path(), "https = 127.0.0.1:0\nhttp-to = 127.0.0.1:1\n");
         let (reloader, _endpoints, proxy) = reloader(args);
-        write_ini(&dir, "https = 127.0.0.1:0\nhttp-too = 127.0.0.1:2\n");
+        write_ini(dir.path(), "https = 127.0.0.1:0\nhttp-too = 127.0.0.1:2\n");
         let error = format!("{:#}", reloader.reload().unwrap_err());
         assert!(error.contains("http-too"), "{error}");
         assert_eq!(proxy.pool.backends(), [backend("127.0.0.1:1")]);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -359,10 +359,16 @@ mod tests {
         SessionStore::new(region, timeout, None, None, None).unwrap()
     }
 
+    /// A store and its storage for the session context `a`.
+    fn store_with_context(timeout: Duration) -> (SessionStore, Arc<ContextStorage>) {
+        let store = store(timeout);
+        let context = store.for_context(b"a");
+        (store, context)
+    }
+
     #[test]
     fn contexts_do_not_see_each_other() {
-        let store = store(Duration::from_secs(60));
-        let a = store.for_context(b"a");
+        let (store, a) = store_with_context(Duration::from_secs(60));
         let b = store.for_context(b"b");
         assert!(a.put(b"id".to_vec(), b"session".to_vec()));
         assert_eq!(a.get(b"id"), Some(b"session".to_vec()));
@@ -380,8 +386,7 @@ mod tests {
 
     #[test]
     fn take_is_single_use() {
-        let store = store(Duration::from_secs(60));
-        let a = store.for_context(b"a");
+        let (store, a) = store_with_context(Duration::from_secs(60));
         assert!(a.put(b"ticket".to_vec(), TLS13_VALUE.to_vec()));
         assert_eq!(a.take(b"ticket"), Some(TLS13_VALUE.to_vec()));
         assert_eq!(a.take(b"ticket"), None);
@@ -390,8 +395,7 @@ mod tests {
 
     #[test]
     fn tickets_and_session_ids_never_meet() {
-        let store = store(Duration::from_secs(60));
-        let a = store.for_context(b"a");
+        let (_store, a) = store_with_context(Duration::from_secs(60));
         assert!(a.put(b"id".to_vec(), TLS13_VALUE.to_vec()));
         assert_eq!(a.get(b"id"), None, "a ticket is not a TLS 1.2 session");
         assert!(a.put(b"id2".to_vec(), b"tls12".to_vec()));
@@ -487,8 +491,7 @@ mod tests {
 
     #[test]
     fn oversized_values_and_keys_are_refused_and_counted() {
-        let store = store(Duration::from_secs(60));
-        let a = store.for_context(b"a");
+        let (store, a) = store_with_context(Duration::from_secs(60));
         assert!(!a.put(b"id".to_vec(), vec![0; 65]));
         assert!(!a.put(vec![1; 49], b"v".to_vec()));
         assert!(a.put(vec![1; 48], b"v".to_vec()));
@@ -498,8 +501,7 @@ mod tests {
 
     #[test]
     fn expired_values_are_not_returned_and_the_sweep_frees_them() {
-        let store = store(Duration::from_millis(1));
-        let a = store.for_context(b"a");
+        let (store, a) = store_with_context(Duration::from_millis(1));
         assert!(a.put(b"id".to_vec(), b"v".to_vec()));
         assert!(a.put(b"id2".to_vec(), b"v".to_vec()));
         std::thread::sleep(Duration::from_millis(5));

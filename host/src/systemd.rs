@@ -98,15 +98,13 @@ mod tests {
 
     #[test]
     fn path_and_abstract_sockets_receive() {
-        let dir = std::env::temp_dir().join(format!("cachet-notify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
         let receiver = UnixDatagram::bind(&path).unwrap();
         notify(path.as_os_str(), "READY=1").unwrap();
         let mut buf = [0u8; 64];
         let n = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        std::fs::remove_dir_all(&dir).unwrap();
 
         use std::os::linux::net::SocketAddrExt;
         let name = format!("cachet-notify-test-{}", std::process::id());

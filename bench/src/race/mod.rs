@@ -58,7 +58,7 @@ impl Race {
         } else {
             print!(
                 "cachet bench: ticket race over {} targets, TLS 1.3, {:.1} s\n{}{}",
-                options.targets.len(),
+                options.settings.targets.len(),
                 self.elapsed.as_secs_f64(),
                 report.figures_text(),
                 ticket_race.to_text()
@@ -72,9 +72,9 @@ impl Race {
     }
 }
 
-/// Runs `rounds` rounds over `options.targets` (at least two).
+/// Runs `rounds` rounds over `options.settings.targets` (at least two).
 pub async fn run(options: &Options, rounds: u64) -> Result<Race> {
-    let targets = super::resolve(&options.targets).await?;
+    let targets = super::resolve(&options.settings.targets).await?;
     let rivals = targets
         .len()
         .checked_sub(1)
@@ -82,8 +82,12 @@ pub async fn run(options: &Options, rounds: u64) -> Result<Race> {
         .ok_or_else(|| anyhow!("a ticket race needs two targets or more"))?;
     let (provider, random) = seeded::provider();
     let base = super::tls::config_with_provider(options, provider)?;
-    let name = ServerName::try_from(options.server_name.clone())
-        .with_context(|| format!("`{}` is not a DNS name or IP address", options.server_name))?;
+    let name = ServerName::try_from(options.settings.server_name.clone()).with_context(|| {
+        format!(
+            "`{}` is not a DNS name or IP address",
+            options.settings.server_name
+        )
+    })?;
     let mut race = Race {
         tally: Tally::new(rivals),
         stats: Stats::new(targets.len()),

@@ -775,6 +775,11 @@ mod tests {
         }
     }
 
+    /// What is wrong with `args`, which must not make a configuration.
+    fn config_error(args: &[&str]) -> String {
+        config(args).unwrap_err().to_string()
+    }
+
     #[test]
     fn minimal_command_line() {
         let config = config(&["--https", "127.0.0.1:0", "--http-to", "127.0.0.1:3031"]).unwrap();
@@ -790,9 +795,7 @@ mod tests {
     fn proxy_protocol_switch() {
         let on = config(&["--https", ":8443", "--enable-proxy-protocol"]).unwrap();
         assert!(on.enable_proxy_protocol);
-        let error = config(&["--https", ":8443", "--enable-proxy-protocol=maybe"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--enable-proxy-protocol=maybe"]);
         assert!(
             error.contains("`enable-proxy-protocol` = `maybe`"),
             "{error}"
@@ -818,28 +821,20 @@ mod tests {
 
     #[test]
     fn errors_name_option_and_value() {
-        let error = config(&["--https", "127.0.0.1:0", "--http-to", "nowhere"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", "127.0.0.1:0", "--http-to", "nowhere"]);
         assert!(error.contains("`http-to` = `nowhere`"), "{error}");
-        let error = config(&["--https", "127.0.0.1:0,/no/such.crt,/no/such.key"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", "127.0.0.1:0,/no/such.crt,/no/such.key"]);
         assert!(
             error.contains("`https`") && error.contains("/no/such.crt"),
             "{error}"
         );
-        let error = config(&["--https", "127.0.0.1:0", "--cache", "lots"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", "127.0.0.1:0", "--cache", "lots"]);
         assert!(error.contains("`cache` = `lots`"), "{error}");
     }
 
     #[test]
     fn cache_rules() {
-        let error = config(&["--https", "127.0.0.1:0", "--ssl-sessions-use-cache"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", "127.0.0.1:0", "--ssl-sessions-use-cache"]);
         assert!(error.contains("ssl-sessions-use-cache"), "{error}");
         let config = config(&[
             "--ssl-sessions-use-cache",
@@ -863,14 +858,12 @@ mod tests {
 
     #[test]
     fn sync_requires_a_key() {
-        let error = config(&[
+        let error = config_error(&[
             "--https",
             "127.0.0.1:0",
             "--cache-udp-node",
             "127.0.0.1:4000",
-        ])
-        .unwrap_err()
-        .to_string();
+        ]);
         assert!(error.contains("cluster-key"), "{error}");
     }
 
@@ -882,28 +875,22 @@ mod tests {
         std::fs::write(&key, "cd".repeat(32)).unwrap();
         let key = key.to_str().unwrap();
         let cache = ["--cache", "100", "--ssl-sessions-use-cache"];
-        let error = config(&[
+        let error = config_error(&[
             "--https",
             ":8443",
             "--cache-redis",
             "redis://127.0.0.1:6379",
-        ])
-        .unwrap_err()
-        .to_string();
+        ]);
         assert!(
             error.contains("`cache-redis` needs `cluster-key") && error.contains("cache = ITEMS"),
             "{error}"
         );
-        let error = config(&["--https", ":8443", "--cache-redis", "localhost:6379"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--cache-redis", "localhost:6379"]);
         assert!(
             error.contains("`cache-redis` = `localhost:6379`"),
             "{error}"
         );
-        let error = config(&["--https", ":8443", "--cache-redis-timeout", "5"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--cache-redis-timeout", "5"]);
         assert!(error.contains("no Redis tier"), "{error}");
         let both = [
             &[
@@ -940,9 +927,7 @@ mod tests {
 
     #[test]
     fn pull_timeout_needs_a_cluster_and_a_sane_value() {
-        let error = config(&["--https", ":8443", "--cache-udp-pull-timeout", "50"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--cache-udp-pull-timeout", "50"]);
         assert!(
             error.contains("`cache-udp-pull-timeout` = `50`") && error.contains("no cluster"),
             "{error}"
@@ -1012,17 +997,11 @@ mod tests {
                 "{error}"
             );
         }
-        let error = config(&["--https", ":8443", "--ssl-session-tickets", "keys"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--ssl-session-tickets", "keys"]);
         assert!(error.contains("needs `cache-udp-server`"), "{error}");
-        let error = config(&["--https", ":8443", "--ssl-session-ticket-rotate", "60"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--ssl-session-ticket-rotate", "60"]);
         assert!(error.contains("no ticket keys to rotate"), "{error}");
-        let error = config(&["--https", ":8443", "--ssl-session-tickets", "stateless"])
-            .unwrap_err()
-            .to_string();
+        let error = config_error(&["--https", ":8443", "--ssl-session-tickets", "stateless"]);
         assert!(error.contains("expected `cache` or `keys`"), "{error}");
         assert_eq!(
             config(&["--https", ":8443"]).unwrap().tickets,
@@ -1037,16 +1016,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let key = dir.join("cluster.key");
         std::fs::write(&key, "cd".repeat(32)).unwrap();
-        let error = config(&[
+        let error = config_error(&[
             "--https",
             "127.0.0.1:0",
             "--cache-udp-server",
             "127.0.0.1:0",
             "--cache-udp-key",
             key.to_str().unwrap(),
-        ])
-        .unwrap_err()
-        .to_string();
+        ]);
         assert!(error.contains("ssl-sessions-use-cache"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -67,24 +67,55 @@ pub enum Metric {
     SyncSkipped,
 }
 
-/// Where one metric shows: its place in the JSON document (`None`: not
-/// at the top level), and its Prometheus family with the values of the
-/// family's labels (`None`: not exposed).
+/// Where one metric shows: its place in the JSON document, keys joined
+/// by dots (`None`: not at the top level), and its Prometheus family with
+/// the values of the family's labels (`None`: not exposed).
 pub struct Line {
     pub metric: Metric,
-    pub json: Option<&'static [&'static str]>,
+    pub json: Option<&'static str>,
     pub prometheus: Option<(&'static Family, &'static [&'static str])>,
 }
 
-const fn line(
-    metric: Metric,
-    json: Option<&'static [&'static str]>,
-    prometheus: Option<(&'static Family, &'static [&'static str])>,
-) -> Line {
-    Line {
-        metric,
-        json,
-        prometheus,
+impl Line {
+    /// A metric neither at the JSON document's top level nor in
+    /// Prometheus: one that shows elsewhere, on its own terms.
+    const fn unexposed(metric: Metric) -> Line {
+        Line {
+            metric,
+            json: None,
+            prometheus: None,
+        }
+    }
+}
+
+impl Family {
+    /// `metric` as this family's sample with label `values`, and in JSON
+    /// at the dotted path `json`.
+    const fn line(
+        &'static self,
+        metric: Metric,
+        json: &'static str,
+        values: &'static [&'static str],
+    ) -> Line {
+        Line {
+            metric,
+            json: Some(json),
+            prometheus: Some((self, values)),
+        }
+    }
+
+    /// `metric` as this family's sample with label `values`; JSON shows it
+    /// elsewhere than at the top level.
+    const fn line_not_in_json(
+        &'static self,
+        metric: Metric,
+        values: &'static [&'static str],
+    ) -> Line {
+        Line {
+            metric,
+            json: None,
+            prometheus: Some((self, values)),
+        }
     }
 }
 
@@ -169,133 +200,73 @@ const HTTP_ERRORS: Family = Family::new(
 pub const TABLE: [Line; 27] = {
     use Metric::*;
     [
-        line(
-            Tls12Full,
-            Some(&["tls", "handshakes", "tls12", "full"]),
-            Some((&HANDSHAKES, &["1.2", "full"])),
-        ),
-        line(
+        HANDSHAKES.line(Tls12Full, "tls.handshakes.tls12.full", &["1.2", "full"]),
+        HANDSHAKES.line(
             Tls12Resumed,
-            Some(&["tls", "handshakes", "tls12", "resumed"]),
-            Some((&HANDSHAKES, &["1.2", "resumed"])),
+            "tls.handshakes.tls12.resumed",
+            &["1.2", "resumed"],
         ),
-        line(
-            Tls13Full,
-            Some(&["tls", "handshakes", "tls13", "full"]),
-            Some((&HANDSHAKES, &["1.3", "full"])),
-        ),
-        line(
+        HANDSHAKES.line(Tls13Full, "tls.handshakes.tls13.full", &["1.3", "full"]),
+        HANDSHAKES.line(
             Tls13Resumed,
-            Some(&["tls", "handshakes", "tls13", "resumed"]),
-            Some((&HANDSHAKES, &["1.3", "resumed"])),
+            "tls.handshakes.tls13.resumed",
+            &["1.3", "resumed"],
         ),
-        line(
-            HandshakeFailures,
-            Some(&["tls", "failures"]),
-            Some((&HANDSHAKE_FAILURES, &[])),
-        ),
-        line(
-            HandshakeTimeouts,
-            Some(&["tls", "timeouts"]),
-            Some((&HANDSHAKE_TIMEOUTS, &[])),
-        ),
-        line(
+        HANDSHAKE_FAILURES.line(HandshakeFailures, "tls.failures", &[]),
+        HANDSHAKE_TIMEOUTS.line(HandshakeTimeouts, "tls.timeouts", &[]),
+        RESUMPTION_OFFERED.line(
             OfferedSessionIds,
-            Some(&["tls", "offered", "tls12_session_id"]),
-            Some((&RESUMPTION_OFFERED, &["tls12_session_id"])),
+            "tls.offered.tls12_session_id",
+            &["tls12_session_id"],
         ),
-        line(
-            OfferedPsks,
-            Some(&["tls", "offered", "tls13_psk"]),
-            Some((&RESUMPTION_OFFERED, &["tls13_psk"])),
-        ),
-        line(
+        RESUMPTION_OFFERED.line(OfferedPsks, "tls.offered.tls13_psk", &["tls13_psk"]),
+        CLIENT_HELLO_REJECTED.line(
             ClientHelloMalformed,
-            Some(&["tls", "client_hello_rejected", "malformed"]),
-            Some((&CLIENT_HELLO_REJECTED, &["malformed"])),
+            "tls.client_hello_rejected.malformed",
+            &["malformed"],
         ),
-        line(
+        CLIENT_HELLO_REJECTED.line(
             ClientHelloOversized,
-            Some(&["tls", "client_hello_rejected", "oversized"]),
-            Some((&CLIENT_HELLO_REJECTED, &["oversized"])),
+            "tls.client_hello_rejected.oversized",
+            &["oversized"],
         ),
-        line(
-            TicketsIssued,
-            Some(&["tls", "tickets", "issued"]),
-            Some((&TICKETS, &["issued"])),
-        ),
-        line(
-            TicketsUnissued,
-            Some(&["tls", "tickets", "unissued"]),
-            Some((&TICKETS, &["unissued"])),
-        ),
-        line(
-            TicketsOpened,
-            Some(&["tls", "tickets", "opened"]),
-            Some((&TICKETS, &["opened"])),
-        ),
-        line(
-            TicketsExpired,
-            Some(&["tls", "tickets", "refused", "expired"]),
-            Some((&TICKETS, &["expired"])),
-        ),
-        line(
+        TICKETS.line(TicketsIssued, "tls.tickets.issued", &["issued"]),
+        TICKETS.line(TicketsUnissued, "tls.tickets.unissued", &["unissued"]),
+        TICKETS.line(TicketsOpened, "tls.tickets.opened", &["opened"]),
+        TICKETS.line(TicketsExpired, "tls.tickets.refused.expired", &["expired"]),
+        TICKETS.line(
             TicketsUnknownKey,
-            Some(&["tls", "tickets", "refused", "unknown_key"]),
-            Some((&TICKETS, &["unknown_key"])),
+            "tls.tickets.refused.unknown_key",
+            &["unknown_key"],
         ),
-        line(
-            TicketsInvalid,
-            Some(&["tls", "tickets", "refused", "invalid"]),
-            Some((&TICKETS, &["invalid"])),
-        ),
+        TICKETS.line(TicketsInvalid, "tls.tickets.refused.invalid", &["invalid"]),
         // JSON shows all headers (`proxy_protocol.headers`, added up by
         // `render_json`) and the local ones.
-        line(
-            ProxyHeadersClient,
-            None,
-            Some((&PROXY_HEADERS, &["client"])),
-        ),
-        line(
-            ProxyHeadersLocal,
-            Some(&["proxy_protocol", "local"]),
-            Some((&PROXY_HEADERS, &["local"])),
-        ),
-        line(
+        PROXY_HEADERS.line_not_in_json(ProxyHeadersClient, &["client"]),
+        PROXY_HEADERS.line(ProxyHeadersLocal, "proxy_protocol.local", &["local"]),
+        PROXY_REJECTED.line(
             ProxyMissing,
-            Some(&["proxy_protocol", "rejected", "missing"]),
-            Some((&PROXY_REJECTED, &["missing"])),
+            "proxy_protocol.rejected.missing",
+            &["missing"],
         ),
-        line(
+        PROXY_REJECTED.line(
             ProxyMalformed,
-            Some(&["proxy_protocol", "rejected", "malformed"]),
-            Some((&PROXY_REJECTED, &["malformed"])),
+            "proxy_protocol.rejected.malformed",
+            &["malformed"],
         ),
-        line(
+        PROXY_REJECTED.line(
             ProxyTimeouts,
-            Some(&["proxy_protocol", "rejected", "timeout"]),
-            Some((&PROXY_REJECTED, &["timeout"])),
+            "proxy_protocol.rejected.timeout",
+            &["timeout"],
         ),
         // Per worker in JSON (see `render_json`).
-        line(Connections, None, Some((&CONNECTIONS, &[]))),
-        line(OpenConnections, None, Some((&OPEN_CONNECTIONS, &[]))),
-        line(
-            Requests,
-            Some(&["http", "requests"]),
-            Some((&REQUESTS, &[])),
-        ),
-        line(
-            BadGateway,
-            Some(&["http", "bad_gateway"]),
-            Some((&HTTP_ERRORS, &["502"])),
-        ),
-        line(
-            GatewayTimeout,
-            Some(&["http", "gateway_timeout"]),
-            Some((&HTTP_ERRORS, &["504"])),
-        ),
+        CONNECTIONS.line_not_in_json(Connections, &[]),
+        OPEN_CONNECTIONS.line_not_in_json(OpenConnections, &[]),
+        REQUESTS.line(Requests, "http.requests", &[]),
+        HTTP_ERRORS.line(BadGateway, "http.bad_gateway", &["502"]),
+        HTTP_ERRORS.line(GatewayTimeout, "http.gateway_timeout", &["504"]),
         // In the JSON `sync` object, when replication is on.
-        line(SyncSkipped, None, None),
+        Line::unexposed(SyncSkipped),
     ]
 };
 

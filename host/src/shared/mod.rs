@@ -248,20 +248,8 @@ mod tests {
             .unwrap();
         assert_eq!(got.as_deref(), Some(&b"v"[..]));
         region.metrics(3).request();
-        assert_eq!(
-            other
-                .metrics(3)
-                .snapshot()
-                .get(crate::metrics::Metric::Requests),
-            1
-        );
-        assert_eq!(
-            other
-                .metrics(2)
-                .snapshot()
-                .get(crate::metrics::Metric::Requests),
-            0
-        );
+        assert_eq!(requests(other, 3), 1);
+        assert_eq!(requests(other, 2), 0);
     }
 
     #[test]
@@ -271,12 +259,14 @@ mod tests {
         assert!(region.cache_layout().is_none());
         assert!(region.with_cache(|c| c.items()).is_none());
         region.metrics(0).request();
-        assert_eq!(
-            region
-                .metrics(0)
-                .snapshot()
-                .get(crate::metrics::Metric::Requests),
-            1
-        );
+        assert_eq!(requests(region, 0), 1);
+    }
+
+    /// The requests `process` counted, as any mapping of `region` reads them.
+    fn requests(region: &'static SharedRegion, process: usize) -> u64 {
+        region
+            .metrics(process)
+            .snapshot()
+            .get(crate::metrics::Metric::Requests)
     }
 }

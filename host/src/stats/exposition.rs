@@ -6,6 +6,10 @@ use std::fmt::Write;
 use crate::latency::Latency;
 use crate::metrics::MetricsSnapshot;
 
+/// A family with a sample per item (a worker, a backend, a peer): its
+/// name, type, help, and the item's value.
+pub(super) type PerItem<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
 /// Accumulates metric families, writing HELP and TYPE once per family.
 #[derive(Default)]
 pub(super) struct Exposition {
@@ -68,6 +72,23 @@ impl Exposition {
         self.family(name, "counter", help);
         for (value, count) in samples {
             self.sample(name, &[(label, value)], count);
+        }
+    }
+
+    /// Families with one sample per item of `items`, labelled `label` =
+    /// `label_of(item)`.
+    pub(super) fn per_item<T>(
+        &mut self,
+        families: &[PerItem<T>],
+        items: &[T],
+        label: &str,
+        label_of: impl Fn(&T) -> String,
+    ) {
+        for (name, kind, help, value) in families {
+            self.family(name, kind, help);
+            for item in items {
+                self.sample(name, &[(label, &label_of(item))], value(item));
+            }
         }
     }
 

@@ -42,8 +42,8 @@ pub fn render_json(snapshot: &Snapshot) -> String {
     for (line, count) in totals.lines() {
         if let Some(path) = line.json {
             let place = path
-                .iter()
-                .fold(&mut document, |value, key| &mut value[*key]);
+                .split('.')
+                .fold(&mut document, |value, key| &mut value[key]);
             *place = json!(count);
         }
     }
@@ -225,40 +225,26 @@ fn sessions(snapshot: &Snapshot) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::WorkerFigures;
     use super::*;
     use crate::metrics::MetricsSnapshot;
 
     #[test]
     fn document_has_uwsgi_and_cachet_fields() {
-        let snapshot = Snapshot {
-            version: "0",
-            pid: 7,
-            started_at: 1,
-            cache: Some(CacheFigures {
-                max_items: 10,
-                hits: 3,
-                ..CacheFigures::default()
-            }),
-            sessions_in_cache: true,
-            workers: vec![WorkerFigures {
-                id: 1,
-                pid: 7,
-                restarts: 0,
-                metrics: MetricsSnapshot::default()
-                    .with(Metric::Tls13Resumed, 2)
-                    .with(Metric::Tls12Full, 1)
-                    .with(Metric::ProxyHeadersClient, 3)
-                    .with(Metric::ProxyHeadersLocal, 1)
-                    .with(Metric::ProxyMalformed, 2)
-                    .with(Metric::OfferedSessionIds, 5)
-                    .with(Metric::OfferedPsks, 6)
-                    .with(Metric::ClientHelloOversized, 7),
-            }],
-            backends: vec![],
-            sync: None,
-            redis: None,
+        let cache = CacheFigures {
+            max_items: 10,
+            hits: 3,
+            ..CacheFigures::default()
         };
+        let metrics = MetricsSnapshot::default()
+            .with(Metric::Tls13Resumed, 2)
+            .with(Metric::Tls12Full, 1)
+            .with(Metric::ProxyHeadersClient, 3)
+            .with(Metric::ProxyHeadersLocal, 1)
+            .with(Metric::ProxyMalformed, 2)
+            .with(Metric::OfferedSessionIds, 5)
+            .with(Metric::OfferedPsks, 6)
+            .with(Metric::ClientHelloOversized, 7);
+        let snapshot = Snapshot::of_one_process(cache, metrics);
         let value: Value = serde_json::from_str(&render_json(&snapshot)).unwrap();
         assert_eq!(value["caches"][0]["hits"], 3);
         assert_eq!(value["caches"][0]["items"], 0);

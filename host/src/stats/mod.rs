@@ -118,5 +118,30 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// One router process (pid 7, worker 1) with a cache and these
+    /// counters; no backends, no cluster, no Redis: what the renderers'
+    /// tests start from.
+    pub(crate) fn of_one_process(cache: CacheFigures, metrics: MetricsSnapshot) -> Snapshot {
+        Snapshot {
+            version: "0",
+            pid: 7,
+            started_at: 1,
+            cache: Some(cache),
+            sessions_in_cache: true,
+            workers: vec![WorkerFigures {
+                id: 1,
+                pid: 7,
+                restarts: 0,
+                metrics,
+            }],
+            backends: vec![],
+            sync: None,
+            redis: None,
+        }
+    }
+}
+
 /// Produces a fresh snapshot each time a stats client asks.
 pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;

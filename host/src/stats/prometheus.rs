@@ -1,9 +1,11 @@
 //! Prometheus text exposition (format 0.0.4) of the same snapshot.
 
-use super::exposition::Exposition;
+use super::exposition::{Exposition, PerItem};
 use super::{BackendFigures, Snapshot, WorkerFigures};
 use crate::metrics::pulls::PullFigures;
 use crate::metrics::redis::{Event, RedisFigures};
+use crate::shared::peers::PeerFigures;
+use crate::sync::inbound::SourceFigures;
 
 /// Renders the snapshot served at `stats-http` `/metrics`.
 pub fn render_prometheus(snapshot: &Snapshot) -> String {
@@ -45,25 +47,18 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             "Sessions pushed out to make room.",
             cache.evictions,
         );
-        out.family(
+        out.counter_by(
             "cachet_cache_refused_total",
-            "counter",
             "Sessions the cache refused to store, by reason.",
-        );
-        out.sample(
-            "cachet_cache_refused_total",
-            &[("reason", "too_large")],
-            cache.refused_too_large,
-        );
-        out.sample(
-            "cachet_cache_refused_total",
-            &[("reason", "full")],
-            cache.refused_full,
+            "reason",
+            [
+                ("too_large", cache.refused_too_large),
+                ("full", cache.refused_full),
+            ],
         );
     }
 
-    type Family<'a, T> = (&'a str, &'a str, &'a str, fn(&T) -> u64);
-    let worker_families: [Family<'_, WorkerFigures>; 2] = [
+    let worker_families: [PerItem<WorkerFigures>; 2] = [
         (
             "cachet_worker_requests_total",
             "counter",
@@ -77,13 +72,10 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             |worker| worker.restarts,
         ),
     ];
-    for (name, kind, help, value) in worker_families {
-        out.family(name, kind, help);
-        for worker in &snapshot.workers {
-            out.sample(name, &[("worker", &worker.id.to_string())], value(worker));
-        }
-    }
-    let backend_families: [Family<'_, BackendFigures>; 4] = [
+    out.per_item(&worker_families, &snapshot.workers, "worker", |worker| {
+        worker.id.to_string()
+    });
+    let backend_families: [PerItem<BackendFigures>; 4] = [
         (
             "cachet_backend_requests_total",
             "counter",
@@ -109,12 +101,12 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
             |backend| backend.idle,
         ),
     ];
-    for (name, kind, help, value) in backend_families {
-        out.family(name, kind, help);
-        for backend in &snapshot.backends {
-            out.sample(name, &[("backend", &backend.name)], value(backend));
-        }
-    }
+    out.per_item(
+        &backend_families,
+        &snapshot.backends,
+        "backend",
+        |backend| backend.name.clone(),
+    );
     if let Some(sync) = &snapshot.sync {
         sync_families(&mut out, sync);
         pull_families(&mut out, sync, &totals.pulls);
@@ -137,47 +129,28 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         "Sync datagrams accepted from peers.",
         n.received_datagrams,
     );
-    out.family(
+    out.counter_by(
         "cachet_sync_applied_total",
-        "counter",
         "Replicated changes applied to the cache.",
+        "op",
+        [("set", n.applied_sets), ("delete", n.applied_deletes)],
     );
-    out.sample(
-        "cachet_sync_applied_total",
-        &[("op", "set")],
-        n.applied_sets,
-    );
-    out.sample(
-        "cachet_sync_applied_total",
-        &[("op", "delete")],
-        n.applied_deletes,
-    );
-    out.family(
+    out.counter_by(
         "cachet_sync_rejected_total",
-        "counter",
         "Sync datagrams rejected, by reason.",
+        "reason",
+        n.rejected
+            .iter()
+            .map(|(reason, count)| (reason.as_str(), count)),
     );
-    for (reason, count) in n.rejected.iter() {
-        out.sample(
-            "cachet_sync_rejected_total",
-            &[("reason", reason.as_str())],
-            count,
-        );
-    }
-    out.family(
+    out.counter_by(
         "cachet_sync_challenges_total",
-        "counter",
         "Challenges to peers' senders sent, and peers' challenges answered.",
-    );
-    out.sample(
-        "cachet_sync_challenges_total",
-        &[("op", "sent")],
-        n.challenges_sent,
-    );
-    out.sample(
-        "cachet_sync_challenges_total",
-        &[("op", "answered")],
-        n.challenges_answered,
+        "op",
+        [
+            ("sent", n.challenges_sent),
+            ("answered", n.challenges_answered),
+        ],
     );
     out.single(
         "cachet_sync_senders_verified_total",
@@ -191,39 +164,26 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
         "Vouches ignored: under a challenge not ours, or too old (replayed).",
         n.stale_vouches,
     );
-    out.family(
+    let sources = &sync.inbound.received_from;
+    let ips: Vec<String> = sources.iter().map(|source| source.ip.to_string()).collect();
+    let by_ip = |count: fn(&SourceFigures) -> u64| {
+        ips.iter()
+            .map(String::as_str)
+            .zip(sources.iter().map(count))
+    };
+    out.counter_by(
         "cachet_sync_received_from_datagrams_total",
-        "counter",
         "Sync datagrams received, by source IP.",
+        "ip",
+        by_ip(|source| source.datagrams),
     );
-    for source in &sync.inbound.received_from {
-        let ip = source.ip.to_string();
-        out.sample(
-            "cachet_sync_received_from_datagrams_total",
-            &[("ip", &ip)],
-            source.datagrams,
-        );
-    }
-    out.family(
+    out.counter_by(
         "cachet_sync_received_from_bytes_total",
-        "counter",
         "Sync bytes received, by source IP.",
+        "ip",
+        by_ip(|source| source.bytes),
     );
-    for source in &sync.inbound.received_from {
-        let ip = source.ip.to_string();
-        out.sample(
-            "cachet_sync_received_from_bytes_total",
-            &[("ip", &ip)],
-            source.bytes,
-        );
-    }
-    type PeerFamily = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&crate::shared::peers::PeerFigures) -> u64,
-    );
-    let peer_families: [PeerFamily; 10] = [
+    let peer_families: [PerItem<PeerFigures>; 10] = [
         (
             "cachet_sync_peer_sent_datagrams_total",
             "counter",
@@ -285,12 +245,9 @@ fn sync_families(out: &mut Exposition, sync: &super::SyncFigures) {
             |p| u64::from(p.silent),
         ),
     ];
-    for (name, kind, help, value) in peer_families {
-        out.family(name, kind, help);
-        for peer in &sync.peers {
-            out.sample(name, &[("peer", &peer.addr.to_string())], value(peer));
-        }
-    }
+    out.per_item(&peer_families, &sync.peers, "peer", |peer| {
+        peer.addr.to_string()
+    });
 }
 
 /// Pulls made and answered, and the wait as a histogram.
@@ -473,28 +430,17 @@ mod tests {
 
     #[test]
     fn families_and_labels() {
+        let cache = CacheFigures {
+            hits: 5,
+            ..CacheFigures::default()
+        };
+        let metrics = MetricsSnapshot::default()
+            .with(Metric::ProxyHeadersClient, 3)
+            .with(Metric::ProxyHeadersLocal, 2)
+            .with(Metric::ProxyTimeouts, 1)
+            .with(Metric::OfferedPsks, 3)
+            .with(Metric::ClientHelloMalformed, 4);
         let snapshot = Snapshot {
-            version: "0",
-            pid: 1,
-            started_at: 0,
-            cache: Some(CacheFigures {
-                hits: 5,
-                ..CacheFigures::default()
-            }),
-            sessions_in_cache: true,
-            workers: vec![WorkerFigures {
-                id: 1,
-                pid: 1,
-                restarts: 0,
-                metrics: MetricsSnapshot::default()
-                    .with(Metric::ProxyHeadersClient, 3)
-                    .with(Metric::ProxyHeadersLocal, 2)
-                    .with(Metric::ProxyTimeouts, 1)
-                    .with(Metric::OfferedPsks, 3)
-                    .with(Metric::ClientHelloMalformed, 4),
-            }],
-            sync: None,
-            redis: None,
             backends: vec![BackendFigures {
                 name: "a\"b".into(),
                 protocol: "uwsgi",
@@ -503,6 +449,7 @@ mod tests {
                 down: false,
                 idle: 2,
             }],
+            ..Snapshot::of_one_process(cache, metrics)
         };
         let text = render_prometheus(&snapshot);
         assert!(text.contains("cachet_cache_hits_total 5\n"), "{text}");

@@ -447,19 +447,30 @@ mod tests {
         files
     }
 
+    /// The sites `endpoint` would serve for `socket` now, without SNI
+    /// certificates or Redis.
+    fn rebuild(endpoint: &Endpoint, socket: &HttpsSocket) -> Sites {
+        endpoint
+            .rebuild(socket, &[], None, Sessions::RustlsDefault)
+            .unwrap()
+    }
+
+    /// `a` resumes what `b` issued: one session context, one store.
+    fn assert_same_sessions(a: &Site, b: &Site) {
+        assert_eq!(a.context, b.context);
+        assert!(Arc::ptr_eq(
+            &a.configs.config().session_storage,
+            &b.configs.config().session_storage
+        ));
+    }
+
     #[test]
     fn a_rebuild_keeps_the_generated_certificate_and_its_sessions() {
         let socket = no_certificate();
         let endpoint = Endpoint::build(&socket, &[], None, Sessions::RustlsDefault).unwrap();
         let before = endpoint.current();
-        let rebuilt = endpoint
-            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
-            .unwrap();
-        assert_eq!(rebuilt.default.context, before.default.context);
-        assert!(Arc::ptr_eq(
-            &rebuilt.default.configs.config().session_storage,
-            &before.default.configs.config().session_storage
-        ));
+        let rebuilt = rebuild(&endpoint, &socket);
+        assert_same_sessions(&rebuilt.default, &before.default);
         endpoint.replace(rebuilt);
         // What a connection already holds is untouched by the swap.
         assert_eq!(before.default.context, endpoint.current().default.context);
@@ -477,22 +488,14 @@ mod tests {
         let before = endpoint.current();
 
         // Same files: same context, same storage.
-        let same = endpoint
-            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
-            .unwrap();
-        assert_eq!(same.default.context, before.default.context);
-        assert!(Arc::ptr_eq(
-            &same.default.configs.config().session_storage,
-            &before.default.configs.config().session_storage
-        ));
+        let same = rebuild(&endpoint, &socket);
+        assert_same_sessions(&same.default, &before.default);
 
         // New certificate in the same files.
         let other = certificate_files("swap-other");
         std::fs::copy(&other.chain, &files.chain).unwrap();
         std::fs::copy(&other.key, &files.key).unwrap();
-        let swapped = endpoint
-            .rebuild(&socket, &[], None, Sessions::RustlsDefault)
-            .unwrap();
+        let swapped = rebuild(&endpoint, &socket);
         assert_ne!(swapped.default.context, before.default.context);
         assert!(!Arc::ptr_eq(
             &swapped.default.configs.config().session_storage,

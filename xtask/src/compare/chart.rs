@@ -126,9 +126,8 @@ mod tests {
 
     #[test]
     fn draws_an_svg() {
-        let dir = std::env::temp_dir().join(format!("xtask-chart-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("chart.svg");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.svg");
         let bars = [
             Bar {
                 label: "resumed 1.3 (ECDSA)".into(),
@@ -145,6 +144,5 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("resumed 1.3 (ECDSA)") && svg.contains("1.70x"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

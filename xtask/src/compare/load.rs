@@ -252,10 +252,8 @@ mod tests {
         use cachet_bench::options::Options;
         use cachet_bench::stats::Stats;
 
-        let options = Options {
-            targets: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
-            ..Options::default()
-        };
+        let mut options = Options::default();
+        options.settings.targets = vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()];
         let mut report = Report::new(&options, &Stats::new(2), Duration::from_secs(1));
         let error = race_of(report.clone()).unwrap_err();
         assert!(error.to_string().contains("no ticket_race"), "{error}");
