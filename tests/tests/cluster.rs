@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use cachet_core::wire::{self, Packet};
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    key_secret, mesh, peer, pushed_sets, resumes, run_bounded, serial, start_node, sync, sync_addr,
+    key_secret, mesh, peer, pushed_sets, resumes, run_bounded, start_node, sync, sync_addr,
     try_node, write_key, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
@@ -152,7 +152,6 @@ async fn await_sets_or_quiet(router: &Router, relays: &[UdpProxy], before: u64, 
 /// runs two worker processes: a session stored by either is pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_resume_on_every_node() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (a, b, c) = on_free_udp_ports(3, |addrs| {
@@ -259,7 +258,6 @@ async fn sessions_resume_on_every_node() {
 /// the ticket B issued in exchange resumes on C.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 3);
@@ -342,7 +340,6 @@ async fn resumption_survives_a_lossy_reordering_link() {
     const SESSIONS_PER_VERSION: usize = 250;
     const CONCURRENCY: usize = 6;
 
-    let _serial = serial().await;
     let h = Arc::new(Harness::new().await);
     let (proxies, nodes) = on_free_udp_ports(3, |addrs| {
         // proxies[i] stands in front of node i: everyone else sends there.
@@ -458,7 +455,6 @@ async fn resumption_survives_a_lossy_reordering_link() {
 /// made while it was down; they resume on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_gets_its_peers_sessions_back() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let (mut nodes, addrs) = mesh(&h, 3);
 
@@ -677,7 +673,6 @@ async fn junk_datagrams_are_rejected_and_counted_by_reason() {
     const TOTAL: usize = 10_000;
     const BATCH: usize = 40;
 
-    let _serial = serial().await;
     let h = Harness::new().await;
     // B first, so that everything A sends through the capturing relay
     // reaches a listening B. B lists no peer: what it hears from A comes
@@ -848,7 +843,6 @@ fn fire_junk(
 /// authentication and are counted), and sessions do not cross.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_key_can_neither_inject_nor_read() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let other_key = write_key(h.pki.dir(), "other-sync.key", &key_secret(2));
     let (a, d) = on_free_udp_ports(2, |addrs| {
@@ -908,7 +902,6 @@ async fn a_node_with_another_key_can_neither_inject_nor_read() {
 /// (bootstrap), and after its hello they push to it, without restarting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_added_later_sends_and_receives_without_restarts() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let (nodes, addrs) = mesh(&h, 2);
     let (a, b) = (&nodes[0], &nodes[1]);
@@ -1026,7 +1019,6 @@ fn sync_without_a_key_refuses_to_start() {
 /// is won, see docs/BENCHMARKS.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_on_the_wire_before_the_client_has_its_response() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let mut tap = SyncTap::new(&key_secret(1));
     let mut args = h.args("127.0.0.1:0".parse().unwrap(), &[tap.addr()], &h.key);

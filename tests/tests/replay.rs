@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    fifo_config, resumes, run_bounded, serial, start_node, sync, sync_addr, try_node, Harness,
-    NAME, SETTLE,
+    fifo_config, resumes, run_bounded, start_node, sync, sync_addr, try_node, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
@@ -143,7 +142,6 @@ async fn offer_each(node: &Router, clients: &[Arc<ClientConfig>], offered: &str)
 /// restarted and the capture replayed to it: none of them resumes on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_sessions_replayed_to_a_restarted_router_stay_dead() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     // A (a master, two workers) pushes to B through the capturing relay;
     // B lists A, whom it greets (and so verifies) when it starts.
@@ -235,7 +233,6 @@ async fn s_client_each(
 /// again by `openssl s_client -sess_in`, as the ticket's thief would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn used_tickets_replayed_to_a_restarted_router_stay_used() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     // B reaches A only through the relay, which keeps A's answers.
@@ -308,7 +305,6 @@ fn libfaketime() -> std::path::PathBuf {
 /// on the other, TLS 1.2 (pushed) and TLS 1.3 (pulled).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_ten_minutes_ahead_exchanges_sessions_both_ways() {
-    let _serial = serial().await;
     let preload = libfaketime();
     let h = Harness::new().await;
     let (ahead, on_time) = on_free_udp_ports(2, |addrs| {
