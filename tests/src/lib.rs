@@ -197,6 +197,15 @@ pub fn repo_root() -> &'static Path {
         .expect("tests/ sits in the repository root")
 }
 
+/// A file `name` holding `text`, alone in a fresh temporary directory,
+/// which lasts as long as the returned handle.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    (dir, path)
+}
+
 /// Runs `cachet ARGS` to completion, for option errors, --help and --version.
 /// Bounded: a cachet that unexpectedly starts serving is killed and the
 /// test fails.

@@ -1,7 +1,7 @@
 //! Option handling of the real binary: errors name the option and value,
 //! --help and --version work, and the example ini files run as they are.
 
-use cachet_tests::{exit_code_and_stderr, repo_root, run_to_exit, Router};
+use cachet_tests::{exit_code_and_stderr, repo_root, run_to_exit, temp_file, Router};
 
 #[test]
 fn unknown_option_fails_with_its_name() {
@@ -17,13 +17,10 @@ fn unknown_option_fails_with_its_name() {
 
 #[test]
 fn unknown_ini_key_fails_with_its_name_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let ini = dir.path().join("bad.ini");
-    std::fs::write(
-        &ini,
+    let (_dir, ini) = temp_file(
+        "bad.ini",
         "[uwsgi]\nhttps = 127.0.0.1:0\nhttp-too = 127.0.0.1:1\n",
-    )
-    .unwrap();
+    );
     let (code, stderr) = exit_code_and_stderr(&["--ini", ini.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(
