@@ -122,6 +122,21 @@ impl Ledger {
     }
 }
 
+/// A fresh `version` client's full handshake on `nodes[0]`, once every node
+/// applied what it stored: the client, ready to resume anywhere.
+async fn made_on_first(
+    h: &Harness,
+    ledger: &mut Ledger,
+    nodes: &[&Router],
+    version: Tls,
+) -> Arc<ClientConfig> {
+    let config = h.client(version);
+    assert!(!resumes(&config, nodes[0].addr()).await);
+    ledger.made(0, Handshake::Full(version));
+    ledger.settle(nodes).await;
+    config
+}
+
 /// Waits until `router` has applied `count` more pushed sets than `before`,
 /// or gives up once nothing moved for a while with nothing in flight:
 /// what a lossy link lost for good never arrives. Quiet means every relay
@@ -168,10 +183,7 @@ async fn sessions_resume_on_every_node() {
     // rustls, TLS 1.2: one session id, resumable on every node.
     for _ in 0..4 {
         // Several sessions, so that both of node 0's workers make some.
-        let config = h.client(Tls::V12);
-        assert!(!resumes(&config, a.addr()).await);
-        ledger.made(0, Handshake::Full(Tls::V12));
-        ledger.settle(&nodes).await;
+        let config = made_on_first(&h, &mut ledger, &nodes, Tls::V12).await;
         assert!(resumes(&config, b.addr()).await, "TLS 1.2 on B");
         assert!(resumes(&config, c.addr()).await, "TLS 1.2 on C");
         assert!(resumes(&config, a.addr()).await, "TLS 1.2 back on A");
@@ -180,10 +192,7 @@ async fn sessions_resume_on_every_node() {
     // rustls, TLS 1.3: node 0 issues two tickets; the first resumes on B,
     // the second on C.
     for _ in 0..4 {
-        let config = h.client(Tls::V13);
-        assert!(!resumes(&config, a.addr()).await);
-        ledger.made(0, Handshake::Full(Tls::V13));
-        ledger.settle(&nodes).await;
+        let config = made_on_first(&h, &mut ledger, &nodes, Tls::V13).await;
         assert!(resumes(&config, b.addr()).await, "TLS 1.3 ticket 1 on B");
         ledger.made(1, Handshake::Resumed(Tls::V13));
         assert!(resumes(&config, c.addr()).await, "TLS 1.3 ticket 2 on C");
@@ -610,6 +619,12 @@ fn make_junk(kind: Junk, i: u64, captured: &[Vec<u8>], rng: &mut XorShift) -> Ve
     let any_len = |rng: &mut XorShift, max: u64| {
         wire::MIN_LEN + rng.below(max - wire::MIN_LEN as u64) as usize
     };
+    // A header as a sender writes it (a random sender, a fresh sequence)
+    // but for `version` and `key`, then random bytes up to `len`.
+    let with_header = |rng: &mut XorShift, version: u8, key: u8, len: usize| {
+        let header = header(version, key, rng.next_u64(), 1 + i);
+        padded(header, len, rng)
+    };
     match kind {
         Junk::Magic => {
             let len = any_len(rng, 200);
@@ -628,32 +643,20 @@ fn make_junk(kind: Junk, i: u64, captured: &[Vec<u8>], rng: &mut XorShift) -> Ve
         Junk::Version => {
             let version = [0u8, wire::VERSION + 1, wire::VERSION + 2, 0xff][rng.below(4) as usize];
             let len = any_len(rng, 200);
-            padded(header(version, key_id, rng.next_u64(), 1 + i), len, rng)
+            with_header(rng, version, key_id, len)
         }
         Junk::Oversize => {
             let len = wire::DEFAULT_DATAGRAM_LEN + 1 + rng.below(600) as usize;
-            padded(
-                header(wire::VERSION, key_id, rng.next_u64(), 1 + i),
-                len,
-                rng,
-            )
+            with_header(rng, wire::VERSION, key_id, len)
         }
         Junk::UnknownKey => {
             let other = key_id.wrapping_add(1 + rng.below(255) as u8);
             let len = any_len(rng, 300);
-            padded(
-                header(wire::VERSION, other, rng.next_u64(), 1 + i),
-                len,
-                rng,
-            )
+            with_header(rng, wire::VERSION, other, len)
         }
         Junk::Forged => {
             let len = any_len(rng, 300);
-            padded(
-                header(wire::VERSION, key_id, rng.next_u64(), 1 + i),
-                len,
-                rng,
-            )
+            with_header(rng, wire::VERSION, key_id, len)
         }
         Junk::Tampered => {
             let mut packet = Packet::new_unchecked(captured[i as usize % captured.len()].clone());
