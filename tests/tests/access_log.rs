@@ -80,11 +80,12 @@ async fn json_lines_from_every_worker_say_who_what_and_how() {
     assert!(second.resumed, "the second connection resumes");
     // TLS 1.3 over HTTP/2 with a request body.
     let config = client::config(&pki, Tls::V13, &[b"h2"]);
-    let request = Request::post("/third")
-        .header("host", "localhost")
-        .header("content-length", "5")
-        .body(Full::new(Bytes::from_static(b"hello")))
-        .unwrap();
+    let request = client::post_request(
+        "localhost",
+        "/third",
+        &[("content-length", "5")],
+        Bytes::from_static(b"hello"),
+    );
     let third = client::send(&config, router.addr(), "localhost", request).await;
 
     let lines = wait_for_lines(&log, 3);
