@@ -88,27 +88,30 @@ pub fn wait_until_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -
     check()
 }
 
-/// The router most resumption tests start: `leaf` on an HTTPS socket,
-/// `--http-to to`, a cache of `items` sessions that TLS sessions go to and a
-/// stats socket, then the test's own `extra` options.
+/// The simplest router: `leaf` on an HTTPS socket (any port) in front of
+/// `to` (an `http-to` value), then the test's own `extra` options.
+pub fn router_args(leaf: &pki::Leaf, to: &str, extra: &[&str]) -> Vec<String> {
+    let https = leaf.https("127.0.0.1:0");
+    ["--https", &https, "--http-to", to]
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
+/// The router most resumption tests start: [`router_args`] with a cache of
+/// `items` sessions that TLS sessions go to and a stats socket, then the
+/// test's own `extra` options.
 pub fn cached_router_args(leaf: &pki::Leaf, to: String, items: u32, extra: &[&str]) -> Vec<String> {
     let items = items.to_string();
-    let common = [
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        &to,
+    let cache = [
         "--cache",
         &items,
         "--ssl-sessions-use-cache",
         "--stats",
         "127.0.0.1:0",
     ];
-    common
-        .iter()
-        .chain(extra)
-        .map(|arg| arg.to_string())
-        .collect()
+    router_args(leaf, &to, &[&cache[..], extra].concat())
 }
 
 /// One HTTP/1.1 GET to `addr` (a stats-http socket): the response head and

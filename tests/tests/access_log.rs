@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{Pki, Router};
+use cachet_tests::{router_args, Pki, Router};
 use http::Request;
 use http_body_util::Full;
 
@@ -35,15 +35,8 @@ fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
 /// `stderr`), with the test's `extra` options.
 fn logging_router(pki: &Pki, to: &str, access_log: &str, extra: &[&str]) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let common = [
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        to,
-        "--access-log",
-        access_log,
-    ];
-    Router::start(&[&common[..], extra].concat())
+    let log = ["--access-log", access_log];
+    Router::start(&router_args(&leaf, to, &[&log[..], extra].concat()))
 }
 
 /// [`logging_router`] writing to the file `access.log` in `pki`'s

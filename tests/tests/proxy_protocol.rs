@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Exchange, Tls, EXCHANGE_TIMEOUT};
 use cachet_tests::haproxy::{Frontend, Haproxy, SendProxy};
-use cachet_tests::{Pki, Router};
+use cachet_tests::{router_args, Pki, Router};
 use rustls::ClientConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,19 +28,14 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 /// value), with both stats sockets.
 fn start(pki: &Pki, backend: &str, extra: &[&str]) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let mut args = vec![
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.to_owned(),
-        "--enable-proxy-protocol".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--stats-http".to_owned(),
-        "127.0.0.1:0".to_owned(),
+    let common = [
+        "--enable-proxy-protocol",
+        "--stats",
+        "127.0.0.1:0",
+        "--stats-http",
+        "127.0.0.1:0",
     ];
-    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    Router::start(&args)
+    Router::start(&router_args(&leaf, backend, &[&common[..], extra].concat()))
 }
 
 /// [`start`] in front of a uwsgi backend; the CA of its certificate, the

@@ -17,7 +17,7 @@ use cachet_tests::h2load::{self, Load};
 use cachet_tests::openssl::{require_openssl, s_client_alpn};
 use cachet_tests::udp_proxy::XorShift;
 use cachet_tests::uwsgi_app::{app_path, Options, UwsgiApp};
-use cachet_tests::{counter, Pki, Router};
+use cachet_tests::{counter, router_args, Pki, Router};
 use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
@@ -40,14 +40,8 @@ impl Setup {
             ..Options::new(app_path("echo.py"))
         });
         let leaf = pki.leaf("localhost", &["localhost"]);
-        let router = Router::start(&[
-            "--https".to_owned(),
-            leaf.https("127.0.0.1:0"),
-            "--http-to".to_owned(),
-            app.uwsgi_to(),
-            "--stats".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ]);
+        let stats = ["--stats", "127.0.0.1:0"];
+        let router = Router::start(&router_args(&leaf, &app.uwsgi_to(), &stats));
         Setup { router, app, pki }
     }
 
