@@ -142,6 +142,15 @@ fn exit_status(child: &mut Child) -> Option<ExitStatus> {
     status
 }
 
+/// Asserts that `text` holds every one of `needles`; a failure names the
+/// missing one and shows `text`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
 /// A counter of a stats object, which must be there.
 pub fn counter(object: &serde_json::Value, field: &str) -> u64 {
     object[field]
