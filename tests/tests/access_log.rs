@@ -9,8 +9,6 @@ use bytes::Bytes;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
 use cachet_tests::{router_args, Pki, Router};
-use http::Request;
-use http_body_util::Full;
 
 /// Lines reach the file within the flush interval; allow a slow machine.
 const LOG_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@ use cachet_tests::curl::{self, Http};
 use cachet_tests::ports::Refusing;
 use cachet_tests::{counter, wait_until, Pki, Router};
 use http::Request;
-use http_body_util::{Full, StreamBody};
+use http_body_util::StreamBody;
 use hyper::body::Frame;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ async fn post(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
-    let (pki, backend, router) = before_uwsgi().await;
+    let (pki, _backend, router) = before_uwsgi().await;
     for (alpn, expected_protocol) in [(&b"h2"[..], "HTTP/2.0"), (&b"http/1.1"[..], "HTTP/1.1")] {
         let exchange = post(
             &pki,
@@ -111,7 +111,7 @@ async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
 /// response bodies framed by chunks and by closing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uwsgi_bodies_of_every_framing() {
-    let (pki, backend, router) = before_uwsgi().await;
+    let (pki, _backend, router) = before_uwsgi().await;
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
     // 64 frames of 4 KiB, byte value = frame number.
     let pieces = || {
@@ -140,7 +140,7 @@ async fn uwsgi_bodies_of_every_framing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_gets_forwarded_headers() {
-    let (pki, backend, router) = before_http().await;
+    let (pki, _backend, router) = before_http().await;
     for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
         let exchange = post(
             &pki,

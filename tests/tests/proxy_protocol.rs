@@ -239,7 +239,7 @@ async fn haproxy_v1_and_v2_give_http_backends_the_client_in_x_forwarded_for() {
 /// header: accepted, keeping the balancer's own address, never refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_health_checks_are_local_connections() {
-    let (pki, backend, router) = start_before_uwsgi(&[]).await;
+    let (_pki, _backend, router) = start_before_uwsgi(&[]).await;
     let _haproxy = Haproxy::tcp(&[Frontend {
         servers: &[router.addr()],
         send_proxy: SendProxy::V2,
@@ -267,7 +267,7 @@ async fn haproxy_health_checks_are_local_connections() {
 /// real peer (v2 LOCAL, a balancer's health check; v1 UNKNOWN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_and_headers_that_keep_the_real_peer() {
-    let (pki, backend, router) = start_before_uwsgi(&[]).await;
+    let (pki, _backend, router) = start_before_uwsgi(&[]).await;
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
 
     let v6: SocketAddr = "[2001:db8::7]:4242".parse().unwrap();
@@ -356,7 +356,7 @@ async fn connections_without_a_valid_header_are_closed_counted_and_never_trusted
 /// that takes on a loaded machine, not for a clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_that_never_completes_is_cut_at_the_handshake_deadline() {
-    let (pki, backend, router) = start_before_uwsgi(&[]).await;
+    let (_pki, _backend, router) = start_before_uwsgi(&[]).await;
     let mut tcp = TcpStream::connect(router.addr()).await.unwrap();
     tcp.write_all(b"PROXY TCP4 127.0.0.2 ").await.unwrap();
     let mut answer = Vec::new();

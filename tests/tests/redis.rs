@@ -208,7 +208,7 @@ async fn a_ticket_resumes_once_in_the_whole_fleet() {
     const USED: usize = 500;
     const RACES: usize = 1000;
     require_openssl();
-    let (h, redis, routers) = one_redis(3, REDIS_TIMEOUT_MS).await;
+    let (h, _redis, routers) = one_redis(3, REDIS_TIMEOUT_MS).await;
     let addrs: Vec<SocketAddr> = routers.iter().map(Router::addr).collect();
     let dir = h.pki.dir();
 
