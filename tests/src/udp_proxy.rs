@@ -680,17 +680,24 @@ mod tests {
         assert_eq!(replies, (1000..1008).collect::<Vec<_>>());
     }
 
+    /// `n` numbered datagrams through a new relay with `faults` to a new
+    /// target: the relay, and what the target got.
+    fn numbered_through(faults: Faults, n: u32) -> (UdpProxy, Vec<(u32, SocketAddr)>) {
+        let server = target();
+        let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
+        let (_client, got) = send_numbered(&proxy, server, n);
+        (proxy, got)
+    }
+
     #[test]
     fn drops_and_duplicates_about_the_asked_fractions() {
-        let server = target();
         let faults = Faults {
             drop: 0.1,
             duplicate: 0.1,
             max_delay: Duration::from_millis(2),
             seed: 42,
         };
-        let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
-        let (_client, got) = send_numbered(&proxy, server, 2000);
+        let (proxy, got) = numbered_through(faults, 2000);
         let counts = proxy.counts();
         assert_eq!(counts.received, 2000, "{counts:?}");
         // Expected 200 each; the bounds are about seven standard deviations.
@@ -709,15 +716,12 @@ mod tests {
 
     #[test]
     fn delays_reorder() {
-        let server = target();
         let faults = Faults {
-            drop: 0.0,
-            duplicate: 0.0,
             max_delay: Duration::from_millis(20),
             seed: 7,
+            ..Faults::none()
         };
-        let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
-        let (_client, got) = send_numbered(&proxy, server, 200);
+        let (_proxy, got) = numbered_through(faults, 200);
         let got: Vec<u32> = got.into_iter().map(|(n, _)| n).collect();
         assert_eq!(got.len(), 200);
         let inversions = got.windows(2).filter(|w| w[0] > w[1]).count();
@@ -727,15 +731,12 @@ mod tests {
     #[test]
     fn the_seed_decides_which_datagrams_drop() {
         let dropped = |seed: u64| {
-            let server = target();
             let faults = Faults {
                 drop: 0.2,
-                duplicate: 0.0,
-                max_delay: Duration::ZERO,
                 seed,
+                ..Faults::none()
             };
-            let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
-            let (_client, got) = send_numbered(&proxy, server, 300);
+            let (_proxy, got) = numbered_through(faults, 300);
             let got: HashSet<u32> = got.into_iter().map(|(n, _)| n).collect();
             (0..300).filter(|n| !got.contains(n)).collect::<Vec<u32>>()
         };
