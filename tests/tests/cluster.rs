@@ -26,7 +26,7 @@ use cachet_tests::cluster::{
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::sync_tap::SyncTap;
-use cachet_tests::udp_proxy::{Faults, UdpProxy, XorShift};
+use cachet_tests::udp_proxy::{Capture, Faults, UdpProxy, XorShift};
 use cachet_tests::{counter, run_to_exit, wait_until, Router};
 use rustls::ClientConfig;
 use serde_json::Value;
@@ -684,7 +684,7 @@ async fn junk_datagrams_are_rejected_and_counted_by_reason() {
     // copy of each datagram would be a replay B rejects, beside the junk.)
     let b = h.start("127.0.0.1:0".parse().unwrap(), &[]);
     let b_addr = sync_addr(&b);
-    let relay = UdpProxy::start_capturing(b_addr, Faults::none(), 256).unwrap();
+    let relay = UdpProxy::start_capturing(b_addr, Faults::none(), Capture::sent(256)).unwrap();
     let a = h.start("127.0.0.1:0".parse().unwrap(), &[relay.addr()]);
 
     // Real traffic from A to B, captured on the way, all of it applied

@@ -26,7 +26,7 @@ use cachet_tests::cluster::{
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
-use cachet_tests::udp_proxy::{Faults, UdpProxy};
+use cachet_tests::udp_proxy::{Capture, Faults, UdpProxy};
 use cachet_tests::{counter, wait_until, Router};
 use rustls::ClientConfig;
 use serde_json::Value;
@@ -147,8 +147,8 @@ async fn expired_sessions_replayed_to_a_restarted_router_stay_dead() {
     // B lists A, whom it greets (and so verifies) when it starts.
     let (a, b, relay, b_args) = on_free_udp_ports(2, |addrs| {
         let (a_addr, b_addr) = (addrs[0], addrs[1]);
-        let relay =
-            UdpProxy::start_capturing(b_addr, Faults::none(), CAPTURE).expect("starting the relay");
+        let relay = UdpProxy::start_capturing(b_addr, Faults::none(), Capture::sent(CAPTURE))
+            .expect("starting the relay");
         let b_args = with_lifetime(h.args(b_addr, &[a_addr], &h.key), SHORT_LIFETIME_S);
         let b = try_node(&b_args)?;
         let a_args = h.args(a_addr, &[relay.addr()], &h.key);
@@ -238,8 +238,9 @@ async fn used_tickets_replayed_to_a_restarted_router_stay_used() {
     // B reaches A only through the relay, which keeps A's answers.
     let (a, b, relay, b_args) = on_free_udp_ports(2, |addrs| {
         let (a_addr, b_addr) = (addrs[0], addrs[1]);
-        let relay = UdpProxy::start_capturing_replies(a_addr, Faults::none(), CAPTURE)
-            .expect("starting the relay");
+        let capture = Capture::sent_and_replies(CAPTURE);
+        let relay =
+            UdpProxy::start_capturing(a_addr, Faults::none(), capture).expect("starting the relay");
         let a = try_node(&h.args(a_addr, &[], &h.key))?;
         let b_args = h.args(b_addr, &[relay.addr()], &h.key);
         let b = try_node(&b_args)?;
