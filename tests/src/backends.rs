@@ -69,6 +69,30 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
+/// A backend serving on a runtime of its own, for a `#[test]` that runs
+/// none: it serves as long as this lives.
+pub struct OnOwnRuntime {
+    backend: Backend,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl std::ops::Deref for OnOwnRuntime {
+    type Target = Backend;
+
+    fn deref(&self) -> &Backend {
+        &self.backend
+    }
+}
+
+/// A [`uwsgi`] backend on a runtime of its own.
+pub fn uwsgi_on_own_runtime(name: &str) -> OnOwnRuntime {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    OnOwnRuntime {
+        backend: runtime.block_on(uwsgi(name)),
+        _runtime: runtime,
+    }
+}
+
 /// A uwsgi-protocol backend. PATH_INFO `/chunked` answers with a chunked
 /// body, `/close` with a body delimited by closing the connection; anything
 /// else with Content-Length.

@@ -159,6 +159,21 @@ pub fn get_request(server_name: &str, path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// A POST of `body` to `path` on `server_name`, with `headers` besides
+/// `host`.
+pub fn post_request(
+    server_name: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::post(path).header("host", server_name);
+    for &(name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.body(Full::new(body)).unwrap()
+}
+
 /// Sends one request on a fresh connection, HTTP/2 if ALPN chose it, and
 /// reads the whole response (which also lets TLS 1.3 tickets arrive).
 pub async fn send<B>(

@@ -38,21 +38,27 @@ pub const PULL_TIMEOUT_MS: &str = "5000";
 
 /// One cluster test at a time: each starts several routers. (A tokio
 /// mutex: held across awaits, and not poisoned by a failed test.)
-pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
 }
 
 /// What every node of a test shares: CA, certificate, backend, key files.
+/// While a harness lives no other cluster test runs (it holds [`serial`]'s
+/// lock): a test declares its routers after its harness, so that they are
+/// gone before the next test starts its own.
 pub struct Harness {
     pub pki: Pki,
     pub leaf: Leaf,
     pub backend: Backend,
     pub key: PathBuf,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Harness {
+    /// Waits for the cluster tests before it, then sets up this one's.
     pub async fn new() -> Harness {
+        let _serial = serial().await;
         let pki = Pki::new();
         let leaf = pki.leaf("node", &[NAME]);
         let backend = backends::uwsgi("app").await;
@@ -62,6 +68,7 @@ impl Harness {
             leaf,
             backend,
             key,
+            _serial,
         }
     }
 

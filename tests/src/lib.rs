@@ -88,27 +88,30 @@ pub fn wait_until_blocking(timeout: Duration, mut check: impl FnMut() -> bool) -
     check()
 }
 
-/// The router most resumption tests start: `leaf` on an HTTPS socket,
-/// `--http-to to`, a cache of `items` sessions that TLS sessions go to and a
-/// stats socket, then the test's own `extra` options.
+/// The simplest router: `leaf` on an HTTPS socket (any port) in front of
+/// `to` (an `http-to` value), then the test's own `extra` options.
+pub fn router_args(leaf: &pki::Leaf, to: &str, extra: &[&str]) -> Vec<String> {
+    let https = leaf.https("127.0.0.1:0");
+    ["--https", &https, "--http-to", to]
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
+/// The router most resumption tests start: [`router_args`] with a cache of
+/// `items` sessions that TLS sessions go to and a stats socket, then the
+/// test's own `extra` options.
 pub fn cached_router_args(leaf: &pki::Leaf, to: String, items: u32, extra: &[&str]) -> Vec<String> {
     let items = items.to_string();
-    let common = [
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        &to,
+    let cache = [
         "--cache",
         &items,
         "--ssl-sessions-use-cache",
         "--stats",
         "127.0.0.1:0",
     ];
-    common
-        .iter()
-        .chain(extra)
-        .map(|arg| arg.to_string())
-        .collect()
+    router_args(leaf, &to, &[&cache[..], extra].concat())
 }
 
 /// One HTTP/1.1 GET to `addr` (a stats-http socket): the response head and
@@ -137,6 +140,15 @@ fn exit_status(child: &mut Child) -> Option<ExitStatus> {
         status.is_some()
     });
     status
+}
+
+/// Asserts that `text` holds every one of `needles`; a failure names the
+/// missing one and shows `text`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
 }
 
 /// A counter of a stats object, which must be there.
@@ -195,6 +207,15 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ sits in the repository root")
+}
+
+/// A file `name` holding `text`, alone in a fresh temporary directory,
+/// which lasts as long as the returned handle.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    (dir, path)
 }
 
 /// Runs `cachet ARGS` to completion, for option errors, --help and --version.

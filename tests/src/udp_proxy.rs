@@ -107,6 +107,39 @@ struct Shared {
     replies: Mutex<Vec<Vec<u8>>>,
 }
 
+/// What a relay keeps copies of, for a test to look at or replay: first
+/// copies only, in the order they were sent, at most `limit` of each
+/// direction kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Capture {
+    /// Datagrams kept at most, per direction.
+    pub limit: usize,
+    /// Whether the target's replies are kept too, apart from what clients
+    /// sent (see [`UdpProxy::replies`]).
+    pub replies: bool,
+}
+
+impl Capture {
+    /// Nothing kept.
+    pub const NONE: Capture = Capture::sent(0);
+
+    /// The first `limit` datagrams sent to the target.
+    pub const fn sent(limit: usize) -> Capture {
+        Capture {
+            limit,
+            replies: false,
+        }
+    }
+
+    /// The first `limit` datagrams of each direction, apart.
+    pub const fn sent_and_replies(limit: usize) -> Capture {
+        Capture {
+            limit,
+            replies: true,
+        }
+    }
+}
+
 /// A running relay; stops (and joins its thread) when dropped.
 pub struct UdpProxy {
     addr: SocketAddr,
@@ -129,36 +162,15 @@ impl std::fmt::Debug for UdpProxy {
 impl UdpProxy {
     /// Starts a relay to `target` on `127.0.0.1:0`.
     pub fn start(target: SocketAddr, faults: Faults) -> io::Result<UdpProxy> {
-        UdpProxy::start_capturing(target, faults, 0)
+        UdpProxy::start_capturing(target, faults, Capture::NONE)
     }
 
-    /// Like [`UdpProxy::start`], and keeps a copy of the first `limit`
-    /// datagrams actually sent to the target (first copies only), for
-    /// replaying them later.
+    /// Like [`UdpProxy::start`], and keeps copies of the datagrams actually
+    /// sent to the target (and of its replies if asked) as `capture` says.
     pub fn start_capturing(
         target: SocketAddr,
         faults: Faults,
-        limit: usize,
-    ) -> io::Result<UdpProxy> {
-        UdpProxy::start_with(target, faults, limit, false)
-    }
-
-    /// Like [`UdpProxy::start_capturing`], and keeps besides the first
-    /// `limit` datagrams the target sent back to clients (see
-    /// [`UdpProxy::replies`]).
-    pub fn start_capturing_replies(
-        target: SocketAddr,
-        faults: Faults,
-        limit: usize,
-    ) -> io::Result<UdpProxy> {
-        UdpProxy::start_with(target, faults, limit, true)
-    }
-
-    fn start_with(
-        target: SocketAddr,
-        faults: Faults,
-        limit: usize,
-        capture_replies: bool,
+        capture: Capture,
     ) -> io::Result<UdpProxy> {
         let bind: SocketAddr = if target.is_ipv6() {
             "[::1]:0".parse().unwrap()
@@ -170,9 +182,9 @@ impl UdpProxy {
         let addr = listen.local_addr()?;
         let shared = Arc::new(Shared {
             counters: Counters::default(),
-            capture_limit: limit,
+            capture_limit: capture.limit,
             captured: Mutex::new(Vec::new()),
-            capture_replies,
+            capture_replies: capture.replies,
             replies: Mutex::new(Vec::new()),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -232,8 +244,7 @@ impl UdpProxy {
         self.shared.captured.lock().unwrap().clone()
     }
 
-    /// The target's replies captured so far (see
-    /// [`UdpProxy::start_capturing_replies`]).
+    /// The target's replies captured so far (see [`Capture::replies`]).
     pub fn replies(&self) -> Vec<Vec<u8>> {
         self.shared.replies.lock().unwrap().clone()
     }
@@ -606,8 +617,10 @@ mod tests {
     #[test]
     fn relays_both_ways_without_faults() {
         let server = target();
+        let capture = Capture::sent(10);
         let proxy =
-            UdpProxy::start_capturing(server.local_addr().unwrap(), Faults::none(), 10).unwrap();
+            UdpProxy::start_capturing(server.local_addr().unwrap(), Faults::none(), capture)
+                .unwrap();
         let replier = server.try_clone().unwrap();
         let (client, got) = send_numbered(&proxy, server, 200);
         let server = replier;
@@ -657,9 +670,12 @@ mod tests {
     #[test]
     fn replies_are_captured_apart_when_asked() {
         let server = target();
-        let proxy =
-            UdpProxy::start_capturing_replies(server.local_addr().unwrap(), Faults::none(), 8)
-                .unwrap();
+        let proxy = UdpProxy::start_capturing(
+            server.local_addr().unwrap(),
+            Faults::none(),
+            Capture::sent_and_replies(8),
+        )
+        .unwrap();
         let replier = server.try_clone().unwrap();
         let (client, got) = send_numbered(&proxy, server, 5);
         let upstream = got[0].1;
@@ -680,17 +696,24 @@ mod tests {
         assert_eq!(replies, (1000..1008).collect::<Vec<_>>());
     }
 
+    /// `n` numbered datagrams through a new relay with `faults` to a new
+    /// target: the relay, and what the target got.
+    fn numbered_through(faults: Faults, n: u32) -> (UdpProxy, Vec<(u32, SocketAddr)>) {
+        let server = target();
+        let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
+        let (_client, got) = send_numbered(&proxy, server, n);
+        (proxy, got)
+    }
+
     #[test]
     fn drops_and_duplicates_about_the_asked_fractions() {
-        let server = target();
         let faults = Faults {
             drop: 0.1,
             duplicate: 0.1,
             max_delay: Duration::from_millis(2),
             seed: 42,
         };
-        let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
-        let (_client, got) = send_numbered(&proxy, server, 2000);
+        let (proxy, got) = numbered_through(faults, 2000);
         let counts = proxy.counts();
         assert_eq!(counts.received, 2000, "{counts:?}");
         // Expected 200 each; the bounds are about seven standard deviations.
@@ -709,15 +732,12 @@ mod tests {
 
     #[test]
     fn delays_reorder() {
-        let server = target();
         let faults = Faults {
-            drop: 0.0,
-            duplicate: 0.0,
             max_delay: Duration::from_millis(20),
             seed: 7,
+            ..Faults::none()
         };
-        let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
-        let (_client, got) = send_numbered(&proxy, server, 200);
+        let (_proxy, got) = numbered_through(faults, 200);
         let got: Vec<u32> = got.into_iter().map(|(n, _)| n).collect();
         assert_eq!(got.len(), 200);
         let inversions = got.windows(2).filter(|w| w[0] > w[1]).count();
@@ -727,15 +747,12 @@ mod tests {
     #[test]
     fn the_seed_decides_which_datagrams_drop() {
         let dropped = |seed: u64| {
-            let server = target();
             let faults = Faults {
                 drop: 0.2,
-                duplicate: 0.0,
-                max_delay: Duration::ZERO,
                 seed,
+                ..Faults::none()
             };
-            let proxy = UdpProxy::start(server.local_addr().unwrap(), faults).unwrap();
-            let (_client, got) = send_numbered(&proxy, server, 300);
+            let (_proxy, got) = numbered_through(faults, 300);
             let got: HashSet<u32> = got.into_iter().map(|(n, _)| n).collect();
             (0..300).filter(|n| !got.contains(n)).collect::<Vec<u32>>()
         };

@@ -2,15 +2,13 @@
 //! file (or stderr), in plain text or JSON, saying who asked what over
 //! which TLS session, what came back, from which backend, in how long.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{Pki, Router};
-use http::Request;
-use http_body_util::Full;
+use cachet_tests::{router_args, Pki, Router};
 
 /// Lines reach the file within the flush interval; allow a slow machine.
 const LOG_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,27 +28,40 @@ fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
+/// A router serving `localhost` (a certificate from `pki`) over HTTPS in
+/// front of `to`, writing its access log to `access_log` (a path or
+/// `stderr`), with the test's `extra` options.
+fn logging_router(pki: &Pki, to: &str, access_log: &str, extra: &[&str]) -> Router {
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let log = ["--access-log", access_log];
+    Router::start(&router_args(&leaf, to, &[&log[..], extra].concat()))
+}
+
+/// [`logging_router`] writing to the file `access.log` in `pki`'s
+/// directory, whose path comes back with the router.
+fn router_logging_to_file(pki: &Pki, to: &str, extra: &[&str]) -> (Router, PathBuf) {
+    let log = pki.dir().join("access.log");
+    let router = logging_router(pki, to, log.to_str().unwrap(), extra);
+    (router, log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_lines_from_every_worker_say_who_what_and_how() {
     let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
     let backend = backends::uwsgi("u").await;
-    let log = pki.dir().join("access.log");
-    let router = Router::start(&[
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
+    let (router, log) = router_logging_to_file(
+        &pki,
         &backend.uwsgi_to(),
-        "--http-processes",
-        "2",
-        "--cache",
-        "100",
-        "--ssl-sessions-use-cache",
-        "--access-log",
-        log.to_str().unwrap(),
-        "--access-log-format",
-        "json",
-    ]);
+        &[
+            "--access-log-format",
+            "json",
+            "--http-processes",
+            "2",
+            "--cache",
+            "100",
+            "--ssl-sessions-use-cache",
+        ],
+    );
 
     // TLS 1.2 over HTTP/1.1: a full handshake, then a resumed one.
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
@@ -60,11 +71,12 @@ async fn json_lines_from_every_worker_say_who_what_and_how() {
     assert!(second.resumed, "the second connection resumes");
     // TLS 1.3 over HTTP/2 with a request body.
     let config = client::config(&pki, Tls::V13, &[b"h2"]);
-    let request = Request::post("/third")
-        .header("host", "localhost")
-        .header("content-length", "5")
-        .body(Full::new(Bytes::from_static(b"hello")))
-        .unwrap();
+    let request = client::post_request(
+        "localhost",
+        "/third",
+        &[("content-length", "5")],
+        Bytes::from_static(b"hello"),
+    );
     let third = client::send(&config, router.addr(), "localhost", request).await;
 
     let lines = wait_for_lines(&log, 3);
@@ -103,17 +115,9 @@ async fn json_lines_from_every_worker_say_who_what_and_how() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_lines_on_stderr_and_errors_are_logged_too() {
     let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
     // No backend listens: every request gets the router's own 502.
     let refusing = cachet_tests::ports::Refusing::new();
-    let router = Router::start(&[
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        &refusing.addr().to_string(),
-        "--access-log",
-        "stderr",
-    ]);
+    let router = logging_router(&pki, &refusing.addr().to_string(), "stderr", &[]);
     let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
     let exchange = client::get(&config, router.addr(), "localhost", "/a%20b\"c").await;
     assert_eq!(exchange.status, 502);
@@ -144,17 +148,8 @@ async fn plain_lines_on_stderr_and_errors_are_logged_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reopens_the_file_after_rotation() {
     let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
     let backend = backends::http("h").await;
-    let log = pki.dir().join("access.log");
-    let router = Router::start(&[
-        "--https",
-        &leaf.https("127.0.0.1:0"),
-        "--http-to",
-        &backend.http_to(),
-        "--access-log",
-        log.to_str().unwrap(),
-    ]);
+    let (router, log) = router_logging_to_file(&pki, &backend.http_to(), &[]);
     let config = client::config(&pki, Tls::V13, &[b"h2"]);
     client::get(&config, router.addr(), "localhost", "/before").await;
     wait_for_lines(&log, 1);

@@ -25,11 +25,17 @@ const EXCHANGE_BOUND: &str = "60";
 /// Bound on the whole `cachet bench` process.
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn start_router(pki: &Pki, backend: &backends::Backend) -> Router {
+/// `N` independent routers (each with its own cache) in front of one HTTP
+/// backend, serving a certificate from one CA.
+async fn routers<const N: usize>() -> (Pki, backends::Backend, [Router; N]) {
+    let pki = Pki::new();
+    let backend = backends::http("app").await;
     let leaf = pki.leaf("localhost", &["localhost"]);
     // A cache far larger than a run's tickets: no session is evicted
     // before its client offers it.
-    Router::start(&cached_router_args(&leaf, backend.http_to(), 10_000, &[]))
+    let args = cached_router_args(&leaf, backend.http_to(), 10_000, &[]);
+    let routers = std::array::from_fn(|_| Router::start(&args));
+    (pki, backend, routers)
 }
 
 /// Runs `cachet bench ARGS` to completion; its exit code and stdout.
@@ -122,9 +128,7 @@ fn assert_resumes(report: &Report, requests: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_sessions_resume_under_load() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let router = start_router(&pki, &backend);
+    let (pki, backend, [router]) = routers().await;
     let report = bench_json(&pki, &["--tls", "1.2", "--resume"], &[&router]).await;
     assert_resumes(&report, true);
     assert_eq!(report.settings.tls.as_str(), "1.2");
@@ -140,9 +144,7 @@ async fn tls12_sessions_resume_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_tickets_resume_under_load_with_keep_alive() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let router = start_router(&pki, &backend);
+    let (pki, _backend, [router]) = routers().await;
     let report = bench_json(
         &pki,
         &["--tls", "1.3", "--resume", "--requests-per-connection", "3"],
@@ -161,9 +163,7 @@ async fn tls13_tickets_resume_under_load_with_keep_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_handshake_only_still_collects_tickets() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let router = start_router(&pki, &backend);
+    let (pki, backend, [router]) = routers().await;
     let report = bench_json(
         &pki,
         &["--tls", "1.3", "--requests-per-connection", "0"],
@@ -176,9 +176,7 @@ async fn tls13_handshake_only_still_collects_tickets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_resume_makes_every_handshake_full() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let router = start_router(&pki, &backend);
+    let (pki, _backend, [router]) = routers().await;
     for tls in ["1.2", "1.3"] {
         let report = bench_json(&pki, &["--tls", tls, "--no-resume"], &[&router]).await;
         assert!(report.handshakes.full >= HANDSHAKES, "{report:#?}");
@@ -190,10 +188,7 @@ async fn no_resume_makes_every_handshake_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_targets_share_the_load_round_robin() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let first = start_router(&pki, &backend);
-    let second = start_router(&pki, &backend);
+    let (pki, _backend, [first, second]) = routers().await;
     let report = bench_json(&pki, &["--tls", "1.2"], &[&first, &second]).await;
     assert_eq!(report.errors.total, 0, "{report:#?}");
     assert!(report.requests.total > 0, "{report:#?}");
@@ -287,13 +282,7 @@ fn race_of(report: &Report) -> &TicketRace {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_race_counts_resumptions_per_round() {
     const ROUNDS: u64 = 12;
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let (a, b, c) = (
-        start_router(&pki, &backend),
-        start_router(&pki, &backend),
-        start_router(&pki, &backend),
-    );
+    let (pki, backend, [a, b, c]) = routers().await;
 
     let report = race_json(&pki, ROUNDS, &[&a, &b, &c]).await;
     let race = race_of(&report);
@@ -327,13 +316,7 @@ async fn a_ticket_race_counts_resumptions_per_round() {
 /// same router, three connections back, would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_offers_what_its_last_target_issued() {
-    let pki = Pki::new();
-    let backend = backends::http("app").await;
-    let routers = [
-        start_router(&pki, &backend),
-        start_router(&pki, &backend),
-        start_router(&pki, &backend),
-    ];
+    let (pki, _backend, [a, b, c]) = routers().await;
     for tls in ["1.2", "1.3"] {
         let args = [
             "--tls",
@@ -347,7 +330,7 @@ async fn a_client_offers_what_its_last_target_issued() {
             "--duration",
             RUN_BOUND,
         ];
-        let report = report(&pki, &args, &[&routers[0], &routers[1], &routers[2]]).await;
+        let report = report(&pki, &args, &[&a, &b, &c]).await;
         let total = report.handshakes.total;
         assert!(total >= 30, "{report:#?}");
         assert_eq!(report.handshakes.offered, total - 1, "{report:#?}");

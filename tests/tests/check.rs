@@ -1,7 +1,7 @@
 //! `cachet --check` validates a configuration and every file it names
 //! without serving, and every configuration error is reported at once.
 
-use cachet_tests::{exit_code_and_stderr, Pki};
+use cachet_tests::{assert_contains_all, exit_code_and_stderr, temp_file, Pki};
 
 #[test]
 fn a_good_configuration_passes_without_binding() {
@@ -52,21 +52,23 @@ fn files_that_do_not_load_fail_the_check_each_named() {
         "/nonexistent-dir/access.log",
     ]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("3 problems"), "{stderr}");
-    assert!(stderr.contains("not-a-certificate.pem"), "{stderr}");
-    assert!(stderr.contains("other"), "{stderr}");
-    assert!(stderr.contains("/nonexistent-dir/access.log"), "{stderr}");
+    assert_contains_all(
+        &stderr,
+        &[
+            "3 problems",
+            "not-a-certificate.pem",
+            "other",
+            "/nonexistent-dir/access.log",
+        ],
+    );
 }
 
 #[test]
 fn every_bad_option_is_reported_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let ini = dir.path().join("router.ini");
-    std::fs::write(
-        &ini,
+    let (_dir, ini) = temp_file(
+        "router.ini",
         "[uwsgi]\nhttps = 127.0.0.1:0\ncache = lots\nhttp-too = 127.0.0.1:1\nstats = nowhere\n",
-    )
-    .unwrap();
+    );
     let ini = ini.to_str().unwrap();
     for check in [false, true] {
         let mut args = vec![

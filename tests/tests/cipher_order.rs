@@ -10,14 +10,12 @@ use cachet_tests::{cached_router_args, Pki, Router};
 struct Running {
     router: Router,
     pki: Pki,
-    _backend: backends::Backend,
-    _runtime: tokio::runtime::Runtime,
+    _backend: backends::OnOwnRuntime,
 }
 
 fn running() -> Running {
     require_openssl();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let backend = runtime.block_on(backends::uwsgi("app"));
+    let backend = backends::uwsgi_on_own_runtime("app");
     let pki = Pki::new();
     let leaf = pki.leaf("default", &["localhost"]);
     let router = Router::start(&cached_router_args(&leaf, backend.uwsgi_to(), 100, &[]));
@@ -25,7 +23,6 @@ fn running() -> Running {
         router,
         pki,
         _backend: backend,
-        _runtime: runtime,
     }
 }
 
@@ -52,36 +49,47 @@ fn negotiated(running: &Running, options: &[&str]) -> String {
 #[test]
 fn the_router_prefers_aes_128_unless_the_client_puts_chacha_first() {
     let running = running();
-    let aes_256_first =
-        "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
-    assert_eq!(
-        negotiated(&running, &["-tls1_3", "-ciphersuites", aes_256_first]),
-        "TLS_AES_128_GCM_SHA256"
-    );
-    let chacha_first = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
-    assert_eq!(
-        negotiated(&running, &["-tls1_3", "-ciphersuites", chacha_first]),
-        "TLS_CHACHA20_POLY1305_SHA256"
-    );
-    // A client offering AES-256 only still gets it.
-    assert_eq!(
-        negotiated(
-            &running,
-            &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"]
+    // (version, option naming the client's list, the list, the suite chosen)
+    for (tls, option, offered, chosen) in [
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256",
+            "TLS_AES_128_GCM_SHA256",
         ),
-        "TLS_AES_256_GCM_SHA384"
-    );
-    let tls12 = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:\
-                 ECDHE-ECDSA-CHACHA20-POLY1305";
-    assert_eq!(
-        negotiated(&running, &["-tls1_2", "-cipher", tls12]),
-        "ECDHE-ECDSA-AES128-GCM-SHA256"
-    );
-    let tls12_chacha = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384";
-    assert_eq!(
-        negotiated(&running, &["-tls1_2", "-cipher", tls12_chacha]),
-        "ECDHE-ECDSA-CHACHA20-POLY1305"
-    );
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        // A client offering AES-256 only still gets it.
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:\
+             ECDHE-ECDSA-CHACHA20-POLY1305",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ),
+    ] {
+        assert_eq!(
+            negotiated(&running, &[tls, option, offered]),
+            chosen,
+            "{tls} offering {offered}"
+        );
+    }
 }
 
 #[test]
@@ -111,8 +119,7 @@ fn two_tickets_after_a_full_handshake_one_after_a_resumption() {
 #[test]
 fn both_configurations_ask_for_a_client_certificate() {
     require_openssl();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let backend = runtime.block_on(backends::uwsgi("app"));
+    let backend = backends::uwsgi_on_own_runtime("app");
     let pki = Pki::new();
     let leaf = pki.leaf("default", &["localhost"]);
     let client = pki.leaf("client", &["client.test"]);

@@ -1,29 +1,30 @@
 //! Option handling of the real binary: errors name the option and value,
 //! --help and --version work, and the example ini files run as they are.
 
-use cachet_tests::{exit_code_and_stderr, repo_root, run_to_exit, Router};
+use cachet_tests::{
+    assert_contains_all, exit_code_and_stderr, repo_root, run_to_exit, temp_file, Router,
+};
 
 #[test]
 fn unknown_option_fails_with_its_name() {
     let (code, stderr) =
         exit_code_and_stderr(&["--https", "127.0.0.1:0", "--ssl-session-use-cache"]);
     assert_ne!(code, 0);
-    assert!(stderr.contains("`ssl-session-use-cache`"), "{stderr}");
-    assert!(
-        stderr.contains("did you mean `ssl-sessions-use-cache`"),
-        "{stderr}"
+    assert_contains_all(
+        &stderr,
+        &[
+            "`ssl-session-use-cache`",
+            "did you mean `ssl-sessions-use-cache`",
+        ],
     );
 }
 
 #[test]
 fn unknown_ini_key_fails_with_its_name_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let ini = dir.path().join("bad.ini");
-    std::fs::write(
-        &ini,
+    let (_dir, ini) = temp_file(
+        "bad.ini",
         "[uwsgi]\nhttps = 127.0.0.1:0\nhttp-too = 127.0.0.1:1\n",
-    )
-    .unwrap();
+    );
     let (code, stderr) = exit_code_and_stderr(&["--ini", ini.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cachet_core::hello::CONTENT_TYPE_HANDSHAKE;
 use cachet_tests::backends::{self, Backend};
 use cachet_tests::client::{self, Tls, EXCHANGE_TIMEOUT};
 use cachet_tests::openssl::{require_openssl, s_client, saved_session, Session};
@@ -27,15 +28,19 @@ const RECONNECTIONS: u64 = 5;
 /// the test's copy of its log.
 const LOG_WAIT: Duration = Duration::from_secs(30);
 
-/// A router with a session cache, both stats sockets, and its ClientHello
-/// debug lines in the log.
-fn start(pki: &Pki, backend: &Backend) -> Router {
+/// A router in front of a uwsgi backend, with a session cache, both stats
+/// sockets, and its ClientHello debug lines in the log; the CA that
+/// issued its certificate.
+async fn start() -> (Pki, Backend, Router) {
+    let pki = Pki::new();
+    let backend = backends::uwsgi("app").await;
     let leaf = pki.leaf("localhost", &["localhost"]);
     let stats_http = ["--stats-http", "127.0.0.1:0"];
-    Router::start_with_env(
+    let router = Router::start_with_env(
         &cached_router_args(&leaf, backend.uwsgi_to(), 100, &stats_http),
         &[("RUST_LOG", "info,cachet::proxy::serve=debug")],
-    )
+    );
+    (pki, backend, router)
 }
 
 /// The stats' `tls` figures this file is about.
@@ -71,9 +76,7 @@ fn hex(bytes: &[u8]) -> String {
 /// client's random session id is not an offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rustls_clients_resume_and_their_offers_are_counted() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
-    let router = start(&pki, &backend);
+    let (pki, _backend, router) = start().await;
     for (version, expected) in [
         (Tls::V12, counted(RECONNECTIONS - 1, 0, 0, 0, 0)),
         (
@@ -117,9 +120,7 @@ async fn rustls_clients_resume_and_their_offers_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_offers_are_read_exactly() {
     require_openssl();
-    let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
-    let router = start(&pki, &backend);
+    let (pki, _backend, router) = start().await;
     for (tls, expected) in [
         ("-tls1_2", counted(1, 0, 0, 0, 0)),
         ("-tls1_3", counted(1, 1, 0, 0, 0)),
@@ -174,13 +175,19 @@ fn first_flight(config: &Arc<ClientConfig>) -> (ClientConnection, Vec<u8>) {
 
 /// `message` (handshake messages) in records of at most `size` bytes.
 fn in_records(message: &[u8], size: usize) -> Vec<u8> {
-    let mut records = Vec::new();
-    for chunk in message.chunks(size) {
-        records.extend_from_slice(&[22, 3, 1]);
-        records.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-        records.extend_from_slice(chunk);
-    }
-    records
+    message
+        .chunks(size)
+        .flat_map(|chunk| {
+            let len = u16::try_from(chunk.len()).expect("a record's length fits 16 bits");
+            // TLS 1.0 as the record version, as clients write it.
+            [
+                &[CONTENT_TYPE_HANDSHAKE, 3, 1][..],
+                &len.to_be_bytes(),
+                chunk,
+            ]
+            .concat()
+        })
+        .collect()
 }
 
 /// The handshake records of `flight` cut into records of at most `size`
@@ -189,7 +196,7 @@ fn in_records_of(flight: &[u8], size: usize) -> Vec<u8> {
     let mut messages = Vec::new();
     let mut rest = flight;
     while !rest.is_empty() {
-        assert_eq!(rest[0], 22, "a handshake record");
+        assert_eq!(rest[0], CONTENT_TYPE_HANDSHAKE, "a handshake record");
         let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
         messages.extend_from_slice(&rest[5..5 + len]);
         rest = &rest[5 + len..];
@@ -223,9 +230,7 @@ fn handshake_in_tiny_pieces(config: &Arc<ClientConfig>, addr: SocketAddr) -> (bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_hello_in_tiny_records_and_writes_handshakes_and_resumes() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
-    let router = start(&pki, &backend);
+    let (pki, _backend, router) = start().await;
     let addr = router.addr();
     for (version, expected) in [
         (Tls::V12, counted(1, 0, 0, 0, 0)),
@@ -302,9 +307,7 @@ fn client_hello_with(extensions: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_truncated_and_oversized_client_hellos_are_refused_and_counted() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
-    let router = start(&pki, &backend);
+    let (pki, _backend, router) = start().await;
     let addr = router.addr();
     let config = client::config(&pki, Tls::V13, &[b"h2"]);
     let (_, hello) = first_flight(&config);

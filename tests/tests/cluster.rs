@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use cachet_core::wire::{self, Packet};
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    key_secret, mesh, peer, pushed_sets, resumes, run_bounded, serial, start_node, sync, sync_addr,
+    key_secret, mesh, peer, pushed_sets, resumes, run_bounded, start_node, sync, sync_addr,
     try_node, write_key, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::sync_tap::SyncTap;
-use cachet_tests::udp_proxy::{Faults, UdpProxy, XorShift};
+use cachet_tests::udp_proxy::{Capture, Faults, UdpProxy, XorShift};
 use cachet_tests::{counter, run_to_exit, wait_until, Router};
 use rustls::ClientConfig;
 use serde_json::Value;
@@ -122,6 +122,21 @@ impl Ledger {
     }
 }
 
+/// A fresh `version` client's full handshake on `nodes[0]`, once every node
+/// applied what it stored: the client, ready to resume anywhere.
+async fn made_on_first(
+    h: &Harness,
+    ledger: &mut Ledger,
+    nodes: &[&Router],
+    version: Tls,
+) -> Arc<ClientConfig> {
+    let config = h.client(version);
+    assert!(!resumes(&config, nodes[0].addr()).await);
+    ledger.made(0, Handshake::Full(version));
+    ledger.settle(nodes).await;
+    config
+}
+
 /// Waits until `router` has applied `count` more pushed sets than `before`,
 /// or gives up once nothing moved for a while with nothing in flight:
 /// what a lossy link lost for good never arrives. Quiet means every relay
@@ -152,7 +167,6 @@ async fn await_sets_or_quiet(router: &Router, relays: &[UdpProxy], before: u64, 
 /// runs two worker processes: a session stored by either is pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_resume_on_every_node() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (a, b, c) = on_free_udp_ports(3, |addrs| {
@@ -169,10 +183,7 @@ async fn sessions_resume_on_every_node() {
     // rustls, TLS 1.2: one session id, resumable on every node.
     for _ in 0..4 {
         // Several sessions, so that both of node 0's workers make some.
-        let config = h.client(Tls::V12);
-        assert!(!resumes(&config, a.addr()).await);
-        ledger.made(0, Handshake::Full(Tls::V12));
-        ledger.settle(&nodes).await;
+        let config = made_on_first(&h, &mut ledger, &nodes, Tls::V12).await;
         assert!(resumes(&config, b.addr()).await, "TLS 1.2 on B");
         assert!(resumes(&config, c.addr()).await, "TLS 1.2 on C");
         assert!(resumes(&config, a.addr()).await, "TLS 1.2 back on A");
@@ -181,10 +192,7 @@ async fn sessions_resume_on_every_node() {
     // rustls, TLS 1.3: node 0 issues two tickets; the first resumes on B,
     // the second on C.
     for _ in 0..4 {
-        let config = h.client(Tls::V13);
-        assert!(!resumes(&config, a.addr()).await);
-        ledger.made(0, Handshake::Full(Tls::V13));
-        ledger.settle(&nodes).await;
+        let config = made_on_first(&h, &mut ledger, &nodes, Tls::V13).await;
         assert!(resumes(&config, b.addr()).await, "TLS 1.3 ticket 1 on B");
         ledger.made(1, Handshake::Resumed(Tls::V13));
         assert!(resumes(&config, c.addr()).await, "TLS 1.3 ticket 2 on C");
@@ -259,7 +267,6 @@ async fn sessions_resume_on_every_node() {
 /// the ticket B issued in exchange resumes on C.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_used_on_one_node_does_not_resume_on_another() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 3);
@@ -342,7 +349,6 @@ async fn resumption_survives_a_lossy_reordering_link() {
     const SESSIONS_PER_VERSION: usize = 250;
     const CONCURRENCY: usize = 6;
 
-    let _serial = serial().await;
     let h = Arc::new(Harness::new().await);
     let (proxies, nodes) = on_free_udp_ports(3, |addrs| {
         // proxies[i] stands in front of node i: everyone else sends there.
@@ -458,7 +464,6 @@ async fn resumption_survives_a_lossy_reordering_link() {
 /// made while it was down; they resume on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_gets_its_peers_sessions_back() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let (mut nodes, addrs) = mesh(&h, 3);
 
@@ -614,6 +619,12 @@ fn make_junk(kind: Junk, i: u64, captured: &[Vec<u8>], rng: &mut XorShift) -> Ve
     let any_len = |rng: &mut XorShift, max: u64| {
         wire::MIN_LEN + rng.below(max - wire::MIN_LEN as u64) as usize
     };
+    // A header as a sender writes it (a random sender, a fresh sequence)
+    // but for `version` and `key`, then random bytes up to `len`.
+    let with_header = |rng: &mut XorShift, version: u8, key: u8, len: usize| {
+        let header = header(version, key, rng.next_u64(), 1 + i);
+        padded(header, len, rng)
+    };
     match kind {
         Junk::Magic => {
             let len = any_len(rng, 200);
@@ -632,32 +643,20 @@ fn make_junk(kind: Junk, i: u64, captured: &[Vec<u8>], rng: &mut XorShift) -> Ve
         Junk::Version => {
             let version = [0u8, wire::VERSION + 1, wire::VERSION + 2, 0xff][rng.below(4) as usize];
             let len = any_len(rng, 200);
-            padded(header(version, key_id, rng.next_u64(), 1 + i), len, rng)
+            with_header(rng, version, key_id, len)
         }
         Junk::Oversize => {
             let len = wire::DEFAULT_DATAGRAM_LEN + 1 + rng.below(600) as usize;
-            padded(
-                header(wire::VERSION, key_id, rng.next_u64(), 1 + i),
-                len,
-                rng,
-            )
+            with_header(rng, wire::VERSION, key_id, len)
         }
         Junk::UnknownKey => {
             let other = key_id.wrapping_add(1 + rng.below(255) as u8);
             let len = any_len(rng, 300);
-            padded(
-                header(wire::VERSION, other, rng.next_u64(), 1 + i),
-                len,
-                rng,
-            )
+            with_header(rng, wire::VERSION, other, len)
         }
         Junk::Forged => {
             let len = any_len(rng, 300);
-            padded(
-                header(wire::VERSION, key_id, rng.next_u64(), 1 + i),
-                len,
-                rng,
-            )
+            with_header(rng, wire::VERSION, key_id, len)
         }
         Junk::Tampered => {
             let mut packet = Packet::new_unchecked(captured[i as usize % captured.len()].clone());
@@ -677,7 +676,6 @@ async fn junk_datagrams_are_rejected_and_counted_by_reason() {
     const TOTAL: usize = 10_000;
     const BATCH: usize = 40;
 
-    let _serial = serial().await;
     let h = Harness::new().await;
     // B first, so that everything A sends through the capturing relay
     // reaches a listening B. B lists no peer: what it hears from A comes
@@ -686,7 +684,7 @@ async fn junk_datagrams_are_rejected_and_counted_by_reason() {
     // copy of each datagram would be a replay B rejects, beside the junk.)
     let b = h.start("127.0.0.1:0".parse().unwrap(), &[]);
     let b_addr = sync_addr(&b);
-    let relay = UdpProxy::start_capturing(b_addr, Faults::none(), 256).unwrap();
+    let relay = UdpProxy::start_capturing(b_addr, Faults::none(), Capture::sent(256)).unwrap();
     let a = h.start("127.0.0.1:0".parse().unwrap(), &[relay.addr()]);
 
     // Real traffic from A to B, captured on the way, all of it applied
@@ -848,7 +846,6 @@ fn fire_junk(
 /// authentication and are counted), and sessions do not cross.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_key_can_neither_inject_nor_read() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let other_key = write_key(h.pki.dir(), "other-sync.key", &key_secret(2));
     let (a, d) = on_free_udp_ports(2, |addrs| {
@@ -908,7 +905,6 @@ async fn a_node_with_another_key_can_neither_inject_nor_read() {
 /// (bootstrap), and after its hello they push to it, without restarting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_added_later_sends_and_receives_without_restarts() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let (nodes, addrs) = mesh(&h, 2);
     let (a, b) = (&nodes[0], &nodes[1]);
@@ -1026,7 +1022,6 @@ fn sync_without_a_key_refuses_to_start() {
 /// is won, see docs/BENCHMARKS.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_on_the_wire_before_the_client_has_its_response() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let mut tap = SyncTap::new(&key_secret(1));
     let mut args = h.args("127.0.0.1:0".parse().unwrap(), &[tap.addr()], &h.key);

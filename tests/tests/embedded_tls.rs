@@ -69,7 +69,8 @@ const SECP256R1: u16 = 0x0017;
 /// of an HTTP backend, with a stats socket; its certificate, and a client
 /// setup that trusts its CA.
 struct Running {
-    pki: Pki,
+    /// Kept for its files, which the router reads (on a reload too).
+    _pki: Pki,
     backend: Backend,
     router: Router,
     leaf: Leaf,
@@ -94,7 +95,7 @@ async fn running(ciphers: Option<&str>) -> Running {
     ]);
     let setup = Setup::new(router.addr(), &pki);
     Running {
-        pki,
+        _pki: pki,
         backend,
         router,
         leaf,
@@ -535,25 +536,19 @@ fn stats_until(router: &Router, check: impl Fn(&serde_json::Value) -> bool) -> s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_get_with_connection_close() {
-    let Running {
-        pki: _pki,
-        backend,
-        router,
-        leaf,
-        setup,
-    } = running(None).await;
+    let running = running(None).await;
     let (path, probe) = (
         format!("/embedded-tls/{}?q={}", random_hex(), random_hex()),
         random_hex(),
     );
 
-    let run = get_to_close::<Aes128GcmSha256>(setup, &path, &probe, "").await;
+    let run = get_to_close::<Aes128GcmSha256>(running.setup, &path, &probe, "").await;
     let (data, closed) = run.outcome.as_ref().expect("the TLS exchange failed");
     let (response, used) = parse_response(data, true).expect("a complete response");
     assert_eq!(used, data.len(), "bytes after the response");
     assert_echo(&response, &path, &probe);
     assert_eq!(*closed, Closed::CloseNotify);
-    assert_eq!(backend.served(), 1);
+    assert_eq!(running.backend.served(), 1);
 
     // The parameters a constrained client can afford, with no retry.
     assert_eq!(
@@ -573,10 +568,12 @@ async fn verified_get_with_connection_close() {
     );
     // The router's own leaf, sent with its CA: the chain from `Pki`.
     let served_leaf = run.leaf.as_deref().expect("no certificate was verified");
-    assert_eq!(served_leaf, &leaf.der[..]);
+    assert_eq!(served_leaf, &running.leaf.der[..]);
     assert_eq!(run.chain_len, 2);
 
-    let stats = stats_until(&router, |s| s["tls"]["handshakes"]["tls13"]["full"] == 1);
+    let stats = stats_until(&running.router, |s| {
+        s["tls"]["handshakes"]["tls13"]["full"] == 1
+    });
     assert_eq!(stats["tls"]["handshakes"]["tls13"]["full"], 1, "{stats:#}");
 }
 
@@ -584,13 +581,8 @@ async fn verified_get_with_connection_close() {
 /// is refused during the handshake, and no request reaches the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca_is_refused() {
-    let Running {
-        pki: _pki,
-        backend,
-        router,
-        ..
-    } = running(None).await;
-    let setup = Setup::new(router.addr(), &Pki::new());
+    let running = running(None).await;
+    let setup = Setup::new(running.router.addr(), &Pki::new());
     let run = get_to_close::<Aes128GcmSha256>(setup, "/never", "x", "").await;
     assert_refused(
         &run.outcome,
@@ -598,7 +590,7 @@ async fn certificate_from_another_ca_is_refused() {
         "a certificate from another CA",
     );
     assert_eq!(run.chain_len, 2, "the router sent its chain");
-    assert_eq!(backend.served(), 0);
+    assert_eq!(running.backend.served(), 0);
 }
 
 /// Several requests over one embedded-tls connection (keep-alive), one of
@@ -608,13 +600,7 @@ async fn certificate_from_another_ca_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_requests_share_one_handshake() {
     const REQUESTS: usize = 5;
-    let Running {
-        pki: _pki,
-        backend,
-        router,
-        setup,
-        ..
-    } = running(None).await;
+    let running = running(None).await;
     let padding = "p".repeat(6000);
     let exchanges: Vec<(String, String)> = (0..REQUESTS)
         .map(|i| (format!("/keep-alive/{i}/{}", random_hex()), random_hex()))
@@ -623,7 +609,7 @@ async fn keep_alive_requests_share_one_handshake() {
     let run = {
         let (exchanges, padding) = (exchanges.clone(), padding.clone());
         bounded(move || {
-            session::<Aes128GcmSha256, _>(setup, |tls| {
+            session::<Aes128GcmSha256, _>(running.setup, |tls| {
                 let mut pending = Vec::new();
                 let mut responses = Vec::new();
                 for (i, (path, probe)) in exchanges.iter().enumerate() {
@@ -652,10 +638,10 @@ async fn keep_alive_requests_share_one_handshake() {
         padding.as_str()
     );
     assert!(responses[2].body.len() > 6000);
-    assert_eq!(backend.served(), REQUESTS);
+    assert_eq!(running.backend.served(), REQUESTS);
     assert_eq!(run.server_hello().cipher_suite, TLS_AES_128_GCM_SHA256);
 
-    let stats = stats_until(&router, |s| {
+    let stats = stats_until(&running.router, |s| {
         s["workers"][0]["requests"] == REQUESTS as u64
             && s["tls"]["handshakes"]["tls13"]["full"] == 1
     });
@@ -676,16 +662,10 @@ async fn keep_alive_requests_share_one_handshake() {
 /// TLS_AES_128_GCM_SHA256 with a handshake_failure alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
-    let Running {
-        pki: _pki,
-        backend,
-        router: _router,
-        setup,
-        ..
-    } = running(Some("TLS13_AES_256_GCM_SHA384")).await;
+    let running = running(Some("TLS13_AES_256_GCM_SHA384")).await;
     let (path, probe) = (format!("/aes256/{}", random_hex()), random_hex());
 
-    let run = get_to_close::<Aes256GcmSha384>(setup.clone(), &path, &probe, "").await;
+    let run = get_to_close::<Aes256GcmSha384>(running.setup.clone(), &path, &probe, "").await;
     let (data, closed) = run.outcome.as_ref().expect("the TLS exchange failed");
     let (response, _) = parse_response(data, true).expect("a complete response");
     assert_echo(&response, &path, &probe);
@@ -700,7 +680,7 @@ async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
     );
     assert_eq!(run.scheme, Some(SignatureScheme::EcdsaSecp256r1Sha256));
 
-    let refused = bounded(move || session::<Aes128GcmSha256, _>(setup, |_| Ok(()))).await;
+    let refused = bounded(move || session::<Aes128GcmSha256, _>(running.setup, |_| Ok(()))).await;
     assert_refused(
         &refused.outcome,
         |error| {
@@ -711,7 +691,7 @@ async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
         },
         "a suite the router was not given",
     );
-    assert_eq!(backend.served(), 1);
+    assert_eq!(running.backend.served(), 1);
 }
 
 /// The router does not honour max_fragment_length (RFC 6066): rustls does
@@ -724,21 +704,15 @@ async fn aes_256_gcm_sha384_when_the_router_is_pinned_to_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_fragment_length_is_not_negotiated() {
     const FRAGMENT: usize = 4096;
-    let Running {
-        pki: _pki,
-        backend: _backend,
-        router: _router,
-        mut setup,
-        ..
-    } = running(None).await;
-    setup.max_fragment_length = Some(MaxFragmentLength::Bits12);
+    let mut running = running(None).await;
+    running.setup.max_fragment_length = Some(MaxFragmentLength::Bits12);
     // Large enough that however the router splits the body into writes, one
     // of them is well over the fragment asked for.
     let padding = format!("X-Padding: {}\r\n", "p".repeat(12_000));
     let (path, probe) = (format!("/mfl/{}", random_hex()), random_hex());
 
     // A full-record read buffer: served, whatever was asked.
-    let run = get_to_close::<Aes128GcmSha256>(setup.clone(), &path, &probe, &padding).await;
+    let run = get_to_close::<Aes128GcmSha256>(running.setup.clone(), &path, &probe, &padding).await;
     let (data, closed) = run.outcome.as_ref().expect("the TLS exchange failed");
     let (response, _) = parse_response(data, true).expect("a complete response");
     assert_echo(&response, &path, &probe);
@@ -760,9 +734,9 @@ async fn max_fragment_length_is_not_negotiated() {
 
     // A client that trusted the extension and sized its read buffer to the
     // fragment it asked for cannot read that record.
-    setup.read_buffer = FRAGMENT + 256 + 5;
+    running.setup.read_buffer = FRAGMENT + 256 + 5;
     let (path, probe) = (format!("/mfl/{}", random_hex()), random_hex());
-    let small = get_to_close::<Aes128GcmSha256>(setup, &path, &probe, &padding).await;
+    let small = get_to_close::<Aes128GcmSha256>(running.setup, &path, &probe, &padding).await;
     eprintln!(
         "max_fragment_length 2^12 asked for; application-data records {application_data:?}; \
          a {}-byte read buffer ended with {:?}",

@@ -7,19 +7,22 @@ use cachet_tests::{cached_router_args, Pki, Router};
 
 const RECONNECTIONS: usize = 10;
 
-fn start(pki: &Pki, backend: &backends::Backend) -> Router {
+/// A router with a session cache before a uwsgi backend, serving
+/// `localhost` and, on a certificate of its own, `alpha.test`. Every test
+/// here talks to it with `openssl s_client`: that is required first.
+fn start(pki: &Pki) -> (backends::OnOwnRuntime, Router) {
+    require_openssl();
+    let backend = backends::uwsgi_on_own_runtime("app");
     let default = pki.leaf("default", &["localhost"]);
     let alpha = pki.leaf("alpha", &["alpha.test"]);
     let sni = ["--sni", &alpha.sni("alpha.test")];
-    Router::start(&cached_router_args(&default, backend.uwsgi_to(), 100, &sni))
+    let router = Router::start(&cached_router_args(&default, backend.uwsgi_to(), 100, &sni));
+    (backend, router)
 }
 
 fn resumes(tls: &str, stats_key: &str) {
-    require_openssl();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let backend = runtime.block_on(backends::uwsgi("app"));
     let pki = Pki::new();
-    let router = start(&pki, &backend);
+    let (_backend, router) = start(&pki);
     let session = pki.dir().join(format!("session{tls}.pem"));
 
     let (first, output) = s_client(router.addr(), tls, "localhost", &pki.ca_pem, None, &session);
@@ -61,11 +64,8 @@ fn tls13_sessions_resume_with_openssl() {
 
 #[test]
 fn sni_session_does_not_resume_under_another_certificate() {
-    require_openssl();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let backend = runtime.block_on(backends::uwsgi("app"));
     let pki = Pki::new();
-    let router = start(&pki, &backend);
+    let (_backend, router) = start(&pki);
     for tls in ["-tls1_2", "-tls1_3"] {
         let alpha = pki.dir().join(format!("alpha{tls}.pem"));
         let (kind, _) = s_client(router.addr(), tls, "alpha.test", &pki.ca_pem, None, &alpha);

@@ -9,7 +9,7 @@ use cachet_tests::curl::{self, Http};
 use cachet_tests::ports::Refusing;
 use cachet_tests::{counter, wait_until, Pki, Router};
 use http::Request;
-use http_body_util::{Full, StreamBody};
+use http_body_util::StreamBody;
 use hyper::body::Frame;
 use std::time::{Duration, Instant};
 
@@ -28,23 +28,57 @@ fn start(pki: &Pki, backends: &[String]) -> Router {
     Router::start(&args)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
+/// A router in front of one uwsgi backend, `u`; the CA of its certificate.
+async fn before_uwsgi() -> (Pki, backends::Backend, Router) {
     let pki = Pki::new();
     let backend = backends::uwsgi("u").await;
     let router = start(&pki, &[backend.uwsgi_to()]);
+    (pki, backend, router)
+}
+
+/// A router in front of one HTTP backend, `h`; the CA of its certificate.
+async fn before_http() -> (Pki, backends::Backend, Router) {
+    let pki = Pki::new();
+    let backend = backends::http("h").await;
+    let router = start(&pki, &[backend.http_to()]);
+    (pki, backend, router)
+}
+
+/// POSTs `body` with `headers` to `path` on `localhost` over TLS 1.3 and
+/// `alpn`; the exchange, which must have succeeded.
+async fn post(
+    pki: &Pki,
+    router: &Router,
+    alpn: &[u8],
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> client::Exchange {
+    let config = client::config(pki, Tls::V13, &[alpn]);
+    let request = client::post_request("localhost", path, headers, body);
+    let exchange = client::send(&config, router.addr(), "localhost", request).await;
+    assert_eq!(exchange.status, 200, "{}", exchange.text());
+    exchange
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
+    let (pki, _backend, router) = before_uwsgi().await;
     for (alpn, expected_protocol) in [(&b"h2"[..], "HTTP/2.0"), (&b"http/1.1"[..], "HTTP/1.1")] {
-        let config = client::config(&pki, Tls::V13, &[alpn]);
-        let request = Request::post("/some%20path/x?a=1&b=two")
-            .header("host", "localhost")
-            .header("content-type", "text/plain")
-            .header("content-length", "5")
-            .header("x-custom", "yes")
-            .header("cookie", "a=1")
-            .body(Full::new(Bytes::from_static(b"hello")))
-            .unwrap();
-        let exchange = client::send(&config, router.addr(), "localhost", request).await;
-        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        let exchange = post(
+            &pki,
+            &router,
+            alpn,
+            "/some%20path/x?a=1&b=two",
+            &[
+                ("content-type", "text/plain"),
+                ("content-length", "5"),
+                ("x-custom", "yes"),
+                ("cookie", "a=1"),
+            ],
+            Bytes::from_static(b"hello"),
+        )
+        .await;
         let expected_http = if alpn == b"h2" {
             http::Version::HTTP_2
         } else {
@@ -77,9 +111,7 @@ async fn uwsgi_backend_gets_cgi_variables_over_http2_and_http11() {
 /// response bodies framed by chunks and by closing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uwsgi_bodies_of_every_framing() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("u").await;
-    let router = start(&pki, &[backend.uwsgi_to()]);
+    let (pki, _backend, router) = before_uwsgi().await;
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
     // 64 frames of 4 KiB, byte value = frame number.
     let pieces = || {
@@ -108,20 +140,21 @@ async fn uwsgi_bodies_of_every_framing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_gets_forwarded_headers() {
-    let pki = Pki::new();
-    let backend = backends::http("h").await;
-    let router = start(&pki, &[backend.http_to()]);
+    let (pki, _backend, router) = before_http().await;
     for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
-        let config = client::config(&pki, Tls::V13, &[alpn]);
-        let request = Request::post("/api/items?x=1")
-            .header("host", "localhost")
-            .header("x-forwarded-for", "10.0.0.1")
-            .header("x-custom", "yes")
-            .header("content-type", "application/octet-stream")
-            .body(Full::new(Bytes::from(vec![7u8; 100_000])))
-            .unwrap();
-        let exchange = client::send(&config, router.addr(), "localhost", request).await;
-        assert_eq!(exchange.status, 200, "{}", exchange.text());
+        let exchange = post(
+            &pki,
+            &router,
+            alpn,
+            "/api/items?x=1",
+            &[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-custom", "yes"),
+                ("content-type", "application/octet-stream"),
+            ],
+            Bytes::from(vec![7u8; 100_000]),
+        )
+        .await;
         assert_eq!(exchange.headers["x-backend"], "h");
         let document = exchange.json();
         assert_eq!(document["method"], "POST");
@@ -219,9 +252,7 @@ async fn bad_gateway_when_no_backend_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_connections_are_kept_alive_across_clients() {
-    let pki = Pki::new();
-    let backend = backends::http("h").await;
-    let router = start(&pki, &[backend.http_to()]);
+    let (pki, backend, router) = before_http().await;
     let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
     let requests = 20;
     for i in 0..requests {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cachet_tests::backends;
 use cachet_tests::client::{self, Exchange, Tls, EXCHANGE_TIMEOUT};
 use cachet_tests::haproxy::{Frontend, Haproxy, SendProxy};
-use cachet_tests::{Pki, Router};
+use cachet_tests::{router_args, Pki, Router};
 use rustls::ClientConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,19 +28,23 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 /// value), with both stats sockets.
 fn start(pki: &Pki, backend: &str, extra: &[&str]) -> Router {
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let mut args = vec![
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.to_owned(),
-        "--enable-proxy-protocol".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--stats-http".to_owned(),
-        "127.0.0.1:0".to_owned(),
+    let common = [
+        "--enable-proxy-protocol",
+        "--stats",
+        "127.0.0.1:0",
+        "--stats-http",
+        "127.0.0.1:0",
     ];
-    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    Router::start(&args)
+    Router::start(&router_args(&leaf, backend, &[&common[..], extra].concat()))
+}
+
+/// [`start`] in front of a uwsgi backend; the CA of its certificate, the
+/// backend and the router.
+async fn start_before_uwsgi(extra: &[&str]) -> (Pki, backends::Backend, Router) {
+    let pki = Pki::new();
+    let backend = backends::uwsgi("u").await;
+    let router = start(&pki, &backend.uwsgi_to(), extra);
+    (pki, backend, router)
 }
 
 /// HAProxy with a `send-proxy-v2` frontend and a `send-proxy` one, both in
@@ -60,12 +64,15 @@ fn balancer(router: &Router) -> Haproxy {
     ])
 }
 
-/// `GET /` from 127.0.0.2 to `addr`.
+/// `GET /` from 127.0.0.2 to `addr`: the exchange, which must have
+/// succeeded.
 async fn get_from_client(config: &Arc<ClientConfig>, addr: SocketAddr) -> Exchange {
     let tcp = client::tcp_from(CLIENT, addr)
         .await
         .unwrap_or_else(|e| panic!("connecting from {CLIENT} to {addr}: {e}"));
-    client::get_over(config, tcp, "localhost", "/").await
+    let exchange = client::get_over(config, tcp, "localhost", "/").await;
+    assert_eq!(exchange.status, 200, "{}", exchange.text());
+    exchange
 }
 
 /// `GET /` over a connection that starts with `header`, written by the test.
@@ -161,18 +168,15 @@ fn v2_proxy(source: SocketAddr) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_v1_and_v2_give_uwsgi_the_client_address() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("u").await;
     // Two worker processes: the header is read in each, counted in shared
     // memory and added up by the master.
-    let router = start(&pki, &backend.uwsgi_to(), &["--http-processes", "2"]);
+    let (pki, backend, router) = start_before_uwsgi(&["--http-processes", "2"]).await;
     let haproxy = balancer(&router);
     let mut connections = 0;
     for frontend in &haproxy.frontends {
         for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
             let config = client::config(&pki, Tls::V13, &[alpn]);
             let exchange = get_from_client(&config, *frontend).await;
-            assert_eq!(exchange.status, 200, "{}", exchange.text());
             let vars = &exchange.json()["vars"];
             assert_eq!(vars["REMOTE_ADDR"], CLIENT.to_string(), "{vars:#}");
             assert_eq!(
@@ -198,7 +202,6 @@ async fn haproxy_v1_and_v2_give_http_backends_the_client_in_x_forwarded_for() {
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
     for frontend in &haproxy.frontends {
         let exchange = get_from_client(&config, *frontend).await;
-        assert_eq!(exchange.status, 200, "{}", exchange.text());
         assert_eq!(
             exchange.json()["headers"]["x-forwarded-for"],
             json!([CLIENT.to_string()])
@@ -236,9 +239,7 @@ async fn haproxy_v1_and_v2_give_http_backends_the_client_in_x_forwarded_for() {
 /// header: accepted, keeping the balancer's own address, never refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_health_checks_are_local_connections() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("u").await;
-    let router = start(&pki, &backend.uwsgi_to(), &[]);
+    let (_pki, _backend, router) = start_before_uwsgi(&[]).await;
     let _haproxy = Haproxy::tcp(&[Frontend {
         servers: &[router.addr()],
         send_proxy: SendProxy::V2,
@@ -266,9 +267,7 @@ async fn haproxy_health_checks_are_local_connections() {
 /// real peer (v2 LOCAL, a balancer's health check; v1 UNKNOWN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_and_headers_that_keep_the_real_peer() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("u").await;
-    let router = start(&pki, &backend.uwsgi_to(), &[]);
+    let (pki, _backend, router) = start_before_uwsgi(&[]).await;
     let config = client::config(&pki, Tls::V12, &[b"http/1.1"]);
 
     let v6: SocketAddr = "[2001:db8::7]:4242".parse().unwrap();
@@ -301,9 +300,7 @@ async fn ipv6_clients_and_headers_that_keep_the_real_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_valid_header_are_closed_counted_and_never_trusted() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("u").await;
-    let router = start(&pki, &backend.uwsgi_to(), &[]);
+    let (pki, backend, router) = start_before_uwsgi(&[]).await;
     let config = client::config(&pki, Tls::V13, &[b"h2"]);
     let addr = router.addr();
 
@@ -359,9 +356,7 @@ async fn connections_without_a_valid_header_are_closed_counted_and_never_trusted
 /// that takes on a loaded machine, not for a clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_that_never_completes_is_cut_at_the_handshake_deadline() {
-    let pki = Pki::new();
-    let backend = backends::uwsgi("u").await;
-    let router = start(&pki, &backend.uwsgi_to(), &[]);
+    let (_pki, _backend, router) = start_before_uwsgi(&[]).await;
     let mut tcp = TcpStream::connect(router.addr()).await.unwrap();
     tcp.write_all(b"PROXY TCP4 127.0.0.2 ").await.unwrap();
     let mut answer = Vec::new();

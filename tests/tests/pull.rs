@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    fifo_config, mesh, peer, resumes, serial, start_node, sync, sync_addr, ticket_race, try_node,
-    without, Harness, NAME, SETTLE,
+    fifo_config, mesh, peer, resumes, start_node, sync, sync_addr, ticket_race, try_node, without,
+    Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
@@ -62,7 +62,6 @@ fn pulls(router: &Router) -> Value {
 /// as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_pull_delivers_and_sessions_still_resume() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (a, b) = on_free_udp_ports(2, |addrs| {
@@ -131,7 +130,6 @@ async fn only_a_pull_delivers_and_sessions_still_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_offered_to_two_routers_at_once_resumes_at_most_once() {
     const ROUNDS: usize = 1000;
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 3);
@@ -147,7 +145,6 @@ async fn a_ticket_offered_to_two_routers_at_once_resumes_at_most_once() {
 /// heard from again (its hello, each second) once it continues.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_is_skipped_until_it_answers_again() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 3);
     let (b, c) = (&nodes[1], &nodes[2]);
@@ -194,7 +191,6 @@ async fn a_silent_peer_is_skipped_until_it_answers_again() {
 /// are not pulled at all (counted as dropped) and handshakes go on, full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_peer_answering_misses_are_not_pulled() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let (nodes, _) = mesh(&h, 2);
     let (a, b) = (&nodes[0], &nodes[1]);

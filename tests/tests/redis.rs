@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    fifo_config, mesh_of, resumes, serial, start_node, ticket_race, without, Harness, NAME, SETTLE,
+    fifo_config, mesh_of, resumes, start_node, ticket_race, without, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, saved_session, Session};
 use cachet_tests::redis_server::{RedisCluster, RedisServer};
@@ -62,6 +62,15 @@ async fn routers(h: &Harness, redis: &str, count: usize, timeout_ms: &str) -> Ve
         wait_connected(router, WORKERS).await;
     }
     routers
+}
+
+/// What most tests here start from: a harness, one Redis server and
+/// `count` routers sharing it, each with every worker connected.
+async fn one_redis(count: usize, timeout_ms: &str) -> (Harness, RedisServer, Vec<Router>) {
+    let h = Harness::new().await;
+    let redis = RedisServer::start(h.pki.dir());
+    let routers = routers(&h, &redis.url(), count, timeout_ms).await;
+    (h, redis, routers)
 }
 
 fn redis_stats(router: &Router) -> Value {
@@ -122,11 +131,8 @@ fn failures(router: &Router) -> u64 {
 /// ticket does not resume again. rustls and `openssl s_client`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_resume_on_every_router_through_redis() {
-    let _serial = serial().await;
     require_openssl();
-    let h = Harness::new().await;
-    let redis = RedisServer::start(h.pki.dir());
-    let routers = routers(&h, &redis.url(), 3, REDIS_TIMEOUT_MS).await;
+    let (h, redis, routers) = one_redis(3, REDIS_TIMEOUT_MS).await;
 
     let (resumed, tried) = cross_resumption(&h, &routers, Tls::V13, 5).await;
     assert_eq!(resumed, tried, "TLS 1.3: {resumed} of {tried} resumed");
@@ -201,11 +207,8 @@ async fn sessions_resume_on_every_router_through_redis() {
 async fn a_ticket_resumes_once_in_the_whole_fleet() {
     const USED: usize = 500;
     const RACES: usize = 1000;
-    let _serial = serial().await;
     require_openssl();
-    let h = Harness::new().await;
-    let redis = RedisServer::start(h.pki.dir());
-    let routers = routers(&h, &redis.url(), 3, REDIS_TIMEOUT_MS).await;
+    let (h, _redis, routers) = one_redis(3, REDIS_TIMEOUT_MS).await;
     let addrs: Vec<SocketAddr> = routers.iter().map(Router::addr).collect();
     let dir = h.pki.dir();
 
@@ -245,12 +248,11 @@ async fn a_ticket_resumes_once_in_the_whole_fleet() {
 /// resumption across routers is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_or_stopped_under_load_fails_no_handshake() {
-    let _serial = serial().await;
-    let h = Arc::new(Harness::new().await);
-    let mut redis = RedisServer::start(h.pki.dir());
-    // Shorter than elsewhere, so that the stopped Redis costs the load
-    // little, and still far above what a loaded machine takes to answer.
-    let routers = Arc::new(routers(&h, &redis.url(), 2, "500").await);
+    // A Redis timeout shorter than elsewhere, so that the stopped Redis
+    // costs the load little, and still far above what a loaded machine
+    // takes to answer.
+    let (h, mut redis, routers) = one_redis(2, "500").await;
+    let (h, routers) = (Arc::new(h), Arc::new(routers));
 
     let stop = Arc::new(AtomicBool::new(false));
     let rounds = Arc::new(AtomicU64::new(0));
@@ -351,11 +353,8 @@ async fn redis_killed_or_stopped_under_load_fails_no_handshake() {
 /// session id, ticket and master key the clients saw, raw and in hex.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_in_redis_tells_session_ids_or_secrets() {
-    let _serial = serial().await;
     require_openssl();
-    let h = Harness::new().await;
-    let redis = RedisServer::start(h.pki.dir());
-    let routers = routers(&h, &redis.url(), 2, REDIS_TIMEOUT_MS).await;
+    let (h, redis, routers) = one_redis(2, REDIS_TIMEOUT_MS).await;
     let dir = h.pki.dir();
     let mut secrets: Vec<Vec<u8>> = Vec::new();
     for round in 0..20 {
@@ -423,7 +422,6 @@ async fn nothing_in_redis_tells_session_ids_or_secrets() {
 /// spread over the masters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cluster_shares_sessions() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     let cluster = RedisCluster::start(h.pki.dir());
@@ -447,7 +445,6 @@ async fn a_redis_cluster_shares_sessions() {
 /// them while Redis was down).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mesh_serves_when_redis_is_gone() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     let mut redis = RedisServer::start(h.pki.dir());
     let url = redis.url();
@@ -499,10 +496,7 @@ async fn the_mesh_serves_when_redis_is_gone() {
 /// sessions resume across routers as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_redis_costs_no_handshake() {
-    let _serial = serial().await;
-    let h = Harness::new().await;
-    let redis = RedisServer::start(h.pki.dir());
-    let routers = routers(&h, &redis.url(), 2, REDIS_TIMEOUT_MS).await;
+    let (h, redis, routers) = one_redis(2, REDIS_TIMEOUT_MS).await;
     let _: String = redis.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     let _: String = redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
 

@@ -22,12 +22,11 @@ use std::sync::Arc;
 
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    fifo_config, resumes, run_bounded, serial, start_node, sync, sync_addr, try_node, Harness,
-    NAME, SETTLE,
+    fifo_config, resumes, run_bounded, start_node, sync, sync_addr, try_node, Harness, NAME, SETTLE,
 };
 use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
-use cachet_tests::udp_proxy::{Faults, UdpProxy};
+use cachet_tests::udp_proxy::{Capture, Faults, UdpProxy};
 use cachet_tests::{counter, wait_until, Router};
 use rustls::ClientConfig;
 use serde_json::Value;
@@ -143,14 +142,13 @@ async fn offer_each(node: &Router, clients: &[Arc<ClientConfig>], offered: &str)
 /// restarted and the capture replayed to it: none of them resumes on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_sessions_replayed_to_a_restarted_router_stay_dead() {
-    let _serial = serial().await;
     let h = Harness::new().await;
     // A (a master, two workers) pushes to B through the capturing relay;
     // B lists A, whom it greets (and so verifies) when it starts.
     let (a, b, relay, b_args) = on_free_udp_ports(2, |addrs| {
         let (a_addr, b_addr) = (addrs[0], addrs[1]);
-        let relay =
-            UdpProxy::start_capturing(b_addr, Faults::none(), CAPTURE).expect("starting the relay");
+        let relay = UdpProxy::start_capturing(b_addr, Faults::none(), Capture::sent(CAPTURE))
+            .expect("starting the relay");
         let b_args = with_lifetime(h.args(b_addr, &[a_addr], &h.key), SHORT_LIFETIME_S);
         let b = try_node(&b_args)?;
         let a_args = h.args(a_addr, &[relay.addr()], &h.key);
@@ -235,14 +233,14 @@ async fn s_client_each(
 /// again by `openssl s_client -sess_in`, as the ticket's thief would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn used_tickets_replayed_to_a_restarted_router_stay_used() {
-    let _serial = serial().await;
     require_openssl();
     let h = Harness::new().await;
     // B reaches A only through the relay, which keeps A's answers.
     let (a, b, relay, b_args) = on_free_udp_ports(2, |addrs| {
         let (a_addr, b_addr) = (addrs[0], addrs[1]);
-        let relay = UdpProxy::start_capturing_replies(a_addr, Faults::none(), CAPTURE)
-            .expect("starting the relay");
+        let capture = Capture::sent_and_replies(CAPTURE);
+        let relay =
+            UdpProxy::start_capturing(a_addr, Faults::none(), capture).expect("starting the relay");
         let a = try_node(&h.args(a_addr, &[], &h.key))?;
         let b_args = h.args(b_addr, &[relay.addr()], &h.key);
         let b = try_node(&b_args)?;
@@ -308,7 +306,6 @@ fn libfaketime() -> std::path::PathBuf {
 /// on the other, TLS 1.2 (pushed) and TLS 1.3 (pulled).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_ten_minutes_ahead_exchanges_sessions_both_ways() {
-    let _serial = serial().await;
     let preload = libfaketime();
     let h = Harness::new().await;
     let (ahead, on_time) = on_free_udp_ports(2, |addrs| {

@@ -4,29 +4,24 @@
 
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
+use cachet_tests::pki::Leaf;
 use cachet_tests::{cached_router_args, Pki, Router};
 
 const RECONNECTIONS: usize = 25;
 
-async fn router_with_cache(pki: &Pki, backend: &backends::Backend) -> Router {
-    let leaf = pki.leaf("localhost", &["localhost"]);
-    Router::start(&[
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.uwsgi_to(),
-        "--cache".to_owned(),
-        "1000".to_owned(),
-        "--ssl-sessions-use-cache".to_owned(),
-        "--stats".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    ])
+/// A router with a session cache in front of a uwsgi backend, serving
+/// `leaf` on its first https socket, with the test's `extra` options.
+async fn cached_router(leaf: &Leaf, extra: &[&str]) -> (backends::Backend, Router) {
+    let backend = backends::uwsgi("app").await;
+    // Room for every session and ticket of a test: none is evicted.
+    let router = Router::start(&cached_router_args(leaf, backend.uwsgi_to(), 1000, extra));
+    (backend, router)
 }
 
 async fn resumes_across_reconnections(version: Tls) {
     let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
-    let router = router_with_cache(&pki, &backend).await;
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let (backend, router) = cached_router(&leaf, &[]).await;
     let config = client::config(&pki, version, &[b"http/1.1"]);
 
     let mut resumed = 0;
@@ -88,11 +83,9 @@ async fn tls13_sessions_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_do_not_cross_certificates() {
     let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
     let one = pki.leaf("one", &["127.0.0.1"]);
     let two = pki.leaf("two", &["127.0.0.1"]);
-    let second = ["--https", &two.https("127.0.0.1:0")];
-    let router = Router::start(&cached_router_args(&one, backend.uwsgi_to(), 100, &second));
+    let (_backend, router) = cached_router(&one, &["--https", &two.https("127.0.0.1:0")]).await;
     for version in [Tls::V12, Tls::V13] {
         let config = client::config(&pki, version, &[b"http/1.1"]);
         let first = client::get(&config, router.https[0], "127.0.0.1", "/").await;
@@ -115,7 +108,6 @@ async fn sessions_do_not_cross_certificates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_selects_certificates_and_keeps_sessions_apart() {
     let pki = Pki::new();
-    let backend = backends::uwsgi("app").await;
     let default = pki.leaf("default", &["localhost"]);
     let alpha = pki.leaf("alpha", &["alpha.test"]);
     let beta = pki.leaf("beta", &["*.beta.test"]);
@@ -125,7 +117,7 @@ async fn sni_selects_certificates_and_keeps_sessions_apart() {
         "--sni",
         &beta.sni("*.beta.test"),
     ];
-    let router = Router::start(&cached_router_args(&default, backend.uwsgi_to(), 100, &sni));
+    let (_backend, router) = cached_router(&default, &sni).await;
     for version in [Tls::V12, Tls::V13] {
         // The client verifies the certificate against the name it asked
         // for, so each successful exchange proves SNI chose the right one.

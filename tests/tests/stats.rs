@@ -4,7 +4,7 @@ use std::net::TcpStream;
 
 use cachet_tests::backends;
 use cachet_tests::client::{self, Tls};
-use cachet_tests::{cached_router_args, http_get, Pki, Router};
+use cachet_tests::{cached_router_args, http_get, router_args, Pki, Router};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_prometheus_agree_with_the_client() {
@@ -76,12 +76,7 @@ async fn sigterm_drains_and_exits_zero() {
     let pki = Pki::new();
     let backend = backends::http("h").await;
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let router = Router::start(&[
-        "--https".to_owned(),
-        leaf.https("127.0.0.1:0"),
-        "--http-to".to_owned(),
-        backend.http_to(),
-    ]);
+    let router = Router::start(&router_args(&leaf, &backend.http_to(), &[]));
     let config = client::config(&pki, Tls::V13, &[b"h2"]);
     let exchange = client::get(&config, router.addr(), "localhost", "/").await;
     assert_eq!(exchange.status, 200);

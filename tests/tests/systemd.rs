@@ -7,7 +7,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use cachet_tests::{cachet_bin, repo_root, Router};
+use cachet_tests::{cachet_bin, repo_root, temp_file, Router};
 
 /// Generous: a reload rebuilds certificates on a slow, shared machine.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -132,9 +132,7 @@ fn without_notify_socket_nothing_changes() {
 fn the_example_unit_verifies() {
     let unit = std::fs::read_to_string(repo_root().join("examples/systemd/cachet.service"))
         .expect("examples/systemd/cachet.service");
-    let dir = tempfile::tempdir().unwrap();
-    let ini = dir.path().join("router.ini");
-    std::fs::write(&ini, "[cachet]\nhttps = 127.0.0.1:0\n").unwrap();
+    let (dir, ini) = temp_file("router.ini", "[cachet]\nhttps = 127.0.0.1:0\n");
     let unit = unit
         .replace("/usr/local/bin/cachet", cachet_bin().to_str().unwrap())
         .replace("/etc/cachet/router.ini", ini.to_str().unwrap());

@@ -29,7 +29,7 @@ use std::time::Duration;
 use cachet_core::tickets::TicketKey;
 use cachet_tests::client::Tls;
 use cachet_tests::cluster::{
-    key_secret, mesh_with_env, resumes, serial, start_node, stopped_clock_config, Harness, NAME,
+    key_secret, mesh_with_env, resumes, start_node, stopped_clock_config, Harness, NAME,
 };
 use cachet_tests::faketime;
 use cachet_tests::open_files::{assert_secrets_absent, assert_secrets_not_shown};
@@ -171,7 +171,6 @@ async fn tickets_cross(h: &Harness, nodes: &[Router], tls: Tls, dir: &Path) {
 async fn tickets_resume_everywhere_across_rotations_restarts_and_skew() {
     require_openssl();
     let skew = faketime::skewed(SKEW);
-    let _serial = serial().await;
     let h = Harness::new().await;
     let mut tap = SyncTap::new(&key_secret(1));
     let tap_addr = tap.addr();

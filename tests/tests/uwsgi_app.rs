@@ -22,7 +22,7 @@ use cachet_tests::h2load::{self, Load};
 use cachet_tests::openssl::{require_openssl, s_client_alpn};
 use cachet_tests::udp_proxy::XorShift;
 use cachet_tests::uwsgi_app::{app_path, Options, Protocol, UwsgiApp};
-use cachet_tests::{counter, Pki, Router};
+use cachet_tests::{assert_contains_all, counter, router_args, Pki, Router};
 use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
@@ -51,14 +51,8 @@ impl Setup {
             ..Options::new(app_path("echo.py"))
         });
         let leaf = pki.leaf("localhost", &["localhost"]);
-        let router = Router::start(&[
-            "--https".to_owned(),
-            leaf.https("127.0.0.1:0"),
-            "--http-to".to_owned(),
-            app.http_to(),
-            "--stats".to_owned(),
-            "127.0.0.1:0".to_owned(),
-        ]);
+        let stats = ["--stats", "127.0.0.1:0"];
+        let router = Router::start(&router_args(&leaf, &app.http_to(), &stats));
         Setup { router, app, pki }
     }
 
@@ -368,10 +362,9 @@ fn alpn_accepts_http10_and_prefers_h2() {
         );
         if chosen != "h2" {
             // The request is HTTP/1.0 whatever the HTTP/1 ALPN protocol.
-            assert!(output.contains("HTTP/1.0 200 OK"), "{output}");
-            assert!(
-                output.contains("\"SERVER_PROTOCOL\": \"HTTP/1.0\""),
-                "{output}"
+            assert_contains_all(
+                &output,
+                &["HTTP/1.0 200 OK", "\"SERVER_PROTOCOL\": \"HTTP/1.0\""],
             );
         }
     }

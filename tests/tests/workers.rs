@@ -284,9 +284,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 
 #[test]
 fn a_bad_certificate_stops_the_master_at_once_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.pem");
-    std::fs::write(&bad, "not a certificate").unwrap();
+    let (_dir, bad) = cachet_tests::temp_file("bad.pem", "not a certificate");
     let https = format!("127.0.0.1:0,{0},{0}", bad.display());
     let output = cachet_tests::run_to_exit(&["--https", &https, "--http-processes", "2"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
