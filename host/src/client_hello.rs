@@ -8,7 +8,7 @@
 //! up to [`MAX_CLIENT_HELLO_READ`]) until they hold the whole ClientHello,
 //! which `cachet_core::hello` reassembles and parses without copying (a
 //! ClientHello fragmented over several records is joined at the end of the
-//! same buffer). The caller hands rustls a [`crate::proxy::rewind::Rewind`] stream
+//! same buffer). The caller hands rustls a `proxy::client_stream::ClientStream` stream
 //! that replays those bytes, so rustls reads exactly what the client sent.
 //!
 //! What is kept is an [`Offer`]: the SNI name, the TLS 1.2 session id, the

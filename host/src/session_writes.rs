@@ -9,18 +9,17 @@
 //! session, and miss. So while a connection's handshake runs, the session
 //! store registers each write it started in the connection's
 //! [`SessionWrites`] (found through a task-local), and the connection's
-//! socket, wrapped in [`Held`], accepts no bytes until those writes are
-//! done. Each write ends within `cache-redis-timeout`, answered or not, so
-//! nothing waits longer than that.
+//! socket (`proxy::client_stream`, through a [`WriteHold`]) accepts no
+//! bytes until those writes are done. Each write ends within
+//! `cache-redis-timeout`, answered or not, so nothing waits longer than
+//! that.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
 tokio::task_local! {
@@ -86,116 +85,64 @@ pub fn register(write: oneshot::Receiver<()>) -> bool {
         .is_ok()
 }
 
-/// A connection's socket that holds outgoing bytes while its
-/// [`SessionWrites`] are pending; reads pass through. Without writes to
-/// wait for (no Redis tier) it is a plain pass-through.
-#[derive(Debug)]
-pub struct Held<S> {
-    inner: S,
-    writes: Option<SessionWrites>,
-}
+/// What holds a connection's outgoing bytes back: its [`SessionWrites`]
+/// while any is pending. Without writes to wait for (no Redis tier), or once
+/// they have settled, it holds nothing and costs nothing.
+#[derive(Debug, Default)]
+pub struct WriteHold(Option<SessionWrites>);
 
-impl<S> Held<S> {
-    pub fn new(inner: S, writes: Option<SessionWrites>) -> Held<S> {
-        Held { inner, writes }
+impl WriteHold {
+    pub fn new(writes: Option<SessionWrites>) -> Self {
+        Self(writes)
     }
 
-    fn poll_writes_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(writes) = &self.writes else {
+    /// Ready once bytes may go out.
+    pub fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(writes) = &self.0 else {
             return Poll::Ready(());
         };
         std::task::ready!(writes.poll_done(cx));
         // Once the handshake is over and its writes have ended, the rest
         // of the connection's bytes pass without a look.
         if writes.settled() {
-            self.writes = None;
+            self.0 = None;
         }
         Poll::Ready(())
     }
-}
 
-impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.poll_writes_done(cx));
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.poll_writes_done(cx));
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_writes_done(cx));
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_writes_done(cx));
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    /// Whether it holds nothing any more.
+    #[cfg(test)]
+    pub fn is_released(&self) -> bool {
+        self.0.is_none()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use std::future::poll_fn;
 
     #[tokio::test]
-    async fn bytes_wait_for_the_writes_registered_during_the_scope() {
-        let (near, mut far) = tokio::io::duplex(64);
+    async fn the_hold_waits_for_the_writes_registered_during_the_scope() {
         let writes = SessionWrites::default();
-        let mut held = Held::new(near, Some(writes.clone()));
+        let mut hold = WriteHold::new(Some(writes.clone()));
         let (done, waiter) = oneshot::channel();
         assert!(writes.scope(async { register(waiter) }).await);
         assert!(
             !register(oneshot::channel().1),
             "no scope, nowhere to register"
         );
-        let writer = tokio::spawn(async move {
-            held.write_all(b"finished").await.unwrap();
-            held
-        });
-        tokio::task::yield_now().await;
-        let mut buf = [0u8; 8];
-        let early =
-            tokio::time::timeout(std::time::Duration::from_millis(50), far.read(&mut buf)).await;
-        assert!(early.is_err(), "bytes left before the session write ended");
+        let pending = poll_fn(|cx| Poll::Ready(hold.poll_release(cx).is_pending())).await;
+        assert!(pending, "released before the session write ended");
         done.send(()).unwrap();
-        far.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"finished");
-        let held = writer.await.unwrap();
-        assert!(held.writes.is_none(), "settled: later bytes pass unchecked");
+        poll_fn(|cx| hold.poll_release(cx)).await;
+        assert!(hold.is_released(), "settled: later bytes pass unchecked");
     }
 
     #[tokio::test]
-    async fn without_writes_bytes_pass() {
-        let (near, mut far) = tokio::io::duplex(64);
-        let mut held = Held::new(near, None);
-        held.write_all(b"x").await.unwrap();
-        let mut buf = [0u8; 1];
-        far.read_exact(&mut buf).await.unwrap();
+    async fn without_writes_nothing_is_held() {
+        let mut hold = WriteHold::new(None);
+        poll_fn(|cx| hold.poll_release(cx)).await;
+        assert!(hold.is_released());
     }
 }

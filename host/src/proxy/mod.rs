@@ -2,19 +2,19 @@
 //!
 //! [`serve`] runs client connections (the PROXY protocol header of
 //! [`proxy_header`] when enabled, the ClientHello read by [`client_hello`]
-//! and replayed to rustls through [`rewind`], TLS, then HTTP/1.1 or HTTP/2
+//! and replayed to rustls through [`client_stream`], TLS, then HTTP/1.1 or HTTP/2
 //! through hyper); [`Proxy::handle`] picks a backend from the [`pool`] and speaks
 //! either the uwsgi protocol ([`uwsgi_backend`]) or HTTP/1.1
 //! ([`http_backend`]) to it.
 
 pub mod backend_stream;
+pub mod client_stream;
 pub mod headers;
 pub mod http_backend;
 pub mod keepalive;
 pub mod pool;
 pub mod proxy_header;
 pub mod response_body;
-pub mod rewind;
 pub mod serve;
 pub mod uwsgi_backend;
 

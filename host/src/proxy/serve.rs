@@ -21,14 +21,14 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
+use super::client_stream::ClientStream;
 use super::proxy_header::{self, Rejection, Source};
-use super::rewind::Rewind;
 use super::{ConnInfo, Proxy};
 use crate::access_log::TlsInfo;
 use crate::client_hello::{self, Offer};
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::session_writes::{Held, SessionWrites};
+use crate::session_writes::{SessionWrites, WriteHold};
 use crate::shutdown::{Shutdown, Tracked};
 use crate::tls::Endpoint;
 
@@ -110,7 +110,7 @@ async fn connection(
     };
     // The ClientHello is read here first, for what the client offers to
     // resume; rustls then reads the same bytes again from the buffer.
-    let Some((offer, stream)) = client_hello(stream, peer, deadline, metrics).await else {
+    let Some((offer, mut stream)) = client_hello(stream, peer, deadline, metrics).await else {
         return;
     };
     metrics.client_hello_read(&offer);
@@ -125,7 +125,7 @@ async fn connection(
         .as_ref()
         .filter(|sessions| sessions.writes_to_redis())
         .map(|_| SessionWrites::default());
-    let stream = Held::new(stream, writes.clone());
+    stream.hold_writes(WriteHold::new(writes.clone()));
     let handshake = async {
         // A session the client offers and this router lacks is fetched
         // from Redis or the peers first; only this connection waits.
@@ -243,9 +243,11 @@ async fn client_hello(
     peer: SocketAddr,
     deadline: Instant,
     metrics: &Metrics,
-) -> Option<(Offer, Rewind<TcpStream>)> {
+) -> Option<(Offer, ClientStream<TcpStream>)> {
     let error = match tokio::time::timeout_at(deadline, client_hello::read(&mut stream)).await {
-        Ok(Ok((offer, first_flight))) => return Some((offer, Rewind::new(first_flight, stream))),
+        Ok(Ok((offer, first_flight))) => {
+            return Some((offer, ClientStream::new(first_flight, stream)))
+        }
         Ok(Err(error)) => error,
         Err(_) => {
             metrics.handshake_timed_out();

@@ -1,38 +1,55 @@
-//! A stream that gives back bytes already read from it.
+//! A client connection's socket as rustls sees it.
 //!
-//! The router reads a client's ClientHello itself, before rustls, to learn
-//! what the client offers ([`super::client_hello`]). rustls must then see
-//! exactly the bytes the client sent, from the first: [`Rewind`] replays
-//! the bytes taken off the socket, then reads on from it. Writes go
-//! straight through. Once replayed, the buffer is freed.
+//! Two things stand between rustls and the TCP stream, both for the
+//! handshake:
+//! - **Replay.** The router reads a client's ClientHello itself, before
+//!   rustls, to learn what the client offers ([`crate::client_hello`]).
+//!   rustls must then see exactly the bytes the client sent, from the
+//!   first: the bytes taken off the socket are replayed, then reads go on
+//!   from it. Once replayed, the buffer is freed.
+//! - **Hold.** With the Redis tier on, outgoing bytes wait until the
+//!   sessions the handshake stored have reached Redis
+//!   ([`crate::session_writes`]).
+//!
+//! One adapter for both, not two stacked: every read and write of the
+//! connection's life goes through it.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// `inner`, with `prefix` read from it first.
+use crate::session_writes::WriteHold;
+
+/// `inner`, with `prefix` read from it first and writes held by `hold`.
 #[derive(Debug)]
-pub struct Rewind<S> {
+pub struct ClientStream<S> {
+    inner: S,
     prefix: Vec<u8>,
     /// How much of `prefix` has been replayed.
     replayed: usize,
-    inner: S,
+    hold: WriteHold,
 }
 
-impl<S> Rewind<S> {
+impl<S> ClientStream<S> {
     /// A stream that yields `prefix`, then what `inner` yields.
-    pub fn new(prefix: Vec<u8>, inner: S) -> Rewind<S> {
-        Rewind {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            inner,
             prefix,
             replayed: 0,
-            inner,
+            hold: WriteHold::default(),
         }
+    }
+
+    /// Writes wait for `hold` from now on.
+    pub fn hold_writes(&mut self, hold: WriteHold) {
+        self.hold = hold;
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -55,12 +72,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.hold.poll_release(cx));
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -69,6 +87,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.hold.poll_release(cx));
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -77,10 +96,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.hold.poll_release(cx));
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.hold.poll_release(cx));
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -88,7 +109,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session_writes::{register, SessionWrites};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
 
     #[tokio::test]
     async fn replays_the_prefix_then_reads_on_in_any_read_size() {
@@ -96,7 +119,7 @@ mod tests {
             let (mut client, server) = tokio::io::duplex(64);
             client.write_all(b" world").await.unwrap();
             client.shutdown().await.unwrap();
-            let mut stream = Rewind::new(b"hello".to_vec(), server);
+            let mut stream = ClientStream::new(b"hello".to_vec(), server);
             let mut got = Vec::new();
             let mut chunk = vec![0; read_size];
             loop {
@@ -115,7 +138,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_prefix_reads_straight_through_and_writes_pass() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut stream = Rewind::new(Vec::new(), server);
+        let mut stream = ClientStream::new(Vec::new(), server);
         client.write_all(b"abc").await.unwrap();
         let mut got = [0u8; 3];
         stream.read_exact(&mut got).await.unwrap();
@@ -125,5 +148,34 @@ mod tests {
         let mut reply = Vec::new();
         client.read_to_end(&mut reply).await.unwrap();
         assert_eq!(reply, b"reply");
+    }
+
+    #[tokio::test]
+    async fn held_bytes_leave_once_the_session_writes_end() {
+        let (server, mut client) = tokio::io::duplex(64);
+        let writes = SessionWrites::default();
+        let mut stream = ClientStream::new(Vec::new(), server);
+        stream.hold_writes(WriteHold::new(Some(writes.clone())));
+        let (done, waiter) = oneshot::channel();
+        assert!(writes.scope(async { register(waiter) }).await);
+        let writer = tokio::spawn(async move {
+            stream.write_all(b"finished").await.unwrap();
+            stream
+        });
+        // The writer cannot finish while the session write is pending.
+        tokio::task::yield_now().await;
+        assert!(
+            !writer.is_finished(),
+            "bytes left before the session write ended"
+        );
+        done.send(()).unwrap();
+        let mut buf = [0u8; 8];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"finished");
+        let stream = writer.await.unwrap();
+        assert!(
+            stream.hold.is_released(),
+            "settled: later bytes pass unchecked"
+        );
     }
 }
