@@ -329,6 +329,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         self.storage
     }
 
+    /// This cache over a borrow of its region, so that code written for one
+    /// region type (a [`crate::sync::Store`]) works on every cache.
+    pub fn by_ref(&mut self) -> Cache<&mut [u8]> {
+        Cache {
+            storage: self.storage.as_mut(),
+            layout: self.layout,
+            hash_key: self.hash_key,
+        }
+    }
+
     /// The geometry of this cache.
     pub fn layout(&self) -> &Layout {
         &self.layout
