@@ -27,9 +27,6 @@ mod tests {
             id: 7,
             secret: Redacted([0xab; 4]),
         };
-        assert_eq!(
-            std::format!("{key:?}"),
-            "Key { id: 7, secret: <redacted> }"
-        );
+        assert_eq!(std::format!("{key:?}"), "Key { id: 7, secret: <redacted> }");
     }
 }
