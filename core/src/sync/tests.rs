@@ -51,6 +51,13 @@ fn has(cache: &mut Cache<Vec<u8>>, now: Instant, key: &[u8]) -> bool {
     cache.get(now, key, &mut out).unwrap().is_some()
 }
 
+/// The datagram `node` sends at `now` with one set of `key` (to `b"v"`),
+/// alive for `lifetime`.
+fn set_datagram(node: &mut TestNode, now: Instant, key: &[u8], lifetime: Duration) -> Vec<u8> {
+    node.record_set(now, key, b"v", lifetime).unwrap();
+    drain(node, now).remove(0)
+}
+
 /// Everything `node` wants to send now.
 fn drain(node: &mut TestNode, now: Instant) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -101,9 +108,7 @@ fn sets_and_deletes_replicate_with_relative_lifetimes() {
 fn every_rejection_is_counted_by_reason() {
     let (mut a, mut b) = (node(1), node(2));
     let mut c = cache(16);
-    a.record_set(at(0), b"k", b"v", Duration::from_secs(1))
-        .unwrap();
-    let good = drain(&mut a, at(0)).remove(0);
+    let good = set_datagram(&mut a, at(0), b"k", Duration::from_secs(1));
     b.handle(at(0), &good, &mut c).unwrap();
 
     assert_eq!(b.handle(at(0), &good, &mut c), Err(Reject::Replayed));
@@ -723,10 +728,7 @@ fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
     // Skipping step 1 breaks the cluster: a node sealing under a key the
     // other does not hold is rejected, and counted.
     let mut stale = node(3);
-    stale
-        .record_set(at(0), b"late", b"v", Duration::from_secs(60))
-        .unwrap();
-    let datagram = drain(&mut stale, at(0)).remove(0);
+    let datagram = set_datagram(&mut stale, at(0), b"late", Duration::from_secs(60));
     let reason = if old.id() == new.id() {
         Reject::Wire(wire::Error::Authentication)
     } else {
@@ -937,9 +939,7 @@ fn a_master_vouches_for_its_workers_in_one_round_trip() {
 fn stale_and_foreign_vouches_admit_nobody() {
     let (mut a, mut b) = (verifying_node(1), verifying_node(2));
     let mut cache_a = cache(16);
-    a.record_set(at(0), b"s", b"v", Duration::from_secs(600))
-        .unwrap();
-    let push = drain(&mut a, at(0)).remove(0);
+    let push = set_datagram(&mut a, at(0), b"s", Duration::from_secs(600));
 
     // B's first run challenges A, and an attacker keeps A's vouch.
     let challenge = control(&mut b, at(0), ControlKind::Challenge);
