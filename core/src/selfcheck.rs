@@ -23,7 +23,8 @@ use crate::cache::{
 };
 use crate::hello::{self, ClientHello, Reassembly};
 use crate::sync::{Node, Reject, Settings, WINDOW};
-use crate::time::{Duration, Instant};
+use crate::time::shorthand::{at, ms, secs};
+use crate::time::Duration;
 use crate::wire::{self, ClusterKey, Error, Packet, Record, RecordsBuilder, Repr, HEADER_LEN};
 
 /// One named self-check.
@@ -209,18 +210,6 @@ fn ensure(condition: bool, why: &'static str) -> Result<(), Failure> {
     } else {
         Err(Failure(why))
     }
-}
-
-fn at(ms: u64) -> Instant {
-    Instant::from_millis(ms)
-}
-
-fn ms(ms: u64) -> Duration {
-    Duration::from_millis(ms)
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
 }
 
 fn config(capacity: u32, block_size: u32) -> Config {

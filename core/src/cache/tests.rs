@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::model::{self, key, Op};
 use super::*;
+use crate::time::shorthand::{at, ms, secs};
 
 fn config(capacity: u32, block_size: u32) -> Config {
     Config {
@@ -24,18 +25,6 @@ fn cache(capacity: u32, block_size: u32) -> Cache<Vec<u8>> {
         &config(capacity, block_size),
     )
     .unwrap()
-}
-
-fn at(ms: u64) -> Instant {
-    Instant::from_millis(ms)
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ms(ms: u64) -> Duration {
-    Duration::from_millis(ms)
 }
 
 fn get(cache: &mut Cache<Vec<u8>>, now: u64, key: &[u8]) -> Option<Vec<u8>> {

@@ -6,6 +6,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::cache::{Config, Layout};
+use crate::time::shorthand::at;
 use crate::wire::{self, ClusterKey, DEFAULT_DATAGRAM_LEN as MTU};
 
 const SECRET: [u8; 32] = [0x42; 32];
@@ -40,10 +41,6 @@ fn cache(capacity: u32) -> Cache<Vec<u8>> {
         hash_key: [3; 16],
     };
     Cache::format(vec![0u8; layout.total_bytes()], &config).unwrap()
-}
-
-fn at(ms: u64) -> Instant {
-    Instant::from_millis(ms)
 }
 
 fn has(cache: &mut Cache<Vec<u8>>, now: Instant, key: &[u8]) -> bool {
