@@ -685,11 +685,11 @@ fn cache_repair_torn_chain() -> Result<(), Failure> {
 const WIRE_SECRET: [u8; 32] = [7; 32];
 
 const SAMPLE_RECORDS: [Record<'static>; 3] = [
-    Record::Set {
+    Record::Set(wire::Entry {
         key: b"ctx|id",
         value: b"master secret",
         ttl_ms: 300_000,
-    },
+    }),
     Record::Delete { key: b"gone" },
     Record::Hello,
 ];

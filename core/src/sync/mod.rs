@@ -64,7 +64,7 @@ use zeroize::Zeroize;
 use crate::cache::{Cache, Fetched, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Keyring, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
+    self, Keyring, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
 pub use bootstrap::BootstrapAnswer;
 pub use challenge::Member;
@@ -883,15 +883,15 @@ impl<
                 }
             }
             match record {
-                Record::Set { key, value, ttl_ms } => {
-                    if ttl_ms == 0 {
+                Record::Set(entry) => {
+                    if entry.ttl_ms == 0 {
                         self.counters.expired_sets += 1;
                     } else if self
                         .tombstones
-                        .is_buried(fingerprint(self.seal.sender, key), now)
+                        .is_buried(fingerprint(self.seal.sender, entry.key), now)
                     {
                         self.counters.tombstoned_sets += 1;
-                    } else if put(store, now, key, value, ttl_ms) {
+                    } else if put(store, now, entry) {
                         self.counters.applied_sets += 1;
                         handled.sets += 1;
                     } else {
@@ -944,16 +944,11 @@ impl<
                         (id, key, take),
                     );
                 }
-                Record::PullAnswer {
-                    id,
-                    key,
-                    value,
-                    ttl_ms,
-                } => {
+                Record::PullAnswer { id, entry } => {
                     handled.pulls.answers += 1;
-                    if !self.pulls.wants(id, key) {
+                    if !self.pulls.wants(id, entry.key) {
                         self.counters.late_pull_answers += 1;
-                    } else if ttl_ms > 0 && put(store, now, key, value, ttl_ms) {
+                    } else if entry.ttl_ms > 0 && put(store, now, entry) {
                         self.counters.applied_sets += 1;
                         handled.sets += 1;
                         self.pulls.end(id, PullOutcome::Found);
@@ -1086,9 +1081,11 @@ impl Answer {
             Some(found) if !found.remaining.is_zero() => {
                 let record = Record::PullAnswer {
                     id,
-                    key,
-                    value: found.value,
-                    ttl_ms: found.remaining.as_millis(),
+                    entry: wire::Entry {
+                        key,
+                        value: found.value,
+                        ttl_ms: found.remaining.as_millis(),
+                    },
                 };
                 (record, true)
             }
@@ -1105,12 +1102,12 @@ impl Answer {
     }
 }
 
-/// Stores an entry a peer sent, alive for `ttl_ms` from `now`; whether it
-/// was stored.
-fn put<St: Store>(store: &mut St, now: Instant, key: &[u8], value: &[u8], ttl_ms: u64) -> bool {
-    let lifetime = Duration::from_millis(ttl_ms);
+/// Stores an entry a peer sent, alive for its `ttl_ms` from `now`; whether
+/// it was stored.
+fn put<St: Store>(store: &mut St, now: Instant, entry: wire::Entry<'_>) -> bool {
+    let lifetime = Duration::from_millis(entry.ttl_ms);
     store
-        .with_cache(|cache| cache.put(now, key, value, lifetime).is_ok())
+        .with_cache(|cache| cache.put(now, entry.key, entry.value, lifetime).is_ok())
         .unwrap_or(false)
 }
 
