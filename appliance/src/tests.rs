@@ -153,7 +153,10 @@ fn appliance(last_octet: u8, sender: u64, peers: &[IpEndpoint], tx_packets: usiz
 /// An appliance with no peers of its own, its socket room for `tx_packets`
 /// datagrams, and a router of its cluster to push sessions to it.
 fn appliance_and_router(tx_packets: usize) -> (Host, Router) {
-    (appliance(9, 1, &[], tx_packets), Router::new(&SECRET, 0xabc))
+    (
+        appliance(9, 1, &[], tx_packets),
+        Router::new(&SECRET, 0xabc),
+    )
 }
 
 impl Host {

@@ -95,7 +95,10 @@ impl phy::Device for Bridge {
         Some((RxToken(packet), TxToken(&self.socket)))
     }
 
-    fn transmit(&mut self, _: cachet_appliance::smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+    fn transmit(
+        &mut self,
+        _: cachet_appliance::smoltcp::time::Instant,
+    ) -> Option<Self::TxToken<'_>> {
         Some(TxToken(&self.socket))
     }
 
