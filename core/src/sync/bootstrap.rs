@@ -249,7 +249,7 @@ mod tests {
     /// `Wait`; returns the datagrams and how many waits there were.
     fn run(
         answer: &mut BootstrapAnswer,
-        source: &mut Cache<Vec<u8>>,
+        source: &mut impl Store,
         node: &mut Node,
     ) -> (Vec<Vec<u8>>, u32) {
         let mut now = Instant::from_millis(1_000);
@@ -316,6 +316,46 @@ mod tests {
         let mut out = [0u8; 512];
         let value = replica.get(now, &key(299), &mut out).unwrap().unwrap();
         assert_eq!(value, &[299u32 as u8; 150][..]);
+    }
+
+    /// A cache whose store exports only the entries whose key starts with
+    /// an even byte, as a router's keeps its TLS 1.3 tickets.
+    struct EvenKeysOnly(Cache<Vec<u8>>);
+
+    impl Store for EvenKeysOnly {
+        fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
+            self.0.with_cache(f)
+        }
+
+        fn exports(&mut self, key: &[u8]) -> bool {
+            key[0] % 2 == 0
+        }
+    }
+
+    #[test]
+    fn entries_the_store_does_not_export_stay_behind() {
+        let mut source = EvenKeysOnly(cache(64, 512));
+        let now = Instant::from_millis(1_000);
+        for i in 0..40 {
+            source
+                .0
+                .put(now, &key(i), b"v", Duration::from_secs(60))
+                .unwrap();
+        }
+        let (mut answering, mut requester) = (node(1), node(2));
+        let mut answer = BootstrapAnswer::new();
+        let (datagrams, _) = run(&mut answer, &mut source, &mut answering);
+        assert!(answer.is_done());
+        assert_eq!(answer.entries(), 20);
+        let mut replica = cache(64, 512);
+        for datagram in &datagrams {
+            requester.handle(now, datagram, &mut replica).unwrap();
+        }
+        let mut out = [0u8; 512];
+        for i in 0..40 {
+            let found = replica.get(now, &key(i), &mut out).unwrap().is_some();
+            assert_eq!(found, i % 2 == 0, "key {i}");
+        }
     }
 
     #[test]

@@ -164,9 +164,9 @@ impl<S: Store, K: TicketKeySink> Delegate for WithTicketKeys<S, K> {
 }
 
 /// A [`Store`] that keeps its entries in another one and may add to it
-/// (the senders it vouches for, where ticket keys go): the cache and what
-/// it lends and exports are [`Delegate::entries`]', so a wrapper writes
-/// only what it adds.
+/// (the senders it vouches for, where ticket keys go): the cache, and what
+/// of it is lent and exported, come from [`Delegate::entries`], so a
+/// wrapper writes only what it adds.
 pub trait Delegate {
     /// The store holding the entries.
     type Entries: Store + ?Sized;

@@ -475,7 +475,7 @@ fn deliver(
     node: &mut TestNode,
     now: Instant,
     datagrams: &[(Destination, Vec<u8>)],
-    cache: &mut Cache<Vec<u8>>,
+    cache: &mut impl Store,
 ) -> Vec<(Destination, Vec<u8>)> {
     let mut answers = Vec::new();
     for (_, datagram) in datagrams {
@@ -485,8 +485,24 @@ fn deliver(
     answers
 }
 
-fn events(node: &mut TestNode, now: Instant) -> Vec<PullEvent> {
-    core::iter::from_fn(|| node.poll_event(now)).collect()
+/// `node` pulls `key` (taking it or not) from `awaiting` peers until
+/// `deadline`: the pull's id and every copy of its request.
+fn pull(
+    node: &mut TestNode,
+    key: &[u8],
+    take: bool,
+    awaiting: u16,
+    deadline: Instant,
+) -> (PullId, Vec<(Destination, Vec<u8>)>) {
+    let id = node.pull(key, take, awaiting, deadline).unwrap();
+    (id, messages(node))
+}
+
+/// How each of `node`'s pulls that ended by `now` ended.
+fn outcomes(node: &mut TestNode, now: Instant) -> Vec<(PullId, PullOutcome)> {
+    core::iter::from_fn(|| node.poll_event(now))
+        .map(|event| (event.id, event.outcome))
+        .collect()
 }
 
 #[test]
@@ -497,10 +513,7 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
     held.put(now, b"id", b"session", Duration::from_secs(60))
         .unwrap();
 
-    let id = asker
-        .pull(b"id", false, 2, now + Duration::from_millis(50))
-        .unwrap();
-    let request = messages(&mut asker);
+    let (id, request) = pull(&mut asker, b"id", false, 2, now + Duration::from_millis(50));
     assert_eq!(request.len(), 2, "two copies against loss");
     assert!(request.iter().all(|(d, _)| *d == Destination::Peers));
     assert_eq!(asker.poll_timeout(), Some(now + Duration::from_millis(50)));
@@ -517,17 +530,11 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
 
     deliver(&mut asker, now, &none, &mut mine);
     assert!(
-        events(&mut asker, now).is_empty(),
+        outcomes(&mut asker, now).is_empty(),
         "one peer still to answer"
     );
     deliver(&mut asker, now, &found, &mut mine);
-    assert_eq!(
-        events(&mut asker, now),
-        [PullEvent {
-            id,
-            outcome: PullOutcome::Found
-        }]
-    );
+    assert_eq!(outcomes(&mut asker, now), [(id, PullOutcome::Found)]);
     assert!(has(&mut mine, now, b"id"));
     // The lifetime came along: the copy expires when the original does.
     assert!(!has(&mut mine, now + Duration::from_secs(60), b"id"));
@@ -536,6 +543,36 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
     assert_eq!(asker.counters().late_pull_answers, 0);
     assert_eq!(asker.pulls_in_flight(), 0);
     assert_eq!(asker.poll_timeout(), None);
+}
+
+/// A cache whose store lends its entries to copying pulls only, as a
+/// router's does its TLS 1.2 sessions.
+struct CopiesOnly<'c>(&'c mut Cache<Vec<u8>>);
+
+impl Store for CopiesOnly<'_> {
+    fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
+        self.0.with_cache(f)
+    }
+
+    fn lends(&mut self, _key: &[u8], take: bool) -> bool {
+        !take
+    }
+}
+
+#[test]
+fn a_pull_for_what_the_store_does_not_lend_finds_nothing() {
+    let (mut asker, mut holder) = (node(1), node(2));
+    let (mut mine, mut held) = (cache(16), cache(16));
+    let now = at(0);
+    held.put(now, b"id", b"session", Duration::from_secs(60))
+        .unwrap();
+    let (id, request) = pull(&mut asker, b"id", true, 1, now + Duration::from_secs(1));
+    let answers = deliver(&mut holder, now, &request, &mut CopiesOnly(&mut held));
+    deliver(&mut asker, now, &answers, &mut mine);
+    assert_eq!(outcomes(&mut asker, now), [(id, PullOutcome::NotFound)]);
+    assert!(has(&mut held, now, b"id"), "not taken");
+    assert!(!has(&mut mine, now, b"id"));
+    assert_eq!(holder.counters().pull_requests_none, 1);
 }
 
 #[test]
@@ -547,14 +584,8 @@ fn a_take_resumes_once_however_many_nodes_ask_at_once() {
         .put(now, b"ticket", b"psk", Duration::from_secs(60))
         .unwrap();
     let deadline = now + Duration::from_secs(1);
-    let from_b = {
-        b.pull(b"ticket", true, 1, deadline).unwrap();
-        messages(&mut b)
-    };
-    let from_c = {
-        c.pull(b"ticket", true, 1, deadline).unwrap();
-        messages(&mut c)
-    };
+    let (b_pull, from_b) = pull(&mut b, b"ticket", true, 1, deadline);
+    let (c_pull, from_c) = pull(&mut c, b"ticket", true, 1, deadline);
     // The requests cross: C's first copy, then B's, then C's second.
     let mut to_c = deliver(&mut issuer, now, &from_c[..1], &mut tickets);
     let to_b = deliver(&mut issuer, now, &from_b, &mut tickets);
@@ -562,9 +593,8 @@ fn a_take_resumes_once_however_many_nodes_ask_at_once() {
     assert!(!has(&mut tickets, now, b"ticket"), "taken");
     deliver(&mut b, now, &to_b, &mut cache_b);
     deliver(&mut c, now, &to_c, &mut cache_c);
-    let outcomes = [events(&mut b, now), events(&mut c, now)];
-    assert_eq!(outcomes[0][0].outcome, PullOutcome::NotFound);
-    assert_eq!(outcomes[1][0].outcome, PullOutcome::Found);
+    assert_eq!(outcomes(&mut b, now), [(b_pull, PullOutcome::NotFound)]);
+    assert_eq!(outcomes(&mut c, now), [(c_pull, PullOutcome::Found)]);
     assert!(has(&mut cache_c, now, b"ticket") && !has(&mut cache_b, now, b"ticket"));
     assert_eq!(issuer.counters().pull_requests_found, 1);
     assert_eq!(issuer.counters().pull_requests_none, 1);
@@ -577,15 +607,11 @@ fn a_pull_nobody_answers_times_out_and_a_late_answer_is_not_stored() {
     let now = at(10);
     held.put(now, b"id", b"v", Duration::from_secs(60)).unwrap();
     let deadline = now + Duration::from_millis(20);
-    let id = asker.pull(b"id", false, 1, deadline).unwrap();
-    let request = messages(&mut asker);
-    assert!(events(&mut asker, now + Duration::from_millis(19)).is_empty());
+    let (id, request) = pull(&mut asker, b"id", false, 1, deadline);
+    assert!(outcomes(&mut asker, now + Duration::from_millis(19)).is_empty());
     assert_eq!(
-        events(&mut asker, deadline),
-        [PullEvent {
-            id,
-            outcome: PullOutcome::TimedOut
-        }]
+        outcomes(&mut asker, deadline),
+        [(id, PullOutcome::TimedOut)]
     );
     let late = deliver(&mut holder, deadline, &request, &mut held);
     deliver(&mut asker, deadline, &late, &mut mine);
@@ -642,10 +668,7 @@ fn pull_answers_from_another_cluster_are_rejected() {
     theirs
         .put(now, b"id", b"forged", Duration::from_secs(60))
         .unwrap();
-    asker
-        .pull(b"id", false, 1, now + Duration::from_secs(1))
-        .unwrap();
-    let request = messages(&mut asker);
+    let (_, request) = pull(&mut asker, b"id", false, 1, now + Duration::from_secs(1));
     // The stranger cannot even read the request.
     assert_eq!(
         stranger.handle(now, &request[0].1, &mut theirs),
@@ -662,10 +685,13 @@ fn an_answer_captured_before_a_restart_does_not_serve_a_new_pull() {
         .unwrap();
     // The asker's first run pulls the ticket; an attacker keeps the answer.
     let mut before = node(1);
-    before
-        .pull(b"ticket", true, 1, now + Duration::from_secs(1))
-        .unwrap();
-    let request = messages(&mut before);
+    let (_, request) = pull(
+        &mut before,
+        b"ticket",
+        true,
+        1,
+        now + Duration::from_secs(1),
+    );
     let captured = deliver(&mut holder, now, &request, &mut held);
     assert_eq!(captured.len(), 2);
     // Restarted (a fresh sender id), it pulls the same ticket as its first
