@@ -34,34 +34,27 @@ struct Wire {
     tx: VecDeque<Vec<u8>>,
 }
 
-struct RxToken(Vec<u8>);
-struct TxToken<'a>(&'a mut VecDeque<Vec<u8>>);
+#[path = "../tests/support/tokens.rs"]
+mod tokens;
+use tokens::{Link, RxToken, TxToken};
 
-impl phy::RxToken for RxToken {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut packet = vec![0; len];
-        let result = f(&mut packet);
-        self.0.push_back(packet);
-        result
+/// A packet sent joins the queue of what the wire carries away.
+impl Link for &mut VecDeque<Vec<u8>> {
+    fn send(self, packet: Vec<u8>) {
+        self.push_back(packet);
     }
 }
 
 impl phy::Device for Wire {
     type RxToken<'a> = RxToken;
-    type TxToken<'a> = TxToken<'a>;
+    type TxToken<'a> = TxToken<&'a mut VecDeque<Vec<u8>>>;
 
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxToken, TxToken<'_>)> {
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxToken, Self::TxToken<'_>)> {
         let packet = self.rx.pop_front()?;
         Some((RxToken(packet), TxToken(&mut self.tx)))
     }
 
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxToken<'_>> {
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
         Some(TxToken(&mut self.tx))
     }
 
@@ -155,6 +148,15 @@ fn appliance(last_octet: u8, sender: u64, peers: &[IpEndpoint], tx_packets: usiz
     config.sync.verify_senders = false;
     let app = Appliance::new(&config, storage(), &mut stack.sockets, stack.udp).unwrap();
     Host { stack, app }
+}
+
+/// An appliance with no peers of its own, its socket room for `tx_packets`
+/// datagrams, and a router of its cluster to push sessions to it.
+fn appliance_and_router(tx_packets: usize) -> (Host, Router) {
+    (
+        appliance(9, 1, &[], tx_packets),
+        Router::new(&SECRET, 0xabc),
+    )
 }
 
 impl Host {
@@ -285,8 +287,7 @@ fn at(ms: u64) -> Instant {
 
 #[test]
 fn applies_pushes_rejects_junk_and_expires_by_its_own_clock() {
-    let mut a = appliance(9, 1, &[], 8);
-    let mut router = Router::new(&SECRET, 0xabc);
+    let (mut a, mut router) = appliance_and_router(8);
     let to = a.stack.endpoint;
     for i in 0..20 {
         let lifetime = Duration::from_secs(if i % 2 == 0 { 2 } else { 60 });
@@ -331,8 +332,7 @@ fn applies_pushes_rejects_junk_and_expires_by_its_own_clock() {
 
 #[test]
 fn a_replayed_datagram_is_rejected() {
-    let mut a = appliance(9, 1, &[], 8);
-    let mut router = Router::new(&SECRET, 0xabc);
+    let (mut a, mut router) = appliance_and_router(8);
     router.store(at(0), &key(1), Duration::from_secs(60), a.stack.endpoint);
     let captured = router.stack.wire.tx.clone();
     carry(&mut router.stack, &mut a.stack);
@@ -349,8 +349,7 @@ fn a_replayed_datagram_is_rejected() {
 fn answers_a_bootstrap_request_in_paced_bursts_through_a_small_socket() {
     // Room for three datagrams in the socket: most of the answer waits in
     // the appliance for the interface to drain it.
-    let mut a = appliance(9, 1, &[], 3);
-    let mut router = Router::new(&SECRET, 0xabc);
+    let (mut a, mut router) = appliance_and_router(3);
     let to = a.stack.endpoint;
     for i in 0..200 {
         router.store(at(0), &key(i), Duration::from_secs(300), to);
@@ -437,8 +436,7 @@ fn greets_its_peers_every_second_until_they_answer_then_refills() {
 
 #[test]
 fn a_restarted_appliance_refills_from_another() {
-    let mut router = Router::new(&SECRET, 0xabc);
-    let mut a = appliance(9, 1, &[], 8);
+    let (mut a, mut router) = appliance_and_router(8);
     for i in 0..50 {
         router.store(at(0), &key(i), Duration::from_secs(300), a.stack.endpoint);
     }
@@ -471,8 +469,7 @@ fn a_restarted_appliance_refills_from_another() {
 /// the appliance does not hold it answers "none" to.
 #[test]
 fn answers_a_pull_from_its_replica() {
-    let mut pusher = Router::new(&SECRET, 0xabc);
-    let mut a = appliance(9, 1, &[], 8);
+    let (mut a, mut pusher) = appliance_and_router(8);
     let to = a.stack.endpoint;
     pusher.store(at(0), &key(7), Duration::from_secs(300), to);
     carry(&mut pusher.stack, &mut a.stack);

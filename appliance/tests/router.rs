@@ -61,38 +61,31 @@ struct Bridge {
     local: SocketAddrV4,
 }
 
-struct RxToken(Vec<u8>);
-struct TxToken<'a>(&'a UdpSocket);
+#[path = "support/tokens.rs"]
+mod tokens;
+use tokens::{Link, RxToken, TxToken};
 
-impl phy::RxToken for RxToken {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut packet = vec![0; len];
-        let result = f(&mut packet);
+/// A packet smoltcp sends leaves as its UDP payload, from the socket.
+impl Link for &UdpSocket {
+    fn send(self, packet: Vec<u8>) {
         let ip = Ipv4Packet::new_checked(&packet[..]).expect("smoltcp emits IPv4");
         assert_eq!(ip.next_header(), IpProtocol::Udp);
         let udp = UdpPacket::new_checked(ip.payload()).expect("smoltcp emits UDP");
         let to = SocketAddrV4::new(ip.dst_addr(), udp.dst_port());
         // Loopback: a send fails only when the kernel buffer is full,
         // which is a lost datagram, as on any link.
-        let _ = self.0.send_to(udp.payload(), to);
-        result
+        let _ = self.send_to(udp.payload(), to);
     }
 }
 
 impl phy::Device for Bridge {
     type RxToken<'a> = RxToken;
-    type TxToken<'a> = TxToken<'a>;
+    type TxToken<'a> = TxToken<&'a UdpSocket>;
 
     fn receive(
         &mut self,
         _: cachet_appliance::smoltcp::time::Instant,
-    ) -> Option<(RxToken, TxToken<'_>)> {
+    ) -> Option<(RxToken, Self::TxToken<'_>)> {
         let mut payload = [0u8; 2048];
         let (len, from) = self.socket.recv_from(&mut payload).ok()?;
         let SocketAddr::V4(from) = from else {
@@ -102,7 +95,10 @@ impl phy::Device for Bridge {
         Some((RxToken(packet), TxToken(&self.socket)))
     }
 
-    fn transmit(&mut self, _: cachet_appliance::smoltcp::time::Instant) -> Option<TxToken<'_>> {
+    fn transmit(
+        &mut self,
+        _: cachet_appliance::smoltcp::time::Instant,
+    ) -> Option<Self::TxToken<'_>> {
         Some(TxToken(&self.socket))
     }
 

@@ -35,6 +35,7 @@ extern crate std;
 mod bytes;
 pub mod cache;
 pub mod hello;
+mod redacted;
 #[cfg(any(test, feature = "selfcheck"))]
 pub mod selfcheck;
 pub mod sync;

@@ -23,7 +23,8 @@ use crate::cache::{
 };
 use crate::hello::{self, ClientHello, Reassembly};
 use crate::sync::{Node, Reject, Settings, WINDOW};
-use crate::time::{Duration, Instant};
+use crate::time::shorthand::{at, ms, secs};
+use crate::time::Duration;
 use crate::wire::{self, ClusterKey, Error, Packet, Record, RecordsBuilder, Repr, HEADER_LEN};
 
 /// One named self-check.
@@ -63,92 +64,36 @@ impl fmt::Display for Tally {
     }
 }
 
+/// The checks `$run`, each named after its function.
+macro_rules! checks {
+    ($($run:ident),* $(,)?) => {
+        &[$(Check { name: stringify!($run), run: $run }),*]
+    };
+}
+
 /// Every self-check, in the order they run.
-pub const CHECKS: &[Check] = &[
-    Check {
-        name: "cache_format_attach",
-        run: cache_format_attach,
-    },
-    Check {
-        name: "cache_put_get_take_delete",
-        run: cache_put_get_take_delete,
-    },
-    Check {
-        name: "cache_replace",
-        run: cache_replace,
-    },
-    Check {
-        name: "cache_refusals",
-        run: cache_refusals,
-    },
-    Check {
-        name: "cache_eviction_when_full",
-        run: cache_eviction_when_full,
-    },
-    Check {
-        name: "cache_clear",
-        run: cache_clear,
-    },
-    Check {
-        name: "cache_multi_chunk_values",
-        run: cache_multi_chunk_values,
-    },
-    Check {
-        name: "cache_expiry",
-        run: cache_expiry,
-    },
-    Check {
-        name: "cache_sweep",
-        run: cache_sweep,
-    },
-    Check {
-        name: "cache_repair_interrupted_write",
-        run: cache_repair_interrupted_write,
-    },
-    Check {
-        name: "cache_repair_torn_chain",
-        run: cache_repair_torn_chain,
-    },
-    Check {
-        name: "wire_seal_open",
-        run: wire_seal_open,
-    },
-    Check {
-        name: "wire_tampered_header",
-        run: wire_tampered_header,
-    },
-    Check {
-        name: "wire_tampered_body",
-        run: wire_tampered_body,
-    },
-    Check {
-        name: "wire_wrong_key",
-        run: wire_wrong_key,
-    },
-    Check {
-        name: "hello_offers",
-        run: hello_offers,
-    },
-    Check {
-        name: "hello_fragments_and_truncations",
-        run: hello_fragments_and_truncations,
-    },
-    Check {
-        name: "sync_exchange",
-        run: sync_exchange,
-    },
-    Check {
-        name: "sync_replay_rejected",
-        run: sync_replay_rejected,
-    },
-    Check {
-        name: "sync_foreign_cluster",
-        run: sync_foreign_cluster,
-    },
-    Check {
-        name: "sync_verification",
-        run: sync_verification,
-    },
+pub const CHECKS: &[Check] = checks![
+    cache_format_attach,
+    cache_put_get_take_delete,
+    cache_replace,
+    cache_refusals,
+    cache_eviction_when_full,
+    cache_clear,
+    cache_multi_chunk_values,
+    cache_expiry,
+    cache_sweep,
+    cache_repair_interrupted_write,
+    cache_repair_torn_chain,
+    wire_seal_open,
+    wire_tampered_header,
+    wire_tampered_body,
+    wire_wrong_key,
+    hello_offers,
+    hello_fragments_and_truncations,
+    sync_exchange,
+    sync_replay_rejected,
+    sync_foreign_cluster,
+    sync_verification,
 ];
 
 /// Runs every check in order, telling `report` each outcome as soon as it
@@ -209,18 +154,6 @@ fn ensure(condition: bool, why: &'static str) -> Result<(), Failure> {
     } else {
         Err(Failure(why))
     }
-}
-
-fn at(ms: u64) -> Instant {
-    Instant::from_millis(ms)
-}
-
-fn ms(ms: u64) -> Duration {
-    Duration::from_millis(ms)
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
 }
 
 fn config(capacity: u32, block_size: u32) -> Config {
@@ -696,11 +629,11 @@ fn cache_repair_torn_chain() -> Result<(), Failure> {
 const WIRE_SECRET: [u8; 32] = [7; 32];
 
 const SAMPLE_RECORDS: [Record<'static>; 3] = [
-    Record::Set {
+    Record::Set(wire::Entry {
         key: b"ctx|id",
         value: b"master secret",
         ttl_ms: 300_000,
-    },
+    }),
     Record::Delete { key: b"gone" },
     Record::Hello,
 ];

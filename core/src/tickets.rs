@@ -29,6 +29,8 @@ use chacha20poly1305::{AeadInOut, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
+use crate::redacted::Redacted;
+
 /// Bytes of a ticket key.
 pub const SECRET_LEN: usize = 32;
 /// Bytes of a ticket's random nonce.
@@ -73,25 +75,16 @@ impl core::fmt::Display for KeyId {
 }
 
 /// One period's key. Zeroed when dropped; never printed.
+#[derive(Debug)]
 pub struct TicketKey {
     period: u64,
     id: KeyId,
-    secret: [u8; SECRET_LEN],
+    secret: Redacted<[u8; SECRET_LEN]>,
 }
 
 impl Drop for TicketKey {
     fn drop(&mut self) {
-        self.secret.zeroize();
-    }
-}
-
-impl core::fmt::Debug for TicketKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // Never the key itself.
-        f.debug_struct("TicketKey")
-            .field("period", &self.period)
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        self.secret.0.zeroize();
     }
 }
 
@@ -108,7 +101,7 @@ impl TicketKey {
         TicketKey {
             period,
             id: KeyId(id),
-            secret: *secret,
+            secret: Redacted(*secret),
         }
     }
 
@@ -124,11 +117,11 @@ impl TicketKey {
 
     /// The secret, to hand to peers under the cluster key.
     pub fn secret(&self) -> &[u8; SECRET_LEN] {
-        &self.secret
+        &self.secret.0
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&self.secret).into())
+        XChaCha20Poly1305::new((&self.secret.0).into())
     }
 
     fn header(&self) -> [u8; HEADER_LEN] {

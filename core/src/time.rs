@@ -94,6 +94,28 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// Shorthands for the self-checks and the unit tests, which spell out many
+/// instants and lifetimes.
+#[cfg(any(test, feature = "selfcheck"))]
+pub(crate) mod shorthand {
+    use super::{Duration, Instant};
+
+    /// The instant `ms` milliseconds after the origin.
+    pub(crate) fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// `ms` milliseconds.
+    pub(crate) fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// `s` seconds.
+    pub(crate) fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use cachet_core::cache::{Cache, Config, Layout};
 use std::collections::HashSet;
 
 use cachet_core::sync::{ControlKind, Node, PullOutcome, Settings};
-use cachet_core::wire::{ClusterKey, Packet, Record, RecordsBuilder, Repr};
+use cachet_core::wire::{ClusterKey, Entry, Packet, Record, RecordsBuilder, Repr};
 use cachet_core::Instant;
 use libfuzzer_sys::fuzz_target;
 
@@ -123,7 +123,7 @@ fuzz_target!(|input: Input| {
                 for r in &records {
                     let record = match r {
                         FuzzRecord::Set { key, value, ttl_ms } => {
-                            Record::Set { key, value, ttl_ms: *ttl_ms }
+                            Record::Set(Entry { key, value, ttl_ms: *ttl_ms })
                         }
                         FuzzRecord::Delete { key } => Record::Delete { key },
                         FuzzRecord::Hello => Record::Hello,
@@ -134,9 +134,7 @@ fuzz_target!(|input: Input| {
                         }
                         FuzzRecord::PullAnswer { id, key, value, ttl_ms } => Record::PullAnswer {
                             id: *id,
-                            key,
-                            value,
-                            ttl_ms: *ttl_ms,
+                            entry: Entry { key, value, ttl_ms: *ttl_ms },
                         },
                         FuzzRecord::PullNone { id } => Record::PullNone { id: *id },
                         FuzzRecord::Challenge { nonce } => Record::Challenge { nonce: *nonce },

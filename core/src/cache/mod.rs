@@ -129,6 +129,10 @@ pub struct BufferTooSmall {
     pub needed: usize,
 }
 
+/// What [`Cache::get`] and [`Cache::take`] return: the value as copied
+/// into the caller's buffer, `None` on a miss, or the buffer too small.
+pub type Lookup<'o> = Result<Option<&'o [u8]>, BufferTooSmall>;
+
 /// What a successful put did besides storing the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -329,6 +333,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         self.storage
     }
 
+    /// This cache over a borrow of its region, so that code written for one
+    /// region type (a [`crate::sync::Store`]) works on every cache.
+    pub fn by_ref(&mut self) -> Cache<&mut [u8]> {
+        Cache {
+            storage: self.storage.as_mut(),
+            layout: self.layout,
+            hash_key: self.hash_key,
+        }
+    }
+
     /// The geometry of this cache.
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -359,23 +373,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
     ///
     /// `Ok(None)` is a miss: no entry, or only an expired one (which is freed
     /// now). A hit marks the entry as referenced for eviction.
-    pub fn get<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        out: &'o mut [u8],
-    ) -> Result<Option<&'o [u8]>, BufferTooSmall> {
+    pub fn get<'o>(&mut self, now: Instant, key: &[u8], out: &'o mut [u8]) -> Lookup<'o> {
         Ok(self.fetch(now, key, out, false)?.map(|f| f.value))
     }
 
     /// Like [`Cache::get`], and removes the entry on a hit: a TLS 1.3 ticket
     /// is good for one resumption only.
-    pub fn take<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        out: &'o mut [u8],
-    ) -> Result<Option<&'o [u8]>, BufferTooSmall> {
+    pub fn take<'o>(&mut self, now: Instant, key: &[u8], out: &'o mut [u8]) -> Lookup<'o> {
         Ok(self.fetch(now, key, out, true)?.map(|f| f.value))
     }
 
@@ -389,7 +393,40 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
         out: &'o mut [u8],
         take: bool,
     ) -> Result<Option<Fetched<'o>>, BufferTooSmall> {
-        self.lookup(now, key, out, take)
+        self.begin();
+        let found = match self.find_live(now, key) {
+            Some(found) => found,
+            None => {
+                self.bump(Counter::Misses);
+                self.end();
+                return Ok(None);
+            }
+        };
+        let len = self.slot_u32(found.slot, slot::VALUE_LEN) as usize;
+        if len > out.len() {
+            self.end();
+            return Err(BufferTooSmall { needed: len });
+        }
+        self.read_chain(self.slot_u32(found.slot, slot::FIRST), &mut out[..len]);
+        let expires = Instant::from_millis(self.slot_u64(found.slot, slot::EXPIRES));
+        self.bump(Counter::Hits);
+        if take {
+            self.remove(found);
+            self.bump(Counter::Takes);
+            self.touch(now);
+        } else {
+            // Write only on the first hit: a clean cache line need not be
+            // written back, and in shared memory it stays shared between cores.
+            let at = self.layout.slot_at(found.slot) + slot::FLAGS;
+            if self.buf()[at] & slot::FLAG_REFERENCED == 0 {
+                self.buf_mut()[at] |= slot::FLAG_REFERENCED;
+            }
+        }
+        self.end();
+        Ok(Some(Fetched {
+            value: &out[..len],
+            remaining: expires - now,
+        }))
     }
 
     /// Whether a live entry for `key` is present. Counts nothing and
@@ -571,49 +608,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Cache<S> {
     }
 
     // ---- lookup -------------------------------------------------------
-
-    fn lookup<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        out: &'o mut [u8],
-        remove: bool,
-    ) -> Result<Option<Fetched<'o>>, BufferTooSmall> {
-        self.begin();
-        let found = match self.find_live(now, key) {
-            Some(found) => found,
-            None => {
-                self.bump(Counter::Misses);
-                self.end();
-                return Ok(None);
-            }
-        };
-        let len = self.slot_u32(found.slot, slot::VALUE_LEN) as usize;
-        if len > out.len() {
-            self.end();
-            return Err(BufferTooSmall { needed: len });
-        }
-        self.read_chain(self.slot_u32(found.slot, slot::FIRST), &mut out[..len]);
-        let expires = Instant::from_millis(self.slot_u64(found.slot, slot::EXPIRES));
-        self.bump(Counter::Hits);
-        if remove {
-            self.remove(found);
-            self.bump(Counter::Takes);
-            self.touch(now);
-        } else {
-            // Write only on the first hit: a clean cache line need not be
-            // written back, and in shared memory it stays shared between cores.
-            let at = self.layout.slot_at(found.slot) + slot::FLAGS;
-            if self.buf()[at] & slot::FLAG_REFERENCED == 0 {
-                self.buf_mut()[at] |= slot::FLAG_REFERENCED;
-            }
-        }
-        self.end();
-        Ok(Some(Fetched {
-            value: &out[..len],
-            remaining: expires - now,
-        }))
-    }
 
     /// Finds a live entry; an expired one is freed and reported absent.
     fn find_live(&mut self, now: Instant, key: &[u8]) -> Option<Found> {

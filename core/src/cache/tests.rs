@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::model::{self, key, Op};
 use super::*;
+use crate::time::shorthand::{at, ms, secs};
 
 fn config(capacity: u32, block_size: u32) -> Config {
     Config {
@@ -24,14 +25,6 @@ fn cache(capacity: u32, block_size: u32) -> Cache<Vec<u8>> {
         &config(capacity, block_size),
     )
     .unwrap()
-}
-
-fn at(ms: u64) -> Instant {
-    Instant::from_millis(ms)
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
 }
 
 fn get(cache: &mut Cache<Vec<u8>>, now: u64, key: &[u8]) -> Option<Vec<u8>> {
@@ -81,8 +74,7 @@ fn replacing_keeps_one_entry() {
 #[test]
 fn expired_entries_are_never_returned() {
     let mut c = cache(4, 16);
-    c.put(at(1000), b"k", b"v", Duration::from_millis(500))
-        .unwrap();
+    c.put(at(1000), b"k", b"v", ms(500)).unwrap();
     assert!(get(&mut c, 1499, b"k").is_some());
     assert_eq!(
         get(&mut c, 1500, b"k"),
@@ -97,8 +89,7 @@ fn expired_entries_are_never_returned() {
 fn sweep_is_bounded_and_resumes() {
     let mut c = cache(100, 16);
     for i in 0..100u32 {
-        c.put(at(0), &i.to_le_bytes(), b"v", Duration::from_millis(10))
-            .unwrap();
+        c.put(at(0), &i.to_le_bytes(), b"v", ms(10)).unwrap();
     }
     let first = c.sweep(at(5), 1000);
     assert_eq!((first.examined, first.freed), (100, 0));
@@ -180,8 +171,7 @@ fn full_cache_evicts_unreferenced_entries_first() {
 #[test]
 fn full_cache_reuses_an_expired_entry_without_counting_an_eviction() {
     let mut c = cache(2, 16);
-    c.put(at(0), b"short", b"v", Duration::from_millis(5))
-        .unwrap();
+    c.put(at(0), b"short", b"v", ms(5)).unwrap();
     c.put(at(0), b"long", b"v", secs(60)).unwrap();
     assert!(get(&mut c, 1, b"long").is_some());
     let stored = c.put(at(10), b"new", b"v", secs(60)).unwrap();
@@ -341,7 +331,7 @@ proptest! {
                     Op::Get(k) => { let _ = c.get(at(*now), &key(k), &mut out); }
                     Op::Take(k) => { let _ = c.take(at(*now), &key(k), &mut out); }
                     Op::Put(k, len, life) => {
-                        let _ = c.put(at(*now), &key(k), &vec![1; len], Duration::from_millis(life));
+                        let _ = c.put(at(*now), &key(k), &vec![1; len], ms(life));
                     }
                     Op::Delete(k) => { c.delete(at(*now), &key(k)); }
                     Op::Sweep(b) => { c.sweep(at(*now), b); }
@@ -367,12 +357,9 @@ proptest! {
 #[test]
 fn export_walks_live_entries_only() {
     let mut c = cache(8, 600);
-    c.put(at(0), b"a", &[1; 500], Duration::from_millis(100))
-        .unwrap();
-    c.put(at(0), b"b", b"short", Duration::from_millis(10))
-        .unwrap();
-    c.put(at(0), b"c", b"three", Duration::from_millis(100))
-        .unwrap();
+    c.put(at(0), b"a", &[1; 500], ms(100)).unwrap();
+    c.put(at(0), b"b", b"short", ms(10)).unwrap();
+    c.put(at(0), b"c", b"three", ms(100)).unwrap();
     c.delete(at(0), b"a");
     let mut key = [0u8; MAX_KEY_LEN];
     let mut value = [0u8; 600];
@@ -382,10 +369,7 @@ fn export_walks_live_entries_only() {
         seen.push((e.key.to_vec(), e.value.to_vec(), e.remaining));
         cursor = e.next;
     }
-    assert_eq!(
-        seen,
-        [(b"c".to_vec(), b"three".to_vec(), Duration::from_millis(50))]
-    );
+    assert_eq!(seen, [(b"c".to_vec(), b"three".to_vec(), ms(50))]);
     let mut small = [0u8; 2];
     assert_eq!(
         c.export_next(at(50), 0, &mut key, &mut small),

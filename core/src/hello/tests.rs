@@ -12,68 +12,54 @@ use super::*;
 struct Vector {
     name: &'static str,
     records: &'static [u8],
-    server_name: Option<&'static [u8]>,
-    /// The session id, or only its length when it is random.
-    session_id: SessionId,
-    tls13: bool,
-    psk: Option<&'static [u8]>,
+    server_name: &'static [u8],
+    offers: Offers,
 }
 
-enum SessionId {
-    Exactly(&'static [u8]),
-    Random(usize),
+/// What a client offers to resume with, besides a fresh handshake.
+enum Offers {
+    /// A TLS 1.2 session: its id, exactly.
+    Tls12Resume(&'static [u8]),
+    /// Nothing: TLS 1.3 with a random 32-byte legacy session id.
+    Tls13Fresh,
+    /// A TLS 1.3 ticket, its only PSK identity (and a random session id).
+    Tls13Resume(&'static [u8]),
+}
+
+/// The vector `name`, whose files in `vectors/` are named after it:
+/// `NAME.bin` its records, `NAME.session_id` the TLS 1.2 session id it
+/// resumes, `NAME.ticket` the TLS 1.3 ticket it offers.
+macro_rules! vector {
+    ($name:literal, $server_name:literal, Tls12Resume) => {
+        vector!(@ $name, $server_name, Offers::Tls12Resume(vector!(@file $name, "session_id")))
+    };
+    ($name:literal, $server_name:literal, Tls13Fresh) => {
+        vector!(@ $name, $server_name, Offers::Tls13Fresh)
+    };
+    ($name:literal, $server_name:literal, Tls13Resume) => {
+        vector!(@ $name, $server_name, Offers::Tls13Resume(vector!(@file $name, "ticket")))
+    };
+    (@ $name:literal, $server_name:literal, $offers:expr) => {
+        Vector {
+            name: $name,
+            records: vector!(@file $name, "bin"),
+            server_name: $server_name,
+            offers: $offers,
+        }
+    };
+    (@file $name:literal, $extension:literal) => {
+        include_bytes!(concat!("vectors/", $name, ".", $extension))
+    };
 }
 
 const VECTORS: &[Vector] = &[
-    Vector {
-        name: "rustls_tls12_resume",
-        records: include_bytes!("vectors/rustls_tls12_resume.bin"),
-        // rustls sends the name as its caller spelled it.
-        server_name: Some(b"LocalHost"),
-        session_id: SessionId::Exactly(include_bytes!("vectors/rustls_tls12_resume.session_id")),
-        tls13: false,
-        psk: None,
-    },
-    Vector {
-        name: "rustls_tls13_fresh",
-        records: include_bytes!("vectors/rustls_tls13_fresh.bin"),
-        server_name: Some(b"localhost"),
-        session_id: SessionId::Random(32),
-        tls13: true,
-        psk: None,
-    },
-    Vector {
-        name: "rustls_tls13_resume",
-        records: include_bytes!("vectors/rustls_tls13_resume.bin"),
-        server_name: Some(b"localhost"),
-        session_id: SessionId::Random(32),
-        tls13: true,
-        psk: Some(include_bytes!("vectors/rustls_tls13_resume.ticket")),
-    },
-    Vector {
-        name: "openssl_default_fresh",
-        records: include_bytes!("vectors/openssl_default_fresh.bin"),
-        server_name: Some(b"localhost"),
-        session_id: SessionId::Random(32),
-        tls13: true,
-        psk: None,
-    },
-    Vector {
-        name: "openssl_tls12_resume",
-        records: include_bytes!("vectors/openssl_tls12_resume.bin"),
-        server_name: Some(b"localhost"),
-        session_id: SessionId::Exactly(include_bytes!("vectors/openssl_tls12_resume.session_id")),
-        tls13: false,
-        psk: None,
-    },
-    Vector {
-        name: "openssl_tls13_resume",
-        records: include_bytes!("vectors/openssl_tls13_resume.bin"),
-        server_name: Some(b"localhost"),
-        session_id: SessionId::Random(32),
-        tls13: true,
-        psk: Some(include_bytes!("vectors/openssl_tls13_resume.ticket")),
-    },
+    // rustls sends the name as its caller spelled it.
+    vector!("rustls_tls12_resume", b"LocalHost", Tls12Resume),
+    vector!("rustls_tls13_fresh", b"localhost", Tls13Fresh),
+    vector!("rustls_tls13_resume", b"localhost", Tls13Resume),
+    vector!("openssl_default_fresh", b"localhost", Tls13Fresh),
+    vector!("openssl_tls12_resume", b"localhost", Tls12Resume),
+    vector!("openssl_tls13_resume", b"localhost", Tls13Resume),
 ];
 
 /// A vector's ClientHello message (each is one record).
@@ -113,14 +99,21 @@ fn real_client_hellos_offer_what_their_clients_hold() {
             .unwrap_or_else(|e| panic!("{}: {e}", vector.name));
         let name = vector.name;
         assert_eq!(hello.legacy_version(), 0x0303, "{name}");
-        assert_eq!(hello.server_name(), vector.server_name, "{name}");
-        match vector.session_id {
-            SessionId::Exactly(id) => assert_eq!(hello.session_id(), id, "{name}"),
-            SessionId::Random(len) => assert_eq!(hello.session_id().len(), len, "{name}"),
+        assert_eq!(hello.server_name(), Some(vector.server_name), "{name}");
+        let (tls13, psk) = match vector.offers {
+            Offers::Tls12Resume(id) => {
+                assert_eq!(hello.session_id(), id, "{name}");
+                (false, None)
+            }
+            Offers::Tls13Fresh => (true, None),
+            Offers::Tls13Resume(ticket) => (true, Some(ticket)),
+        };
+        if tls13 {
+            assert_eq!(hello.session_id().len(), 32, "{name}");
         }
-        assert_eq!(hello.offers_tls13(), vector.tls13, "{name}");
+        assert_eq!(hello.offers_tls13(), tls13, "{name}");
         let identities: Vec<_> = hello.psk_identities().collect();
-        match vector.psk {
+        match psk {
             Some(ticket) => {
                 assert_eq!(identities.len(), 1, "{name}");
                 assert_eq!(identities[0].identity, ticket, "{name}");

@@ -4,7 +4,7 @@
 //! ([`ControlKind::BootstrapRequest`]); each peer answers with every live
 //! entry of its cache, as ordinary sets, then [`ControlKind::BootstrapEnd`].
 //! [`BootstrapAnswer`] is that answer as a state machine: a cursor over
-//! [`Cache::export_next`] that feeds entries to the answering [`Node`] about
+//! [`Cache::export_next`](crate::cache::Cache::export_next) that feeds entries to the answering [`Node`] about
 //! one datagram's worth at a time and hands back each sealed datagram, the
 //! last batch's repeat, then the end marker. It never touches a socket or a
 //! clock and does a bounded amount of work per call, so a router can pace it
@@ -14,39 +14,14 @@
 //! produces goes to the one requester. Both users have a node of their own
 //! for control messages and answers, so this holds.
 
-use crate::cache::{BufferTooSmall, Cache, Exported, MAX_KEY_LEN};
+use crate::cache::{BufferTooSmall, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 
-use super::{ControlKind, Node, QueueError};
+use super::{ControlKind, Node, QueueError, Store};
 
 /// Bytes a set record adds to its key and value on the wire, at most:
 /// variant 1, key length 2, value length 3, lifetime 10 (postcard varints).
 const RECORD_OVERHEAD: usize = 16;
-
-/// Where an answer reads the live entries: a cache, or a host's handle on a
-/// shared cache that takes its lock per call.
-pub trait Export {
-    /// As [`Cache::export_next`].
-    fn export_next<'k, 'v>(
-        &mut self,
-        now: Instant,
-        cursor: u32,
-        key_out: &'k mut [u8; MAX_KEY_LEN],
-        value_out: &'v mut [u8],
-    ) -> Result<Option<Exported<'k, 'v>>, BufferTooSmall>;
-}
-
-impl<S: AsRef<[u8]> + AsMut<[u8]>> Export for Cache<S> {
-    fn export_next<'k, 'v>(
-        &mut self,
-        now: Instant,
-        cursor: u32,
-        key_out: &'k mut [u8; MAX_KEY_LEN],
-        value_out: &'v mut [u8],
-    ) -> Result<Option<Exported<'k, 'v>>, BufferTooSmall> {
-        Cache::export_next(self, now, cursor, key_out, value_out)
-    }
-}
 
 /// What an answer in progress needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +59,8 @@ impl core::error::Error for AnswerError {}
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BootstrapAnswer {
-    /// The next slot [`Export::export_next`] looks at.
+    /// The next slot [`Cache::export_next`](crate::cache::Cache::export_next)
+    /// looks at.
     cursor: u32,
     /// Every live entry has been handed to the node.
     exported: bool,
@@ -124,7 +100,7 @@ impl BootstrapAnswer {
     /// longer walk is past live entries too large to send, one slot per
     /// export, since the cache cannot say where such an entry sits.
     pub fn poll_transmit<
-        E: Export + ?Sized,
+        E: Store + ?Sized,
         const MTU: usize,
         const PEERS: usize,
         const TOMBSTONES: usize,
@@ -176,7 +152,7 @@ impl BootstrapAnswer {
     /// seals carries exactly them; or marks the export finished.
     /// `room` is the node's [`Node::batch_room`], `record` its
     /// [`Node::record_set`] (passed apart so that this needs no node type).
-    fn feed<E: Export + ?Sized>(
+    fn feed<E: Store + ?Sized>(
         &mut self,
         now: Instant,
         source: &mut E,
@@ -187,7 +163,14 @@ impl BootstrapAnswer {
         let mut key = [0u8; MAX_KEY_LEN];
         let mut fed = 0;
         loop {
-            let entry = match source.export_next(now, self.cursor, &mut key, scratch) {
+            let exported = source
+                .with_cache(|cache| cache.export_next(now, self.cursor, &mut key, scratch))
+                .unwrap_or(Ok(None));
+            let entry = match exported {
+                Ok(Some(entry)) if !source.exports(entry.key) => {
+                    self.cursor = entry.next;
+                    continue;
+                }
                 Ok(Some(entry)) => entry,
                 Ok(None) => {
                     self.exported = true;
@@ -230,8 +213,8 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::cache::{Config, Layout};
-    use crate::sync::{Settings, Store};
+    use crate::cache::{Cache, Config, Layout};
+    use crate::sync::Settings;
     use crate::time::Duration;
     use crate::wire::{ClusterKey, DEFAULT_DATAGRAM_LEN};
 
@@ -266,7 +249,7 @@ mod tests {
     /// `Wait`; returns the datagrams and how many waits there were.
     fn run(
         answer: &mut BootstrapAnswer,
-        source: &mut Cache<Vec<u8>>,
+        source: &mut impl Store,
         node: &mut Node,
     ) -> (Vec<Vec<u8>>, u32) {
         let mut now = Instant::from_millis(1_000);
@@ -335,6 +318,46 @@ mod tests {
         assert_eq!(value, &[299u32 as u8; 150][..]);
     }
 
+    /// A cache whose store exports only the entries whose key starts with
+    /// an even byte, as a router's keeps its TLS 1.3 tickets.
+    struct EvenKeysOnly(Cache<Vec<u8>>);
+
+    impl Store for EvenKeysOnly {
+        fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
+            self.0.with_cache(f)
+        }
+
+        fn exports(&mut self, key: &[u8]) -> bool {
+            key[0] % 2 == 0
+        }
+    }
+
+    #[test]
+    fn entries_the_store_does_not_export_stay_behind() {
+        let mut source = EvenKeysOnly(cache(64, 512));
+        let now = Instant::from_millis(1_000);
+        for i in 0..40 {
+            source
+                .0
+                .put(now, &key(i), b"v", Duration::from_secs(60))
+                .unwrap();
+        }
+        let (mut answering, mut requester) = (node(1), node(2));
+        let mut answer = BootstrapAnswer::new();
+        let (datagrams, _) = run(&mut answer, &mut source, &mut answering);
+        assert!(answer.is_done());
+        assert_eq!(answer.entries(), 20);
+        let mut replica = cache(64, 512);
+        for datagram in &datagrams {
+            requester.handle(now, datagram, &mut replica).unwrap();
+        }
+        let mut out = [0u8; 512];
+        for i in 0..40 {
+            let found = replica.get(now, &key(i), &mut out).unwrap().is_some();
+            assert_eq!(found, i % 2 == 0, "key {i}");
+        }
+    }
+
     #[test]
     fn entries_too_large_for_a_datagram_are_stepped_over() {
         let mut source = cache(16, 4096);
@@ -361,7 +384,7 @@ mod tests {
             let _ = requester.handle(now, datagram, &mut replica);
         }
         assert_eq!(replica.items(), 2);
-        assert!(Store::delete(&mut replica, now, b"small-2"));
+        assert!(replica.delete(now, b"small-2"));
     }
 
     #[test]

@@ -61,10 +61,10 @@ use core::hash::Hasher;
 use siphasher::sip::SipHasher13;
 use zeroize::Zeroize;
 
-use crate::cache::{Cache, Fetched, Refused, Stored, MAX_KEY_LEN};
+use crate::cache::{Cache, Fetched, MAX_KEY_LEN};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Keyring, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
+    self, Keyring, Packet, Record, Records, RecordsBuilder, Repr, DEFAULT_DATAGRAM_LEN, MIN_LEN,
 };
 pub use bootstrap::BootstrapAnswer;
 pub use challenge::Member;
@@ -80,29 +80,26 @@ use tombstones::Tombstones;
 pub use window::WINDOW;
 use window::{Verdict, Window};
 
-/// Where replicated changes are applied: the cache, or a host's handle on a
-/// shared cache that takes its lock per call.
+/// Where replicated changes are applied and peers' pulls and bootstrap
+/// requests answered from: the cache, or a host's handle on a shared cache
+/// that takes its lock per call.
 pub trait Store {
-    /// As [`Cache::put`].
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused>;
-    /// As [`Cache::delete`].
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool;
-    /// As [`Cache::fetch`], for answering a peer's pull: `None` when there
-    /// is no live entry or it does not fit `out` (which then loses nothing:
-    /// a take removes only what it returns).
-    fn fetch<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        take: bool,
-        out: &'o mut [u8],
-    ) -> Option<Fetched<'o>>;
+    /// Runs `f` on the cache holding the entries (under its lock, for a
+    /// shared one). `None` when there is no cache: nothing is stored, and
+    /// nothing found.
+    fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R>;
+    /// Whether a peer's pull may have the entry for `key`, removing it when
+    /// `take`. Every entry by default.
+    fn lends(&mut self, key: &[u8], take: bool) -> bool {
+        let _ = (key, take);
+        true
+    }
+    /// Whether a bootstrap answer sends the entry for `key` to the peer.
+    /// Every entry by default.
+    fn exports(&mut self, key: &[u8]) -> bool {
+        let _ = key;
+        true
+    }
     /// The senders this node vouches for besides itself when challenged
     /// (a router's master: its worker processes), written into `out`;
     /// returns how many. None by default.
@@ -119,28 +116,8 @@ pub trait Store {
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Store for Cache<S> {
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused> {
-        Cache::put(self, now, key, value, lifetime)
-    }
-
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        Cache::delete(self, now, key)
-    }
-
-    fn fetch<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        take: bool,
-        out: &'o mut [u8],
-    ) -> Option<Fetched<'o>> {
-        Cache::fetch(self, now, key, out, take).ok().flatten()
+    fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
+        Some(f(&mut self.by_ref()))
     }
 }
 
@@ -187,13 +164,13 @@ impl<S: Store, K: TicketKeySink> Delegate for WithTicketKeys<S, K> {
 }
 
 /// A [`Store`] that keeps its entries in another one and may add to it
-/// (the senders it vouches for, where ticket keys go): `put`, `delete`
-/// and `fetch` go to [`Delegate::entries`], so a wrapper writes only what
-/// it adds.
+/// (the senders it vouches for, where ticket keys go): the cache, and what
+/// of it is lent and exported, come from [`Delegate::entries`], so a
+/// wrapper writes only what it adds.
 pub trait Delegate {
     /// The store holding the entries.
     type Entries: Store + ?Sized;
-    /// Where `put`, `delete` and `fetch` go.
+    /// Where the entries are.
     fn entries(&mut self) -> &mut Self::Entries;
     /// As [`Store::members`]; the entries' store's by default.
     fn members(&mut self, out: &mut [Member]) -> usize {
@@ -215,28 +192,16 @@ impl<S: Store + ?Sized> Delegate for &mut S {
 }
 
 impl<D: Delegate> Store for D {
-    fn put(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        value: &[u8],
-        lifetime: Duration,
-    ) -> Result<Stored, Refused> {
-        self.entries().put(now, key, value, lifetime)
+    fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
+        self.entries().with_cache(f)
     }
 
-    fn delete(&mut self, now: Instant, key: &[u8]) -> bool {
-        self.entries().delete(now, key)
+    fn lends(&mut self, key: &[u8], take: bool) -> bool {
+        self.entries().lends(key, take)
     }
 
-    fn fetch<'o>(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        take: bool,
-        out: &'o mut [u8],
-    ) -> Option<Fetched<'o>> {
-        self.entries().fetch(now, key, take, out)
+    fn exports(&mut self, key: &[u8]) -> bool {
+        self.entries().exports(key)
     }
 
     fn members(&mut self, out: &mut [Member]) -> usize {
@@ -918,18 +883,15 @@ impl<
                 }
             }
             match record {
-                Record::Set { key, value, ttl_ms } => {
-                    if ttl_ms == 0 {
+                Record::Set(entry) => {
+                    if entry.ttl_ms == 0 {
                         self.counters.expired_sets += 1;
                     } else if self
                         .tombstones
-                        .is_buried(fingerprint(self.seal.sender, key), now)
+                        .is_buried(fingerprint(self.seal.sender, entry.key), now)
                     {
                         self.counters.tombstoned_sets += 1;
-                    } else if store
-                        .put(now, key, value, Duration::from_millis(ttl_ms))
-                        .is_ok()
-                    {
+                    } else if put(store, now, entry) {
                         self.counters.applied_sets += 1;
                         handled.sets += 1;
                     } else {
@@ -937,7 +899,7 @@ impl<
                     }
                 }
                 Record::Delete { key } => {
-                    store.delete(now, key);
+                    store.with_cache(|cache| cache.delete(now, key));
                     let until = now + self.settings.tombstone_lifetime;
                     self.tombstones
                         .bury(fingerprint(self.seal.sender, key), until);
@@ -982,20 +944,11 @@ impl<
                         (id, key, take),
                     );
                 }
-                Record::PullAnswer {
-                    id,
-                    key,
-                    value,
-                    ttl_ms,
-                } => {
+                Record::PullAnswer { id, entry } => {
                     handled.pulls.answers += 1;
-                    if !self.pulls.wants(id, key) {
+                    if !self.pulls.wants(id, entry.key) {
                         self.counters.late_pull_answers += 1;
-                    } else if ttl_ms > 0
-                        && store
-                            .put(now, key, value, Duration::from_millis(ttl_ms))
-                            .is_ok()
-                    {
+                    } else if entry.ttl_ms > 0 && put(store, now, entry) {
                         self.counters.applied_sets += 1;
                         handled.sets += 1;
                         self.pulls.end(id, PullOutcome::Found);
@@ -1124,13 +1077,15 @@ impl Answer {
         let overhead = key.len() + 32;
         let limit = self.room.saturating_sub(overhead).min(value_buf.len());
         let numbering = (next_record, self.copies, self.room);
-        let (record, found) = match store.fetch(self.now, key, take, &mut value_buf[..limit]) {
+        let (record, found) = match fetch(store, self.now, key, take, &mut value_buf[..limit]) {
             Some(found) if !found.remaining.is_zero() => {
                 let record = Record::PullAnswer {
                     id,
-                    key,
-                    value: found.value,
-                    ttl_ms: found.remaining.as_millis(),
+                    entry: wire::Entry {
+                        key,
+                        value: found.value,
+                        ttl_ms: found.remaining.as_millis(),
+                    },
                 };
                 (record, true)
             }
@@ -1145,6 +1100,34 @@ impl Answer {
             counters.pull_requests_none += 1;
         }
     }
+}
+
+/// Stores an entry a peer sent, alive for its `ttl_ms` from `now`; whether
+/// it was stored.
+fn put<St: Store>(store: &mut St, now: Instant, entry: wire::Entry<'_>) -> bool {
+    let lifetime = Duration::from_millis(entry.ttl_ms);
+    store
+        .with_cache(|cache| cache.put(now, entry.key, entry.value, lifetime).is_ok())
+        .unwrap_or(false)
+}
+
+/// The entry for `key` copied into `out` (removed when `take`) for a peer's
+/// pull: `None` when the store does not lend it, there is no live entry, or
+/// it does not fit `out` (which then loses nothing: a take removes only
+/// what it returns).
+fn fetch<'o, St: Store>(
+    store: &mut St,
+    now: Instant,
+    key: &[u8],
+    take: bool,
+    out: &'o mut [u8],
+) -> Option<Fetched<'o>> {
+    if !store.lends(key, take) {
+        return None;
+    }
+    store
+        .with_cache(|cache| cache.fetch(now, key, out, take).ok().flatten())
+        .flatten()
 }
 
 /// A builder of a datagram's records over `scratch`, starting with the

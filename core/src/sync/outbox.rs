@@ -11,7 +11,7 @@
 
 use crate::bytes::{read_u64, write_u64};
 use crate::time::Instant;
-use crate::wire::Record;
+use crate::wire::{self, Record};
 
 const ENTRY_HEADER: usize = 12;
 const KIND_SET: u8 = 1;
@@ -33,11 +33,11 @@ impl<'a> Entry<'a> {
     /// The record to put on the wire at `now`.
     pub(crate) fn record(&self, now: Instant) -> Record<'a> {
         match self.set {
-            Some((value, deadline)) => Record::Set {
+            Some((value, deadline)) => Record::Set(wire::Entry {
                 key: self.key,
                 value,
                 ttl_ms: (deadline - now).as_millis(),
-            },
+            }),
             None => Record::Delete { key: self.key },
         }
     }
@@ -153,11 +153,11 @@ mod tests {
         assert_eq!(q.iter().next(), Some(delete));
         assert_eq!(
             set.record(Instant::from_millis(200)),
-            Record::Set {
+            Record::Set(wire::Entry {
                 key: b"key",
                 value: b"value",
                 ttl_ms: 300
-            }
+            })
         );
     }
 }

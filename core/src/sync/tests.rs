@@ -6,6 +6,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::cache::{Config, Layout};
+use crate::time::shorthand::at;
 use crate::wire::{self, ClusterKey, DEFAULT_DATAGRAM_LEN as MTU};
 
 const SECRET: [u8; 32] = [0x42; 32];
@@ -42,13 +43,16 @@ fn cache(capacity: u32) -> Cache<Vec<u8>> {
     Cache::format(vec![0u8; layout.total_bytes()], &config).unwrap()
 }
 
-fn at(ms: u64) -> Instant {
-    Instant::from_millis(ms)
-}
-
 fn has(cache: &mut Cache<Vec<u8>>, now: Instant, key: &[u8]) -> bool {
     let mut out = [0u8; 512];
     cache.get(now, key, &mut out).unwrap().is_some()
+}
+
+/// The datagram `node` sends at `now` with one set of `key` (to `b"v"`),
+/// alive for `lifetime`.
+fn set_datagram(node: &mut TestNode, now: Instant, key: &[u8], lifetime: Duration) -> Vec<u8> {
+    node.record_set(now, key, b"v", lifetime).unwrap();
+    drain(node, now).remove(0)
 }
 
 /// Everything `node` wants to send now.
@@ -101,9 +105,7 @@ fn sets_and_deletes_replicate_with_relative_lifetimes() {
 fn every_rejection_is_counted_by_reason() {
     let (mut a, mut b) = (node(1), node(2));
     let mut c = cache(16);
-    a.record_set(at(0), b"k", b"v", Duration::from_secs(1))
-        .unwrap();
-    let good = drain(&mut a, at(0)).remove(0);
+    let good = set_datagram(&mut a, at(0), b"k", Duration::from_secs(1));
     b.handle(at(0), &good, &mut c).unwrap();
 
     assert_eq!(b.handle(at(0), &good, &mut c), Err(Reject::Replayed));
@@ -473,7 +475,7 @@ fn deliver(
     node: &mut TestNode,
     now: Instant,
     datagrams: &[(Destination, Vec<u8>)],
-    cache: &mut Cache<Vec<u8>>,
+    cache: &mut impl Store,
 ) -> Vec<(Destination, Vec<u8>)> {
     let mut answers = Vec::new();
     for (_, datagram) in datagrams {
@@ -483,8 +485,24 @@ fn deliver(
     answers
 }
 
-fn events(node: &mut TestNode, now: Instant) -> Vec<PullEvent> {
-    core::iter::from_fn(|| node.poll_event(now)).collect()
+/// `node` pulls `key` (taking it or not) from `awaiting` peers until
+/// `deadline`: the pull's id and every copy of its request.
+fn pull(
+    node: &mut TestNode,
+    key: &[u8],
+    take: bool,
+    awaiting: u16,
+    deadline: Instant,
+) -> (PullId, Vec<(Destination, Vec<u8>)>) {
+    let id = node.pull(key, take, awaiting, deadline).unwrap();
+    (id, messages(node))
+}
+
+/// How each of `node`'s pulls that ended by `now` ended.
+fn outcomes(node: &mut TestNode, now: Instant) -> Vec<(PullId, PullOutcome)> {
+    core::iter::from_fn(|| node.poll_event(now))
+        .map(|event| (event.id, event.outcome))
+        .collect()
 }
 
 #[test]
@@ -495,10 +513,7 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
     held.put(now, b"id", b"session", Duration::from_secs(60))
         .unwrap();
 
-    let id = asker
-        .pull(b"id", false, 2, now + Duration::from_millis(50))
-        .unwrap();
-    let request = messages(&mut asker);
+    let (id, request) = pull(&mut asker, b"id", false, 2, now + Duration::from_millis(50));
     assert_eq!(request.len(), 2, "two copies against loss");
     assert!(request.iter().all(|(d, _)| *d == Destination::Peers));
     assert_eq!(asker.poll_timeout(), Some(now + Duration::from_millis(50)));
@@ -515,17 +530,11 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
 
     deliver(&mut asker, now, &none, &mut mine);
     assert!(
-        events(&mut asker, now).is_empty(),
+        outcomes(&mut asker, now).is_empty(),
         "one peer still to answer"
     );
     deliver(&mut asker, now, &found, &mut mine);
-    assert_eq!(
-        events(&mut asker, now),
-        [PullEvent {
-            id,
-            outcome: PullOutcome::Found
-        }]
-    );
+    assert_eq!(outcomes(&mut asker, now), [(id, PullOutcome::Found)]);
     assert!(has(&mut mine, now, b"id"));
     // The lifetime came along: the copy expires when the original does.
     assert!(!has(&mut mine, now + Duration::from_secs(60), b"id"));
@@ -534,6 +543,36 @@ fn a_pull_fetches_the_entry_from_the_peer_that_holds_it() {
     assert_eq!(asker.counters().late_pull_answers, 0);
     assert_eq!(asker.pulls_in_flight(), 0);
     assert_eq!(asker.poll_timeout(), None);
+}
+
+/// A cache whose store lends its entries to copying pulls only, as a
+/// router's does its TLS 1.2 sessions.
+struct CopiesOnly<'c>(&'c mut Cache<Vec<u8>>);
+
+impl Store for CopiesOnly<'_> {
+    fn with_cache<R>(&mut self, f: impl FnOnce(&mut Cache<&mut [u8]>) -> R) -> Option<R> {
+        self.0.with_cache(f)
+    }
+
+    fn lends(&mut self, _key: &[u8], take: bool) -> bool {
+        !take
+    }
+}
+
+#[test]
+fn a_pull_for_what_the_store_does_not_lend_finds_nothing() {
+    let (mut asker, mut holder) = (node(1), node(2));
+    let (mut mine, mut held) = (cache(16), cache(16));
+    let now = at(0);
+    held.put(now, b"id", b"session", Duration::from_secs(60))
+        .unwrap();
+    let (id, request) = pull(&mut asker, b"id", true, 1, now + Duration::from_secs(1));
+    let answers = deliver(&mut holder, now, &request, &mut CopiesOnly(&mut held));
+    deliver(&mut asker, now, &answers, &mut mine);
+    assert_eq!(outcomes(&mut asker, now), [(id, PullOutcome::NotFound)]);
+    assert!(has(&mut held, now, b"id"), "not taken");
+    assert!(!has(&mut mine, now, b"id"));
+    assert_eq!(holder.counters().pull_requests_none, 1);
 }
 
 #[test]
@@ -545,14 +584,8 @@ fn a_take_resumes_once_however_many_nodes_ask_at_once() {
         .put(now, b"ticket", b"psk", Duration::from_secs(60))
         .unwrap();
     let deadline = now + Duration::from_secs(1);
-    let from_b = {
-        b.pull(b"ticket", true, 1, deadline).unwrap();
-        messages(&mut b)
-    };
-    let from_c = {
-        c.pull(b"ticket", true, 1, deadline).unwrap();
-        messages(&mut c)
-    };
+    let (b_pull, from_b) = pull(&mut b, b"ticket", true, 1, deadline);
+    let (c_pull, from_c) = pull(&mut c, b"ticket", true, 1, deadline);
     // The requests cross: C's first copy, then B's, then C's second.
     let mut to_c = deliver(&mut issuer, now, &from_c[..1], &mut tickets);
     let to_b = deliver(&mut issuer, now, &from_b, &mut tickets);
@@ -560,9 +593,8 @@ fn a_take_resumes_once_however_many_nodes_ask_at_once() {
     assert!(!has(&mut tickets, now, b"ticket"), "taken");
     deliver(&mut b, now, &to_b, &mut cache_b);
     deliver(&mut c, now, &to_c, &mut cache_c);
-    let outcomes = [events(&mut b, now), events(&mut c, now)];
-    assert_eq!(outcomes[0][0].outcome, PullOutcome::NotFound);
-    assert_eq!(outcomes[1][0].outcome, PullOutcome::Found);
+    assert_eq!(outcomes(&mut b, now), [(b_pull, PullOutcome::NotFound)]);
+    assert_eq!(outcomes(&mut c, now), [(c_pull, PullOutcome::Found)]);
     assert!(has(&mut cache_c, now, b"ticket") && !has(&mut cache_b, now, b"ticket"));
     assert_eq!(issuer.counters().pull_requests_found, 1);
     assert_eq!(issuer.counters().pull_requests_none, 1);
@@ -575,15 +607,11 @@ fn a_pull_nobody_answers_times_out_and_a_late_answer_is_not_stored() {
     let now = at(10);
     held.put(now, b"id", b"v", Duration::from_secs(60)).unwrap();
     let deadline = now + Duration::from_millis(20);
-    let id = asker.pull(b"id", false, 1, deadline).unwrap();
-    let request = messages(&mut asker);
-    assert!(events(&mut asker, now + Duration::from_millis(19)).is_empty());
+    let (id, request) = pull(&mut asker, b"id", false, 1, deadline);
+    assert!(outcomes(&mut asker, now + Duration::from_millis(19)).is_empty());
     assert_eq!(
-        events(&mut asker, deadline),
-        [PullEvent {
-            id,
-            outcome: PullOutcome::TimedOut
-        }]
+        outcomes(&mut asker, deadline),
+        [(id, PullOutcome::TimedOut)]
     );
     let late = deliver(&mut holder, deadline, &request, &mut held);
     deliver(&mut asker, deadline, &late, &mut mine);
@@ -640,10 +668,7 @@ fn pull_answers_from_another_cluster_are_rejected() {
     theirs
         .put(now, b"id", b"forged", Duration::from_secs(60))
         .unwrap();
-    asker
-        .pull(b"id", false, 1, now + Duration::from_secs(1))
-        .unwrap();
-    let request = messages(&mut asker);
+    let (_, request) = pull(&mut asker, b"id", false, 1, now + Duration::from_secs(1));
     // The stranger cannot even read the request.
     assert_eq!(
         stranger.handle(now, &request[0].1, &mut theirs),
@@ -660,10 +685,13 @@ fn an_answer_captured_before_a_restart_does_not_serve_a_new_pull() {
         .unwrap();
     // The asker's first run pulls the ticket; an attacker keeps the answer.
     let mut before = node(1);
-    before
-        .pull(b"ticket", true, 1, now + Duration::from_secs(1))
-        .unwrap();
-    let request = messages(&mut before);
+    let (_, request) = pull(
+        &mut before,
+        b"ticket",
+        true,
+        1,
+        now + Duration::from_secs(1),
+    );
     let captured = deliver(&mut holder, now, &request, &mut held);
     assert_eq!(captured.len(), 2);
     // Restarted (a fresh sender id), it pulls the same ticket as its first
@@ -723,10 +751,7 @@ fn a_rollover_step_by_step_loses_nothing_and_strays_are_counted() {
     // Skipping step 1 breaks the cluster: a node sealing under a key the
     // other does not hold is rejected, and counted.
     let mut stale = node(3);
-    stale
-        .record_set(at(0), b"late", b"v", Duration::from_secs(60))
-        .unwrap();
-    let datagram = drain(&mut stale, at(0)).remove(0);
+    let datagram = set_datagram(&mut stale, at(0), b"late", Duration::from_secs(60));
     let reason = if old.id() == new.id() {
         Reject::Wire(wire::Error::Authentication)
     } else {
@@ -937,9 +962,7 @@ fn a_master_vouches_for_its_workers_in_one_round_trip() {
 fn stale_and_foreign_vouches_admit_nobody() {
     let (mut a, mut b) = (verifying_node(1), verifying_node(2));
     let mut cache_a = cache(16);
-    a.record_set(at(0), b"s", b"v", Duration::from_secs(600))
-        .unwrap();
-    let push = drain(&mut a, at(0)).remove(0);
+    let push = set_datagram(&mut a, at(0), b"s", Duration::from_secs(600));
 
     // B's first run challenges A, and an attacker keeps A's vouch.
     let challenge = control(&mut b, at(0), ControlKind::Challenge);

@@ -70,23 +70,28 @@ impl Window {
 
 #[cfg(test)]
 mod tests {
+    use super::Verdict::{Duplicate, Fresh, TooOld};
     use super::*;
+
+    /// Asserts the window's verdict on each number.
+    fn assert_verdicts(w: &Window, expected: &[(u64, Verdict)]) {
+        for &(n, verdict) in expected {
+            assert_eq!(w.check(n), verdict, "{n}");
+        }
+    }
 
     #[test]
     fn accepts_each_number_once_within_the_window() {
         let mut w = Window::default();
-        assert_eq!(w.check(0), Verdict::TooOld);
+        assert_verdicts(&w, &[(0, TooOld)]);
         for n in [5, 3, 4, 100, 99, 37] {
-            assert_eq!(w.check(n), Verdict::Fresh, "{n}");
+            assert_verdicts(&w, &[(n, Fresh)]);
             w.mark(n);
-            assert_eq!(w.check(n), Verdict::Duplicate, "{n}");
+            assert_verdicts(&w, &[(n, Duplicate)]);
         }
-        assert_eq!(w.check(36), Verdict::TooOld);
-        assert_eq!(w.check(98), Verdict::Fresh);
-        assert_eq!(w.check(5), Verdict::TooOld);
+        assert_verdicts(&w, &[(36, TooOld), (98, Fresh), (5, TooOld)]);
         w.mark(1000);
-        assert_eq!(w.check(999), Verdict::Fresh);
-        assert_eq!(w.check(100), Verdict::TooOld);
+        assert_verdicts(&w, &[(999, Fresh), (100, TooOld)]);
     }
 
     #[test]
@@ -95,19 +100,20 @@ mod tests {
         w.raise_floor(0);
         assert_eq!(w, Window::default(), "floor 0: everything from 1 fresh");
         w.raise_floor(10);
-        assert_eq!(w.check(10), Verdict::Duplicate);
-        assert_eq!(w.check(1), Verdict::Duplicate);
-        assert_eq!(w.check(11), Verdict::Fresh);
+        assert_verdicts(&w, &[(10, Duplicate), (1, Duplicate), (11, Fresh)]);
         // Below what was already seen: only the numbers up to the floor.
         w.mark(20);
         w.raise_floor(15);
-        assert_eq!(w.check(15), Verdict::Duplicate);
-        assert_eq!(w.check(16), Verdict::Fresh);
-        assert_eq!(w.check(20), Verdict::Duplicate);
+        assert_verdicts(&w, &[(15, Duplicate), (16, Fresh), (20, Duplicate)]);
         w.raise_floor(200);
-        assert_eq!(w.check(200), Verdict::Duplicate);
-        assert_eq!(w.check(137), Verdict::Duplicate);
-        assert_eq!(w.check(136), Verdict::TooOld);
-        assert_eq!(w.check(201), Verdict::Fresh);
+        assert_verdicts(
+            &w,
+            &[
+                (200, Duplicate),
+                (137, Duplicate),
+                (136, TooOld),
+                (201, Fresh),
+            ],
+        );
     }
 }

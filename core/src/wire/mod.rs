@@ -42,7 +42,7 @@ mod seal;
 
 pub use keyring::{KeyUse, Keyring, KeyringError, MAX_KEYS};
 pub use packet::Packet;
-pub use record::{Record, Records, RecordsBuilder};
+pub use record::{Entry, Record, Records, RecordsBuilder};
 pub use repr::Repr;
 pub use seal::{ClusterKey, Fingerprint};
 

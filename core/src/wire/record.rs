@@ -2,21 +2,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A cache entry on the wire, with the lifetime it had left when the
+/// datagram was written: what a [`Record::Set`] and a
+/// [`Record::PullAnswer`] carry. (Encoded as its fields in order, as they
+/// were when each record held them itself.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Entry<'a> {
+    /// Cache key (context namespace and session id).
+    #[serde(borrow)]
+    pub key: &'a [u8],
+    /// Encoded session.
+    #[serde(borrow)]
+    pub value: &'a [u8],
+    /// Remaining lifetime when the datagram was written.
+    pub ttl_ms: u64,
+}
+
 /// One entry of a datagram's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Record<'a> {
-    /// Store `value` under `key` for `ttl_ms` more milliseconds.
-    Set {
-        /// Cache key (context namespace and session id).
-        #[serde(borrow)]
-        key: &'a [u8],
-        /// Encoded session.
-        #[serde(borrow)]
-        value: &'a [u8],
-        /// Remaining lifetime when the datagram was written.
-        ttl_ms: u64,
-    },
+    /// Store the entry for its `ttl_ms` more milliseconds.
+    Set(#[serde(borrow)] Entry<'a>),
     /// Remove `key` (a deleted session, or a TLS 1.3 ticket just used).
     Delete {
         /// Cache key.
@@ -47,14 +55,9 @@ pub enum Record<'a> {
     PullAnswer {
         /// The pull answered.
         id: u64,
-        /// Cache key, as asked.
+        /// The entry, under the key asked for.
         #[serde(borrow)]
-        key: &'a [u8],
-        /// Encoded session.
-        #[serde(borrow)]
-        value: &'a [u8],
-        /// Remaining lifetime when the datagram was written.
-        ttl_ms: u64,
+        entry: Entry<'a>,
     },
     /// The answering node holds no live entry for pull `id`.
     PullNone {
@@ -222,15 +225,40 @@ impl<'b> RecordsBuilder<'b> {
 mod tests {
     use super::*;
 
+    /// An entry is encoded as its fields in order, right after the
+    /// variant (and a pull answer's id): the bytes of the records that
+    /// held key, value and lifetime themselves, so peers of either build
+    /// read each other.
+    #[test]
+    fn entries_encode_as_their_fields_in_place() {
+        let mut buf = [0u8; 32];
+        let mut builder = RecordsBuilder::new(&mut buf);
+        let entry = |value| Entry {
+            key: b"k",
+            value,
+            ttl_ms: 300,
+        };
+        builder.push(&Record::Set(entry(b"vv"))).unwrap();
+        let answer = Record::PullAnswer {
+            id: 7,
+            entry: entry(b"v"),
+        };
+        builder.push(&answer).unwrap();
+        assert_eq!(
+            builder.records().as_bytes(),
+            [0, 1, b'k', 2, b'v', b'v', 0xac, 0x02, 6, 7, 1, b'k', 1, b'v', 0xac, 0x02]
+        );
+    }
+
     #[test]
     fn records_round_trip_and_garbage_is_malformed() {
         let mut buf = [0u8; 256];
         let mut builder = RecordsBuilder::new(&mut buf);
-        let set = Record::Set {
+        let set = Record::Set(Entry {
             key: b"ctx|id",
             value: b"session",
             ttl_ms: 300_000,
-        };
+        });
         builder.push(&set).unwrap();
         builder.push(&Record::Delete { key: b"gone" }).unwrap();
         builder.push(&Record::Hello).unwrap();
@@ -241,9 +269,11 @@ mod tests {
         };
         let answer = Record::PullAnswer {
             id: 7,
-            key: b"ctx|ticket",
-            value: b"session",
-            ttl_ms: 1_000,
+            entry: Entry {
+                key: b"ctx|ticket",
+                value: b"session",
+                ttl_ms: 1_000,
+            },
         };
         builder.push(&pull).unwrap();
         builder.push(&answer).unwrap();

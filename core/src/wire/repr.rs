@@ -75,7 +75,7 @@ mod tests {
     use std::vec;
 
     use super::*;
-    use crate::wire::{Record, RecordsBuilder, MIN_LEN};
+    use crate::wire::{Entry, Record, RecordsBuilder, MIN_LEN};
 
     const SECRET: [u8; 32] = [7; 32];
 
@@ -83,11 +83,11 @@ mod tests {
         let mut records = [0u8; 200];
         let mut builder = RecordsBuilder::new(&mut records);
         builder
-            .push(&Record::Set {
+            .push(&Record::Set(Entry {
                 key: b"k",
                 value: b"master secret",
                 ttl_ms: 1000,
-            })
+            }))
             .unwrap();
         let repr = Repr {
             sender: 42,
@@ -117,11 +117,11 @@ mod tests {
         assert_eq!(repr.buffer_len(), len);
         assert_eq!(
             repr.records.iter().next(),
-            Some(Record::Set {
+            Some(Record::Set(Entry {
                 key: b"k",
                 value: b"master secret",
                 ttl_ms: 1000
-            })
+            }))
         );
     }
 

@@ -5,6 +5,7 @@ use chacha20poly1305::{AeadInOut, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
 use super::{Error, Packet};
+use crate::redacted::Redacted;
 
 /// Label of the digest whose first byte is a key's id.
 const ID_LABEL: &[u8] = b"cachet cluster key id\0";
@@ -44,21 +45,11 @@ impl core::fmt::Display for Fingerprint {
 /// [`super::Keyring`], during a rollover) knows which to try. The id is
 /// derived from the key itself, so routers agree on it without being told;
 /// being one byte, two keys may share it, and a keyring then tries both.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ClusterKey {
-    cipher: XChaCha20Poly1305,
+    cipher: Redacted<XChaCha20Poly1305>,
     id: u8,
     fingerprint: Fingerprint,
-}
-
-impl core::fmt::Debug for ClusterKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // Never print the key.
-        f.debug_struct("ClusterKey")
-            .field("id", &self.id)
-            .field("fingerprint", &self.fingerprint)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClusterKey {
@@ -67,7 +58,7 @@ impl ClusterKey {
         let id = labelled_digest(ID_LABEL, secret)[0];
         let digest = labelled_digest(FINGERPRINT_LABEL, secret);
         ClusterKey {
-            cipher: XChaCha20Poly1305::new(secret.into()),
+            cipher: Redacted(XChaCha20Poly1305::new(secret.into())),
             id,
             fingerprint: Fingerprint([digest[0], digest[1], digest[2], digest[3]]),
         }
@@ -107,6 +98,7 @@ impl ClusterKey {
         let (header, body, tag_out) = packet.parts_mut();
         let tag = self
             .cipher
+            .0
             .encrypt_inout_detached(&nonce, header, InOutBuf::from(body))
             .map_err(|_| Error::BufferTooSmall)?;
         tag_out.copy_from_slice(&tag);
@@ -130,6 +122,7 @@ impl ClusterKey {
         let buffer = InOutBuf::new(body, out).map_err(|_| Error::BufferTooSmall)?;
         match self
             .cipher
+            .0
             .decrypt_inout_detached(&nonce, packet.header(), buffer, &tag)
         {
             Ok(()) => Ok(out),
