@@ -109,12 +109,12 @@ mod tests {
 
     #[test]
     fn durations_land_in_their_buckets_and_quantiles_read_back() {
+        // 98 in the 500 us bucket, one in each of the 1 ms and 25 ms ones.
         let counters = LatencyCounters::default();
-        for _ in 0..98 {
-            counters.record(Duration::from_micros(300));
+        let durations_us = [(98, 300), (1, 900), (1, 20_000)];
+        for (times, us) in durations_us {
+            (0..times).for_each(|_| counters.record(Duration::from_micros(us)));
         }
-        counters.record(Duration::from_micros(900));
-        counters.record(Duration::from_millis(20));
         let figures = counters.snapshot();
         assert_eq!(figures.count(), 100);
         assert_eq!(figures.quantile_us(0.5), Some(500));

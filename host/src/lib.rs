@@ -10,6 +10,24 @@
 // `unsafe` lives in `sys` alone, behind safe functions.
 #![deny(unsafe_code)]
 
+/// Fails the build unless `$table[i].$index as usize == i` for every line:
+/// a table indexed by an enum (options, metrics) must list the enum's
+/// values once each, in order, or a lookup would read another line.
+macro_rules! assert_indexed_in_order {
+    ($table:expr, $index:ident) => {
+        const _: () = {
+            let mut i = 0;
+            while i < $table.len() {
+                assert!(
+                    $table[i].$index as usize == i,
+                    concat!(stringify!($table), " is out of its enum's order")
+                );
+                i += 1;
+            }
+        };
+    };
+}
+
 pub mod access_log;
 pub mod check;
 pub(crate) mod client_hello;

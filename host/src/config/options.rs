@@ -285,6 +285,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     ),
 ];
 
+// `OptionName` indexes `OPTIONS`: a line out of its enum order does not
+// compile.
+assert_indexed_in_order!(OPTIONS, option);
+
 /// The option called `name`, if there is one.
 pub fn lookup(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|spec| spec.name == name)
@@ -351,9 +355,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_option_is_on_its_own_line() {
-        for (i, spec) in OPTIONS.iter().enumerate() {
-            assert_eq!(spec.option as usize, i, "{} out of place", spec.name);
+    fn every_option_is_named_as_its_line() {
+        for spec in OPTIONS {
             assert_eq!(spec.option.as_str(), spec.name);
         }
     }

@@ -126,8 +126,7 @@ mod tests {
 
     #[test]
     fn draws_an_svg() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chart.svg");
+        let svg_file = tempfile::Builder::new().suffix(".svg").tempfile().unwrap();
         let bars = [
             Bar {
                 label: "resumed 1.3 (ECDSA)".into(),
@@ -140,8 +139,8 @@ mod tests {
                 ratio: 0.8,
             },
         ];
-        draw(&path, "test", &bars).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
+        draw(svg_file.path(), "test", &bars).unwrap();
+        let svg = std::fs::read_to_string(svg_file.path()).unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("resumed 1.3 (ECDSA)") && svg.contains("1.70x"));
     }
