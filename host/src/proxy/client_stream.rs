@@ -100,9 +100,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// Flushes, without `shutdown(2)`: the connection is closed the moment
+    /// hyper returns, and `close` sends the FIN just the same (nginx closes
+    /// without a shutdown too), so a shutdown first would only be one
+    /// more system call per connection.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.hold.poll_release(cx));
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 }
 
@@ -145,6 +149,7 @@ mod tests {
         assert_eq!(&got, b"abc");
         stream.write_all(b"reply").await.unwrap();
         stream.shutdown().await.unwrap();
+        drop(stream);
         let mut reply = Vec::new();
         client.read_to_end(&mut reply).await.unwrap();
         assert_eq!(reply, b"reply");
