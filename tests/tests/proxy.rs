@@ -168,6 +168,21 @@ async fn http_backend_gets_forwarded_headers() {
         assert_eq!(document["body_len"], 100_000);
         assert_eq!(document["body_sum"], 700_000);
     }
+    // What the client's Connection header names stays with its connection,
+    // except the Host the backend needs.
+    let exchange = post(
+        &pki,
+        &router,
+        b"http/1.1",
+        "/",
+        &[("connection", "host, x-private"), ("x-private", "1")],
+        Bytes::from_static(b"x"),
+    )
+    .await;
+    let headers = &exchange.json()["headers"];
+    assert_eq!(headers["host"][0], "localhost", "{headers}");
+    assert!(headers.get("x-private").is_none(), "{headers}");
+    assert!(headers.get("connection").is_none(), "{headers}");
 }
 
 /// The router's first back-off of a failed backend (`BACKEND_RETRY_MIN`):

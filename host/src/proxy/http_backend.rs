@@ -35,6 +35,9 @@ pub async fn forward(
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
     let (mut parts, body) = request.into_parts();
+    // First, so that a client naming Host in its Connection header cannot
+    // make the backend's request go without one.
+    strip_hop_by_hop(&mut parts.headers);
     // An HTTP/1.1 client's Host header goes on as it is; only a request
     // without one (HTTP/2's authority, or the SNI name) gets one made.
     if !parts.headers.contains_key(header::HOST) {
@@ -43,7 +46,6 @@ pub async fn forward(
             .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
         parts.headers.insert(header::HOST, host);
     }
-    strip_hop_by_hop(&mut parts.headers);
     append_forwarded_for(&mut parts.headers, conn);
     parts
         .headers
