@@ -12,13 +12,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, StatusLine};
-use super::headers::strip_hop_by_hop;
 use super::pool::{BackendState, Link};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
@@ -26,20 +25,19 @@ use super::{request_host, within_response_timeout, ConnInfo, ForwardError, Proxy
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Sends `request` to `backend` as HTTP/1.1 over `link`; bodies stream both
-/// ways.
+/// Sends the request (`parts`, hop-by-hop headers removed, and `body`) to
+/// `backend` as HTTP/1.1 over `link`; bodies stream both ways.
 pub async fn forward(
     backend: &BackendState,
     link: Link,
-    request: Request<Incoming>,
+    mut parts: Parts,
+    body: Incoming,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
-    let (mut parts, body) = request.into_parts();
-    // First, so that a client naming Host in its Connection header cannot
-    // make the backend's request go without one.
-    strip_hop_by_hop(&mut parts.headers);
     // An HTTP/1.1 client's Host header goes on as it is; only a request
-    // without one (HTTP/2's authority, or the SNI name) gets one made.
+    // without one (HTTP/2's authority, the SNI name; or a Host the
+    // client's Connection header named, gone with the hop-by-hop headers)
+    // gets one made.
     if !parts.headers.contains_key(header::HOST) {
         let host = request_host(&parts.uri, &parts.headers, conn);
         let host = HeaderValue::from_str(&host)
@@ -190,6 +188,7 @@ fn append_forwarded_for(headers: &mut http::HeaderMap, conn: &ConnInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     fn parts(request: Request<()>) -> Parts {
         request.into_parts().0

@@ -148,12 +148,20 @@ impl Proxy {
             }
         };
         let name = &backend.backend.name;
+        let (mut parts, body) = request.into_parts();
+        // Headers that describe the client's connection reach no backend
+        // (RFC 9110 7.6.1). For a uwsgi backend above all
+        // Transfer-Encoding: the body goes out de-chunked with a
+        // CONTENT_LENGTH, and an HTTP_TRANSFER_ENCODING of `chunked` makes
+        // Werkzeug ignore CONTENT_LENGTH (an empty body) and uWSGI's
+        // chunked-input readers look for chunk sizes that are not there.
+        headers::strip_hop_by_hop(&mut parts.headers);
         let forwarded = match (backend.backend.protocol, link) {
             (BackendProtocol::Uwsgi, Link::Fresh(stream)) => {
-                uwsgi_backend::forward(stream, request, conn).await
+                uwsgi_backend::forward(stream, parts, body, conn).await
             }
             // Only HTTP backends park connections, so a reused link is HTTP.
-            (_, link) => http_backend::forward(&backend, link, request, conn).await,
+            (_, link) => http_backend::forward(&backend, link, parts, body, conn).await,
         };
         let response = match forwarded {
             Ok(response) => response,

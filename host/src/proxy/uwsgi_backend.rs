@@ -2,32 +2,26 @@
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, Method, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
 use tokio::net::TcpStream;
 
 use super::backend_stream::{BackendStream, BodyEncoding, StatusLine};
-use super::headers::strip_hop_by_hop;
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
 use crate::uwsgi::{UwsgiError, Vars};
 
-/// Sends `request` over `stream` and returns the backend's response, whose
-/// body is streamed from the socket as the client reads it.
+/// Sends the request (`parts`, hop-by-hop headers removed, and `body`)
+/// over `stream` and returns the backend's response, whose body is
+/// streamed from the socket as the client reads it.
 pub async fn forward(
     stream: TcpStream,
-    request: Request<Incoming>,
+    parts: Parts,
+    body: Incoming,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
-    let (mut parts, body) = request.into_parts();
-    // They describe the client's connection, not the request the backend
-    // gets: above all Transfer-Encoding, since the body goes out
-    // de-chunked with a CONTENT_LENGTH. An HTTP_TRANSFER_ENCODING of
-    // `chunked` makes Werkzeug ignore CONTENT_LENGTH (an empty body) and
-    // uWSGI's chunked-input readers look for chunk sizes that are not there.
-    strip_hop_by_hop(&mut parts.headers);
     let request_was_head = parts.method == Method::HEAD;
     let (length, body) = request_body(&parts.headers, body).await?;
     let vars = request_vars(&parts, conn, length).map_err(|error| {
@@ -239,6 +233,7 @@ fn percent_decode(path: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::uwsgi::decode_vars;
+    use http::Request;
 
     fn conn() -> ConnInfo {
         ConnInfo::new(
