@@ -107,20 +107,19 @@ impl BackendStream {
     }
 
     /// Reads the response head into `buf` (which keeps what follows it).
-    /// `status_line`: whether the head must start with one (HTTP) or may
+    /// `form`: whether the head must start with a status line (HTTP) or may
     /// be CGI-style (uwsgi). Interim 1xx responses of an HTTP backend (100
     /// Continue, 103 Early Hints) are read past: the final one follows.
     pub async fn read_head(
         &mut self,
         buf: &mut BytesMut,
         request_was_head: bool,
-        status_line: StatusLine,
+        form: HeadForm,
     ) -> Result<Head, HeadError> {
         let mut received = false;
         loop {
-            if let Some(head) = parse_head(buf, request_was_head, status_line)? {
-                if !(status_line == StatusLine::Required && head.response.status.is_informational())
-                {
+            if let Some(head) = parse_head(buf, request_was_head, form)? {
+                if !(form == HeadForm::StatusLine && head.response.status.is_informational()) {
                     return Ok(head);
                 }
                 if head.response.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -165,13 +164,13 @@ impl BackendStream {
     }
 }
 
-/// Whether a response head must start with a status line.
+/// What a response head may look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusLine {
-    /// An HTTP/1.x server's response.
-    Required,
-    /// A uwsgi backend may answer CGI-style, its status in a header.
-    Optional,
+pub enum HeadForm {
+    /// An HTTP/1.x server's response: it starts with a status line.
+    StatusLine,
+    /// A uwsgi backend may also answer CGI-style, its status in a header.
+    CgiAllowed,
 }
 
 /// A response head as read off the connection.
@@ -207,12 +206,10 @@ impl From<HeadError> for super::ForwardError {
 fn parse_head(
     buf: &mut BytesMut,
     request_was_head: bool,
-    status_line: StatusLine,
+    form: HeadForm,
 ) -> Result<Option<Head>, HeadError> {
     const PREFIX: &[u8] = b"HTTP/";
-    if status_line == StatusLine::Required
-        && !buf.starts_with(&PREFIX[..buf.len().min(PREFIX.len())])
-    {
+    if form == HeadForm::StatusLine && !buf.starts_with(&PREFIX[..buf.len().min(PREFIX.len())]) {
         return Err(HeadError::Bad(
             "the response does not start with an HTTP status line".into(),
         ));
@@ -293,14 +290,14 @@ fn chunk(data: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn head(text: &str, status_line: StatusLine) -> Result<Option<Head>, HeadError> {
-        parse_head(&mut BytesMut::from(text), false, status_line)
+    fn head(text: &str, form: HeadForm) -> Result<Option<Head>, HeadError> {
+        parse_head(&mut BytesMut::from(text), false, form)
     }
 
     #[test]
     fn persistence_follows_version_and_connection() {
         let persistent = |text: &str| {
-            head(text, StatusLine::Required)
+            head(text, HeadForm::StatusLine)
                 .unwrap()
                 .expect("a whole head")
                 .persistent
@@ -318,11 +315,11 @@ mod tests {
     #[test]
     fn an_http_backend_must_send_a_status_line() {
         assert!(matches!(
-            head("Status: 200\r\n\r\n", StatusLine::Required),
+            head("Status: 200\r\n\r\n", HeadForm::StatusLine),
             Err(HeadError::Bad(_))
         ));
-        assert!(matches!(head("HTT", StatusLine::Required), Ok(None)));
-        assert!(head("Status: 200\r\n\r\n", StatusLine::Optional)
+        assert!(matches!(head("HTT", HeadForm::StatusLine), Ok(None)));
+        assert!(head("Status: 200\r\n\r\n", HeadForm::CgiAllowed)
             .unwrap()
             .is_some());
     }

@@ -17,7 +17,7 @@ use hyper::body::{Body, Incoming};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, StatusLine};
+use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, HeadForm};
 use super::pool::{BackendState, Link};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
@@ -110,7 +110,7 @@ impl Exchange<'_> {
             })?;
         let mut buf = BytesMut::new();
         let head = stream
-            .read_head(&mut buf, self.request_was_head, StatusLine::Required)
+            .read_head(&mut buf, self.request_was_head, HeadForm::StatusLine)
             .await?;
         Ok((stream, buf, head))
     }

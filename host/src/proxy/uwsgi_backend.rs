@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
 use tokio::net::TcpStream;
 
-use super::backend_stream::{BackendStream, BodyEncoding, StatusLine};
+use super::backend_stream::{BackendStream, BodyEncoding, HeadForm};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
@@ -49,7 +49,7 @@ pub async fn forward(
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let head = within_response_timeout(async {
         Ok(stream
-            .read_head(&mut buf, request_was_head, StatusLine::Optional)
+            .read_head(&mut buf, request_was_head, HeadForm::CgiAllowed)
             .await?)
     })
     .await?;
