@@ -106,21 +106,21 @@ impl BackendStream {
         }
     }
 
-    /// Reads the response head into `buf` (which keeps what follows it).
+    /// Reads the response head, and whatever came with it of the body.
     /// `form`: whether the head must start with a status line (HTTP) or may
     /// be CGI-style (uwsgi). Interim 1xx responses of an HTTP backend (100
     /// Continue, 103 Early Hints) are read past: the final one follows.
     pub async fn read_head(
         &mut self,
-        buf: &mut BytesMut,
         request_was_head: bool,
         form: HeadForm,
     ) -> Result<Head, HeadError> {
+        let mut buf = BytesMut::new();
         let mut received = false;
         loop {
-            if let Some(head) = parse_head(buf, request_was_head, form)? {
+            if let Some(head) = parse_head(&mut buf, request_was_head, form)? {
                 if !(form == HeadForm::StatusLine && head.response.status.is_informational()) {
-                    return Ok(head);
+                    return Ok(Head { rest: buf, ..head });
                 }
                 if head.response.status == http::StatusCode::SWITCHING_PROTOCOLS {
                     return Err(HeadError::Bad(
@@ -129,7 +129,7 @@ impl BackendStream {
                 }
                 continue;
             }
-            let closed = match self.read_some(buf).await {
+            let closed = match self.read_some(&mut buf).await {
                 Ok(0) => "the connection closed".to_owned(),
                 Ok(_) => {
                     received = true;
@@ -181,6 +181,8 @@ pub struct Head {
     /// (HTTP/1.1 unless it says `close`; HTTP/1.0 only if it says
     /// `keep-alive`).
     pub persistent: bool,
+    /// What was read past the head: the body's first bytes.
+    pub rest: BytesMut,
 }
 
 #[derive(Debug)]
@@ -221,6 +223,7 @@ fn parse_head(
             Ok(Some(Head {
                 response,
                 persistent,
+                rest: BytesMut::new(),
             }))
         }
         Ok(None) if buf.len() >= limits::MAX_BACKEND_HEAD => Err(HeadError::Bad(format!(

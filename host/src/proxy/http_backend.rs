@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
@@ -75,20 +74,18 @@ pub async fn forward(
         }
     })
     .await?;
-    let (
-        stream,
-        buf,
-        Head {
-            response,
-            persistent,
-        },
-    ) = exchanged;
-    let after = if persistent {
+    let (stream, head) = exchanged;
+    let after = if head.persistent {
         AfterBody::Park(Arc::clone(&backend.idle))
     } else {
         AfterBody::Close
     };
-    Ok(response_body::relay(response, stream, buf, after))
+    Ok(response_body::relay(
+        head.response,
+        stream,
+        head.rest,
+        after,
+    ))
 }
 
 /// One request's trip to the backend, up to the response head.
@@ -102,17 +99,16 @@ impl Exchange<'_> {
         &self,
         stream: TcpStream,
         body: Option<(Incoming, BodyEncoding)>,
-    ) -> Result<(BackendStream, BytesMut, Head), HeadError> {
+    ) -> Result<(BackendStream, Head), HeadError> {
         let mut stream = BackendStream::send(stream, self.head, body)
             .await
             .map_err(|error| {
                 HeadError::NothingBack(format!("sending the request failed: {error}"))
             })?;
-        let mut buf = BytesMut::new();
         let head = stream
-            .read_head(&mut buf, self.request_was_head, HeadForm::StatusLine)
+            .read_head(self.request_was_head, HeadForm::StatusLine)
             .await?;
-        Ok((stream, buf, head))
+        Ok((stream, head))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Forwarding a request to a uwsgi-protocol backend (bare `http-to host:port`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, Method, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -46,10 +46,9 @@ pub async fn forward(
     .await
     .map_err(|error| ForwardError::Backend(format!("sending the request failed: {error}")))?;
 
-    let mut buf = BytesMut::with_capacity(8 * 1024);
     let head = within_response_timeout(async {
         Ok(stream
-            .read_head(&mut buf, request_was_head, HeadForm::CgiAllowed)
+            .read_head(request_was_head, HeadForm::CgiAllowed)
             .await?)
     })
     .await?;
@@ -57,7 +56,7 @@ pub async fn forward(
     Ok(response_body::relay(
         head.response,
         stream,
-        buf,
+        head.rest,
         AfterBody::Close,
     ))
 }
