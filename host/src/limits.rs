@@ -37,6 +37,9 @@ pub const BACKEND_RETRY_MIN: Duration = Duration::from_secs(1);
 pub const BACKEND_RETRY_MAX: Duration = Duration::from_secs(30);
 /// After SIGTERM, how long in-flight requests get to finish.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// For a closing HTTP/1.x connection's TLS close_notify to be written: a
+/// client that stopped reading must not hold the connection open.
+pub const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Client connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 10_000;

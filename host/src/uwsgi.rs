@@ -278,12 +278,7 @@ impl ChunkedDecoder {
                     let Some(line) = take_line(buf)? else {
                         return Ok(Decoded::NeedMore);
                     };
-                    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-                    let digits = std::str::from_utf8(digits)
-                        .map_err(|_| UwsgiError::BadChunk("chunk size is not text"))?
-                        .trim();
-                    let size = u64::from_str_radix(digits, 16)
-                        .map_err(|_| UwsgiError::BadChunk("chunk size is not hexadecimal"))?;
+                    let size = chunk_size(&line)?;
                     self.state = if size == 0 {
                         ChunkState::Trailers
                     } else {
@@ -326,6 +321,26 @@ impl ChunkedDecoder {
             }
         }
     }
+}
+
+/// The size at the start of a chunk-size line (RFC 9112 section 7.1):
+/// hexadecimal digits only (no sign, no spaces before them: lenient
+/// parsers that disagree here are how request bodies get smuggled), then
+/// optional whitespace and extensions, which are ignored.
+fn chunk_size(line: &[u8]) -> Result<u64, UwsgiError> {
+    let digits = line
+        .iter()
+        .take_while(|byte| byte.is_ascii_hexdigit())
+        .count();
+    let after = line[digits..].trim_ascii_start();
+    if digits == 0 || !(after.is_empty() || after[0] == b';') {
+        return Err(UwsgiError::BadChunk("chunk size is not hexadecimal"));
+    }
+    if digits > 16 {
+        return Err(UwsgiError::BadChunk("chunk size too large"));
+    }
+    let digits = std::str::from_utf8(&line[..digits]).expect("hexadecimal digits are ASCII");
+    u64::from_str_radix(digits, 16).map_err(|_| UwsgiError::BadChunk("chunk size too large"))
 }
 
 /// Takes one CRLF-terminated line (without the CRLF) off the front of `buf`.
@@ -534,5 +549,23 @@ mod tests {
             Decoded::Data(Bytes::from_static(b"a"))
         );
         assert!(decoder.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn chunk_sizes_are_bare_hexadecimal() {
+        assert_eq!(chunk_size(b"1aF").unwrap(), 0x1af);
+        assert_eq!(chunk_size(b"5 ; name=value").unwrap(), 5);
+        assert_eq!(chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
+        for bad in [
+            &b"+5"[..],
+            b" 5",
+            b"-1",
+            b"5 x",
+            b"",
+            b"0x5",
+            b"10000000000000000",
+        ] {
+            assert!(chunk_size(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

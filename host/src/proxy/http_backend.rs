@@ -12,11 +12,12 @@ use std::sync::Arc;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, HeadForm};
+use super::client_body::ClientBody;
 use super::pool::{BackendState, Link};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
@@ -30,7 +31,7 @@ pub async fn forward(
     backend: &BackendState,
     link: Link,
     mut parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
     // An HTTP/1.1 client's Host header goes on as it is; only a request
@@ -98,7 +99,7 @@ impl Exchange<'_> {
     async fn run(
         &self,
         stream: TcpStream,
-        body: Option<(Incoming, BodyEncoding)>,
+        body: Option<(ClientBody, BodyEncoding)>,
     ) -> Result<(BackendStream, Head), HeadError> {
         let mut stream = BackendStream::send(stream, self.head, body)
             .await
@@ -113,9 +114,9 @@ impl Exchange<'_> {
 }
 
 /// How the request body goes out, or `None` when there is none.
-fn body_encoding(parts: &Parts, body: &Incoming) -> Option<BodyEncoding> {
+fn body_encoding(parts: &Parts, body: &ClientBody) -> Option<BodyEncoding> {
     if parts.headers.contains_key(header::CONTENT_LENGTH) {
-        // hyper has checked the length, and delivers exactly that much.
+        // The length has been checked, and exactly that much is delivered.
         return (!body.is_end_stream()).then_some(BodyEncoding::Raw);
     }
     if body.is_end_stream() {

@@ -7,14 +7,19 @@
 //! either the uwsgi protocol ([`uwsgi_backend`]) or HTTP/1.1
 //! ([`http_backend`]) to it.
 
+pub mod activity;
 pub mod backend_stream;
+pub mod client_body;
 pub mod client_stream;
 pub mod headers;
+pub mod http1_server;
 pub mod http_backend;
 pub mod keepalive;
 pub mod pool;
 pub mod proxy_header;
+pub mod request_head;
 pub mod response_body;
+pub mod response_writer;
 pub mod serve;
 pub mod uwsgi_backend;
 
@@ -25,13 +30,13 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use tracing::warn;
 
 use crate::access_log::{self, AccessLog, TlsInfo};
 use crate::config::BackendProtocol;
 use crate::limits;
 use crate::metrics::Metrics;
+use client_body::ClientBody;
 use pool::{BackendPool, BackendState, Link};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -98,7 +103,7 @@ impl Proxy {
     /// and logs it when the access log is on.
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         conn: &Arc<ConnInfo>,
     ) -> Response<ProxyBody> {
         self.metrics.request();
@@ -132,7 +137,7 @@ impl Proxy {
     /// The response, and the backend it came from (if one was reached).
     async fn respond(
         &self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         conn: &ConnInfo,
     ) -> (Response<ProxyBody>, Option<Arc<BackendState>>) {
         let (backend, link) = match self.pool.connect().await {

@@ -2,14 +2,17 @@
 //! header when the balancer in front sends one, the ClientHello read for
 //! what the client offers to resume (pulled from the cluster when the cache
 //! lacks it), TLS handshake with the certificate the SNI name asks for,
-//! then HTTP/2 or HTTP/1.x through hyper.
+//! then HTTP/1.x through the router's own request loop, or HTTP/2 through
+//! hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -21,7 +24,10 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
+use super::activity::{Activity, IdleWatch};
+use super::client_body::ClientBody;
 use super::client_stream::ClientStream;
+use super::http1_server;
 use super::proxy_header::{self, Rejection, Source};
 use super::{ConnInfo, Proxy};
 use crate::access_log::TlsInfo;
@@ -185,32 +191,82 @@ async fn connection(
         server_name,
         TlsInfo::of(session),
     ));
+    match http_mode(alpn.as_deref()) {
+        HttpMode::Http1 => http1(tls, &socket.proxy, &conn, &mut shutdown).await,
+        mode => hyper_connection(tls, mode, &socket.proxy, conn, &mut shutdown).await,
+    }
+}
+
+type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
+
+/// An HTTP/1.x connection, served by the router's own request loop
+/// ([`http1_server`]). Idle or at shutdown, a connection between requests
+/// closes at once; one in a request closes after its response.
+async fn http1(mut tls: ClientTls, proxy: &Proxy, conn: &Arc<ConnInfo>, shutdown: &mut Shutdown) {
+    let activity = Arc::new(Activity::default());
+    {
+        // Boxed for the reason the handshake is.
+        let mut served = Box::pin(http1_server::serve(&mut tls, proxy, conn, &activity));
+        let mut idle = IdleCheck::new();
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = served.as_mut() => {
+                    if let Err(error) = result {
+                        debug!(peer = %conn.peer, %error, "client connection ended with an error");
+                    }
+                    break;
+                }
+                () = shutdown.requested(), if !closing => {
+                    closing = true;
+                    activity.close_after_response();
+                    if activity.is_between_requests() {
+                        break;
+                    }
+                }
+                now = idle.check.tick() => {
+                    if activity.is_between_requests()
+                        && (closing || idle.watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // The client learns the close was intended (TLS close_notify).
+    let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.shutdown()).await;
+}
+
+/// HTTP/2, or a connection without ALPN, served by hyper.
+async fn hyper_connection(
+    tls: ClientTls,
+    mode: HttpMode,
+    proxy: &Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    shutdown: &mut Shutdown,
+) {
+    let peer = conn.peer;
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = Arc::clone(&activity);
-        let proxy = Arc::clone(&socket.proxy);
-        service_fn(move |request| {
+        let proxy = Arc::clone(proxy);
+        service_fn(move |request: Request<Incoming>| {
             let busy = activity.begin();
             let proxy = Arc::clone(&proxy);
             let conn = Arc::clone(&conn);
             async move {
-                let response = proxy.handle(request, &conn).await;
+                let response = proxy.handle(request.map(ClientBody::Hyper), &conn).await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
         })
     };
 
-    let builder = http_builder(alpn.as_deref());
+    let builder = http_builder(mode);
     let mut served = Box::pin(builder.serve_connection(TokioIo::new(tls), service));
     let mut closing = false;
-    // First check one period from now: an interval's immediate first tick
-    // would arm a timer due at once, which wakes the runtime's driver
-    // (`mode::timer_anchor`), for a check that cannot find the connection
-    // idle anyway.
-    let period = limits::IDLE_TIMEOUT / 4;
-    let mut idle_check = tokio::time::interval_at(Instant::now() + period, period);
-    let mut idle_watch = IdleWatch::new(Instant::now());
+    let mut idle = IdleCheck::new();
     loop {
         tokio::select! {
             result = served.as_mut() => {
@@ -224,12 +280,33 @@ async fn connection(
                 served.as_mut().graceful_shutdown();
                 closing = true;
             }
-            now = idle_check.tick(), if !closing => {
-                if idle_watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT {
+            now = idle.check.tick(), if !closing => {
+                if idle.watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT {
                     served.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
+        }
+    }
+}
+
+/// A connection's idle timeout: a check every quarter of it.
+struct IdleCheck {
+    check: tokio::time::Interval,
+    watch: IdleWatch,
+}
+
+impl IdleCheck {
+    fn new() -> Self {
+        // First check one period from now: an interval's immediate first
+        // tick would arm a timer due at once, which wakes the runtime's
+        // driver (`mode::timer_anchor`), for a check that cannot find the
+        // connection idle anyway.
+        let period = limits::IDLE_TIMEOUT / 4;
+        let now = Instant::now();
+        Self {
+            check: tokio::time::interval_at(now + period, period),
+            watch: IdleWatch::new(now),
         }
     }
 }
@@ -301,15 +378,16 @@ async fn proxied_peer(
     None
 }
 
-/// What hyper speaks on a connection.
+/// What a connection speaks, by its ALPN protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HttpMode {
     Http2,
-    /// HTTP/1.1, or HTTP/1.0 for a client that speaks only that: hyper
-    /// answers it in HTTP/1.0 (no chunked encoding, a body of unknown
-    /// length ends with the connection).
+    /// HTTP/1.1, or HTTP/1.0 for a client that speaks only that (no
+    /// chunked encoding for it: a body of unknown length ends with the
+    /// connection). Served by the router's own loop.
     Http1,
-    /// No ALPN: told apart by the first bytes (the HTTP/2 preface or not).
+    /// No ALPN: told apart by the first bytes (the HTTP/2 preface or not),
+    /// by hyper.
     Detect,
 }
 
@@ -323,8 +401,8 @@ fn http_mode(alpn: Option<&[u8]>) -> HttpMode {
     }
 }
 
-/// hyper's server for a connection whose ALPN protocol is `alpn`.
-fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
+/// hyper's server for a connection in `mode`.
+fn http_builder(mode: HttpMode) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -340,66 +418,10 @@ fn http_builder(alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
         .keep_alive_interval(limits::H2_KEEPALIVE_INTERVAL)
         .keep_alive_timeout(limits::H2_KEEPALIVE_TIMEOUT);
-    match http_mode(alpn) {
+    match mode {
         HttpMode::Http2 => builder.http2_only(),
         HttpMode::Http1 => builder.http1_only(),
         HttpMode::Detect => builder,
-    }
-}
-
-/// Requests on a connection, for the idle timeout: counted, not timed, so
-/// that a request costs no clock read; the connection's periodic check
-/// ([`IdleWatch`]) does the timing.
-#[derive(Debug, Default)]
-struct Activity {
-    in_flight: AtomicUsize,
-    /// Requests begun so far.
-    begun: AtomicU64,
-}
-
-/// Marks a request in flight until dropped (even if the handler is cancelled).
-struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
-    }
-}
-
-impl Activity {
-    fn begin(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Relaxed);
-        self.begun.fetch_add(1, Relaxed);
-        Busy(Arc::clone(self))
-    }
-}
-
-/// What a connection's idle check saw last: a connection is quiet from
-/// the first check that finds nothing in flight and no request begun since
-/// the check before, so it closes between one and one and a quarter idle
-/// timeouts after its last request (checks come every quarter).
-#[derive(Debug)]
-struct IdleWatch {
-    begun: u64,
-    quiet_since: Instant,
-}
-
-impl IdleWatch {
-    fn new(now: Instant) -> Self {
-        Self {
-            begun: 0,
-            quiet_since: now,
-        }
-    }
-
-    /// How long the connection has been quiet, as of `now`.
-    fn quiet_for(&mut self, activity: &Activity, now: Instant) -> Duration {
-        let begun = activity.begun.load(Relaxed);
-        if activity.in_flight.load(Relaxed) > 0 || begun != self.begun {
-            self.begun = begun;
-            self.quiet_since = now;
-        }
-        now.saturating_duration_since(self.quiet_since)
     }
 }
 
@@ -423,27 +445,5 @@ mod tests {
         assert_eq!(tls::ALPN[0], b"h2", "HTTP/2 is preferred");
         assert_eq!(http_mode(Some(b"http/1.0")), HttpMode::Http1);
         assert_eq!(http_mode(None), HttpMode::Detect);
-    }
-
-    #[test]
-    fn quiet_counts_from_the_first_check_that_sees_no_request() {
-        let start = Instant::now();
-        let at = |secs| start + Duration::from_secs(secs);
-        let activity = Arc::new(Activity::default());
-        let mut watch = IdleWatch::new(start);
-        assert_eq!(watch.quiet_for(&activity, at(15)), Duration::from_secs(15));
-        let busy = activity.begin();
-        assert_eq!(watch.quiet_for(&activity, at(30)), Duration::ZERO);
-        assert_eq!(
-            watch.quiet_for(&activity, at(45)),
-            Duration::ZERO,
-            "in flight"
-        );
-        drop(busy);
-        assert_eq!(watch.quiet_for(&activity, at(60)), Duration::from_secs(15));
-        // A request that begins and ends between two checks still counts.
-        drop(activity.begin());
-        assert_eq!(watch.quiet_for(&activity, at(75)), Duration::ZERO);
-        assert_eq!(watch.quiet_for(&activity, at(135)), Duration::from_secs(60));
     }
 }

@@ -4,10 +4,11 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, Method, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::net::TcpStream;
 
 use super::backend_stream::{BackendStream, BodyEncoding, HeadForm};
+use super::client_body::ClientBody;
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
 use crate::limits;
@@ -19,7 +20,7 @@ use crate::uwsgi::{UwsgiError, Vars};
 pub async fn forward(
     stream: TcpStream,
     parts: Parts,
-    body: Incoming,
+    body: ClientBody,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
     let request_was_head = parts.method == Method::HEAD;
@@ -66,7 +67,7 @@ enum RequestBody {
     Empty,
     Buffered(Bytes),
     /// Streamed as it arrives; its length was declared by the client.
-    Streamed(Incoming),
+    Streamed(ClientBody),
 }
 
 /// uwsgi backends read exactly CONTENT_LENGTH bytes, so the length must be
@@ -74,10 +75,10 @@ enum RequestBody {
 /// or HTTP/2 without content-length) is buffered, up to a limit.
 async fn request_body(
     headers: &HeaderMap,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<(u64, RequestBody), ForwardError> {
     if let Some(length) = headers.get(header::CONTENT_LENGTH) {
-        // hyper has already rejected malformed or conflicting lengths.
+        // Malformed or conflicting lengths were refused with the head.
         let length = length
             .to_str()
             .ok()

@@ -1,0 +1,187 @@
+//! HTTP/1.x on a client connection: the router's own request loop.
+//!
+//! One task per connection reads a request head ([`request_head`]), hands
+//! the request to the [`Proxy`], reads the body (if any) off the connection
+//! meanwhile ([`client_body`]), and writes the response ([`response_writer`]),
+//! then starts over on the same buffer, so that pipelined requests are
+//! answered in order. A GET costs one read and one write on the client
+//! socket, with no channel, timer or task of its own.
+//!
+//! Idle connections and shutdown are the caller's: [`Activity`] tells it
+//! whether the loop is between requests (the connection can close at once)
+//! or in one (it closes after the response).
+//!
+//! [`request_head`]: super::request_head
+//! [`client_body`]: super::client_body
+//! [`response_writer`]: super::response_writer
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http::{Request, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
+
+use super::activity::Activity;
+use super::client_body::{self, ClientBody, Http1Body, PumpError};
+use super::request_head::{self, BodyFraming, Refused, RequestHead};
+use super::response_writer::{self, Answering};
+use super::{plain, ConnInfo, Proxy};
+use crate::limits;
+
+/// How much is read at a time while waiting for a request head.
+const READ_SIZE: usize = 8 * 1024;
+
+/// Serves requests on `stream` until the client or the router ends the
+/// connection; the caller then closes it (TLS close_notify).
+pub async fn serve<S>(
+    stream: &mut S,
+    proxy: &Proxy,
+    conn: &Arc<ConnInfo>,
+    activity: &Arc<Activity>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::new();
+    let mut out = BytesMut::new();
+    loop {
+        if activity.is_closing() {
+            return Ok(());
+        }
+        let head = match read_head(stream, &mut buf, activity).await? {
+            None => return Ok(()),
+            Some(Ok(head)) => head,
+            Some(Err(refused)) => {
+                tracing::debug!(peer = %conn.peer, %refused, "request refused");
+                let response = plain(refused.status, refused.reason);
+                let request = Answering {
+                    method: &http::Method::GET,
+                    version: http::Version::HTTP_11,
+                    keep_alive: false,
+                };
+                response_writer::write(stream, &mut out, response, request).await?;
+                return Ok(());
+            }
+        };
+        let busy = activity.begin();
+        let RequestHead {
+            parts,
+            body: framing,
+            keep_alive,
+            expects_continue,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let (response, body_read) = if framing == BodyFraming::None {
+            let request = Request::from_parts(parts, ClientBody::Empty);
+            (proxy.handle(request, conn).await, true)
+        } else {
+            let (body, sender) = Http1Body::channel(framing);
+            let request = Request::from_parts(parts, ClientBody::Http1(body));
+            let handled = proxy.handle(request, conn);
+            let pumped = client_body::pump(stream, &mut buf, framing, expects_continue, sender);
+            let (mut handled, mut pumped) = (std::pin::pin!(handled), std::pin::pin!(pumped));
+            let mut body_read = false;
+            let mut pumping = true;
+            let response = loop {
+                tokio::select! {
+                    // The body first: when both are ready, a body read to
+                    // its end lets the connection stay open.
+                    biased;
+                    pumped = &mut pumped, if pumping => {
+                        pumping = false;
+                        match pumped {
+                            Ok(()) => body_read = true,
+                            // The proxy no longer reads it: its answer is
+                            // coming.
+                            Err(PumpError::Unwanted) => {}
+                            // The request cannot be completed: waiting for
+                            // the backend would only wait for its timeout.
+                            Err(error @ PumpError::BadChunk(_)) => {
+                                tracing::debug!(peer = %conn.peer, %error, "request body refused");
+                                break plain(StatusCode::BAD_REQUEST, &error.to_string());
+                            }
+                            Err(error) => {
+                                tracing::debug!(peer = %conn.peer, %error, "request body");
+                                return Ok(());
+                            }
+                        }
+                    }
+                    response = &mut handled => break response,
+                }
+            };
+            (response, body_read)
+        };
+        // A body not read to its end (the response came first, or it was
+        // malformed) leaves the connection with no known next request.
+        let answering = Answering {
+            method: &method,
+            version,
+            keep_alive: keep_alive && body_read && !activity.is_closing(),
+        };
+        let kept = response_writer::write(stream, &mut out, response, answering).await?;
+        drop(busy);
+        if !kept {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads until a whole request head is in `buf`: `None` when the client
+/// closed the connection between requests, `Some(Err)` for a head the
+/// router refuses. Waiting for the first byte is bounded by the caller's
+/// idle check; a head begun must be complete within
+/// [`limits::HEADER_READ_TIMEOUT`], a timer armed only for heads that do
+/// not arrive in one read.
+async fn read_head<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    activity: &Activity,
+) -> io::Result<Option<Result<RequestHead, Refused>>>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut deadline = None;
+    loop {
+        request_head::skip_empty_lines(buf);
+        if !buf.is_empty() {
+            match request_head::parse(buf) {
+                Ok(Some(head)) => return Ok(Some(Ok(head))),
+                Err(refused) => return Ok(Some(Err(refused))),
+                Ok(None) => {}
+            }
+        }
+        buf.reserve(READ_SIZE);
+        let read = if buf.is_empty() {
+            activity.set_between_requests(true);
+            let read = stream.read_buf(buf).await;
+            activity.set_between_requests(false);
+            read
+        } else {
+            let deadline =
+                *deadline.get_or_insert_with(|| Instant::now() + limits::HEADER_READ_TIMEOUT);
+            match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    return Ok(Some(Err(Refused {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        reason: "the request head did not arrive in time",
+                    })))
+                }
+            }
+        };
+        match read {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            // A client that resets between requests is not an error worth
+            // more than closing.
+            Err(error) if buf.is_empty() => {
+                tracing::debug!(%error, "client connection ended between requests");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! A response written to an HTTP/1.x client: the head serialized by hand,
+//! the body framed as RFC 9112 section 6 asks, and everything that is ready
+//! at once gathered into one write, so that a small response leaves as one
+//! TLS record in one system call.
+
+use std::cell::RefCell;
+use std::io;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use hyper::body::Body;
+use hyper::ext::ReasonPhrase;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::ProxyBody;
+
+/// Output gathered past this size goes out before more is read.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// What the response depends on of the request it answers.
+#[derive(Clone, Copy, Debug)]
+pub struct Answering<'a> {
+    pub method: &'a Method,
+    pub version: Version,
+    /// Whether the connection may stay open after this response, as far as
+    /// the request and the router are concerned.
+    pub keep_alive: bool,
+}
+
+/// How the body is delimited for the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body may follow (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// An HTTP/1.0 client and a length not known: the body ends with the
+    /// connection.
+    UntilClose,
+}
+
+/// Writes `response` to `stream` through `out` (a buffer kept across a
+/// connection's responses). Returns whether the connection may carry
+/// another request: not when the body had to end with the connection, or
+/// broke off.
+pub async fn write<S>(
+    stream: &mut S,
+    out: &mut BytesMut,
+    response: Response<ProxyBody>,
+    request: Answering<'_>,
+) -> io::Result<bool>
+where
+    S: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = response.into_parts();
+    let framing = framing(parts.status, &body, request);
+    let keep_alive = request.keep_alive && framing != Framing::UntilClose;
+    head(out, &parts, framing, request.version, keep_alive);
+    if framing == Framing::None {
+        return flush(stream, out).await.map(|()| keep_alive);
+    }
+    loop {
+        // Whatever the body has ready joins the head in the same write;
+        // when it has nothing ready, what is gathered goes out first.
+        let frame = std::future::poll_fn(|cx| match std::pin::Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(Gathered::Flush),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(Gathered::Frame(frame)),
+        })
+        .await;
+        match frame {
+            Gathered::Flush => flush(stream, out).await?,
+            Gathered::Frame(Some(Ok(frame))) => {
+                // Trailers are not relayed.
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if framing == Framing::Chunked {
+                    out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    out.put_slice(&data);
+                    out.put_slice(b"\r\n");
+                } else {
+                    out.put_slice(&data);
+                }
+                if out.len() >= WRITE_BATCH {
+                    flush(stream, out).await?;
+                }
+            }
+            Gathered::Frame(Some(Err(error))) => {
+                // The client must see the body break off: what was
+                // gathered goes out, no chunked terminator, and the
+                // connection closes.
+                tracing::debug!(%error, "response body broke off");
+                flush(stream, out).await?;
+                return Ok(false);
+            }
+            Gathered::Frame(None) => {
+                if framing == Framing::Chunked {
+                    out.put_slice(b"0\r\n\r\n");
+                }
+                flush(stream, out).await?;
+                return Ok(keep_alive);
+            }
+        }
+    }
+}
+
+enum Gathered {
+    Frame(Option<Result<hyper::body::Frame<bytes::Bytes>, super::BoxError>>),
+    Flush,
+}
+
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut BytesMut) -> io::Result<()> {
+    stream.write_all(out).await?;
+    out.clear();
+    stream.flush().await
+}
+
+fn framing(status: StatusCode, body: &ProxyBody, request: Answering<'_>) -> Framing {
+    if request.method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::None
+    } else if let Some(length) = body.size_hint().exact() {
+        Framing::Length(length)
+    } else if request.version == Version::HTTP_11 {
+        Framing::Chunked
+    } else {
+        Framing::UntilClose
+    }
+}
+
+/// The status line and headers, with the framing and connection headers
+/// the router chose (any such from the backend are gone by now).
+fn head(
+    out: &mut BytesMut,
+    parts: &http::response::Parts,
+    framing: Framing,
+    version: Version,
+    keep_alive: bool,
+) {
+    // An HTTP/1.0 client is answered in its version, as hyper and Apache
+    // do: it is told nothing it might misread (RFC 9110 section 2.5
+    // allows either).
+    out.put_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.put_slice(parts.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    match parts.extensions.get::<ReasonPhrase>() {
+        Some(reason) => out.put_slice(reason.as_bytes()),
+        None => out.put_slice(
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or_default()
+                .as_bytes(),
+        ),
+    }
+    out.put_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // Content-Length is the router's to write; a HEAD or 304 response
+        // keeps the one the backend sent (the size the body would have).
+        if name == header::CONTENT_LENGTH && !matches!(framing, Framing::None) {
+            continue;
+        }
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match framing {
+        Framing::Length(length) => {
+            header_line(
+                out,
+                b"content-length",
+                itoa::Buffer::new().format(length).as_bytes(),
+            );
+        }
+        Framing::Chunked => header_line(out, b"transfer-encoding", b"chunked"),
+        Framing::None | Framing::UntilClose => {}
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        DATE.with(|date| header_line(out, b"date", date.borrow_mut().now().as_bytes()));
+    }
+    if !keep_alive {
+        header_line(out, b"connection", b"close");
+    } else if version == Version::HTTP_10 {
+        header_line(out, b"connection", b"keep-alive");
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+thread_local! {
+    /// Each worker's runtime is one thread: the Date value is made once a
+    /// second there, not per response.
+    static DATE: RefCell<CachedDate> = RefCell::new(CachedDate::default());
+}
+
+#[derive(Debug)]
+struct CachedDate {
+    second: u64,
+    value: HeaderValue,
+}
+
+impl Default for CachedDate {
+    fn default() -> Self {
+        Self {
+            second: u64::MAX,
+            value: HeaderValue::from_static(""),
+        }
+    }
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &HeaderValue {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        if second != self.second {
+            self.second = second;
+            self.value = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .expect("an HTTP date is a valid header value");
+        }
+        &self.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn full(text: &'static str) -> ProxyBody {
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    /// A body of unknown length, in pieces.
+    fn streamed(pieces: &[&'static str]) -> ProxyBody {
+        let frames: Vec<Result<_, super::super::BoxError>> = pieces
+            .iter()
+            .map(|piece| {
+                Ok(hyper::body::Frame::data(Bytes::from_static(
+                    piece.as_bytes(),
+                )))
+            })
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+    }
+
+    async fn written(
+        response: Response<ProxyBody>,
+        method: Method,
+        version: Version,
+    ) -> (String, bool) {
+        let mut wire = Vec::new();
+        let mut out = BytesMut::new();
+        let request = Answering {
+            method: &method,
+            version,
+            keep_alive: true,
+        };
+        let keep = write(&mut wire, &mut out, response, request).await.unwrap();
+        let text = String::from_utf8(wire).unwrap();
+        // The date changes; everything else is checked to the byte.
+        let text = text
+            .lines()
+            .filter(|line| !line.starts_with("date: "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (text, keep)
+    }
+
+    #[tokio::test]
+    async fn a_known_length_is_sent_with_the_body() {
+        let mut response = Response::new(full("hello"));
+        response
+            .headers_mut()
+            .insert("x-a", HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let (text, keep) = written(response, Method::GET, Version::HTTP_11).await;
+        assert_eq!(text, "HTTP/1.1 200 OK\nx-a: 1\ncontent-length: 5\n\nhello");
+        assert!(keep);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_length_is_chunked_or_ends_with_the_connection() {
+        let response = Response::new(streamed(&["hel", "", "lo"]));
+        let (text, keep) = written(response, Method::GET, Version::HTTP_11).await;
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\ntransfer-encoding: chunked\n\n3\nhel\n2\nlo\n0\n"
+        );
+        assert!(keep);
+        let response = Response::new(streamed(&["hello"]));
+        let (text, keep) = written(response, Method::GET, Version::HTTP_10).await;
+        assert_eq!(text, "HTTP/1.0 200 OK\nconnection: close\n\nhello");
+        assert!(!keep);
+    }
+
+    #[tokio::test]
+    async fn bodiless_responses_keep_the_backends_length() {
+        let mut response = Response::new(full(""));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("42"));
+        let (text, _) = written(response, Method::HEAD, Version::HTTP_11).await;
+        assert_eq!(text, "HTTP/1.1 200 OK\ncontent-length: 42\n");
+        let mut response = Response::new(full(""));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let (text, keep) = written(response, Method::GET, Version::HTTP_10).await;
+        assert_eq!(text, "HTTP/1.0 204 No Content\nconnection: keep-alive\n");
+        assert!(keep);
+    }
+
+    #[tokio::test]
+    async fn reason_phrases_and_dates() {
+        let mut response = Response::new(full(""));
+        *response.status_mut() = StatusCode::from_u16(299).unwrap();
+        response
+            .extensions_mut()
+            .insert(ReasonPhrase::from_static(b"Custom"));
+        let (text, _) = written(response, Method::GET, Version::HTTP_11).await;
+        assert!(text.starts_with("HTTP/1.1 299 Custom\n"), "{text}");
+        let mut wire = Vec::new();
+        let request = Answering {
+            method: &Method::GET,
+            version: Version::HTTP_11,
+            keep_alive: false,
+        };
+        let keep = write(
+            &mut wire,
+            &mut BytesMut::new(),
+            Response::new(full("")),
+            request,
+        )
+        .await
+        .unwrap();
+        assert!(!keep);
+        let text = String::from_utf8(wire).unwrap();
+        assert!(
+            text.contains("\r\ndate: ") && text.contains(" GMT\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    }
+}
