@@ -33,14 +33,26 @@ use crate::limits;
 /// How much is read at a time while waiting for a request head.
 const READ_SIZE: usize = 8 * 1024;
 
+/// Who ended a connection's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed the connection between requests: there is no one
+    /// left to tell that the router closes too.
+    ByClient,
+    /// The router ends it (the client asked for `close`, a body that ends
+    /// with the connection, a refused request, shutdown): the client is
+    /// to be told with a TLS close_notify.
+    ByRouter,
+}
+
 /// Serves requests on `stream` until the client or the router ends the
-/// connection; the caller then closes it (TLS close_notify).
+/// connection; the caller then closes it.
 pub async fn serve<S>(
     stream: &mut S,
     proxy: &Proxy,
     conn: &Arc<ConnInfo>,
     activity: &Arc<Activity>,
-) -> io::Result<()>
+) -> io::Result<Ended>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -48,10 +60,10 @@ where
     let mut out = BytesMut::new();
     loop {
         if activity.is_closing() {
-            return Ok(());
+            return Ok(Ended::ByRouter);
         }
         let head = match read_head(stream, &mut buf, activity).await? {
-            None => return Ok(()),
+            None => return Ok(Ended::ByClient),
             Some(Ok(head)) => head,
             Some(Err(refused)) => {
                 tracing::debug!(peer = %conn.peer, %refused, "request refused");
@@ -62,7 +74,7 @@ where
                     keep_alive: false,
                 };
                 response_writer::write(stream, &mut out, response, request).await?;
-                return Ok(());
+                return Ok(Ended::ByRouter);
             }
         };
         let busy = activity.begin();
@@ -105,7 +117,7 @@ where
                             }
                             Err(error) => {
                                 tracing::debug!(peer = %conn.peer, %error, "request body");
-                                return Ok(());
+                                return Ok(Ended::ByClient);
                             }
                         }
                     }
@@ -124,7 +136,7 @@ where
         let kept = response_writer::write(stream, &mut out, response, answering).await?;
         drop(busy);
         if !kept {
-            return Ok(());
+            return Ok(Ended::ByRouter);
         }
     }
 }

@@ -30,26 +30,12 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 pub async fn forward(
     backend: &BackendState,
     link: Link,
-    mut parts: Parts,
+    parts: Parts,
     body: ClientBody,
     conn: &ConnInfo,
 ) -> Result<Response<ProxyBody>, ForwardError> {
-    // An HTTP/1.1 client's Host header goes on as it is; only a request
-    // without one (HTTP/2's authority, the SNI name; or a Host the
-    // client's Connection header named, gone with the hop-by-hop headers)
-    // gets one made.
-    if !parts.headers.contains_key(header::HOST) {
-        let host = request_host(&parts.uri, &parts.headers, conn);
-        let host = HeaderValue::from_str(&host)
-            .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
-        parts.headers.insert(header::HOST, host);
-    }
-    append_forwarded_for(&mut parts.headers, conn);
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     let encoding = body_encoding(&parts, &body);
-    let head = request_head(&parts, encoding);
+    let head = request_head(&parts, encoding, conn)?;
     let body = encoding.map(|encoding| (body, encoding));
     let request = Exchange {
         head: &head,
@@ -127,9 +113,15 @@ fn body_encoding(parts: &Parts, body: &ClientBody) -> Option<BodyEncoding> {
 }
 
 /// The request head in HTTP/1.1: origin-form target (an HTTP/2 request's
-/// authority is in Host by now), the headers as they are, and the framing
-/// of the body.
-fn request_head(parts: &Parts, encoding: Option<BodyEncoding>) -> Vec<u8> {
+/// authority goes in Host), the client's headers as they are but for the
+/// X-Forwarded ones, which are the router's to write, and the framing of
+/// the body. Written straight from the client's header map: nothing is
+/// inserted into it first (each insert hashes, and may grow the map).
+fn request_head(
+    parts: &Parts,
+    encoding: Option<BodyEncoding>,
+    conn: &ConnInfo,
+) -> Result<Vec<u8>, ForwardError> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let headers_size: usize = parts
         .headers
@@ -137,49 +129,69 @@ fn request_head(parts: &Parts, encoding: Option<BodyEncoding>) -> Vec<u8> {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     let mut head =
-        Vec::with_capacity(parts.method.as_str().len() + target.len() + headers_size + 64);
+        Vec::with_capacity(parts.method.as_str().len() + target.len() + headers_size + 128);
     head.extend_from_slice(parts.method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host = false;
+    let mut forwarded_for = false;
     for (name, value) in &parts.headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        if name == X_FORWARDED_FOR {
+            forwarded_for = true;
+            continue;
+        }
+        if name == X_FORWARDED_PROTO {
+            continue;
+        }
+        host |= name == header::HOST;
+        header_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
+    // An HTTP/1.1 client's Host goes on as it is; only a request without
+    // one (HTTP/2's authority, the SNI name; or a Host the client's
+    // Connection header named, gone with the hop-by-hop headers) gets one.
+    if !host {
+        let host = request_host(&parts.uri, &parts.headers, conn);
+        let host = HeaderValue::from_str(&host)
+            .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
+        header_line(&mut head, b"host", host.as_bytes());
+    }
+    // The client's address, after any a proxy before the router gave.
+    head.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        for value in parts.headers.get_all(X_FORWARDED_FOR) {
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b", ");
+        }
+    }
+    head.extend_from_slice(conn.client_ip.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    header_line(&mut head, b"x-forwarded-proto", b"https");
     match encoding {
-        Some(BodyEncoding::Chunked) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Some(BodyEncoding::Chunked) => header_line(&mut head, b"transfer-encoding", b"chunked"),
         // Some servers answer a POST without a length with 411 even when
         // it has no body; an explicit zero costs nothing.
         None if expects_body(&parts.method)
             && !parts.headers.contains_key(header::CONTENT_LENGTH) =>
         {
-            head.extend_from_slice(b"content-length: 0\r\n")
+            header_line(&mut head, b"content-length", b"0")
         }
         _ => {}
     }
     head.extend_from_slice(b"\r\n");
-    head
+    Ok(head)
+}
+
+fn header_line(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
 }
 
 /// Methods whose requests normally carry a body.
 fn expects_body(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-}
-
-/// Appends the client's address to any X-Forwarded-For it sent.
-fn append_forwarded_for(headers: &mut http::HeaderMap, conn: &ConnInfo) {
-    let value = match headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(previous) => HeaderValue::from_str(&format!("{previous}, {}", conn.peer.ip())).ok(),
-        None => Some(conn.client_ip.clone()),
-    };
-    if let Some(value) = value {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
 }
 
 #[cfg(test)]
@@ -191,6 +203,14 @@ mod tests {
         request.into_parts().0
     }
 
+    use crate::proxy::tests::conn;
+
+    fn head(parts: &Parts, encoding: Option<BodyEncoding>) -> String {
+        String::from_utf8(request_head(parts, encoding, &conn()).unwrap()).unwrap()
+    }
+
+    const FORWARDED: &str = "x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\n";
+
     #[test]
     fn heads_in_origin_form_with_their_framing() {
         let get = parts(
@@ -200,17 +220,36 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(
-            request_head(&get, None),
-            b"GET /a?b=1 HTTP/1.1\r\nhost: example.test\r\n\r\n"
+            head(&get, None),
+            format!("GET /a?b=1 HTTP/1.1\r\nhost: example.test\r\n{FORWARDED}\r\n")
         );
         let post = parts(Request::post("/up").body(()).unwrap());
         assert_eq!(
-            request_head(&post, Some(BodyEncoding::Chunked)),
-            b"POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+            head(&post, Some(BodyEncoding::Chunked)),
+            format!("POST /up HTTP/1.1\r\nhost: sni.test\r\n{FORWARDED}transfer-encoding: chunked\r\n\r\n")
         );
         assert_eq!(
-            request_head(&post, None),
-            b"POST /up HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+            head(&post, None),
+            format!("POST /up HTTP/1.1\r\nhost: sni.test\r\n{FORWARDED}content-length: 0\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_are_the_routers() {
+        let get = parts(
+            Request::get("/")
+                .header("host", "h.test")
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("x-forwarded-proto", "http")
+                .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(
+            head(&get, None),
+            "GET / HTTP/1.1\r\nhost: h.test\r\n\
+             x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7\r\n\
+             x-forwarded-proto: https\r\n\r\n"
         );
     }
 }

@@ -284,3 +284,21 @@ pub fn request_host(uri: &Uri, headers: &HeaderMap, conn: &ConnInfo) -> String {
         .or_else(|| conn.server_name.clone())
         .unwrap_or_else(|| conn.local.ip().to_string())
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A client at 192.0.2.7:5555 that asked for `sni.test` over TLS 1.3.
+    pub fn conn() -> ConnInfo {
+        ConnInfo::new(
+            "192.0.2.7:5555".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+            Some("sni.test".into()),
+            TlsInfo {
+                version: "TLSv1.3",
+                resumed: false,
+            },
+        )
+    }
+}

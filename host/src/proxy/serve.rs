@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 use super::activity::{Activity, IdleWatch};
 use super::client_body::ClientBody;
 use super::client_stream::ClientStream;
-use super::http1_server;
+use super::http1_server::{self, Ended};
 use super::proxy_header::{self, Rejection, Source};
 use super::{ConnInfo, Proxy};
 use crate::access_log::TlsInfo;
@@ -92,14 +92,40 @@ pub async fn accept_loop(
 }
 
 /// One client connection, from TCP accept to close.
-async fn connection(
+async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shutdown: Shutdown) {
+    let _open = socket.metrics.connection_opened();
+    // Each phase is boxed: a future is as large as its largest state, and
+    // tokio copies the whole task when spawning it and when it finishes;
+    // inline, the handshake's and the HTTP server's states (kilobytes)
+    // would be copied at every connection.
+    let Some((tls, conn, mode)) = Box::pin(establish(stream, peer, &socket)).await else {
+        return;
+    };
+    match mode {
+        HttpMode::Http1 => Box::pin(http1(tls, &socket.proxy, &conn, &mut shutdown)).await,
+        mode => {
+            Box::pin(hyper_connection(
+                tls,
+                mode,
+                &socket.proxy,
+                conn,
+                &mut shutdown,
+            ))
+            .await
+        }
+    }
+}
+
+/// A connection up to the end of its TLS handshake: the PROXY protocol
+/// header when enabled, the ClientHello, the session it offers fetched when
+/// this router lacks it, the handshake. `None` when the connection must
+/// close (counted).
+async fn establish(
     mut stream: TcpStream,
     peer: SocketAddr,
-    socket: Socket,
-    mut shutdown: Shutdown,
-) {
+    socket: &Socket,
+) -> Option<(ClientTls, Arc<ConnInfo>, HttpMode)> {
     let metrics = &socket.metrics;
-    let _open = metrics.connection_opened();
     // TCP_NODELAY comes from the listening socket (`listen`).
 
     // One budget for the whole handshake, PROXY header and ClientHello
@@ -107,18 +133,13 @@ async fn connection(
     let deadline = Instant::now() + limits::HANDSHAKE_TIMEOUT;
     // From here on `peer` is the client, whoever's socket this is.
     let peer = if socket.proxy_protocol.load(Relaxed) {
-        match proxied_peer(&mut stream, peer, deadline, metrics).await {
-            Some(client) => client,
-            None => return,
-        }
+        proxied_peer(&mut stream, peer, deadline, metrics).await?
     } else {
         peer
     };
     // The ClientHello is read here first, for what the client offers to
     // resume; rustls then reads the same bytes again from the buffer.
-    let Some((offer, mut stream)) = client_hello(stream, peer, deadline, metrics).await else {
-        return;
-    };
+    let (offer, mut stream) = client_hello(stream, peer, deadline, metrics).await?;
     metrics.client_hello_read(&offer);
     debug!(%peer, %offer, "ClientHello");
     // Read once: a reload swapping the endpoint's certificates later
@@ -150,27 +171,23 @@ async fn connection(
         let tls = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((tls, server_name))
     };
-    // Boxed, like the HTTP connection below: the task's future is as large
-    // as its largest state, and tokio copies all of it when spawning and
-    // when finishing a task; on the heap these few kilobytes are not
-    // copied at every connection.
-    let handshake = Box::pin(async {
+    let handshake = async {
         match &writes {
             Some(writes) => writes.scope(handshake).await,
             None => handshake.await,
         }
-    });
+    };
     let (tls, server_name) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(error)) => {
             metrics.handshake_failed();
             debug!(%peer, %error, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             metrics.handshake_timed_out();
             debug!(%peer, "TLS handshake timed out");
-            return;
+            return None;
         }
     };
     // A TLS 1.2 session stored during the handshake is queued for the
@@ -183,18 +200,14 @@ async fn connection(
     tokio::task::yield_now().await;
     let session = tls.get_ref().1;
     metrics.handshake_completed(session);
-    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-
+    let mode = http_mode(session.alpn_protocol());
     let conn = Arc::new(ConnInfo::new(
         peer,
         socket.local,
         server_name,
         TlsInfo::of(session),
     ));
-    match http_mode(alpn.as_deref()) {
-        HttpMode::Http1 => http1(tls, &socket.proxy, &conn, &mut shutdown).await,
-        mode => hyper_connection(tls, mode, &socket.proxy, conn, &mut shutdown).await,
-    }
+    Some((tls, conn, mode))
 }
 
 type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
@@ -204,38 +217,41 @@ type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
 /// closes at once; one in a request closes after its response.
 async fn http1(mut tls: ClientTls, proxy: &Proxy, conn: &Arc<ConnInfo>, shutdown: &mut Shutdown) {
     let activity = Arc::new(Activity::default());
-    {
+    let ended = {
         // Boxed for the reason the handshake is.
         let mut served = Box::pin(http1_server::serve(&mut tls, proxy, conn, &activity));
         let mut idle = IdleCheck::new();
         let mut closing = false;
         loop {
             tokio::select! {
-                result = served.as_mut() => {
-                    if let Err(error) = result {
-                        debug!(peer = %conn.peer, %error, "client connection ended with an error");
-                    }
-                    break;
-                }
+                result = served.as_mut() => break result.unwrap_or_else(|error| {
+                    debug!(peer = %conn.peer, %error, "client connection ended with an error");
+                    Ended::ByClient
+                }),
                 () = shutdown.requested(), if !closing => {
                     closing = true;
                     activity.close_after_response();
                     if activity.is_between_requests() {
-                        break;
+                        break Ended::ByRouter;
                     }
                 }
                 now = idle.check.tick() => {
                     if activity.is_between_requests()
                         && (closing || idle.watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT)
                     {
-                        break;
+                        break Ended::ByRouter;
                     }
                 }
             }
         }
+    };
+    // A close the client did not start is announced (TLS close_notify); to
+    // a client that closed first, or broke the connection, it would be a
+    // write to a socket no one reads, answered by a reset (nginx skips it
+    // too).
+    if ended == Ended::ByRouter {
+        let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.shutdown()).await;
     }
-    // The client learns the close was intended (TLS close_notify).
-    let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.shutdown()).await;
 }
 
 /// HTTP/2, or a connection without ALPN, served by hyper.

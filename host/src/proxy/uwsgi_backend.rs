@@ -235,17 +235,7 @@ mod tests {
     use crate::uwsgi::decode_vars;
     use http::Request;
 
-    fn conn() -> ConnInfo {
-        ConnInfo::new(
-            "192.0.2.7:5555".parse().unwrap(),
-            "127.0.0.1:8443".parse().unwrap(),
-            Some("sni.test".into()),
-            crate::access_log::TlsInfo {
-                version: "TLSv1.3",
-                resumed: false,
-            },
-        )
-    }
+    use crate::proxy::tests::conn;
 
     #[test]
     fn cgi_variables() {
