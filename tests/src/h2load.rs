@@ -1,5 +1,6 @@
 //! h2load (nghttp2-client): many HTTP/2 streams multiplexed on a few
-//! connections, and its summary read back.
+//! connections, or HTTP/1.1 requests pipelined on them, and its summary
+//! read back.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -18,8 +19,11 @@ pub struct Load<'a> {
     pub requests: u32,
     /// `-c`: connections.
     pub clients: u32,
-    /// `-m`: streams in flight per connection.
+    /// `-m`: streams in flight per connection (with `h1`, requests
+    /// pipelined).
     pub streams: u32,
+    /// `--h1`: HTTP/1.1 (ALPN `http/1.1`) instead of HTTP/2.
+    pub h1: bool,
     pub path: &'a str,
     /// `-d`: a file whose content is POSTed with each request.
     pub data: Option<&'a std::path::Path>,
@@ -50,6 +54,9 @@ pub fn run(addr: SocketAddr, load: &Load<'_>) -> (Summary, String) {
         .args(["-c", &load.clients.to_string()])
         .args(["-m", &load.streams.to_string()])
         .arg(format!("--connect-to={addr}"));
+    if load.h1 {
+        command.arg("--h1");
+    }
     if let Some(data) = load.data {
         command.arg("-d").arg(data);
     }

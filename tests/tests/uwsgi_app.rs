@@ -371,40 +371,44 @@ fn alpn_accepts_http10_and_prefers_h2() {
 }
 
 #[test]
-fn h2load_multiplexes_many_streams_without_a_failure() {
+fn h2load_multiplexes_and_pipelines_without_a_failure() {
     h2load::require_h2load();
     let setup = Setup::start(&[]);
     let data = setup.pki.dir().join("h2load-body");
     std::fs::write(&data, pseudo_random(4096, 3)).unwrap();
     const REQUESTS: u64 = 2000;
-    let load = Load {
-        requests: REQUESTS as u32,
-        clients: 4,
-        streams: 32,
-        path: "/echo",
-        data: Some(&data),
-        timeout: Duration::from_secs(600),
-    };
-    let (summary, output) = h2load::run(setup.router.addr(), &load);
-    eprintln!(
-        "h2load -n {REQUESTS} -c 4 -m 32 (POST 4 KiB): {}",
-        summary.finished
-    );
-    assert_eq!(summary.total, REQUESTS, "{output}");
-    assert_eq!(
-        (
-            summary.succeeded,
-            summary.failed,
-            summary.errored,
-            summary.timeout
-        ),
-        (REQUESTS, 0, 0, 0),
-        "{output}\n{}",
-        setup.logs()
-    );
-    assert_eq!(summary.status, [REQUESTS, 0, 0, 0], "{output}");
-    let stats = setup.router.stats();
-    assert_eq!(counter(&stats["http"], "requests"), REQUESTS, "{stats:#}");
-    assert_eq!(counter(&stats["http"], "bad_gateway"), 0, "{stats:#}");
-    assert_eq!(counter(&stats["http"], "gateway_timeout"), 0, "{stats:#}");
+    // HTTP/2 streams multiplexed, then HTTP/1.1 requests pipelined (sent
+    // back to back before the first answer) on the router's own server.
+    for (round, (h1, streams)) in [(false, 32), (true, 8)].into_iter().enumerate() {
+        let load = Load {
+            requests: REQUESTS as u32,
+            clients: 4,
+            streams,
+            h1,
+            path: "/echo",
+            data: Some(&data),
+            timeout: Duration::from_secs(600),
+        };
+        let (summary, output) = h2load::run(setup.router.addr(), &load);
+        let what = format!("h2load -n {REQUESTS} -c 4 -m {streams} h1={h1} (POST 4 KiB)");
+        eprintln!("{what}: {}", summary.finished);
+        assert_eq!(summary.total, REQUESTS, "{what}: {output}");
+        assert_eq!(
+            (
+                summary.succeeded,
+                summary.failed,
+                summary.errored,
+                summary.timeout
+            ),
+            (REQUESTS, 0, 0, 0),
+            "{what}: {output}\n{}",
+            setup.logs()
+        );
+        assert_eq!(summary.status, [REQUESTS, 0, 0, 0], "{what}: {output}");
+        let stats = setup.router.stats();
+        let served = REQUESTS * (round as u64 + 1);
+        assert_eq!(counter(&stats["http"], "requests"), served, "{stats:#}");
+        assert_eq!(counter(&stats["http"], "bad_gateway"), 0, "{stats:#}");
+        assert_eq!(counter(&stats["http"], "gateway_timeout"), 0, "{stats:#}");
+    }
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::request_head::BodyFraming;
-use super::BoxError;
+use super::{BoxError, PolledFrame};
 use crate::uwsgi::{ChunkedDecoder, Decoded, UwsgiError};
 
 /// How much is read from the client at a time for a body.
@@ -36,10 +36,7 @@ impl Body for ClientBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
@@ -110,7 +107,7 @@ impl Http1Body {
         (body, BodySender { pieces: sender })
     }
 
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> PolledFrame {
         if self.ended {
             return Poll::Ready(None);
         }

@@ -42,6 +42,8 @@ use pool::{BackendPool, BackendState, Link};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies: streamed from a backend or generated here.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+/// What polling one of the router's bodies for its next frame gives.
+pub type PolledFrame = std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>>;
 
 /// What a request handler knows about the client connection.
 #[derive(Clone, Debug)]
@@ -208,7 +210,7 @@ impl hyper::body::Body for LoggedBody {
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+    ) -> PolledFrame {
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {

@@ -20,7 +20,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::backend_stream::BackendStream;
 use super::headers::{own_reason, strip_hop_by_hop};
 use super::keepalive::IdleConnections;
-use super::{BoxError, ProxyBody};
+use super::{BoxError, PolledFrame, ProxyBody};
 use crate::uwsgi::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 
 /// The response to relay: the backend's head, less what describes its
@@ -126,13 +126,13 @@ impl ResponseBody {
     }
 
     /// The body cannot go on: the connection is closed, never reused.
-    fn fail(&mut self, error: io::Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn fail(&mut self, error: io::Error) -> PolledFrame {
         self.state = State::Done;
         self.stream = None;
         Poll::Ready(Some(Err(error.into())))
     }
 
-    fn data(data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn data(data: Bytes) -> PolledFrame {
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 }
@@ -141,10 +141,7 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         let this = self.get_mut();
         loop {
             // What the buffer holds first; read only when it is not enough.
