@@ -150,16 +150,23 @@ pub fn parse_response_head(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(UwsgiError::BadResponse(error.to_string())),
     };
+    // One copy of the head, which the values then share, rather than an
+    // allocation for each value.
+    let head = Bytes::copy_from_slice(&buf[..line_length + headers_length]);
+    let shared = |part: &[u8]| {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        head.slice(start..start + part.len())
+    };
     let mut headers = HeaderMap::with_capacity(parsed.len());
     for header in parsed {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| UwsgiError::BadResponse(format!("header name {:?}", header.name)))?;
-        let value = HeaderValue::from_bytes(header.value)
+        let value = HeaderValue::from_maybe_shared(shared(header.value))
             .map_err(|_| UwsgiError::BadResponse(format!("value of header {name}")))?;
         headers.append(name, value);
     }
     let (status, reason) = match line {
-        Some(line) => (line.status, line.reason.map(Bytes::copy_from_slice)),
+        Some(line) => (line.status, line.reason.map(shared)),
         None => cgi_status(&mut headers)?,
     };
     let framing = framing(status, &headers, request_was_head)?;

@@ -25,25 +25,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    let listed = |name: &HeaderName| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-            .any(|token| {
-                token
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(name.as_str().as_bytes())
-            })
-    };
-    let present: Vec<HeaderName> = headers
+    // One at a time, without collecting them (usually one or two), and
+    // `Connection` last: what it names is found through it.
+    while let Some(name) = headers
         .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || listed(name))
+        .find(|name| {
+            *name != header::CONNECTION
+                && (HOP_BY_HOP.contains(name) || named_by_connection(headers, name))
+        })
         .cloned()
-        .collect();
-    for name in &present {
-        headers.remove(name);
+    {
+        headers.remove(&name);
     }
+    headers.remove(header::CONNECTION);
+}
+
+/// Whether the `Connection` header lists `name`.
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .any(|token| {
+            token
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
 }
 
 /// The reason phrase to send an HTTP/1.x client for a backend's `reason`
@@ -102,5 +109,14 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::CONTENT_TYPE));
+
+        // Whichever comes first, the named header or `Connection`.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("x-private"));
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        headers.append(header::CONNECTION, HeaderValue::from_static("x-other"));
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 }

@@ -144,6 +144,16 @@ impl BackendPool {
         let count = states.len();
         let start = self.next.fetch_add(1, Relaxed);
         let now = Instant::now();
+        // The usual case, without sorting the list: the backend whose turn
+        // it is is up and has a connection parked.
+        if let Some(state) = states.get(start % count.max(1)) {
+            if state.available(now) {
+                if let Some(stream) = state.idle.take() {
+                    state.requests.fetch_add(1, Relaxed);
+                    return Ok((Arc::clone(state), Link::Reused(stream)));
+                }
+            }
+        }
         let (available, backing_off): (Vec<&Arc<BackendState>>, Vec<&Arc<BackendState>>) = (0
             ..count)
             .map(|offset| &states[(start + offset) % count])
