@@ -2,7 +2,8 @@
 //! ALPN `http/1.1`: pipelining, keep-alive after bodies of every framing,
 //! `Expect: 100-continue`, HTTP/1.0, and the request framings that could
 //! smuggle a request past a proxy, which must be refused before any byte
-//! reaches a backend.
+//! reaches a backend. A client that negotiates no protocol gets the same
+//! server, or HTTP/2 when it starts with the HTTP/2 preface.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 struct Setup {
-    _pki: Pki,
+    pki: Pki,
     backend: Backend,
     router: Router,
     config: Arc<ClientConfig>,
@@ -33,7 +34,7 @@ async fn setup() -> Setup {
     ]);
     let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
     Setup {
-        _pki: pki,
+        pki,
         backend,
         router,
         config,
@@ -42,7 +43,11 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn connect(&self) -> Connection {
-        let tls = client::connect(&self.config, self.router.addr(), "localhost")
+        self.connect_with(&self.config).await
+    }
+
+    async fn connect_with(&self, config: &Arc<ClientConfig>) -> Connection {
+        let tls = client::connect(config, self.router.addr(), "localhost")
             .await
             .expect("TLS to the router");
         Connection {
@@ -328,4 +333,49 @@ async fn heads_in_pieces_and_heads_too_large() {
     assert_eq!(head.status(), 200);
     assert!(head.header("content-length").is_some(), "{head:?}");
     assert_eq!(conn.response(false).await.json()["uri"], "/g");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_alpn_the_first_bytes_choose_the_server() {
+    let setup = setup().await;
+    let no_alpn = client::config(&setup.pki, Tls::V13, &[]);
+
+    // HTTP/1.1: the same server, pipelining and strict framing included.
+    let mut conn = setup.connect_with(&no_alpn).await;
+    assert_eq!(conn.tls.get_ref().1.alpn_protocol(), None);
+    conn.send(
+        b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\nGET /b HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(conn.response(false).await.json()["uri"], "/a");
+    assert_eq!(conn.response(false).await.json()["uri"], "/b");
+    conn.send(
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
+    assert_eq!(conn.response(false).await.status(), 400);
+    assert!(conn.closed().await);
+
+    // HTTP/2 with prior knowledge: the preface is replayed to hyper.
+    let conn = setup.connect_with(&no_alpn).await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(conn.tls),
+    )
+    .await
+    .expect("an HTTP/2 connection without ALPN");
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(client::get_request("localhost", "/h2"))
+        .await
+        .expect("an HTTP/2 response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["uri"], "/h2");
+    assert_eq!(setup.backend.served(), 3);
 }

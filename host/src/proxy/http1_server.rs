@@ -45,10 +45,12 @@ pub enum Ended {
     ByRouter,
 }
 
-/// Serves requests on `stream` until the client or the router ends the
-/// connection; the caller then closes it.
+/// Serves requests on `stream`, whose first bytes, if already read, are in
+/// `received`, until the client or the router ends the connection; the
+/// caller then closes it.
 pub async fn serve<S>(
     stream: &mut S,
+    received: BytesMut,
     proxy: &Proxy,
     conn: &Arc<ConnInfo>,
     activity: &Arc<Activity>,
@@ -56,7 +58,7 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::new();
+    let mut buf = received;
     let mut out = BytesMut::new();
     loop {
         if activity.is_closing() {

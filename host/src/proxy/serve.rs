@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::Acceptor;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -101,19 +102,45 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     let Some((tls, conn, mode)) = Box::pin(establish(stream, peer, &socket)).await else {
         return;
     };
+    let proxy = &socket.proxy;
     match mode {
-        HttpMode::Http1 => Box::pin(http1(tls, &socket.proxy, &conn, &mut shutdown)).await,
-        mode => {
-            Box::pin(hyper_connection(
-                tls,
-                mode,
-                &socket.proxy,
-                conn,
-                &mut shutdown,
-            ))
-            .await
+        HttpMode::Http1 => Box::pin(http1(tls, BytesMut::new(), proxy, &conn, &mut shutdown)).await,
+        HttpMode::Http2 => Box::pin(http2(tls, proxy, conn, &mut shutdown)).await,
+        HttpMode::Detect => {
+            let mut tls = tls;
+            let first = match tokio::time::timeout(limits::IDLE_TIMEOUT, first_bytes(&mut tls))
+                .await
+            {
+                Ok(Ok(first)) => first,
+                Ok(Err(error)) => {
+                    debug!(peer = %conn.peer, %error, "connection ended before its first request");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if first.starts_with(H2_PREFACE) {
+                let replayed = ClientStream::new(first.to_vec(), tls);
+                Box::pin(http2(replayed, proxy, conn, &mut shutdown)).await;
+            } else {
+                Box::pin(http1(tls, first, proxy, &conn, &mut shutdown)).await;
+            }
         }
     }
+}
+
+/// How an HTTP/2 client starts (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection that negotiated no protocol: its first bytes, enough to
+/// tell the HTTP/2 preface from an HTTP/1.x request.
+async fn first_bytes(tls: &mut ClientTls) -> std::io::Result<BytesMut> {
+    let mut first = BytesMut::with_capacity(8 * 1024);
+    while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
+        if tls.read_buf(&mut first).await? == 0 {
+            break;
+        }
+    }
+    Ok(first)
 }
 
 /// A connection up to the end of its TLS handshake: the PROXY protocol
@@ -215,11 +242,19 @@ type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
 /// An HTTP/1.x connection, served by the router's own request loop
 /// ([`http1_server`]). Idle or at shutdown, a connection between requests
 /// closes at once; one in a request closes after its response.
-async fn http1(mut tls: ClientTls, proxy: &Proxy, conn: &Arc<ConnInfo>, shutdown: &mut Shutdown) {
+async fn http1(
+    mut tls: ClientTls,
+    received: BytesMut,
+    proxy: &Proxy,
+    conn: &Arc<ConnInfo>,
+    shutdown: &mut Shutdown,
+) {
     let activity = Arc::new(Activity::default());
     let ended = {
         // Boxed for the reason the handshake is.
-        let mut served = Box::pin(http1_server::serve(&mut tls, proxy, conn, &activity));
+        let mut served = Box::pin(http1_server::serve(
+            &mut tls, received, proxy, conn, &activity,
+        ));
         let mut idle = IdleCheck::new();
         let mut closing = false;
         loop {
@@ -254,14 +289,11 @@ async fn http1(mut tls: ClientTls, proxy: &Proxy, conn: &Arc<ConnInfo>, shutdown
     }
 }
 
-/// HTTP/2, or a connection without ALPN, served by hyper.
-async fn hyper_connection(
-    tls: ClientTls,
-    mode: HttpMode,
-    proxy: &Arc<Proxy>,
-    conn: Arc<ConnInfo>,
-    shutdown: &mut Shutdown,
-) {
+/// HTTP/2, served by hyper.
+async fn http2<S>(io: S, proxy: &Arc<Proxy>, conn: Arc<ConnInfo>, shutdown: &mut Shutdown)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let peer = conn.peer;
     let activity = Arc::new(Activity::default());
     let service = {
@@ -279,8 +311,8 @@ async fn hyper_connection(
         })
     };
 
-    let builder = http_builder(mode);
-    let mut served = Box::pin(builder.serve_connection(TokioIo::new(tls), service));
+    let builder = h2_builder();
+    let mut served = Box::pin(builder.serve_connection(TokioIo::new(io), service));
     let mut closing = false;
     let mut idle = IdleCheck::new();
     loop {
@@ -402,8 +434,9 @@ enum HttpMode {
     /// chunked encoding for it: a body of unknown length ends with the
     /// connection). Served by the router's own loop.
     Http1,
-    /// No ALPN: told apart by the first bytes (the HTTP/2 preface or not),
-    /// by hyper.
+    /// No ALPN: told apart by the first bytes (the HTTP/2 preface or
+    /// not), so that HTTP/1.x gets the same server whatever the client
+    /// negotiated.
     Detect,
 }
 
@@ -417,16 +450,9 @@ fn http_mode(alpn: Option<&[u8]>) -> HttpMode {
     }
 }
 
-/// hyper's server for a connection in `mode`.
-fn http_builder(mode: HttpMode) -> auto::Builder<TokioExecutor> {
+/// hyper's HTTP/2 server.
+fn h2_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits::HEADER_READ_TIMEOUT)
-        .max_buf_size(limits::MAX_HEADER_BYTES)
-        .max_headers(limits::MAX_HEADERS)
-        .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -434,11 +460,7 @@ fn http_builder(mode: HttpMode) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
         .keep_alive_interval(limits::H2_KEEPALIVE_INTERVAL)
         .keep_alive_timeout(limits::H2_KEEPALIVE_TIMEOUT);
-    match mode {
-        HttpMode::Http2 => builder.http2_only(),
-        HttpMode::Http1 => builder.http1_only(),
-        HttpMode::Detect => builder,
-    }
+    builder.http2_only()
 }
 
 #[cfg(test)]
