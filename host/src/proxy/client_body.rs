@@ -1,7 +1,6 @@
 //! The body of a client's request, whichever protocol brought it.
 //!
-//! HTTP/2 bodies are hyper's (so are those of HTTP/1.x on a connection
-//! that negotiated no protocol, which hyper serves). An HTTP/1.x body is read off the client's
+//! HTTP/2 bodies are hyper's. An HTTP/1.x body is read off the client's
 //! connection by the connection's own task ([`pump`]) while the request is
 //! being answered, and handed over through a small channel to whoever sends
 //! it on (a backend's body sender, or a uwsgi forwarder buffering it). A
@@ -27,7 +26,7 @@ const READ_SIZE: usize = 16 * 1024;
 pub enum ClientBody {
     /// None was sent.
     Empty,
-    /// Read by hyper: HTTP/2, or HTTP/1.x on a connection without ALPN.
+    /// An HTTP/2 request's, read by hyper.
     Hyper(Incoming),
     Http1(Http1Body),
 }

@@ -106,25 +106,40 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     match mode {
         HttpMode::Http1 => Box::pin(http1(tls, BytesMut::new(), proxy, &conn, &mut shutdown)).await,
         HttpMode::Http2 => Box::pin(http2(tls, proxy, conn, &mut shutdown)).await,
-        HttpMode::Detect => {
-            let mut tls = tls;
-            let first = match tokio::time::timeout(limits::IDLE_TIMEOUT, first_bytes(&mut tls))
-                .await
-            {
-                Ok(Ok(first)) => first,
-                Ok(Err(error)) => {
-                    debug!(peer = %conn.peer, %error, "connection ended before its first request");
-                    return;
-                }
-                Err(_) => return,
-            };
-            if first.starts_with(H2_PREFACE) {
-                let replayed = ClientStream::new(first.to_vec(), tls);
-                Box::pin(http2(replayed, proxy, conn, &mut shutdown)).await;
-            } else {
-                Box::pin(http1(tls, first, proxy, &conn, &mut shutdown)).await;
+        HttpMode::Detect => Box::pin(without_alpn(tls, proxy, conn, &mut shutdown)).await,
+    }
+}
+
+/// A connection that negotiated no protocol: HTTP/2 if it starts with the
+/// HTTP/2 preface (replayed to hyper), else HTTP/1.x.
+async fn without_alpn(
+    mut tls: ClientTls,
+    proxy: &Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    shutdown: &mut Shutdown,
+) {
+    // Bounded like an idle connection, and given up at shutdown.
+    let first = tokio::select! {
+        read = tokio::time::timeout(limits::IDLE_TIMEOUT, first_bytes(&mut tls)) => match read {
+            Ok(Ok(first)) => first,
+            Ok(Err(error)) => {
+                debug!(peer = %conn.peer, %error, "connection ended before its first request");
+                return;
             }
-        }
+            Err(_) => return,
+        },
+        () = shutdown.requested() => return,
+    };
+    if first.starts_with(H2_PREFACE) {
+        http2(
+            ClientStream::new(first.to_vec(), tls),
+            proxy,
+            conn,
+            shutdown,
+        )
+        .await;
+    } else {
+        http1(tls, first, proxy, &conn, shutdown).await;
     }
 }
 
@@ -251,8 +266,8 @@ async fn http1(
 ) {
     let activity = Arc::new(Activity::default());
     let ended = {
-        // Boxed for the reason the handshake is.
-        let mut served = Box::pin(http1_server::serve(
+        // Pinned in place: the caller boxes this whole future.
+        let mut served = std::pin::pin!(http1_server::serve(
             &mut tls, received, proxy, conn, &activity,
         ));
         let mut idle = IdleCheck::new();
@@ -312,7 +327,8 @@ where
     };
 
     let builder = h2_builder();
-    let mut served = Box::pin(builder.serve_connection(TokioIo::new(io), service));
+    // Pinned in place: the caller boxes this whole future.
+    let mut served = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
     let mut closing = false;
     let mut idle = IdleCheck::new();
     loop {
