@@ -874,16 +874,18 @@ async fn a_node_with_another_key_can_neither_inject_nor_read() {
         peer(from, sync_addr(to)).map_or(0, |peer| counter(&peer, "sent_datagrams"))
     };
     // Both sides received the other's datagrams (hello, bootstrap request,
-    // sessions, their repeats) and refused every one: each has refused at
-    // least as many as the other had sent.
-    let all_refused = wait_until(SETTLE, || {
-        let (to_a, to_d) = (sent(&d, &a), sent(&a, &d));
-        to_a >= 6 && to_d >= 6 && refused(&a) >= to_a && refused(&d) >= to_d
+    // sessions, their repeats) and refused them. Loopback UDP may still
+    // drop a datagram when a busy machine leaves a socket's buffer full, so
+    // "every one" is checked as: refused in numbers, and not one accepted
+    // (a node counts only the datagrams it accepts as received).
+    let refusing = wait_until(SETTLE, || {
+        sent(&d, &a) >= 6 && sent(&a, &d) >= 6 && refused(&a) >= 6 && refused(&d) >= 6
     })
     .await;
-    assert!(all_refused, "A: {:#}\nD: {:#}", sync(&a), sync(&d));
+    assert!(refusing, "A: {:#}\nD: {:#}", sync(&a), sync(&d));
     for (node, name) in [(&a, "A"), (&d, "D")] {
         let s = sync(node);
+        assert_eq!(counter(&s, "received_datagrams"), 0, "{name}: {s:#}");
         assert_eq!(counter(&s, "applied_sets"), 0, "{name}: {s:#}");
         assert_eq!(counter(&s, "applied_deletes"), 0, "{name}: {s:#}");
         assert_eq!(
