@@ -19,7 +19,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
@@ -235,20 +234,11 @@ fn parse_head(
     }
 }
 
-/// RFC 9112 section 9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only
-/// with `keep-alive`. `head` is the raw head, for its version.
+/// Whether the backend keeps the connection; `head` is the raw head, for
+/// its version.
 fn persistent(head: &[u8], headers: &http::HeaderMap) -> bool {
-    let mut tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim);
-    if head.starts_with(b"HTTP/1.0") || head.starts_with(b"HTTP/0.") {
-        tokens.any(|token| token.eq_ignore_ascii_case("keep-alive"))
-    } else {
-        !tokens.any(|token| token.eq_ignore_ascii_case("close"))
-    }
+    let http10 = head.starts_with(b"HTTP/1.0") || head.starts_with(b"HTTP/0.");
+    super::headers::persists(headers, http10)
 }
 
 async fn send_body<B>(

@@ -42,15 +42,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether the `Connection` header lists `name`.
 fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
+}
+
+/// The `Connection` header's tokens.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .any(|token| {
-            token
-                .trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Whether a message's connection carries another one after it (RFC 9112
+/// section 9.3), for client requests and backend responses alike:
+/// HTTP/1.1 unless `close`, HTTP/1.0 (`http10`) only with `keep-alive`.
+pub fn persists(headers: &HeaderMap, http10: bool) -> bool {
+    let mut tokens = connection_tokens(headers);
+    if http10 {
+        tokens.any(|token| token.eq_ignore_ascii_case(b"keep-alive"))
+    } else {
+        !tokens.any(|token| token.eq_ignore_ascii_case(b"close"))
+    }
 }
 
 /// The reason phrase to send an HTTP/1.x client for a backend's `reason`

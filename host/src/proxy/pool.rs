@@ -147,11 +147,8 @@ impl BackendPool {
         // The usual case, without sorting the list: the backend whose turn
         // it is is up and has a connection parked.
         if let Some(state) = states.get(start % count.max(1)) {
-            if state.available(now) {
-                if let Some(stream) = state.idle.take() {
-                    state.requests.fetch_add(1, Relaxed);
-                    return Ok((Arc::clone(state), Link::Reused(stream)));
-                }
+            if let Some(reused) = state.available(now).then(|| state.reuse()).flatten() {
+                return Ok(reused);
             }
         }
         let (available, backing_off): (Vec<&Arc<BackendState>>, Vec<&Arc<BackendState>>) = (0
@@ -160,9 +157,8 @@ impl BackendPool {
             .partition(|state| state.available(now));
         let mut attempts = Vec::new();
         for state in available.into_iter().chain(backing_off) {
-            if let Some(stream) = state.idle.take() {
-                state.requests.fetch_add(1, Relaxed);
-                return Ok((Arc::clone(state), Link::Reused(stream)));
+            if let Some(reused) = state.reuse() {
+                return Ok(reused);
             }
             match state.connect().await {
                 Ok(stream) => {
@@ -213,6 +209,13 @@ impl BackendState {
             health: Mutex::new(Health::default()),
             idle: Arc::default(),
         }
+    }
+
+    /// A parked connection to this backend, counted as a request to it.
+    fn reuse(self: &Arc<Self>) -> Option<(Arc<Self>, Link)> {
+        let stream = self.idle.take()?;
+        self.requests.fetch_add(1, Relaxed);
+        Some((Arc::clone(self), Link::Reused(stream)))
     }
 
     fn available(&self, now: Instant) -> bool {

@@ -13,6 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 
+use super::headers;
 use crate::limits;
 
 /// A request head, and how its body is framed.
@@ -127,7 +128,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
         headers.append(name, value);
     }
     let body = framing(&headers, version)?;
-    let keep_alive = keep_alive(&headers, version);
+    let keep_alive = headers::persists(&headers, version == Version::HTTP_10);
     let expects_continue = expects_continue(&headers, version)?;
     let mut request = Request::new(());
     *request.method_mut() = method;
@@ -193,24 +194,6 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, Refused
         None | Some(0) => BodyFraming::None,
         Some(length) => BodyFraming::Length(length),
     })
-}
-
-/// The `Connection` header's tokens.
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .map(<[u8]>::trim_ascii)
-}
-
-fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
-    let mut tokens = connection_tokens(headers);
-    if version == Version::HTTP_10 {
-        tokens.any(|token| token.eq_ignore_ascii_case(b"keep-alive"))
-    } else {
-        !tokens.any(|token| token.eq_ignore_ascii_case(b"close"))
-    }
 }
 
 /// RFC 9110 section 10.1.1: `100-continue` is the one expectation; any
