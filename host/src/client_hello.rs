@@ -20,7 +20,7 @@
 
 use std::io;
 
-use cachet_core::hello::{self, ClientHello, Reassembly, MAX_SESSION_ID_LEN};
+use cachet_core::hello::{self, ClientHello, Offered, Reassembly, MAX_SESSION_ID_LEN};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -82,24 +82,22 @@ impl Offer {
         }
     }
 
-    fn of(hello: &ClientHello<&[u8]>) -> Offer {
-        let server_name = hello
-            .server_name()
+    fn of(hello: &ClientHello<&[u8]>, offered: &Offered<'_>) -> Offer {
+        let server_name = offered
+            .server_name
             .and_then(|raw| match ServerName::try_from(raw) {
-                Ok(ServerName::DnsName(name)) => {
-                    Some(name.to_lowercase_owned().as_ref().to_owned())
-                }
+                Ok(ServerName::DnsName(name)) => Some(name.as_ref().to_ascii_lowercase()),
                 _ => None,
             });
         Offer {
             server_name,
             session_id: SessionId::new(hello.session_id()),
-            tls13: hello.offers_tls13(),
-            psk_identities: hello
+            tls13: offered.tls13,
+            psk_identities: offered
                 .psk_identities()
                 .map(|psk| psk.identity.to_vec())
                 .collect(),
-            tls12_ticket: hello.session_ticket().is_some(),
+            tls12_ticket: offered.session_ticket.is_some(),
         }
     }
 }
@@ -235,17 +233,19 @@ impl HelloError {
 /// whole ClientHello; returns what it offers and every byte read, for
 /// rustls. Unbounded in time: the caller applies the handshake deadline.
 pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Offer, Vec<u8>), HelloError> {
-    let mut buffer = vec![0; FIRST_READ];
-    let mut filled = 0;
+    // Read into spare capacity: the socket fills it without the buffer
+    // being zeroed first. It doubles up to the bound.
+    let mut buffer = Vec::with_capacity(FIRST_READ);
     loop {
-        if filled == buffer.len() {
-            if filled >= MAX_CLIENT_HELLO_READ {
-                return Err(HelloError::TooManyRecordBytes(filled));
-            }
-            buffer.resize((filled * 2).min(MAX_CLIENT_HELLO_READ), 0);
+        let filled = buffer.len();
+        if filled >= MAX_CLIENT_HELLO_READ {
+            return Err(HelloError::TooManyRecordBytes(filled));
+        }
+        if filled == buffer.capacity() {
+            buffer.reserve_exact(filled.min(MAX_CLIENT_HELLO_READ - filled));
         }
         let n = stream
-            .read(&mut buffer[filled..])
+            .read_buf(&mut buffer)
             .await
             .map_err(|error| HelloError::Io {
                 read: filled,
@@ -257,7 +257,7 @@ pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Offer, Vec<u8
                 read => HelloError::Truncated(read),
             });
         }
-        filled += n;
+        let filled = buffer.len();
         if let Some(offer) = parse(&mut buffer, filled)? {
             buffer.truncate(filled);
             return Ok((offer, buffer));
@@ -282,10 +282,11 @@ fn parse(buffer: &mut Vec<u8>, filled: usize) -> Result<Option<Offer>, HelloErro
 
 fn offer(message: &[u8]) -> Result<Offer, HelloError> {
     let hello = ClientHello::new_checked(message).map_err(HelloError::Invalid)?;
-    if hello.psk_identities().next().is_some() && !hello.pre_shared_key_is_last() {
+    let offered = hello.offered();
+    if offered.psk_identities().next().is_some() && !offered.pre_shared_key_is_last() {
         return Err(HelloError::PskNotLast);
     }
-    Ok(Offer::of(&hello))
+    Ok(Offer::of(&hello, &offered))
 }
 
 #[cfg(test)]

@@ -257,6 +257,14 @@ impl ContextStorage {
         Some(fetched)
     }
 
+    /// Whether sessions stored here wait to be sent to the cluster's other
+    /// routers.
+    pub fn changes_waiting(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.changes.is_waiting())
+    }
+
     /// Whether new sessions are written to Redis (the tier is on; up or
     /// not, it says per write).
     pub fn writes_to_redis(&self) -> bool {

@@ -25,9 +25,11 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
 ];
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--install] [--quick] [--skip-micro] [--smoke] [--access-log]
+    "usage: cargo xtask bench [--install] [--quick] [--rounds N] [--skip-micro] [--smoke] [--access-log]
   --install     install nginx, HAProxy and hitch from Debian, Sozu with cargo install, if missing
   --quick       short runs (a few minutes in all), for trying the setup
+  --rounds N    interleaved rounds of every load against every server (default 3);
+                more rounds, steadier medians on a noisy machine
   --skip-micro  skip the criterion benchmarks (their last results are reused)
   --smoke       every step of the comparison once, briefly, cachet alone, on the
                 debug build; writes to target/bench-smoke/ and fails unless every
@@ -62,8 +64,22 @@ const CHART: &str = "bench-ratios.svg";
 pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
     let (mut install, mut quick, mut skip_micro, mut smoke) = (false, false, false, false);
     let mut access_log = false;
-    for arg in args {
+    let mut rounds = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--rounds" => {
+                let value = args.next().map(String::as_str).unwrap_or_default();
+                rounds = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| {
+                            anyhow!("bench: --rounds takes a positive number, not `{value}`")
+                        })?,
+                );
+            }
             "--install" => install = true,
             "--quick" => quick = true,
             "--skip-micro" => skip_micro = true,
@@ -94,11 +110,14 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
             &["bench", "-p", "cachet-tests", "--bench", "handshakes"],
         )?;
     }
-    let plan = if quick {
+    let mut plan = if quick {
         compare::Plan::quick()
     } else {
         compare::Plan::full()
     };
+    if let Some(rounds) = rounds {
+        plan.rounds = rounds;
+    }
     let results = compare::run(root, plan)?;
     let docs = root.join("docs");
     fs::create_dir_all(&docs).context("docs/")?;
@@ -116,7 +135,11 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
          and the chart.\n\n\
          ![cachet / peer]({CHART})\n\n\
          {comparison}\n{micro}",
-        flags = if quick { " --quick" } else { "" },
+        flags = format!(
+            "{}{}",
+            if quick { " --quick" } else { "" },
+            rounds.map_or(String::new(), |n| format!(" --rounds {n}"))
+        ),
         machine = machine(),
         comparison = compare::report::markdown(&results, &plan)?,
     );

@@ -100,7 +100,7 @@ impl<T: AsRef<[u8]>> ClientHello<T> {
             let extension = extension?;
             let index = match extension.kind {
                 extension::SERVER_NAME => {
-                    server_name(extension.data)?;
+                    server_name_in(extension.data)?;
                     0
                 }
                 extension::SUPPORTED_VERSIONS => {
@@ -162,24 +162,43 @@ impl<T: AsRef<[u8]>> ClientHello<T> {
         Extensions::new(self.layout().map_or(&[], |l| l.extensions))
     }
 
-    /// The first extension of type `kind`.
-    fn extension(&self, kind: u16) -> Option<Extension<'_>> {
-        self.extensions()
-            .map_while(Result::ok)
-            .find(|extension| extension.kind == kind)
+    /// What the client offers that a server looks at before its handshake,
+    /// found in one pass over the extensions (the accessors below each
+    /// make that pass; a caller wanting several asks once here). The first
+    /// extension of each type counts.
+    pub fn offered(&self) -> Offered<'_> {
+        let (mut server_name, mut versions, mut ticket, mut pre_shared_key) =
+            (None, None, None, None);
+        for extension in self.extensions().map_while(Result::ok) {
+            let slot = match extension.kind {
+                extension::SERVER_NAME => &mut server_name,
+                extension::SUPPORTED_VERSIONS => &mut versions,
+                extension::SESSION_TICKET => &mut ticket,
+                extension::PRE_SHARED_KEY => &mut pre_shared_key,
+                _ => continue,
+            };
+            slot.get_or_insert(extension);
+        }
+        Offered {
+            server_name: server_name
+                .and_then(|e: Extension<'_>| server_name_in(e.data).ok().flatten()),
+            tls13: versions.is_some_and(|e: Extension<'_>| offers_tls13(e.data) == Ok(true)),
+            session_ticket: ticket
+                .map(|e: Extension<'_>| e.data)
+                .filter(|ticket| !ticket.is_empty()),
+            pre_shared_key,
+        }
     }
 
     /// The `host_name` of the `server_name` extension (SNI), as sent: ASCII
     /// by the RFC, but not checked to be a DNS name, nor lowercased.
     pub fn server_name(&self) -> Option<&[u8]> {
-        let extension = self.extension(extension::SERVER_NAME)?;
-        server_name(extension.data).ok().flatten()
+        self.offered().server_name
     }
 
     /// Whether `supported_versions` lists TLS 1.3.
     pub fn offers_tls13(&self) -> bool {
-        self.extension(extension::SUPPORTED_VERSIONS)
-            .is_some_and(|extension| offers_tls13(extension.data) == Ok(true))
+        self.offered().tls13
     }
 
     /// The ticket of the `session_ticket` extension (RFC 5077), when it
@@ -187,34 +206,57 @@ impl<T: AsRef<[u8]>> ClientHello<T> {
     /// only says it would take one). A server that opens tickets resumes
     /// by it and never looks the session id up.
     pub fn session_ticket(&self) -> Option<&[u8]> {
-        self.extension(extension::SESSION_TICKET)
-            .map(|extension| extension.data)
-            .filter(|ticket| !ticket.is_empty())
+        self.offered().session_ticket
     }
 
     /// The identities of the `pre_shared_key` extension, in the client's
     /// order (none without the extension): a TLS 1.3 client resuming offers
     /// its tickets here.
     pub fn psk_identities(&self) -> PskIdentities<'_> {
-        let identities = self
-            .extension(extension::PRE_SHARED_KEY)
-            .and_then(|extension| {
-                Reader::new(extension.data, Field::PreSharedKey)
-                    .vec16(Field::PskIdentities)
-                    .ok()
-            });
-        PskIdentities {
-            reader: identities.unwrap_or(Reader::new(&[], Field::PskIdentities)),
-            yielded: 0,
-        }
+        self.offered().psk_identities()
     }
 
     /// Whether the `pre_shared_key` extension is present and the last one,
     /// as RFC 8446 4.2.11 requires; a server must refuse the handshake when
     /// it is present elsewhere.
     pub fn pre_shared_key_is_last(&self) -> bool {
-        self.extension(extension::PRE_SHARED_KEY)
-            .is_some_and(|extension| extension.last)
+        self.offered().pre_shared_key_is_last()
+    }
+}
+
+/// What a ClientHello offers that a server acts on before its handshake
+/// ([`ClientHello::offered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offered<'a> {
+    /// The `host_name` of the `server_name` extension, as sent.
+    pub server_name: Option<&'a [u8]>,
+    /// Whether `supported_versions` lists TLS 1.3.
+    pub tls13: bool,
+    /// A non-empty `session_ticket` extension's ticket.
+    pub session_ticket: Option<&'a [u8]>,
+    /// The `pre_shared_key` extension.
+    pre_shared_key: Option<Extension<'a>>,
+}
+
+impl<'a> Offered<'a> {
+    /// The identities of the `pre_shared_key` extension, in the client's
+    /// order (none without the extension).
+    pub fn psk_identities(&self) -> PskIdentities<'a> {
+        let identities = self.pre_shared_key.and_then(|extension| {
+            Reader::new(extension.data, Field::PreSharedKey)
+                .vec16(Field::PskIdentities)
+                .ok()
+        });
+        PskIdentities {
+            reader: identities.unwrap_or(Reader::new(&[], Field::PskIdentities)),
+            yielded: 0,
+        }
+    }
+
+    /// Whether the `pre_shared_key` extension is present and the last one
+    /// (RFC 8446 4.2.11).
+    pub fn pre_shared_key_is_last(&self) -> bool {
+        self.pre_shared_key.is_some_and(|extension| extension.last)
     }
 }
 
@@ -319,7 +361,7 @@ fn psk_identity<'a>(list: &mut Reader<'a>) -> Result<Option<PskIdentity<'a>>, Er
 /// `ServerNameList`'s host name (RFC 6066 3). As in rustls, a name of
 /// another type ends the list: its encoding is unknown, so nothing after it
 /// can be read.
-fn server_name(data: &[u8]) -> Result<Option<&[u8]>, Error> {
+fn server_name_in(data: &[u8]) -> Result<Option<&[u8]>, Error> {
     let mut extension = Reader::new(data, Field::ServerName);
     let mut list = extension.vec16(Field::ServerName)?.non_empty()?;
     extension.finish()?;

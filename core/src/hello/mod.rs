@@ -47,7 +47,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-pub use client_hello::{ClientHello, Extension, Extensions, PskIdentities, PskIdentity};
+pub use client_hello::{ClientHello, Extension, Extensions, Offered, PskIdentities, PskIdentity};
 pub use record::{join, reassemble, Reassembly, MAX_FRAGMENT_LEN, RECORD_HEADER_LEN};
 
 /// The record content type of handshake messages.

@@ -164,7 +164,7 @@ fn request_head(
             head.extend_from_slice(b", ");
         }
     }
-    head.extend_from_slice(conn.client_ip.as_bytes());
+    head.extend_from_slice(conn.client_ip().as_bytes());
     head.extend_from_slice(b"\r\n");
     header_line(&mut head, b"x-forwarded-proto", b"https");
     match encoding {

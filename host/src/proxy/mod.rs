@@ -24,7 +24,7 @@ pub mod serve;
 pub mod uwsgi_backend;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
@@ -51,9 +51,10 @@ pub struct ConnInfo {
     /// The client: the address a PROXY protocol header gave
     /// (`enable-proxy-protocol`), else the TCP peer.
     pub peer: SocketAddr,
-    /// `peer`'s address as a header value, made once per connection: what
-    /// X-Forwarded-For gets on each of its requests.
-    pub client_ip: HeaderValue,
+    /// `peer`'s address as text, what X-Forwarded-For gets on each of the
+    /// connection's requests: written at the first, not at the handshake,
+    /// since many connections never make one.
+    client_ip: OnceLock<String>,
     /// The https socket's own address.
     pub local: SocketAddr,
     /// The SNI name the client asked for.
@@ -68,15 +69,18 @@ impl ConnInfo {
         server_name: Option<String>,
         tls: TlsInfo,
     ) -> Self {
-        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .expect("an IP address is a valid header value");
         Self {
             peer,
-            client_ip,
+            client_ip: OnceLock::new(),
             local,
             server_name,
             tls,
         }
+    }
+
+    /// The client's address as text, for X-Forwarded-For.
+    pub fn client_ip(&self) -> &str {
+        self.client_ip.get_or_init(|| self.peer.ip().to_string())
     }
 }
 

@@ -37,7 +37,7 @@ use crate::limits;
 use crate::metrics::Metrics;
 use crate::session_writes::{SessionWrites, WriteHold};
 use crate::shutdown::{Shutdown, Tracked};
-use crate::tls::Endpoint;
+use crate::tls::{Endpoint, Site};
 
 /// What every connection on one socket shares.
 #[derive(Clone, Debug)]
@@ -195,31 +195,14 @@ async fn establish(
         .filter(|sessions| sessions.writes_to_redis())
         .map(|_| SessionWrites::default());
     stream.hold_writes(WriteHold::new(writes.clone()));
-    let handshake = async {
-        // A session the client offers and this router lacks is fetched
-        // from Redis or the peers first; only this connection waits.
-        if let Some(sessions) = &site.sessions {
-            if let Some(fetched) = sessions.fetch_offered(&offer, site.tls13).await {
-                debug!(%peer, ?fetched, "looked for the offered session");
-            }
-        }
-        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-        let hello = start.client_hello();
-        let server_name = hello.server_name().map(str::to_owned);
-        let choice = site
-            .configs
-            .choice(hello.cipher_suites(), !offer.psk_identities.is_empty());
-        let config = Arc::clone(site.configs.get(choice));
-        let tls = start.into_stream(config).await?;
-        Ok::<_, std::io::Error>((tls, server_name))
+    // Boxed once, so that the wrappers below hold a pointer rather than
+    // each a copy of the handshake's state (kilobytes: rustls' connection).
+    let handshake = Box::pin(handshake(stream, peer, &site, &offer));
+    let outcome = match &writes {
+        Some(writes) => tokio::time::timeout_at(deadline, writes.scope(handshake)).await,
+        None => tokio::time::timeout_at(deadline, handshake).await,
     };
-    let handshake = async {
-        match &writes {
-            Some(writes) => writes.scope(handshake).await,
-            None => handshake.await,
-        }
-    };
-    let (tls, server_name) = match tokio::time::timeout_at(deadline, handshake).await {
+    let (tls, server_name) = match outcome {
         Ok(Ok(done)) => done,
         Ok(Err(error)) => {
             metrics.handshake_failed();
@@ -238,8 +221,15 @@ async fn establish(
     // response, or closing), so that a client reconnecting at once through
     // the balancer usually finds it already there, and the pull on a miss
     // stays the exception. In a worker's single-threaded runtime the
-    // sender runs only when this task yields.
-    tokio::task::yield_now().await;
+    // sender runs only when this task yields; a yield costs a turn of the
+    // runtime (a poll of the sockets), so only when there is one to send.
+    if site
+        .sessions
+        .as_ref()
+        .is_some_and(|sessions| sessions.changes_waiting())
+    {
+        tokio::task::yield_now().await;
+    }
     let session = tls.get_ref().1;
     metrics.handshake_completed(session);
     let mode = http_mode(session.alpn_protocol());
@@ -253,6 +243,32 @@ async fn establish(
 }
 
 type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
+
+/// The TLS handshake proper, once the ClientHello is read: the session the
+/// client offers fetched when this router lacks it (only this connection
+/// waits), then rustls with the configuration the ClientHello calls for.
+/// Returns the stream and the SNI name.
+async fn handshake(
+    stream: ClientStream<TcpStream>,
+    peer: SocketAddr,
+    site: &Site,
+    offer: &Offer,
+) -> std::io::Result<(ClientTls, Option<String>)> {
+    if let Some(sessions) = &site.sessions {
+        if let Some(fetched) = sessions.fetch_offered(offer, site.tls13).await {
+            debug!(%peer, ?fetched, "looked for the offered session");
+        }
+    }
+    let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+    let hello = start.client_hello();
+    let server_name = hello.server_name().map(str::to_owned);
+    let choice = site
+        .configs
+        .choice(hello.cipher_suites(), !offer.psk_identities.is_empty());
+    let config = Arc::clone(site.configs.get(choice));
+    let tls = start.into_stream(config).await?;
+    Ok((tls, server_name))
+}
 
 /// An HTTP/1.x connection, served by the router's own request loop
 /// ([`http1_server`]). Idle or at shutdown, a connection between requests
@@ -274,6 +290,10 @@ async fn http1(
         let mut closing = false;
         loop {
             tokio::select! {
+                // The connection first: when it ends at once (a client
+                // that closes after its handshake), the idle check's timer
+                // is never armed, nor the shutdown signal watched.
+                biased;
                 result = served.as_mut() => break result.unwrap_or_else(|error| {
                     debug!(peer = %conn.peer, %error, "client connection ended with an error");
                     Ended::ByClient

@@ -58,6 +58,11 @@ impl ChangeQueue {
             self.metrics.sync_skipped();
         }
     }
+
+    /// Whether changes wait for the sender task.
+    pub fn is_waiting(&self) -> bool {
+        self.tx.capacity() < self.tx.max_capacity()
+    }
 }
 
 /// What the session store and the connections of this process hold of the

@@ -225,7 +225,12 @@ impl Sites {
     /// The site for a ClientHello's server name: an exact `sni` name first,
     /// then the first matching `*.` pattern, else the socket's certificate.
     pub fn select(&self, server_name: Option<&str>) -> &Site {
-        let Some(name) = server_name.map(str::to_ascii_lowercase) else {
+        // Without `sni` entries, no name to lower-case (one allocation per
+        // connection saved).
+        let Some(name) = server_name
+            .filter(|_| !self.sni.is_empty())
+            .map(str::to_ascii_lowercase)
+        else {
             return &self.default;
         };
         let exact = self.sni.iter().find(|(pattern, _)| *pattern == name);
