@@ -129,17 +129,17 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
     let micro = micro_sections(root).unwrap_or_else(|e| {
         format!("## Session cache and router microbenchmarks\n\nNot available: {e:#}\n")
     });
+    let flags = format!(
+        "{}{}",
+        if quick { " --quick" } else { "" },
+        rounds.map_or(String::new(), |n| format!(" --rounds {n}"))
+    );
     let doc = format!(
         "# Benchmarks\n\n\
          Written by `cargo xtask bench{flags}` on {machine}; rerun it to refresh this file\n\
          and the chart.\n\n\
          ![cachet / peer]({CHART})\n\n\
          {comparison}\n{micro}",
-        flags = format!(
-            "{}{}",
-            if quick { " --quick" } else { "" },
-            rounds.map_or(String::new(), |n| format!(" --rounds {n}"))
-        ),
         machine = machine(),
         comparison = compare::report::markdown(&results, &plan)?,
     );
