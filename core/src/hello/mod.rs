@@ -21,7 +21,10 @@
 //!   client resumes with ([`ClientHello::session_id`]), whether TLS 1.3 is
 //!   offered in `supported_versions` ([`ClientHello::offers_tls13`]), and the
 //!   identities of the `pre_shared_key` extension a TLS 1.3 client resumes
-//!   with ([`ClientHello::psk_identities`], RFC 8446 4.2.11).
+//!   with ([`ClientHello::psk_identities`], RFC 8446 4.2.11). Each of
+//!   these walks the extensions; [`ClientHello::offered`] reads them all in
+//!   one walk, for a caller that wants several (a router at every
+//!   connection).
 //!
 //! Lengths on the wire are never trusted: every one is checked against what
 //! remains of the field that encloses it, iteration is bounded by the bytes

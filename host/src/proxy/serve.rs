@@ -202,7 +202,7 @@ async fn establish(
         Some(writes) => tokio::time::timeout_at(deadline, writes.scope(handshake)).await,
         None => tokio::time::timeout_at(deadline, handshake).await,
     };
-    let (tls, server_name) = match outcome {
+    let tls = match outcome {
         Ok(Ok(done)) => done,
         Ok(Err(error)) => {
             metrics.handshake_failed();
@@ -236,7 +236,7 @@ async fn establish(
     let conn = Arc::new(ConnInfo::new(
         peer,
         socket.local,
-        server_name,
+        offer.server_name,
         TlsInfo::of(session),
     ));
     Some((tls, conn, mode))
@@ -247,27 +247,24 @@ type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
 /// The TLS handshake proper, once the ClientHello is read: the session the
 /// client offers fetched when this router lacks it (only this connection
 /// waits), then rustls with the configuration the ClientHello calls for.
-/// Returns the stream and the SNI name.
 async fn handshake(
     stream: ClientStream<TcpStream>,
     peer: SocketAddr,
     site: &Site,
     offer: &Offer,
-) -> std::io::Result<(ClientTls, Option<String>)> {
+) -> std::io::Result<ClientTls> {
     if let Some(sessions) = &site.sessions {
         if let Some(fetched) = sessions.fetch_offered(offer, site.tls13).await {
             debug!(%peer, ?fetched, "looked for the offered session");
         }
     }
     let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-    let hello = start.client_hello();
-    let server_name = hello.server_name().map(str::to_owned);
-    let choice = site
-        .configs
-        .choice(hello.cipher_suites(), !offer.psk_identities.is_empty());
+    let choice = site.configs.choice(
+        start.client_hello().cipher_suites(),
+        !offer.psk_identities.is_empty(),
+    );
     let config = Arc::clone(site.configs.get(choice));
-    let tls = start.into_stream(config).await?;
-    Ok((tls, server_name))
+    start.into_stream(config).await
 }
 
 /// An HTTP/1.x connection, served by the router's own request loop
