@@ -389,3 +389,30 @@ async fn sleep_until(deadline: Option<cachet_core::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_queue_waits_while_the_sender_has_changes_to_take() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let queue = ChangeQueue {
+            tx,
+            metrics: Metrics::default(),
+        };
+        assert!(!queue.is_waiting(), "nothing pushed");
+        let change = || Change {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            lifetime: cachet_core::Duration::from_millis(1000),
+        };
+        queue.push(change());
+        queue.push(change());
+        assert!(queue.is_waiting());
+        rx.recv().await.unwrap();
+        assert!(queue.is_waiting(), "one change still queued");
+        rx.recv().await.unwrap();
+        assert!(!queue.is_waiting(), "the sender took everything");
+    }
+}
