@@ -69,15 +69,11 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--rounds" => {
-                let value = args.next().map(String::as_str).unwrap_or_default();
                 rounds = Some(
-                    value
-                        .parse::<usize>()
-                        .ok()
+                    args.next()
+                        .and_then(|n| n.parse::<usize>().ok())
                         .filter(|&n| n > 0)
-                        .ok_or_else(|| {
-                            anyhow!("bench: --rounds takes a positive number, not `{value}`")
-                        })?,
+                        .context("bench: --rounds takes a number, 1 or more")?,
                 );
             }
             "--install" => install = true,

@@ -180,12 +180,9 @@ impl<T: AsRef<[u8]>> ClientHello<T> {
             slot.get_or_insert(extension);
         }
         Offered {
-            server_name: server_name
-                .and_then(|e: Extension<'_>| server_name_in(e.data).ok().flatten()),
-            tls13: versions.is_some_and(|e: Extension<'_>| offers_tls13(e.data) == Ok(true)),
-            session_ticket: ticket
-                .map(|e: Extension<'_>| e.data)
-                .filter(|ticket| !ticket.is_empty()),
+            server_name: server_name.and_then(|e| server_name_in(e.data).ok().flatten()),
+            tls13: versions.is_some_and(|e| offers_tls13(e.data) == Ok(true)),
+            session_ticket: ticket.map(|e| e.data).filter(|ticket| !ticket.is_empty()),
             pre_shared_key,
         }
     }
