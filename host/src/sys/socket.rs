@@ -1,4 +1,4 @@
-//! The one socket option socket2 does not offer.
+//! The socket options socket2 does not offer.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -6,24 +6,61 @@ use std::os::fd::AsRawFd;
 /// Sets the receive buffer of `socket` to `bytes`: beyond the system's
 /// limit when privileged (`SO_RCVBUFFORCE`), else up to it (`SO_RCVBUF`).
 pub fn force_receive_buffer(socket: &impl AsRawFd, bytes: libc::c_int) -> io::Result<()> {
-    let mut last = io::Error::other("no option tried");
-    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt reads one c_int from a live local for the
-        // length given; the descriptor is the socket's own, open while
-        // `socket` is borrowed.
-        let done = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&bytes as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
-        if done {
-            return Ok(());
-        }
-        last = io::Error::last_os_error();
+    set_int(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes)
+        .or_else(|_| set_int(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes))
+}
+
+/// Asks the kernel to queue a connection for `accept` only once its first
+/// bytes arrived, waiting up to `seconds` for them (`TCP_DEFER_ACCEPT`).
+pub fn defer_accept(socket: &impl AsRawFd, seconds: libc::c_int) -> io::Result<()> {
+    set_int(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, seconds)
+}
+
+/// The `TCP_DEFER_ACCEPT` hold of a listening socket, in seconds (0: none).
+#[cfg(test)]
+pub fn deferred_accept(socket: &impl AsRawFd) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a live local of
+    // that size, and the length back into another; the descriptor is the
+    // socket's own, open while `socket` is borrowed.
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    } == 0;
+    if done {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
     }
-    Err(last)
+}
+
+fn set_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: setsockopt reads one c_int from a live local for the length
+    // given; the descriptor is the socket's own, open while `socket` is
+    // borrowed.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if done {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
