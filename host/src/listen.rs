@@ -258,7 +258,12 @@ mod tests {
     fn only_sockets_whose_clients_speak_first_defer_accepting() {
         use crate::sys::socket::deferred_accept;
         assert!(deferred_accept(&https()).unwrap() > 0);
-        let stats_http = bind("stats-http", "127.0.0.1:0".parse().unwrap(), ClientFirst, false);
+        let stats_http = bind(
+            "stats-http",
+            "127.0.0.1:0".parse().unwrap(),
+            ClientFirst,
+            false,
+        );
         assert!(deferred_accept(&stats_http.unwrap()).unwrap() > 0);
         // The uWSGI stats server writes first: deferring would hold every
         // one of its clients.
