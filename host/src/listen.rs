@@ -119,7 +119,7 @@ fn bind(
     // A connection is handed to a worker with its first bytes already
     // there: the worker wakes once for it instead of twice (accept, then
     // the ClientHello), and never registers a socket it cannot yet read.
-    // About 5% of the router's CPU per resumed handshake (docs/BENCH.md).
+    // Some 4% of the router's CPU per resumed handshake (docs/BENCH.md).
     if first == ClientFirst {
         crate::sys::socket::defer_accept(&socket, DEFER_ACCEPT_SECS).with_context(cannot)?;
     }
@@ -228,12 +228,11 @@ mod tests {
         assert!(accepted.nodelay().unwrap(), "TCP_NODELAY not inherited");
     }
 
-    /// A connection that has sent nothing is not handed to a worker yet;
-    /// its first bytes make it acceptable. The wait for them is bounded by
-    /// the test's own polling, not by a clock the kernel keeps: the silent
-    /// connection is checked before the kernel's one-second hold ends only
-    /// if the machine is fast enough, so that half asserts nothing when
-    /// the check comes late.
+    /// A connection that has sent nothing is not handed over yet; its
+    /// first bytes make it acceptable. The kernel holds a silent one for
+    /// about a second (until it sends its SYN-ACK again), so the first
+    /// check means something only when it comes sooner: on a machine too
+    /// slow for that it is skipped, not failed.
     #[test]
     fn https_connections_are_accepted_once_the_client_has_spoken() {
         let listener = https();
