@@ -180,6 +180,7 @@ async fn issue(twins: &mut Twins, addr: SocketAddr, bound: Duration) -> Result<D
         Err(_) => return Err(Failure::Timeout(bound)),
     };
     let mut took = None;
+    let mut half_closed = false;
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let out = twins.output()?;
@@ -190,14 +191,22 @@ async fn issue(twins: &mut Twins, addr: SocketAddr, bound: Duration) -> Result<D
                 Err(_) => return Err(Failure::Timeout(bound)),
             }
         }
+        if took.is_some() && !half_closed {
+            // The close_notify is out: end the sending side too, as a
+            // handshake-only client's TLS shutdown does. A server that
+            // waits for the TCP close rather than close_notify (Sozu)
+            // closes now instead of holding the round until CLOSE_WAIT.
+            half_closed = true;
+            let _ = timeout_at(deadline, tcp.shutdown()).await;
+        }
         if took.is_none() && !twins.is_handshaking() {
             took = Some(started.elapsed());
             // As a handshake-only client does; the tickets and the
             // server's close follow.
             twins.send_close_notify();
-            // A server that does not close after close_notify (Sozu) must
-            // not hold the round for the whole bound: the wait for its
-            // tickets and close is the polite close's.
+            // A server that closes neither way must not hold the round
+            // for the whole bound: the wait for its tickets and close is
+            // the polite close's.
             deadline = deadline.min(tokio::time::Instant::now() + client::CLOSE_WAIT);
             continue;
         }
