@@ -28,8 +28,8 @@ const USAGE: &str =
     "usage: cargo xtask bench [--install] [--quick] [--rounds N] [--skip-micro] [--smoke] [--access-log]
   --install     install nginx, HAProxy and hitch from Debian, Sozu with cargo install, if missing
   --quick       short runs (a few minutes in all), for trying the setup
-  --rounds N    interleaved rounds of every load against every server (default 3);
-                more rounds, steadier medians on a noisy machine
+  --rounds N    interleaved rounds of every load against every server (default 5,
+                3 with --quick); more rounds, steadier medians on a noisy machine
   --skip-micro  skip the criterion benchmarks (their last results are reused)
   --smoke       every step of the comparison once, briefly, cachet alone, on the
                 debug build; writes to target/bench-smoke/ and fails unless every
