@@ -33,11 +33,7 @@ pub fn deferred_accept(socket: &impl AsRawFd) -> io::Result<libc::c_int> {
             &mut len,
         )
     } == 0;
-    if done {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    succeeded(done).map(|()| value)
 }
 
 fn set_int(
@@ -58,6 +54,11 @@ fn set_int(
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     } == 0;
+    succeeded(done)
+}
+
+/// A system call's outcome: the error it left in `errno` when it failed.
+fn succeeded(done: bool) -> io::Result<()> {
     if done {
         Ok(())
     } else {
