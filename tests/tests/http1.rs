@@ -6,6 +6,7 @@
 //! server, or HTTP/2 when it starts with the HTTP/2 preface.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cachet_tests::backends::{self, Backend};
 use cachet_tests::client::{self, Tls};
@@ -378,4 +379,38 @@ async fn without_alpn_the_first_bytes_choose_the_server() {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["uri"], "/h2");
     assert_eq!(setup.backend.served(), 3);
+}
+
+/// A connection that completes its handshake and sends nothing (a health
+/// check, a browser's speculative connection) holds no request state; when
+/// the router stops it is closed at once, and told so with a TLS
+/// close_notify, whether it negotiated HTTP/1.1 or no protocol at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_with_close_notify_when_the_router_stops() {
+    let setup = setup().await;
+    let no_alpn = client::config(&setup.pki, Tls::V13, &[]);
+    let mut silent = vec![setup.connect().await, setup.connect_with(&no_alpn).await];
+    // Another connection sends a request, so the router has seen both
+    // handshakes through (one worker, connections served in turn).
+    let mut busy = setup.connect().await;
+    busy.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    assert_eq!(busy.response(false).await.status(), 200);
+
+    setup.router.signal("TERM");
+    for conn in &mut silent {
+        let mut byte = [0; 1];
+        // Ok(0) is a close_notify; a bare TCP close is an UnexpectedEof.
+        // Bounded well below the idle timeout (60 s), which would close
+        // the connection anyway.
+        let read = tokio::time::timeout(Duration::from_secs(30), conn.tls.read(&mut byte))
+            .await
+            .expect("the router closes an idle connection when it stops");
+        assert!(matches!(read, Ok(0)), "no close_notify: {read:?}");
+    }
+    let Setup { router, .. } = setup;
+    let status = tokio::task::spawn_blocking(move || router.wait_for_exit())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
 }

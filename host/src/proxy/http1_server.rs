@@ -31,7 +31,7 @@ use super::{plain, ConnInfo, Proxy};
 use crate::limits;
 
 /// How much is read at a time while waiting for a request head.
-const READ_SIZE: usize = 8 * 1024;
+pub(super) const READ_SIZE: usize = 8 * 1024;
 
 /// Who ended a connection's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -99,64 +99,84 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     // tokio copies the whole task when spawning it and when it finishes;
     // inline, the handshake's and the HTTP server's states (kilobytes)
     // would be copied at every connection.
-    let Some((tls, conn, mode)) = Box::pin(establish(stream, peer, &socket)).await else {
+    let Some((mut tls, conn, mode)) = Box::pin(establish(stream, peer, &socket)).await else {
         return;
     };
     let proxy = &socket.proxy;
-    match mode {
-        HttpMode::Http1 => Box::pin(http1(tls, BytesMut::new(), proxy, &conn, &mut shutdown)).await,
-        HttpMode::Http2 => Box::pin(http2(tls, proxy, conn, &mut shutdown)).await,
-        HttpMode::Detect => Box::pin(without_alpn(tls, proxy, conn, &mut shutdown)).await,
+    if mode == HttpMode::Http2 {
+        Box::pin(http2(tls, proxy, conn, &mut shutdown)).await;
+        return;
+    }
+    // An HTTP/1.x server speaks only when asked, so its state (kilobytes,
+    // and a buffer as large) is made once the client's first bytes arrive,
+    // as nginx allocates a request only then: a connection closed right
+    // after its handshake, or a browser's speculative connection left
+    // idle, costs no more than its TLS.
+    let first = match opening(&mut tls, mode, &mut shutdown).await {
+        Opening::Sent(first) => first,
+        Opening::ClosedByClient => return,
+        Opening::ClosedByRouter => return announce_close(&mut tls).await,
+    };
+    if mode == HttpMode::Detect && first.starts_with(H2_PREFACE) {
+        let replayed = ClientStream::new(first.to_vec(), tls);
+        Box::pin(http2(replayed, proxy, conn, &mut shutdown)).await;
+    } else {
+        Box::pin(http1(tls, first, proxy, &conn, &mut shutdown)).await;
     }
 }
 
-/// A connection that negotiated no protocol: HTTP/2 if it starts with the
-/// HTTP/2 preface (replayed to hyper), else HTTP/1.x.
-async fn without_alpn(
-    mut tls: ClientTls,
-    proxy: &Arc<Proxy>,
-    conn: Arc<ConnInfo>,
-    shutdown: &mut Shutdown,
-) {
-    // Bounded like an idle connection, and given up at shutdown.
-    let first = tokio::select! {
-        read = tokio::time::timeout(limits::IDLE_TIMEOUT, first_bytes(&mut tls)) => match read {
-            Ok(Ok(first)) => first,
-            Ok(Err(error)) => {
-                debug!(peer = %conn.peer, %error, "connection ended before its first request");
-                return;
+/// How a connection's wait for its first request ended.
+enum Opening {
+    /// The client's first bytes: at least one for HTTP/1.x; without ALPN,
+    /// enough to tell the HTTP/2 preface from an HTTP/1.x request.
+    Sent(BytesMut),
+    /// The client closed (or broke) the connection first.
+    ClosedByClient,
+    /// Idle for [`limits::IDLE_TIMEOUT`], or the router is stopping.
+    ClosedByRouter,
+}
+
+/// Waits for the client's first bytes, as long as an idle connection may
+/// stay, and no longer than the router runs.
+async fn opening(tls: &mut ClientTls, mode: HttpMode, shutdown: &mut Shutdown) -> Opening {
+    let read = async {
+        let mut first = BytesMut::with_capacity(http1_server::READ_SIZE);
+        while tls.read_buf(&mut first).await? > 0 {
+            let undecided = mode == HttpMode::Detect
+                && first.len() < H2_PREFACE.len()
+                && H2_PREFACE.starts_with(&first);
+            if !undecided {
+                break;
             }
-            Err(_) => return,
-        },
-        () = shutdown.requested() => return,
+        }
+        std::io::Result::Ok(first)
     };
-    if first.starts_with(H2_PREFACE) {
-        http2(
-            ClientStream::new(first.to_vec(), tls),
-            proxy,
-            conn,
-            shutdown,
-        )
-        .await;
-    } else {
-        http1(tls, first, proxy, &conn, shutdown).await;
+    tokio::select! {
+        // The client first: its bytes, once here, are served even when
+        // shutdown is requested at the same time, as a request already in
+        // the HTTP/1.x server would be.
+        biased;
+        read = tokio::time::timeout(limits::IDLE_TIMEOUT, read) => match read {
+            Ok(Ok(first)) if first.is_empty() => Opening::ClosedByClient,
+            Ok(Ok(first)) => Opening::Sent(first),
+            Ok(Err(error)) => {
+                debug!(%error, "connection ended before its first request");
+                Opening::ClosedByClient
+            }
+            Err(_) => Opening::ClosedByRouter,
+        },
+        () = shutdown.requested() => Opening::ClosedByRouter,
     }
+}
+
+/// Tells the client that the router closes the connection (TLS
+/// close_notify), bounded: a client that does not read must not hold it.
+async fn announce_close(tls: &mut ClientTls) {
+    let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.shutdown()).await;
 }
 
 /// How an HTTP/2 client starts (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// A connection that negotiated no protocol: its first bytes, enough to
-/// tell the HTTP/2 preface from an HTTP/1.x request.
-async fn first_bytes(tls: &mut ClientTls) -> std::io::Result<BytesMut> {
-    let mut first = BytesMut::with_capacity(8 * 1024);
-    while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
-        if tls.read_buf(&mut first).await? == 0 {
-            break;
-        }
-    }
-    Ok(first)
-}
 
 /// A connection up to the end of its TLS handshake: the PROXY protocol
 /// header when enabled, the ClientHello, the session it offers fetched when
@@ -267,8 +287,8 @@ async fn handshake(
     start.into_stream(config).await
 }
 
-/// An HTTP/1.x connection, served by the router's own request loop
-/// ([`http1_server`]). Idle or at shutdown, a connection between requests
+/// An HTTP/1.x connection whose first bytes are `received`, served by the
+/// router's own request loop ([`http1_server`]). Idle or at shutdown, a connection between requests
 /// closes at once; one in a request closes after its response.
 async fn http1(
     mut tls: ClientTls,
@@ -317,7 +337,7 @@ async fn http1(
     // write to a socket no one reads, answered by a reset (nginx skips it
     // too).
     if ended == Ended::ByRouter {
-        let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.shutdown()).await;
+        announce_close(&mut tls).await;
     }
 }
 
