@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::{debug, warn};
 
@@ -223,7 +224,7 @@ async fn establish(
         None => tokio::time::timeout_at(deadline, handshake).await,
     };
     let tls = match outcome {
-        Ok(Ok(done)) => done,
+        Ok(Ok(done)) => Box::new(done),
         Ok(Err(error)) => {
             metrics.handshake_failed();
             debug!(%peer, %error, "TLS handshake failed");
@@ -262,7 +263,9 @@ async fn establish(
     Some((tls, conn, mode))
 }
 
-type ClientTls = tokio_rustls::server::TlsStream<ClientStream<TcpStream>>;
+/// A client's TLS connection, boxed: rustls' state is over a kilobyte, and
+/// each phase of the connection would otherwise carry (and copy) it whole.
+type ClientTls = Box<TlsStream<ClientStream<TcpStream>>>;
 
 /// The TLS handshake proper, once the ClientHello is read: the session the
 /// client offers fetched when this router lacks it (only this connection
@@ -272,7 +275,7 @@ async fn handshake(
     peer: SocketAddr,
     site: &Site,
     offer: &Offer,
-) -> std::io::Result<ClientTls> {
+) -> std::io::Result<TlsStream<ClientStream<TcpStream>>> {
     if let Some(sessions) = &site.sessions {
         if let Some(fetched) = sessions.fetch_offered(offer, site.tls13).await {
             debug!(%peer, ?fetched, "looked for the offered session");
