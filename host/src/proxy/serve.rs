@@ -113,7 +113,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     // as nginx allocates a request only then: a connection closed right
     // after its handshake, or a browser's speculative connection left
     // idle, costs no more than its TLS.
-    let first = match opening(&mut tls, mode, &mut shutdown).await {
+    let first = match opening(&mut tls, mode, conn.peer, &mut shutdown).await {
         Opening::Sent(first) => first,
         Opening::ClosedByClient => return,
         Opening::ClosedByRouter => return announce_close(&mut tls).await,
@@ -139,7 +139,12 @@ enum Opening {
 
 /// Waits for the client's first bytes, as long as an idle connection may
 /// stay, and no longer than the router runs.
-async fn opening(tls: &mut ClientTls, mode: HttpMode, shutdown: &mut Shutdown) -> Opening {
+async fn opening(
+    tls: &mut ClientTls,
+    mode: HttpMode,
+    peer: SocketAddr,
+    shutdown: &mut Shutdown,
+) -> Opening {
     let read = async {
         let mut first = BytesMut::with_capacity(http1_server::READ_SIZE);
         while tls.read_buf(&mut first).await? > 0 {
@@ -161,7 +166,7 @@ async fn opening(tls: &mut ClientTls, mode: HttpMode, shutdown: &mut Shutdown) -
             Ok(Ok(first)) if first.is_empty() => Opening::ClosedByClient,
             Ok(Ok(first)) => Opening::Sent(first),
             Ok(Err(error)) => {
-                debug!(%error, "connection ended before its first request");
+                debug!(%peer, %error, "connection ended before its first request");
                 Opening::ClosedByClient
             }
             Err(_) => Opening::ClosedByRouter,
@@ -291,8 +296,9 @@ async fn handshake(
 }
 
 /// An HTTP/1.x connection whose first bytes are `received`, served by the
-/// router's own request loop ([`http1_server`]). Idle or at shutdown, a connection between requests
-/// closes at once; one in a request closes after its response.
+/// router's own request loop ([`http1_server`]). Idle or at shutdown, a
+/// connection between requests closes at once; one in a request closes
+/// after its response.
 async fn http1(
     mut tls: ClientTls,
     received: BytesMut,
