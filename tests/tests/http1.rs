@@ -390,8 +390,9 @@ async fn a_silent_connection_is_closed_with_close_notify_when_the_router_stops()
     let setup = setup().await;
     let no_alpn = client::config(&setup.pki, Tls::V13, &[]);
     let mut silent = vec![setup.connect().await, setup.connect_with(&no_alpn).await];
-    // Another connection sends a request, so the router has seen both
-    // handshakes through (one worker, connections served in turn).
+    // The router is serving: a request on a third connection is answered.
+    // (A silent connection still in its handshake at SIGTERM would end the
+    // same way: the wait for its first bytes sees the shutdown at once.)
     let mut busy = setup.connect().await;
     busy.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await;
