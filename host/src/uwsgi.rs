@@ -23,6 +23,8 @@ pub const MODIFIER1_WSGI: u8 = 0;
 pub const MAX_VARS: usize = u16::MAX as usize;
 /// Most headers accepted in a backend's response.
 const MAX_RESPONSE_HEADERS: usize = 128;
+/// Headers a response head is first parsed for.
+const FEW_RESPONSE_HEADERS: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UwsgiError {
@@ -144,8 +146,19 @@ pub fn parse_response_head(
         Parsed::Line(line, length) => (Some(line), length),
         Parsed::NotAStatusLine => (None, 0),
     };
-    let mut raw = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let (headers_length, parsed) = match httparse::parse_headers(&buf[line_length..], &mut raw) {
+    // Most responses have a dozen headers: room for a few dozen is set up
+    // first, and for the most allowed only for a head that needs it.
+    let fields = &buf[line_length..];
+    let mut few = [httparse::EMPTY_HEADER; FEW_RESPONSE_HEADERS];
+    let mut many;
+    let parsed = match httparse::parse_headers(fields, &mut few) {
+        Err(httparse::Error::TooManyHeaders) => {
+            many = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+            httparse::parse_headers(fields, &mut many)
+        }
+        parsed => parsed,
+    };
+    let (headers_length, parsed) = match parsed {
         Ok(httparse::Status::Complete(complete)) => complete,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(UwsgiError::BadResponse(error.to_string())),
@@ -436,6 +449,29 @@ mod tests {
             false
         )
         .is_err());
+    }
+
+    #[test]
+    fn heads_of_up_to_the_most_headers_parse() {
+        let head_with = |count: usize| {
+            let fields: String = (0..count).map(|n| format!("X-{n}: {n}\r\n")).collect();
+            format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 0\r\n\r\n")
+        };
+        for count in [1, FEW_RESPONSE_HEADERS, MAX_RESPONSE_HEADERS - 1] {
+            let (head, _) = parse_response_head(head_with(count).as_bytes(), false)
+                .unwrap()
+                .expect("a whole head");
+            assert_eq!(head.headers.len(), count + 1);
+            assert_eq!(head.headers["x-0"], "0");
+        }
+        // Partial, past the first attempt's room: more bytes are needed.
+        let partial = head_with(MAX_RESPONSE_HEADERS - 1);
+        let partial = &partial.as_bytes()[..partial.len() - 4];
+        assert!(parse_response_head(partial, false).unwrap().is_none());
+        assert!(matches!(
+            parse_response_head(head_with(MAX_RESPONSE_HEADERS).as_bytes(), false),
+            Err(UwsgiError::BadResponse(_))
+        ));
     }
 
     #[test]
