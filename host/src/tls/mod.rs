@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod cipher_order;
 pub mod context;
+pub mod hkdf;
 pub mod variants;
 
 use std::sync::{Arc, RwLock};
@@ -337,11 +338,13 @@ impl SiteBuilder<'_> {
 /// aws-lc-rs with the cipher suites named in `ciphers` (colon-separated
 /// IANA names as rustls spells them, e.g. `TLS13_AES_128_GCM_SHA256:
 /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`) in that order, or its
-/// defaults in the router's order ([`cipher_order`]).
+/// defaults in the router's order ([`cipher_order`]); TLS 1.3 suites run
+/// their key schedule as [`hkdf`] does.
 fn provider_for(ciphers: Option<&str>) -> Result<CryptoProvider> {
     let mut provider = aws_lc_rs::default_provider();
     let Some(ciphers) = ciphers else {
         cipher_order::default_order(&mut provider.cipher_suites);
+        hkdf::with_precomputed_hmac_keys(&mut provider.cipher_suites);
         return Ok(provider);
     };
     let available = aws_lc_rs::ALL_CIPHER_SUITES;
@@ -368,6 +371,7 @@ fn provider_for(ciphers: Option<&str>) -> Result<CryptoProvider> {
     if provider.cipher_suites.is_empty() {
         bail!("the cipher list `{ciphers}` names no cipher suite");
     }
+    hkdf::with_precomputed_hmac_keys(&mut provider.cipher_suites);
     Ok(provider)
 }
 
