@@ -27,52 +27,62 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 /// Sends the request (`parts`, hop-by-hop headers removed, and `body`) to
 /// `backend` as HTTP/1.1 over `link`; bodies stream both ways.
-pub async fn forward(
-    backend: &BackendState,
+///
+/// The head is written before the returned future starts, so that the
+/// request's parts (a header map and a URI) are not carried across the
+/// wait for the backend: the future holds what it sends, not what it was
+/// made from, and is copied whole when the caller starts it.
+pub fn forward<'a>(
+    backend: &'a BackendState,
     link: Link,
     parts: Parts,
     body: ClientBody,
     conn: &ConnInfo,
-) -> Result<Response<ProxyBody>, ForwardError> {
+) -> impl std::future::Future<Output = Result<Response<ProxyBody>, ForwardError>> + 'a {
     let encoding = body_encoding(&parts, &body);
-    let head = request_head(&parts, encoding, conn)?;
+    let head = request_head(&parts, encoding, conn);
     let body = encoding.map(|encoding| (body, encoding));
-    let request = Exchange {
-        head: &head,
-        request_was_head: parts.method == Method::HEAD,
-    };
-
-    let (stream, reused) = match link {
-        Link::Fresh(stream) => (stream, false),
-        Link::Reused(stream) => (stream, true),
-    };
-    let retriable = reused && body.is_none() && parts.method.is_idempotent();
-    let exchanged = within_response_timeout(async {
-        match request.run(stream, body).await {
-            // An idle connection the backend closed just as it was taken:
-            // an idempotent request without a body may go again, on a new
-            // connection (RFC 9110 section 9.2.2).
-            Err(HeadError::NothingBack(what)) if retriable => {
-                debug!(backend = %backend.backend.name, %what, "idle connection gone; retrying on a new one");
-                let stream = backend.connect().await.map_err(ForwardError::Backend)?;
-                Ok(request.run(stream, None).await?)
+    let request_was_head = parts.method == Method::HEAD;
+    let idempotent = parts.method.is_idempotent();
+    drop(parts);
+    async move {
+        let head = head?;
+        let request = Exchange {
+            head: &head,
+            request_was_head,
+        };
+        let (stream, reused) = match link {
+            Link::Fresh(stream) => (stream, false),
+            Link::Reused(stream) => (stream, true),
+        };
+        let retriable = reused && body.is_none() && idempotent;
+        let exchanged = within_response_timeout(async {
+            match request.run(stream, body).await {
+                // An idle connection the backend closed just as it was
+                // taken: an idempotent request without a body may go
+                // again, on a new connection (RFC 9110 section 9.2.2).
+                Err(HeadError::NothingBack(what)) if retriable => {
+                    debug!(backend = %backend.backend.name, %what, "idle connection gone; retrying on a new one");
+                    let stream = backend.connect().await.map_err(ForwardError::Backend)?;
+                    Ok(request.run(stream, None).await?)
+                }
+                done => Ok(done?),
             }
-            done => Ok(done?),
-        }
-    })
-    .await?;
-    let (stream, head) = exchanged;
-    let after = if head.persistent {
-        AfterBody::Park(Arc::clone(&backend.idle))
-    } else {
-        AfterBody::Close
-    };
-    Ok(response_body::relay(
-        head.response,
-        stream,
-        head.rest,
-        after,
-    ))
+        })
+        .await??;
+        let (stream, head) = exchanged;
+        let after = if head.persistent {
+            AfterBody::Park(Arc::clone(&backend.idle))
+        } else {
+            AfterBody::Close
+        };
+        Ok(response_body::relay(
+            head.response,
+            stream,
+            head.rest,
+            after,
+        ))
+    }
 }
 
 /// One request's trip to the backend, up to the response head.

@@ -52,7 +52,7 @@ pub async fn forward(
             .read_head(request_was_head, HeadForm::CgiAllowed)
             .await?)
     })
-    .await?;
+    .await??;
     // One request per connection: the uwsgi protocol has no keep-alive.
     Ok(response_body::relay(
         head.response,
