@@ -5,11 +5,16 @@
 //! HKDF, which sets the HMAC key up again every time (hashing its inner and
 //! outer pads: two SHA-256 blocks), and for a secret just extracted redoes
 //! the extraction too: four blocks of work where two would do, up to eight.
-//! rustls' own generic HKDF ([`HkdfUsingHmac`]) makes each pseudorandom key
-//! into an HMAC key once and starts every expansion from a copy of it; on
-//! aws-lc-rs' HMAC that is a copy of the hashed pads. The outputs are the
-//! same bytes (RFC 5869; checked against the provider's below); a resumed
-//! TLS 1.3 handshake hashes about half as many blocks.
+//! Here each pseudorandom key becomes an HMAC key once, when it is
+//! extracted, and every expansion starts from a copy of its hashed pads.
+//! The outputs are the same bytes (RFC 5869; checked against the
+//! provider's below).
+//!
+//! rustls has a generic HKDF on HMAC of its own (`HkdfUsingHmac`), but it
+//! passes each extracted key through a `Vec` that is freed without being
+//! wiped: the handshake and master secrets would be left in freed heap
+//! memory. Here they live on the stack, in rustls' `Tag` (wiped on drop),
+//! and in aws-lc's HMAC state (wiped when the key is dropped).
 //!
 //! Only the key schedule changes: the AEADs, the hash of the transcript
 //! and everything TLS 1.2 does stay the provider's.
@@ -17,47 +22,96 @@
 use std::sync::LazyLock;
 
 use aws_lc_rs::hmac;
-use rustls::crypto::hmac::{Hmac, Key, Tag};
-use rustls::crypto::tls13::HkdfUsingHmac;
+use rustls::crypto::hmac::Tag;
+use rustls::crypto::tls13::{Hkdf, HkdfExpander, OkmBlock, OutputLengthError};
 use rustls::{SupportedCipherSuite, Tls13CipherSuite};
 
-/// HMAC for rustls, on aws-lc-rs.
-struct AwsLcHmac(hmac::Algorithm);
+/// HKDF (RFC 5869) with one of aws-lc-rs' HMACs.
+struct PrecomputedHkdf(hmac::Algorithm);
 
-impl Hmac for AwsLcHmac {
-    fn with_key(&self, key: &[u8]) -> Box<dyn Key> {
-        Box::new(AwsLcHmacKey(hmac::Key::new(self.0, key)))
+impl PrecomputedHkdf {
+    fn hash_len(&self) -> usize {
+        self.0.digest_algorithm().output_len()
     }
 
-    fn hash_output_len(&self) -> usize {
-        self.0.digest_algorithm().output_len()
+    /// HKDF-Extract: the pseudorandom key, made into an HMAC key at once.
+    fn extract(&self, salt: Option<&[u8]>, secret: &[u8]) -> Box<dyn HkdfExpander> {
+        let zeroes = [0u8; OkmBlock::MAX_LEN];
+        let salt = salt.unwrap_or(&zeroes[..self.hash_len()]);
+        let prk = sign(&hmac::Key::new(self.0, salt), secret);
+        Box::new(Expander(hmac::Key::new(self.0, prk.as_ref())))
     }
 }
 
-/// An HMAC key with its pads already hashed: each signature starts from a
-/// copy of that state.
-struct AwsLcHmacKey(hmac::Key);
-
-impl Key for AwsLcHmacKey {
-    fn sign_concat(&self, first: &[u8], middle: &[&[u8]], last: &[u8]) -> Tag {
-        let mut context = hmac::Context::with_key(&self.0);
-        context.update(first);
-        for part in middle {
-            context.update(part);
-        }
-        context.update(last);
-        Tag::new(context.sign().as_ref())
+impl Hkdf for PrecomputedHkdf {
+    fn extract_from_zero_ikm(&self, salt: Option<&[u8]>) -> Box<dyn HkdfExpander> {
+        let zeroes = [0u8; OkmBlock::MAX_LEN];
+        self.extract(salt, &zeroes[..self.hash_len()])
     }
 
-    fn tag_len(&self) -> usize {
+    fn extract_from_secret(&self, salt: Option<&[u8]>, secret: &[u8]) -> Box<dyn HkdfExpander> {
+        self.extract(salt, secret)
+    }
+
+    fn expander_for_okm(&self, okm: &OkmBlock) -> Box<dyn HkdfExpander> {
+        Box::new(Expander(hmac::Key::new(self.0, okm.as_ref())))
+    }
+
+    fn hmac_sign(&self, key: &OkmBlock, message: &[u8]) -> Tag {
+        sign(&hmac::Key::new(self.0, key.as_ref()), message)
+    }
+}
+
+/// HKDF-Expand from a pseudorandom key held as an HMAC key.
+struct Expander(hmac::Key);
+
+impl Expander {
+    /// T(n) = HMAC(PRK, T(n - 1) | info | n), T(0) empty (RFC 5869
+    /// section 2.3).
+    fn term(&self, previous: Option<&Tag>, info: &[&[u8]], n: u8) -> Tag {
+        let mut context = hmac::Context::with_key(&self.0);
+        if let Some(previous) = previous {
+            context.update(previous.as_ref());
+        }
+        for part in info {
+            context.update(part);
+        }
+        context.update(&[n]);
+        Tag::new(context.sign().as_ref())
+    }
+}
+
+impl HkdfExpander for Expander {
+    fn expand_slice(&self, info: &[&[u8]], output: &mut [u8]) -> Result<(), OutputLengthError> {
+        let hash_len = self.hash_len();
+        if output.len() > 255 * hash_len {
+            return Err(OutputLengthError);
+        }
+        let mut previous = None;
+        for (chunk, n) in output.chunks_mut(hash_len).zip(1..=u8::MAX) {
+            let term = self.term(previous.as_ref(), info, n);
+            chunk.copy_from_slice(&term.as_ref()[..chunk.len()]);
+            previous = Some(term);
+        }
+        Ok(())
+    }
+
+    fn expand_block(&self, info: &[&[u8]]) -> OkmBlock {
+        OkmBlock::new(self.term(None, info, 1).as_ref())
+    }
+
+    fn hash_len(&self) -> usize {
         self.0.algorithm().digest_algorithm().output_len()
     }
 }
 
-static HMAC_SHA256: AwsLcHmac = AwsLcHmac(hmac::HMAC_SHA256);
-static HMAC_SHA384: AwsLcHmac = AwsLcHmac(hmac::HMAC_SHA384);
-static HKDF_SHA256: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA256);
-static HKDF_SHA384: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA384);
+/// HMAC of `message`, from `key`'s hashed pads.
+fn sign(key: &hmac::Key, message: &[u8]) -> Tag {
+    Tag::new(hmac::sign(key, message).as_ref())
+}
+
+static HKDF_SHA256: PrecomputedHkdf = PrecomputedHkdf(hmac::HMAC_SHA256);
+static HKDF_SHA384: PrecomputedHkdf = PrecomputedHkdf(hmac::HMAC_SHA384);
 
 /// The provider's TLS 1.3 suites, each with the key schedule above: built
 /// once, since rustls keeps suites by `'static` reference.
@@ -68,7 +122,7 @@ static SUITES: LazyLock<Vec<(SupportedCipherSuite, SupportedCipherSuite)>> = Laz
             let SupportedCipherSuite::Tls13(tls13) = suite else {
                 return None;
             };
-            let hkdf_provider: &'static HkdfUsingHmac<'static> =
+            let hkdf_provider: &'static PrecomputedHkdf =
                 match tls13.common.hash_provider.algorithm() {
                     rustls::crypto::hash::HashAlgorithm::SHA256 => &HKDF_SHA256,
                     rustls::crypto::hash::HashAlgorithm::SHA384 => &HKDF_SHA384,
@@ -106,7 +160,6 @@ pub fn with_precomputed_hmac_keys(suites: &mut [SupportedCipherSuite]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::crypto::tls13::{Hkdf, OkmBlock};
 
     fn tls13(suite: SupportedCipherSuite) -> &'static Tls13CipherSuite {
         match suite {
@@ -166,6 +219,9 @@ mod tests {
                 a.expand_slice(&info, &mut long_a).unwrap();
                 b.expand_slice(&info, &mut long_b).unwrap();
                 assert_eq!(long_a, long_b);
+                let too_long = 255 * b.hash_len() + 1;
+                assert!(b.expand_slice(&info, &mut vec![0; too_long]).is_err());
+                assert!(b.expand_slice(&info, &mut vec![0; too_long - 1]).is_ok());
                 let (a, b) = (
                     theirs.extract_from_zero_ikm(salt),
                     ours.extract_from_zero_ikm(salt),
