@@ -13,8 +13,9 @@
 //! rustls has a generic HKDF on HMAC of its own (`HkdfUsingHmac`), but it
 //! passes each extracted key through a `Vec` that is freed without being
 //! wiped: the handshake and master secrets would be left in freed heap
-//! memory. Here they live on the stack, in rustls' `Tag` (wiped on drop),
-//! and in aws-lc's HMAC state (wiped when the key is dropped).
+//! memory. Here they pass only through the stack (aws-lc-rs' tag, then
+//! rustls' `Tag`, wiped on drop) into aws-lc's HMAC state (wiped when the
+//! key is dropped).
 //!
 //! Only the key schedule changes: the AEADs, the hash of the transcript
 //! and everything TLS 1.2 does stay the provider's.
