@@ -140,6 +140,14 @@ mod tests {
     }
 
     #[test]
+    fn the_name_match_and_the_list_agree() {
+        for (index, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str().as_bytes()), Some(index));
+        }
+        assert_eq!(hop_by_hop_index(b"content-length"), None);
+    }
+
+    #[test]
     fn connection_named_headers_go_too() {
         let mut headers = HeaderMap::new();
         headers.insert(
