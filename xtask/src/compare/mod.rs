@@ -179,6 +179,8 @@ pub(crate) struct Throughput {
     pub samples: Vec<f64>,
     /// The server's CPU time per operation, in microseconds, per round.
     pub cpu_us: Vec<f64>,
+    /// Of it, system (kernel) time, per round.
+    pub system_us: Vec<f64>,
     pub errors: u64,
     /// Resumption ratio of the last round (resumed loads).
     pub resumption_ratio: f64,
@@ -191,6 +193,10 @@ impl Throughput {
 
     pub(crate) fn cpu_median(&self) -> Option<f64> {
         (!self.cpu_us.is_empty()).then(|| median(&self.cpu_us))
+    }
+
+    pub(crate) fn system_median(&self) -> Option<f64> {
+        (!self.system_us.is_empty()).then(|| median(&self.system_us))
     }
 }
 
@@ -250,6 +256,14 @@ impl Results {
             .iter()
             .find(|t| t.key_type == key_type && t.load == load && t.kind == kind)
             .and_then(Throughput::cpu_median)
+    }
+
+    /// The median system (kernel) time per operation of `load` on `kind`.
+    pub(crate) fn system_median(&self, key_type: KeyType, load: Load, kind: Kind) -> Option<f64> {
+        self.throughput
+            .iter()
+            .find(|t| t.key_type == key_type && t.load == load && t.kind == kind)
+            .and_then(Throughput::system_median)
     }
 
     pub(crate) fn compared(&self) -> impl Iterator<Item = Kind> + '_ {
@@ -399,7 +413,7 @@ fn compare_one_key_type(
             for server in &running {
                 let meter = cpu::Meter::start(&[server.pid])?;
                 let outcome = load::run(setup.cachet, &[server.addr], load, pressure)?;
-                let cpu_us = cpu::per_operation_us(meter.spent()?, load.operations(&outcome));
+                let cost = cpu::per_operation(meter.spent()?, load.operations(&outcome));
                 eprintln!(
                     "xtask: {} round {round}/{}: {} {}: {:.0} ({} errors), server CPU {} per {}",
                     key_type.label(),
@@ -408,10 +422,13 @@ fn compare_one_key_type(
                     load.label(),
                     load.figure(&outcome),
                     outcome.errors.total,
-                    cpu_us.map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
+                    cost.map_or_else(
+                        || "n/a".to_owned(),
+                        |c| format!("{:.1} us ({:.1} in the kernel)", c.total_us, c.system_us)
+                    ),
                     load.operation()
                 );
-                record(results, key_type, load, server.kind, &outcome, cpu_us);
+                record(results, key_type, load, server.kind, &outcome, cost);
             }
         }
     }
@@ -459,7 +476,7 @@ fn record(
     load: Load,
     kind: Kind,
     outcome: &Report,
-    cpu_us: Option<f64>,
+    cost: Option<cpu::PerOperation>,
 ) {
     let index = match results
         .throughput
@@ -474,6 +491,7 @@ fn record(
                 kind,
                 samples: Vec::new(),
                 cpu_us: Vec::new(),
+                system_us: Vec::new(),
                 errors: 0,
                 resumption_ratio: 0.0,
             });
@@ -482,7 +500,10 @@ fn record(
     };
     let entry = &mut results.throughput[index];
     entry.samples.push(load.figure(outcome));
-    entry.cpu_us.extend(cpu_us);
+    if let Some(cost) = cost {
+        entry.cpu_us.push(cost.total_us);
+        entry.system_us.push(cost.system_us);
+    }
     entry.errors += outcome.errors.total;
     entry.resumption_ratio = outcome.handshakes.resumption_ratio.unwrap_or(0.0);
 }
@@ -682,7 +703,7 @@ fn cross_node_run(
     };
     let meter = cpu::Meter::start(pids)?;
     let outcome = load::run(setup.cachet, addrs, Load::Resumed(tls), pressure)?;
-    let cpu_us = cpu::per_operation_us(meter.spent()?, outcome.handshakes.total);
+    let cpu_us = cpu::per_operation_us(meter.spent()?.total(), outcome.handshakes.total);
     eprintln!(
         "xtask: three {} nodes, TLS {}, {}: {} of {} attempts resumed ({:.1}%), {} errors",
         kind.name(),

@@ -71,8 +71,11 @@ fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result
          every thread) over the run, read from /proc, divided by the handshakes or \
          requests completed, in microseconds. Lower is better, so there a ratio below 1 \
          means cachet spends less; unlike the rates, it does not depend on how much of \
-         the shared cores the load generator took. How the servers are configured and \
-         why: `docs/BENCH.md`.\n",
+         the shared cores the load generator took. The second ↳ is the system part of \
+         that time, spent in the kernel: on loopback mostly TCP (a send also runs the \
+         receiving socket's processing), the same work whichever server asks for it, so \
+         it bounds how far below a peer's CPU a server can go by what it does itself. \
+         How the servers are configured and why: `docs/BENCH.md`.\n",
         c = plan.connections,
         d = plan.run.as_secs_f64(),
         r = plan.rounds,
@@ -96,7 +99,13 @@ fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result
                 }
             }
             writeln!(w, "{row}")?;
-            if let Some(row) = cpu_row(results, key_type, load, &peers) {
+            let server_cpu = format!("↳ server CPU per {} (us)", load.operation());
+            let cpu = |kind| results.cpu_median(key_type, load, kind);
+            if let Some(row) = cost_row(&server_cpu, cpu, &peers) {
+                writeln!(w, "{row}")?;
+            }
+            let system = |kind| results.system_median(key_type, load, kind);
+            if let Some(row) = cost_row("↳ of it in the kernel (us)", system, &peers) {
                 writeln!(w, "{row}")?;
             }
         }
@@ -354,12 +363,17 @@ fn percent(part: u64, whole: u64) -> String {
     format!("{:.1}%", tenths / 10.0)
 }
 
-/// The ↳ row under a throughput row: the servers' CPU per operation.
-fn cpu_row(results: &Results, key_type: KeyType, load: Load, peers: &[Kind]) -> Option<String> {
-    let ours = results.cpu_median(key_type, load, Kind::Cachet)?;
-    let mut row = format!("| ↳ server CPU per {} (us) | {ours:.1} |", load.operation());
+/// A ↳ row under a throughput row: what an operation cost each server, by
+/// `cost` (all its CPU, or the kernel's part).
+fn cost_row(
+    label: &str,
+    cost: impl Fn(Kind) -> Option<f64>,
+    peers: &[Kind],
+) -> Option<String> {
+    let ours = cost(Kind::Cachet)?;
+    let mut row = format!("| {label} | {ours:.1} |");
     for peer in peers {
-        match results.cpu_median(key_type, load, *peer) {
+        match cost(*peer) {
             Some(theirs) if theirs > 0.0 => {
                 row.push_str(&format!(" {theirs:.1} | {:.2}x |", ours / theirs));
             }
@@ -679,7 +693,7 @@ mod tests {
     use cachet_bench::report::TicketRace;
 
     use super::*;
-    use crate::compare::{load, CrossNode, RaceFigure};
+    use crate::compare::{load, CrossNode, RaceFigure, Throughput};
 
     #[test]
     fn a_percentage_is_never_rounded_up_to_all() {
@@ -776,6 +790,41 @@ mod tests {
         );
         assert!(
             doc.contains("| 2 | 0 | 0 | 0 | 0 | 0 | 0 | — | — |"),
+            "{doc}"
+        );
+    }
+
+    #[test]
+    fn each_rate_carries_its_cpu_and_kernel_rows() {
+        let plan = Plan::full();
+        let mut results = Results::default();
+        for (kind, rate, cpu, system) in [
+            (Kind::Cachet, 15_000.0, 48.0, 33.0),
+            (Kind::Nginx, 14_000.0, 60.0, 30.0),
+        ] {
+            results.servers.push((kind, kind.name().to_owned()));
+            results.throughput.push(Throughput {
+                key_type: KeyType::EcdsaP256,
+                load: Load::Resumed(Tls::V12),
+                kind,
+                samples: vec![rate],
+                cpu_us: vec![cpu],
+                system_us: vec![system],
+                errors: 0,
+                resumption_ratio: 1.0,
+            });
+        }
+        let doc = markdown(&results, &plan).unwrap();
+        assert!(
+            doc.contains("| resumed TLS 1.2 handshakes/s | 15000 | 14000 | 1.07x |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| ↳ server CPU per handshake (us) | 48.0 | 60.0 | 0.80x |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| ↳ of it in the kernel (us) | 33.0 | 30.0 | 1.10x |"),
             "{doc}"
         );
     }
