@@ -313,6 +313,18 @@ async fn heads_in_pieces_and_heads_too_large() {
     }
     assert_eq!(conn.response(false).await.json()["uri"], "/pieces");
 
+    // A first head larger than the buffer a connection waits with (1 KiB),
+    // in one record: it grows, and the whole head is relayed.
+    let mut conn = setup.connect().await;
+    let long = "b".repeat(6 * 1024);
+    conn.send(
+        format!("GET /long HTTP/1.1\r\nHost: localhost\r\nX-Long: {long}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let echoed = conn.response(false).await.json();
+    assert_eq!(echoed["uri"], "/long");
+    assert_eq!(echoed["headers"]["x-long"][0], long.as_str());
+
     let mut conn = setup.connect().await;
     let huge = format!(
         "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",

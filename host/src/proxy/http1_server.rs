@@ -33,6 +33,13 @@ use crate::limits;
 /// How much is read at a time while waiting for a request head.
 pub(super) const READ_SIZE: usize = 8 * 1024;
 
+/// The buffer a connection waits for its first bytes with, as nginx's
+/// `client_header_buffer_size`: most request heads fit, and a connection
+/// that idles before its first request (a browser's speculative one) or
+/// closes right after its handshake holds no more. A larger head grows
+/// it to [`READ_SIZE`] as it comes.
+pub(super) const FIRST_READ_SIZE: usize = 1024;
+
 /// Who ended a connection's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {

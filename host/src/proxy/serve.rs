@@ -146,7 +146,7 @@ async fn opening(
     shutdown: &mut Shutdown,
 ) -> Opening {
     let read = async {
-        let mut first = BytesMut::with_capacity(http1_server::READ_SIZE);
+        let mut first = BytesMut::with_capacity(http1_server::FIRST_READ_SIZE);
         while tls.read_buf(&mut first).await? > 0 {
             let undecided = mode == HttpMode::Detect
                 && first.len() < H2_PREFACE.len()

@@ -87,8 +87,11 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String> {
             if round > 0 {
                 samples[index].push(Sample {
                     requests_per_s: outcome.requests.per_s,
-                    cpu_us_per_request: cpu::per_operation_us(spent.total(), outcome.requests.total)
-                        .unwrap_or(0.0),
+                    cpu_us_per_request: cpu::per_operation_us(
+                        spent.total(),
+                        outcome.requests.total,
+                    )
+                    .unwrap_or(0.0),
                 });
             }
         }

@@ -73,8 +73,9 @@ fn write_markdown(w: &mut String, results: &Results, plan: &Plan) -> fmt::Result
          means cachet spends less; unlike the rates, it does not depend on how much of \
          the shared cores the load generator took. The second ↳ is the system part of \
          that time, spent in the kernel: on loopback mostly TCP (a send also runs the \
-         receiving socket's processing), the same work whichever server asks for it, so \
-         it bounds how far below a peer's CPU a server can go by what it does itself. \
+         receiving socket's processing), which every server needs for the same \
+         connections and requests, so it bounds how far below a peer's CPU a server can \
+         go by its own work. \
          How the servers are configured and why: `docs/BENCH.md`.\n",
         c = plan.connections,
         d = plan.run.as_secs_f64(),
@@ -365,11 +366,7 @@ fn percent(part: u64, whole: u64) -> String {
 
 /// A ↳ row under a throughput row: what an operation cost each server, by
 /// `cost` (all its CPU, or the kernel's part).
-fn cost_row(
-    label: &str,
-    cost: impl Fn(Kind) -> Option<f64>,
-    peers: &[Kind],
-) -> Option<String> {
+fn cost_row(label: &str, cost: impl Fn(Kind) -> Option<f64>, peers: &[Kind]) -> Option<String> {
     let ours = cost(Kind::Cachet)?;
     let mut row = format!("| {label} | {ours:.1} |");
     for peer in peers {
