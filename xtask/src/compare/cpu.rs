@@ -3,8 +3,9 @@
 //! operations a load made, it is what one operation costs the server,
 //! whatever the load generator (sharing the same cores) costs. The system
 //! part is kept apart too: on loopback it is mostly TCP (a send runs the
-//! receiver's TCP processing as well), which every server pays alike, so
-//! it shows how much of a ratio user space can still move.
+//! receiver's TCP processing as well), which every server needs for the
+//! same connections and requests, so it shows how much of a ratio a
+//! server's own work can still move.
 
 use std::fs;
 use std::iter::Sum;
