@@ -22,7 +22,7 @@ use cachet_tests::h2load::{self, Load};
 use cachet_tests::openssl::{require_openssl, s_client_alpn};
 use cachet_tests::udp_proxy::XorShift;
 use cachet_tests::uwsgi_app::{app_path, Options, Protocol, UwsgiApp};
-use cachet_tests::{assert_contains_all, counter, router_args, Pki, Router};
+use cachet_tests::{assert_contains_all, counter, router_args, wait_until_blocking, Pki, Router};
 use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
@@ -198,9 +198,13 @@ fn request_bodies_of_every_framing_reach_the_app_and_come_back() {
         uploads_come_back(&setup, protocol);
         if protocol == Protocol::Http11 {
             // Every response was read to its end: the connections the
-            // requests went over are parked for the next ones.
-            let idle = counter(&setup.router.stats()["backends"][0], "idle");
-            assert!(idle >= 1, "nothing parked: {}", setup.logs());
+            // requests went over are parked for the next ones (after an
+            // upload, once the body's sender is done, which may be just
+            // after the client has its response).
+            let parked = wait_until_blocking(Duration::from_secs(30), || {
+                counter(&setup.router.stats()["backends"][0], "idle") >= 1
+            });
+            assert!(parked, "nothing parked: {}", setup.logs());
         }
     }
 }

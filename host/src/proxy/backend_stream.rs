@@ -16,7 +16,9 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -27,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use super::keepalive::IdleConnections;
 use super::BoxError;
 use crate::limits;
 use crate::uwsgi::{self, ResponseHead};
@@ -144,24 +147,47 @@ impl BackendStream {
         }
     }
 
-    /// The connection, whole, when the request body (if any) went out
-    /// whole: what keep-alive may park.
-    pub fn into_idle(self) -> Option<TcpStream> {
-        match self {
-            Self::Whole(stream) => Some(stream),
-            Self::Sending { read, sender } => {
-                // Still sending: the backend answered before reading the
-                // whole body, so what it reads next would be the rest of
-                // that body, not a new request.
-                if !sender.is_finished() {
-                    return None;
+    /// Parks the connection in `idle` for the backend's next request once
+    /// the request body (if any) has gone out whole; called when the
+    /// response has been read to its end.
+    ///
+    /// The sender may not have told yet: a backend can read the last byte
+    /// and answer before the sender task's last write has returned (on
+    /// another thread, or its turn not come), so the response is over
+    /// first. Dropping the connection then, as the check alone would,
+    /// loses it for nothing after many uploads on a loaded machine; a task
+    /// waits for the sender instead, for [`SENDER_GRACE`] at most. A sender
+    /// still busy after that is writing to a backend that answered early
+    /// and stopped reading: that connection is not reused.
+    pub fn park_when_sent(self, idle: Arc<IdleConnections>) {
+        let (read, sender) = match self {
+            Self::Whole(stream) => return idle.park(stream),
+            Self::Sending { read, sender } => (read, sender),
+        };
+        let park = move |sent: Result<(OwnedWriteHalf, bool), _>| {
+            if let Ok((write, true)) = sent {
+                if let Ok(stream) = read.reunite(write) {
+                    idle.park(stream);
                 }
-                let (write, sent) = futures_util::FutureExt::now_or_never(sender)?.ok()?;
-                sent.then(|| read.reunite(write).ok()).flatten()
             }
+        };
+        if sender.is_finished() {
+            if let Some(sent) = futures_util::FutureExt::now_or_never(sender) {
+                park(sent);
+            }
+            return;
         }
+        tokio::spawn(async move {
+            if let Ok(sent) = tokio::time::timeout(SENDER_GRACE, sender).await {
+                park(sent);
+            }
+        });
     }
 }
+
+/// How long a finished response waits for its request body's sender
+/// before the connection is given up rather than parked.
+const SENDER_GRACE: Duration = Duration::from_secs(1);
 
 /// What a response head may look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,6 +341,52 @@ mod tests {
         assert!(head("Status: 200\r\n\r\n", HeadForm::CgiAllowed)
             .unwrap()
             .is_some());
+    }
+
+    /// A request body whose one frame comes when `release` fires.
+    fn held_body(
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + Send + Unpin + 'static {
+        let frame = async move {
+            let _ = release.await;
+            Ok(hyper::body::Frame::data(Bytes::from_static(b"body")))
+        };
+        http_body_util::StreamBody::new(Box::pin(futures_util::stream::once(frame)))
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_parked_once_its_body_sender_is_done() {
+        use tokio::io::AsyncReadExt;
+        let (client, mut backend) = super::super::keepalive::connected_pair().await;
+        let (release, held) = tokio::sync::oneshot::channel();
+        let head = b"POST / HTTP/1.1\r\ncontent-length: 4\r\n\r\n";
+        let stream = BackendStream::send(client, head, Some((held_body(held), BodyEncoding::Raw)))
+            .await
+            .unwrap();
+        // The response is over while the sender still has the body: the
+        // connection waits for it rather than being dropped.
+        let idle = Arc::new(IdleConnections::default());
+        stream.park_when_sent(Arc::clone(&idle));
+        assert_eq!(idle.len(), 0, "parked before the body went out");
+        release.send(()).unwrap();
+        let mut request = vec![0; head.len() + 4];
+        backend.read_exact(&mut request).await.unwrap();
+        assert!(request.ends_with(b"\r\n\r\nbody"));
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while idle.len() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("parked once the sender is done");
+
+        // A connection whose request had no body is parked at once.
+        let (client, _backend) = super::super::keepalive::connected_pair().await;
+        let stream = BackendStream::send::<http_body_util::Empty<Bytes>>(client, head, None)
+            .await
+            .unwrap();
+        stream.park_when_sent(Arc::clone(&idle));
+        assert_eq!(idle.len(), 2);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! backend and a socket in TIME_WAIT afterwards; over keep-alive client
 //! connections that cost dominated. A connection goes back to its
 //! backend's idle list the moment its response body has been read to its
-//! end ([`super::response_body`]), and the next request to that backend
-//! takes the most recently parked one.
+//! end ([`super::response_body`]), or after an upload once the request
+//! body's sender is done too ([`super::backend_stream`]), and the next
+//! request to that backend takes the most recently parked one.
 //!
 //! A parked connection has no task watching it. Whether the backend closed
 //! it meanwhile is asked when it is taken: a closed connection is readable
@@ -77,18 +78,20 @@ fn still_open(stream: &TcpStream) -> bool {
     }
 }
 
+/// Both ends of a loopback TCP connection, for tests of what goes on one.
+#[cfg(test)]
+pub(super) async fn connected_pair() -> (TcpStream, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn connected_pair() -> (TcpStream, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (client, server)
-    }
 
     #[tokio::test]
     async fn a_connection_the_backend_closed_is_not_handed_out() {

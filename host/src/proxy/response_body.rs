@@ -118,9 +118,7 @@ impl ResponseBody {
         };
         if let AfterBody::Park(idle) = &self.after {
             if self.buf.is_empty() {
-                if let Some(stream) = stream.into_idle() {
-                    idle.park(stream);
-                }
+                stream.park_when_sent(Arc::clone(idle));
             }
         }
     }
