@@ -32,6 +32,10 @@ pub const BACKEND_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections kept per HTTP backend in each serving process.
 pub const BACKEND_IDLE_PER_PROCESS: usize = 64;
+/// For a request body's sender to finish once the response has ended,
+/// before the connection is closed rather than parked: past it, the
+/// backend answered early and is not reading the rest.
+pub const BACKEND_SENDER_GRACE: Duration = Duration::from_secs(1);
 /// First back-off of a failed backend; doubles with each failure in a row.
 pub const BACKEND_RETRY_MIN: Duration = Duration::from_secs(1);
 pub const BACKEND_RETRY_MAX: Duration = Duration::from_secs(30);

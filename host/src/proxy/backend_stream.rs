@@ -18,7 +18,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -156,9 +155,10 @@ impl BackendStream {
     /// another thread, or its turn not come), so the response is over
     /// first. Dropping the connection then, as the check alone would,
     /// loses it for nothing after many uploads on a loaded machine; a task
-    /// waits for the sender instead, for [`SENDER_GRACE`] at most. A sender
-    /// still busy after that is writing to a backend that answered early
-    /// and stopped reading: that connection is not reused.
+    /// waits for the sender instead, for [`limits::BACKEND_SENDER_GRACE`]
+    /// at most. A sender still busy after that is writing to a backend
+    /// that answered early and stopped reading: that connection is not
+    /// reused.
     pub fn park_when_sent(self, idle: Arc<IdleConnections>) {
         let (read, sender) = match self {
             Self::Whole(stream) => return idle.park(stream),
@@ -178,16 +178,12 @@ impl BackendStream {
             return;
         }
         tokio::spawn(async move {
-            if let Ok(sent) = tokio::time::timeout(SENDER_GRACE, sender).await {
+            if let Ok(sent) = tokio::time::timeout(limits::BACKEND_SENDER_GRACE, sender).await {
                 park(sent);
             }
         });
     }
 }
-
-/// How long a finished response waits for its request body's sender
-/// before the connection is given up rather than parked.
-const SENDER_GRACE: Duration = Duration::from_secs(1);
 
 /// What a response head may look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,6 +303,8 @@ fn chunk(data: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn head(text: &str, form: HeadForm) -> Result<Option<Head>, HeadError> {
