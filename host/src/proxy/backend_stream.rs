@@ -160,7 +160,7 @@ impl BackendStream {
     /// that answered early and stopped reading: that connection is not
     /// reused.
     pub fn park_when_sent(self, idle: Arc<IdleConnections>) {
-        let (read, sender) = match self {
+        let (read, mut sender) = match self {
             Self::Whole(stream) => return idle.park(stream),
             Self::Sending { read, sender } => (read, sender),
         };
@@ -171,11 +171,9 @@ impl BackendStream {
                 }
             }
         };
-        if sender.is_finished() {
-            if let Some(sent) = futures_util::FutureExt::now_or_never(sender) {
-                park(sent);
-            }
-            return;
+        // Usually done already: no task then.
+        if let Some(sent) = futures_util::FutureExt::now_or_never(&mut sender) {
+            return park(sent);
         }
         tokio::spawn(async move {
             if let Ok(sent) = tokio::time::timeout(limits::BACKEND_SENDER_GRACE, sender).await {
