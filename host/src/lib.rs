@@ -43,6 +43,7 @@ pub mod mode;
 pub(crate) mod proxy;
 pub(crate) mod redis;
 pub(crate) mod reload;
+pub mod response_fields;
 pub(crate) mod session_key;
 pub(crate) mod session_writes;
 pub mod shared;

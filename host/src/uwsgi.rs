@@ -13,8 +13,10 @@
 //! Everything here is pure and synchronous so it can be fuzzed.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
+use hyper::ext::ReasonPhrase;
 
+use crate::response_fields::{ResponseFields, Scan};
 use crate::status_line::{self, Parsed, StatusLineError};
 
 /// modifier1 0: a WSGI/CGI-style request (what uWSGI's router sends).
@@ -126,14 +128,16 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
-    /// The backend's own reason phrase, when it gave one.
-    pub reason: Option<Bytes>,
-    pub headers: HeaderMap,
+    /// The reason phrase for an HTTP/1.x client, when it is not the
+    /// status's canonical one (see [`own_reason`]).
+    pub reason: Option<ReasonPhrase>,
+    /// The fields that go on to the client.
+    pub fields: ResponseFields,
     pub framing: Framing,
+    /// The fields said `Connection: close` / `keep-alive`.
+    pub close: bool,
+    pub keep_alive: bool,
 }
-
-/// The CGI header that carries the status of a head without a status line.
-const STATUS: HeaderName = HeaderName::from_static("status");
 
 /// Parses a response head from the start of `buf`. `Ok(None)` means more
 /// bytes are needed; on success also returns the head's length.
@@ -163,64 +167,63 @@ pub fn parse_response_head(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(UwsgiError::BadResponse(error.to_string())),
     };
-    // One copy of the head, which the values then share, rather than an
-    // allocation for each value.
-    let head = Bytes::copy_from_slice(&buf[..line_length + headers_length]);
-    let shared = |part: &[u8]| {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        head.slice(start..start + part.len())
-    };
-    let mut headers = HeaderMap::with_capacity(parsed.len());
-    for header in parsed {
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| UwsgiError::BadResponse(format!("header name {:?}", header.name)))?;
-        let value = HeaderValue::from_maybe_shared(shared(header.value))
-            .map_err(|_| UwsgiError::BadResponse(format!("value of header {name}")))?;
-        headers.append(name, value);
-    }
+    let scan = Scan::new(parsed, line.is_none());
     let (status, reason) = match line {
-        Some(line) => (line.status, line.reason.map(shared)),
-        None => cgi_status(&mut headers)?,
+        Some(line) => (line.status, line.reason),
+        None => cgi_status(&scan)?,
     };
-    let framing = framing(status, &headers, request_was_head)?;
+    let framing = framing(status, &scan, request_was_head)?;
     Ok(Some((
         ResponseHead {
             status,
-            reason,
-            headers,
+            reason: own_reason(status, reason),
+            // A HEAD or 304 response keeps the backend's length (the size
+            // the body would have); a body the router frames gets its own.
+            fields: scan.keep(framing == Framing::Empty),
             framing,
+            close: scan.close,
+            keep_alive: scan.keep_alive,
         },
         line_length + headers_length,
     )))
 }
 
-/// The status of a CGI-style head, which is not a header of the response:
-/// its `Status:` header, else 302 with a Location, else 200 (as nginx and
+/// The status of a CGI-style head, which is not a field of the response:
+/// its `Status:` field, else 302 with a Location, else 200 (as nginx and
 /// RFC 3875 section 6.3 have it).
-fn cgi_status(headers: &mut HeaderMap) -> Result<(StatusCode, Option<Bytes>), UwsgiError> {
-    let mut values = headers.get_all(STATUS).iter();
-    let status = match (values.next(), values.next()) {
-        (None, _) if headers.contains_key(header::LOCATION) => (StatusCode::FOUND, None),
-        (None, _) => (StatusCode::OK, None),
-        (Some(value), None) => {
-            let (status, reason) = status_line::status_and_reason(value.as_bytes())
-                .map_err(UwsgiError::StatusHeader)?;
-            (status, reason.map(Bytes::copy_from_slice))
-        }
-        (Some(_), Some(_)) => {
-            return Err(UwsgiError::BadResponse(
-                "more than one Status header".to_owned(),
-            ))
-        }
-    };
-    headers.remove(STATUS);
-    Ok(status)
+fn cgi_status<'h>(scan: &Scan<'h>) -> Result<(StatusCode, Option<&'h [u8]>), UwsgiError> {
+    match (scan.status, scan.statuses) {
+        (None, _) if scan.location => Ok((StatusCode::FOUND, None)),
+        (None, _) => Ok((StatusCode::OK, None)),
+        (Some(value), 1) => status_line::status_and_reason(value).map_err(UwsgiError::StatusHeader),
+        (Some(_), _) => Err(UwsgiError::BadResponse(
+            "more than one Status header".to_owned(),
+        )),
+    }
+}
+
+/// The reason phrase to send an HTTP/1.x client for a backend's `reason`
+/// (`None`: the backend gave none): the backend's own, as nginx passes it
+/// on. None when the writer's own choice is the same: the canonical phrase
+/// for a status that has one. A status without a canonical phrase gets the
+/// backend's, or an empty one. HTTP/2 has no reason phrases.
+pub fn own_reason(status: StatusCode, reason: Option<&[u8]>) -> Option<ReasonPhrase> {
+    let reason = reason.unwrap_or_default();
+    let canonical = status.canonical_reason().map(str::as_bytes);
+    if canonical.is_some() && (reason.is_empty() || Some(reason) == canonical) {
+        return None;
+    }
+    // A phrase that cannot be written safely (a control character) is
+    // replaced like a missing one.
+    ReasonPhrase::try_from(reason)
+        .ok()
+        .or_else(|| canonical.is_none().then(|| ReasonPhrase::from_static(b"")))
 }
 
 /// RFC 9112 section 6.3, for responses.
 fn framing(
     status: StatusCode,
-    headers: &HeaderMap,
+    scan: &Scan<'_>,
     request_was_head: bool,
 ) -> Result<Framing, UwsgiError> {
     if request_was_head
@@ -230,35 +233,30 @@ fn framing(
     {
         return Ok(Framing::Empty);
     }
-    if let Some(encoding) = headers.get(http::header::TRANSFER_ENCODING) {
+    if let Some(encoding) = scan.transfer_encoding {
         let chunked = encoding
-            .to_str()
-            .ok()
-            .and_then(|codings| codings.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            .rsplit(|&byte| byte == b',')
+            .next()
+            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked {
             Framing::Chunked
         } else {
             Framing::UntilClose
         });
     }
-    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    match lengths.next() {
-        None => Ok(Framing::UntilClose),
-        Some(first) => {
-            let length = first
-                .to_str()
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok())
-                .ok_or_else(|| UwsgiError::BadResponse("bad Content-Length".to_owned()))?;
-            if lengths.any(|other| other != first) {
-                return Err(UwsgiError::BadResponse(
-                    "conflicting Content-Length headers".to_owned(),
-                ));
-            }
-            Ok(Framing::Length(length))
-        }
+    let Some(length) = scan.content_length else {
+        return Ok(Framing::UntilClose);
+    };
+    let length = std::str::from_utf8(length)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .ok_or_else(|| UwsgiError::BadResponse("bad Content-Length".to_owned()))?;
+    if scan.conflicting_lengths {
+        return Err(UwsgiError::BadResponse(
+            "conflicting Content-Length headers".to_owned(),
+        ));
     }
+    Ok(Framing::Length(length))
 }
 
 /// Incremental decoder of a chunked body. Trailers are read and dropped.
@@ -461,8 +459,9 @@ mod tests {
             let (head, _) = parse_response_head(head_with(count).as_bytes(), false)
                 .unwrap()
                 .expect("a whole head");
-            assert_eq!(head.headers.len(), count + 1);
-            assert_eq!(head.headers["x-0"], "0");
+            let fields = head.fields.to_header_map();
+            assert_eq!(fields.len(), count, "the length is the router's to write");
+            assert_eq!(fields["x-0"], "0");
         }
         // Partial, past the first attempt's room: more bytes are needed.
         let partial = head_with(MAX_RESPONSE_HEADERS - 1);
@@ -483,7 +482,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(head.status, StatusCode::OK, "{version}");
-            assert_eq!(head.headers[header::CONTENT_TYPE], "text/plain");
+            assert_eq!(head.fields.lines(), b"Content-Type: text/plain\r\n");
             assert_eq!(head.framing, Framing::UntilClose);
             assert_eq!(&text.as_bytes()[length..], b"body", "{version}");
         }
@@ -496,7 +495,7 @@ mod tests {
         let (head, _) = parse_response_head(b"HTTP/1.1 299 All Good\r\n\r\n", false)
             .unwrap()
             .unwrap();
-        assert_eq!(head.reason.as_deref(), Some(&b"All Good"[..]));
+        assert_eq!(head.reason.unwrap().as_bytes(), b"All Good");
         // A head cut anywhere, status line included, waits for more.
         let text = b"HTTP/2.0 200 OK\r\nX-A: 1\r\n\r\n";
         for end in 0..text.len() {
@@ -513,15 +512,19 @@ mod tests {
         let text = b"Status: 404 Gone Fishing\r\nContent-Length: 2\r\n\r\nno";
         let (head, length) = parse_response_head(text, false).unwrap().unwrap();
         assert_eq!(head.status, StatusCode::NOT_FOUND);
-        assert_eq!(head.reason.as_deref(), Some(&b"Gone Fishing"[..]));
-        assert!(!head.headers.contains_key("status"));
+        assert_eq!(head.reason.unwrap().as_bytes(), b"Gone Fishing");
+        assert_eq!(
+            head.fields.lines(),
+            b"",
+            "neither the status nor the length"
+        );
         assert_eq!(head.framing, Framing::Length(2));
         assert_eq!(&text[length..], b"no");
         let (head, _) = parse_response_head(b"Location: /x\r\n\r\n", false)
             .unwrap()
             .unwrap();
         assert_eq!(head.status, StatusCode::FOUND);
-        assert_eq!(head.headers[header::LOCATION], "/x");
+        assert_eq!(head.fields.lines(), b"Location: /x\r\n");
         let (head, _) = parse_response_head(b"Content-Type: text/plain\n\n", false)
             .unwrap()
             .unwrap();
@@ -537,6 +540,22 @@ mod tests {
         assert!(parse_response_head(b"Status: 200\r\n", false)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn only_an_own_reason_phrase_is_kept() {
+        let phrase = |status: u16, reason: Option<&[u8]>| {
+            own_reason(StatusCode::from_u16(status).unwrap(), reason)
+                .map(|phrase| String::from_utf8(phrase.as_bytes().to_vec()).unwrap())
+        };
+        assert_eq!(phrase(200, Some(b"Fine")).as_deref(), Some("Fine"));
+        assert_eq!(phrase(200, Some(b"OK")), None);
+        assert_eq!(phrase(200, Some(b"")), None);
+        assert_eq!(phrase(200, None), None);
+        assert_eq!(phrase(200, Some(b"bad\r\nX-Injected: 1")), None);
+        assert_eq!(phrase(299, Some(b"Custom")).as_deref(), Some("Custom"));
+        assert_eq!(phrase(299, None).as_deref(), Some(""));
+        assert_eq!(phrase(299, Some(b"bad\x01")).as_deref(), Some(""));
     }
 
     #[test]

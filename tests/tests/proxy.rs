@@ -399,3 +399,46 @@ async fn http_backend_status_lines_are_read_leniently() {
         fetched.text()
     );
 }
+
+/// An HTTP backend's header fields reach an HTTP/1.1 client as the backend
+/// wrote them (names in its case, its own Date, no second one), less what
+/// described the backend's connection; an HTTP/2 client gets the same
+/// fields with names in lower case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_fields_go_on_as_written() {
+    curl::require_curl();
+    let pki = Pki::new();
+    let (addr, _) = raw_http_backend(
+        b"HTTP/1.1 200 OK\r\nX-Mixed-Case: One\r\nConnection: keep-alive, X-Private\r\n\
+          Keep-Alive: timeout=5\r\nX-Private: 1\r\nDate: Sun, 29 Nov 2026 13:00:00 GMT\r\n\
+          Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let router = start(&pki, &[format!("http://{addr}")]);
+    for http in [Http::V11, Http::V2] {
+        let fetched = tokio::task::block_in_place(|| {
+            curl::fetch(router.addr(), &pki.ca_pem, http, "/", &[], b"")
+        });
+        let head = &fetched.head;
+        assert_eq!(fetched.status, 200, "{head}");
+        assert_eq!(fetched.body, b"ok", "{head}");
+        let expected = if http == Http::V11 {
+            ["X-Mixed-Case: One", "Set-Cookie: a=1", "Set-Cookie: b=2"]
+        } else {
+            ["x-mixed-case: One", "set-cookie: a=1", "set-cookie: b=2"]
+        };
+        for line in expected {
+            assert!(head.contains(&format!("{line}\r\n")), "{line} in {head}");
+        }
+        let lower = head.to_ascii_lowercase();
+        assert_eq!(lower.matches("\r\ndate: ").count(), 1, "{head}");
+        assert!(
+            lower.contains("date: sun, 29 nov 2026 13:00:00 gmt"),
+            "{head}"
+        );
+        assert_eq!(lower.matches("content-length: 2").count(), 1, "{head}");
+        for gone in ["x-private", "keep-alive: timeout"] {
+            assert!(!lower.contains(gone), "{gone} in {head}");
+        }
+    }
+}

@@ -237,7 +237,7 @@ fn parse_head(
     }
     match uwsgi::parse_response_head(buf, request_was_head) {
         Ok(Some((response, length))) => {
-            let persistent = persistent(&buf[..length], &response.headers);
+            let persistent = persistent(&buf[..length], &response);
             buf.advance(length);
             Ok(Some(Head {
                 response,
@@ -254,11 +254,16 @@ fn parse_head(
     }
 }
 
-/// Whether the backend keeps the connection; `head` is the raw head, for
-/// its version.
-fn persistent(head: &[u8], headers: &http::HeaderMap) -> bool {
+/// Whether the backend keeps the connection (RFC 9112 section 9.3):
+/// HTTP/1.1 unless it says `close`, HTTP/1.0 only with `keep-alive`;
+/// `head` is the raw head, for its version.
+fn persistent(head: &[u8], response: &ResponseHead) -> bool {
     let http10 = head.starts_with(b"HTTP/1.0") || head.starts_with(b"HTTP/0.");
-    super::headers::persists(headers, http10)
+    if http10 {
+        response.keep_alive
+    } else {
+        !response.close
+    }
 }
 
 async fn send_body<B>(

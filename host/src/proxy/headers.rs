@@ -1,9 +1,8 @@
-//! Response-head rules shared by both backend protocols: which headers go
-//! on, and which reason phrase.
+//! A client request's header rules: which headers go on to a backend, and
+//! whether the connection carries another request. (A backend response's
+//! fields are read as lines, in [`crate::response_fields`].)
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::StatusCode;
-use hyper::ext::ReasonPhrase;
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1);
 /// a proxy must not forward them. HTTP/2 forbids them outright.
@@ -88,8 +87,8 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
         .map(<[u8]>::trim_ascii)
 }
 
-/// Whether a message's connection carries another one after it (RFC 9112
-/// section 9.3), for client requests and backend responses alike:
+/// Whether a request's connection carries another one after it (RFC 9112
+/// section 9.3):
 /// HTTP/1.1 unless `close`, HTTP/1.0 (`http10`) only with `keep-alive`.
 pub fn persists(headers: &HeaderMap, http10: bool) -> bool {
     let mut tokens = connection_tokens(headers);
@@ -100,44 +99,9 @@ pub fn persists(headers: &HeaderMap, http10: bool) -> bool {
     }
 }
 
-/// The reason phrase to send an HTTP/1.x client for a backend's `reason`
-/// (`None`: the backend gave none): the backend's own, as nginx passes it
-/// on. None when hyper's own choice is the same: the canonical phrase for
-/// a status that has one. A status without a canonical phrase gets the
-/// backend's, or an empty one, which is better than the `<none>` hyper
-/// would write. HTTP/2 has no reason phrases; hyper ignores it there.
-pub fn own_reason(status: StatusCode, reason: Option<&[u8]>) -> Option<ReasonPhrase> {
-    let reason = reason.unwrap_or_default();
-    let canonical = status.canonical_reason().map(str::as_bytes);
-    if canonical.is_some() && (reason.is_empty() || Some(reason) == canonical) {
-        return None;
-    }
-    // A phrase that cannot be written safely (a control character) is
-    // replaced like a missing one.
-    ReasonPhrase::try_from(reason)
-        .ok()
-        .or_else(|| canonical.is_none().then(|| ReasonPhrase::from_static(b"")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_an_own_reason_phrase_is_kept() {
-        let phrase = |status: u16, reason: Option<&[u8]>| {
-            own_reason(StatusCode::from_u16(status).unwrap(), reason)
-                .map(|phrase| String::from_utf8(phrase.as_bytes().to_vec()).unwrap())
-        };
-        assert_eq!(phrase(200, Some(b"Fine")).as_deref(), Some("Fine"));
-        assert_eq!(phrase(200, Some(b"OK")), None);
-        assert_eq!(phrase(200, Some(b"")), None);
-        assert_eq!(phrase(200, None), None);
-        assert_eq!(phrase(200, Some(b"bad\r\nX-Injected: 1")), None);
-        assert_eq!(phrase(299, Some(b"Custom")).as_deref(), Some("Custom"));
-        assert_eq!(phrase(299, None).as_deref(), Some(""));
-        assert_eq!(phrase(299, Some(b"bad\x01")).as_deref(), Some(""));
-    }
 
     #[test]
     fn the_name_match_and_the_list_agree() {

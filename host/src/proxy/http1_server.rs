@@ -24,10 +24,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
 use super::activity::Activity;
+use super::answer::Answer;
 use super::client_body::{self, ClientBody, Http1Body, PumpError};
 use super::request_head::{self, BodyFraming, Refused, RequestHead};
 use super::response_writer::{self, Answering};
-use super::{plain, ConnInfo, Proxy};
+use super::{ConnInfo, Proxy};
 use crate::limits;
 
 /// How much is read at a time while waiting for a request head.
@@ -76,7 +77,7 @@ where
             Some(Ok(head)) => head,
             Some(Err(refused)) => {
                 tracing::debug!(peer = %conn.peer, %refused, "request refused");
-                let response = plain(refused.status, refused.reason);
+                let response = Answer::plain(refused.status, refused.reason);
                 let request = Answering {
                     method: &http::Method::GET,
                     version: http::Version::HTTP_11,
@@ -122,7 +123,7 @@ where
                             // the backend would only wait for its timeout.
                             Err(error @ PumpError::BadChunk(_)) => {
                                 tracing::debug!(peer = %conn.peer, %error, "request body refused");
-                                break plain(StatusCode::BAD_REQUEST, &error.to_string());
+                                break Answer::plain(StatusCode::BAD_REQUEST, &error.to_string());
                             }
                             Err(error) => {
                                 tracing::debug!(peer = %conn.peer, %error, "request body");

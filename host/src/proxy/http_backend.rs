@@ -11,16 +11,17 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use hyper::body::Body;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::answer::Answer;
 use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, HeadForm};
 use super::client_body::ClientBody;
 use super::pool::{BackendState, Link};
 use super::response_body::{self, AfterBody};
-use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
+use super::{request_host, within_response_timeout, ConnInfo, ForwardError};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -38,7 +39,7 @@ pub fn forward<'a>(
     parts: Parts,
     body: ClientBody,
     conn: &ConnInfo,
-) -> impl std::future::Future<Output = Result<Response<ProxyBody>, ForwardError>> + 'a {
+) -> impl std::future::Future<Output = Result<Answer, ForwardError>> + 'a {
     let encoding = body_encoding(&parts, &body);
     let head = request_head(&parts, encoding, conn);
     let body = encoding.map(|encoding| (body, encoding));

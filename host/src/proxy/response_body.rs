@@ -13,47 +13,26 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{header, Response};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::answer::{Answer, AnswerHeaders};
 use super::backend_stream::BackendStream;
-use super::headers::{own_reason, strip_hop_by_hop};
 use super::keepalive::IdleConnections;
-use super::{BoxError, PolledFrame, ProxyBody};
+use super::{BoxError, PolledFrame};
 use crate::uwsgi::{ChunkedDecoder, Decoded, Framing, ResponseHead};
 
-/// The response to relay: the backend's head, less what describes its
-/// connection, and its body streamed from `stream` (`buf` holds what was
-/// read past the head).
-pub fn relay(
-    head: ResponseHead,
-    stream: BackendStream,
-    buf: BytesMut,
-    after: AfterBody,
-) -> Response<ProxyBody> {
-    let ResponseHead {
-        status,
-        reason,
-        mut headers,
-        framing,
-    } = head;
-    strip_hop_by_hop(&mut headers);
-    // A length that does not frame the body (chunked coding wins over it)
-    // must not reach the client, whose framing hyper chooses.
-    if !matches!(framing, Framing::Length(_) | Framing::Empty) {
-        headers.remove(header::CONTENT_LENGTH);
+/// The response to relay: the backend's status and the fields that go
+/// on, and its body streamed from `stream` (`buf` holds what was read past
+/// the head).
+pub fn relay(head: ResponseHead, stream: BackendStream, buf: BytesMut, after: AfterBody) -> Answer {
+    let body = ResponseBody::new(stream, buf, head.framing, after);
+    Answer {
+        status: head.status,
+        reason: head.reason,
+        headers: AnswerHeaders::Relayed(head.fields),
+        body: body.boxed_unsync(),
     }
-    let body = ResponseBody::new(stream, buf, framing, after);
-    let mut response = Response::new(body.boxed_unsync());
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    // hyper writes the canonical reason phrase unless told otherwise; the
-    // backend's own goes on, as nginx passes it.
-    if let Some(reason) = own_reason(status, reason.as_deref()) {
-        response.extensions_mut().insert(reason);
-    }
-    response
 }
 
 /// Where the connection goes once the body has been read to its end.

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Method, Response, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 use hyper::body::Body;
-use hyper::ext::ReasonPhrase;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::answer::{Answer, AnswerHeaders};
 use super::ProxyBody;
 
 /// Output gathered past this size goes out before more is read.
@@ -49,16 +49,16 @@ enum Framing {
 pub async fn write<S>(
     stream: &mut S,
     out: &mut BytesMut,
-    response: Response<ProxyBody>,
+    answer: Answer,
     request: Answering<'_>,
 ) -> io::Result<bool>
 where
     S: AsyncWrite + Unpin,
 {
-    let (parts, mut body) = response.into_parts();
-    let framing = framing(parts.status, &body, request);
+    let framing = framing(answer.status, &answer.body, request);
     let keep_alive = request.keep_alive && framing != Framing::UntilClose;
-    head(out, &parts, framing, request.version, keep_alive);
+    head(out, &answer, framing, request.version, keep_alive);
+    let mut body = answer.body;
     if framing == Framing::None {
         return flush(stream, out).await.map(|()| keep_alive);
     }
@@ -140,27 +140,18 @@ fn framing(status: StatusCode, body: &ProxyBody, request: Answering<'_>) -> Fram
 
 /// The status line and headers, with the framing and connection headers
 /// the router chose (any such from the backend are gone by now).
-fn head(
-    out: &mut BytesMut,
-    parts: &http::response::Parts,
-    framing: Framing,
-    version: Version,
-    keep_alive: bool,
-) {
-    // An HTTP/1.0 client is answered in its version, as hyper and Apache
-    // do: it is told nothing it might misread (RFC 9110 section 2.5
-    // allows either).
+fn head(out: &mut BytesMut, answer: &Answer, framing: Framing, version: Version, keep_alive: bool) {
     out.put_slice(if version == Version::HTTP_10 {
         b"HTTP/1.0 "
     } else {
         b"HTTP/1.1 "
     });
-    out.put_slice(parts.status.as_str().as_bytes());
+    out.put_slice(answer.status.as_str().as_bytes());
     out.put_u8(b' ');
-    match parts.extensions.get::<ReasonPhrase>() {
+    match &answer.reason {
         Some(reason) => out.put_slice(reason.as_bytes()),
         None => out.put_slice(
-            parts
+            answer
                 .status
                 .canonical_reason()
                 .unwrap_or_default()
@@ -168,14 +159,25 @@ fn head(
         ),
     }
     out.put_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        // Content-Length is the router's to write; a HEAD or 304 response
-        // keeps the one the backend sent (the size the body would have).
-        if name == header::CONTENT_LENGTH && !matches!(framing, Framing::None) {
-            continue;
+    let dated = match &answer.headers {
+        // A backend's Content-Length went with its framing (a HEAD or 304
+        // response keeps it: the size the body would have).
+        AnswerHeaders::Relayed(fields) => {
+            out.put_slice(fields.lines());
+            fields.has_date()
         }
-        header_line(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+        AnswerHeaders::Map(headers) => {
+            for (name, value) in headers {
+                // Content-Length is the router's to write, but for a
+                // response without a body.
+                if name == header::CONTENT_LENGTH && !matches!(framing, Framing::None) {
+                    continue;
+                }
+                header_line(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+            headers.contains_key(header::DATE)
+        }
+    };
     match framing {
         Framing::Length(length) => {
             header_line(
@@ -187,7 +189,7 @@ fn head(
         Framing::Chunked => header_line(out, b"transfer-encoding", b"chunked"),
         Framing::None | Framing::UntilClose => {}
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !dated {
         DATE.with(|date| header_line(out, b"date", date.borrow_mut().now().as_bytes()));
     }
     if !keep_alive {
@@ -267,11 +269,34 @@ mod tests {
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
     }
 
-    async fn written(
-        response: Response<ProxyBody>,
-        method: Method,
-        version: Version,
-    ) -> (String, bool) {
+    /// An answer of the router's own, with `headers`.
+    fn answer(body: ProxyBody, headers: &[(&'static str, &'static str)]) -> Answer {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        Answer {
+            status: StatusCode::OK,
+            reason: None,
+            headers: AnswerHeaders::Map(map),
+            body,
+        }
+    }
+
+    /// A backend's answer: `head` as it sent it, and `body`.
+    fn relayed(head: &str, body: ProxyBody) -> Answer {
+        let (head, _) = crate::uwsgi::parse_response_head(head.as_bytes(), false)
+            .unwrap()
+            .expect("a whole head");
+        Answer {
+            status: head.status,
+            reason: head.reason,
+            headers: AnswerHeaders::Relayed(head.fields),
+            body,
+        }
+    }
+
+    async fn written(answer: Answer, method: Method, version: Version) -> (String, bool) {
         let mut wire = Vec::new();
         let mut out = BytesMut::new();
         let request = Answering {
@@ -279,7 +304,7 @@ mod tests {
             version,
             keep_alive: true,
         };
-        let keep = write(&mut wire, &mut out, response, request).await.unwrap();
+        let keep = write(&mut wire, &mut out, answer, request).await.unwrap();
         let text = String::from_utf8(wire).unwrap();
         // The date changes; everything else is checked to the byte.
         let text = text
@@ -292,56 +317,93 @@ mod tests {
 
     #[tokio::test]
     async fn a_known_length_is_sent_with_the_body() {
-        let mut response = Response::new(full("hello"));
-        response
-            .headers_mut()
-            .insert("x-a", HeaderValue::from_static("1"));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
-        let (text, keep) = written(response, Method::GET, Version::HTTP_11).await;
+        let answer = answer(full("hello"), &[("x-a", "1"), ("content-length", "99")]);
+        let (text, keep) = written(answer, Method::GET, Version::HTTP_11).await;
         assert_eq!(text, "HTTP/1.1 200 OK\nx-a: 1\ncontent-length: 5\n\nhello");
         assert!(keep);
     }
 
     #[tokio::test]
     async fn an_unknown_length_is_chunked_or_ends_with_the_connection() {
-        let response = Response::new(streamed(&["hel", "", "lo"]));
-        let (text, keep) = written(response, Method::GET, Version::HTTP_11).await;
+        let streamed_answer = |pieces| answer(streamed(pieces), &[]);
+        let (text, keep) = written(
+            streamed_answer(&["hel", "", "lo"]),
+            Method::GET,
+            Version::HTTP_11,
+        )
+        .await;
         assert_eq!(
             text,
             "HTTP/1.1 200 OK\ntransfer-encoding: chunked\n\n3\nhel\n2\nlo\n0\n"
         );
         assert!(keep);
-        let response = Response::new(streamed(&["hello"]));
-        let (text, keep) = written(response, Method::GET, Version::HTTP_10).await;
+        let (text, keep) =
+            written(streamed_answer(&["hello"]), Method::GET, Version::HTTP_10).await;
         assert_eq!(text, "HTTP/1.0 200 OK\nconnection: close\n\nhello");
         assert!(!keep);
     }
 
     #[tokio::test]
     async fn bodiless_responses_keep_the_backends_length() {
-        let mut response = Response::new(full(""));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("42"));
-        let (text, _) = written(response, Method::HEAD, Version::HTTP_11).await;
+        let head = answer(full(""), &[("content-length", "42")]);
+        let (text, _) = written(head, Method::HEAD, Version::HTTP_11).await;
         assert_eq!(text, "HTTP/1.1 200 OK\ncontent-length: 42\n");
-        let mut response = Response::new(full(""));
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        let (text, keep) = written(response, Method::GET, Version::HTTP_10).await;
+        let mut no_content = answer(full(""), &[]);
+        no_content.status = StatusCode::NO_CONTENT;
+        let (text, keep) = written(no_content, Method::GET, Version::HTTP_10).await;
         assert_eq!(text, "HTTP/1.0 204 No Content\nconnection: keep-alive\n");
         assert!(keep);
     }
 
     #[tokio::test]
+    async fn a_backends_fields_go_out_as_it_wrote_them() {
+        let head = "HTTP/1.1 200 Fine\r\nX-Case: 1\r\nConnection: keep-alive\r\n\
+                    Content-Length: 5\r\nDate: Sun, 29 Nov 2026 13:00:00 GMT\r\n\r\n";
+        let (text, keep) =
+            written(relayed(head, full("hello")), Method::GET, Version::HTTP_11).await;
+        // Its own date, and no second one (which `written` would hide);
+        // the length the router writes.
+        let mut wire = Vec::new();
+        let request = Answering {
+            method: &Method::GET,
+            version: Version::HTTP_11,
+            keep_alive: true,
+        };
+        write(
+            &mut wire,
+            &mut BytesMut::new(),
+            relayed(head, full("hello")),
+            request,
+        )
+        .await
+        .unwrap();
+        let wire = String::from_utf8(wire).unwrap();
+        assert_eq!(
+            wire.to_ascii_lowercase().matches("date: ").count(),
+            1,
+            "{wire}"
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 Fine\nX-Case: 1\nDate: Sun, 29 Nov 2026 13:00:00 GMT\n\
+             content-length: 5\n\nhello"
+        );
+        assert!(keep);
+        let (text, _) = written(
+            relayed("HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", full("")),
+            Method::GET,
+            Version::HTTP_11,
+        )
+        .await;
+        assert_eq!(text, "HTTP/1.1 200 OK\nX-A: 1\ncontent-length: 0\n");
+    }
+
+    #[tokio::test]
     async fn reason_phrases_and_dates() {
-        let mut response = Response::new(full(""));
-        *response.status_mut() = StatusCode::from_u16(299).unwrap();
-        response
-            .extensions_mut()
-            .insert(ReasonPhrase::from_static(b"Custom"));
-        let (text, _) = written(response, Method::GET, Version::HTTP_11).await;
+        let mut custom = answer(full(""), &[]);
+        custom.status = StatusCode::from_u16(299).unwrap();
+        custom.reason = Some(hyper::ext::ReasonPhrase::from_static(b"Custom"));
+        let (text, _) = written(custom, Method::GET, Version::HTTP_11).await;
         assert!(text.starts_with("HTTP/1.1 299 Custom\n"), "{text}");
         let mut wire = Vec::new();
         let request = Answering {
@@ -352,7 +414,7 @@ mod tests {
         let keep = write(
             &mut wire,
             &mut BytesMut::new(),
-            Response::new(full("")),
+            answer(full(""), &[]),
             request,
         )
         .await

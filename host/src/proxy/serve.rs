@@ -365,9 +365,9 @@ where
             let proxy = Arc::clone(&proxy);
             let conn = Arc::clone(&conn);
             async move {
-                let response = proxy.handle(request.map(ClientBody::Hyper), &conn).await;
+                let answer = proxy.handle(request.map(ClientBody::Hyper), &conn).await;
                 drop(busy);
-                Ok::<_, Infallible>(response)
+                Ok::<_, Infallible>(answer.into_response())
             }
         })
     };

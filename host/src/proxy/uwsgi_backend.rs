@@ -2,15 +2,16 @@
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderMap, Method, Response, StatusCode, Version};
+use http::{header, HeaderMap, Method, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Body;
 use tokio::net::TcpStream;
 
+use super::answer::Answer;
 use super::backend_stream::{BackendStream, BodyEncoding, HeadForm};
 use super::client_body::ClientBody;
 use super::response_body::{self, AfterBody};
-use super::{request_host, within_response_timeout, ConnInfo, ForwardError, ProxyBody};
+use super::{request_host, within_response_timeout, ConnInfo, ForwardError};
 use crate::limits;
 use crate::uwsgi::{UwsgiError, Vars};
 
@@ -22,7 +23,7 @@ pub async fn forward(
     parts: Parts,
     body: ClientBody,
     conn: &ConnInfo,
-) -> Result<Response<ProxyBody>, ForwardError> {
+) -> Result<Answer, ForwardError> {
     let request_was_head = parts.method == Method::HEAD;
     let (length, body) = request_body(&parts.headers, body).await?;
     let vars = request_vars(&parts, conn, length).map_err(|error| {
