@@ -16,7 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use hyper::ext::ReasonPhrase;
 
-use crate::response_fields::{ResponseFields, Scan};
+use crate::field_lines::{self, ConnectionOptions, Field, FieldLines, Known};
 use crate::status_line::{self, Parsed, StatusLineError};
 
 /// modifier1 0: a WSGI/CGI-style request (what uWSGI's router sends).
@@ -132,11 +132,50 @@ pub struct ResponseHead {
     /// status's canonical one (see [`own_reason`]).
     pub reason: Option<ReasonPhrase>,
     /// The fields that go on to the client.
-    pub fields: ResponseFields,
+    pub fields: FieldLines,
     pub framing: Framing,
-    /// The fields said `Connection: close` / `keep-alive`.
-    pub close: bool,
-    pub keep_alive: bool,
+    /// What the backend's Connection fields said.
+    pub connection: ConnectionOptions,
+}
+
+/// What a response head's fields say to the router, read in one pass.
+#[derive(Debug, Default)]
+struct Scan<'h> {
+    /// The first Content-Length value, and whether another differs.
+    content_length: Option<&'h [u8]>,
+    conflicting_lengths: bool,
+    /// The last Transfer-Encoding value (its last coding decides).
+    transfer_encoding: Option<&'h [u8]>,
+    /// A CGI head's Status values: the first, and how many there are.
+    status: Option<&'h [u8]>,
+    statuses: usize,
+    location: bool,
+    connection: ConnectionOptions,
+}
+
+impl<'h> Scan<'h> {
+    /// `cgi`: the head has no status line, so a Status field carries the
+    /// status.
+    fn new(fields: impl Iterator<Item = Field<'h>>, cgi: bool) -> Self {
+        let mut scan = Self::default();
+        for (kind, _, value) in fields {
+            match kind {
+                Known::ContentLength => match scan.content_length {
+                    None => scan.content_length = Some(value),
+                    Some(first) => scan.conflicting_lengths |= first != value,
+                },
+                Known::TransferEncoding => scan.transfer_encoding = Some(value),
+                Known::Connection => scan.connection.add(value),
+                Known::Status if cgi => {
+                    scan.status = scan.status.or(Some(value));
+                    scan.statuses += 1;
+                }
+                Known::Location => scan.location = true,
+                _ => {}
+            }
+        }
+        scan
+    }
 }
 
 /// Parses a response head from the start of `buf`. `Ok(None)` means more
@@ -167,22 +206,28 @@ pub fn parse_response_head(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(UwsgiError::BadResponse(error.to_string())),
     };
-    let scan = Scan::new(parsed, line.is_none());
+    let cgi = line.is_none();
+    let mut kinds = [Known::Other; MAX_RESPONSE_HEADERS];
+    let fields = field_lines::classify(parsed, &mut kinds);
+    let scan = Scan::new(fields.clone(), cgi);
     let (status, reason) = match line {
         Some(line) => (line.status, line.reason),
         None => cgi_status(&scan)?,
     };
     let framing = framing(status, &scan, request_was_head)?;
+    // A HEAD or 304 response keeps the backend's length (the size the body
+    // would have); a body the router frames gets its own.
+    let fields = field_lines::keep(fields, scan.connection, |kind| {
+        (kind == Known::ContentLength && framing != Framing::Empty)
+            || (kind == Known::Status && cgi)
+    });
     Ok(Some((
         ResponseHead {
             status,
             reason: own_reason(status, reason),
-            // A HEAD or 304 response keeps the backend's length (the size
-            // the body would have); a body the router frames gets its own.
-            fields: scan.keep(framing == Framing::Empty),
+            fields,
             framing,
-            close: scan.close,
-            keep_alive: scan.keep_alive,
+            connection: scan.connection,
         },
         line_length + headers_length,
     )))

@@ -2,7 +2,7 @@
 //! body, the fields kept in whichever form they came in.
 //!
 //! A backend's fields stay the lines it sent
-//! ([`crate::response_fields`]), which an HTTP/1.x client's head takes as
+//! ([`crate::field_lines`]), which an HTTP/1.x client's head takes as
 //! they are ([`super::response_writer`]); the router's own answers (error
 //! pages) have a header map. Only an HTTP/2 response, which hyper writes,
 //! needs a map whatever the source ([`Answer::into_response`]).
@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::ext::ReasonPhrase;
 
 use super::ProxyBody;
-use crate::response_fields::ResponseFields;
+use crate::field_lines::FieldLines;
 
 /// A response on its way to the client.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub enum AnswerHeaders {
     /// Made by the router.
     Map(HeaderMap),
     /// A backend's, as it sent them, less what described its connection.
-    Relayed(ResponseFields),
+    Relayed(FieldLines),
 }
 
 impl Answer {

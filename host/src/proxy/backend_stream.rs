@@ -254,16 +254,11 @@ fn parse_head(
     }
 }
 
-/// Whether the backend keeps the connection (RFC 9112 section 9.3):
-/// HTTP/1.1 unless it says `close`, HTTP/1.0 only with `keep-alive`;
-/// `head` is the raw head, for its version.
+/// Whether the backend keeps the connection; `head` is the raw head, for
+/// its version.
 fn persistent(head: &[u8], response: &ResponseHead) -> bool {
     let http10 = head.starts_with(b"HTTP/1.0") || head.starts_with(b"HTTP/0.");
-    if http10 {
-        response.keep_alive
-    } else {
-        !response.close
-    }
+    response.connection.persists(http10)
 }
 
 async fn send_body<B>(

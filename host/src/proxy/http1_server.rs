@@ -19,7 +19,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
@@ -89,20 +89,18 @@ where
         };
         let busy = activity.begin();
         let RequestHead {
-            parts,
+            head,
             body: framing,
             keep_alive,
             expects_continue,
         } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
+        let method = head.method.clone();
+        let version = head.version;
         let (response, body_read) = if framing == BodyFraming::None {
-            let request = Request::from_parts(parts, ClientBody::Empty);
-            (proxy.handle(request, conn).await, true)
+            (proxy.handle(head, ClientBody::Empty, conn).await, true)
         } else {
             let (body, sender) = Http1Body::channel(framing);
-            let request = Request::from_parts(parts, ClientBody::Http1(body));
-            let handled = proxy.handle(request, conn);
+            let handled = proxy.handle(head, ClientBody::Http1(body), conn);
             let pumped = client_body::pump(stream, &mut buf, framing, expects_continue, sender);
             let (mut handled, mut pumped) = (std::pin::pin!(handled), std::pin::pin!(pumped));
             let mut body_read = false;

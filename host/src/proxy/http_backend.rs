@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
-use http::request::Parts;
+use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use hyper::body::Body;
 use tokio::net::TcpStream;
@@ -19,33 +18,32 @@ use tracing::debug;
 use super::answer::Answer;
 use super::backend_stream::{BackendStream, BodyEncoding, Head, HeadError, HeadForm};
 use super::client_body::ClientBody;
+use super::client_head::{ClientHead, RequestFields};
 use super::pool::{BackendState, Link};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError};
+use crate::field_lines::{self, Known};
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Sends the request (`parts`, hop-by-hop headers removed, and `body`) to
-/// `backend` as HTTP/1.1 over `link`; bodies stream both ways.
+/// Sends the request (`client`, and `body`) to `backend` as HTTP/1.1 over
+/// `link`; bodies stream both ways.
 ///
 /// The head is written before the returned future starts, so that the
-/// request's parts (a header map and a URI) are not carried across the
-/// wait for the backend: the future holds what it sends, not what it was
-/// made from, and is copied whole when the caller starts it.
+/// client's head (its fields and URI) is not carried across the wait for
+/// the backend: the future holds what it sends, not what it was made from,
+/// and is copied whole when the caller starts it.
 pub fn forward<'a>(
     backend: &'a BackendState,
     link: Link,
-    parts: Parts,
+    client: ClientHead,
     body: ClientBody,
     conn: &ConnInfo,
 ) -> impl std::future::Future<Output = Result<Answer, ForwardError>> + 'a {
-    let encoding = body_encoding(&parts, &body);
-    let head = request_head(&parts, encoding, conn);
+    let encoding = body_encoding(&client, &body);
+    let head = request_head(&client, encoding, conn);
     let body = encoding.map(|encoding| (body, encoding));
-    let request_was_head = parts.method == Method::HEAD;
-    let idempotent = parts.method.is_idempotent();
-    drop(parts);
+    let request_was_head = client.method == Method::HEAD;
+    let idempotent = client.method.is_idempotent();
+    drop(client);
     async move {
         let head = head?;
         let request = Exchange {
@@ -111,8 +109,8 @@ impl Exchange<'_> {
 }
 
 /// How the request body goes out, or `None` when there is none.
-fn body_encoding(parts: &Parts, body: &ClientBody) -> Option<BodyEncoding> {
-    if parts.headers.contains_key(header::CONTENT_LENGTH) {
+fn body_encoding(client: &ClientHead, body: &ClientBody) -> Option<BodyEncoding> {
+    if client.fields.content_length().is_some() {
         // The length has been checked, and exactly that much is delivered.
         return (!body.is_end_stream()).then_some(BodyEncoding::Raw);
     }
@@ -124,45 +122,52 @@ fn body_encoding(parts: &Parts, body: &ClientBody) -> Option<BodyEncoding> {
 }
 
 /// The request head in HTTP/1.1: origin-form target (an HTTP/2 request's
-/// authority goes in Host), the client's headers as they are but for the
+/// authority goes in Host), the client's fields as they are but for the
 /// X-Forwarded ones, which are the router's to write, and the framing of
-/// the body. Written straight from the client's header map: nothing is
-/// inserted into it first (each insert hashes, and may grow the map).
+/// the body. Written straight from the client's fields: nothing is added
+/// to them first.
 fn request_head(
-    parts: &Parts,
+    client: &ClientHead,
     encoding: Option<BodyEncoding>,
     conn: &ConnInfo,
 ) -> Result<Vec<u8>, ForwardError> {
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let headers_size: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    let mut head =
-        Vec::with_capacity(parts.method.as_str().len() + target.len() + headers_size + 128);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
+    let target = client.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let method = client.method.as_str();
+    let mut head = Vec::with_capacity(method.len() + target.len() + client.fields.size() + 128);
+    head.extend_from_slice(method.as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut host = false;
-    let mut forwarded_for = false;
-    for (name, value) in &parts.headers {
-        if name == X_FORWARDED_FOR {
-            forwarded_for = true;
-            continue;
+    let (host, forwarded_for) = match &client.fields {
+        // Most HTTP/1.x requests: the client's lines go on whole.
+        RequestFields::Lines(lines)
+            if !lines.has(Known::XForwardedFor) && !lines.has(Known::XForwardedProto) =>
+        {
+            head.extend_from_slice(lines.lines());
+            (lines.has(Known::Host), false)
         }
-        if name == X_FORWARDED_PROTO {
-            continue;
+        fields => {
+            let (mut host, mut forwarded_for) = (false, false);
+            for (name, value) in fields.iter() {
+                match field_lines::known(name) {
+                    Known::XForwardedFor => {
+                        forwarded_for = true;
+                        continue;
+                    }
+                    Known::XForwardedProto => continue,
+                    Known::Host => host = true,
+                    _ => {}
+                }
+                header_line(&mut head, name, value);
+            }
+            (host, forwarded_for)
         }
-        host |= name == header::HOST;
-        header_line(&mut head, name.as_str().as_bytes(), value.as_bytes());
-    }
+    };
     // An HTTP/1.1 client's Host goes on as it is; only a request without
     // one (HTTP/2's authority, the SNI name; or a Host the client's
-    // Connection header named, gone with the hop-by-hop headers) gets one.
+    // Connection header named, gone with the hop-by-hop fields) gets one.
     if !host {
-        let host = request_host(&parts.uri, &parts.headers, conn);
+        let host = request_host(client, conn);
         let host = HeaderValue::from_str(&host)
             .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
         header_line(&mut head, b"host", host.as_bytes());
@@ -170,9 +175,11 @@ fn request_head(
     // The client's address, after any a proxy before the router gave.
     head.extend_from_slice(b"x-forwarded-for: ");
     if forwarded_for {
-        for value in parts.headers.get_all(X_FORWARDED_FOR) {
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b", ");
+        for (name, value) in client.fields.iter() {
+            if field_lines::known(name) == Known::XForwardedFor {
+                head.extend_from_slice(value);
+                head.extend_from_slice(b", ");
+            }
         }
     }
     head.extend_from_slice(conn.client_ip().as_bytes());
@@ -182,9 +189,7 @@ fn request_head(
         Some(BodyEncoding::Chunked) => header_line(&mut head, b"transfer-encoding", b"chunked"),
         // Some servers answer a POST without a length with 411 even when
         // it has no body; an explicit zero costs nothing.
-        None if expects_body(&parts.method)
-            && !parts.headers.contains_key(header::CONTENT_LENGTH) =>
-        {
+        None if expects_body(&client.method) && client.fields.content_length().is_none() => {
             header_line(&mut head, b"content-length", b"0")
         }
         _ => {}
@@ -210,13 +215,13 @@ mod tests {
     use super::*;
     use http::Request;
 
-    fn parts(request: Request<()>) -> Parts {
-        request.into_parts().0
+    fn parts(request: Request<()>) -> ClientHead {
+        ClientHead::from_hyper(request.into_parts().0)
     }
 
     use crate::proxy::tests::conn;
 
-    fn head(parts: &Parts, encoding: Option<BodyEncoding>) -> String {
+    fn head(parts: &ClientHead, encoding: Option<BodyEncoding>) -> String {
         String::from_utf8(request_head(parts, encoding, &conn()).unwrap()).unwrap()
     }
 
@@ -261,6 +266,23 @@ mod tests {
             "GET / HTTP/1.1\r\nhost: h.test\r\n\
              x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7\r\n\
              x-forwarded-proto: https\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_http1_clients_fields_go_on_as_it_wrote_them() {
+        let mut buf = bytes::BytesMut::from(
+            "GET /p HTTP/1.1\r\nHost: h.test\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             Accept: */*\r\nConnection: close\r\nX-Forwarded-Proto: http\r\n\r\n",
+        );
+        let client = crate::proxy::request_head::parse(&mut buf)
+            .unwrap()
+            .expect("a whole head")
+            .head;
+        assert_eq!(
+            head(&client, None),
+            "GET /p HTTP/1.1\r\nHost: h.test\r\nAccept: */*\r\n\
+             x-forwarded-for: 10.0.0.1, 192.0.2.7\r\nx-forwarded-proto: https\r\n\r\n"
         );
     }
 }

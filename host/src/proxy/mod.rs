@@ -11,8 +11,8 @@ pub mod activity;
 pub mod answer;
 pub mod backend_stream;
 pub mod client_body;
+pub mod client_head;
 pub mod client_stream;
-pub mod headers;
 pub mod http1_server;
 pub mod http_backend;
 pub mod keepalive;
@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, StatusCode, Uri};
+use http::StatusCode;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use tracing::warn;
@@ -39,6 +39,7 @@ use crate::limits;
 use crate::metrics::Metrics;
 use answer::Answer;
 use client_body::ClientBody;
+use client_head::ClientHead;
 use pool::{BackendPool, BackendState, Link};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -109,22 +110,22 @@ pub struct Proxy {
 impl Proxy {
     /// Answers one client request, from a backend or with an error page,
     /// and logs it when the access log is on.
-    pub async fn handle(&self, request: Request<ClientBody>, conn: &Arc<ConnInfo>) -> Answer {
+    pub async fn handle(&self, head: ClientHead, body: ClientBody, conn: &Arc<ConnInfo>) -> Answer {
         self.metrics.request();
         let Some(log) = &self.access_log else {
-            return self.respond(request, conn).await.0;
+            return self.respond(head, body, conn).await.0;
         };
         let logged = access_log::Request {
             started: std::time::Instant::now(),
-            method: request.method().clone(),
-            target: request
-                .uri()
+            method: head.method.clone(),
+            target: head
+                .uri
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            version: request.version(),
+            version: head.version,
         };
-        let (answer, backend) = self.respond(request, conn).await;
+        let (answer, backend) = self.respond(head, body, conn).await;
         let body = LoggedBody {
             body: answer.body,
             bytes: 0,
@@ -141,9 +142,16 @@ impl Proxy {
     }
 
     /// The response, and the backend it came from (if one was reached).
+    /// `head` has no field that describes the client's connection: none
+    /// reaches a backend (RFC 9110 7.6.1). For a uwsgi backend above all
+    /// Transfer-Encoding: the body goes out de-chunked with a
+    /// CONTENT_LENGTH, and an HTTP_TRANSFER_ENCODING of `chunked` makes
+    /// Werkzeug ignore CONTENT_LENGTH (an empty body) and uWSGI's
+    /// chunked-input readers look for chunk sizes that are not there.
     async fn respond(
         &self,
-        request: Request<ClientBody>,
+        head: ClientHead,
+        body: ClientBody,
         conn: &ConnInfo,
     ) -> (Answer, Option<Arc<BackendState>>) {
         let (backend, link) = match self.pool.connect().await {
@@ -159,20 +167,12 @@ impl Proxy {
             }
         };
         let name = &backend.backend.name;
-        let (mut parts, body) = request.into_parts();
-        // Headers that describe the client's connection reach no backend
-        // (RFC 9110 7.6.1). For a uwsgi backend above all
-        // Transfer-Encoding: the body goes out de-chunked with a
-        // CONTENT_LENGTH, and an HTTP_TRANSFER_ENCODING of `chunked` makes
-        // Werkzeug ignore CONTENT_LENGTH (an empty body) and uWSGI's
-        // chunked-input readers look for chunk sizes that are not there.
-        headers::strip_hop_by_hop(&mut parts.headers);
         let forwarded = match (backend.backend.protocol, link) {
             (BackendProtocol::Uwsgi, Link::Fresh(stream)) => {
-                uwsgi_backend::forward(stream, parts, body, conn).await
+                uwsgi_backend::forward(stream, head, body, conn).await
             }
             // Only HTTP backends park connections, so a reused link is HTTP.
-            (_, link) => http_backend::forward(&backend, link, parts, body, conn).await,
+            (_, link) => http_backend::forward(&backend, link, head, body, conn).await,
         };
         let response = match forwarded {
             Ok(response) => response,
@@ -273,12 +273,13 @@ impl From<tokio::time::error::Elapsed> for ForwardError {
 
 /// The client's view of the host: Host header, else the HTTP/2 authority,
 /// else the SNI name, else the socket address.
-pub fn request_host(uri: &Uri, headers: &HeaderMap, conn: &ConnInfo) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
+pub fn request_host(head: &ClientHead, conn: &ConnInfo) -> String {
+    head.fields
+        .host()
+        .filter(|host| host.is_ascii())
+        .and_then(|host| std::str::from_utf8(host).ok())
         .map(str::to_owned)
-        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| head.uri.authority().map(|a| a.as_str().to_owned()))
         .or_else(|| conn.server_name.clone())
         .unwrap_or_else(|| conn.local.ip().to_string())
 }

@@ -11,17 +11,16 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri, Version};
 
-use super::headers;
+use super::client_head::{ClientHead, RequestFields};
+use crate::field_lines::{self, ConnectionOptions, Field, Known};
 use crate::limits;
 
 /// A request head, and how its body is framed.
 #[derive(Debug)]
 pub struct RequestHead {
-    pub parts: Parts,
+    pub head: ClientHead,
     pub body: BodyFraming,
     /// Whether the connection may carry another request after this one
     /// (RFC 9112 section 9.3): HTTP/1.1 unless the client said `close`,
@@ -67,6 +66,8 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
     // uninitialized: what each request sets up for a hundred fields it
     // does not have is 1.6 KiB, not 6.4.
     let mut fields = [[0u32; 4]; limits::MAX_HEADERS];
+    // And what each is to the router, told once.
+    let mut kinds = [Known::Other; limits::MAX_HEADERS];
     let (length, method, version, target, field_count) = {
         let mut raw = [const { MaybeUninit::uninit() }; limits::MAX_HEADERS];
         let mut request = httparse::Request::new(&mut []);
@@ -100,10 +101,11 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
             _ => Version::HTTP_11,
         };
         let target = range(offsets(request.path.unwrap_or_default().as_bytes()));
-        for (field, offsets_of) in request.headers.iter().zip(&mut fields) {
+        for ((field, offsets_of), kind) in request.headers.iter().zip(&mut fields).zip(&mut kinds) {
             let [name_start, name_end] = offsets(field.name.as_bytes());
             let [value_start, value_end] = offsets(field.value);
             *offsets_of = [name_start, name_end, value_start, value_end];
+            *kind = field_lines::known(field.name.as_bytes());
         }
         (length, method, version, target, request.headers.len())
     };
@@ -127,27 +129,35 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
         return Err(bad("asterisk-form target without OPTIONS"));
     }
 
-    let mut headers = HeaderMap::with_capacity(field_count);
-    for &[name_start, name_end, value_start, value_end] in &fields[..field_count] {
-        let name = HeaderName::from_bytes(&head[range([name_start, name_end])])
-            .map_err(|_| bad("malformed header name"))?;
-        // httparse has checked the value's characters.
-        let value = HeaderValue::from_maybe_shared(head.slice(range([value_start, value_end])))
-            .map_err(|_| bad("malformed header value"))?;
-        headers.append(name, value);
+    let fields = kinds[..field_count].iter().zip(&fields).map(
+        |(&kind, &[name_start, name_end, value_start, value_end])| {
+            (
+                kind,
+                &head[range([name_start, name_end])],
+                &head[range([value_start, value_end])],
+            )
+        },
+    );
+    let body = framing(fields.clone(), version)?;
+    let mut connection = ConnectionOptions::default();
+    let mut expect = None;
+    for (kind, _, value) in fields.clone() {
+        match kind {
+            Known::Connection => connection.add(value),
+            Known::Expect => expect = expect.or(Some(value)),
+            _ => {}
+        }
     }
-    let body = framing(&headers, version)?;
-    let keep_alive = headers::persists(&headers, version == Version::HTTP_10);
-    let expects_continue = expects_continue(&headers, version)?;
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
+    let expects_continue = expects_continue(expect, version)?;
     Ok(Some(RequestHead {
-        parts: request.into_parts().0,
+        head: ClientHead {
+            method,
+            uri,
+            version,
+            fields: RequestFields::Lines(field_lines::keep(fields, connection, |_| false)),
+        },
         body,
-        keep_alive,
+        keep_alive: connection.persists(version == Version::HTTP_10),
         expects_continue,
     }))
 }
@@ -166,18 +176,25 @@ fn head_too_large() -> Refused {
 
 /// RFC 9112 section 6: a body is delimited by chunked coding or by
 /// Content-Length, never by both; without either there is none.
-fn framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, Refused> {
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+fn framing<'h>(
+    fields: impl Iterator<Item = Field<'h>> + Clone,
+    version: Version,
+) -> Result<BodyFraming, Refused> {
+    let values = |wanted| {
+        fields
+            .clone()
+            .filter(move |&(kind, _, _)| kind == wanted)
+            .map(|(_, _, value)| value)
+    };
+    let mut codings = values(Known::TransferEncoding).peekable();
     if codings.peek().is_some() {
         if version == Version::HTTP_10 {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        if headers.contains_key(header::CONTENT_LENGTH) {
+        if values(Known::ContentLength).next().is_some() {
             return Err(bad("both Transfer-Encoding and Content-Length"));
         }
-        let mut codings = codings
-            .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-            .map(<[u8]>::trim_ascii);
+        let mut codings = codings.flat_map(field_lines::tokens);
         return match (codings.next(), codings.next()) {
             (Some(coding), None) if coding.eq_ignore_ascii_case(b"chunked") => {
                 Ok(BodyFraming::Chunked)
@@ -189,8 +206,7 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, Refused
         };
     }
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let value = value.as_bytes();
+    for value in values(Known::ContentLength) {
         let parsed =
             (!value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit))
                 .then(|| {
@@ -212,15 +228,11 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, Refused
 
 /// RFC 9110 section 10.1.1: `100-continue` is the one expectation; any
 /// other is answered 417. HTTP/1.0 clients do not wait for a 100.
-fn expects_continue(headers: &HeaderMap, version: Version) -> Result<bool, Refused> {
-    let Some(expect) = headers.get(header::EXPECT) else {
+fn expects_continue(expect: Option<&[u8]>, version: Version) -> Result<bool, Refused> {
+    let Some(expect) = expect else {
         return Ok(false);
     };
-    if !expect
-        .as_bytes()
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"100-continue")
-    {
+    if !expect.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
         return Err(refuse(
             StatusCode::EXPECTATION_FAILED,
             "an expectation other than 100-continue",
@@ -261,11 +273,14 @@ mod tests {
             BytesMut::from("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nNEXT");
         let head = parse(&mut buf).unwrap().unwrap();
         assert_eq!(&buf[..], b"NEXT", "only the head is consumed");
-        assert_eq!(head.parts.method, Method::GET);
-        assert_eq!(head.parts.uri, "/a?b=1");
-        assert_eq!(head.parts.version, Version::HTTP_11);
-        assert_eq!(head.parts.headers["host"], "x");
-        assert_eq!(head.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(head.head.method, Method::GET);
+        assert_eq!(head.head.uri, "/a?b=1");
+        assert_eq!(head.head.version, Version::HTTP_11);
+        let fields: Vec<_> = head.head.fields.iter().collect();
+        assert_eq!(
+            fields,
+            [(&b"Host"[..], &b"x"[..]), (b"X-A", b"1"), (b"X-A", b"2")]
+        );
         assert_eq!(head.body, BodyFraming::None);
         assert!(head.keep_alive);
         assert!(!head.expects_continue);
@@ -344,9 +359,24 @@ mod tests {
         assert!(!head("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert_eq!(
-            head("GET / HTTP/1.0\r\n\r\n").parts.version,
+            head("GET / HTTP/1.0\r\n\r\n").head.version,
             Version::HTTP_10
         );
+    }
+
+    #[test]
+    fn what_describes_the_connection_reaches_no_backend() {
+        let head = head(
+            "POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Private\r\n\
+             X-Private: 1\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\
+             Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nX-Kept: 1\r\n\r\n",
+        );
+        assert_eq!(head.body, BodyFraming::Chunked);
+        assert!(head.keep_alive);
+        let RequestFields::Lines(lines) = &head.head.fields else {
+            panic!("an HTTP/1.1 request's fields are lines");
+        };
+        assert_eq!(lines.lines(), b"Host: h\r\nX-Kept: 1\r\n");
     }
 
     #[test]
@@ -368,13 +398,10 @@ mod tests {
     #[test]
     fn targets() {
         assert_eq!(
-            head("GET http://a.test/p HTTP/1.1\r\n\r\n")
-                .parts
-                .uri
-                .path(),
+            head("GET http://a.test/p HTTP/1.1\r\n\r\n").head.uri.path(),
             "/p"
         );
-        assert_eq!(head("OPTIONS * HTTP/1.1\r\n\r\n").parts.uri, "*");
+        assert_eq!(head("OPTIONS * HTTP/1.1\r\n\r\n").head.uri, "*");
         assert_eq!(refused("GET * HTTP/1.1\r\n\r\n"), StatusCode::BAD_REQUEST);
         assert_eq!(
             refused("CONNECT a.test:443 HTTP/1.1\r\n\r\n"),

@@ -16,6 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::answer::{Answer, AnswerHeaders};
 use super::ProxyBody;
+use crate::field_lines::Known;
 
 /// Output gathered past this size goes out before more is read.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -164,7 +165,7 @@ fn head(out: &mut BytesMut, answer: &Answer, framing: Framing, version: Version,
         // response keeps it: the size the body would have).
         AnswerHeaders::Relayed(fields) => {
             out.put_slice(fields.lines());
-            fields.has_date()
+            fields.has(Known::Date)
         }
         AnswerHeaders::Map(headers) => {
             for (name, value) in headers {

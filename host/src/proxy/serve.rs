@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 
 use super::activity::{Activity, IdleWatch};
 use super::client_body::ClientBody;
+use super::client_head::ClientHead;
 use super::client_stream::ClientStream;
 use super::http1_server::{self, Ended};
 use super::proxy_header::{self, Rejection, Source};
@@ -365,7 +366,9 @@ where
             let proxy = Arc::clone(&proxy);
             let conn = Arc::clone(&conn);
             async move {
-                let answer = proxy.handle(request.map(ClientBody::Hyper), &conn).await;
+                let (parts, body) = request.into_parts();
+                let head = ClientHead::from_hyper(parts);
+                let answer = proxy.handle(head, ClientBody::Hyper(body), &conn).await;
                 drop(busy);
                 Ok::<_, Infallible>(answer.into_response())
             }

@@ -1,8 +1,7 @@
 //! Forwarding a request to a uwsgi-protocol backend (bare `http-to host:port`).
 
 use bytes::Bytes;
-use http::request::Parts;
-use http::{header, HeaderMap, Method, StatusCode, Version};
+use http::{header, Method, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Body;
 use tokio::net::TcpStream;
@@ -10,23 +9,24 @@ use tokio::net::TcpStream;
 use super::answer::Answer;
 use super::backend_stream::{BackendStream, BodyEncoding, HeadForm};
 use super::client_body::ClientBody;
+use super::client_head::{ClientHead, RequestFields};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError};
 use crate::limits;
 use crate::uwsgi::{UwsgiError, Vars};
 
-/// Sends the request (`parts`, hop-by-hop headers removed, and `body`)
-/// over `stream` and returns the backend's response, whose body is
-/// streamed from the socket as the client reads it.
+/// Sends the request (`client`, and `body`) over `stream` and returns the
+/// backend's response, whose body is streamed from the socket as the
+/// client reads it.
 pub async fn forward(
     stream: TcpStream,
-    parts: Parts,
+    client: ClientHead,
     body: ClientBody,
     conn: &ConnInfo,
 ) -> Result<Answer, ForwardError> {
-    let request_was_head = parts.method == Method::HEAD;
-    let (length, body) = request_body(&parts.headers, body).await?;
-    let vars = request_vars(&parts, conn, length).map_err(|error| {
+    let request_was_head = client.method == Method::HEAD;
+    let (length, body) = request_body(&client.fields, body).await?;
+    let vars = request_vars(&client, conn, length).map_err(|error| {
         ForwardError::Client(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             error.to_string(),
@@ -75,13 +75,12 @@ enum RequestBody {
 /// known before the variables are sent. A body of unknown length (chunked,
 /// or HTTP/2 without content-length) is buffered, up to a limit.
 async fn request_body(
-    headers: &HeaderMap,
+    fields: &RequestFields,
     body: ClientBody,
 ) -> Result<(u64, RequestBody), ForwardError> {
-    if let Some(length) = headers.get(header::CONTENT_LENGTH) {
+    if let Some(length) = fields.content_length() {
         // Malformed or conflicting lengths were refused with the head.
-        let length = length
-            .to_str()
+        let length = std::str::from_utf8(length)
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .ok_or_else(|| {
@@ -117,24 +116,27 @@ async fn request_body(
 }
 
 /// The CGI-style variables uWSGI's router sends for a request.
+///
+/// Repeated fields are joined into one variable, so the fields are taken
+/// as a map here.
 pub fn request_vars(
-    parts: &Parts,
+    client: &ClientHead,
     conn: &ConnInfo,
     content_length: u64,
 ) -> Result<Vars, UwsgiError> {
     let mut vars = Vars::new();
-    let uri = &parts.uri;
+    let uri = &client.uri;
     let path = uri.path();
     let request_uri = uri.path_and_query().map_or(path, |pq| pq.as_str());
-    let host = request_host(&parts.uri, &parts.headers, conn);
+    let host = request_host(client, conn);
     let server_name = strip_port(&host);
-    let protocol = server_protocol(parts.version);
-    let content_type = parts
-        .headers
+    let protocol = server_protocol(client.version);
+    let headers = client.fields.to_map();
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .map_or(&b""[..], |value| value.as_bytes());
     for (key, value) in [
-        ("REQUEST_METHOD", parts.method.as_str().as_bytes()),
+        ("REQUEST_METHOD", client.method.as_str().as_bytes()),
         ("REQUEST_URI", request_uri.as_bytes()),
         ("PATH_INFO", &percent_decode(path)),
         ("QUERY_STRING", uri.query().unwrap_or_default().as_bytes()),
@@ -150,11 +152,11 @@ pub fn request_vars(
     ] {
         vars.push(key.as_bytes(), value)?;
     }
-    if !parts.headers.contains_key(header::HOST) {
+    if !headers.contains_key(header::HOST) {
         // HTTP/2 carries the host in :authority; applications expect HTTP_HOST.
         vars.push(b"HTTP_HOST", host.as_bytes())?;
     }
-    for name in parts.headers.keys() {
+    for name in headers.keys() {
         // CGI passes these two as CONTENT_*; and a name with `_` would alias
         // a dash-named header once mangled (X_Forwarded_For vs
         // X-Forwarded-For), so such headers are dropped, as nginx does.
@@ -165,8 +167,7 @@ pub fn request_vars(
             continue;
         }
         let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
-        let value = parts
-            .headers
+        let value = headers
             .get_all(name)
             .iter()
             .map(|value| value.as_bytes())
@@ -253,8 +254,8 @@ mod tests {
             .header("x_sneaky", "dropped")
             .body(())
             .unwrap();
-        let (parts, ()) = request.into_parts();
-        let packet = request_vars(&parts, &conn(), 3).unwrap().into_packet();
+        let client = ClientHead::from_hyper(request.into_parts().0);
+        let packet = request_vars(&client, &conn(), 3).unwrap().into_packet();
         let vars = decode_vars(&packet[4..]).unwrap();
         let get = |key: &str| {
             vars.iter()
@@ -281,14 +282,37 @@ mod tests {
     }
 
     #[test]
+    fn an_http1_clients_fields_are_grouped_in_any_case() {
+        let mut buf = bytes::BytesMut::from(
+            "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Thing: one\r\nx-thing: two\r\n\
+             Content-Length: 3\r\nConnection: close\r\n\r\n",
+        );
+        let client = crate::proxy::request_head::parse(&mut buf)
+            .unwrap()
+            .expect("a whole head")
+            .head;
+        let packet = request_vars(&client, &conn(), 3).unwrap().into_packet();
+        let vars = decode_vars(&packet[4..]).unwrap();
+        for var in [
+            (&b"HTTP_HOST"[..], &b"a.test"[..]),
+            (b"HTTP_X_THING", b"one, two"),
+            (b"CONTENT_LENGTH", b"3"),
+            (b"SERVER_NAME", b"a.test"),
+        ] {
+            assert!(vars.contains(&var), "{var:?}");
+        }
+        assert!(!vars.iter().any(|(key, _)| *key == b"HTTP_CONNECTION"));
+    }
+
+    #[test]
     fn http2_requests_get_a_host() {
         let request = Request::builder()
             .uri("https://h2.test/p")
             .version(Version::HTTP_2)
             .body(())
             .unwrap();
-        let (parts, ()) = request.into_parts();
-        let packet = request_vars(&parts, &conn(), 0).unwrap().into_packet();
+        let client = ClientHead::from_hyper(request.into_parts().0);
+        let packet = request_vars(&client, &conn(), 0).unwrap().into_packet();
         let vars = decode_vars(&packet[4..]).unwrap();
         assert!(vars.contains(&(&b"HTTP_HOST"[..], &b"h2.test"[..])));
         assert!(vars.contains(&(&b"SERVER_PROTOCOL"[..], &b"HTTP/2.0"[..])));
