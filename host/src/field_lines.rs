@@ -15,7 +15,7 @@
 //!
 //! Pure and synchronous, like the rest of the codec.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The fields the router acts on.
@@ -139,27 +139,30 @@ pub fn keep<'h, F>(
 where
     F: Iterator<Item = Field<'h>> + Clone,
 {
-    let size: usize = fields
+    let all = fields.clone();
+    let dropped = &dropped;
+    let kept = fields.filter(move |&(kind, name, _)| {
+        !(kind.is_hop_by_hop()
+            || dropped(kind)
+            || (connection.names_fields && named_by_connection(all.clone(), name)))
+    });
+    // Exactly the room the lines take: a buffer filled to its capacity
+    // becomes `Bytes` as it is, with no shared header allocated beside it.
+    let size: usize = kept
         .clone()
         .map(|(_, name, value)| name.len() + value.len() + 4)
         .sum();
-    let mut lines = BytesMut::with_capacity(size);
+    let mut lines = Vec::with_capacity(size);
     let mut present = 0;
-    for (kind, name, value) in fields.clone() {
-        if kind.is_hop_by_hop()
-            || dropped(kind)
-            || (connection.names_fields && named_by_connection(fields.clone(), name))
-        {
-            continue;
-        }
+    for (kind, name, value) in kept {
         present |= kind.bit();
-        lines.put_slice(name);
-        lines.put_slice(b": ");
-        lines.put_slice(value);
-        lines.put_slice(b"\r\n");
+        lines.extend_from_slice(name);
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value);
+        lines.extend_from_slice(b"\r\n");
     }
     FieldLines {
-        lines: lines.freeze(),
+        lines: Bytes::from(lines),
         present,
     }
 }
