@@ -240,6 +240,39 @@ impl FieldLines {
     }
 }
 
+#[cfg(test)]
+impl FieldLines {
+    /// Panics unless the lines keep their promises, whatever head they were
+    /// kept from: whole `name: value` lines, no field that describes a
+    /// connection, the kinds noted as they are, every field in the map.
+    pub(crate) fn assert_well_formed(&self) {
+        assert!(self.lines.is_empty() || self.lines.ends_with(b"\r\n"));
+        let mut present = 0;
+        let mut count = 0;
+        for (name, value) in self.iter() {
+            assert!(
+                !name.is_empty()
+                    && name
+                        .iter()
+                        .all(|&byte| byte.is_ascii_graphic() && byte != b':')
+            );
+            assert!(!value.contains(&b'\n') && !value.contains(&b'\r'));
+            let kind = known(name);
+            assert!(!kind.is_hop_by_hop(), "{:?}", String::from_utf8_lossy(name));
+            present |= kind.bit();
+            count += 1;
+        }
+        assert_eq!(present, self.present);
+        assert_eq!(
+            self.iter()
+                .map(|(name, value)| name.len() + value.len() + 4)
+                .sum::<usize>(),
+            self.lines.len()
+        );
+        assert_eq!(self.to_header_map().len(), count);
+    }
+}
+
 /// The fields of a [`FieldLines`]: name and value.
 #[derive(Clone, Debug)]
 pub struct Fields<'a>(Spans<'a>);

@@ -418,6 +418,34 @@ mod tests {
     }
 
     #[test]
+    fn no_head_makes_the_parser_panic() {
+        // Every byte value at every position of a head, and every
+        // truncation: a refusal or a partial result, never a panic; what
+        // parses keeps its fields well formed and consumes only its head.
+        let head = b"POST /a?b HTTP/1.1\r\nHost: h\r\nConnection: x-a, keep-alive\r\n\
+                     X-A: 1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\
+                     X-Forwarded-For: 10.0.0.1\r\n\r\nbody";
+        let check = |text: &[u8]| {
+            let mut buf = BytesMut::from(text);
+            if let Ok(Some(parsed)) = parse(&mut buf) {
+                assert!(buf.len() < text.len());
+                let RequestFields::Lines(lines) = &parsed.head.fields else {
+                    panic!("an HTTP/1.x request's fields are lines");
+                };
+                lines.assert_well_formed();
+            }
+        };
+        for position in 0..head.len() {
+            check(&head[..position]);
+            let mut mutated = head.to_vec();
+            for byte in 0..=u8::MAX {
+                mutated[position] = byte;
+                check(&mutated);
+            }
+        }
+    }
+
+    #[test]
     fn empty_lines_before_a_request_are_skipped() {
         let mut buf = BytesMut::from("\r\n\r\nGET / HTTP/1.1\r\n\r\n");
         skip_empty_lines(&mut buf);
