@@ -14,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode, Uri, Version};
 
 use super::client_head::{ClientHead, RequestFields};
-use crate::field_lines::{self, ConnectionOptions, Field, Known};
+use crate::field_lines::{self, ConnectionOptions, Field, FieldLines, Known};
 use crate::limits;
 
 /// A request head, and how its body is framed.
@@ -60,16 +60,14 @@ fn bad(reason: &'static str) -> Refused {
 /// Parses the head at the front of `buf` and removes it from there;
 /// `Ok(None)` while it is incomplete.
 pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
-    // Where each field's name and value lie in the head, as offsets: the
-    // head's bytes then become the target and the header values without a
-    // copy each. Offsets in 32 bits and httparse's headers left
-    // uninitialized: what each request sets up for a hundred fields it
-    // does not have is 1.6 KiB, not 6.4.
-    let mut fields = [[0u32; 4]; limits::MAX_HEADERS];
-    // And what each is to the router, told once.
-    let mut kinds = [Known::Other; limits::MAX_HEADERS];
-    let (length, method, version, target, field_count) = {
+    // httparse's fields are read, and those that go on copied as lines,
+    // while they still borrow `buf`; only the target is taken from the head
+    // after it, shared rather than copied.
+    let (length, method, version, target, fields) = {
+        // Left uninitialized: what each request sets up for a hundred
+        // fields it does not have is only what each one is to the router.
         let mut raw = [const { MaybeUninit::uninit() }; limits::MAX_HEADERS];
+        let mut kinds = [Known::Other; limits::MAX_HEADERS];
         let mut request = httparse::Request::new(&mut []);
         let length = match request.parse_with_uninit_headers(buf, &mut raw) {
             Ok(httparse::Status::Complete(length)) => length,
@@ -88,26 +86,22 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
         if length > limits::MAX_HEADER_BYTES {
             return Err(head_too_large());
         }
-        let start = buf.as_ptr() as usize;
-        // Within the head, which is at most `MAX_HEADER_BYTES` long.
-        let offsets = |part: &[u8]| {
-            let offset = part.as_ptr() as usize - start;
-            [offset as u32, (offset + part.len()) as u32]
-        };
         let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
             .map_err(|_| bad("malformed method"))?;
         let version = match request.version {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let target = range(offsets(request.path.unwrap_or_default().as_bytes()));
-        for ((field, offsets_of), kind) in request.headers.iter().zip(&mut fields).zip(&mut kinds) {
-            let [name_start, name_end] = offsets(field.name.as_bytes());
-            let [value_start, value_end] = offsets(field.value);
-            *offsets_of = [name_start, name_end, value_start, value_end];
-            *kind = field_lines::known(field.name.as_bytes());
-        }
-        (length, method, version, target, request.headers.len())
+        // A complete head has one; its place in `buf` makes the target.
+        let path = request
+            .path
+            .ok_or_else(|| bad("malformed request head"))?
+            .as_bytes();
+        // Within the head, which is at most `MAX_HEADER_BYTES` long.
+        let target_start = path.as_ptr() as usize - buf.as_ptr() as usize;
+        let target = target_start..target_start + path.len();
+        let fields = read_fields(field_lines::classify(request.headers, &mut kinds), version);
+        (length, method, version, target, fields)
     };
     let head = buf.split_to(length).freeze();
 
@@ -128,17 +122,37 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
     if asterisk && method != Method::OPTIONS {
         return Err(bad("asterisk-form target without OPTIONS"));
     }
-
-    let fields = kinds[..field_count].iter().zip(&fields).map(
-        |(&kind, &[name_start, name_end, value_start, value_end])| {
-            (
-                kind,
-                &head[range([name_start, name_end])],
-                &head[range([value_start, value_end])],
-            )
+    let ReadFields {
+        body,
+        connection,
+        expects_continue,
+        lines,
+    } = fields;
+    Ok(Some(RequestHead {
+        head: ClientHead {
+            method,
+            uri,
+            version,
+            fields: RequestFields::Lines(lines),
         },
-    );
-    let body = framing(fields.clone(), version)?;
+        body: body?,
+        keep_alive: connection.persists(version == Version::HTTP_10),
+        expects_continue: expects_continue?,
+    }))
+}
+
+/// What a request's fields say, and those that go on.
+struct ReadFields {
+    body: Result<BodyFraming, Refused>,
+    connection: ConnectionOptions,
+    expects_continue: Result<bool, Refused>,
+    lines: FieldLines,
+}
+
+fn read_fields<'h>(
+    fields: impl Iterator<Item = Field<'h>> + Clone,
+    version: Version,
+) -> ReadFields {
     let mut connection = ConnectionOptions::default();
     let mut expect = None;
     for (kind, _, value) in fields.clone() {
@@ -148,23 +162,12 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, Refused> {
             _ => {}
         }
     }
-    let expects_continue = expects_continue(expect, version)?;
-    Ok(Some(RequestHead {
-        head: ClientHead {
-            method,
-            uri,
-            version,
-            fields: RequestFields::Lines(field_lines::keep(fields, connection, |_| false)),
-        },
-        body,
-        keep_alive: connection.persists(version == Version::HTTP_10),
-        expects_continue,
-    }))
-}
-
-/// A part of the head, from its offsets.
-fn range([start, end]: [u32; 2]) -> std::ops::Range<usize> {
-    start as usize..end as usize
+    ReadFields {
+        body: framing(fields.clone(), version),
+        connection,
+        expects_continue: expects_continue(expect, version),
+        lines: field_lines::keep(fields, connection, |_| false),
+    }
 }
 
 fn head_too_large() -> Refused {
