@@ -23,6 +23,7 @@ pub mod response_body;
 pub mod response_writer;
 pub mod serve;
 pub mod uwsgi_backend;
+pub mod wake_gate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

@@ -32,6 +32,7 @@ use super::client_head::ClientHead;
 use super::client_stream::ClientStream;
 use super::http1_server::{self, Ended};
 use super::proxy_header::{self, Rejection, Source};
+use super::wake_gate::WakeGate;
 use super::{ConnInfo, Proxy};
 use crate::access_log::TlsInfo;
 use crate::client_hello::{self, Offer};
@@ -315,6 +316,9 @@ async fn http1(
         ));
         let mut idle = IdleCheck::new();
         let mut closing = false;
+        // The watches are polled only when they have something to say, not
+        // at every wake of the connection (`wake_gate`).
+        let watches = WakeGate::default();
         loop {
             tokio::select! {
                 // The connection first: when it ends at once (a client
@@ -325,14 +329,14 @@ async fn http1(
                     debug!(peer = %conn.peer, %error, "client connection ended with an error");
                     Ended::ByClient
                 }),
-                () = shutdown.requested(), if !closing => {
+                () = watches.watch(shutdown.requested()), if !closing => {
                     closing = true;
                     activity.close_after_response();
                     if activity.is_between_requests() {
                         break Ended::ByRouter;
                     }
                 }
-                now = idle.check.tick() => {
+                now = watches.watch(idle.check.tick()) => {
                     if activity.is_between_requests()
                         && (closing || idle.watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT)
                     {
@@ -380,6 +384,7 @@ where
     let mut served = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
     let mut closing = false;
     let mut idle = IdleCheck::new();
+    let watches = WakeGate::default();
     loop {
         tokio::select! {
             result = served.as_mut() => {
@@ -388,12 +393,12 @@ where
                 }
                 return;
             }
-            () = shutdown.requested(), if !closing => {
+            () = watches.watch(shutdown.requested()), if !closing => {
                 // Finish in-flight requests, accept no new ones.
                 served.as_mut().graceful_shutdown();
                 closing = true;
             }
-            now = idle.check.tick(), if !closing => {
+            now = watches.watch(idle.check.tick()), if !closing => {
                 if idle.watch.quiet_for(&activity, now) >= limits::IDLE_TIMEOUT {
                     served.as_mut().graceful_shutdown();
                     closing = true;
