@@ -111,22 +111,26 @@ pub struct Proxy {
 impl Proxy {
     /// Answers one client request, from a backend or with an error page,
     /// and logs it when the access log is on.
+    /// One `respond` call whether or not the log is on.
     pub async fn handle(&self, head: ClientHead, body: ClientBody, conn: &Arc<ConnInfo>) -> Answer {
         self.metrics.request();
-        let Some(log) = &self.access_log else {
-            return self.respond(head, body, conn).await.0;
-        };
-        let logged = access_log::Request {
-            started: std::time::Instant::now(),
-            method: head.method.clone(),
-            target: head
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            version: head.version,
-        };
+        let logged = self.access_log.as_ref().map(|log| {
+            let request = access_log::Request {
+                started: std::time::Instant::now(),
+                method: head.method.clone(),
+                target: head
+                    .uri
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+                version: head.version,
+            };
+            (log, request)
+        });
         let (answer, backend) = self.respond(head, body, conn).await;
+        let Some((log, logged)) = logged else {
+            return answer;
+        };
         let body = LoggedBody {
             body: answer.body,
             bytes: 0,
