@@ -240,6 +240,21 @@ impl FieldLines {
     }
 }
 
+/// Calls `check` with every truncation of `head` and with `head` with
+/// every byte value at every position: how the parsers that keep lines
+/// are shaken.
+#[cfg(test)]
+pub(crate) fn each_mutation(head: &[u8], mut check: impl FnMut(&[u8])) {
+    for position in 0..head.len() {
+        check(&head[..position]);
+        let mut mutated = head.to_vec();
+        for byte in 0..=u8::MAX {
+            mutated[position] = byte;
+            check(&mutated);
+        }
+    }
+}
+
 #[cfg(test)]
 impl FieldLines {
     /// Panics unless the lines keep their promises, whatever head they were

@@ -438,14 +438,7 @@ mod tests {
                 lines.assert_well_formed();
             }
         };
-        for position in 0..head.len() {
-            check(&head[..position]);
-            let mut mutated = head.to_vec();
-            for byte in 0..=u8::MAX {
-                mutated[position] = byte;
-                check(&mutated);
-            }
-        }
+        field_lines::each_mutation(head, check);
     }
 
     #[test]
