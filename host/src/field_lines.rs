@@ -15,7 +15,7 @@
 //!
 //! Pure and synchronous, like the rest of the codec.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The fields the router acts on.
@@ -156,15 +156,21 @@ where
     let mut present = 0;
     for (kind, name, value) in kept {
         present |= kind.bit();
-        lines.extend_from_slice(name);
-        lines.extend_from_slice(b": ");
-        lines.extend_from_slice(value);
-        lines.extend_from_slice(b"\r\n");
+        put_line(&mut lines, name, value);
     }
     FieldLines {
         lines: Bytes::from(lines),
         present,
     }
+}
+
+/// Writes one field as a head's line, `name: value` and CRLF: the lines
+/// kept here, and every field the router writes itself.
+pub fn put_line(out: &mut impl BufMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
 }
 
 /// Whether a Connection field among `fields` names the field `name`.

@@ -22,7 +22,7 @@ use super::client_head::{ClientHead, RequestFields};
 use super::pool::{BackendState, Link};
 use super::response_body::{self, AfterBody};
 use super::{request_host, within_response_timeout, ConnInfo, ForwardError};
-use crate::field_lines::{self, Known};
+use crate::field_lines::{self, put_line, Known};
 
 /// Sends the request (`client`, and `body`) to `backend` as HTTP/1.1 over
 /// `link`; bodies stream both ways.
@@ -158,7 +158,7 @@ fn request_head(
                     Known::Host => host = true,
                     _ => {}
                 }
-                header_line(&mut head, name, value);
+                put_line(&mut head, name, value);
             }
             (host, forwarded_for)
         }
@@ -170,7 +170,7 @@ fn request_head(
         let host = request_host(client, conn);
         let host = HeaderValue::from_str(&host)
             .map_err(|_| ForwardError::Client(StatusCode::BAD_REQUEST, "bad Host".into()))?;
-        header_line(&mut head, b"host", host.as_bytes());
+        put_line(&mut head, b"host", host.as_bytes());
     }
     // The client's address, after any a proxy before the router gave.
     head.extend_from_slice(b"x-forwarded-for: ");
@@ -184,25 +184,18 @@ fn request_head(
     }
     head.extend_from_slice(conn.client_ip().as_bytes());
     head.extend_from_slice(b"\r\n");
-    header_line(&mut head, b"x-forwarded-proto", b"https");
+    put_line(&mut head, b"x-forwarded-proto", b"https");
     match encoding {
-        Some(BodyEncoding::Chunked) => header_line(&mut head, b"transfer-encoding", b"chunked"),
+        Some(BodyEncoding::Chunked) => put_line(&mut head, b"transfer-encoding", b"chunked"),
         // Some servers answer a POST without a length with 411 even when
         // it has no body; an explicit zero costs nothing.
         None if expects_body(&client.method) && client.fields.content_length().is_none() => {
-            header_line(&mut head, b"content-length", b"0")
+            put_line(&mut head, b"content-length", b"0")
         }
         _ => {}
     }
     head.extend_from_slice(b"\r\n");
     Ok(head)
-}
-
-fn header_line(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    head.extend_from_slice(name);
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
 }
 
 /// Methods whose requests normally carry a body.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::answer::{Answer, AnswerHeaders};
 use super::ProxyBody;
-use crate::field_lines::Known;
+use crate::field_lines::{put_line, Known};
 
 /// Output gathered past this size goes out before more is read.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -174,37 +174,30 @@ fn head(out: &mut BytesMut, answer: &Answer, framing: Framing, version: Version,
                 if name == header::CONTENT_LENGTH && !matches!(framing, Framing::None) {
                     continue;
                 }
-                header_line(out, name.as_str().as_bytes(), value.as_bytes());
+                put_line(out, name.as_str().as_bytes(), value.as_bytes());
             }
             headers.contains_key(header::DATE)
         }
     };
     match framing {
         Framing::Length(length) => {
-            header_line(
+            put_line(
                 out,
                 b"content-length",
                 itoa::Buffer::new().format(length).as_bytes(),
             );
         }
-        Framing::Chunked => header_line(out, b"transfer-encoding", b"chunked"),
+        Framing::Chunked => put_line(out, b"transfer-encoding", b"chunked"),
         Framing::None | Framing::UntilClose => {}
     }
     if !dated {
-        DATE.with(|date| header_line(out, b"date", date.borrow_mut().now().as_bytes()));
+        DATE.with(|date| put_line(out, b"date", date.borrow_mut().now().as_bytes()));
     }
     if !keep_alive {
-        header_line(out, b"connection", b"close");
+        put_line(out, b"connection", b"close");
     } else if version == Version::HTTP_10 {
-        header_line(out, b"connection", b"keep-alive");
+        put_line(out, b"connection", b"keep-alive");
     }
-    out.put_slice(b"\r\n");
-}
-
-fn header_line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value);
     out.put_slice(b"\r\n");
 }
 
