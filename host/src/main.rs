@@ -8,18 +8,6 @@ use cachet::lines::Whole;
 use cachet::mode::{self, worker};
 use tracing_subscriber::EnvFilter;
 
-/// A TLS connection costs about seventy allocations, most of them rustls'
-/// (handshake messages, its states, record buffers), freed again when it
-/// closes. glibc's malloc spent about a sixth of a worker's user time per
-/// resumed handshake on them (consolidating its fast bins among it);
-/// jemalloc's per-thread caches take 5% off the CPU per resumed TLS 1.2
-/// handshake and 4% per TLS 1.3 one, for 1.5 MiB more memory over a
-/// worker tree (`docs/BENCH.md`). mimalloc was as quick but kept 20 MiB
-/// more in its per-thread arenas.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     // First, so that a panic anywhere, in any process, leaves whole.
     cachet::lines::install_panic_hook();
