@@ -442,3 +442,54 @@ async fn http_backend_fields_go_on_as_written() {
         }
     }
 }
+
+/// A connection the router ends after a response tells the client it has
+/// the whole of it with a TLS close_notify (sent with the response's last
+/// bytes); one whose body broke off is closed without, so that an HTTP/1.0
+/// client, whose body ends with the connection, sees the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_response_ends_with_close_notify_and_a_cut_one_without() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new();
+    let (whole, _) = raw_http_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let (cut, _) = raw_http_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n9\r\nhal",
+    )
+    .await;
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    for (backend, request, whole_body) in [
+        (
+            whole,
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            true,
+        ),
+        (whole, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n", true),
+        (cut, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n", false),
+    ] {
+        let router = start(&pki, &[format!("http://{backend}")]);
+        let mut tls = client::connect(&config, router.addr(), "localhost")
+            .await
+            .expect("TLS to the router");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        // Ok: the stream ended with a close_notify; a bare TCP close is an
+        // UnexpectedEof. Bounded: the router closes after the response.
+        let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut received))
+            .await
+            .expect("the router closes the connection");
+        let text = String::from_utf8_lossy(&received).into_owned();
+        assert!(text.contains("\r\n\r\n"), "a response head: {text}");
+        if whole_body {
+            assert!(read.is_ok(), "no close_notify after {text}: {read:?}");
+            assert!(text.contains("hello"), "{text}");
+        } else {
+            let error = read.expect_err("a close_notify after a cut body");
+            assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{text}");
+            assert!(text.contains("hello"), "{text}");
+        }
+    }
+}

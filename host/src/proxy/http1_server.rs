@@ -20,14 +20,15 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use super::activity::Activity;
 use super::answer::Answer;
 use super::client_body::{self, ClientBody, Http1Body, PumpError};
+use super::close_notify::SealsClose;
 use super::request_head::{self, BodyFraming, Refused, RequestHead};
-use super::response_writer::{self, Answering};
+use super::response_writer::{self, Answering, Continuation};
 use super::{ConnInfo, Proxy};
 use crate::limits;
 
@@ -49,8 +50,12 @@ pub enum Ended {
     ByClient,
     /// The router ends it (the client asked for `close`, a body that ends
     /// with the connection, a refused request, shutdown): the client is
-    /// to be told with a TLS close_notify.
+    /// to be told with a TLS close_notify (after a response, it has been:
+    /// with the response's last bytes).
     ByRouter,
+    /// A response's body broke off: the connection closes without a
+    /// close_notify, which would vouch for the body.
+    Aborted,
 }
 
 /// Serves requests on `stream`, whose first bytes, if already read, are in
@@ -64,7 +69,7 @@ pub async fn serve<S>(
     activity: &Arc<Activity>,
 ) -> io::Result<Ended>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + SealsClose,
 {
     let mut buf = received;
     let mut out = BytesMut::new();
@@ -83,8 +88,8 @@ where
                     version: http::Version::HTTP_11,
                     keep_alive: false,
                 };
-                response_writer::write(stream, &mut out, response, request).await?;
-                return Ok(Ended::ByRouter);
+                let next = response_writer::write(stream, &mut out, response, request).await?;
+                return Ok(ended(next).unwrap_or(Ended::ByRouter));
             }
         };
         let busy = activity.begin();
@@ -141,11 +146,20 @@ where
             version,
             keep_alive: keep_alive && body_read && !activity.is_closing(),
         };
-        let kept = response_writer::write(stream, &mut out, response, answering).await?;
+        let next = response_writer::write(stream, &mut out, response, answering).await?;
         drop(busy);
-        if !kept {
-            return Ok(Ended::ByRouter);
+        if let Some(ended) = ended(next) {
+            return Ok(ended);
         }
+    }
+}
+
+/// How the connection ends after a response, if it does.
+fn ended(next: Continuation) -> Option<Ended> {
+    match next {
+        Continuation::KeepAlive => None,
+        Continuation::Close => Some(Ended::ByRouter),
+        Continuation::Abort => Some(Ended::Aborted),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod backend_stream;
 pub mod client_body;
 pub mod client_head;
 pub mod client_stream;
+pub mod close_notify;
 pub mod http1_server;
 pub mod http_backend;
 pub mod keepalive;

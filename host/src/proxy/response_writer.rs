@@ -15,6 +15,7 @@ use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::answer::{Answer, AnswerHeaders};
+use super::close_notify::{self, SealsClose};
 use super::ProxyBody;
 use crate::field_lines::{put_line, Known};
 
@@ -43,25 +44,38 @@ enum Framing {
     UntilClose,
 }
 
+/// How a connection goes on after a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Continuation {
+    /// Another request may follow.
+    KeepAlive,
+    /// The response was whole and the connection closes; the close_notify
+    /// that says so left with its last bytes ([`close_notify`]).
+    Close,
+    /// The body broke off: the connection closes unannounced, so that the
+    /// client cannot take what it got for the whole.
+    Abort,
+}
+
 /// Writes `response` to `stream` through `out` (a buffer kept across a
-/// connection's responses). Returns whether the connection may carry
-/// another request: not when the body had to end with the connection, or
-/// broke off.
+/// connection's responses) and says how the connection goes on: closed
+/// when the request or the router wants it, when the body had to end with
+/// the connection, or when it broke off.
 pub async fn write<S>(
     stream: &mut S,
     out: &mut BytesMut,
     answer: Answer,
     request: Answering<'_>,
-) -> io::Result<bool>
+) -> io::Result<Continuation>
 where
-    S: AsyncWrite + Unpin,
+    S: SealsClose,
 {
     let framing = framing(answer.status, &answer.body, request);
     let keep_alive = request.keep_alive && framing != Framing::UntilClose;
     head(out, &answer, framing, request.version, keep_alive);
     let mut body = answer.body;
     if framing == Framing::None {
-        return flush(stream, out).await.map(|()| keep_alive);
+        return finish(stream, out, keep_alive).await;
     }
     loop {
         // Whatever the body has ready joins the head in the same write;
@@ -99,14 +113,13 @@ where
                 // connection closes.
                 tracing::debug!(%error, "response body broke off");
                 flush(stream, out).await?;
-                return Ok(false);
+                return Ok(Continuation::Abort);
             }
             Gathered::Frame(None) => {
                 if framing == Framing::Chunked {
                     out.put_slice(b"0\r\n\r\n");
                 }
-                flush(stream, out).await?;
-                return Ok(keep_alive);
+                return finish(stream, out, keep_alive).await;
             }
         }
     }
@@ -121,6 +134,22 @@ async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut BytesMut) -> io:
     stream.write_all(out).await?;
     out.clear();
     stream.flush().await
+}
+
+/// Sends the end of a whole response; on a connection that closes after
+/// it, with the close_notify in the same write.
+async fn finish<S: SealsClose>(
+    stream: &mut S,
+    out: &mut BytesMut,
+    keep_alive: bool,
+) -> io::Result<Continuation> {
+    if keep_alive {
+        flush(stream, out).await?;
+        return Ok(Continuation::KeepAlive);
+    }
+    close_notify::send_last(stream, out).await?;
+    out.clear();
+    Ok(Continuation::Close)
 }
 
 fn framing(status: StatusCode, body: &ProxyBody, request: Answering<'_>) -> Framing {
@@ -290,7 +319,16 @@ mod tests {
         }
     }
 
-    async fn written(answer: Answer, method: Method, version: Version) -> (String, bool) {
+    /// A plain byte stream has no close_notify: its last bytes are just
+    /// written.
+    impl SealsClose for Vec<u8> {
+        fn seal_last(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+    }
+
+    async fn written(answer: Answer, method: Method, version: Version) -> (String, Continuation) {
         let mut wire = Vec::new();
         let mut out = BytesMut::new();
         let request = Answering {
@@ -314,7 +352,7 @@ mod tests {
         let answer = answer(full("hello"), &[("x-a", "1"), ("content-length", "99")]);
         let (text, keep) = written(answer, Method::GET, Version::HTTP_11).await;
         assert_eq!(text, "HTTP/1.1 200 OK\nx-a: 1\ncontent-length: 5\n\nhello");
-        assert!(keep);
+        assert_eq!(keep, Continuation::KeepAlive);
     }
 
     #[tokio::test]
@@ -330,11 +368,11 @@ mod tests {
             text,
             "HTTP/1.1 200 OK\ntransfer-encoding: chunked\n\n3\nhel\n2\nlo\n0\n"
         );
-        assert!(keep);
+        assert_eq!(keep, Continuation::KeepAlive);
         let (text, keep) =
             written(streamed_answer(&["hello"]), Method::GET, Version::HTTP_10).await;
         assert_eq!(text, "HTTP/1.0 200 OK\nconnection: close\n\nhello");
-        assert!(!keep);
+        assert_eq!(keep, Continuation::Close);
     }
 
     #[tokio::test]
@@ -346,7 +384,7 @@ mod tests {
         no_content.status = StatusCode::NO_CONTENT;
         let (text, keep) = written(no_content, Method::GET, Version::HTTP_10).await;
         assert_eq!(text, "HTTP/1.0 204 No Content\nconnection: keep-alive\n");
-        assert!(keep);
+        assert_eq!(keep, Continuation::KeepAlive);
     }
 
     #[tokio::test]
@@ -382,7 +420,7 @@ mod tests {
             "HTTP/1.1 200 Fine\nX-Case: 1\nDate: Sun, 29 Nov 2026 13:00:00 GMT\n\
              content-length: 5\n\nhello"
         );
-        assert!(keep);
+        assert_eq!(keep, Continuation::KeepAlive);
         let (text, _) = written(
             relayed("HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", full("")),
             Method::GET,
@@ -413,12 +451,28 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(!keep);
+        assert_eq!(keep, Continuation::Close);
         let text = String::from_utf8(wire).unwrap();
         assert!(
             text.contains("\r\ndate: ") && text.contains(" GMT\r\n"),
             "{text}"
         );
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_off_ends_the_connection_unannounced() {
+        let broken = || {
+            let frames: Vec<Result<_, super::super::BoxError>> = vec![
+                Ok(hyper::body::Frame::data(Bytes::from_static(b"hel"))),
+                Err("the backend went away".into()),
+            ];
+            StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+        };
+        for version in [Version::HTTP_11, Version::HTTP_10] {
+            let (text, next) = written(answer(broken(), &[]), Method::GET, version).await;
+            assert_eq!(next, Continuation::Abort, "{version:?}");
+            assert!(text.ends_with("\nhel"), "{text}");
+        }
     }
 }

@@ -30,6 +30,7 @@ use super::activity::{Activity, IdleWatch};
 use super::client_body::ClientBody;
 use super::client_head::ClientHead;
 use super::client_stream::ClientStream;
+use super::close_notify;
 use super::http1_server::{self, Ended};
 use super::proxy_header::{self, Rejection, Source};
 use super::wake_gate::WakeGate;
@@ -118,7 +119,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     let first = match opening(&mut tls, mode, conn.peer, &mut shutdown).await {
         Opening::Sent(first) => first,
         Opening::ClosedByClient => return,
-        Opening::ClosedByRouter => return announce_close(&mut tls).await,
+        Opening::ClosedByRouter => return close_notify::announce(&mut tls).await,
     };
     if mode == HttpMode::Detect && first.starts_with(H2_PREFACE) {
         let replayed = ClientStream::new(first.to_vec(), tls);
@@ -175,12 +176,6 @@ async fn opening(
         },
         () = shutdown.requested() => Opening::ClosedByRouter,
     }
-}
-
-/// Tells the client that the router closes the connection (TLS
-/// close_notify), bounded: a client that does not read must not hold it.
-async fn announce_close(tls: &mut ClientTls) {
-    let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.shutdown()).await;
 }
 
 /// How an HTTP/2 client starts (RFC 9113 section 3.4).
@@ -346,12 +341,13 @@ async fn http1(
             }
         }
     };
-    // A close the client did not start is announced (TLS close_notify); to
-    // a client that closed first, or broke the connection, it would be a
-    // write to a socket no one reads, answered by a reset (nginx skips it
-    // too).
+    // A close the client did not start is announced (TLS close_notify; a
+    // response that ended the connection carried it already); to a client
+    // that closed first, or broke the connection, it would be a write to a
+    // socket no one reads, answered by a reset (nginx skips it too). A
+    // response cut short gets none (`Ended::Aborted`).
     if ended == Ended::ByRouter {
-        announce_close(&mut tls).await;
+        close_notify::announce(&mut tls).await;
     }
 }
 
