@@ -110,7 +110,7 @@ where
             Gathered::Frame(Some(Err(error))) => {
                 // The client must see the body break off: what was
                 // gathered goes out, no chunked terminator, and the
-                // connection closes.
+                // connection closes with no close_notify.
                 tracing::debug!(%error, "response body broke off");
                 flush(stream, out).await?;
                 return Ok(Continuation::Abort);
