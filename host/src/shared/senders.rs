@@ -10,9 +10,11 @@
 //! seqlock would: *sealing* `n` before the call, *idle* at the number after
 //! it. A master that reads "idle at `n`" lists `n` (nothing is being
 //! sealed, and the next datagram is `n`); one that reads "sealing `n`"
-//! lists `n + 1`, since datagram `n` may be sealed before the read (it is
-//! then refused by that one peer as a replay: a push lost in a race of
-//! microseconds, which pull on miss covers).
+//! lists `n + 1`, since datagram `n` may be sealed before the read. A
+//! datagram sealed before the read and sent after the vouch (or sealed
+//! while it was read) is then refused by that one peer as a replay: the
+//! first copy of a push lost in a race of microseconds, which the push's
+//! repeat under a new number, or a pull on miss, makes up for.
 //! A slot keeps the last process that held it, alive or not; vouching for
 //! a dead one is harmless (it seals nothing more), and a new worker in the
 //! same slot replaces it.
