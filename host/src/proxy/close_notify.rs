@@ -56,21 +56,23 @@ impl<S: SealsClose + ?Sized> SealsClose for Box<S> {
 /// Sends `bytes` and after them the close_notify, in as few writes as the
 /// TLS session's buffer allows (one for a response of up to 64 KiB).
 pub async fn send_last<S: SealsClose>(stream: &mut S, mut bytes: &[u8]) -> io::Result<()> {
+    let mut flushed = false;
     loop {
         let taken = stream.seal_last(bytes)?;
-        bytes = &bytes[taken..];
-        stream.flush().await?;
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        if taken == 0 {
-            // The session's buffer was empty after the flush before: it
+        if taken == 0 && !bytes.is_empty() && flushed {
+            // Its buffer was emptied by the flush before: the session
             // takes nothing, ever.
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 "the TLS session takes no more data",
             ));
         }
+        bytes = &bytes[taken..];
+        stream.flush().await?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        flushed = true;
     }
 }
 
