@@ -11,16 +11,77 @@
 //!   sessions the handshake stored have reached Redis
 //!   ([`crate::session_writes`]).
 //!
-//! One adapter for both, not two stacked: every read and write of the
+//! And one for the connection's end:
+//! - **The last bytes with the FIN.** Once the router knows that the
+//!   connection closes after what it writes next (a closing response,
+//!   [`super::close_notify`]), it says so ([`ClientStream::close_follows`]):
+//!   those writes tell the kernel that more follows (`MSG_MORE`), so their
+//!   last segment waits, and the shutdown that ends the connection sends it
+//!   with the FIN. Written at once, the bytes would leave in one segment
+//!   and the FIN in another, each through both TCP stacks (on loopback, in
+//!   the router's own time), and each acknowledged.
+//!
+//! One adapter for all, not stacked: every read and write of the
 //! connection's life goes through it.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::session_writes::WriteHold;
+
+/// What a [`ClientStream`] runs over: the client's TCP socket, or another
+/// stream (the HTTP/2 replay over TLS, a test's pipe), for which the last
+/// writes are plain writes.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Writes `bufs` as `poll_write_vectored` does, telling the kernel
+    /// that the connection's FIN follows soon, so that a last segment
+    /// shorter than a full one may wait for it. The caller must then shut
+    /// the stream down promptly (`poll_shutdown`), which sends it.
+    fn poll_write_before_fin(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, bufs)
+    }
+}
+
+impl Transport for TcpStream {
+    fn poll_write_before_fin(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let socket = self.get_mut();
+        loop {
+            ready!(socket.poll_write_ready(cx))?;
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                socket2::SockRef::from(&*socket).send_vectored_with_flags(bufs, libc::MSG_MORE)
+            });
+            match sent {
+                // Readiness was stale: it is cleared, wait again.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                sent => return Poll::Ready(sent),
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Transport for tokio_rustls::server::TlsStream<IO> {}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn poll_write_before_fin(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut **self).poll_write_before_fin(cx, bufs)
+    }
+}
 
 /// `inner`, with `prefix` read from it first and writes held by `hold`.
 #[derive(Debug)]
@@ -30,6 +91,9 @@ pub struct ClientStream<S> {
     /// How much of `prefix` has been replayed.
     replayed: usize,
     hold: WriteHold,
+    /// Whether the connection closes after what is written now: the
+    /// writes wait for the FIN, and shutdown sends it.
+    close_follows: bool,
 }
 
 impl<S> ClientStream<S> {
@@ -40,12 +104,19 @@ impl<S> ClientStream<S> {
             prefix,
             replayed: 0,
             hold: WriteHold::default(),
+            close_follows: false,
         }
     }
 
     /// Writes wait for `hold` from now on.
     pub fn hold_writes(&mut self, hold: WriteHold) {
         self.hold = hold;
+    }
+
+    /// The connection closes after the bytes written from now on: they
+    /// leave with the FIN, which the next shutdown sends.
+    pub fn close_follows(&mut self) {
+        self.close_follows = true;
     }
 }
 
@@ -72,14 +143,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+impl<S: Transport> AsyncWrite for ClientStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.hold.poll_release(cx));
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        let inner = Pin::new(&mut this.inner);
+        if this.close_follows {
+            inner.poll_write_before_fin(cx, &[io::IoSlice::new(buf)])
+        } else {
+            inner.poll_write(cx, buf)
+        }
     }
 
     fn poll_write_vectored(
@@ -88,7 +165,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         ready!(self.hold.poll_release(cx));
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let inner = Pin::new(&mut this.inner);
+        if this.close_follows {
+            inner.poll_write_before_fin(cx, bufs)
+        } else {
+            inner.poll_write_vectored(cx, bufs)
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -103,19 +186,87 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     /// Flushes, without `shutdown(2)`: the connection is closed the moment
     /// hyper returns, and `close` sends the FIN just the same (nginx closes
     /// without a shutdown too), so a shutdown first would only be one
-    /// more system call per connection.
+    /// more system call per connection. After [`Self::close_follows`] the
+    /// shutdown is real: it sends the held bytes with the FIN. (`close`
+    /// would too, but not when client bytes lie unread in the socket: then
+    /// it resets the connection, and held bytes would never leave.)
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.hold.poll_release(cx));
-        Pin::new(&mut self.inner).poll_flush(cx)
+        if self.close_follows {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        } else {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
     }
 }
+
+#[cfg(test)]
+impl Transport for tokio::io::DuplexStream {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::session_writes::{register, SessionWrites};
+    use crate::sys::socket::tcp_info;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
     use tokio::sync::oneshot;
+
+    async fn loopback_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let server = accepted.unwrap().0;
+        server.set_nodelay(true).unwrap();
+        (server, client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn after_close_follows_the_last_bytes_leave_with_the_fin_in_one_segment() {
+        const LAST: &[u8] = b"the response, then the close_notify";
+        // The kernel holds a last short segment at most until its probe
+        // timer (some 200 ms): a test stalled that long between the write
+        // and the shutdown sees it sent alone, so a few tries are allowed.
+        for attempt in 1.. {
+            let (server, mut client) = loopback_pair().await;
+            let mut stream = ClientStream::new(Vec::new(), server);
+            let sent_before = tcp_info(&stream.inner).unwrap().tcpi_segs_out;
+            stream.close_follows();
+            stream.write_all(LAST).await.unwrap();
+            let held = tcp_info(&stream.inner).unwrap().tcpi_notsent_bytes;
+            stream.shutdown().await.unwrap();
+            let sent = tcp_info(&stream.inner).unwrap().tcpi_segs_out - sent_before;
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            assert_eq!(received, LAST, "the bytes, then the end");
+            if held as usize == LAST.len() {
+                assert_eq!(sent, 1, "the held bytes and the FIN in one segment");
+                return;
+            }
+            assert!(
+                attempt < 3,
+                "the last bytes did not wait for the FIN ({held} held, {sent} segments)"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_close_follows_bytes_leave_at_once_and_shutdown_only_flushes() {
+        let (server, mut client) = loopback_pair().await;
+        let mut stream = ClientStream::new(Vec::new(), server);
+        stream.write_all(b"reply").await.unwrap();
+        assert_eq!(tcp_info(&stream.inner).unwrap().tcpi_notsent_bytes, 0);
+        let mut got = [0u8; 5];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"reply");
+        // No FIN until the socket closes: the connection is still open.
+        stream.shutdown().await.unwrap();
+        stream.write_all(b" more").await.unwrap();
+        drop(stream);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b" more");
+    }
 
     #[tokio::test]
     async fn replays_the_prefix_then_reads_on_in_any_read_size() {

@@ -16,9 +16,10 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_rustls::server::TlsStream;
 
+use super::client_stream::{ClientStream, Transport};
 use crate::limits;
 
 /// A client stream that can seal the last bytes of a connection together
@@ -31,9 +32,12 @@ pub trait SealsClose: AsyncWrite + Unpin {
     fn seal_last(&mut self, bytes: &[u8]) -> io::Result<usize>;
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> SealsClose for TlsStream<IO> {
+impl<S: Transport> SealsClose for TlsStream<ClientStream<S>> {
     fn seal_last(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let (_, session) = self.get_mut();
+        let (stream, session) = self.get_mut();
+        // The FIN follows the alert: the two leave together
+        // (`client_stream`).
+        stream.close_follows();
         let taken = if bytes.is_empty() {
             0
         } else {
@@ -92,14 +96,30 @@ mod tests {
     use std::task::{Context, Poll};
 
     use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName};
-    use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
+    use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream, ReadBuf};
 
     use super::*;
 
-    /// A stream that counts the writes that carried bytes.
+    /// A stream that counts the writes that carried bytes, and of them
+    /// those told that the FIN follows.
     struct CountedWrites {
         inner: DuplexStream,
         writes: Arc<AtomicUsize>,
+        before_fin: Arc<AtomicUsize>,
+    }
+
+    impl Transport for CountedWrites {
+        fn poll_write_before_fin(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let written = self.as_mut().poll_write_vectored(cx, bufs);
+            if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+                self.before_fin.fetch_add(1, Relaxed);
+            }
+            written
+        }
     }
 
     impl AsyncRead for CountedWrites {
@@ -151,9 +171,10 @@ mod tests {
     }
 
     /// A TLS connection over an in-memory pipe whose server side counts
-    /// its writes: (server, writes so far, client).
+    /// its writes: (server, writes so far, of them before the FIN, client).
     async fn connected() -> (
-        TlsStream<CountedWrites>,
+        TlsStream<ClientStream<CountedWrites>>,
+        Arc<AtomicUsize>,
         Arc<AtomicUsize>,
         tokio_rustls::client::TlsStream<DuplexStream>,
     ) {
@@ -176,24 +197,31 @@ mod tests {
             .with_no_client_auth();
         let (server_end, client_end) = tokio::io::duplex(64 * 1024);
         let writes = Arc::new(AtomicUsize::new(0));
+        let before_fin = Arc::new(AtomicUsize::new(0));
         let counted = CountedWrites {
             inner: server_end,
             writes: Arc::clone(&writes),
+            before_fin: Arc::clone(&before_fin),
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
         let name = ServerName::try_from("localhost").unwrap();
         let (server, client) = tokio::join!(
-            acceptor.accept(counted),
+            acceptor.accept(ClientStream::new(Vec::new(), counted)),
             connector.connect(name, client_end)
         );
-        (server.unwrap(), writes, client.unwrap())
+        (server.unwrap(), writes, before_fin, client.unwrap())
     }
 
     #[tokio::test]
     async fn the_last_bytes_and_the_close_notify_leave_in_one_write() {
-        let (mut server, writes, mut client) = connected().await;
+        let (mut server, writes, before_fin, mut client) = connected().await;
         let before = writes.load(Relaxed);
+        assert_eq!(
+            before_fin.load(Relaxed),
+            0,
+            "the handshake's writes go at once"
+        );
         send_last(
             &mut server,
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
@@ -201,6 +229,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(writes.load(Relaxed) - before, 1, "one write for both");
+        assert_eq!(before_fin.load(Relaxed), 1, "and it waits for the FIN");
         // The shutdown after it writes nothing more.
         announce(&mut server).await;
         assert_eq!(writes.load(Relaxed) - before, 1, "no second close_notify");
@@ -213,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn more_than_the_session_buffers_still_ends_with_the_close_notify() {
-        let (mut server, _, mut client) = connected().await;
+        let (mut server, _, _, mut client) = connected().await;
         let big = vec![b'x'; 200 * 1024];
         let reading = tokio::spawn(async move {
             let mut received = Vec::new();

@@ -36,6 +36,28 @@ pub fn deferred_accept(socket: &impl AsRawFd) -> io::Result<libc::c_int> {
     succeeded(done).map(|()| value)
 }
 
+/// The kernel's account of a TCP connection (`TCP_INFO`): what it sent,
+/// what it holds back.
+#[cfg(test)]
+pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain integers, for which all zeroes is a value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a live local of
+    // that size, and the length back into another; the descriptor is the
+    // socket's own, open while `socket` is borrowed.
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    } == 0;
+    succeeded(done).map(|()| info)
+}
+
 fn set_int(
     socket: &impl AsRawFd,
     level: libc::c_int,
