@@ -129,6 +129,20 @@ pub fn s_client_alpn(
     )
 }
 
+/// Runs `openssl s_client` to `localhost` with `options` and no request:
+/// what it printed, stdout then stderr (a refused handshake's alert is
+/// reported on stderr). Its exit status is not judged.
+pub fn s_client_output(addr: SocketAddr, options: &[&str], ca: &Path) -> String {
+    let mut command = s_client_command(addr, "localhost", ca);
+    command.args(options);
+    let output = tools::run_bounded(&mut command, b"", TIMEOUT);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// What an `s_client -sess_out` file offers when given back with
 /// `-sess_in`, as `openssl sess_id -text` prints it.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Sessions resume for `openssl s_client -sess_out/-sess_in`, TLS 1.2 and
-//! 1.3, and an SNI name's session does not resume under another certificate.
+//! 1.3, and an SNI name's session does not resume under another
+//! certificate; a handshake the router refuses ends with its alert.
 
 use cachet_tests::backends;
-use cachet_tests::openssl::{require_openssl, s_client, s_client_again, Session};
+use cachet_tests::openssl::{require_openssl, s_client, s_client_again, s_client_output, Session};
 use cachet_tests::{cached_router_args, Pki, Router};
 
 const RECONNECTIONS: usize = 10;
@@ -93,6 +94,27 @@ fn sni_session_does_not_resume_under_another_certificate() {
             kind,
             Session::New,
             "{tls}: alpha.test's session resumed for localhost:\n{output}"
+        );
+    }
+}
+
+/// A handshake the router refuses ends with the alert that says why,
+/// though the router keeps a handshake's writes until they are due
+/// (`host/src/proxy/client_stream.rs`): s_client offering only a cipher
+/// the router lacks, TLS 1.3 and 1.2, reads a handshake_failure alert
+/// rather than a bare close.
+#[test]
+fn a_refused_handshake_ends_with_its_alert() {
+    let pki = Pki::new();
+    let (_backend, router) = start(&pki);
+    for options in [
+        ["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"],
+        ["-tls1_2", "-cipher", "AES128-CCM"],
+    ] {
+        let output = s_client_output(router.addr(), &options, &pki.ca_pem);
+        assert!(
+            output.contains("alert handshake failure"),
+            "{options:?}:\n{output}"
         );
     }
 }

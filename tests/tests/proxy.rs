@@ -326,6 +326,63 @@ async fn raw_http_backend(
     (addr, served)
 }
 
+/// A TLS 1.3 client whose request leaves with its Finished gets the
+/// session tickets in the response's segment, with the close_notify and
+/// the FIN: two segments with data in all, the server's flight and that
+/// one (tokio-rustls alone sends the tickets in a segment of their own,
+/// right after the handshake); and the tickets still let it resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_tickets_leave_with_the_response() {
+    let pki = Pki::new();
+    // No body: the response is one write.
+    let (backend, _) = raw_http_backend(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let router = start(&pki, &[format!("http://{backend}")]);
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    let addr = router.addr();
+    tokio::task::spawn_blocking(move || {
+        for expected in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed] {
+            let (kind, segments) = request_with_the_finished(&config, addr);
+            assert_eq!(
+                kind, expected,
+                "the tickets of the first let the second resume"
+            );
+            assert_eq!(
+                segments, 2,
+                "{kind:?}: the flight, then tickets and response in one"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// One request on a new connection, written before the handshake so that
+/// rustls sends it in the same write as its Finished: the handshake's kind
+/// and how many segments with data the client received.
+fn request_with_the_finished(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+) -> (rustls::HandshakeKind, u32) {
+    use std::io::{Read, Write};
+
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::clone(config), name).unwrap();
+    conn.writer()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut received = Vec::new();
+    tls.read_to_end(&mut received)
+        .expect("a response ended by a close_notify");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 204"), "{text}");
+    let kind = tls.conn.handshake_kind().expect("handshake done");
+    (kind, client::data_segments_received(&tls.sock))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_connection_the_backend_closed_is_not_an_error() {
     let pki = Pki::new();

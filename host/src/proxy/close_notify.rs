@@ -109,7 +109,7 @@ mod tests {
     }
 
     impl Transport for CountedWrites {
-        fn poll_write_before_fin(
+        fn poll_write_more(
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             bufs: &[io::IoSlice<'_>],

@@ -289,7 +289,22 @@ async fn handshake(
         !offer.psk_identities.is_empty(),
     );
     let config = Arc::clone(site.configs.get(choice));
-    start.into_stream(config).await
+    let mut accepting = start.into_stream(config);
+    if let Some(stream) = accepting.get_mut() {
+        stream.hold_handshake_writes();
+    }
+    match accepting.into_fallible().await {
+        Ok(mut tls) => {
+            tls.get_mut().0.handshake_done();
+            Ok(tls)
+        }
+        Err((error, mut stream)) => {
+            // The alert that says why is among the held writes.
+            stream.handshake_done();
+            let _ = stream.shutdown().await;
+            Err(error)
+        }
+    }
 }
 
 /// An HTTP/1.x connection whose first bytes are `received`, served by the
