@@ -300,7 +300,7 @@ impl<S: Transport> AsyncRead for ClientStream<S> {
             // client waits for it. Tickets go to the kernel, which holds
             // them for the response's write; the request may be a moment
             // behind the client's Finished.
-            let tickets = this.handshake == HandshakeWrites::Ended;
+            let tickets = this.kept.first() == Some(&APPLICATION_DATA);
             ready!(this.poll_send_kept(cx, tickets))?;
         }
         read
@@ -568,6 +568,19 @@ mod tests {
         assert_eq!(writes(&stream), [(TICKETS.to_vec(), true)]);
         stream.write_all(b"HTTP/1.1 200 OK").await.unwrap();
         assert_eq!(writes(&stream)[1], (b"HTTP/1.1 200 OK".to_vec(), false));
+    }
+
+    #[tokio::test]
+    async fn a_flight_left_at_the_handshakes_end_is_not_held_in_the_kernel() {
+        // TLS 1.2's last flight (ChangeCipherSpec, Finished), still kept
+        // when the handshake ends because the client's request came with
+        // its Finished (False Start): the client may wait for it.
+        let (mut stream, _client) = in_handshake();
+        let last = [20, 3, 3, 0, 1, 1];
+        stream.write_all(&last).await.unwrap();
+        stream.handshake_done();
+        read_waits(&mut stream);
+        assert_eq!(writes(&stream), [(last.to_vec(), false)]);
     }
 
     #[tokio::test]
