@@ -75,6 +75,42 @@ async fn tls13_sessions_resume() {
     resumes_across_reconnections(Tls::V13).await;
 }
 
+/// A TLS 1.3 client that closes right after its handshake and reads on
+/// until the router closes (as `cachet bench` does with no request) still
+/// gets its tickets, which the router keeps to send with a response
+/// (`host/src/proxy/client_stream.rs`): each next connection resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_tickets_reach_a_client_that_closes_after_its_handshake() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new();
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let (_backend, router) = cached_router(&leaf, &[]).await;
+    let config = client::config(&pki, Tls::V13, &[b"http/1.1"]);
+    for i in 0..RECONNECTIONS {
+        let mut tls = client::connect(&config, router.addr(), "localhost")
+            .await
+            .expect("TLS to the router");
+        let kind = tls.get_ref().1.handshake_kind();
+        let expected = if i == 0 {
+            rustls::HandshakeKind::Full
+        } else {
+            rustls::HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(expected), "connection {i}");
+        tls.shutdown().await.unwrap();
+        // The router closes without a close_notify (the client closed
+        // first): an unexpected EOF, after the tickets.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tls.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(read.is_ok(), "connection {i}: the router closes");
+    }
+}
+
 /// Two https sockets with different certificates (both valid for the
 /// client's name): a client offers the first socket's session to the
 /// second, which must refuse it and do a full handshake. Nothing but the

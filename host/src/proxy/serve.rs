@@ -118,7 +118,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     // idle, costs no more than its TLS.
     let first = match opening(&mut tls, mode, conn.peer, &mut shutdown).await {
         Opening::Sent(first) => first,
-        Opening::ClosedByClient => return,
+        Opening::ClosedByClient => return tickets_to_a_closing_client(&mut tls).await,
         Opening::ClosedByRouter => return close_notify::announce(&mut tls).await,
     };
     if mode == HttpMode::Detect && first.starts_with(H2_PREFACE) {
@@ -127,6 +127,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, socket: Socket, mut shu
     } else {
         Box::pin(http1(tls, first, proxy, &conn, &mut shutdown)).await;
     }
+}
+
+/// Sends what the handshake left for a response (TLS 1.3 tickets,
+/// `client_stream`) to a client that closed before asking for one: it may
+/// still read (`cachet bench` with no request, a client that closes its
+/// writing side and drains), and its next connection resumes with them.
+/// Nothing is written when nothing is left; bounded, as a close_notify.
+async fn tickets_to_a_closing_client(tls: &mut ClientTls) {
+    let _ = tokio::time::timeout(limits::CLOSE_NOTIFY_TIMEOUT, tls.flush()).await;
 }
 
 /// How a connection's wait for its first request ended.
