@@ -265,21 +265,7 @@ where
 /// How many segments carrying data `socket` has received (`TCP_INFO`):
 /// how the server split what it sent, whatever the reads made of it.
 pub fn data_segments_received(socket: &impl std::os::fd::AsRawFd) -> u32 {
-    // SAFETY: tcp_info is plain integers, for which all zeroes is a value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into a live local of
-    // that size, and the length back into another; the descriptor is the
-    // socket's own, open while `socket` is borrowed.
-    let done = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(done, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info.tcpi_data_segs_in
+    cachet::sys::socket::tcp_info(socket)
+        .expect("TCP_INFO of a connected socket")
+        .tcpi_data_segs_in
 }

@@ -19,43 +19,44 @@ pub fn defer_accept(socket: &impl AsRawFd, seconds: libc::c_int) -> io::Result<(
 /// The `TCP_DEFER_ACCEPT` hold of a listening socket, in seconds (0: none).
 #[cfg(test)]
 pub fn deferred_accept(socket: &impl AsRawFd) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    get(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT)
+}
+
+/// The kernel's account of a TCP connection (`TCP_INFO`): what it sent,
+/// what it holds back, what it received. For tests, here and end to end
+/// (`tests/`), of how the router's writes become segments.
+pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<libc::tcp_info> {
+    get(socket, libc::IPPROTO_TCP, libc::TCP_INFO)
+}
+
+/// A socket option's value: plain integers, for which all zeroes is a
+/// value (what `get` starts from).
+trait OptionValue: Copy {}
+
+impl OptionValue for libc::c_int {}
+impl OptionValue for libc::tcp_info {}
+
+fn get<T: OptionValue>(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+) -> io::Result<T> {
+    // SAFETY: an `OptionValue` is plain integers: all zeroes is a value.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into a live local of
     // that size, and the length back into another; the descriptor is the
     // socket's own, open while `socket` is borrowed.
     let done = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&mut value as *mut libc::c_int).cast(),
+            level,
+            option,
+            (&mut value as *mut T).cast(),
             &mut len,
         )
     } == 0;
     succeeded(done).map(|()| value)
-}
-
-/// The kernel's account of a TCP connection (`TCP_INFO`): what it sent,
-/// what it holds back.
-#[cfg(test)]
-pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<libc::tcp_info> {
-    // SAFETY: tcp_info is plain integers, for which all zeroes is a value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into a live local of
-    // that size, and the length back into another; the descriptor is the
-    // socket's own, open while `socket` is borrowed.
-    let done = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    } == 0;
-    succeeded(done).map(|()| info)
 }
 
 fn set_int(
