@@ -308,7 +308,8 @@ async fn handshake(
             Ok(tls)
         }
         Err((error, mut stream)) => {
-            // The alert that says why is among the held writes.
+            // The alert that says why is among the kept writes; the
+            // caller's deadline bounds sending it.
             stream.handshake_done();
             let _ = stream.shutdown().await;
             Err(error)
