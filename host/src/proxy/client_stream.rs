@@ -104,25 +104,17 @@ pub struct ClientStream<S> {
     /// How much of `prefix` has been replayed.
     replayed: usize,
     hold: WriteHold,
-    handshake: HandshakeWrites,
-    /// The handshake's writes not yet sent.
+    /// While the TLS handshake goes on, its writes are kept until the
+    /// client may be waiting for them (the router waits to read), or the
+    /// stream shuts down.
+    in_handshake: bool,
+    /// The handshake's writes not yet sent; after the handshake (tickets),
+    /// they go first in the next write, or with `MSG_MORE` when the router
+    /// waits to read.
     kept: Vec<u8>,
     /// Whether the connection closes after what is written now: the
     /// writes wait for the FIN, and shutdown sends it.
     close_follows: bool,
-}
-
-/// Where a connection's TLS handshake writes stand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HandshakeWrites {
-    /// Writes go to the socket (no handshake, or its writes all sent).
-    Sent,
-    /// In the handshake: writes are kept until the client may be waiting
-    /// for them (the router waits to read), or the stream shuts down.
-    Kept,
-    /// After it: what is still kept (tickets) goes first in the next
-    /// write, or with `MSG_MORE` when the router waits to read.
-    Ended,
 }
 
 /// The TLS record content type of application data (RFC 8446, 5.1): the
@@ -137,7 +129,7 @@ impl<S> ClientStream<S> {
             prefix,
             replayed: 0,
             hold: WriteHold::default(),
-            handshake: HandshakeWrites::Sent,
+            in_handshake: false,
             kept: Vec::new(),
             close_follows: false,
         }
@@ -151,15 +143,13 @@ impl<S> ClientStream<S> {
     /// The TLS handshake starts: its writes are kept until the client may
     /// be waiting for them, flushes notwithstanding.
     pub fn hold_handshake_writes(&mut self) {
-        self.handshake = HandshakeWrites::Kept;
+        self.in_handshake = true;
     }
 
     /// The TLS handshake ended: what it left kept (TLS 1.3 session
     /// tickets) goes with the next write.
     pub fn handshake_done(&mut self) {
-        if self.handshake == HandshakeWrites::Kept {
-            self.handshake = HandshakeWrites::Ended;
-        }
+        self.in_handshake = false;
     }
 
     /// The connection closes after the bytes written from now on: they
@@ -181,7 +171,7 @@ impl<S> ClientStream<S> {
     fn due_when_reading(&self) -> bool {
         match self.kept.first() {
             None => false,
-            Some(&APPLICATION_DATA) => self.handshake != HandshakeWrites::Kept,
+            Some(&APPLICATION_DATA) => !self.in_handshake,
             Some(_) => true,
         }
     }
@@ -206,7 +196,8 @@ impl<S: Transport> ClientStream<S> {
     }
 
     /// Writes what is kept, then `bufs`, in one write when the socket
-    /// takes it all; returns how many of `bufs`' bytes were sent.
+    /// takes it all; returns how many of `bufs`' bytes were sent (0 for
+    /// none given).
     fn poll_send_after_kept(
         &mut self,
         cx: &mut Context<'_>,
@@ -225,32 +216,29 @@ impl<S: Transport> ClientStream<S> {
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            let of_kept = n.min(self.kept.len());
-            drop(self.kept.drain(..of_kept));
-            if n > of_kept {
-                self.all_sent();
-                return Poll::Ready(Ok(n - of_kept));
+            if n < self.kept.len() {
+                drop(self.kept.drain(..n));
+                continue;
+            }
+            let of_bufs = n - self.kept.len();
+            // All sent: the buffer goes with them.
+            self.kept = Vec::new();
+            if of_bufs > 0 {
+                return Poll::Ready(Ok(of_bufs));
             }
         }
-        self.all_sent();
         if bufs.iter().all(|buf| buf.is_empty()) {
             return Poll::Ready(Ok(0));
         }
         self.poll_send(cx, bufs, more)
     }
 
-    /// Sends what is kept; with `MSG_MORE` when `more`.
+    /// Sends what is kept, if anything; with `MSG_MORE` when `more`.
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, more: bool) -> Poll<io::Result<()>> {
-        ready!(self.poll_send_after_kept(cx, &[], more))?;
-        Poll::Ready(Ok(()))
-    }
-
-    /// Once nothing is kept after the handshake, writes pass straight.
-    fn all_sent(&mut self) {
-        if self.handshake == HandshakeWrites::Ended && self.kept.is_empty() {
-            self.handshake = HandshakeWrites::Sent;
-            self.kept = Vec::new();
+        if !self.kept.is_empty() {
+            ready!(self.poll_send_after_kept(cx, &[], more))?;
         }
+        Poll::Ready(Ok(()))
     }
 
     fn write_vectored(
@@ -258,20 +246,17 @@ impl<S: Transport> ClientStream<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.handshake {
-            HandshakeWrites::Kept => {
-                // Kept, not sent: the session writes' hold applies when
-                // they leave (`poll_send`).
-                let mut taken = 0;
-                for buf in bufs {
-                    self.kept.extend_from_slice(buf);
-                    taken += buf.len();
-                }
-                Poll::Ready(Ok(taken))
+        if self.in_handshake {
+            // Kept, not sent: the session writes' hold applies when they
+            // leave (`poll_send`).
+            let mut taken = 0;
+            for buf in bufs {
+                self.kept.extend_from_slice(buf);
+                taken += buf.len();
             }
-            HandshakeWrites::Ended => self.poll_send_after_kept(cx, bufs, false),
-            HandshakeWrites::Sent => self.poll_send(cx, bufs, false),
+            return Poll::Ready(Ok(taken));
         }
+        self.poll_send_after_kept(cx, bufs, false)
     }
 }
 
@@ -314,7 +299,7 @@ impl<S: Transport> AsyncWrite for ClientStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.handshake == HandshakeWrites::Sent && !this.close_follows {
+        if !this.in_handshake && this.kept.is_empty() && !this.close_follows {
             ready!(this.hold.poll_release(cx));
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
@@ -336,7 +321,7 @@ impl<S: Transport> AsyncWrite for ClientStream<S> {
     /// Sends nothing kept while the handshake goes on: tokio-rustls
     /// flushes at its end, and the tickets are to wait for the response.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.handshake == HandshakeWrites::Kept {
+        if self.in_handshake {
             return Poll::Ready(Ok(()));
         }
         ready!(self.poll_send_kept(cx, false))?;
@@ -556,7 +541,7 @@ mod tests {
         // Then writes pass straight.
         stream.write_all(b"more").await.unwrap();
         assert_eq!(writes(&stream)[1], (b"more".to_vec(), false));
-        assert_eq!(stream.handshake, HandshakeWrites::Sent);
+        assert!(stream.kept.is_empty() && !stream.in_handshake);
     }
 
     #[tokio::test]
