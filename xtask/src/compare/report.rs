@@ -285,9 +285,9 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
             };
             let ratio = ours / theirs;
             let kernel = results.system_median(key_type, load, Kind::Cachet);
-            let room = (ratio > wanted)
-                .then(|| kernel.map(|kernel| kernel_room(ours, kernel, wanted * theirs)))
-                .flatten()
+            let room = kernel
+                .filter(|_| ratio > wanted)
+                .map(|kernel| kernel_room(ours, kernel, wanted * theirs))
                 .unwrap_or_default();
             lines.push(format!(
                 "{} server CPU per {} ({}): cachet / nginx = {ratio:.2}x, target at most \
@@ -359,8 +359,6 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
     lines
 }
 
-/// `part` of `whole` as a percentage with one decimal; never rounded up to
-/// 100.0% while one is missing.
 /// What a CPU target still short leaves to the router's own work: the
 /// kernel's part of an operation (its TCP work, which every server needs
 /// for the same connections) mostly stays whatever the router does, so a
@@ -384,6 +382,8 @@ fn kernel_room(ours: f64, kernel: f64, allowed: f64) -> String {
     }
 }
 
+/// `part` of `whole` as a percentage with one decimal; never rounded up to
+/// 100.0% while one is missing.
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         return "n/a".to_owned();
