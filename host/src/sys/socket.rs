@@ -31,17 +31,22 @@ pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<libc::tcp_info> {
 
 /// A socket option's value: plain integers, for which all zeroes is a
 /// value (what `get` starts from).
-trait OptionValue: Copy {}
+///
+/// # Safety
+/// An implementor must be valid when all its bytes are zero.
+unsafe trait OptionValue: Copy {}
 
-impl OptionValue for libc::c_int {}
-impl OptionValue for libc::tcp_info {}
+// SAFETY: an integer.
+unsafe impl OptionValue for libc::c_int {}
+// SAFETY: a C struct of integers.
+unsafe impl OptionValue for libc::tcp_info {}
 
 fn get<T: OptionValue>(
     socket: &impl AsRawFd,
     level: libc::c_int,
     option: libc::c_int,
 ) -> io::Result<T> {
-    // SAFETY: an `OptionValue` is plain integers: all zeroes is a value.
+    // SAFETY: all zeroes is a value of any `OptionValue` (its contract).
     let mut value: T = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into a live local of
