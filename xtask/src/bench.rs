@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{anyhow, Context, Result};
 
+use crate::compare::load::{Load, Tls};
 use crate::processes::target_dir;
 use crate::{compare, run};
 
@@ -22,6 +23,16 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
         "take_hit",
         "`take` of a present ticket (TLS 1.3 resumption)",
     ),
+];
+
+/// The group of `host/benches/handshake.rs`, and the load of the
+/// comparison each of its functions times rustls' side of.
+const HANDSHAKE_GROUP: &str = "handshake_server_side";
+const HANDSHAKE_FUNCTIONS: [(&str, Load); 4] = [
+    ("new_tls12", Load::New(Tls::V12)),
+    ("new_tls13", Load::New(Tls::V13)),
+    ("resumed_tls12", Load::Resumed(Tls::V12)),
+    ("resumed_tls13", Load::Resumed(Tls::V13)),
 ];
 
 const USAGE: &str =
@@ -103,6 +114,11 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
         run(
             root,
             "cargo",
+            &["bench", "-p", "cachet", "--bench", "handshake"],
+        )?;
+        run(
+            root,
+            "cargo",
             &["bench", "-p", "cachet-tests", "--bench", "handshakes"],
         )?;
     }
@@ -114,7 +130,11 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
     if let Some(rounds) = rounds {
         plan.rounds = rounds;
     }
-    let results = compare::run(root, plan)?;
+    let mut results = compare::run(root, plan)?;
+    results.tls_alone = tls_alone(&target_dir(root).join("criterion")).unwrap_or_else(|e| {
+        eprintln!("xtask: rustls' side of the handshakes not measured: {e:#}");
+        Vec::new()
+    });
     let docs = root.join("docs");
     fs::create_dir_all(&docs).context("docs/")?;
     compare::chart::draw(
@@ -148,10 +168,35 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The medians of `host/benches/handshake.rs`, in microseconds, by load.
+fn tls_alone(criterion: &Path) -> Result<Vec<(Load, f64)>> {
+    HANDSHAKE_FUNCTIONS
+        .iter()
+        .map(|(function, load)| {
+            Ok((
+                *load,
+                median_ns(criterion, HANDSHAKE_GROUP, function)? / 1e3,
+            ))
+        })
+        .collect()
+}
+
 /// The criterion and router sections, from the benchmarks' result files.
 fn micro_sections(root: &Path) -> Result<String> {
     let handshakes = handshake_table(root)?;
     let criterion = target_dir(root).join("criterion");
+    // Missing results (a `--skip-micro` run before this bench existed) leave
+    // the other sections be.
+    let tls_table = match tls_alone(&criterion) {
+        Ok(rows) => rows.iter().fold(
+            String::from("| handshake | rustls' side (us) |\n|---|---:|\n"),
+            |mut table, (load, us)| {
+                writeln!(table, "| {} | {us:.1} |", load.short()).expect("writing to a String");
+                table
+            },
+        ),
+        Err(e) => format!("Not measured: {e:#}\n"),
+    };
     let mut table = String::from(
         "| operation | cachet-core (ns) | rustls `ServerSessionMemoryCache` (ns) | rustls / cachet |\n|---|---:|---:|---:|\n",
     );
@@ -179,6 +224,16 @@ fn micro_sections(root: &Path) -> Result<String> {
          its value side by side, a whole number of cache lines. (With slot and value chunk\n\
          apart, a `get` took twice as long as rustls'.) In a running router either is noise\n\
          next to a resumed handshake, about 140 us here.\n\n\
+         ## rustls' side of a handshake, through memory\n\n\
+         `cargo bench -p cachet --bench handshake`: the router's TLS configuration (its\n\
+         cipher order and key schedule, sessions in the shared cache, a self-signed ECDSA\n\
+         P-256 certificate) against the load generator's client, the two talking through\n\
+         memory; only the server's calls are timed (median per handshake). No socket, no\n\
+         kernel, no runtime, caches warm: the least user time a handshake of that kind costs\n\
+         a router on rustls. Added to the kernel's part of the comparison's CPU figures, it\n\
+         tells a CPU target within the router's reach from one beyond it (the targets\n\
+         above).\n\n\
+         {tls_table}\n\
          ## Handshakes per second of a running router\n\n\
          `cargo bench -p cachet-tests --bench handshakes`: a release `cachet` with the session\n\
          cache on and one HTTP backend; {connections} concurrent rustls clients for {secs} s per\n\

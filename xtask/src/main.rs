@@ -141,8 +141,15 @@ fn ci() -> Result<()> {
         return Err(anyhow!("`cargo test --workspace` failed"));
     }
     // The comparison with nginx, HAProxy and hitch, every step once on
-    // cachet alone, so that it cannot rot between full runs.
+    // cachet alone, so that it cannot rot between full runs; and each
+    // in-memory handshake of the benchmark once (it checks that the
+    // resumed ones resume).
     bench::smoke_run(&root)?;
+    run(
+        &root,
+        "cargo",
+        &["test", "-p", "cachet", "--bench", "handshake"],
+    )?;
     // The no_std crates build for a microcontroller, with and without
     // defmt logging; the example appliance firmware links.
     for package in ["cachet-core", "cachet-appliance"] {

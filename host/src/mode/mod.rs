@@ -22,6 +22,35 @@ use crate::config::Config;
 use crate::listen::Listeners;
 use crate::shutdown;
 
+/// The rustls configuration a worker serves `config`'s first https socket
+/// with: its default certificate, the router's cipher order and key
+/// schedule, and (with `ssl-sessions-use-cache`) sessions in a session
+/// cache of its own, created here as a master creates its workers' (no
+/// cluster, no Redis). It lets a measurement time the TLS work apart from
+/// sockets and the runtime (`benches/handshake.rs`).
+pub fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    use anyhow::Context;
+    let https = config
+        .https
+        .first()
+        .context("the configuration has no https socket")?;
+    let region = startup::create_region(config)?;
+    let store =
+        crate::store::SessionStore::new(region, config.ssl_sessions_timeout, None, None, None);
+    let sessions = match (&store, config.ssl_sessions_use_cache) {
+        (Some(store), true) => crate::tls::Sessions::Cache(store),
+        _ => crate::tls::Sessions::RustlsDefault,
+    };
+    let endpoint = crate::tls::Endpoint::build(
+        https,
+        &config.sni,
+        config.https_session_context.as_deref(),
+        sessions,
+    )?;
+    let sites = endpoint.current();
+    Ok(std::sync::Arc::clone(sites.select(None).configs.config()))
+}
+
 /// Runs the router `config` describes (as a lone process or as a master
 /// with its workers) until SIGTERM or SIGINT. `args` are the command line,
 /// which a master passes on to its workers.

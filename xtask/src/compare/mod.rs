@@ -163,6 +163,11 @@ pub(crate) struct Results {
     pub s_time: Vec<STime>,
     /// System calls per proxied request, per server (ECDSA).
     pub syscalls: Vec<(Kind, f64)>,
+    /// What rustls' side of each handshake load costs through memory, in
+    /// microseconds (`cargo bench -p cachet --bench handshake`): the least
+    /// user time a handshake of that kind can cost a router on rustls, which
+    /// the CPU verdicts add to the kernel's part. Empty when not measured.
+    pub tls_alone: Vec<(Load, f64)>,
     /// Servers that failed to start or to serve, and why.
     pub failures: Vec<String>,
     /// What the servers logged on the way, summarised.

@@ -285,9 +285,14 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
             };
             let ratio = ours / theirs;
             let kernel = results.system_median(key_type, load, Kind::Cachet);
+            let tls_alone = results
+                .tls_alone
+                .iter()
+                .find(|(measured, _)| *measured == load)
+                .map(|(_, us)| *us);
             let room = kernel
                 .filter(|_| ratio > wanted)
-                .map(|kernel| kernel_room(ours, kernel, wanted * theirs))
+                .map(|kernel| kernel_room(ours, kernel, tls_alone, wanted * theirs))
                 .unwrap_or_default();
             lines.push(format!(
                 "{} server CPU per {} ({}): cachet / nginx = {ratio:.2}x, target at most \
@@ -361,24 +366,32 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
 
 /// What a CPU target still short leaves to the router's own work: the
 /// kernel's part of an operation (its TCP work, which every server needs
-/// for the same connections) mostly stays whatever the router does, so a
-/// target is met by cutting the rest to `allowed` minus the kernel's part.
-/// Said so that a short verdict tells a target within reach of the
-/// router's code from one the kernel's part alone exceeds.
-fn kernel_room(ours: f64, kernel: f64, allowed: f64) -> String {
+/// for the same connections) mostly stays whatever the router does, and so
+/// does rustls' side of a handshake (`tls_alone`, measured through memory,
+/// when known), so a target is met by cutting the rest to `allowed` minus
+/// those. Said so that a short verdict tells a target within reach of the
+/// router's code from one that the kernel and the TLS library alone exceed.
+fn kernel_room(ours: f64, kernel: f64, tls_alone: Option<f64>, allowed: f64) -> String {
     let own = ours - kernel;
     let own_allowed = allowed - kernel;
     if own_allowed <= 0.0 {
-        format!(
+        return format!(
             " (the kernel's part alone, {kernel:.1} us, is over the {allowed:.1} us the \
              target allows)"
-        )
-    } else {
-        format!(
+        );
+    }
+    match tls_alone {
+        Some(tls) if kernel + tls > allowed => format!(
+            " (the kernel's part, {kernel:.1} us, and rustls' side of the handshake \
+             alone, {tls:.1} us through memory, make {:.1} us, over the {allowed:.1} us \
+             the target allows: out of the router's reach on this machine)",
+            kernel + tls
+        ),
+        _ => format!(
             " (with the kernel's part, {kernel:.1} us, as it is: the router's own \
              {own:.1} us down to {own_allowed:.1}, {:.0}% less)",
             100.0 * (1.0 - own_allowed / own)
-        )
+        ),
     }
 }
 
@@ -879,6 +892,28 @@ mod tests {
             ),
             "{}",
             verdict(&beyond)
+        );
+        // With rustls' side measured: 30 us of kernel and 5 of TLS leave
+        // 1 us of the 36 allowed; 30 and 7 leave none.
+        let mut with_tls = resumed_tls12((15_000.0, 48.0, 30.0), (14_000.0, 60.0, 30.0));
+        with_tls.tls_alone = vec![(Load::Resumed(Tls::V12), 5.0)];
+        assert!(
+            verdict(&with_tls).ends_with("the router's own 18.0 us down to 6.0, 67% less)"),
+            "{}",
+            verdict(&with_tls)
+        );
+        with_tls.tls_alone = vec![
+            (Load::Resumed(Tls::V13), 1.0),
+            (Load::Resumed(Tls::V12), 7.0),
+        ];
+        assert!(
+            verdict(&with_tls).ends_with(
+                "**short** (the kernel's part, 30.0 us, and rustls' side of the handshake \
+                 alone, 7.0 us through memory, make 37.0 us, over the 36.0 us the target \
+                 allows: out of the router's reach on this machine)"
+            ),
+            "{}",
+            verdict(&with_tls)
         );
         let met = resumed_tls12((15_000.0, 34.0, 30.0), (14_000.0, 60.0, 30.0));
         assert!(
