@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 
 use cachet::config::{Command, Config};
 use criterion::{criterion_group, criterion_main, Criterion};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, HandshakeKind, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, NamedGroup, ServerConfig, ServerConnection,
+};
 
 /// The router's configuration for a socket with a self-signed ECDSA P-256
 /// certificate (rcgen's default) and sessions in the cache, as the
@@ -45,18 +48,33 @@ fn server_config() -> Arc<ServerConfig> {
 /// The load generator's client (`cachet bench --insecure --tls VERSION`),
 /// with a session store of its own when `resume`.
 fn client_config(version: &str, resume: bool) -> Arc<ClientConfig> {
+    client_config_over(version, resume, aws_lc_rs::default_provider())
+}
+
+/// The same client offering `provider`'s key exchange groups.
+fn client_config_over(version: &str, resume: bool, provider: CryptoProvider) -> Arc<ClientConfig> {
     let args = ["--insecure", "--tls", version, "127.0.0.1:443"].map(OsString::from);
     let options = match cachet_bench::options::parse(&args) {
         Ok(cachet_bench::options::Parsed::Run(options)) => options,
         other => panic!("the bench's client options: {other:?}"),
     };
-    let base = cachet_bench::tls::base_config(&options).expect("the client's configuration");
+    let base = cachet_bench::tls::config_with_provider(&options, Arc::new(provider))
+        .expect("the client's configuration");
     cachet_bench::tls::client_config(&base, resume)
+}
+
+/// How a handshake went, on the server's side.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    kind: HandshakeKind,
+    /// The key exchange group, where the handshake made one (not a TLS 1.2
+    /// resumption).
+    group: Option<NamedGroup>,
 }
 
 /// One handshake through memory, to its end (TLS 1.3 tickets included);
 /// returns the time spent in the server's calls and how it went.
-fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duration, HandshakeKind) {
+fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duration, Outcome) {
     let name = ServerName::try_from("localhost").expect("a valid name");
     let mut client = ClientConnection::new(Arc::clone(client), name).expect("a client connection");
     let started = Instant::now();
@@ -98,11 +116,16 @@ fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duratio
         !client.is_handshaking() && !server_conn.is_handshaking(),
         "the handshake stalled"
     );
-    let kind = server_conn.handshake_kind().expect("a finished handshake");
+    let outcome = Outcome {
+        kind: server_conn.handshake_kind().expect("a finished handshake"),
+        group: server_conn
+            .negotiated_key_exchange_group()
+            .map(|group| group.name()),
+    };
     let started = Instant::now();
     drop(server_conn);
     spent += started.elapsed();
-    (spent, kind)
+    (spent, outcome)
 }
 
 /// Hands `bytes` to `read_tls` until it has taken them all (it takes at
@@ -114,37 +137,66 @@ fn feed(bytes: &mut &[u8], mut read_tls: impl FnMut(&mut dyn Read) -> std::io::R
 }
 
 fn bench(c: &mut Criterion) {
+    use HandshakeKind::{Full, Resumed};
+    use NamedGroup::{X25519, X25519MLKEM768};
     let server = server_config();
+    // Each client with how its handshakes must go: a resumption that
+    // quietly became a full handshake, or another key exchange than the
+    // one named, would measure the wrong thing. A TLS 1.2 resumption makes
+    // no key exchange; rustls offers the post-quantum hybrid first for TLS
+    // 1.3, and the router takes it.
+    let outcome = |kind, group| Outcome { kind, group };
+    let mut clients = vec![
+        (
+            "new_tls12",
+            client_config("1.2", false),
+            outcome(Full, Some(X25519)),
+        ),
+        (
+            "resumed_tls12",
+            client_config("1.2", true),
+            outcome(Resumed, None),
+        ),
+        (
+            "new_tls13",
+            client_config("1.3", false),
+            outcome(Full, Some(X25519MLKEM768)),
+        ),
+        (
+            "resumed_tls13",
+            client_config("1.3", true),
+            outcome(Resumed, Some(X25519MLKEM768)),
+        ),
+    ];
+    // What the post-quantum half of the key exchange costs a TLS 1.3
+    // resumption: the same client offering X25519 alone, which is what the
+    // OpenSSL 3.0 servers of the comparison agree on.
+    let x25519_alone = CryptoProvider {
+        kx_groups: vec![aws_lc_rs::kx_group::X25519],
+        ..aws_lc_rs::default_provider()
+    };
+    clients.push((
+        "resumed_tls13_x25519",
+        client_config_over("1.3", true, x25519_alone),
+        outcome(Resumed, Some(X25519)),
+    ));
     let mut group = c.benchmark_group("handshake_server_side");
-    for version in ["1.2", "1.3"] {
-        for resume in [false, true] {
-            let client = client_config(version, resume);
-            let expected = if resume {
-                // The first handshake leaves the client a session or ticket.
-                handshake(&server, &client);
-                HandshakeKind::Resumed
-            } else {
-                HandshakeKind::Full
-            };
-            let name = format!(
-                "{}_tls{}",
-                if resume { "resumed" } else { "new" },
-                version.replace('.', "")
-            );
-            group.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let (spent, kind) = handshake(&server, &client);
-                        // A resumption that quietly became a full handshake
-                        // would measure the wrong thing.
-                        assert_eq!(kind, expected, "TLS {version}");
-                        total += spent;
-                    }
-                    total
-                })
-            });
+    for (name, client, expected) in clients {
+        if expected.kind == Resumed {
+            // The first handshake leaves the client a session or ticket.
+            handshake(&server, &client);
         }
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (spent, outcome) = handshake(&server, &client);
+                    assert_eq!(outcome, expected, "{name}");
+                    total += spent;
+                }
+                total
+            })
+        });
     }
     group.finish();
 }
