@@ -25,9 +25,10 @@ const CACHE_GROUPS: [(&str, &str); 3] = [
     ),
 ];
 
-/// The group of `host/benches/handshake.rs`, and the load of the
-/// comparison each of its functions times rustls' side of.
+/// The criterion group of `host/benches/handshake.rs`.
 const HANDSHAKE_GROUP: &str = "handshake_server_side";
+/// Its functions, each with the load of the comparison whose handshakes it
+/// times rustls' side of.
 const HANDSHAKE_FUNCTIONS: [(&str, Load); 4] = [
     ("new_tls12", Load::New(Tls::V12)),
     ("new_tls13", Load::New(Tls::V13)),
