@@ -33,3 +33,18 @@ fn library() -> Option<PathBuf> {
         .map(|entry| entry.path().join("faketime/libfaketimeMT.so.1"))
         .find(|path| path.is_file())
 }
+
+/// Removes what libfaketime leaves in `/dev/shm` for process `pid` when
+/// that process is killed rather than exiting (its destructor removes them
+/// at a normal exit): a semaphore and a shared memory object named after
+/// the pid. Left there, they pile up, a pair per killed router, on a
+/// machine that runs the tests again and again. Nothing to do for a
+/// process that ran without libfaketime.
+pub fn remove_leftovers(pid: u32) {
+    for name in [
+        format!("faketime_shm_{pid}"),
+        format!("sem.faketime_sem_{pid}"),
+    ] {
+        let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(name));
+    }
+}

@@ -537,5 +537,7 @@ impl Drop for Router {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Only the first process makes them (workers inherit its objects).
+        faketime::remove_leftovers(self.child.id());
     }
 }
