@@ -369,8 +369,9 @@ pub(crate) fn verdicts(results: &Results, plan: &Plan) -> Vec<String> {
 /// for the same connections) mostly stays whatever the router does, and so
 /// does rustls' side of a handshake (`tls_alone`, measured through memory,
 /// when known and below the router's own part), so a target is met by
-/// cutting the rest to `allowed` minus those. Said so that a short verdict tells a target within reach of the
-/// router's code from one that the kernel and the TLS library alone exceed.
+/// cutting the rest to `allowed` minus those. Said so that a short verdict
+/// tells a target within reach of the router's code from one that the
+/// kernel and the TLS library alone exceed.
 fn kernel_room(ours: f64, kernel: f64, tls_alone: Option<f64>, allowed: f64) -> String {
     let own = ours - kernel;
     let own_allowed = allowed - kernel;
