@@ -139,10 +139,7 @@ impl Reloader {
         let config = read_config(&self.args)?;
 
         let mut refused = fixed_changes(&self.running, &config);
-        let sessions = match (&self.store, self.running.ssl_sessions_use_cache) {
-            (Some(store), true) => Sessions::Cache(store),
-            _ => Sessions::RustlsDefault,
-        };
+        let sessions = Sessions::chosen(self.store.as_deref(), self.running.ssl_sessions_use_cache);
 
         // Sockets are matched by their configured address (as written, so
         // several `:0` sockets pair up in order).

@@ -32,10 +32,7 @@ pub async fn serve(
     mut shutdown: Shutdown,
     ready: impl FnOnce(),
 ) -> Result<()> {
-    let sessions = match (&store, config.ssl_sessions_use_cache) {
-        (Some(store), true) => Sessions::Cache(store),
-        _ => Sessions::RustlsDefault,
-    };
+    let sessions = Sessions::chosen(store.as_deref(), config.ssl_sessions_use_cache);
     let metrics = Arc::clone(&proxy.metrics);
     let proxy_log = proxy.access_log.clone();
 

@@ -37,10 +37,7 @@ pub fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::Serv
     let region = startup::create_region(config)?;
     let store =
         crate::store::SessionStore::new(region, config.ssl_sessions_timeout, None, None, None);
-    let sessions = match (&store, config.ssl_sessions_use_cache) {
-        (Some(store), true) => crate::tls::Sessions::Cache(store),
-        _ => crate::tls::Sessions::RustlsDefault,
-    };
+    let sessions = crate::tls::Sessions::chosen(store.as_ref(), config.ssl_sessions_use_cache);
     let endpoint = crate::tls::Endpoint::build(
         https,
         &config.sni,

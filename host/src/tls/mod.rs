@@ -42,6 +42,18 @@ pub enum Sessions<'a> {
     Cache(&'a SessionStore),
 }
 
+impl<'a> Sessions<'a> {
+    /// The cache when the router has one (`store`) and is told to keep
+    /// sessions there (`ssl-sessions-use-cache`); rustls' defaults
+    /// otherwise.
+    pub fn chosen(store: Option<&'a SessionStore>, use_cache: bool) -> Self {
+        match store {
+            Some(store) if use_cache => Sessions::Cache(store),
+            _ => Sessions::RustlsDefault,
+        }
+    }
+}
+
 /// A certificate ready to serve, with its session namespace. (Cheap to
 /// clone: a connection keeps the one it started with.)
 #[derive(Clone, Debug)]
