@@ -143,7 +143,7 @@ pub(crate) fn all(root: &Path, args: &[String]) -> Result<()> {
         "cachet / peer, medians on loopback (lines: 1x, and 1.5x for resumption)",
         &compare::report::bars(&results),
     )?;
-    let micro = micro_sections(root).unwrap_or_else(|e| {
+    let micro = micro_sections(root, &results.tls_alone).unwrap_or_else(|e| {
         format!("## Session cache and router microbenchmarks\n\nNot available: {e:#}\n")
     });
     let flags = format!(
@@ -182,14 +182,16 @@ fn tls_alone(criterion: &Path) -> Result<Vec<(Load, f64)>> {
         .collect()
 }
 
-/// The criterion and router sections, from the benchmarks' result files.
-fn micro_sections(root: &Path) -> Result<String> {
+/// The criterion and router sections, from the benchmarks' result files
+/// (`tls_alone` already read from them).
+fn micro_sections(root: &Path, tls_alone: &[(Load, f64)]) -> Result<String> {
     let handshakes = handshake_table(root)?;
     let criterion = target_dir(root).join("criterion");
     // Missing results (a `--skip-micro` run before this bench existed) leave
     // the other sections be.
-    let tls_table = match tls_alone(&criterion) {
-        Ok(rows) => {
+    let tls_table = match tls_alone {
+        [] => "Not measured (`cargo bench -p cachet --bench handshake`).\n".to_owned(),
+        rows => {
             let mut table = String::from("| handshake | rustls' side (us) |\n|---|---:|\n");
             for (load, us) in rows {
                 writeln!(table, "| {} | {us:.1} |", load.short()).expect("writing to a String");
@@ -204,7 +206,6 @@ fn micro_sections(root: &Path) -> Result<String> {
             }
             table
         }
-        Err(e) => format!("Not measured: {e:#}\n"),
     };
     let mut table = String::from(
         "| operation | cachet-core (ns) | rustls `ServerSessionMemoryCache` (ns) | rustls / cachet |\n|---|---:|---:|---:|\n",
