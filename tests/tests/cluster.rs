@@ -27,7 +27,7 @@ use cachet_tests::openssl::{require_openssl, s_client, Session};
 use cachet_tests::ports::on_free_udp_ports;
 use cachet_tests::sync_tap::SyncTap;
 use cachet_tests::udp_proxy::{Capture, Faults, UdpProxy, XorShift};
-use cachet_tests::{counter, rejected_but_replays, run_to_exit, wait_until, Router};
+use cachet_tests::{counter, rejected_but_races, run_to_exit, wait_until, Router};
 use rustls::ClientConfig;
 use serde_json::Value;
 
@@ -238,7 +238,7 @@ async fn sessions_resume_on_every_node() {
             assert!(counter(&s, "applied_sets") > 0, "{name}: {s:#}");
             assert!(counter(&s["pulls"], "found") >= 5, "{name}: {s:#}");
         }
-        assert_eq!(rejected_but_replays(&s), 0, "{name}: {s:#}");
+        assert_eq!(rejected_but_races(&s), 0, "{name}: {s:#}");
         let peers = s["peers"].as_array().expect("peers");
         assert!(peers.len() >= 2, "{name}: {s:#}");
         for peer in peers {

@@ -30,7 +30,7 @@ use cachet_tests::cluster::{
     key_hex, key_secret, mesh_of, pushed_sets, resumes, sync, write_keys, Harness, SETTLE,
 };
 use cachet_tests::open_files::{assert_secrets_absent, assert_secrets_not_shown};
-use cachet_tests::{counter, rejected_but_replays, wait_until, Router};
+use cachet_tests::{counter, rejected_but_races, wait_until, Router};
 use serde_json::{json, Value};
 
 /// Processes with a sync node in each router: the master and the workers.
@@ -143,7 +143,7 @@ impl Cluster {
         for (i, node) in self.nodes.iter().enumerate() {
             let s = sync(node);
             assert_eq!(
-                rejected_but_replays(&s),
+                rejected_but_races(&s),
                 0,
                 "{state}: router {i} rejected: {s:#}"
             );
@@ -319,7 +319,7 @@ async fn a_bad_key_file_keeps_the_running_keys_and_a_stranger_key_is_rejected() 
         sync(b)
     );
     assert_eq!(pushed_sets(b), before, "{:#}", sync(b));
-    assert_eq!(rejected_but_replays(&sync(b)), rejected(b), "{:#}", sync(b));
+    assert_eq!(rejected_but_races(&sync(b)), rejected(b), "{:#}", sync(b));
 
     // No key's bytes, raw or hex, in any file a router's process holds
     // open (the shared region's memfd included: keys live only in each
